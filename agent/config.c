@@ -1,0 +1,512 @@
+/* Daemon configuration: built-in defaults, then the config file, then the
+ * command line. See etc/xenapid.conf for the file format and every key. */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+
+#ifndef XENAPID_VERSION
+#define XENAPID_VERSION "0.1.0"
+#endif
+
+/* Used when no --config is given and it exists: running from a source tree. */
+#define DEFAULT_CONFIG_FILE "./etc/xenapid.conf"
+#define DEFAULT_ACCOUNTS_FILE "etc/accounts"
+
+static inline void freep(void *p) {
+    free(*(void **)p);
+}
+static inline void fclosep(FILE **f) {
+    if (*f)
+        fclose(*f);
+}
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+__attribute__((format(printf, 2, 3))) static int config_error(const char *where, const char *fmt, ...) {
+    va_list ap;
+
+    fprintf(stderr, "xenapid: %s: ", where);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -EINVAL;
+}
+
+/* --- values ---------------------------------------------------------------- */
+
+static int parse_port(const char *s, int *ret) {
+    long v = 0;
+
+    if (!*s || strlen(s) > 5)
+        return -EINVAL;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        v = v * 10 + (*p - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -EINVAL;
+    *ret = (int)v;
+    return 0;
+}
+
+/* HOST:PORT, or [IPV6]:PORT. The host is returned without brackets, as
+ * getaddrinfo() wants it. */
+static int parse_listen(const char *where, const char *s, char **ret_host, int *ret_port) {
+    const char *host, *colon, *port;
+    size_t hostlen;
+    char *h = NULL;
+    int p = 0;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+
+        if (!close)
+            return config_error(where, "invalid listen address '%s': missing ']'", s);
+        host = s + 1;
+        hostlen = (size_t)(close - host);
+        if (hostlen == 0 || !memchr(host, ':', hostlen))
+            return config_error(where, "invalid listen address '%s': expected an IPv6 address in brackets", s);
+        if (close[1] != ':')
+            return config_error(where, "invalid listen address '%s': expected [ADDRESS]:PORT", s);
+        port = close + 2;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return config_error(where, "invalid listen address '%s': expected HOST:PORT", s);
+        host = s;
+        hostlen = (size_t)(colon - s);
+        if (hostlen == 0)
+            return config_error(where, "invalid listen address '%s': the host is missing", s);
+        if (memchr(host, ':', hostlen))
+            return config_error(where, "invalid listen address '%s': write IPv6 addresses in brackets, as [::1]:8080",
+                                s);
+        port = colon + 1;
+    }
+    if (parse_port(port, &p) < 0)
+        return config_error(where, "invalid port '%s' in listen address '%s': expected 1..65535", port, s);
+    h = strndup(host, hostlen);
+    if (!h)
+        return -ENOMEM;
+    *ret_host = h;
+    *ret_port = p;
+    return 0;
+}
+
+static int parse_int(const char *s, int min, int max, int *ret) {
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end || v < min || v > max)
+        return -EINVAL;
+    *ret = (int)v;
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int level;
+} log_levels[] = {
+    {"emerg", LOG_EMERG},     {"emergency", LOG_EMERG}, {"alert", LOG_ALERT}, {"crit", LOG_CRIT},
+    {"critical", LOG_CRIT},   {"err", LOG_ERR},         {"error", LOG_ERR},   {"warning", LOG_WARNING},
+    {"warn", LOG_WARNING},    {"notice", LOG_NOTICE},   {"info", LOG_INFO},   {"debug", LOG_DEBUG},
+};
+
+static int parse_log_level(const char *s, int *ret) {
+    for (size_t i = 0; i < sizeof log_levels / sizeof log_levels[0]; i++)
+        if (strcasecmp(s, log_levels[i].name) == 0) {
+            *ret = log_levels[i].level;
+            return 0;
+        }
+    return parse_int(s, LOG_EMERG, LOG_DEBUG, ret);
+}
+
+/* --- keys ------------------------------------------------------------------ */
+
+typedef enum key_kind {
+    KEY_LISTEN,
+    KEY_PATH,       /* non-empty string */
+    KEY_PATH_EMPTY, /* string, "" allowed (disables) */
+    KEY_CHOICE,     /* one of choices[] */
+    KEY_LOG_LEVEL,
+    KEY_INT, /* min..max */
+} key_kind;
+
+static const char *const backend_choices[] = {"sim", "libxl", NULL};
+static const char *const log_target_choices[] = {"auto", "journal", "stderr", NULL};
+
+static const struct config_key {
+    const char *name;
+    key_kind kind;
+    size_t offset;
+    int min, max;
+    const char *const *choices;
+} config_keys[] = {
+    {"listen", KEY_LISTEN, 0, 0, 0, NULL},
+    {"unix_socket", KEY_PATH_EMPTY, offsetof(agent_config, unix_socket), 0, 0, NULL},
+    {"state_dir", KEY_PATH, offsetof(agent_config, state_dir), 0, 0, NULL},
+    {"accounts_file", KEY_PATH, offsetof(agent_config, accounts_file), 0, 0, NULL},
+    {"backend", KEY_CHOICE, offsetof(agent_config, backend), 0, 0, backend_choices},
+    {"log_target", KEY_CHOICE, offsetof(agent_config, log_target), 0, 0, log_target_choices},
+    {"log_level", KEY_LOG_LEVEL, offsetof(agent_config, log_level), 0, 0, NULL},
+    {"max_sessions", KEY_INT, offsetof(agent_config, max_sessions), 1, INT_MAX, NULL},
+    {"session_idle_timeout", KEY_INT, offsetof(agent_config, session_idle_timeout), 1, INT_MAX, NULL},
+    {"auth_fail_delay_ms", KEY_INT, offsetof(agent_config, auth_fail_delay_ms), 0, 600000, NULL},
+    {"max_connections", KEY_INT, offsetof(agent_config, max_connections), 1, INT_MAX, NULL},
+    {"connection_timeout", KEY_INT, offsetof(agent_config, connection_timeout), 0, INT_MAX, NULL},
+    {"max_tasks", KEY_INT, offsetof(agent_config, max_tasks), 1, INT_MAX, NULL},
+    {"event_batch_delay_ms", KEY_INT, offsetof(agent_config, event_batch_delay_ms), 0, 60000, NULL},
+};
+
+/* "a, b or c", for messages; static storage (errors only, single-threaded start-up). */
+static const char *choices_text(const char *const *choices) {
+    static char buf[128];
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; choices[i] && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i == 0 ? "" : choices[i + 1] ? ", " : " or ",
+                              choices[i]);
+    return buf;
+}
+
+static int replace_string(char **field, const char *value) {
+    char *s = strdup(value);
+
+    if (!s)
+        return -ENOMEM;
+    free(*field);
+    *field = s;
+    return 0;
+}
+
+/* Sets key to value in c; `where` names the origin for messages ("FILE:LINE"
+ * or "--option"). */
+static int apply_key(agent_config *c, const char *where, const char *key, const char *value) {
+    const struct config_key *k = NULL;
+    char *base = (char *)c;
+
+    for (size_t i = 0; i < sizeof config_keys / sizeof config_keys[0]; i++)
+        if (strcmp(config_keys[i].name, key) == 0) {
+            k = &config_keys[i];
+            break;
+        }
+    if (!k)
+        return config_error(where, "unknown key '%s'", key);
+
+    switch (k->kind) {
+    case KEY_LISTEN: {
+        char *host = NULL;
+        int port = 0, rc;
+
+        rc = parse_listen(where, value, &host, &port);
+        if (rc < 0)
+            return rc;
+        free(c->listen_host);
+        c->listen_host = host;
+        c->listen_port = port;
+        return 0;
+    }
+    case KEY_PATH:
+        if (!*value)
+            return config_error(where, "%s must not be empty", key);
+        return replace_string((char **)(base + k->offset), value);
+    case KEY_PATH_EMPTY:
+        return replace_string((char **)(base + k->offset), value);
+    case KEY_CHOICE:
+        for (const char *const *ch = k->choices; *ch; ch++)
+            if (strcmp(*ch, value) == 0)
+                return replace_string((char **)(base + k->offset), value);
+        return config_error(where, "invalid %s '%s': expected %s", key, value, choices_text(k->choices));
+    case KEY_LOG_LEVEL:
+        if (parse_log_level(value, (int *)(base + k->offset)) < 0)
+            return config_error(where, "invalid log_level '%s': expected debug, info, notice, warning or error",
+                                value);
+        return 0;
+    case KEY_INT:
+        if (parse_int(value, k->min, k->max, (int *)(base + k->offset)) < 0)
+            return config_error(where, "invalid %s '%s': expected an integer in %d..%d", key, value, k->min, k->max);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* --- the file -------------------------------------------------------------- */
+
+static char *strip(char *s) {
+    char *e;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+        *--e = '\0';
+    return s;
+}
+
+static int parse_file(agent_config *c, const char *path) {
+    _cleanup_fclose_ FILE *f = NULL;
+    _cleanup_free_ char *line = NULL;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    int rc;
+
+    f = fopen(path, "re");
+    if (!f) {
+        rc = -errno;
+        fprintf(stderr, "xenapid: cannot open the config file %s: %s\n", path, strerror(-rc));
+        return rc;
+    }
+    for (;;) {
+        char where[PATH_MAX + 32];
+        char *s, *eq, *key, *value;
+        size_t vlen;
+
+        errno = 0;
+        if (getline(&line, &cap, f) < 0) {
+            if (ferror(f)) {
+                rc = errno ? -errno : -EIO;
+                fprintf(stderr, "xenapid: cannot read the config file %s: %s\n", path, strerror(-rc));
+                return rc;
+            }
+            break;
+        }
+        lineno++;
+        snprintf(where, sizeof where, "%s:%u", path, lineno);
+        s = strip(line);
+        if (!*s || *s == '#' || *s == ';')
+            continue;
+        if (*s == '[') {
+            if (s[strlen(s) - 1] != ']')
+                return config_error(where, "invalid section header '%s'", s);
+            continue; /* sections are accepted and ignored */
+        }
+        eq = strchr(s, '=');
+        if (!eq)
+            return config_error(where, "expected 'key = value', got '%s'", s);
+        *eq = '\0';
+        key = strip(s);
+        value = strip(eq + 1);
+        if (!*key)
+            return config_error(where, "missing key before '='");
+        vlen = strlen(value);
+        if (vlen >= 2 && ((value[0] == '"' && value[vlen - 1] == '"') || (value[0] == '\'' && value[vlen - 1] == '\''))) {
+            value[vlen - 1] = '\0';
+            value++;
+        }
+        rc = apply_key(c, where, key, value);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* --- the command line -------------------------------------------------------- */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: xenapid [OPTIONS]\n"
+            "The XenAPI agent of a Xen host.\n"
+            "\n"
+            "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_FILE " if it exists)\n"
+            "  -l, --listen HOST:PORT  XML-RPC/JSON-RPC listen address; IPv6 as [::1]:8080\n"
+            "  -s, --state-dir DIR     where the database and the local socket live\n"
+            "  -b, --backend sim|libxl the VM backend\n"
+            "  -f, --foreground        accepted for compatibility (xenapid never forks)\n"
+            "  -h, --help              show this help and exit\n"
+            "  -V, --version           show the version and exit\n"
+            "\n"
+            "Options override the configuration file.\n");
+}
+
+typedef struct overrides {
+    const char *config, *listen, *state_dir, *backend;
+    bool foreground;
+} overrides;
+
+static int parse_args(int argc, char **argv, overrides *o) {
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},  {"listen", required_argument, NULL, 'l'},
+        {"state-dir", required_argument, NULL, 's'}, {"backend", required_argument, NULL, 'b'},
+        {"foreground", no_argument, NULL, 'f'},     {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
+    };
+    int opt;
+
+    optind = 0; /* full re-initialisation of GNU getopt: we may be called more than once */
+    opterr = 1;
+    while ((opt = getopt_long(argc, argv, "c:l:s:b:fhV", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'l':
+            o->listen = optarg;
+            break;
+        case 's':
+            o->state_dir = optarg;
+            break;
+        case 'b':
+            o->backend = optarg;
+            break;
+        case 'f':
+            o->foreground = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf("xenapid " XENAPID_VERSION "\n");
+            return 1;
+        default: /* getopt has said what is wrong */
+            fprintf(stderr, "Try 'xenapid --help' for more information.\n");
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "xenapid: unexpected argument '%s'\nTry 'xenapid --help' for more information.\n",
+                argv[optind]);
+        return -EINVAL;
+    }
+    if (o->config && !*o->config) {
+        fprintf(stderr, "xenapid: --config: the file name must not be empty\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* --- loading ------------------------------------------------------------------ */
+
+static int set_defaults(agent_config *c) {
+    c->listen_host = strdup("127.0.0.1");
+    c->listen_port = 8080;
+    c->state_dir = strdup("./var");
+    c->backend = strdup("sim");
+    c->foreground = false;
+    c->log_target = strdup("auto");
+    c->log_level = LOG_INFO;
+    c->max_sessions = 400;
+    c->session_idle_timeout = 86400;
+    c->auth_fail_delay_ms = 3000;
+    c->max_connections = 1024;
+    c->connection_timeout = 30;
+    c->max_tasks = 200;
+    c->event_batch_delay_ms = 50;
+    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target)
+        return -ENOMEM;
+    return 0;
+}
+
+/* The defaults that depend on other settings, once everything is known. */
+static int derive_defaults(agent_config *c) {
+    if (!c->unix_socket) {
+        size_t n = strlen(c->state_dir);
+
+        while (n > 1 && c->state_dir[n - 1] == '/')
+            n--;
+        if (asprintf(&c->unix_socket, "%.*s%sxapi.sock", (int)n, c->state_dir,
+                     c->state_dir[n - 1] == '/' ? "" : "/") < 0) {
+            c->unix_socket = NULL;
+            return -ENOMEM;
+        }
+    }
+    if (!c->accounts_file) {
+        if (c->config_file) {
+            _cleanup_free_ char *copy = strdup(c->config_file);
+
+            if (!copy || asprintf(&c->accounts_file, "%s/accounts", dirname(copy)) < 0) {
+                c->accounts_file = NULL;
+                return -ENOMEM;
+            }
+        } else {
+            c->accounts_file = strdup(DEFAULT_ACCOUNTS_FILE);
+            if (!c->accounts_file)
+                return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+int agent_config_load(int argc, char **argv, agent_config *ret) {
+    agent_config c = {0};
+    overrides o = {0};
+    int rc;
+
+    rc = parse_args(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+
+    rc = set_defaults(&c);
+    if (rc < 0)
+        goto out;
+    if (o.config)
+        c.config_file = strdup(o.config);
+    else if (access(DEFAULT_CONFIG_FILE, F_OK) == 0)
+        c.config_file = strdup(DEFAULT_CONFIG_FILE);
+    if ((o.config || c.config_file) && !c.config_file) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (c.config_file) {
+        rc = parse_file(&c, c.config_file);
+        if (rc < 0)
+            goto out;
+    }
+
+    if (o.listen) {
+        rc = apply_key(&c, "--listen", "listen", o.listen);
+        if (rc < 0)
+            goto out;
+    }
+    if (o.state_dir) {
+        rc = apply_key(&c, "--state-dir", "state_dir", o.state_dir);
+        if (rc < 0)
+            goto out;
+    }
+    if (o.backend) {
+        rc = apply_key(&c, "--backend", "backend", o.backend);
+        if (rc < 0)
+            goto out;
+    }
+    if (o.foreground)
+        c.foreground = true;
+
+    rc = derive_defaults(&c);
+    if (rc < 0)
+        goto out;
+
+    *ret = c;
+    return 0;
+out:
+    if (rc == -ENOMEM)
+        fprintf(stderr, "xenapid: out of memory loading the configuration\n");
+    agent_config_free(&c);
+    return rc;
+}
+
+void agent_config_free(agent_config *c) {
+    if (!c)
+        return;
+    free(c->config_file);
+    free(c->listen_host);
+    free(c->unix_socket);
+    free(c->state_dir);
+    free(c->accounts_file);
+    free(c->backend);
+    free(c->log_target);
+    *c = (agent_config){0};
+}

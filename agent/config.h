@@ -1,0 +1,32 @@
+/* Daemon configuration: built-in defaults, then the config file
+ * (etc/xenapid.conf, INI-style `key = value` lines, `#` comments, optional
+ * [section] headers ignored), then command-line options. */
+#pragma once
+
+#include <stdbool.h>
+
+typedef struct agent_config {
+    char *config_file;   /* NULL: none given and default absent */
+    char *listen_host;   /* default "127.0.0.1" */
+    int listen_port;     /* default 8080 */
+    char *unix_socket;   /* default "<state_dir>/xapi.sock"; "" disables */
+    char *state_dir;     /* default "./var" */
+    char *accounts_file; /* default "<config dir>/accounts", or "etc/accounts" when no config file */
+    char *backend;       /* "sim" (default) or "libxl" */
+    bool foreground;     /* default false (accepted for compatibility; the daemon never forks) */
+    char *log_target;    /* "auto", "journal", "stderr" */
+    int log_level;       /* syslog level, default LOG_INFO; config "log_level = debug|info|notice|warning|error" */
+    int max_sessions;    /* default 400 */
+    int session_idle_timeout; /* seconds, default 86400 */
+    int auth_fail_delay_ms;   /* default 3000 */
+    int max_connections;      /* default 1024 */
+    int connection_timeout;   /* idle/slow client timeout, seconds, default 30 */
+    int max_tasks;            /* default 200 */
+    int event_batch_delay_ms; /* default 50 */
+} agent_config;
+
+/* Parses argv (may print usage/version and return 1 meaning "exit 0"),
+ * loads the config file, applies argv over it. Returns 0, 1, or -errno
+ * after printing a clear message to stderr. */
+int agent_config_load(int argc, char **argv, agent_config *ret);
+void agent_config_free(agent_config *c);

@@ -1,0 +1,132 @@
+/* Logging: to the journal (native protocol, with priorities) when running
+ * under systemd, else one line per message on stderr:
+ *     xenapid[PID]: LEVEL: message
+ * Self-contained: depends on nothing else in the tree. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-journal.h>
+
+#include "agent/log.h"
+
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
+enum { LOG_MODE_UNSET, LOG_MODE_STDERR, LOG_MODE_JOURNAL };
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static int log_mode = LOG_MODE_UNSET; /* resolved as "auto" on first use when never opened */
+static int log_max_level = LOG_INFO;
+
+static const char *const level_names[] = {
+    [LOG_EMERG] = "emergency", [LOG_ALERT] = "alert",   [LOG_CRIT] = "critical", [LOG_ERR] = "error",
+    [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice", [LOG_INFO] = "info",     [LOG_DEBUG] = "debug",
+};
+
+static int clamp_level(int level) {
+    level = LOG_PRI(level);
+    return level < LOG_EMERG ? LOG_EMERG : level > LOG_DEBUG ? LOG_DEBUG : level;
+}
+
+/* "auto": the journal when systemd gave us a journal stream or a notify
+ * socket (i.e. we run as a service), stderr otherwise. */
+static int resolve_mode(const char *mode) {
+    bool journal;
+
+    if (mode && strcmp(mode, "stderr") == 0)
+        return LOG_MODE_STDERR;
+    if (mode && strcmp(mode, "journal") == 0)
+        journal = true;
+    else
+        journal = getenv("JOURNAL_STREAM") || getenv("NOTIFY_SOCKET");
+    /* sd_journal_print() silently drops messages when journald is absent
+     * (containers, test rigs): then stderr is the better place. */
+    if (journal && access(JOURNAL_SOCKET, F_OK) < 0)
+        journal = false;
+    return journal ? LOG_MODE_JOURNAL : LOG_MODE_STDERR;
+}
+
+void agent_log_open(const char *mode, int max_level) {
+    int m = resolve_mode(mode);
+
+    pthread_mutex_lock(&log_lock);
+    log_mode = m;
+    log_max_level = clamp_level(max_level);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void agent_log_set_level(int max_level) {
+    pthread_mutex_lock(&log_lock);
+    log_max_level = clamp_level(max_level);
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* Formats and emits one message; suffix (may be NULL) is appended after ": ".
+ * Keeps errno intact so that callers can log and then still look at it. */
+__attribute__((format(printf, 3, 0))) static void log_emit(int level, const char *suffix, const char *fmt,
+                                                         va_list ap) {
+    static const char oom[] = "(out of memory formatting the message)";
+    int saved_errno = errno;
+    char *msg = NULL;
+    const char *text;
+    size_t n;
+    int mode, max;
+
+    level = clamp_level(level);
+    pthread_mutex_lock(&log_lock);
+    if (log_mode == LOG_MODE_UNSET)
+        log_mode = resolve_mode(NULL);
+    mode = log_mode;
+    max = log_max_level;
+    pthread_mutex_unlock(&log_lock);
+    if (level > max)
+        goto out;
+
+    errno = saved_errno; /* for %m */
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    text = msg ? msg : oom;
+    n = msg ? strlen(msg) : 0;
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+
+    pthread_mutex_lock(&log_lock);
+    /* Should the journal be unreachable, the message still goes somewhere. */
+    if (mode != LOG_MODE_JOURNAL ||
+        sd_journal_print(level, "%s%s%s", text, suffix ? ": " : "", suffix ? suffix : "") < 0) {
+        fprintf(stderr, "xenapid[%ld]: %s: %s%s%s\n", (long)getpid(), level_names[level], text, suffix ? ": " : "",
+                suffix ? suffix : "");
+        fflush(stderr);
+    }
+    pthread_mutex_unlock(&log_lock);
+out:
+    free(msg);
+    errno = saved_errno;
+}
+
+void agent_log(int level, const char *fmt, ...) {
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_emit(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+int agent_log_errno(int level, int err, const char *fmt, ...) {
+    char buf[256];
+    const char *s = NULL;
+    va_list ap;
+
+    err = err < 0 ? -err : err;
+    if (err != 0)
+        s = strerror_r(err, buf, sizeof buf); /* GNU variant: returns the string */
+    va_start(ap, fmt);
+    log_emit(level, s, fmt, ap);
+    va_end(ap);
+    return -err;
+}

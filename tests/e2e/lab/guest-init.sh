@@ -1,0 +1,108 @@
+#!/bin/sh
+# /init of the lab's PV test guest (busybox only; built by setup.sh).
+#
+# Prints on its console (hvc0, which xenconsoled logs to guest-NAME.log):
+#   XENLAB-GUEST-UP                       once, as soon as /init runs
+#   XENLAB-KERNEL: <uname -r>
+#   XENLAB-CMDLINE: <kernel command line>  (xl's extra= lands here)
+#   XENLAB-DISK <dev>: <first 64 bytes, non-printables as '.'>
+#   XENLAB-DISK-HEX <dev>: <first 64 bytes in hex>
+#   XENLAB-DISK-SIZE <dev>: <size in 512-byte sectors>
+#   XENLAB-MAC <ifname>: <mac>
+#   XENLAB-GONE <dev|ifname>               when a disk or NIC goes away
+#   XENLAB-GUEST-READY                     once every Xen disk and NIC the guest was
+#                                          started with has shown up (or after 60 s)
+#   XENLAB-HEARTBEAT <n> <uptime>          every N s if booted with xenlab.heartbeat=N
+#   XENLAB-GUEST-SHUTDOWN <poweroff|reboot> when the toolstack asks it to shut down
+# Disks and NICs hot-plugged later (xl block-attach / network-attach) are
+# reported with the same lines as they appear.  Then it waits forever, so that
+# pause, save/restore, shutdown and reboot requests can be tested.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec 0</dev/console 1>/dev/console 2>&1
+
+echo "XENLAB-GUEST-UP"
+echo "XENLAB-KERNEL: $(uname -r)"
+echo "XENLAB-CMDLINE: $(cat /proc/cmdline)"
+
+# The kernel runs /sbin/poweroff (or /sbin/reboot) when the toolstack asks for a
+# clean shutdown; make those say so and act at once (busybox's would signal an
+# init that is a shell script and do nothing).
+mkdir -p /sbin
+for a in poweroff reboot; do
+  printf '#!/bin/sh\nexec >/dev/console 2>&1\necho "XENLAB-GUEST-SHUTDOWN %s"\nsync\nexec /bin/busybox %s -f\n' "$a" "$a" > "/sbin/$a"
+  chmod 755 "/sbin/$a"
+done
+
+while read -r m; do
+  insmod "/lib/modules/$m" || echo "XENLAB-ERROR: insmod $m failed"
+done < /lib/modules/load-order
+
+heartbeat=0
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    xenlab.heartbeat=*) heartbeat="${arg#xenlab.heartbeat=}" ;;
+  esac
+done
+case "$heartbeat" in ''|*[!0-9]*) heartbeat=0 ;; esac
+
+seen=" "
+report_disk() {
+  d="$1"
+  echo "XENLAB-DISK $d: $(head -c 64 "/dev/$d" 2>/dev/null | tr -c ' -~' '.')"
+  echo "XENLAB-DISK-HEX $d: $(head -c 64 "/dev/$d" 2>/dev/null | od -An -tx1 -v | tr -d ' \n')"
+  echo "XENLAB-DISK-SIZE $d: $(cat "/sys/block/$d/size" 2>/dev/null)"
+}
+scan() {
+  now=" "
+  for p in /sys/block/xvd*; do
+    [ -e "$p" ] || continue
+    d="${p##*/}"
+    [ -e "/dev/$d" ] || continue
+    now="$now$d "
+    case "$seen" in *" $d "*) ;; *) report_disk "$d" ;; esac
+  done
+  for p in /sys/class/net/eth*; do
+    [ -e "$p" ] || continue
+    n="${p##*/}"
+    now="$now$n "
+    case "$seen" in *" $n "*) ;; *) echo "XENLAB-MAC $n: $(cat "$p/address")" ;; esac
+  done
+  for x in $seen; do
+    case "$now" in *" $x "*) ;; *) echo "XENLAB-GONE $x" ;; esac
+  done
+  seen="$now"
+}
+all_ready() {
+  # Every xenbus disk/NIC device has its block device / interface.
+  for p in /sys/bus/xen/devices/vbd-* /sys/bus/xen/devices/vif-*; do
+    [ -e "$p" ] || continue
+    case "$p" in
+      */vbd-*) ls "$p/block" 2>/dev/null | grep -q . || return 1 ;;
+      */vif-*) ls "$p/net" 2>/dev/null | grep -q . || return 1 ;;
+    esac
+  done
+  return 0
+}
+
+ready=0
+ticks=0
+beats=0
+while :; do
+  scan
+  if [ "$ready" = 0 ] && { all_ready || [ "$ticks" -ge 120 ]; }; then
+    scan
+    echo "XENLAB-GUEST-READY"
+    ready=1
+  fi
+  ticks=$((ticks + 1))
+  if [ "$heartbeat" -gt 0 ] && [ $((ticks % (heartbeat * 2))) -eq 0 ]; then
+    beats=$((beats + 1))
+    echo "XENLAB-HEARTBEAT $beats $(cut -d' ' -f1 /proc/uptime)"
+  fi
+  sleep 0.5
+done

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Sets up the Xen lab: Xen 4.17 + a Debian 6.1 PV dom0 under QEMU (TCG).
+#
+# Idempotent: run it as often as you like; it only downloads what is missing
+# and rebuilds the two small initramfs images every time (a few seconds).
+#
+#   tests/e2e/lab/setup.sh
+#
+# Environment:
+#   XENLAB_CACHE   cache folder (default: <repo>/var/xenlab, git-ignored)
+#   XENLAB_KVER    kernel ABI to use, e.g. 6.1.0-56-amd64 (default: the one
+#                  Debian's linux-image-amd64 currently depends on)
+#   XENLAB_NO_APT=1  skip host package installation and `apt-get update`
+#                  (for machines where the packages are known to be there)
+#
+# Nothing is installed on the host but ordinary Debian packages (QEMU, busybox,
+# Xen's user-space tools); the Xen hypervisor and the Linux kernel are only
+# downloaded (`apt-get download`) and unpacked into the cache.
+#
+# Result (all under $XENLAB_CACHE):
+#   lab.env               paths of everything below, sourced by run.sh
+#   xen                   the multiboot Xen binary QEMU loads
+#   kernel/<KVER>/        the unpacked kernel package (boot/vmlinuz-*, lib/modules/*)
+#                         and vmlinux-<KVER>, its uncompressed ELF (faster guest builds)
+#   dom0-initrd.gz        busybox initramfs for dom0 (see dom0-init.sh)
+#   guest-initrd.gz       busybox initramfs for PV test guests (see guest-init.sh)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../../.." && pwd)"
+cache="${XENLAB_CACHE:-$repo/var/xenlab}"
+
+log() { echo "xenlab-setup: $*"; }
+die() { echo "xenlab-setup: ERROR: $*" >&2; exit 1; }
+
+case "$cache" in
+  *[[:space:],]*) die "XENLAB_CACHE must not contain spaces or commas (QEMU's multiboot module list is comma/space separated): $cache" ;;
+esac
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+# --- 1. host packages -------------------------------------------------------
+host_pkgs=(qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 libxen-dev iproute2 util-linux coreutils gzip)
+if [ "${XENLAB_NO_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${host_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # apt-cache needs fresh lists to name the current kernel; update once per day at most.
+  stamp=/var/lib/apt/periodic/xenlab-update-stamp
+  if [ ${#missing[@]} -gt 0 ] || [ ! -e "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440 2>/dev/null)" ]; then
+    log "apt-get update"
+    $sudo apt-get update -q >/dev/null
+    $sudo mkdir -p "$(dirname "$stamp")" && $sudo touch "$stamp"
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing host packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+for t in qemu-system-x86_64 cpio depmod modprobe dpkg-deb apt-get gzip; do
+  command -v "$t" >/dev/null || die "$t not found (install the host packages: ${host_pkgs[*]})"
+done
+[ -x /bin/busybox ] && /bin/busybox --list | grep -qx switch_root || die "/bin/busybox (busybox-static) missing"
+file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
+file_is_static /bin/busybox || die "/bin/busybox is not statically linked: install busybox-static"
+[ -x /usr/lib/xen-4.17/bin/oxenstored ] || die "xen-utils-4.17 is not installed"
+
+# dom0 mounts tmpfs over these folders of the (read-only) host root, so they must
+# exist on the host as mount points (/lib/modules: stage2 mounts the lab kernel's modules there).
+for d in /var/lib/xen /var/lib/xenstored /srv /run /var/log /tmp /lib/modules; do
+  [ -d "$d" ] || { log "creating mount point $d on the host"; $sudo mkdir -p "$d"; }
+done
+
+# --- 2. download + unpack Xen and the kernel -------------------------------
+mkdir -p "$cache/debs" "$cache/kernel" "$cache/hypervisor" "$cache/runs"
+
+candidate() { # PKG -> candidate version (empty if unknown)
+  apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2; exit }'
+}
+
+kver="${XENLAB_KVER:-}"
+if [ -z "$kver" ]; then
+  # The kernel ABI linux-image-amd64's candidate depends on, e.g. 6.1.0-56-amd64.
+  kver="$(apt-cache depends linux-image-amd64 2>/dev/null \
+    | sed -n 's/^ *Depends: linux-image-\(6\.1\.0-[0-9]*-amd64\)$/\1/p' | head -n1)"
+  if [ -z "$kver" ]; then
+    # Fall back to the highest 6.1.0-N-amd64 apt knows of.
+    kver="$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' \
+      | sed -n 's/^linux-image-\(6\.1\.0-[0-9]*-amd64\) .*/\1/p' | sort -t- -k2,2n | tail -n1)"
+  fi
+  [ -n "$kver" ] || die "cannot find a linux-image-6.1.0-N-amd64 package with apt-cache (run apt-get update?)"
+fi
+kpkg="linux-image-$kver"
+xpkg="xen-hypervisor-4.17-amd64"
+
+fetch_deb() { # PKG -> prints path of the .deb in the cache (downloads if missing)
+  local pkg="$1" ver file
+  ver="$(candidate "$pkg")"
+  if [ -n "$ver" ] && [ "$ver" != "(none)" ]; then
+    file="$cache/debs/${pkg}_${ver//:/%3a}_amd64.deb"
+    if [ ! -s "$file" ]; then
+      log "downloading $pkg $ver" >&2
+      # As root, apt would otherwise warn that its _apt sandbox user cannot write here.
+      local sandbox=()
+      [ "$(id -u)" -ne 0 ] || sandbox=(-o APT::Sandbox::User=root)
+      (cd "$cache/debs" && apt-get download -q "${sandbox[@]}" "$pkg=$ver" >&2)
+    fi
+  else
+    # apt no longer knows the package: use whatever is cached.
+    file="$(ls -1 "$cache/debs/${pkg}_"*_amd64.deb 2>/dev/null | sort -V | tail -n1 || true)"
+  fi
+  [ -n "$file" ] && [ -s "$file" ] || die "no .deb for $pkg (apt-cache knows no candidate and none is cached)"
+  echo "$file"
+}
+
+unpack() { # DEB DIR: unpack DEB into DIR unless DIR already holds exactly it
+  local deb="$1" dir="$2"
+  if [ -f "$dir/.xenlab-unpacked" ] && [ "$(cat "$dir/.xenlab-unpacked")" = "$(basename "$deb")" ]; then
+    return 0
+  fi
+  log "unpacking $(basename "$deb")"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  dpkg-deb -x "$deb" "$dir.tmp"
+  basename "$deb" > "$dir.tmp/.xenlab-unpacked"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
+kdeb="$(fetch_deb "$kpkg")"
+xdeb="$(fetch_deb "$xpkg")"
+kdir="$cache/kernel/$kver"
+xdir="$cache/hypervisor/$(basename "$xdeb" .deb)"
+unpack "$kdeb" "$kdir"
+unpack "$xdeb" "$xdir"
+
+vmlinuz="$kdir/boot/vmlinuz-$kver"
+[ -f "$vmlinuz" ] || die "kernel image $vmlinuz missing from $kdeb"
+[ -d "$kdir/lib/modules/$kver" ] || die "modules for $kver missing from $kdeb"
+if [ ! -f "$kdir/lib/modules/$kver/modules.dep.bin" ] || [ "$kdir/lib/modules/$kver/modules.dep.bin" -ot "$kdir/.xenlab-unpacked" ]; then
+  log "depmod $kver"
+  depmod -b "$kdir" "$kver"
+fi
+
+# Guests boot faster from the uncompressed kernel: libxc otherwise spends ~5 s of
+# emulated CPU unpacking the bzImage's xz payload in dom0 for every domain build.
+vmlinux="$kdir/vmlinux-$kver"
+if [ ! -s "$vmlinux" ] || [ "$vmlinux" -ot "$vmlinuz" ]; then
+  log "extracting the uncompressed kernel for guests"
+  rm -f "$vmlinux.tmp"
+  for magic in '\xfd7zXZ\x00:xz -dc --single-stream' '\x1f\x8b\x08:gzip -dc' '\x28\xb5\x2f\xfd:zstd -dcq'; do
+    off="$(LC_ALL=C grep -obUaP "${magic%%:*}" "$vmlinuz" 2>/dev/null | head -n1 | cut -d: -f1 || true)"
+    [ -n "$off" ] || continue
+    unpacker="${magic#*:}"
+    command -v "${unpacker%% *}" >/dev/null || continue
+    tail -c "+$((off + 1))" "$vmlinuz" | $unpacker > "$vmlinux.tmp" 2>/dev/null || true
+    [ "$(head -c 4 "$vmlinux.tmp" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ] && break
+    rm -f "$vmlinux.tmp"
+  done
+  if [ -s "$vmlinux.tmp" ]; then
+    mv "$vmlinux.tmp" "$vmlinux"
+  else
+    log "WARNING: could not extract vmlinux from $vmlinuz; guests will use the bzImage"
+    cp "$vmlinuz" "$vmlinux"
+  fi
+fi
+
+xengz="$(ls -1 "$xdir"/boot/xen-4.17*-amd64.gz 2>/dev/null | head -n1 || true)"
+[ -n "$xengz" ] || die "no boot/xen-4.17*-amd64.gz in $xdeb"
+xen="$xdir/xen"
+if [ ! -s "$xen" ] || [ "$xen" -ot "$xengz" ]; then
+  log "gunzip $(basename "$xengz")"
+  gunzip -c "$xengz" > "$xen.tmp" && mv "$xen.tmp" "$xen"
+fi
+
+# --- 3. initramfs images ---------------------------------------------------
+# Modules are copied flat into /lib/modules of the image, with a load-order file
+# listing them in dependency order (modprobe --show-depends), since busybox's
+# insmod has no modules.dep to go by.
+add_modules() { # ROOT MOD... : copy MODs and their dependencies into ROOT/lib/modules
+  local root="$1"; shift
+  local m line path base
+  mkdir -p "$root/lib/modules"
+  : > "$root/lib/modules/load-order"
+  for m in "$@"; do
+    modprobe -d "$kdir" -S "$kver" --show-depends "$m" > "$root/.deps" 2>&1 \
+      || die "module $m not found for $kver: $(cat "$root/.deps")"
+    while read -r line; do
+      case "$line" in
+        insmod\ *)
+          path="${line#insmod }"; path="${path%% *}"
+          base="$(basename "$path")"
+          case "$base" in
+            *.ko) cp "$path" "$root/lib/modules/$base" ;;
+            *.ko.xz) xz -dc "$path" > "$root/lib/modules/${base%.xz}"; base="${base%.xz}" ;;
+            *.ko.zst) zstd -dcq "$path" > "$root/lib/modules/${base%.zst}"; base="${base%.zst}" ;;
+            *.ko.gz) gzip -dc "$path" > "$root/lib/modules/${base%.gz}"; base="${base%.gz}" ;;
+            *) die "unexpected module file $path" ;;
+          esac
+          grep -qxF "$base" "$root/lib/modules/load-order" || echo "$base" >> "$root/lib/modules/load-order"
+          ;;
+        builtin\ *) ;;
+        *) [ -z "$line" ] || die "unexpected modprobe output for $m: $line" ;;
+      esac
+    done < "$root/.deps"
+    rm -f "$root/.deps"
+  done
+}
+
+build_initrd() { # NAME INIT-SCRIPT MOD...
+  local name="$1" init="$2"; shift 2
+  local root out="$cache/$name-initrd.gz"
+  root="$(mktemp -d "$cache/.initrd-$name.XXXXXX")"
+  mkdir -p "$root"/{bin,dev,proc,sys,run,tmp,newroot,srv,lib/modules}
+  cp /bin/busybox "$root/bin/busybox"
+  ln -s busybox "$root/bin/sh"
+  mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true   # /init redirects to it again anyway
+  install -m 0755 "$init" "$root/init"
+  add_modules "$root" "$@"
+  (cd "$root" && find . -mindepth 1 -print0 | LC_ALL=C sort -z \
+     | cpio --null -o -H newc --quiet -R 0:0) | gzip -9n > "$out.tmp"
+  mv "$out.tmp" "$out"
+  rm -rf "$root"
+  log "built $(basename "$out") ($(du -k "$out" | cut -f1) KiB; modules: $(echo "$@"))"
+}
+
+build_initrd dom0 "$here/dom0-init.sh" virtio_pci 9pnet_virtio 9p overlay
+build_initrd guest "$here/guest-init.sh" xen-blkfront xen-netfront
+
+# --- 4. record what was set up ----------------------------------------------
+q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+{
+  echo "# written by tests/e2e/lab/setup.sh; sourced by run.sh"
+  echo "XENLAB_CACHE=$(q "$cache")"
+  echo "XENLAB_KVER=$(q "$kver")"
+  echo "XENLAB_XEN=$(q "$xen")"
+  echo "XENLAB_KERNEL=$(q "$vmlinuz")"
+  echo "XENLAB_GUEST_KERNEL=$(q "$vmlinux")"
+  echo "XENLAB_MODROOT=$(q "$kdir")"
+  echo "XENLAB_DOM0_INITRD=$(q "$cache/dom0-initrd.gz")"
+  echo "XENLAB_GUEST_INITRD=$(q "$cache/guest-initrd.gz")"
+  echo "XENLAB_XEN_DEB=$(q "$(basename "$xdeb")")"
+  echo "XENLAB_KERNEL_DEB=$(q "$(basename "$kdeb")")"
+} > "$cache/lab.env.tmp"
+mv "$cache/lab.env.tmp" "$cache/lab.env"
+
+# Keep the download cache small: drop .debs that are no longer current.
+for f in "$cache"/debs/*.deb; do
+  [ -e "$f" ] || continue
+  [ "$f" = "$kdeb" ] || [ "$f" = "$xdeb" ] || { log "removing stale $(basename "$f")"; rm -f "$f"; }
+done
+
+log "ready: Xen $(basename "$xdeb" .deb), kernel $kver, cache $cache"

@@ -1,0 +1,282 @@
+/* HTTP server on libmicrohttpd: see http.h. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "xapi/http.h"
+
+#define THREAD_STACK (512 * 1024)
+
+struct xapi_http {
+    xapi_server *srv;
+    struct MHD_Daemon *tcp, *local;
+    int tcp_fd, local_fd;
+    int port;
+    char *unix_path;
+};
+
+typedef enum endpoint { EP_XMLRPC, EP_JSONRPC } endpoint;
+
+typedef struct request_ctx {
+    endpoint ep;
+    bool too_large;
+    xapi_buf body;
+} request_ctx;
+
+static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status, char *data, size_t len,
+                                   const char *content_type, bool close_after) {
+    struct MHD_Response *resp;
+    enum MHD_Result r;
+
+    resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "X-Requested-With, Content-Type");
+    if (close_after)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *text, bool close_after) {
+    return send_buffer(conn, status, xapi_strdup(text), strlen(text), "text/plain; charset=utf-8", close_after);
+}
+
+/* Whether the peer on a UNIX socket is root, the only local caller trusted without a password. */
+static bool peer_is_local_root(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+
+    if (!ci)
+        return false;
+    if (getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return false;
+    return cred.uid == 0;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                              const char *version, const char *upload_data, size_t *upload_data_size,
+                              void **con_cls) {
+    xapi_http *h = cls;
+    request_ctx *ctx = *con_cls;
+    xapi_request req = {0};
+    xapi_buf reply = XAPI_BUF_INIT;
+    xapi_peer peer = {0};
+    const char *clen;
+    int rc;
+
+    if (!ctx) {
+        if (strcmp(method, "OPTIONS") == 0) /* CORS preflight */
+            return send_buffer(conn, MHD_HTTP_OK, xapi_strdup(""), 0, "text/plain", false);
+        if (strcmp(method, "GET") == 0 && strcmp(url, "/") == 0)
+            return send_text(conn, MHD_HTTP_OK, "xenapid: XenAPI over XML-RPC (POST /) and JSON-RPC (POST /jsonrpc)\n",
+                             false);
+        if (strcmp(url, "/") != 0 && strcmp(url, "/RPC2") != 0 && strcmp(url, "/json") != 0 &&
+            strcmp(url, "/jsonrpc") != 0)
+            return send_text(conn, MHD_HTTP_NOT_FOUND, "not found\n", true);
+        if (strcmp(method, "POST") != 0)
+            return send_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", true);
+        /* Refuse an announced oversized body before reading any of it. */
+        clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (clen && strtoull(clen, NULL, 10) > XAPI_RPC_MAX_BODY)
+            return send_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", true);
+        ctx = xapi_calloc(1, sizeof *ctx);
+        ctx->ep = strcmp(url, "/jsonrpc") == 0 ? EP_JSONRPC : EP_XMLRPC;
+        *con_cls = ctx;
+        return MHD_YES;
+    }
+
+    if (*upload_data_size > 0) {
+        if (!ctx->too_large && ctx->body.len + *upload_data_size <= XAPI_RPC_MAX_BODY)
+            xapi_buf_append(&ctx->body, upload_data, *upload_data_size);
+        else
+            ctx->too_large = true;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (ctx->too_large)
+        return send_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", true);
+
+    rc = ctx->ep == EP_JSONRPC ? xapi_jsonrpc_decode(ctx->body.data ? ctx->body.data : "", ctx->body.len, &req)
+                               : xapi_xmlrpc_decode(ctx->body.data ? ctx->body.data : "", ctx->body.len, &req);
+    if (rc < 0) {
+        xapi_request_free(&req);
+        return send_text(conn, MHD_HTTP_BAD_REQUEST,
+                         rc == -E2BIG ? "request nested too deeply or too large\n" : "malformed request\n", true);
+    }
+    peer.local_root = h->local && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->local &&
+                      peer_is_local_root(conn);
+    peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
+    xapi_dispatch(h->srv, &peer, &req, &reply);
+    xapi_request_free(&req);
+    {
+        size_t len = 0;
+        char *data = xapi_buf_steal(&reply, &len);
+        return send_buffer(conn, MHD_HTTP_OK, data, len, ctx->ep == EP_JSONRPC ? "application/json" : "text/xml",
+                           false);
+    }
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    request_ctx *ctx = *con_cls;
+
+    if (ctx) {
+        xapi_buf_free(&ctx->body);
+        free(ctx);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    char msg[512];
+
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = 0;
+    log_debug("http: %s", msg);
+}
+
+static int listen_tcp(const char *host, int port, int *ret_fd, int *ret_port) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char portstr[16];
+    int fd = -1, one = 1, rc;
+
+    snprintf(portstr, sizeof portstr, "%d", port);
+    rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        log_error("http: cannot resolve %s: %s", host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+        rc = agent_log_errno(LOG_ERR, errno, "http: cannot listen on %s:%d", host, port);
+        goto out;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *ret_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    *ret_fd = fd;
+    fd = -1;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    return rc;
+}
+
+static int listen_unix(const char *path, int *ret_fd) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = -1, rc;
+
+    if (strlen(path) >= sizeof sa.sun_path) {
+        log_error("http: socket path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* The store lock already proves no other daemon owns this state: a leftover socket is stale. */
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
+        rc = agent_log_errno(LOG_ERR, errno, "http: cannot listen on %s", path);
+        close(fd);
+        return rc;
+    }
+    chmod(path, 0666); /* anyone may connect; only root is trusted without a password */
+    *ret_fd = fd;
+    return 0;
+}
+
+static struct MHD_Daemon *start_daemon(xapi_http *h, int fd) {
+    const agent_config *cfg = h->srv->config;
+
+    return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                                MHD_USE_ERROR_LOG,
+                            0, NULL, NULL, handle, h, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+                            completed, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
+                            mhd_log, h, MHD_OPTION_END);
+}
+
+int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, const char *unix_path,
+                    xapi_http **ret) {
+    xapi_http *h = xapi_calloc(1, sizeof *h);
+    int rc;
+
+    h->srv = srv;
+    h->tcp_fd = h->local_fd = -1;
+    rc = listen_tcp(listen_host, listen_port, &h->tcp_fd, &h->port);
+    if (rc < 0)
+        goto fail;
+    h->tcp = start_daemon(h, h->tcp_fd);
+    if (!h->tcp) {
+        log_error("http: cannot start the HTTP server");
+        rc = -EIO;
+        goto fail;
+    }
+    if (unix_path && *unix_path) {
+        rc = listen_unix(unix_path, &h->local_fd);
+        if (rc < 0)
+            goto fail;
+        h->unix_path = xapi_strdup(unix_path);
+        h->local = start_daemon(h, h->local_fd);
+        if (!h->local) {
+            rc = -EIO;
+            goto fail;
+        }
+    }
+    *ret = h;
+    return 0;
+fail:
+    xapi_http_stop(h);
+    return rc;
+}
+
+void xapi_http_stop(xapi_http *h) {
+    if (!h)
+        return;
+    if (h->tcp)
+        MHD_stop_daemon(h->tcp);
+    if (h->local)
+        MHD_stop_daemon(h->local);
+    if (h->tcp_fd >= 0)
+        close(h->tcp_fd);
+    if (h->local_fd >= 0)
+        close(h->local_fd);
+    if (h->unix_path) {
+        unlink(h->unix_path);
+        free(h->unix_path);
+    }
+    free(h);
+}
+
+int xapi_http_port(const xapi_http *h) {
+    return h->port;
+}

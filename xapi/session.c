@@ -1,0 +1,217 @@
+/* Sessions. The session table lives in the store like any class (so sessions
+ * survive a restart of the daemon), but last_active is refreshed in memory
+ * only: it changes on every call and is worth no disk write. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "xapi/accounts.h"
+#include "xapi/error.h"
+#include "xapi/session.h"
+
+#define SESSIONS_PER_ORIGINATOR 500
+#define ACTIVE_REFRESH_SECONDS 60
+
+static const xapi_class *session_class(void) {
+    return &xapi_classes[XAPI_C_session];
+}
+
+int xapi_session_check(xapi_server *srv, const char *ref) {
+    xapi_store *st = srv->store;
+    int64_t now = xapi_wall_seconds();
+    xapi_obj *o;
+    bool stale = false;
+
+    xapi_store_rdlock(st);
+    o = xapi_store_get_class(st, session_class(), ref);
+    if (o)
+        stale = now - o->fields[XAPI_F_session_last_active].i >= ACTIVE_REFRESH_SECONDS;
+    xapi_store_rdunlock(st);
+    if (!o)
+        return -ENOENT;
+    if (stale) {
+        xapi_store_write_begin(st);
+        o = xapi_store_get_class(st, session_class(), ref);
+        if (o)
+            xapi_obj_set_volatile(o, XAPI_F_session_last_active, xapi_value_datetime(now));
+        xapi_store_write_end(st);
+    }
+    return 0;
+}
+
+/* The oldest session by last_active, among those of one originator if given. */
+static xapi_obj *oldest_session(xapi_store *st, const char *originator, unsigned *ret_count) {
+    xapi_obj *oldest = NULL;
+    unsigned n = 0;
+
+    for (xapi_obj *o = xapi_store_first(st, session_class()); o; o = xapi_store_next(o)) {
+        if (originator && strcmp(o->fields[XAPI_F_session_originator].s, originator) != 0)
+            continue;
+        n++;
+        if (!oldest || o->fields[XAPI_F_session_last_active].i < oldest->fields[XAPI_F_session_last_active].i)
+            oldest = o;
+    }
+    *ret_count = n;
+    return oldest;
+}
+
+static void session_destroy(xapi_server *srv, xapi_obj *o) {
+    log_debug("session %s ends", o->fields[XAPI_F_session_uuid].s);
+    xapi_obj_destroy(srv->store, o);
+}
+
+static int login_common(xapi_call *c, const char *uname, const char *pwd, const char *originator) {
+    xapi_store *st = c->srv->store;
+    const agent_config *cfg = c->srv->config;
+    int64_t now = xapi_wall_seconds();
+    xapi_obj *o, *old;
+    unsigned count;
+    char ref[XAPI_REF_LEN + 1];
+    int rc;
+
+    if (!*originator && c->originator)
+        originator = c->originator;
+    if (!c->local_root && !xapi_accounts_verify(cfg->accounts_file, uname, pwd)) {
+        /* Slow down password guessing; the connection thread sleeps, nobody else waits. */
+        struct timespec ts = {cfg->auth_fail_delay_ms / 1000, (long)(cfg->auth_fail_delay_ms % 1000) * 1000000L};
+        log_notice("session: authentication failed for user '%s'", uname);
+        nanosleep(&ts, NULL);
+        return xapi_call_fail(c, "SESSION_AUTHENTICATION_FAILED", uname, "Authentication failure");
+    }
+
+    xapi_store_write_begin(st);
+    /* Limits: the oldest sessions make room, as xapi does. */
+    if (*originator) {
+        old = oldest_session(st, originator, &count);
+        if (count >= SESSIONS_PER_ORIGINATOR && old)
+            session_destroy(c->srv, old);
+    }
+    old = oldest_session(st, NULL, &count);
+    if (count >= (unsigned)cfg->max_sessions && old)
+        session_destroy(c->srv, old);
+
+    o = xapi_obj_create(st, session_class());
+    xapi_obj_set_string(st, o, XAPI_F_session_this_host, c->srv->host_ref);
+    xapi_obj_set(st, o, XAPI_F_session_last_active, xapi_value_datetime(now));
+    xapi_obj_set(st, o, XAPI_F_session_validation_time, xapi_value_datetime(now));
+    xapi_obj_set_bool(st, o, XAPI_F_session_is_local_superuser, strcmp(uname, "root") == 0 || c->local_root);
+    xapi_obj_set_string(st, o, XAPI_F_session_auth_user_name, uname);
+    xapi_obj_set_string(st, o, XAPI_F_session_originator, originator);
+    memcpy(ref, o->ref, sizeof ref);
+    rc = xapi_commit(c);
+    if (rc < 0)
+        return rc;
+    log_info("session: '%s' logged in%s%s", uname, *originator ? " from " : "", originator);
+    xapi_out_cstring(c->out, ref);
+    return 0;
+}
+
+static int logout(xapi_call *c) {
+    xapi_store *st = c->srv->store;
+    xapi_obj *o;
+    int rc;
+
+    xapi_store_write_begin(st);
+    o = xapi_store_get_class(st, session_class(), c->session);
+    if (o)
+        session_destroy(c->srv, o);
+    rc = xapi_commit(c);
+    /* Blocked event waits on this session must notice. */
+    xapi_store_wake_all(st);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int get_this_host(xapi_call *c) {
+    xapi_obj *o;
+    int rc;
+
+    xapi_store_rdlock(c->srv->store);
+    rc = xapi_lookup(c, session_class(), c->args[0].s, &o);
+    if (rc == 0)
+        xapi_out_cstring(c->out, o->fields[XAPI_F_session_this_host].s);
+    xapi_store_rdunlock(c->srv->store);
+    return rc;
+}
+
+static int get_this_user(xapi_call *c) {
+    xapi_obj *o;
+    int rc;
+
+    xapi_store_rdlock(c->srv->store);
+    rc = xapi_lookup(c, session_class(), c->args[0].s, &o);
+    if (rc == 0)
+        xapi_out_cstring(c->out, o->fields[XAPI_F_session_this_user].s);
+    xapi_store_rdunlock(c->srv->store);
+    return rc;
+}
+
+static int change_password(xapi_call *c) {
+    xapi_obj *o;
+    char *user = NULL;
+    int rc;
+
+    xapi_store_rdlock(c->srv->store);
+    o = xapi_store_get_class(c->srv->store, session_class(), c->session);
+    if (o)
+        user = xapi_strdup(o->fields[XAPI_F_session_auth_user_name].s);
+    xapi_store_rdunlock(c->srv->store);
+    if (!user)
+        return xapi_call_fail(c, "SESSION_INVALID", c->session);
+    if (!xapi_accounts_verify(c->srv->config->accounts_file, user, c->args[0].s)) {
+        free(user);
+        return xapi_call_fail(c, "SESSION_AUTHENTICATION_FAILED", "", "Old password does not match");
+    }
+    rc = xapi_accounts_set(c->srv->config->accounts_file, user, c->args[1].s);
+    free(user);
+    if (rc < 0)
+        return xapi_call_fail(c, "INTERNAL_ERROR", "cannot write the accounts file");
+    xapi_out_void(c->out);
+    return 0;
+}
+
+static int get_all_subject_identifiers(xapi_call *c) {
+    /* No external authentication: no subjects. */
+    xapi_out_array_begin(c->out);
+    xapi_out_array_end(c->out);
+    return 0;
+}
+
+void xapi_sessions_expire(xapi_server *srv) {
+    xapi_store *st = srv->store;
+    int64_t cutoff = xapi_wall_seconds() - srv->config->session_idle_timeout;
+    xapi_obj *o, *next;
+
+    xapi_store_write_begin(st);
+    for (o = xapi_store_first(st, session_class()); o; o = next) {
+        next = xapi_store_next(o);
+        if (o->fields[XAPI_F_session_last_active].i < cutoff)
+            session_destroy(srv, o);
+    }
+    xapi_store_wait_durable(st, xapi_store_write_end(st));
+}
+
+static int login(xapi_call *c) {
+    return login_common(c, c->args[0].s, c->args[1].s, c->args[3].s);
+}
+
+static int local_login(xapi_call *c) {
+    return login_common(c, c->args[0].s, c->args[1].s, "");
+}
+
+const xapi_handler xapi_session_handlers[] = {
+    {"session", "login_with_password", login},
+    {"session", "slave_local_login_with_password", local_login},
+    {"session", "logout", logout},
+    {"session", "local_logout", logout},
+    {"session", "get_this_host", get_this_host},
+    {"session", "get_this_user", get_this_user},
+    {"session", "change_password", change_password},
+    {"session", "get_all_subject_identifiers", get_all_subject_identifiers},
+    {NULL, NULL, NULL},
+};

@@ -1,0 +1,19 @@
+/* Tasks and Async calls: an Async.X.y call becomes a task record and a worker
+ * that runs X.y and stores its result (as an XML-RPC value fragment, as xapi
+ * does) or its error in the task. */
+#pragma once
+
+#include "xapi/api.h"
+
+extern const xapi_handler xapi_task_handlers[];
+
+/* Starts the Async form of method (its name with the "Async." prefix) with
+ * the original params (session first). */
+int xapi_task_spawn(xapi_server *srv, const xapi_peer *peer, const char *method, const char *session,
+                    const xapi_value *params, char ret_ref[XAPI_REF_LEN + 1], xapi_value *err);
+/* At start: tasks left pending by a previous run are marked failed. */
+int xapi_tasks_init(xapi_server *srv);
+/* Destroys finished tasks past their lifetime and beyond the count limit. */
+void xapi_tasks_expire(xapi_server *srv);
+/* Waits (bounded) for running task workers to finish, at shutdown. */
+void xapi_tasks_shutdown(xapi_server *srv);
