@@ -170,6 +170,9 @@ static const struct config_key {
     {"connection_timeout", KEY_INT, offsetof(agent_config, connection_timeout), 0, INT_MAX, NULL},
     {"max_tasks", KEY_INT, offsetof(agent_config, max_tasks), 1, INT_MAX, NULL},
     {"event_batch_delay_ms", KEY_INT, offsetof(agent_config, event_batch_delay_ms), 0, 60000, NULL},
+    {"op_wait_timeout", KEY_INT, offsetof(agent_config, op_wait_timeout), 0, 3600, NULL},
+    {"clean_shutdown_timeout", KEY_INT, offsetof(agent_config, clean_shutdown_timeout), 1, 86400, NULL},
+    {"sim_guest_delay_ms", KEY_INT, offsetof(agent_config, sim_guest_delay_ms), 0, 60000, NULL},
 };
 
 /* "a, b or c", for messages; static storage (errors only, single-threaded start-up). */
@@ -304,7 +307,7 @@ static int parse_file(agent_config *c, const char *path) {
         if (!*key)
             return config_error(where, "missing key before '='");
         vlen = strlen(value);
-        if (vlen >= 2 && ((value[0] == '"' && value[vlen - 1] == '"') || (value[0] == '\'' && value[vlen - 1] == '\''))) {
+        if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') && value[vlen - 1] == value[0]) {
             value[vlen - 1] = '\0';
             value++;
         }
@@ -406,6 +409,9 @@ static int set_defaults(agent_config *c) {
     c->connection_timeout = 30;
     c->max_tasks = 200;
     c->event_batch_delay_ms = 50;
+    c->op_wait_timeout = 30;
+    c->clean_shutdown_timeout = 1200;
+    c->sim_guest_delay_ms = 20;
     if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target)
         return -ENOMEM;
     return 0;

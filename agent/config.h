@@ -23,6 +23,9 @@ typedef struct agent_config {
     int connection_timeout;   /* idle/slow client timeout, seconds, default 30 */
     int max_tasks;            /* default 200 */
     int event_batch_delay_ms; /* default 50 */
+    int op_wait_timeout;      /* seconds an operation waits for a busy VM, default 30 */
+    int clean_shutdown_timeout; /* seconds a guest has to honour a clean shutdown/reboot, default 1200 */
+    int sim_guest_delay_ms;   /* sim backend: how long a simulated guest takes to react, default 20 */
 } agent_config;
 
 /* Parses argv (may print usage/version and return 1 meaning "exit 0"),

@@ -10,8 +10,12 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "agent/notify.h"
+#include "network/network.h"
+#include "storage/storage.h"
+#include "vmops/vmops.h"
 #include "xapi/accounts.h"
 #include "xapi/api.h"
+#include "xapi/event.h"
 #include "xapi/host.h"
 #include "xapi/http.h"
 #include "xapi/session.h"
@@ -23,6 +27,9 @@ static void register_modules(void) {
     xapi_register_handlers(xapi_session_handlers);
     xapi_register_handlers(xapi_task_handlers);
     xapi_register_handlers(xapi_host_handlers);
+    storage_register(); network_register();
+    xapi_register_handlers(xapi_event_handlers);
+    vmops_register();
 }
 
 /* First start: make sure root can log in, and say how. */
@@ -70,11 +77,6 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (strcmp(cfg.backend, "sim") != 0) {
-        log_error("backend '%s' is not available in this build yet", cfg.backend);
-        rc = -ENOTSUP;
-        goto out;
-    }
     rc = ensure_accounts(&cfg);
     if (rc < 0)
         goto out;
@@ -90,6 +92,15 @@ int main(int argc, char **argv) {
     if (rc < 0)
         goto out;
     rc = xapi_host_bootstrap(&srv, "4.17.0");
+    if (rc < 0)
+        goto out;
+    rc = storage_bootstrap(&srv);
+    if (rc < 0)
+        goto out;
+    rc = network_bootstrap(&srv);
+    if (rc < 0)
+        goto out;
+    rc = vmops_init(&srv);
     if (rc < 0)
         goto out;
     rc = xapi_tasks_init(&srv);
@@ -143,6 +154,7 @@ out:
         xapi_store_wake_all(srv.store);
     xapi_http_stop(http);
     xapi_tasks_shutdown(&srv);
+    vmops_shutdown(&srv);
     xapi_dispatch_free();
     xapi_store_close(srv.store);
     agent_config_free(&cfg);

@@ -138,6 +138,10 @@ struct vmops_backend {
     void *priv;
 };
 
-/* Backends. state_dir: where the backend may keep its own files. */
-int vmops_sim_new(const char *state_dir, vmops_backend **ret);
+/* Backends. state_dir: where the backend may keep its own files.
+ * The simulator: guests react to requests after guest_delay_ms; memory_total
+ * is what its host offers guests. Its domains are kept in <state_dir>/sim-domains.json
+ * so they outlive a restart of the daemon, and <state_dir>/sim-control.sock takes
+ * test-only commands ("shutdown|reboot|crash|halt-on-request|ignore-requests <vm uuid>"). */
+int vmops_sim_new(const char *state_dir, int guest_delay_ms, int64_t memory_total, vmops_backend **ret);
 int vmops_libxl_new(const char *state_dir, vmops_backend **ret);

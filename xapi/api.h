@@ -65,6 +65,8 @@ typedef struct xapi_class_hooks {
     int (*before_destroy)(xapi_call *c, xapi_obj *o);
     /* Before a generic setter changes a field (write lock held): refuse or adjust. */
     int (*before_set)(xapi_call *c, xapi_obj *o, int field, const xapi_value *v);
+    /* After a generic setter changed a field (write lock held): derived state. */
+    void (*after_set)(xapi_call *c, xapi_obj *o, int field);
 } xapi_class_hooks;
 
 /* Module registration (called before xapi_dispatch_init). */

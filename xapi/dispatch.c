@@ -35,6 +35,7 @@ typedef enum method_kind {
 } method_kind;
 
 #define MAX_IMPLICIT_PARAMS 3
+#define MAX_HOOKS_PER_CLASS 4
 
 typedef struct method {
     char *name;
@@ -60,7 +61,8 @@ static struct {
     xapi_type *record_types;
     const xapi_handler *handler_sets[32];
     unsigned nhandler_sets;
-    const xapi_class_hooks *hooks[XAPI_NCLASSES];
+    /* several modules may hook one class (storage checks a VBD, vmops guards its plugging) */
+    const xapi_class_hooks *hooks[XAPI_NCLASSES][MAX_HOOKS_PER_CLASS];
 } D;
 
 static const xapi_type type_string = {XAPI_T_STRING, NULL, NULL, NULL, NULL, -1, "string"};
@@ -73,7 +75,12 @@ void xapi_register_handlers(const xapi_handler *handlers) {
 }
 
 void xapi_register_hooks(int class_id, const xapi_class_hooks *hooks) {
-    D.hooks[class_id] = hooks;
+    for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS; i++)
+        if (!D.hooks[class_id][i]) {
+            D.hooks[class_id][i] = hooks;
+            return;
+        }
+    abort(); /* a fixed, small number of modules register hooks */
 }
 
 static size_t hash_name(const char *s) {
@@ -221,6 +228,60 @@ static method *find_in_list(const char *name) {
     return NULL;
 }
 
+/* The datamodel declares some accessors of client-set fields as explicit messages
+ * (VM.set_actions_after_crash, VM.add_to_other_config...: xapi adds checks to them). Until a
+ * module registers a handler for one, it is served by the generic accessor, typed by the
+ * message's own parameters. */
+static void add_explicit_accessors(const xapi_class *cls) {
+    static const struct {
+        const char *prefix;
+        method_kind kind;
+        unsigned nparams;
+    } forms[] = {
+        {"set_", M_SET_FIELD, 2},      {"add_to_", M_MAP_ADD, 3}, {"remove_from_", M_MAP_REMOVE, 2},
+        {"add_", M_SET_ADD, 2},        {"remove_", M_SET_REMOVE, 2},
+    };
+
+    for (unsigned k = 0; k < cls->nmessages; k++) {
+        const xapi_message *msg = &cls->messages[k];
+        char *full = NULL;
+
+        for (unsigned i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+            size_t plen = strlen(forms[i].prefix);
+            unsigned want;
+            int f;
+            method *m;
+
+            if (strncmp(msg->name, forms[i].prefix, plen) != 0 || msg->nparams != forms[i].nparams)
+                continue;
+            f = xapi_field_index(cls, msg->name + plen);
+            if (f < 0 || cls->fields[f].qualifier == XAPI_Q_DYNAMIC_RO) /* server-maintained state */
+                continue;
+            want = forms[i].kind == M_SET_FIELD ? XAPI_T_VOID
+                   : forms[i].kind == M_MAP_ADD || forms[i].kind == M_MAP_REMOVE ? XAPI_T_MAP
+                                                                                  : XAPI_T_SET;
+            if ((want != XAPI_T_VOID && cls->fields[f].type->kind != want) ||
+                msg->params[0].type->kind != XAPI_T_REF || msg->params[0].type->class_id != cls->id)
+                continue;
+            if (asprintf(&full, "%s.%s", cls->name, msg->name) < 0)
+                xapi_oom();
+            m = find_in_list(full);
+            free(full);
+            if (m)
+                break; /* a handler (or the implicit accessor) already serves it */
+            m = add_method(cls, msg->name, forms[i].kind);
+            m->field = f;
+            m->msg = msg;
+            m->params = msg->params;
+            m->nparams = msg->nparams;
+            m->nrequired = msg->nrequired;
+            m->async_ok = msg->async;
+            m->removed = msg->state == XAPI_MSG_REMOVED;
+            break;
+        }
+    }
+}
+
 int xapi_dispatch_init(xapi_server *srv) {
     D.ref_types = xapi_calloc(xapi_nclasses, sizeof *D.ref_types);
     D.record_types = xapi_calloc(xapi_nclasses, sizeof *D.record_types);
@@ -266,6 +327,9 @@ int xapi_dispatch_init(xapi_server *srv) {
                 m = add_method(cls, h->msg, M_CUSTOM);
             m->fn = h->fn;
         }
+    for (unsigned c = 0; c < xapi_nclasses; c++)
+        if (xapi_classes[c].in_database)
+            add_explicit_accessors(&xapi_classes[c]);
 
     D.table_size = 1;
     while (D.table_size < D.n * 2)
@@ -409,7 +473,7 @@ static int check_refs(xapi_call *c, const xapi_type *t, const xapi_value *v) {
 
 static int generic_write(xapi_call *c, const method *m) {
     xapi_store *st = c->srv->store;
-    const xapi_class_hooks *hooks = D.hooks[m->cls->id];
+    const xapi_class_hooks *const *hooks = D.hooks[m->cls->id];
     xapi_obj *o = NULL;
     xapi_value nv = {0};
     int rc;
@@ -419,8 +483,9 @@ static int generic_write(xapi_call *c, const method *m) {
     if (rc < 0)
         goto out;
     if (m->kind == M_DESTROY) {
-        if (hooks && hooks->before_destroy && (rc = hooks->before_destroy(c, o)) < 0)
-            goto out;
+        for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
+            if (hooks[i]->before_destroy && (rc = hooks[i]->before_destroy(c, o)) < 0)
+                goto out;
         xapi_obj_destroy(st, o);
         goto commit;
     }
@@ -466,10 +531,14 @@ static int generic_write(xapi_call *c, const method *m) {
     rc = check_refs(c, m->cls->fields[m->field].type, &nv);
     if (rc < 0)
         goto out;
-    if (hooks && hooks->before_set && (rc = hooks->before_set(c, o, m->field, &nv)) < 0)
-        goto out;
+    for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
+        if (hooks[i]->before_set && (rc = hooks[i]->before_set(c, o, m->field, &nv)) < 0)
+            goto out;
     xapi_obj_set(st, o, m->field, nv);
     nv = (xapi_value){0};
+    for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
+        if (hooks[i]->after_set)
+            hooks[i]->after_set(c, o, m->field);
 commit:
     xapi_value_free(&nv);
     rc = xapi_commit(c);
@@ -485,7 +554,7 @@ out:
 static int generic_create(xapi_call *c, const method *m) {
     xapi_store *st = c->srv->store;
     const xapi_class *cls = m->cls;
-    const xapi_class_hooks *hooks = D.hooks[cls->id];
+    const xapi_class_hooks *const *hooks = D.hooks[cls->id];
     const xapi_value *rec = &c->args[0];
     xapi_obj *o = NULL;
     char ref[XAPI_REF_LEN + 1];
@@ -521,8 +590,9 @@ static int generic_create(xapi_call *c, const method *m) {
         }
         xapi_obj_set(st, o, (int)i, v);
     }
-    if (hooks && hooks->after_create && (rc = hooks->after_create(c, o)) < 0)
-        goto fail;
+    for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
+        if (hooks[i]->after_create && (rc = hooks[i]->after_create(c, o)) < 0)
+            goto fail;
     memcpy(ref, o->ref, sizeof ref);
     rc = xapi_commit(c);
     if (rc == 0)

@@ -184,8 +184,12 @@ static void fill_dom0(xapi_server *srv, xapi_obj *h, const agent_hostinfo *hi) {
     m = ensure_ref(st, XAPI_C_VM_metrics, vm, XAPI_F_VM_metrics);
     xapi_obj_set_int(st, m, XAPI_F_VM_metrics_memory_actual, hi->memory_total);
     xapi_obj_set_int(st, m, XAPI_F_VM_metrics_VCPUs_number, hi->cpu_count);
-    xapi_obj_set_string(st, m, XAPI_F_VM_metrics_state, "running");
-    xapi_obj_set_bool(st, m, XAPI_F_VM_metrics_current_domain_type, false);
+    {
+        xapi_value state = xapi_value_array(); /* a string set */
+        xapi_array_append(&state, xapi_value_string("running"));
+        xapi_obj_set(st, m, XAPI_F_VM_metrics_state, state);
+    }
+    xapi_obj_set_string(st, m, XAPI_F_VM_metrics_current_domain_type, "pv");
 }
 
 int xapi_host_bootstrap(xapi_server *srv, const char *xen_version) {

@@ -5,6 +5,7 @@
 
 #include <json-c/json.h>
 
+#include "buf.h"
 #include "rpc.h"
 
 #define JSONRPC_MAX_ELEMENTS 100000
@@ -199,6 +200,9 @@ static int decode_object(decoder *d, struct json_object *root, xapi_request *ret
     } else if (!json_object_is_type(jid, json_type_string)) {
         rc = -EINVAL; /* null (a notification), float, bool, array, object */
         goto out;
+    } else if (!xapi_utf8_valid(json_object_get_string(jid), (size_t)json_object_get_string_len(jid))) {
+        rc = -EINVAL; /* echoed in the reply, which must stay valid JSON text */
+        goto out;
     }
 
     if (!json_object_object_get_ex(root, "method", &jmethod) || !json_object_is_type(jmethod, json_type_string)) {
@@ -255,10 +259,86 @@ out:
     return rc;
 }
 
+static int hex4(const char *p, const char *end) {
+    int v = 0;
+
+    if (end - p < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v |= c - 'A' + 10;
+        else
+            return -1;
+    }
+    return v;
+}
+
+/* json-c silently turns an unpaired UTF-16 surrogate escape ("\ud800") into
+ * U+FFFD, which would store a character the client never sent. Such a string
+ * is not Unicode: the escape is rewritten as the three bytes a UTF-8 encoder
+ * would produce for the surrogate, which no valid UTF-8 string contains, so the
+ * string is refused like any other invalid UTF-8 (INVALID_VALUE when used as
+ * a parameter, as xapi). Returns a rewritten copy, or NULL when there is no
+ * lone surrogate (the common case, one pass and no copy). */
+static char *rewrite_lone_surrogates(const char *body, size_t len, size_t *ret_len) {
+    const char *p = body, *end = body + len, *copied = body;
+    xapi_buf out = XAPI_BUF_INIT;
+    bool in_string = false, found = false;
+
+    while (p < end) {
+        int cu, lo;
+
+        if (!in_string) {
+            in_string = *p++ == '"';
+            continue;
+        }
+        if (*p == '"') {
+            in_string = false;
+            p++;
+            continue;
+        }
+        if (*p != '\\' || end - p < 2) {
+            p++;
+            continue;
+        }
+        if (p[1] != 'u' || (cu = hex4(p + 2, end)) < 0) {
+            p += 2;
+            continue;
+        }
+        if (cu >= 0xD800 && cu <= 0xDBFF && end - p >= 12 && p[6] == '\\' && p[7] == 'u' &&
+            (lo = hex4(p + 8, end)) >= 0xDC00 && lo <= 0xDFFF) {
+            p += 12; /* a proper pair */
+            continue;
+        }
+        if (cu < 0xD800 || cu > 0xDFFF) {
+            p += 6;
+            continue;
+        }
+        found = true;
+        xapi_buf_append(&out, copied, (size_t)(p - copied));
+        xapi_buf_putc(&out, (char)(0xE0 | (cu >> 12)));
+        xapi_buf_putc(&out, (char)(0x80 | ((cu >> 6) & 0x3F)));
+        xapi_buf_putc(&out, (char)(0x80 | (cu & 0x3F)));
+        p += 6;
+        copied = p;
+    }
+    if (!found)
+        return NULL;
+    xapi_buf_append(&out, copied, (size_t)(end - copied));
+    return xapi_buf_steal(&out, ret_len);
+}
+
 int xapi_jsonrpc_decode(const char *body, size_t len, xapi_request *ret) {
     struct json_tokener *tok = NULL;
     struct json_object *root = NULL;
-    decoder d = {.body = body, .len = len, .overflow = -1};
+    char *rewritten = NULL;
+    decoder d;
     size_t end;
     int rc;
 
@@ -266,6 +346,10 @@ int xapi_jsonrpc_decode(const char *body, size_t len, xapi_request *ret) {
         return -EINVAL;
     if (len > INT32_MAX)
         return -E2BIG;
+    rewritten = rewrite_lone_surrogates(body, len, &len);
+    if (rewritten)
+        body = rewritten;
+    d = (decoder){.body = body, .len = len, .overflow = -1};
 
     tok = json_tokener_new_ex(JSONRPC_TOKENER_DEPTH);
     if (!tok)
@@ -288,5 +372,6 @@ int xapi_jsonrpc_decode(const char *body, size_t len, xapi_request *ret) {
 out:
     json_object_put(root);
     json_tokener_free(tok);
+    free(rewritten);
     return rc;
 }

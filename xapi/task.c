@@ -24,6 +24,11 @@ typedef struct worker {
     char task[XAPI_REF_LEN + 1];
 } worker;
 
+/* Async calls whose operation looks at task.cancel while it waits. */
+static const char *const cancellable_methods[] = {"VM.clean_shutdown", "VM.clean_reboot", "VM.shutdown", "VM.start",
+                                          "VM.start_on", "VM.resume", "VM.suspend", NULL};
+static void (*cancel_hook)(void);
+
 static sem_t running_slots;
 static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t workers_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -45,7 +50,9 @@ static void task_finish(xapi_server *srv, const char *ref, bool ok, const char *
     xapi_store_write_begin(st);
     t = xapi_store_get_class(st, task_class(), ref);
     if (t) {
-        xapi_obj_set_string(st, t, XAPI_F_task_status, ok ? "success" : "failure");
+        bool cancelled = !ok && err && err->kind == XAPI_V_ARRAY && err->n > 0 &&
+                         strcmp(err->items[0].s, "TASK_CANCELLED") == 0;
+        xapi_obj_set_string(st, t, XAPI_F_task_status, ok ? "success" : cancelled ? "cancelled" : "failure");
         xapi_obj_set(st, t, XAPI_F_task_progress, xapi_value_float(1.0));
         xapi_obj_set(st, t, XAPI_F_task_finished, xapi_value_datetime(xapi_wall_seconds()));
         xapi_obj_set(st, t, XAPI_F_task_allowed_operations, xapi_value_array());
@@ -117,6 +124,12 @@ int xapi_task_spawn(xapi_server *srv, const xapi_peer *peer, const char *method,
 
     xapi_store_write_begin(st);
     t = task_new(srv, method, "");
+    for (const char *const *m = cancellable_methods; *m; m++)
+        if (strcmp(*m, w->method) == 0) {
+            xapi_value ops = xapi_value_array();
+            xapi_array_append(&ops, xapi_value_string("cancel"));
+            xapi_obj_set(st, t, XAPI_F_task_allowed_operations, ops);
+        }
     memcpy(w->task, t->ref, sizeof w->task);
     seq = xapi_store_write_end(st);
     if (xapi_store_wait_durable(st, seq) < 0)
@@ -206,9 +219,15 @@ static int task_cancel(xapi_call *c) {
         return rc;
     }
     rc = xapi_commit(c);
+    if (rc == 0 && cancel_hook)
+        cancel_hook();
     if (rc == 0)
         xapi_out_void(c->out);
     return rc;
+}
+
+void xapi_task_set_cancel_hook(void (*fn)(void)) {
+    cancel_hook = fn;
 }
 
 /* task.set_* for external agents reporting on a task they created. */

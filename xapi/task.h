@@ -11,6 +11,8 @@ extern const xapi_handler xapi_task_handlers[];
  * the original params (session first). */
 int xapi_task_spawn(xapi_server *srv, const xapi_peer *peer, const char *method, const char *session,
                     const xapi_value *params, char ret_ref[XAPI_REF_LEN + 1], xapi_value *err);
+/* Called after a task is marked cancelling, so waiting operations look at it. */
+void xapi_task_set_cancel_hook(void (*fn)(void));
 /* At start: tasks left pending by a previous run are marked failed. */
 int xapi_tasks_init(xapi_server *srv);
 /* Destroys finished tasks past their lifetime and beyond the count limit. */

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -14,7 +15,7 @@ static int parse_int64(const char *s, int64_t *ret) {
     char *end = NULL;
     long long v;
 
-    if (!*s)
+    if (!*s || isspace((unsigned char)*s)) /* strtoll would skip leading blanks */
         return -EINVAL;
     errno = 0;
     v = strtoll(s, &end, 10);
@@ -28,7 +29,7 @@ static int parse_double(const char *s, double *ret) {
     char *end = NULL;
     double v;
 
-    if (!*s)
+    if (!*s || isspace((unsigned char)*s))
         return -EINVAL;
     errno = 0;
     v = strtod(s, &end);

@@ -4,6 +4,7 @@ clients do: Python's xmlrpc.client for XML-RPC, plain HTTP for JSON-RPC."""
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,12 +13,21 @@ import tempfile
 import time
 import unittest
 import xmlrpc.client
+from xml.sax.saxutils import escape as xml_escape
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("XENAPID_BUILD_DIR", os.path.join(ROOT, "build"))
 BINARY = os.path.join(BUILD, "xenapid")
 PASSWORD = "test-password-0"
 START_TIMEOUT = 20.0
+NULL_REF = "OpaqueRef:NULL"
+REF_RE = re.compile(r"^OpaqueRef:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+with open(os.path.join(ROOT, "xapi", "schema", "classes.json")) as _f:
+    SCHEMA = json.load(_f)
+CLASSES = SCHEMA["classes"]
+ENUMS = SCHEMA["enums"]
 
 
 def free_port():
@@ -102,6 +112,21 @@ class Daemon:
     def kill9(self):
         return self.stop(signal.SIGKILL)
 
+    def wait_exit(self, timeout=10):
+        """For a daemon expected to refuse to start: its exit code."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+        self.proc = None
+        return rc
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
     def restart(self):
         self.stop()
         return self.start()
@@ -138,6 +163,89 @@ class Daemon:
         assert status == 200, (status, body)
         return json.loads(body)
 
+    def post_json(self, body):
+        """POSTs raw bytes to /jsonrpc: (status, headers, parsed JSON or raw body)."""
+        status, headers, data = self.http("POST", "/jsonrpc", body, {"Content-Type": "application/json"})
+        try:
+            return status, headers, json.loads(data)
+        except ValueError:
+            return status, headers, data
+
+    def post_xml(self, body, path="/"):
+        """POSTs a raw XML-RPC body: (status, headers, raw reply bytes)."""
+        if isinstance(body, str):
+            body = body.encode()
+        return self.http("POST", path, body, {"Content-Type": "text/xml"})
+
+    def xml(self, body, path="/"):
+        """POSTs a raw XML-RPC body and decodes the reply with xmlrpc.client: the result struct."""
+        status, headers, data = self.post_xml(body, path)
+        assert status == 200, (status, data)
+        return xmlrpc.client.loads(data)[0][0]
+
+    def unix_connection(self, timeout=10):
+        return UnixHTTPConnection(self.unix_socket, timeout=timeout)
+
+    def unix_proxy(self):
+        """An xmlrpc.client proxy over the local UNIX socket."""
+        path = self.unix_socket
+
+        class Transport(xmlrpc.client.Transport):
+            def make_connection(self, host):
+                if not self._connection[1]:
+                    self._connection = host, UnixHTTPConnection(path)
+                return self._connection[1]
+
+        return xmlrpc.client.ServerProxy("http://_var_lib_xcp_xapi/", transport=Transport(), allow_none=True)
+
+    def raw_socket(self, timeout=10):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over AF_UNIX (like XenAPI.xapi_local())."""
+
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def xml_value(v):
+    """A Python value as an XML-RPC <value> the way xapi writes it: strings
+    untyped. RawXML passes a fragment through."""
+    if isinstance(v, RawXML):
+        return v.xml
+    if isinstance(v, bool):
+        return "<value><boolean>%d</boolean></value>" % v
+    if isinstance(v, int):
+        return "<value><int>%d</int></value>" % v
+    if isinstance(v, float):
+        return "<value><double>%r</double></value>" % v
+    if isinstance(v, str):
+        return "<value>%s</value>" % xml_escape(v)
+    if isinstance(v, (list, tuple)):
+        return "<value><array><data>%s</data></array></value>" % "".join(xml_value(i) for i in v)
+    if isinstance(v, dict):
+        return "<value><struct>%s</struct></value>" % "".join(
+            "<member><name>%s</name>%s</member>" % (xml_escape(k), xml_value(i)) for k, i in v.items())
+    raise TypeError(v)
+
+
+class RawXML:
+    def __init__(self, xml):
+        self.xml = xml
+
+
+def xml_call(method, *params):
+    """A methodCall body (str) with untyped strings (see xml_value)."""
+    return '<?xml version="1.0"?><methodCall><methodName>%s</methodName><params>%s</params></methodCall>' % (
+        xml_escape(method), "".join("<param>%s</param>" % xml_value(p) for p in params))
+
 
 def ok(r):
     """The Value of a Success reply, or an assertion naming the failure."""
@@ -149,6 +257,125 @@ def fail(r):
     """The ErrorDescription of a Failure reply."""
     assert isinstance(r, dict) and r.get("Status") == "Failure", r
     return r["ErrorDescription"]
+
+
+# ---- object builders: complete constructor records ------------------------------
+
+def vm_record(**over):
+    """Every field VM.create requires, with plausible values."""
+    rec = {
+        "name_label": "test-vm", "name_description": "", "user_version": "1", "is_a_template": False,
+        "affinity": NULL_REF, "memory_static_max": str(256 << 20), "memory_dynamic_max": str(256 << 20),
+        "memory_dynamic_min": str(256 << 20), "memory_static_min": str(128 << 20), "VCPUs_params": {},
+        "VCPUs_max": "1", "VCPUs_at_startup": "1", "actions_after_shutdown": "destroy",
+        "actions_after_reboot": "restart", "actions_after_crash": "restart", "PV_bootloader": "",
+        "PV_kernel": "", "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "", "PV_legacy_args": "",
+        "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "cd"}, "platform": {}, "PCI_bus": "",
+        "other_config": {}, "recommendations": "",
+    }
+    rec.update(over)
+    return rec
+
+
+def any_sr(x, s):
+    """An SR to put test VDIs in: the first one, or the null ref while storage has none."""
+    srs = ok(x.SR.get_all(s))
+    return srs[0] if srs else NULL_REF
+
+
+def create_vm(x, s, **over):
+    return ok(x.VM.create(s, vm_record(**over)))
+
+
+def create_vdi(x, s, **over):
+    rec = {"name_label": "test-vdi", "name_description": "", "SR": any_sr(x, s), "virtual_size": str(1 << 30),
+           "type": "user", "sharable": False, "read_only": False, "other_config": {}}
+    rec.update(over)
+    return ok(x.VDI.create(s, rec))
+
+
+def create_vbd(x, s, vm, vdi, **over):
+    rec = {"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": True, "mode": "RW", "type": "Disk",
+           "empty": False, "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}}
+    rec.update(over)
+    return ok(x.VBD.create(s, rec))
+
+
+def create_network(x, s, **over):
+    rec = {"name_label": "test-net", "name_description": "", "other_config": {}}
+    rec.update(over)
+    return ok(x.network.create(s, rec))
+
+
+def create_vif(x, s, vm, net, **over):
+    rec = {"device": "0", "network": net, "VM": vm, "MAC": "00:16:3e:00:00:01", "MTU": "1500",
+           "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}}
+    rec.update(over)
+    return ok(x.VIF.create(s, rec))
+
+
+def check_value(tc, type_text, v, where, fmt="xml"):
+    """Asserts that a value read back has the wire shape of its datamodel type:
+    fmt "xml" as decoded by xmlrpc.client, "json" as decoded by json.loads."""
+    t = type_text.strip()
+    if t.endswith(" map"):
+        tc.assertIsInstance(v, dict, where)
+        inner = t[1:-len(") map")]
+        depth = 0
+        for i, c in enumerate(inner):
+            depth += c == "("
+            depth -= c == ")"
+            if depth == 0 and inner.startswith(" -> ", i):
+                vt = inner[i + 4:]
+                break
+        for k, item in v.items():
+            tc.assertIsInstance(k, str, where)
+            check_value(tc, vt, item, "%s[%s]" % (where, k), fmt)
+    elif t.endswith(" set"):
+        tc.assertIsInstance(v, list, where)
+        for i, item in enumerate(v):
+            check_value(tc, t[:-len(" set")], item, "%s[%d]" % (where, i), fmt)
+    elif t.endswith(" option"):
+        check_value(tc, t[:-len(" option")], v, where, fmt)
+    elif t == "int":
+        if fmt == "xml":
+            tc.assertIsInstance(v, str, where + ": ints are untyped strings")
+            tc.assertRegex(v, r"^-?[0-9]+$", where)
+        else:
+            tc.assertTrue(isinstance(v, int) and not isinstance(v, bool), "%s: %r is not a JSON integer" % (where, v))
+    elif t == "float":
+        tc.assertIsInstance(v, float if fmt == "xml" else (int, float), where)
+    elif t == "bool":
+        tc.assertIsInstance(v, bool, where)
+    elif t == "datetime":
+        if fmt == "xml":
+            tc.assertIsInstance(v, xmlrpc.client.DateTime, where)
+            tc.assertRegex(v.value, r"^[0-9]{8}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$", where)
+        else:
+            tc.assertRegex(v, r"^[0-9]{8}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$", where)
+    elif t.startswith("enum "):
+        tc.assertIn(v, ENUMS[t[5:]], where + ": not a canonical enum value")
+    elif t.endswith(" ref"):
+        tc.assertIsInstance(v, str, where)
+        tc.assertTrue(v == NULL_REF or REF_RE.match(v), "%s: %r is not a ref" % (where, v))
+    elif t == "string":
+        tc.assertIsInstance(v, str, where)
+    elif t.endswith(" record"):
+        tc.assertIsInstance(v, dict, where)
+    else:
+        raise AssertionError("unknown type %s" % t)
+
+
+def check_record(tc, cls, rec, fmt="xml"):
+    """Asserts that rec has every field of classes.json for cls, each with the right wire type."""
+    fields = CLASSES[cls]["fields"]
+    names = [f["name"] for f in fields if f["type"] != "<class> record"]
+    tc.assertEqual(sorted(rec.keys()), sorted(names), "%s record fields" % cls)
+    for f in fields:
+        if f["name"] in rec:
+            check_value(tc, f["type"], rec[f["name"]], "%s.%s" % (cls, f["name"]), fmt)
+    if "uuid" in rec:
+        tc.assertRegex(rec["uuid"], UUID_RE)
 
 
 class DaemonTest(unittest.TestCase):
@@ -163,4 +390,5 @@ class DaemonTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        cls.x("close")()
         cls.d.cleanup()

@@ -1,6 +1,8 @@
 #!/bin/bash
-# dom0's PID 1 after switch_root (started by dom0-init.sh with the host root
-# read-only as / and the run's work share on /srv).
+# dom0's PID 1 after switch_root (started by dom0-init.sh with the host root as
+# / (read-only virtfs, under a tmpfs overlay unless XENLAB_OVERLAY=0), fresh
+# tmpfs on /run /var/log /var/lib/xen /var/lib/xenstored /tmp, and the run's
+# work share on /srv).
 #
 # Brings up Xen's tooling (modules, xenfs, oxenstored, xen-init-dom0,
 # xenconsoled), runs the test script named by run.sh, stores its output and exit
@@ -74,7 +76,7 @@ for m in "${mods[@]}"; do
 done
 
 mountpoint -q /proc/xen || mount -t xenfs xenfs /proc/xen || fail "mount xenfs"
-[ -e /proc/xen/capabilities ] && grep -q control_d /proc/xen/capabilities \
+grep -q control_d /proc/xen/capabilities 2>/dev/null \
   || fail "not running as Xen's dom0 (/proc/xen/capabilities lacks control_d)"
 mkdir -p /var/run/xen /var/run/xenstored /var/lib/xenstored /var/lib/xen /var/log/xen \
   "$XENLAB_CONSOLE_DIR"
@@ -99,7 +101,7 @@ if [ -n "${XENLAB_HOSTFWD:-}" ]; then
     [ "$(basename "$(readlink -f "$p/device/driver" 2>/dev/null)")" = virtio_net ] && nic="$(basename "$p")"
   done
   [ -n "$nic" ] || fail "no virtio NIC for XENLAB_HOSTFWD"
-  ip link set "$nic" up && ip addr add 10.0.2.15/24 dev "$nic" || fail "configure $nic"
+  { ip link set "$nic" up && ip addr add 10.0.2.15/24 dev "$nic"; } || fail "configure $nic"
 fi
 
 status tooling-ready
@@ -112,7 +114,7 @@ args=()
 [ -s "$W/script.args" ] && mapfile -d '' -t args < "$W/script.args"
 say "running $XENLAB_SCRIPT ${args[*]:-}"
 status script-start
-cd "$XENLAB_WORK"
+cd "$XENLAB_WORK" || fail "cd $XENLAB_WORK"
 runner=()
 [ -x "$XENLAB_SCRIPT" ] || runner=(bash)
 # Stop the script in time to collect logs before run.sh's own deadline (the

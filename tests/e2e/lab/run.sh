@@ -3,12 +3,16 @@
 #
 #   tests/e2e/lab/run.sh [--timeout SECS] [--verbose] SCRIPT [ARGS...]
 #
-# SCRIPT is a path on the host.  dom0 sees the whole host root read-only at the
-# same paths, so SCRIPT, the repository and its build tree are all there as they
-# are here (except below /tmp /run /var/log /var/lib/xen /var/lib/xenstored /srv,
-# which dom0 covers with its own tmpfs or the work share).  It runs as root in
-# dom0 once Xen's tooling is up (oxenstored, xenconsoled, libxl/xl, blkback,
-# netback, bridge, loop, 8021q loaded), with these variables set:
+# SCRIPT is a path on the host.  dom0 sees the whole host root (shared read-only
+# over virtfs) at the same paths, so SCRIPT, the repository and its build tree
+# are all there as they are here, except below /tmp /run /var/log /var/lib/xen
+# /var/lib/xenstored and /srv, which dom0 covers with fresh tmpfs or the work
+# share.  By default a tmpfs overlay makes every other path writable too
+# (/etc/xenapid, /var/lib/xenapid...); such writes stay in dom0's RAM and are
+# lost at power-off, the host never sees them.  Big files belong in
+# $XENLAB_WORK, which is on the host's disk.  SCRIPT runs as root in dom0 once
+# Xen's tooling is up (oxenstored, xenconsoled, libxl/xl, blkback, netback,
+# bridge, loop, 8021q loaded, lo up), with these variables set:
 #   XENLAB_WORK          writable folder for the script (its cwd), /srv/work
 #   XENLAB_LOGS          writable folder whose contents the host keeps, /srv/logs
 #   XENLAB_CONSOLE_DIR   where xenconsoled writes guest-NAME.log, /srv/console
@@ -38,6 +42,8 @@
 #   XENLAB_XEN_ARGS / XENLAB_DOM0_ARGS  extra Xen / dom0 kernel command line
 #   XENLAB_9P_CACHE   dom0's 9p cache mode for the host root (default loose: files
 #                     changed on the host during a run may not be seen in dom0)
+#   XENLAB_OVERLAY    1 (default): tmpfs overlay over the host root in dom0, so
+#                     all of it is writable there; 0: read-only but for the above
 #
 # Exit status: SCRIPT's own exit status if it ran to its end; otherwise
 #   2   usage error
@@ -149,7 +155,7 @@ if [ -n "${XENLAB_HOSTFWD:-}" ]; then
       *) log "XENLAB_HOSTFWD: bad entry '$p' (want HOSTPORT:DOM0PORT)"; exit 2 ;;
     esac
   done
-  qemu+=(-netdev "user,id=n0,restrict=on$fwd" -device virtio-net-pci,netdev=n0)
+  qemu+=(-netdev "user,id=n0,restrict=on$fwd" -device "virtio-net-pci,netdev=n0")
 fi
 printf '%q ' "${qemu[@]}" > "$run/qemu.cmd"; echo >> "$run/qemu.cmd"
 

@@ -1,13 +1,18 @@
 #!/bin/bash
 # Lab self-test, run inside dom0 by run.sh:
 #
-#   tests/e2e/lab/run.sh tests/e2e/lab/selftest.sh
+#   tests/e2e/lab/run.sh tests/e2e/lab/selftest.sh [--full]
 #
 # Creates a raw disk image with known bytes and a bridge xenbr0, starts a PV
 # guest (the Debian kernel + the lab's guest initramfs) with that disk and one
 # NIC with a fixed MAC, waits for the guest's console to show its marker, the
 # disk's bytes and the MAC, then destroys it.  Prints TIMING lines.
+# --full also checks, before the destroy, what the e2e tests will lean on: disk
+# and NIC hot-plug and unplug, pause/unpause, a clean reboot (the guest comes
+# back) and, instead of the destroy, a clean shutdown.
 set -euo pipefail
+full=0
+[ "${1:-}" != --full ] || full=1
 
 : "${XENLAB_WORK:?run this inside the lab: tests/e2e/lab/run.sh $0}"
 name="xenlab-selftest"
@@ -84,11 +89,65 @@ grep -E '^XENLAB-' "$conlog" | sed 's/\r$//; s/^/  /'
 # Check the backend side too: blkback on a loop device, the vif on xenbr0.
 xl block-list "$name"
 xl network-list "$name"
-ls "/sys/class/net/xenbr0/brif/" | grep -q "^vif$domid\.0$" || failed "vif$domid.0 is not on xenbr0"
+[ -e "/sys/class/net/xenbr0/brif/vif$domid.0" ] || failed "vif$domid.0 is not on xenbr0"
 
-t1="$(now)"
-timeout 60 xl destroy "$name" || failed "xl destroy failed"
-echo "TIMING xl_destroy_s=$(since "$t1")"
-if xl domid "$name" >/dev/null 2>&1; then failed "$name still exists after xl destroy"; fi
+# wait_console SECONDS TEXT [COUNT]: until TEXT is on COUNT (default 1) lines of the guest console.
+wait_console() {
+  local end=$((SECONDS + $1)) n
+  while :; do
+    n="$(grep -cF -- "$2" "$conlog" 2>/dev/null || true)"
+    [ "${n:-0}" -lt "${3:-1}" ] || return 0
+    [ "$SECONDS" -lt "$end" ] || failed "after $1 s the guest console lacks '$2' (x${3:-1})"
+    sleep 0.5
+  done
+}
+
+if [ "$full" = 1 ]; then
+  disk2="$XENLAB_WORK/selftest-disk2.img"
+  rm -f "$disk2"; truncate -s 16M "$disk2"
+  printf '%s\n' "$pattern-SECOND" | dd of="$disk2" conv=notrunc status=none
+  t="$(now)"
+  timeout 60 xl block-attach "$name" "format=raw, vdev=xvdb, access=rw, target=$disk2" || failed "block-attach"
+  wait_console 60 "XENLAB-DISK xvdb: $pattern-SECOND"
+  echo "TIMING block_attach_s=$(since "$t")"
+
+  mac2="00:16:3e:5e:1f:02"
+  t="$(now)"
+  timeout 60 xl network-attach "$name" "mac=$mac2, bridge=xenbr0" || failed "network-attach"
+  wait_console 60 "XENLAB-MAC eth1: $mac2"
+  echo "TIMING network_attach_s=$(since "$t")"
+
+  t="$(now)"
+  timeout 60 xl block-detach "$name" xvdb || failed "block-detach"
+  wait_console 60 "XENLAB-GONE xvdb"
+  echo "TIMING block_detach_s=$(since "$t")"
+
+  t="$(now)"
+  xl pause "$name" && xl list "$name" | awk 'NR == 2 { exit !($5 ~ /p/) }' || failed "pause"
+  xl unpause "$name" || failed "unpause"
+  echo "TIMING pause_unpause_s=$(since "$t")"
+
+  t="$(now)"
+  timeout 60 xl reboot "$name" || failed "xl reboot"
+  wait_console 90 "XENLAB-GUEST-SHUTDOWN reboot"
+  wait_console 120 "XENLAB-GUEST-READY" 2
+  echo "TIMING reboot_s=$(since "$t")"
+  say "rebooted: domid $(xl domid "$name")"
+
+  t="$(now)"
+  timeout 90 xl shutdown -w "$name" || failed "xl shutdown"
+  wait_console 10 "XENLAB-GUEST-SHUTDOWN poweroff"
+  echo "TIMING shutdown_s=$(since "$t")"
+else
+  t1="$(now)"
+  timeout 60 xl destroy "$name" || failed "xl destroy failed"
+  echo "TIMING xl_destroy_s=$(since "$t1")"
+fi
+# (after a clean shutdown, xl's per-domain monitor process destroys the domain a moment later)
+end=$((SECONDS + 30))
+while xl domid "$name" >/dev/null 2>&1; do
+  [ "$SECONDS" -lt "$end" ] || failed "$name still exists 30 s after it was shut down"
+  sleep 0.5
+done
 say "PASS"
 echo "1 passed, 0 failed"

@@ -41,7 +41,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 # --- 1. host packages -------------------------------------------------------
-host_pkgs=(qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 libxen-dev iproute2 util-linux coreutils gzip)
+host_pkgs=(qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 libxen-dev iproute2 util-linux coreutils gzip xz-utils)
 if [ "${XENLAB_NO_APT:-0}" != 1 ]; then
   missing=()
   for p in "${host_pkgs[@]}"; do
@@ -62,7 +62,9 @@ fi
 for t in qemu-system-x86_64 cpio depmod modprobe dpkg-deb apt-get gzip; do
   command -v "$t" >/dev/null || die "$t not found (install the host packages: ${host_pkgs[*]})"
 done
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx switch_root || die "/bin/busybox (busybox-static) missing"
+if [ ! -x /bin/busybox ] || ! /bin/busybox --list | grep -qx switch_root; then
+  die "/bin/busybox (busybox-static) missing"
+fi
 file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
 file_is_static /bin/busybox || die "/bin/busybox is not statically linked: install busybox-static"
 [ -x /usr/lib/xen-4.17/bin/oxenstored ] || die "xen-utils-4.17 is not installed"
@@ -111,7 +113,7 @@ fetch_deb() { # PKG -> prints path of the .deb in the cache (downloads if missin
     # apt no longer knows the package: use whatever is cached.
     file="$(ls -1 "$cache/debs/${pkg}_"*_amd64.deb 2>/dev/null | sort -V | tail -n1 || true)"
   fi
-  [ -n "$file" ] && [ -s "$file" ] || die "no .deb for $pkg (apt-cache knows no candidate and none is cached)"
+  { [ -n "$file" ] && [ -s "$file" ]; } || die "no .deb for $pkg (apt-cache knows no candidate and none is cached)"
   echo "$file"
 }
 
@@ -221,7 +223,7 @@ build_initrd() { # NAME INIT-SCRIPT MOD...
      | cpio --null -o -H newc --quiet -R 0:0) | gzip -9n > "$out.tmp"
   mv "$out.tmp" "$out"
   rm -rf "$root"
-  log "built $(basename "$out") ($(du -k "$out" | cut -f1) KiB; modules: $(echo "$@"))"
+  log "built $(basename "$out") ($(du -k "$out" | cut -f1) KiB; modules: $*)"
 }
 
 build_initrd dom0 "$here/dom0-init.sh" virtio_pci 9pnet_virtio 9p overlay
@@ -244,10 +246,14 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 } > "$cache/lab.env.tmp"
 mv "$cache/lab.env.tmp" "$cache/lab.env"
 
-# Keep the download cache small: drop .debs that are no longer current.
-for f in "$cache"/debs/*.deb; do
+# Keep the cache small: drop .debs and unpacked trees that are no longer current
+# (a run in progress still has its own paths in its lab.env, so don't do this
+# while runs are going on).
+for f in "$cache"/debs/*.deb "$cache"/kernel/* "$cache"/hypervisor/*; do
   [ -e "$f" ] || continue
-  [ "$f" = "$kdeb" ] || [ "$f" = "$xdeb" ] || { log "removing stale $(basename "$f")"; rm -f "$f"; }
+  case "$f" in "$kdeb"|"$xdeb"|"$kdir"|"$xdir") continue ;; esac
+  log "removing stale $(basename "$f")"
+  rm -rf -- "$f"
 done
 
 log "ready: Xen $(basename "$xdeb" .deb), kernel $kver, cache $cache"

@@ -1,0 +1,138 @@
+/* The SR driver interface: what the storage layer (storage/) asks of the
+ * code that knows one kind of storage. A driver sees an SR as the handle
+ * below and VDIs as "locations" (its own names for them: the VDI uuid for the
+ * file driver, the file name for the ISO library); it never touches the
+ * object store, so everything about records, locks, errors of the API and
+ * allowed operations stays in one place.
+ *
+ * Calls are synchronous. The layer calls the quick ones (create, delete,
+ * resize, stat, scan, publish) with the store's write lock held, and the slow
+ * one (import: copying data) without it, into a staging object that scans do
+ * not see until publish makes it the VDI's data. Every call returns 0 or a
+ * negative errno and, on failure, fills *e with the SM error number and text
+ * that become SR_BACKEND_FAILURE_<code> ["", text, ""], as xapi reports its
+ * SM drivers' errors. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "xapi/value.h"
+
+/* SM error numbers (xapi-project/sm XE_SR_ERRORCODES.xml) the drivers use. */
+enum {
+    SM_ERR_INVALID_ARG = 1,
+    SM_ERR_SR_NOT_EMPTY = 39,
+    SM_ERR_SR_SCAN = 40,
+    SM_ERR_SR_EXISTS = 42,
+    SM_ERR_SR_NO_SPACE = 44,
+    SM_ERR_VDI_UNAVAILABLE = 46,
+    SM_ERR_SR_UNAVAILABLE = 47,
+    SM_ERR_FILE_SR_CREATE = 61,
+    SM_ERR_FILE_SR_RMDIR = 62,
+    SM_ERR_VDI_CREATE = 78,
+    SM_ERR_VDI_SIZE = 79,
+    SM_ERR_VDI_DELETE = 80,
+    SM_ERR_VDI_CLONE = 81,
+    SM_ERR_VDI_SNAPSHOT = 82,
+    SM_ERR_CONFIG_LOCATION_MISSING = 94,
+    SM_ERR_VDI_RESIZE = 110,
+    SM_ERR_ISO_LOCATION_MISSING = 220,
+    SM_ERR_ISO_LOCAL_PATH = 226,
+};
+
+typedef struct storage_err {
+    int code;       /* SM error number, 0 if none */
+    char text[512]; /* "<description> [opterr=<detail>]" */
+} storage_err;
+
+/* Fills e and returns -abs(errno_value). */
+int storage_err_set(storage_err *e, int code, int errno_value, const char *description, const char *detail);
+
+/* What a driver can do; the layer refuses the rest with SR_OPERATION_NOT_SUPPORTED. */
+enum {
+    STORAGE_CAP_SR_CREATE = 1u << 0,
+    STORAGE_CAP_SR_DELETE = 1u << 1,
+    STORAGE_CAP_SR_SCAN = 1u << 2,
+    STORAGE_CAP_VDI_CREATE = 1u << 3,  /* also: target of VDI.copy, clone and snapshot */
+    STORAGE_CAP_VDI_DELETE = 1u << 4,
+    STORAGE_CAP_VDI_CLONE = 1u << 5,
+    STORAGE_CAP_VDI_SNAPSHOT = 1u << 6,
+    STORAGE_CAP_VDI_RESIZE = 1u << 7,
+    STORAGE_CAP_VDI_RESIZE_ONLINE = 1u << 8,
+    STORAGE_CAP_VDI_INTRODUCE = 1u << 9,
+    STORAGE_CAP_VDI_WRITE = 1u << 10,  /* data may be overwritten (VDI.copy into an existing VDI) */
+};
+
+/* An SR as a driver sees it: built by the layer from the SR and PBD records. */
+typedef struct storage_sr {
+    const struct storage_driver *drv;
+    char uuid[37];
+    char *path;                     /* device_config "location", resolved by the driver */
+} storage_sr;
+
+/* One VDI as the driver knows it (scan, stat, create). */
+typedef struct storage_vdi_info {
+    char *location;                 /* the driver's name for it */
+    char *name;                     /* a name_label suggestion ("" if none) */
+    int64_t virtual_size;           /* bytes */
+    int64_t physical_utilisation;   /* bytes actually allocated */
+    bool read_only;
+} storage_vdi_info;
+
+void storage_vdi_info_free(storage_vdi_info *v);
+void storage_vdi_infos_free(storage_vdi_info *v, size_t n);
+
+typedef struct storage_driver {
+    const char *type;               /* SR.type: "file", "iso" */
+    const char *description;
+    const char *content_type;       /* default SR.content_type */
+    const char *format;             /* data format of its VDIs for the backend: "raw" */
+    unsigned caps;                  /* STORAGE_CAP_* */
+
+    /* Checks device_config and gives the path the SR lives at (malloc'd). No I/O. */
+    int (*sr_config)(const xapi_value *device_config, char **ret_path, storage_err *e);
+    /* SR.create: makes the storage (the directory) if needed. */
+    int (*sr_create)(const storage_sr *sr, storage_err *e);
+    /* PBD.plug: checks the storage is there and usable. */
+    int (*sr_attach)(const storage_sr *sr, storage_err *e);
+    /* SR.destroy: removes the storage; `locations` are the VDIs the database still knows. */
+    int (*sr_delete)(const storage_sr *sr, char *const *locations, size_t n, storage_err *e);
+    /* Total and used bytes of the storage (statvfs). */
+    int (*sr_stat)(const storage_sr *sr, int64_t *ret_size, int64_t *ret_used, storage_err *e);
+    /* Every VDI present, bounded by max (-E2BIG beyond). */
+    int (*sr_scan)(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e);
+    /* Removes leftovers of interrupted imports (at start only). */
+    void (*sr_cleanup)(const storage_sr *sr);
+
+    /* A new empty VDI of size bytes named location (thin: a sparse file). */
+    int (*vdi_create)(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret, storage_err *e);
+    int (*vdi_delete)(const storage_sr *sr, const char *location, storage_err *e);
+    /* Grows a VDI; shrinking is an SM_ERR_VDI_SIZE error. */
+    int (*vdi_resize)(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret, storage_err *e);
+    int (*vdi_stat)(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e);
+    /* Where the data is, for backends and for copying from it (malloc'd), or NULL if the location is not valid. */
+    char *(*vdi_path)(const storage_sr *sr, const char *location);
+
+    /* VDI.copy/clone/snapshot into this SR: copies src_path (size bytes) to a
+     * staging object for `location` (slow; no lock held) ... */
+    int (*vdi_import)(const storage_sr *sr, const char *location, const char *src_path, int64_t size, storage_err *e);
+    /* ... then makes it the VDI's data (quick, under the lock) ... */
+    int (*vdi_publish)(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e);
+    /* ... or throws it away. */
+    void (*vdi_discard)(const storage_sr *sr, const char *location);
+    /* Overwrites an existing VDI's first size bytes with src_path's (VDI.copy into_vdi; no lock held). */
+    int (*vdi_write)(const storage_sr *sr, const char *location, const char *src_path, int64_t size, storage_err *e);
+} storage_driver;
+
+const storage_driver *storage_driver_find(const char *type);
+/* NULL-terminated list of every driver. */
+extern const storage_driver *const storage_drivers[];
+
+/* Shared by drivers that keep VDIs as files (storage/fileops.c). */
+/* Copies src to dst (an open, empty or existing file): FICLONE reflink when
+ * the filesystem can and dst is empty, else only the data extents
+ * (SEEK_DATA/SEEK_HOLE), leaving holes as holes. Copies [0, size); with
+ * punch_holes, ranges that are holes in src are deallocated in dst (overwrite). */
+int storage_copy_file(const char *src_path, int dst_fd, int64_t size, bool punch_holes);

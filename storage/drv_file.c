@@ -1,0 +1,538 @@
+/* Two drivers over a local directory.
+ *
+ * "file": the directory holds one sparse raw file per VDI, <vdi uuid>.raw
+ * (location = the uuid). Creation is ftruncate, clone/copy/snapshot a copy of
+ * the file (a reflink where the filesystem can), resize ftruncate (grow only),
+ * destroy unlink. Imports are staged as .<location>.part, invisible to scans.
+ *
+ * "iso": a read-only library; every *.iso (or *.img) file in the directory is
+ * a VDI whose location is its file name. Nothing is ever written there. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "storage/driver.h"
+
+#define MAX_SR_PATH 1024
+#define MAX_LOCATION 255
+
+static const char *dc_get(const xapi_value *dc, const char *key) {
+    const xapi_value *v = dc ? xapi_struct_get(dc, key) : NULL;
+    return v && v->kind == XAPI_V_STRING ? v->s : NULL;
+}
+
+/* "location" as an absolute path, without trailing slashes. */
+static int location_path(const xapi_value *dc, int missing_code, char **ret, storage_err *e) {
+    const char *loc = dc_get(dc, "location");
+    size_t n;
+
+    if (!loc || !*loc)
+        return storage_err_set(e, missing_code, EINVAL, "The request is missing the location parameter", NULL);
+    n = strlen(loc);
+    if (loc[0] != '/' || n >= MAX_SR_PATH || strstr(loc, "/../") || (n >= 3 && strcmp(loc + n - 3, "/..") == 0))
+        return storage_err_set(e, SM_ERR_INVALID_ARG, EINVAL, "Invalid argument",
+                               "location must be an absolute path without '..'");
+    while (n > 1 && loc[n - 1] == '/')
+        n--;
+    *ret = xapi_strndup(loc, n);
+    return 0;
+}
+
+/* A name that is one plain entry of the directory. */
+static bool plain_name(const char *s) {
+    size_t n = strlen(s);
+
+    if (n == 0 || n > MAX_LOCATION || s[0] == '.')
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p == '/' || (unsigned char)*p < 0x20)
+            return false;
+    return true;
+}
+
+static char *join(const char *dir, const char *name, const char *prefix, const char *suffix) {
+    char *p = NULL;
+
+    if (asprintf(&p, "%s/%s%s%s", dir, prefix, name, suffix) < 0)
+        xapi_oom();
+    return p;
+}
+
+static int fill_info(const char *path, const char *location, const char *name, bool ro, storage_vdi_info *ret) {
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        return -EINVAL;
+    if (ret) {
+        ret->location = xapi_strdup(location);
+        ret->name = xapi_strdup(name ? name : "");
+        ret->virtual_size = st.st_size;
+        ret->physical_utilisation = (int64_t)st.st_blocks * 512;
+        ret->read_only = ro;
+    }
+    return 0;
+}
+
+static int dir_check(const storage_sr *sr, int code, const char *what, storage_err *e) {
+    struct stat st;
+
+    if (stat(sr->path, &st) < 0)
+        return storage_err_set(e, code, errno, what, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return storage_err_set(e, code, ENOTDIR, what, "not a directory");
+    return 0;
+}
+
+static int dir_stat(const storage_sr *sr, int64_t *ret_size, int64_t *ret_used, storage_err *e) {
+    struct statvfs vfs;
+
+    if (statvfs(sr->path, &vfs) < 0)
+        return storage_err_set(e, SM_ERR_SR_UNAVAILABLE, errno, "The SR is not available", strerror(errno));
+    *ret_size = (int64_t)vfs.f_blocks * (int64_t)vfs.f_frsize;
+    *ret_used = (int64_t)(vfs.f_blocks - vfs.f_bfree) * (int64_t)vfs.f_frsize;
+    return 0;
+}
+
+/* ---- "file" ---------------------------------------------------------------- */
+
+static bool is_uuid(const char *s, size_t n) {
+    if (n != 36)
+        return false;
+    for (size_t i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+static int file_config(const xapi_value *dc, char **ret_path, storage_err *e) {
+    return location_path(dc, SM_ERR_CONFIG_LOCATION_MISSING, ret_path, e);
+}
+
+/* mkdir -p */
+static int mkdirs(const char *path) {
+    char tmp[MAX_SR_PATH];
+    size_t n = strlen(path);
+
+    if (n >= sizeof tmp)
+        return -ENAMETOOLONG;
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* As sm's FileSR: the directory is made if missing, and must be empty. */
+static int file_sr_create(const storage_sr *sr, storage_err *e) {
+    int rc = mkdirs(sr->path);
+    struct dirent *de;
+    DIR *d;
+
+    if (rc < 0)
+        return storage_err_set(e, SM_ERR_FILE_SR_CREATE, rc, "File SR creation error", strerror(-rc));
+    rc = dir_check(sr, SM_ERR_FILE_SR_CREATE, "File SR creation error", e);
+    if (rc < 0)
+        return rc;
+    d = opendir(sr->path);
+    if (!d)
+        return storage_err_set(e, SM_ERR_FILE_SR_CREATE, errno, "File SR creation error", strerror(errno));
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            rc = storage_err_set(e, SM_ERR_SR_EXISTS, EEXIST, "The SR already exists", "the directory is not empty");
+            break;
+        }
+    closedir(d);
+    return rc;
+}
+
+static int file_sr_attach(const storage_sr *sr, storage_err *e) {
+    int rc = dir_check(sr, SM_ERR_SR_UNAVAILABLE, "The SR is not available", e);
+
+    if (rc == 0 && access(sr->path, R_OK | W_OK | X_OK) < 0)
+        return storage_err_set(e, SM_ERR_SR_UNAVAILABLE, errno, "The SR is not available", strerror(errno));
+    return rc;
+}
+
+static char *file_vdi_path(const storage_sr *sr, const char *location) {
+    if (!plain_name(location))
+        return NULL;
+    return join(sr->path, location, "", ".raw");
+}
+
+static void file_sr_cleanup(const storage_sr *sr) {
+    DIR *d = opendir(sr->path);
+    struct dirent *de;
+
+    while (d && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.' && n > 5 && strcmp(de->d_name + n - 5, ".part") == 0) {
+            char *p = join(sr->path, de->d_name, "", "");
+            if (unlink(p) == 0)
+                log_notice("storage: removed %s left by an interrupted copy", p);
+            free(p);
+        }
+    }
+    if (d)
+        closedir(d);
+}
+
+static int file_sr_delete(const storage_sr *sr, char *const *locations, size_t n, storage_err *e) {
+    for (size_t i = 0; i < n; i++) {
+        char *p = file_vdi_path(sr, locations[i]);
+        if (p && unlink(p) < 0 && errno != ENOENT) {
+            int rc = storage_err_set(e, SM_ERR_VDI_DELETE, errno, "Failed to mark VDI hidden", strerror(errno));
+            free(p);
+            return rc;
+        }
+        free(p);
+    }
+    file_sr_cleanup(sr);
+    if (rmdir(sr->path) < 0 && errno != ENOENT) {
+        if (errno == ENOTEMPTY || errno == EEXIST) {
+            /* Files we do not own stay, and so does their directory. */
+            log_warning("storage: SR directory %s is not empty, left in place", sr->path);
+            return 0;
+        }
+        return storage_err_set(e, SM_ERR_FILE_SR_RMDIR, errno, "File SR failed to remove directory", strerror(errno));
+    }
+    return 0;
+}
+
+static int file_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
+    storage_vdi_info *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    DIR *d;
+
+    d = opendir(sr->path);
+    if (!d)
+        return storage_err_set(e, SM_ERR_SR_SCAN, errno, "The SR scan failed", strerror(errno));
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        char uuid[37], *p;
+
+        if (len != 40 || strcmp(de->d_name + 36, ".raw") != 0 || !is_uuid(de->d_name, 36))
+            continue;
+        if (n == max) {
+            closedir(d);
+            storage_vdi_infos_free(v, n);
+            return storage_err_set(e, SM_ERR_SR_SCAN, E2BIG, "The SR scan failed", "too many VDIs");
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            v = xapi_realloc(v, cap * sizeof *v);
+        }
+        memcpy(uuid, de->d_name, 36);
+        uuid[36] = '\0';
+        p = join(sr->path, de->d_name, "", "");
+        v[n] = (storage_vdi_info){0};
+        if (fill_info(p, uuid, "", false, &v[n]) == 0)
+            n++;
+        free(p);
+    }
+    closedir(d);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static int file_vdi_create(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
+                           storage_err *e) {
+    char *p = file_vdi_path(sr, location);
+    int fd, rc = 0;
+
+    if (!p)
+        return storage_err_set(e, SM_ERR_VDI_CREATE, EINVAL, "VDI Creation failed", "invalid location");
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = storage_err_set(e, errno == ENOSPC ? SM_ERR_SR_NO_SPACE : SM_ERR_VDI_CREATE, errno,
+                             errno == ENOSPC ? "There is insufficient space" : "VDI Creation failed", strerror(errno));
+        free(p);
+        return rc;
+    }
+    if (ftruncate(fd, size) < 0 || fsync(fd) < 0) {
+        rc = storage_err_set(e, errno == EFBIG ? SM_ERR_VDI_SIZE : SM_ERR_VDI_CREATE, errno,
+                             errno == EFBIG ? "VDI Invalid size" : "VDI Creation failed", strerror(errno));
+        close(fd);
+        unlink(p);
+        free(p);
+        return rc;
+    }
+    close(fd);
+    rc = fill_info(p, location, "", false, ret);
+    free(p);
+    return rc < 0 ? storage_err_set(e, SM_ERR_VDI_CREATE, rc, "VDI Creation failed", strerror(-rc)) : 0;
+}
+
+static int file_vdi_delete(const storage_sr *sr, const char *location, storage_err *e) {
+    char *p = file_vdi_path(sr, location);
+    int rc = 0;
+
+    if (p && unlink(p) < 0 && errno != ENOENT)
+        rc = storage_err_set(e, SM_ERR_VDI_DELETE, errno, "Failed to mark VDI hidden", strerror(errno));
+    free(p);
+    return rc;
+}
+
+static int file_vdi_stat(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
+    char *p = file_vdi_path(sr, location);
+    int rc = p ? fill_info(p, location, "", false, ret) : -EINVAL;
+
+    free(p);
+    return rc < 0 ? storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", strerror(-rc)) : 0;
+}
+
+static int file_vdi_resize(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
+                           storage_err *e) {
+    char *p = file_vdi_path(sr, location);
+    struct stat st;
+    int rc = 0;
+
+    if (!p || stat(p, &st) < 0) {
+        rc = storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, p ? errno : EINVAL, "The VDI is not available",
+                             p ? strerror(errno) : "invalid location");
+        goto out;
+    }
+    if (size < st.st_size) {
+        rc = storage_err_set(e, SM_ERR_VDI_SIZE, EINVAL, "VDI Invalid size", "shrinking not allowed");
+        goto out;
+    }
+    if (size > st.st_size && truncate(p, size) < 0) {
+        rc = storage_err_set(e, errno == EFBIG ? SM_ERR_VDI_SIZE : SM_ERR_VDI_RESIZE, errno,
+                             errno == EFBIG ? "VDI Invalid size" : "VDI resize failed", strerror(errno));
+        goto out;
+    }
+    rc = fill_info(p, location, "", false, ret);
+    if (rc < 0)
+        rc = storage_err_set(e, SM_ERR_VDI_RESIZE, rc, "VDI resize failed", strerror(-rc));
+out:
+    free(p);
+    return rc;
+}
+
+static int file_vdi_import(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
+                           storage_err *e) {
+    char *p;
+    int fd, rc;
+
+    if (!plain_name(location))
+        return storage_err_set(e, SM_ERR_VDI_CLONE, EINVAL, "Failed to clone VDI", "invalid location");
+    p = join(sr->path, location, ".", ".part");
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = storage_err_set(e, SM_ERR_VDI_CLONE, errno, "Failed to clone VDI", strerror(errno));
+        free(p);
+        return rc;
+    }
+    rc = storage_copy_file(src_path, fd, size, false);
+    close(fd);
+    if (rc < 0) {
+        unlink(p);
+        rc = storage_err_set(e, rc == -ENOSPC ? SM_ERR_SR_NO_SPACE : SM_ERR_VDI_CLONE, rc,
+                             rc == -ENOSPC ? "There is insufficient space" : "Failed to clone VDI", strerror(-rc));
+    }
+    free(p);
+    return rc;
+}
+
+static int file_vdi_publish(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
+    char *from = join(sr->path, location, ".", ".part"), *to = file_vdi_path(sr, location);
+    int rc = 0;
+
+    if (!to)
+        rc = storage_err_set(e, SM_ERR_VDI_CLONE, EINVAL, "Failed to clone VDI", "invalid location");
+    else if (access(to, F_OK) == 0)
+        rc = storage_err_set(e, SM_ERR_VDI_CLONE, EEXIST, "Failed to clone VDI", "the VDI already exists");
+    else if (rename(from, to) < 0)
+        rc = storage_err_set(e, SM_ERR_VDI_CLONE, errno, "Failed to clone VDI", strerror(errno));
+    else if ((rc = fill_info(to, location, "", false, ret)) < 0)
+        rc = storage_err_set(e, SM_ERR_VDI_CLONE, rc, "Failed to clone VDI", strerror(-rc));
+    if (rc < 0)
+        unlink(from);
+    free(from);
+    free(to);
+    return rc;
+}
+
+static void file_vdi_discard(const storage_sr *sr, const char *location) {
+    char *p = join(sr->path, location, ".", ".part");
+
+    unlink(p);
+    free(p);
+}
+
+static int file_vdi_write(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
+                          storage_err *e) {
+    char *p = file_vdi_path(sr, location);
+    int fd, rc;
+
+    if (!p)
+        return storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, EINVAL, "The VDI is not available", "invalid location");
+    fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, errno, "The VDI is not available", strerror(errno));
+        free(p);
+        return rc;
+    }
+    rc = storage_copy_file(src_path, fd, size, true);
+    close(fd);
+    free(p);
+    if (rc < 0)
+        return storage_err_set(e, rc == -ENOSPC ? SM_ERR_SR_NO_SPACE : SM_ERR_VDI_CLONE, rc,
+                               rc == -ENOSPC ? "There is insufficient space" : "Failed to clone VDI", strerror(-rc));
+    return 0;
+}
+
+static const storage_driver file_driver = {
+    .type = "file",
+    .description = "Local directory of sparse raw files",
+    .content_type = "user",
+    .format = "raw",
+    .caps = STORAGE_CAP_SR_CREATE | STORAGE_CAP_SR_DELETE | STORAGE_CAP_SR_SCAN | STORAGE_CAP_VDI_CREATE |
+            STORAGE_CAP_VDI_DELETE | STORAGE_CAP_VDI_CLONE | STORAGE_CAP_VDI_SNAPSHOT | STORAGE_CAP_VDI_RESIZE |
+            STORAGE_CAP_VDI_RESIZE_ONLINE | STORAGE_CAP_VDI_INTRODUCE | STORAGE_CAP_VDI_WRITE,
+    .sr_config = file_config,
+    .sr_create = file_sr_create,
+    .sr_attach = file_sr_attach,
+    .sr_delete = file_sr_delete,
+    .sr_stat = dir_stat,
+    .sr_scan = file_sr_scan,
+    .sr_cleanup = file_sr_cleanup,
+    .vdi_create = file_vdi_create,
+    .vdi_delete = file_vdi_delete,
+    .vdi_resize = file_vdi_resize,
+    .vdi_stat = file_vdi_stat,
+    .vdi_path = file_vdi_path,
+    .vdi_import = file_vdi_import,
+    .vdi_publish = file_vdi_publish,
+    .vdi_discard = file_vdi_discard,
+    .vdi_write = file_vdi_write,
+};
+
+/* ---- "iso" ----------------------------------------------------------------- */
+
+static bool iso_name(const char *s) {
+    size_t n = strlen(s);
+
+    return plain_name(s) && n > 4 && (strcasecmp(s + n - 4, ".iso") == 0 || strcasecmp(s + n - 4, ".img") == 0);
+}
+
+static int iso_config(const xapi_value *dc, char **ret_path, storage_err *e) {
+    int rc = location_path(dc, SM_ERR_ISO_LOCATION_MISSING, ret_path, e);
+
+    if (rc < 0 && e->code == SM_ERR_INVALID_ARG)
+        storage_err_set(e, SM_ERR_ISO_LOCAL_PATH, EINVAL, "Invalid local path", "location must be an absolute path");
+    return rc;
+}
+
+static int iso_sr_attach(const storage_sr *sr, storage_err *e) {
+    int rc = dir_check(sr, SM_ERR_SR_UNAVAILABLE, "The SR is not available", e);
+
+    if (rc == 0 && access(sr->path, R_OK | X_OK) < 0)
+        return storage_err_set(e, SM_ERR_SR_UNAVAILABLE, errno, "The SR is not available", strerror(errno));
+    return rc;
+}
+
+static int iso_sr_delete(const storage_sr *sr, char *const *locations, size_t n, storage_err *e) {
+    return 0; /* the library belongs to whoever fills it */
+}
+
+static char *iso_vdi_path(const storage_sr *sr, const char *location) {
+    if (!plain_name(location))
+        return NULL;
+    return join(sr->path, location, "", "");
+}
+
+static int iso_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
+    storage_vdi_info *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    DIR *d;
+
+    d = opendir(sr->path);
+    if (!d)
+        return storage_err_set(e, SM_ERR_SR_SCAN, errno, "The SR scan failed", strerror(errno));
+    while ((de = readdir(d))) {
+        char *p;
+
+        if (!iso_name(de->d_name))
+            continue;
+        if (n == max) {
+            closedir(d);
+            storage_vdi_infos_free(v, n);
+            return storage_err_set(e, SM_ERR_SR_SCAN, E2BIG, "The SR scan failed", "too many files");
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            v = xapi_realloc(v, cap * sizeof *v);
+        }
+        p = join(sr->path, de->d_name, "", "");
+        v[n] = (storage_vdi_info){0};
+        if (fill_info(p, de->d_name, de->d_name, true, &v[n]) == 0) {
+            v[n].physical_utilisation = v[n].virtual_size;
+            n++;
+        }
+        free(p);
+    }
+    closedir(d);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static int iso_vdi_stat(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
+    char *p = iso_vdi_path(sr, location);
+    int rc = p ? fill_info(p, location, location, true, ret) : -EINVAL;
+
+    free(p);
+    if (rc < 0)
+        return storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", strerror(-rc));
+    ret->physical_utilisation = ret->virtual_size;
+    return 0;
+}
+
+static const storage_driver iso_driver = {
+    .type = "iso",
+    .description = "Local directory of ISO images (read-only)",
+    .content_type = "iso",
+    .format = "raw",
+    .caps = STORAGE_CAP_SR_CREATE | STORAGE_CAP_SR_DELETE | STORAGE_CAP_SR_SCAN | STORAGE_CAP_VDI_INTRODUCE,
+    .sr_config = iso_config,
+    .sr_create = iso_sr_attach, /* the library must exist already */
+    .sr_attach = iso_sr_attach,
+    .sr_delete = iso_sr_delete,
+    .sr_stat = dir_stat,
+    .sr_scan = iso_sr_scan,
+    .vdi_stat = iso_vdi_stat,
+    .vdi_path = iso_vdi_path,
+};
+
+/* ---- the table ---------------------------------------------------------------- */
+
+const storage_driver *const storage_drivers[] = {&file_driver, &iso_driver, NULL};
+
+const storage_driver *storage_driver_find(const char *type) {
+    for (size_t i = 0; storage_drivers[i]; i++)
+        if (strcmp(storage_drivers[i]->type, type) == 0)
+            return storage_drivers[i];
+    return NULL;
+}

@@ -1,0 +1,160 @@
+/* Helpers shared by the drivers that keep VDIs as files: errors, VDI infos,
+ * and the sparse-aware copy used by VDI.clone/copy/snapshot. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/driver.h"
+
+int storage_err_set(storage_err *e, int code, int errno_value, const char *description, const char *detail) {
+    e->code = code;
+    if (detail && *detail)
+        snprintf(e->text, sizeof e->text, "%s [opterr=%s]", description, detail);
+    else
+        snprintf(e->text, sizeof e->text, "%s", description);
+    if (errno_value < 0)
+        errno_value = -errno_value;
+    return errno_value ? -errno_value : -EIO;
+}
+
+void storage_vdi_info_free(storage_vdi_info *v) {
+    if (!v)
+        return;
+    free(v->location);
+    free(v->name);
+    *v = (storage_vdi_info){0};
+}
+
+void storage_vdi_infos_free(storage_vdi_info *v, size_t n) {
+    for (size_t i = 0; v && i < n; i++)
+        storage_vdi_info_free(&v[i]);
+    free(v);
+}
+
+#define COPY_CHUNK (4u << 20)
+
+/* Copies [off, end) with copy_file_range, falling back to read/write. */
+static int copy_range(int src, int dst, off_t off, off_t end) {
+    char *buf = NULL;
+    bool use_cfr = true;
+    int rc = 0;
+
+    while (off < end) {
+        size_t want = (size_t)(end - off) > COPY_CHUNK ? COPY_CHUNK : (size_t)(end - off);
+        ssize_t n;
+
+        if (use_cfr) {
+            loff_t in = off, out = off;
+            n = copy_file_range(src, &in, dst, &out, want, 0);
+            if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+                use_cfr = false;
+                continue;
+            }
+        } else {
+            if (!buf && !(buf = malloc(COPY_CHUNK))) {
+                rc = -ENOMEM;
+                break;
+            }
+            n = pread(src, buf, want, off);
+            if (n > 0) {
+                ssize_t w = 0;
+                while (w < n) {
+                    ssize_t k = pwrite(dst, buf + w, (size_t)(n - w), off + w);
+                    if (k < 0) {
+                        if (errno == EINTR)
+                            continue;
+                        rc = -errno;
+                        goto out;
+                    }
+                    w += k;
+                }
+            }
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        if (n == 0) /* the source shrank under us: the rest reads as zeros */
+            break;
+        off += n;
+    }
+out:
+    free(buf);
+    return rc;
+}
+
+int storage_copy_file(const char *src_path, int dst_fd, int64_t size, bool punch_holes) {
+    struct stat st;
+    off_t off = 0, limit;
+    int src, rc = 0;
+
+    src = open(src_path, O_RDONLY | O_CLOEXEC);
+    if (src < 0)
+        return -errno;
+    if (fstat(src, &st) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (!punch_holes && st.st_size == size && ioctl(dst_fd, FICLONE, src) == 0)
+        goto sync; /* a reflink: shares the extents, copy-on-write from now on */
+    if (!punch_holes && ftruncate(dst_fd, size) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    limit = st.st_size < size ? st.st_size : size;
+    while (off < limit) {
+        off_t data = lseek(src, off, SEEK_DATA), hole;
+
+        if (data < 0) {
+            if (errno == ENXIO)
+                data = limit; /* only a hole remains */
+            else
+                data = off;   /* no SEEK_DATA here: copy everything */
+        }
+        if (data > limit)
+            data = limit;
+        if (punch_holes && data > off &&
+            fallocate(dst_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, data - off) < 0) {
+            /* No hole punching: write the zeros. */
+            rc = -errno;
+            if (rc != -EOPNOTSUPP)
+                goto out;
+            rc = 0;
+            for (off_t z = off; z < data;) {
+                static const char zeros[65536];
+                size_t k = (size_t)(data - z) > sizeof zeros ? sizeof zeros : (size_t)(data - z);
+                ssize_t w = pwrite(dst_fd, zeros, k, z);
+                if (w < 0) {
+                    if (errno == EINTR)
+                        continue;
+                    rc = -errno;
+                    goto out;
+                }
+                z += w;
+            }
+        }
+        if (data >= limit)
+            break;
+        hole = lseek(src, data, SEEK_HOLE);
+        if (hole < 0 || hole > limit)
+            hole = limit;
+        rc = copy_range(src, dst_fd, data, hole);
+        if (rc < 0)
+            goto out;
+        off = hole;
+    }
+sync:
+    if (fdatasync(dst_fd) < 0)
+        rc = -errno;
+out:
+    close(src);
+    return rc;
+}

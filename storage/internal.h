@@ -1,0 +1,75 @@
+/* Shared by the storage layer's files (not for other modules: see storage.h). */
+#pragma once
+
+#include <stdint.h>
+
+#include "storage/driver.h"
+#include "storage/storage.h"
+
+#define STORAGE_MAX_VDI_SIZE (INT64_C(16) << 40) /* 16 TiB: ext4's largest file */
+#define STORAGE_MAX_SCAN 100000                  /* VDIs one scan may find */
+#define STORAGE_MAX_DEVICE_CONFIG 64             /* keys in a device_config map */
+
+extern const xapi_handler storage_sr_handlers[];
+extern const xapi_handler storage_vdi_handlers[];
+extern const xapi_handler storage_vbd_handlers[];
+extern const xapi_class_hooks storage_vdi_hooks;
+extern const xapi_class_hooks storage_pbd_hooks;
+extern const xapi_class_hooks storage_vbd_hooks;
+
+static inline const xapi_class *storage_cls(int id) {
+    return &xapi_classes[id];
+}
+
+const char *storage_map_get(const xapi_value *map, const char *key);
+bool storage_is_null_ref(const char *ref);
+/* A lowercase uuid in canonical form. */
+bool storage_uuid_valid(const char *s);
+
+/* This host's PBD of the SR, or NULL. Store lock held (all of these). */
+xapi_obj *storage_my_pbd(xapi_server *srv, const xapi_obj *sr);
+/* A driver handle for the SR from its PBD (any state): SR_UNKNOWN_DRIVER, or a backend failure. */
+int storage_sr_handle(xapi_server *srv, const xapi_obj *sr, const xapi_obj *pbd, storage_sr *ret, xapi_value *err);
+void storage_sr_handle_free(storage_sr *h);
+/* The SR is usable for VDI operations (this host's PBD plugged), with a handle:
+ * SR_HAS_NO_PBDS [sr] otherwise, as xapi's Sm.assert_pbd_is_plugged. */
+int storage_sr_plugged(xapi_server *srv, const xapi_obj *sr, storage_sr *ret, xapi_value *err);
+/* The driver can do it: SR_OPERATION_NOT_SUPPORTED [sr] otherwise. */
+int storage_sr_cap(const xapi_obj *sr, const storage_driver *drv, unsigned cap, xapi_value *err);
+/* SR_BACKEND_FAILURE_<n> ["", text, ""]. */
+int storage_backend_fail(xapi_value *err, const storage_err *e);
+
+/* Physical sizes (statvfs) and virtual_allocation (sum of the VDIs' sizes,
+ * leaving out `leaving`, a VDI about to be destroyed). */
+void storage_sr_refresh(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const xapi_obj *leaving);
+void storage_sr_update_allowed(xapi_server *srv, xapi_obj *sr);
+/* ...of the SR and every VDI in it. */
+void storage_sr_update_allowed_all(xapi_server *srv, xapi_obj *sr);
+bool storage_sr_attached(xapi_server *srv, const xapi_obj *sr);
+
+/* VDI operations in progress (current_operations), by an operation id (the task, else a fresh ref). */
+void storage_op_id(const xapi_call *c, char ret[XAPI_REF_LEN + 1]);
+/* May op (a vdi_operations name) start now on the VDI? Checks operations in
+ * progress, attached VBDs, managed, sharable/on_boot rules and the driver's
+ * capabilities (not whether the SR is plugged). */
+int storage_vdi_check_op(xapi_server *srv, xapi_obj *vdi, const char *op, xapi_value *err);
+void storage_vdi_op_begin(xapi_server *srv, xapi_obj *vdi, const char *opid, const char *op);
+void storage_vdi_op_end(xapi_server *srv, const char *vdi_ref, const char *opid);
+
+/* A new VDI record in sr with what the driver reports (managed, location, sizes). */
+xapi_obj *storage_vdi_new(xapi_server *srv, xapi_obj *sr, const char *ref, const char *uuid,
+                          const storage_vdi_info *info);
+void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info);
+/* Scans the SR (plugged, handle h) and reconciles the VDI records with what is there. */
+int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, xapi_value *err);
+/* The power state of a VM in lowercase, for VM_BAD_POWER_STATE. */
+const char *storage_power_lower(const xapi_obj *vm);
+
+/* PBD.plug with the lock held (no-op when plugged): attach, scan, sizes. */
+int storage_pbd_plug_locked(xapi_server *srv, xapi_obj *pbd, xapi_value *err);
+/* SR.create with the lock held: the SR, its PBD on host_ref, plugged. */
+int storage_sr_create_locked(xapi_server *srv, const char *host_ref, const xapi_value *device_config,
+                             const char *name_label, const char *name_description, const char *type,
+                             const char *content_type, bool shared, const xapi_value *sm_config,
+                             const xapi_value *other_config, const char *uuid_in, char ret_ref[XAPI_REF_LEN + 1],
+                             xapi_value *err);

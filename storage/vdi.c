@@ -1,0 +1,742 @@
+/* VDI.*: creation (the implicit constructor's hook), destruction, clone,
+ * snapshot, copy, resize, introduce/forget, and the entry points the VM layer
+ * uses (storage.h). */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "storage/internal.h"
+#include "xapi/error.h"
+
+static int finish_void(xapi_call *c, int rc) {
+    if (rc < 0) {
+        xapi_store_write_end(c->srv->store);
+        return rc;
+    }
+    rc = xapi_commit(c);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int finish_ref(xapi_server *srv, int rc, const char *ref, char ret[XAPI_REF_LEN + 1], xapi_value *err) {
+    if (rc < 0) {
+        xapi_store_write_end(srv->store);
+        return rc;
+    }
+    if (xapi_store_wait_durable(srv->store, xapi_store_write_end(srv->store)) < 0)
+        return xapi_fail(err, "INTERNAL_ERROR", "the change could not be stored", NULL);
+    memcpy(ret, ref, XAPI_REF_LEN + 1);
+    return 0;
+}
+
+static int size_check(int64_t size, xapi_value *err) {
+    storage_err e = {0};
+
+    if (size < 0 || size > STORAGE_MAX_VDI_SIZE) {
+        storage_err_set(&e, SM_ERR_VDI_SIZE, EINVAL, "VDI Invalid size",
+                        size < 0 ? "negative size" : "larger than 16 TiB");
+        return storage_backend_fail(err, &e);
+    }
+    return 0;
+}
+
+static xapi_obj *get_vdi(xapi_server *srv, const char *ref) {
+    return xapi_store_get_class(srv->store, storage_cls(XAPI_C_VDI), ref);
+}
+
+static xapi_obj *sr_of(xapi_server *srv, const xapi_obj *vdi) {
+    return xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s);
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+/* The data of a new VDI record whose fields are set (SR, virtual_size, type...). */
+static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
+    xapi_obj *sr = sr_of(srv, o);
+    storage_sr h = {0};
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    int rc;
+
+    if (!sr)
+        return xapi_fail(err, "HANDLE_INVALID", "SR", o->fields[XAPI_F_VDI_SR].s, NULL);
+    if (strcmp(o->fields[XAPI_F_VDI_type].s, "cbt_metadata") == 0)
+        return xapi_fail(err, "VDI_INCOMPATIBLE_TYPE", "", "cbt_metadata", NULL);
+    rc = storage_sr_plugged(srv, sr, &h, err);
+    if (rc < 0)
+        return rc;
+    rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_CREATE, err);
+    if (rc == 0)
+        rc = size_check(o->fields[XAPI_F_VDI_virtual_size].i, err);
+    if (rc == 0 && h.drv->vdi_create(&h, o->uuid, o->fields[XAPI_F_VDI_virtual_size].i, &info, &e) < 0)
+        rc = storage_backend_fail(err, &e);
+    if (rc == 0) {
+        storage_vdi_set_info(srv, o, &info);
+        xapi_obj_set_bool(srv->store, o, XAPI_F_VDI_managed, true);
+        xapi_obj_set_bool(srv->store, o, XAPI_F_VDI_storage_lock, false);
+        storage_vdi_update_allowed_operations(srv, o);
+        storage_sr_refresh(srv, sr, &h, NULL);
+        storage_sr_update_allowed(srv, sr);
+        log_debug("storage: VDI %s created on SR %s (%" PRId64 " bytes)", o->uuid, sr->uuid, info.virtual_size);
+    }
+    storage_vdi_info_free(&info);
+    storage_sr_handle_free(&h);
+    return rc;
+}
+
+static int vdi_after_create(xapi_call *c, xapi_obj *o) {
+    return vdi_make_data(c->srv, o, &c->err);
+}
+
+int storage_vdi_create(xapi_server *srv, const char *sr_ref, const char *name, int64_t size, const char *type,
+                       char ret_ref[XAPI_REF_LEN + 1], xapi_value *err) {
+    const xapi_enum *types = storage_cls(XAPI_C_VDI)->fields[XAPI_F_VDI_type].type->enumv;
+    const char *canon = types ? xapi_enum_canonical(types, type && *type ? type : "user") : NULL;
+    char ref[XAPI_REF_LEN + 1];
+    xapi_obj *o;
+    int rc;
+
+    if (!canon)
+        return xapi_fail(err, "INVALID_VALUE", "type", type ? type : "", NULL);
+    xapi_store_write_begin(srv->store);
+    if (!xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), sr_ref))
+        return finish_ref(srv, xapi_fail(err, "HANDLE_INVALID", "SR", sr_ref, NULL), NULL, ret_ref, err);
+    o = xapi_obj_create(srv->store, storage_cls(XAPI_C_VDI));
+    xapi_obj_set_string(srv->store, o, XAPI_F_VDI_SR, sr_ref);
+    xapi_obj_set_string(srv->store, o, XAPI_F_VDI_name_label, name ? name : "");
+    xapi_obj_set_string(srv->store, o, XAPI_F_VDI_type, canon);
+    xapi_obj_set_int(srv->store, o, XAPI_F_VDI_virtual_size, size);
+    xapi_obj_set_bool(srv->store, o, XAPI_F_VDI_sharable, false);
+    xapi_obj_set_bool(srv->store, o, XAPI_F_VDI_read_only, false);
+    memcpy(ref, o->ref, sizeof ref);
+    rc = vdi_make_data(srv, o, err);
+    if (rc < 0)
+        xapi_obj_destroy(srv->store, o);
+    return finish_ref(srv, rc, ref, ret_ref, err);
+}
+
+/* ---- destroy ---------------------------------------------------------------- */
+
+static int vdi_before_destroy(xapi_call *c, xapi_obj *o) {
+    xapi_server *srv = c->srv;
+    xapi_store *st = srv->store;
+    xapi_obj *sr = sr_of(srv, o);
+    storage_sr h = {0};
+    storage_err e = {0};
+    xapi_value vbds;
+    int rc;
+
+    if (!sr)
+        return 0; /* an orphan record: nothing to delete but itself */
+    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    if (rc < 0)
+        return rc;
+    rc = storage_vdi_check_op(srv, o, "destroy", &c->err);
+    if (rc == 0 && h.drv->vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
+        rc = storage_backend_fail(&c->err, &e);
+    if (rc < 0) {
+        storage_sr_handle_free(&h);
+        return rc;
+    }
+    /* As xapi: the VDI's VBDs go with it, and VMs forget it as their suspend image. */
+    vbds = xapi_value_copy(&o->fields[XAPI_F_VDI_VBDs]);
+    for (uint32_t i = 0; i < vbds.n; i++) {
+        xapi_obj *b = xapi_store_get_class(st, storage_cls(XAPI_C_VBD), vbds.items[i].s);
+        if (b)
+            xapi_obj_destroy(st, b);
+    }
+    xapi_value_free(&vbds);
+    for (xapi_obj *vm = xapi_store_first(st, storage_cls(XAPI_C_VM)); vm; vm = xapi_store_next(vm))
+        if (strcmp(vm->fields[XAPI_F_VM_suspend_VDI].s, o->ref) == 0)
+            xapi_obj_set_string(st, vm, XAPI_F_VM_suspend_VDI, XAPI_NULL_REF);
+    storage_sr_refresh(srv, sr, &h, o);
+    storage_sr_handle_free(&h);
+    log_debug("storage: VDI %s destroyed", o->uuid);
+    return 0;
+}
+
+const xapi_class_hooks storage_vdi_hooks = {
+    .after_create = vdi_after_create,
+    .before_destroy = vdi_before_destroy,
+};
+
+/* ---- clone / snapshot / copy ------------------------------------------------------ */
+
+static const char *mode_op(storage_clone_mode mode) {
+    return mode == STORAGE_CLONE ? "clone" : mode == STORAGE_SNAPSHOT ? "snapshot" : "copy";
+}
+
+/* The metadata a new VDI takes from its source (xapi's snapshot_and_clone / copy). */
+typedef struct vdi_meta {
+    xapi_value name_label, name_description, type, other_config, xenstore_data, on_boot, tags;
+    bool sharable, read_only, allow_caching;
+} vdi_meta;
+
+static void meta_take(vdi_meta *m, const xapi_obj *v) {
+    m->name_label = xapi_value_copy(&v->fields[XAPI_F_VDI_name_label]);
+    m->name_description = xapi_value_copy(&v->fields[XAPI_F_VDI_name_description]);
+    m->type = xapi_value_copy(&v->fields[XAPI_F_VDI_type]);
+    m->other_config = xapi_value_copy(&v->fields[XAPI_F_VDI_other_config]);
+    m->xenstore_data = xapi_value_copy(&v->fields[XAPI_F_VDI_xenstore_data]);
+    m->on_boot = xapi_value_copy(&v->fields[XAPI_F_VDI_on_boot]);
+    m->tags = xapi_value_copy(&v->fields[XAPI_F_VDI_tags]);
+    m->sharable = v->fields[XAPI_F_VDI_sharable].b;
+    m->read_only = v->fields[XAPI_F_VDI_read_only].b;
+    m->allow_caching = v->fields[XAPI_F_VDI_allow_caching].b;
+}
+
+static void meta_free(vdi_meta *m) {
+    xapi_value_free(&m->name_label);
+    xapi_value_free(&m->name_description);
+    xapi_value_free(&m->type);
+    xapi_value_free(&m->other_config);
+    xapi_value_free(&m->xenstore_data);
+    xapi_value_free(&m->on_boot);
+    xapi_value_free(&m->tags);
+}
+
+/* Moves the metadata into the new record (m is emptied). */
+static void meta_apply(xapi_server *srv, xapi_obj *v, vdi_meta *m, storage_clone_mode mode) {
+    xapi_store *st = srv->store;
+
+    xapi_obj_set(st, v, XAPI_F_VDI_name_label, m->name_label);
+    xapi_obj_set(st, v, XAPI_F_VDI_name_description, m->name_description);
+    xapi_obj_set(st, v, XAPI_F_VDI_type, m->type);
+    xapi_obj_set(st, v, XAPI_F_VDI_other_config, m->other_config);
+    xapi_obj_set(st, v, XAPI_F_VDI_xenstore_data, m->xenstore_data);
+    xapi_obj_set(st, v, XAPI_F_VDI_on_boot, m->on_boot);
+    xapi_obj_set(st, v, XAPI_F_VDI_tags, m->tags);
+    xapi_obj_set_bool(st, v, XAPI_F_VDI_sharable, m->sharable);
+    /* CA-64962: copies are always writable; clones and snapshots keep the source's mode. */
+    xapi_obj_set_bool(st, v, XAPI_F_VDI_read_only, mode == STORAGE_COPY ? false : m->read_only);
+    xapi_obj_set_bool(st, v, XAPI_F_VDI_allow_caching, m->allow_caching);
+    memset(m, 0, sizeof *m);
+}
+
+static int clone_fail(storage_clone_mode mode, xapi_value *err, storage_err *e) {
+    if (mode == STORAGE_SNAPSHOT && e->code == SM_ERR_VDI_CLONE) {
+        const char *rest = strstr(e->text, " [opterr=");
+        char text[sizeof e->text];
+        snprintf(text, sizeof text, "Failed to snapshot VDI%s", rest ? rest : "");
+        e->code = SM_ERR_VDI_SNAPSHOT;
+        snprintf(e->text, sizeof e->text, "%s", text);
+    }
+    return storage_backend_fail(err, e);
+}
+
+static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref, storage_clone_mode mode,
+                        const char *sr_ref, char ret_ref[XAPI_REF_LEN + 1], xapi_value *err) {
+    xapi_store *st = srv->store;
+    const char *op = mode_op(mode);
+    storage_sr src = {0}, dst = {0};
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    vdi_meta meta;
+    xapi_obj *vdi, *src_sr, *dst_sr, *nv;
+    char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1], dst_sr_ref[XAPI_REF_LEN + 1], src_ref[XAPI_REF_LEN + 1];
+    char *src_path = NULL;
+    int64_t size;
+    int rc;
+
+    memset(&meta, 0, sizeof meta);
+    xapi_store_write_begin(st);
+    vdi = get_vdi(srv, vdi_ref);
+    if (!vdi) {
+        rc = xapi_fail(err, "HANDLE_INVALID", "VDI", vdi_ref, NULL);
+        goto fail_locked;
+    }
+    src_sr = sr_of(srv, vdi);
+    if (!src_sr) {
+        rc = xapi_fail(err, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s, NULL);
+        goto fail_locked;
+    }
+    rc = storage_sr_plugged(srv, src_sr, &src, err);
+    if (rc == 0)
+        rc = storage_vdi_check_op(srv, vdi, op, err);
+    if (rc < 0)
+        goto fail_locked;
+    dst_sr = src_sr;
+    if (mode == STORAGE_COPY && !storage_is_null_ref(sr_ref)) {
+        dst_sr = xapi_store_get_class(st, storage_cls(XAPI_C_SR), sr_ref);
+        if (!dst_sr) {
+            rc = xapi_fail(err, "HANDLE_INVALID", "SR", sr_ref, NULL);
+            goto fail_locked;
+        }
+    }
+    rc = storage_sr_plugged(srv, dst_sr, &dst, err);
+    if (rc == 0 && (!dst.drv->vdi_import || !dst.drv->vdi_publish))
+        rc = xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", dst_sr->ref, NULL);
+    if (rc == 0)
+        rc = storage_sr_cap(dst_sr, dst.drv, STORAGE_CAP_VDI_CREATE, err);
+    if (rc < 0)
+        goto fail_locked;
+    src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
+    if (!src_path || access(src_path, R_OK) < 0) {
+        rc = xapi_fail(err, "VDI_MISSING", src_sr->ref, vdi->ref, NULL);
+        goto fail_locked;
+    }
+    size = vdi->fields[XAPI_F_VDI_virtual_size].i;
+    memcpy(dst_sr_ref, dst_sr->ref, sizeof dst_sr_ref);
+    memcpy(src_ref, vdi->ref, sizeof src_ref);
+    meta_take(&meta, vdi);
+    xapi_uuid_generate(uuid);
+    xapi_ref_generate(ref);
+    storage_vdi_op_begin(srv, vdi, opid, op);
+    if (xapi_store_wait_durable(st, xapi_store_write_end(st)) < 0) {
+        rc = xapi_fail(err, "INTERNAL_ERROR", "the change could not be stored", NULL);
+        xapi_store_write_begin(st);
+        storage_vdi_op_end(srv, src_ref, opid);
+        goto fail_locked;
+    }
+
+    /* The data, without the lock: this is the slow part. */
+    rc = dst.drv->vdi_import(&dst, uuid, src_path, size, &e);
+
+    xapi_store_write_begin(st);
+    storage_vdi_op_end(srv, src_ref, opid);
+    if (rc < 0) {
+        rc = clone_fail(mode, err, &e);
+        goto fail_locked;
+    }
+    dst_sr = xapi_store_get_class(st, storage_cls(XAPI_C_SR), dst_sr_ref);
+    if (!dst_sr || !storage_sr_attached(srv, dst_sr)) {
+        dst.drv->vdi_discard(&dst, uuid);
+        rc = xapi_fail(err, "SR_HAS_NO_PBDS", dst_sr_ref, NULL);
+        goto fail_locked;
+    }
+    if (dst.drv->vdi_publish(&dst, uuid, &info, &e) < 0) {
+        rc = clone_fail(mode, err, &e);
+        goto fail_locked;
+    }
+    nv = storage_vdi_new(srv, dst_sr, ref, uuid, &info);
+    if (!nv) { /* cannot happen: fresh ref and uuid */
+        storage_err d = {0};
+        dst.drv->vdi_delete(&dst, uuid, &d);
+        rc = xapi_fail(err, "INTERNAL_ERROR", "cannot create the VDI record", NULL);
+        goto fail_locked;
+    }
+    meta_apply(srv, nv, &meta, mode);
+    if (mode == STORAGE_SNAPSHOT) {
+        xapi_obj_set_bool(st, nv, XAPI_F_VDI_is_a_snapshot, true);
+        xapi_obj_set_string(st, nv, XAPI_F_VDI_snapshot_of, get_vdi(srv, src_ref) ? src_ref : XAPI_NULL_REF);
+        xapi_obj_set(st, nv, XAPI_F_VDI_snapshot_time, xapi_value_datetime(xapi_wall_seconds()));
+    }
+    storage_vdi_update_allowed_operations(srv, nv);
+    storage_sr_refresh(srv, dst_sr, &dst, NULL);
+    log_debug("storage: VDI %s: %s -> %s", src_ref, op, uuid);
+    rc = finish_ref(srv, 0, ref, ret_ref, err);
+    goto out;
+fail_locked:
+    xapi_store_write_end(st);
+out:
+    meta_free(&meta);
+    storage_vdi_info_free(&info);
+    storage_sr_handle_free(&src);
+    storage_sr_handle_free(&dst);
+    free(src_path);
+    return rc;
+}
+
+int storage_vdi_clone(xapi_server *srv, const char *vdi_ref, storage_clone_mode mode, const char *sr_ref,
+                      char ret_ref[XAPI_REF_LEN + 1], xapi_value *err) {
+    char opid[XAPI_REF_LEN + 1];
+
+    storage_op_id(NULL, opid);
+    return clone_common(srv, opid, vdi_ref, mode, sr_ref, ret_ref, err);
+}
+
+static int vdi_clone_call(xapi_call *c, storage_clone_mode mode, const char *sr_ref) {
+    char opid[XAPI_REF_LEN + 1], ref[XAPI_REF_LEN + 1];
+    int rc;
+
+    storage_op_id(c, opid);
+    rc = clone_common(c->srv, opid, c->args[0].s, mode, sr_ref, ref, &c->err);
+    if (rc == 0)
+        xapi_out_cstring(c->out, ref);
+    return rc;
+}
+
+static int vdi_clone(xapi_call *c) {
+    return vdi_clone_call(c, STORAGE_CLONE, NULL);
+}
+
+static int vdi_snapshot(xapi_call *c) {
+    return vdi_clone_call(c, STORAGE_SNAPSHOT, NULL);
+}
+
+/* VDI.copy(vdi, sr, base_vdi, into_vdi) into an existing VDI: its data overwritten. */
+static int copy_into(xapi_call *c, const char *opid) {
+    xapi_server *srv = c->srv;
+    xapi_store *st = srv->store;
+    storage_sr src = {0}, dst = {0};
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    xapi_obj *vdi, *into, *src_sr, *dst_sr;
+    char src_ref[XAPI_REF_LEN + 1], dst_ref[XAPI_REF_LEN + 1], size_text[32];
+    char *src_path = NULL, *dst_loc = NULL;
+    int64_t size;
+    int rc;
+
+    xapi_store_write_begin(st);
+    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
+    if (rc == 0)
+        rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[3].s, &into);
+    if (rc < 0)
+        goto fail_locked;
+    src_sr = sr_of(srv, vdi);
+    dst_sr = sr_of(srv, into);
+    if (!src_sr || !dst_sr) {
+        rc = xapi_call_fail(c, "HANDLE_INVALID", "SR", src_sr ? into->fields[XAPI_F_VDI_SR].s : vdi->fields[XAPI_F_VDI_SR].s);
+        goto fail_locked;
+    }
+    size = vdi->fields[XAPI_F_VDI_virtual_size].i;
+    snprintf(size_text, sizeof size_text, "%" PRId64, size);
+    rc = storage_sr_plugged(srv, src_sr, &src, &c->err);
+    if (rc == 0)
+        rc = storage_vdi_check_op(srv, vdi, "copy", &c->err);
+    if (rc == 0 && into->fields[XAPI_F_VDI_read_only].b)
+        rc = xapi_call_fail(c, "VDI_READONLY", into->ref);
+    if (rc == 0 && into->fields[XAPI_F_VDI_virtual_size].i < size)
+        rc = xapi_call_fail(c, "VDI_TOO_SMALL", into->ref, size_text);
+    if (rc == 0)
+        rc = storage_sr_plugged(srv, dst_sr, &dst, &c->err);
+    if (rc == 0)
+        rc = storage_sr_cap(dst_sr, dst.drv, STORAGE_CAP_VDI_WRITE, &c->err);
+    if (rc == 0 && into != vdi)
+        rc = storage_vdi_check_op(srv, into, "copy", &c->err);
+    if (rc < 0)
+        goto fail_locked;
+    if (into == vdi) {
+        rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "cannot copy a VDI into itself");
+        goto fail_locked;
+    }
+    src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
+    if (!src_path || access(src_path, R_OK) < 0) {
+        rc = xapi_call_fail(c, "VDI_MISSING", src_sr->ref, vdi->ref);
+        goto fail_locked;
+    }
+    dst_loc = xapi_strdup(into->fields[XAPI_F_VDI_location].s);
+    memcpy(src_ref, vdi->ref, sizeof src_ref);
+    memcpy(dst_ref, into->ref, sizeof dst_ref);
+    storage_vdi_op_begin(srv, vdi, opid, "copy");
+    storage_vdi_op_begin(srv, into, opid, "copy");
+    if (xapi_store_wait_durable(st, xapi_store_write_end(st)) < 0) {
+        xapi_store_write_begin(st);
+        storage_vdi_op_end(srv, src_ref, opid);
+        storage_vdi_op_end(srv, dst_ref, opid);
+        rc = xapi_call_fail(c, "INTERNAL_ERROR", "the change could not be stored");
+        goto fail_locked;
+    }
+
+    rc = dst.drv->vdi_write(&dst, dst_loc, src_path, size, &e);
+
+    xapi_store_write_begin(st);
+    storage_vdi_op_end(srv, src_ref, opid);
+    storage_vdi_op_end(srv, dst_ref, opid);
+    if (rc < 0) {
+        rc = storage_backend_fail(&c->err, &e);
+        goto fail_locked;
+    }
+    into = get_vdi(srv, dst_ref);
+    if (into && dst.drv->vdi_stat && dst.drv->vdi_stat(&dst, dst_loc, &info, &e) == 0)
+        xapi_obj_set_int(st, into, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
+    dst_sr = into ? sr_of(srv, into) : NULL;
+    if (dst_sr)
+        storage_sr_refresh(srv, dst_sr, &dst, NULL);
+    rc = xapi_commit(c);
+    if (rc == 0)
+        xapi_out_cstring(c->out, dst_ref);
+    goto out;
+fail_locked:
+    xapi_store_write_end(st);
+out:
+    storage_vdi_info_free(&info);
+    storage_sr_handle_free(&src);
+    storage_sr_handle_free(&dst);
+    free(src_path);
+    free(dst_loc);
+    return rc;
+}
+
+static int vdi_copy(xapi_call *c) {
+    char opid[XAPI_REF_LEN + 1];
+    const char *base = c->args[2].s, *into = c->args[3].s;
+
+    /* base_vdi only makes the copy incremental; a full copy gives the same data. */
+    if (!storage_is_null_ref(base)) {
+        xapi_obj *b;
+        int rc;
+        xapi_store_rdlock(c->srv->store);
+        rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), base, &b);
+        xapi_store_rdunlock(c->srv->store);
+        if (rc < 0)
+            return rc;
+    }
+    storage_op_id(c, opid);
+    if (!storage_is_null_ref(into))
+        return copy_into(c, opid);
+    return vdi_clone_call(c, STORAGE_COPY, c->args[1].s);
+}
+
+/* ---- resize, update, introduce, forget --------------------------------------------- */
+
+static int vdi_resize_common(xapi_call *c, const char *op) {
+    xapi_server *srv = c->srv;
+    storage_sr h = {0};
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    xapi_obj *vdi, *sr;
+    int rc;
+
+    xapi_store_write_begin(srv->store);
+    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
+    if (rc < 0)
+        return finish_void(c, rc);
+    sr = sr_of(srv, vdi);
+    if (!sr)
+        return finish_void(c, xapi_call_fail(c, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s));
+    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    if (rc == 0)
+        rc = storage_vdi_check_op(srv, vdi, op, &c->err);
+    if (rc == 0)
+        rc = size_check(c->args[1].i, &c->err);
+    if (rc == 0 && h.drv->vdi_resize(&h, vdi->fields[XAPI_F_VDI_location].s, c->args[1].i, &info, &e) < 0)
+        rc = storage_backend_fail(&c->err, &e);
+    if (rc == 0) {
+        storage_vdi_set_info(srv, vdi, &info);
+        storage_sr_refresh(srv, sr, &h, NULL);
+    }
+    storage_vdi_info_free(&info);
+    storage_sr_handle_free(&h);
+    return finish_void(c, rc);
+}
+
+static int vdi_resize(xapi_call *c) {
+    return vdi_resize_common(c, "resize");
+}
+
+static int vdi_resize_online(xapi_call *c) {
+    return vdi_resize_common(c, "resize_online");
+}
+
+static int vdi_update(xapi_call *c) {
+    xapi_server *srv = c->srv;
+    storage_sr h = {0};
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    xapi_obj *vdi, *sr;
+    int rc;
+
+    xapi_store_write_begin(srv->store);
+    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
+    if (rc < 0)
+        return finish_void(c, rc);
+    sr = sr_of(srv, vdi);
+    if (!sr)
+        return finish_void(c, xapi_call_fail(c, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s));
+    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    if (rc == 0 && (!h.drv->vdi_stat || h.drv->vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) < 0))
+        rc = xapi_call_fail(c, "VDI_MISSING", sr->ref, vdi->ref);
+    if (rc == 0) {
+        xapi_obj_set_int(srv->store, vdi, XAPI_F_VDI_virtual_size, info.virtual_size);
+        xapi_obj_set_int(srv->store, vdi, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
+        xapi_obj_set_bool(srv->store, vdi, XAPI_F_VDI_missing, false);
+        storage_sr_refresh(srv, sr, &h, NULL);
+    }
+    storage_vdi_info_free(&info);
+    storage_sr_handle_free(&h);
+    return finish_void(c, rc);
+}
+
+/* VDI.introduce(uuid, name_label, name_description, SR, type, sharable, read_only, other_config,
+ *               location, xenstore_data, sm_config, managed, virtual_size, physical_utilisation,
+ *               metadata_of_pool, is_a_snapshot, snapshot_time, snapshot_of) */
+static int vdi_introduce(xapi_call *c) {
+    xapi_server *srv = c->srv;
+    xapi_store *st = srv->store;
+    const char *want = c->args[0].s, *location = c->args[8].s;
+    storage_sr h = {0};
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    xapi_obj *sr, *v = NULL;
+    const xapi_value *vdis;
+    char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1];
+    int rc;
+
+    if (*want && !storage_uuid_valid(want))
+        return xapi_call_fail(c, "UUID_INVALID", "VDI", want);
+    xapi_store_write_begin(st);
+    rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[3].s, &sr);
+    if (rc == 0)
+        rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    if (rc == 0)
+        rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_INTRODUCE, &c->err);
+    if (rc < 0)
+        goto out;
+    vdis = &sr->fields[XAPI_F_SR_VDIs];
+    for (uint32_t i = 0; i < vdis->n; i++) {
+        xapi_obj *o = get_vdi(srv, vdis->items[i].s);
+        if (!o || strcmp(o->fields[XAPI_F_VDI_location].s, location) != 0)
+            continue;
+        if (*want && strcasecmp(o->uuid, want) == 0) {
+            v = o; /* introduced again: refreshed below */
+            continue;
+        }
+        rc = xapi_call_fail(c, "LOCATION_NOT_UNIQUE", sr->ref, location);
+        goto out;
+    }
+    if (!h.drv->vdi_stat || h.drv->vdi_stat(&h, location, &info, &e) < 0) {
+        rc = xapi_call_fail(c, "VDI_LOCATION_MISSING", sr->ref, location);
+        goto out;
+    }
+    if (!v) {
+        if (*want) {
+            for (size_t i = 0; i < sizeof uuid - 1; i++)
+                uuid[i] = (char)tolower((unsigned char)want[i]);
+            uuid[sizeof uuid - 1] = '\0';
+        } else
+            xapi_uuid_generate(uuid);
+        if (xapi_store_get_by_uuid(st, storage_cls(XAPI_C_VDI), uuid)) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "Db_exn.Uniqueness_constraint_violation(\"VDI\", \"uuid\", \"%s\")", uuid);
+            rc = xapi_call_fail(c, "INTERNAL_ERROR", msg);
+            goto out;
+        }
+        xapi_ref_generate(ref);
+        v = storage_vdi_new(srv, sr, ref, uuid, &info);
+    } else
+        storage_vdi_set_info(srv, v, &info);
+    if (*c->args[1].s)
+        xapi_obj_set_string(st, v, XAPI_F_VDI_name_label, c->args[1].s);
+    if (*c->args[2].s)
+        xapi_obj_set_string(st, v, XAPI_F_VDI_name_description, c->args[2].s);
+    xapi_obj_set(st, v, XAPI_F_VDI_type, xapi_value_copy(&c->args[4]));
+    xapi_obj_set_bool(st, v, XAPI_F_VDI_sharable, c->args[5].b);
+    xapi_obj_set(st, v, XAPI_F_VDI_other_config, xapi_value_copy(&c->args[7]));
+    xapi_obj_set(st, v, XAPI_F_VDI_xenstore_data, xapi_value_copy(&c->args[9]));
+    xapi_obj_set(st, v, XAPI_F_VDI_sm_config, xapi_value_copy(&c->args[10]));
+    storage_vdi_update_allowed_operations(srv, v);
+    storage_sr_refresh(srv, sr, &h, NULL);
+    memcpy(ref, v->ref, sizeof ref);
+out:
+    storage_vdi_info_free(&info);
+    storage_sr_handle_free(&h);
+    if (rc < 0) {
+        xapi_store_write_end(st);
+        return rc;
+    }
+    rc = xapi_commit(c);
+    if (rc == 0)
+        xapi_out_cstring(c->out, ref);
+    return rc;
+}
+
+static int vdi_forget(xapi_call *c) {
+    xapi_obj *vdi, *sr;
+    int rc;
+
+    xapi_store_write_begin(c->srv->store);
+    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
+    if (rc == 0)
+        rc = storage_vdi_check_op(c->srv, vdi, "forget", &c->err);
+    if (rc == 0) {
+        sr = sr_of(c->srv, vdi);
+        if (sr)
+            storage_sr_refresh(c->srv, sr, NULL, vdi);
+        xapi_obj_destroy(c->srv->store, vdi);
+    }
+    return finish_void(c, rc);
+}
+
+/* ---- setters ------------------------------------------------------------------ */
+
+static int vdi_set(xapi_call *c, int field) {
+    xapi_obj *vdi;
+    int rc;
+
+    xapi_store_write_begin(c->srv->store);
+    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
+    if (rc == 0) {
+        xapi_obj_set(c->srv->store, vdi, field, xapi_value_copy(&c->args[1]));
+        storage_vdi_update_allowed_operations(c->srv, vdi);
+    }
+    return finish_void(c, rc);
+}
+
+static int vdi_set_name_label(xapi_call *c) {
+    return vdi_set(c, XAPI_F_VDI_name_label);
+}
+
+static int vdi_set_name_description(xapi_call *c) {
+    return vdi_set(c, XAPI_F_VDI_name_description);
+}
+
+static int vdi_set_read_only(xapi_call *c) {
+    return vdi_set(c, XAPI_F_VDI_read_only);
+}
+
+static int vdi_set_sharable(xapi_call *c) {
+    return vdi_set(c, XAPI_F_VDI_sharable);
+}
+
+static int vdi_set_on_boot(xapi_call *c) {
+    return vdi_set(c, XAPI_F_VDI_on_boot);
+}
+
+static int vdi_set_allow_caching(xapi_call *c) {
+    return vdi_set(c, XAPI_F_VDI_allow_caching);
+}
+
+/* ---- for the VM layer --------------------------------------------------------------- */
+
+int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_path, char **ret_format,
+                            xapi_value *err) {
+    xapi_obj *sr = sr_of(srv, vdi), *pbd;
+    storage_sr h = {0};
+    char *path;
+    int rc;
+
+    if (!sr)
+        return xapi_fail(err, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s, NULL);
+    pbd = storage_my_pbd(srv, sr);
+    if (!pbd || !pbd->fields[XAPI_F_PBD_currently_attached].b)
+        return xapi_fail(err, "SR_NOT_ATTACHED", sr->ref, NULL);
+    rc = storage_sr_handle(srv, sr, pbd, &h, err);
+    if (rc < 0)
+        return rc;
+    path = h.drv->vdi_path(&h, vdi->fields[XAPI_F_VDI_location].s);
+    if (!path || vdi->fields[XAPI_F_VDI_missing].b || access(path, F_OK) < 0) {
+        free(path);
+        storage_sr_handle_free(&h);
+        return xapi_fail(err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
+    }
+    *ret_path = path;
+    *ret_format = xapi_strdup(h.drv->format);
+    storage_sr_handle_free(&h);
+    return 0;
+}
+
+const xapi_handler storage_vdi_handlers[] = {
+    {"VDI", "clone", vdi_clone},
+    {"VDI", "snapshot", vdi_snapshot},
+    {"VDI", "copy", vdi_copy},
+    {"VDI", "resize", vdi_resize},
+    {"VDI", "resize_online", vdi_resize_online},
+    {"VDI", "update", vdi_update},
+    {"VDI", "introduce", vdi_introduce},
+    {"VDI", "forget", vdi_forget},
+    {"VDI", "set_name_label", vdi_set_name_label},
+    {"VDI", "set_name_description", vdi_set_name_description},
+    {"VDI", "set_read_only", vdi_set_read_only},
+    {"VDI", "set_sharable", vdi_set_sharable},
+    {"VDI", "set_on_boot", vdi_set_on_boot},
+    {"VDI", "set_allow_caching", vdi_set_allow_caching},
+    {NULL, NULL, NULL},
+};

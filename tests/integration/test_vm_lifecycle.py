@@ -1,0 +1,463 @@
+"""VM lifecycle on the sim backend, over XML-RPC: every transition, the errors
+xapi gives, the per-VM operation lock, guest-initiated shutdowns through the
+simulator's control socket, and reconciliation after kill -9."""
+
+import os
+import socket
+import threading
+import time
+import unittest
+
+from harness import Daemon, DaemonTest, fail, ok
+
+MiB = 1 << 20
+
+
+def sim_control(d, line):
+    """Makes a simulated guest act on its own (test-only control socket)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(os.path.join(d.state_dir, "sim-control.sock"))
+    s.sendall((line + "\n").encode())
+    reply = s.recv(200).decode()
+    s.close()
+    return reply
+
+
+def wait_for(pred, timeout=10.0, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("condition not met within %.1fs" % timeout)
+
+
+class VMTestBase(DaemonTest):
+    extra_config = "op_wait_timeout = 2\nclean_shutdown_timeout = 3\nsim_guest_delay_ms = 30\n"
+
+    def template(self, name="Generic Linux PV"):
+        refs = ok(self.x.VM.get_by_name_label(self.s, name))
+        self.assertEqual(len(refs), 1, name)
+        return refs[0]
+
+    def new_vm(self, name="vm", memory=256 * MiB):
+        vm = ok(self.x.VM.clone(self.s, self.template(), name))
+        ok(self.x.VM.set_is_a_template(self.s, vm, False))
+        ok(self.x.VM.set_memory_limits(self.s, vm, str(memory // 2), str(memory), str(memory), str(memory)))
+        ok(self.x.VM.set_PV_kernel(self.s, vm, "/boot/vmlinuz"))
+        return vm
+
+    def vm(self, ref):
+        return ok(self.x.VM.get_record(self.s, ref))
+
+    def power(self, ref):
+        return ok(self.x.VM.get_power_state(self.s, ref))
+
+
+class TestPowerStates(VMTestBase):
+    def test_templates_installed(self):
+        for name in ("Other install media", "Generic Linux PV"):
+            rec = self.vm(self.template(name))
+            self.assertTrue(rec["is_a_template"])
+            self.assertEqual(rec["other_config"].get("default_template"), "true")
+            self.assertIn("disks", rec["other_config"])
+
+    def test_halted_vm_has_domid_minus_one(self):
+        vm = self.new_vm("halted")
+        self.assertEqual(ok(self.x.VM.get_domid(self.s, vm)), "-1")
+        self.assertEqual(self.power(vm), "Halted")
+        rec = self.vm(vm)
+        self.assertIn("start", rec["allowed_operations"])
+        self.assertNotIn("clean_shutdown", rec["allowed_operations"])
+        self.assertEqual(rec["current_operations"], {})
+
+    def test_full_cycle(self):
+        vm = self.new_vm("cycle")
+        host = ok(self.x.session.get_this_host(self.s, self.s))
+        ok(self.x.VM.start(self.s, vm, False, False))
+        rec = self.vm(vm)
+        self.assertEqual(rec["power_state"], "Running")
+        self.assertNotEqual(rec["domid"], "-1")
+        self.assertEqual(rec["resident_on"], host)
+        self.assertIn(vm, ok(self.x.host.get_resident_VMs(self.s, host)))
+        self.assertIn("clean_shutdown", rec["allowed_operations"])
+        m = ok(self.x.VM_metrics.get_record(self.s, rec["metrics"]))
+        self.assertEqual(m["state"], "running")
+        self.assertEqual(m["memory_actual"], str(256 * MiB))
+
+        ok(self.x.VM.pause(self.s, vm))
+        self.assertEqual(self.power(vm), "Paused")
+        ok(self.x.VM.unpause(self.s, vm))
+        self.assertEqual(self.power(vm), "Running")
+
+        domid = self.vm(vm)["domid"]
+        ok(self.x.VM.clean_reboot(self.s, vm))
+        self.assertEqual(self.power(vm), "Running")
+        self.assertNotEqual(self.vm(vm)["domid"], domid, "a reboot makes a new domain")
+
+        ok(self.x.VM.hard_reboot(self.s, vm))
+        self.assertEqual(self.power(vm), "Running")
+
+        ok(self.x.VM.suspend(self.s, vm))
+        rec = self.vm(vm)
+        self.assertEqual(rec["power_state"], "Suspended")
+        self.assertEqual(rec["domid"], "-1")
+        ok(self.x.VM.resume(self.s, vm, False, False))
+        self.assertEqual(self.power(vm), "Running")
+
+        ok(self.x.VM.clean_shutdown(self.s, vm))
+        rec = self.vm(vm)
+        self.assertEqual(rec["power_state"], "Halted")
+        self.assertEqual(rec["domid"], "-1")
+        self.assertNotIn(vm, ok(self.x.host.get_resident_VMs(self.s, host)))
+
+        ok(self.x.VM.start(self.s, vm, True, False))
+        self.assertEqual(self.power(vm), "Paused")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+        self.assertEqual(self.power(vm), "Halted")
+
+        ok(self.x.VM.start(self.s, vm, False, False))
+        ok(self.x.VM.shutdown(self.s, vm))
+        self.assertEqual(self.power(vm), "Halted")
+
+    def test_bad_power_state(self):
+        vm = self.new_vm("bps")
+        for call, expected in ((self.x.VM.clean_shutdown, "running"), (self.x.VM.pause, "running"),
+                               (self.x.VM.unpause, "paused"), (self.x.VM.suspend, "running"),
+                               (self.x.VM.clean_reboot, "running")):
+            self.assertEqual(fail(call(self.s, vm)), ["VM_BAD_POWER_STATE", vm, expected, "halted"])
+        self.assertEqual(fail(self.x.VM.resume(self.s, vm, False, False)),
+                         ["VM_BAD_POWER_STATE", vm, "suspended", "halted"])
+        ok(self.x.VM.start(self.s, vm, False, False))
+        self.assertEqual(fail(self.x.VM.start(self.s, vm, False, False)),
+                         ["VM_BAD_POWER_STATE", vm, "halted", "running"])
+        self.assertEqual(fail(self.x.VM.destroy(self.s, vm)), ["VM_BAD_POWER_STATE", vm, "halted", "running"])
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_template_cannot_start(self):
+        t = self.template()
+        err = fail(self.x.VM.start(self.s, t, False, False))
+        self.assertEqual(err[0], "VM_IS_TEMPLATE")
+        self.assertEqual(fail(self.x.VM.destroy(self.s, t)), ["VM_CANNOT_DELETE_DEFAULT_TEMPLATE", t])
+
+    def test_memory_constraints(self):
+        vm = self.new_vm("mem")
+        err = fail(self.x.VM.set_memory_limits(self.s, vm, str(512 * MiB), str(256 * MiB), str(256 * MiB),
+                                               str(256 * MiB)))
+        self.assertEqual(err[0], "MEMORY_CONSTRAINT_VIOLATION")
+        ok(self.x.VM.set_memory_limits(self.s, vm, str(64 * MiB), str(1 << 50), str(1 << 50), str(1 << 50)))
+        err = fail(self.x.VM.start(self.s, vm, False, False))
+        self.assertEqual(err[0], "HOST_NOT_ENOUGH_FREE_MEMORY")
+        self.assertEqual(err[1], str(1 << 50))
+        self.assertTrue(int(err[2]) < (1 << 50))
+        self.assertEqual(self.power(vm), "Halted")
+
+    def test_vcpus(self):
+        vm = self.new_vm("vcpus")
+        ok(self.x.VM.set_VCPUs_max(self.s, vm, "4"))
+        ok(self.x.VM.set_VCPUs_at_startup(self.s, vm, "2"))
+        self.assertEqual(fail(self.x.VM.set_VCPUs_at_startup(self.s, vm, "8"))[0], "INVALID_VALUE")
+        self.assertEqual(self.vm(vm)["VCPUs_at_startup"], "2")
+
+    def test_destroy_removes_devices_not_disks(self):
+        vm = self.new_vm("destroy")
+        net = ok(self.x.network.create(self.s, {"name_label": "n", "name_description": "", "MTU": "1500",
+                                               "other_config": {}, "bridge": "", "managed": True, "tags": []}))
+        sr = ok(self.x.pool.get_default_SR(self.s, ok(self.x.pool.get_all(self.s))[0]))
+        vdi = ok(self.x.VDI.create(self.s, {"name_label": "d", "name_description": "", "SR": sr,
+                                           "virtual_size": str(4 * MiB), "type": "user", "sharable": False,
+                                           "read_only": False, "other_config": {}, "xenstore_data": {},
+                                           "sm_config": {}, "tags": []}))
+        vbd = ok(self.x.VBD.create(self.s, {"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": True,
+                                           "mode": "RW", "type": "Disk", "unpluggable": True, "empty": False,
+                                           "other_config": {}, "qos_algorithm_type": "",
+                                           "qos_algorithm_params": {}}))
+        vif = ok(self.x.VIF.create(self.s, {"device": "0", "network": net, "VM": vm, "MAC": "",
+                                           "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
+                                           "qos_algorithm_params": {}}))
+        metrics = self.vm(vm)["metrics"]
+        ok(self.x.VM.destroy(self.s, vm))
+        self.assertEqual(fail(self.x.VBD.get_record(self.s, vbd))[0], "HANDLE_INVALID")
+        self.assertEqual(fail(self.x.VIF.get_record(self.s, vif))[0], "HANDLE_INVALID")
+        self.assertEqual(fail(self.x.VM_metrics.get_record(self.s, metrics))[0], "HANDLE_INVALID")
+        self.assertEqual(ok(self.x.VDI.get_VBDs(self.s, vdi)), [])
+        ok(self.x.VDI.get_record(self.s, vdi))
+
+
+class TestGuestActions(VMTestBase):
+    def start(self, name, after_shutdown="destroy", after_reboot="restart", after_crash="restart"):
+        vm = self.new_vm(name)
+        ok(self.x.VM.set_actions_after_shutdown(self.s, vm, after_shutdown))
+        ok(self.x.VM.set_actions_after_reboot(self.s, vm, after_reboot))
+        ok(self.x.VM.set_actions_after_crash(self.s, vm, after_crash))
+        ok(self.x.VM.start(self.s, vm, False, False))
+        return vm, self.vm(vm)["uuid"], self.vm(vm)["domid"]
+
+    def test_guest_shutdown_halts(self):
+        vm, uuid, _ = self.start("g-shutdown")
+        self.assertEqual(sim_control(self.d, "shutdown " + uuid), "ok\n")
+        wait_for(lambda: self.power(vm) == "Halted")
+        self.assertEqual(self.vm(vm)["domid"], "-1")
+
+    def test_guest_shutdown_restart(self):
+        vm, uuid, domid = self.start("g-shutdown-restart", after_shutdown="restart")
+        sim_control(self.d, "shutdown " + uuid)
+        wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1"))
+        self.assertEqual(self.power(vm), "Running")
+
+    def test_guest_reboot_restarts(self):
+        vm, uuid, domid = self.start("g-reboot")
+        sim_control(self.d, "reboot " + uuid)
+        wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1"))
+        self.assertEqual(self.power(vm), "Running")
+
+    def test_guest_reboot_destroy(self):
+        vm, uuid, _ = self.start("g-reboot-destroy", after_reboot="destroy")
+        sim_control(self.d, "reboot " + uuid)
+        wait_for(lambda: self.power(vm) == "Halted")
+
+    def test_guest_crash_destroy(self):
+        vm, uuid, _ = self.start("g-crash", after_crash="destroy")
+        sim_control(self.d, "crash " + uuid)
+        wait_for(lambda: self.power(vm) == "Halted")
+
+    def test_guest_crash_restart(self):
+        vm, uuid, domid = self.start("g-crash-restart", after_crash="restart")
+        sim_control(self.d, "crash " + uuid)
+        wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1"))
+
+    def test_guest_crash_preserve(self):
+        vm, uuid, domid = self.start("g-crash-preserve", after_crash="preserve")
+        sim_control(self.d, "crash " + uuid)
+        time.sleep(0.5)
+        self.assertEqual(self.vm(vm)["domid"], domid)
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_clean_shutdown_times_out_when_guest_ignores(self):
+        vm, uuid, _ = self.start("ignores")
+        sim_control(self.d, "ignore-requests " + uuid)
+        t0 = time.monotonic()
+        err = fail(self.x.VM.clean_shutdown(self.s, vm))
+        self.assertEqual(err, ["VM_SHUTDOWN_TIMEOUT", vm, "3"])
+        self.assertGreaterEqual(time.monotonic() - t0, 2.5)
+        self.assertEqual(self.power(vm), "Running")
+        # VM.shutdown falls back to a hard shutdown
+        ok(self.x.VM.shutdown(self.s, vm))
+        self.assertEqual(self.power(vm), "Halted")
+
+    def test_sim_control_is_not_public_api(self):
+        methods = self.x.system.listMethods()
+        self.assertTrue(methods)
+        self.assertFalse([m for m in methods if m.lower().startswith("sim") or "sim_" in m.lower()])
+
+
+class TestConcurrency(VMTestBase):
+    def test_busy_vm_waits_then_fails(self):
+        vm = self.new_vm("busy")
+        ok(self.x.VM.start(self.s, vm, False, False))
+        uuid = self.vm(vm)["uuid"]
+        sim_control(self.d, "ignore-requests " + uuid)
+        task = ok(self.x.Async.VM.clean_shutdown(self.s, vm))
+        wait_for(lambda: self.vm(vm)["current_operations"])
+        cur = self.vm(vm)["current_operations"]
+        self.assertEqual(list(cur.values()), ["clean_shutdown"])
+        self.assertEqual(list(cur.keys()), [task])
+        t0 = time.monotonic()
+        err = fail(self.x.VM.pause(self.s, vm))
+        waited = time.monotonic() - t0
+        self.assertEqual(err, ["OTHER_OPERATION_IN_PROGRESS", "VM", vm, "clean_shutdown", task])
+        self.assertGreaterEqual(waited, 1.5, "the second operation queued before failing")
+        # a hard shutdown cuts the clean one short
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+        self.assertEqual(self.power(vm), "Halted")
+        wait_for(lambda: ok(self.x.task.get_status(self.s, task)) != "pending")
+        self.assertEqual(ok(self.x.task.get_error_info(self.s, task))[0], "TASK_CANCELLED")
+        self.assertEqual(self.vm(vm)["current_operations"], {})
+
+    def test_queued_operation_runs_after(self):
+        vm = self.new_vm("queue")
+        ok(self.x.VM.start(self.s, vm, False, False))
+        results = []
+
+        def op(name):
+            p = self.d.proxy()
+            results.append((name, getattr(p.VM, name)(self.s, vm)["Status"]))
+
+        ts = [threading.Thread(target=op, args=(n,)) for n in ("pause", "unpause")]
+        ts[0].start()
+        time.sleep(0.05)
+        ts[1].start()
+        for t in ts:
+            t.join()
+        self.assertEqual(sorted(s for _, s in results), ["Success", "Success"])
+        self.assertEqual(self.power(vm), "Running")
+
+    def test_different_vms_in_parallel(self):
+        vms = [self.new_vm("par%d" % i) for i in range(6)]
+        errors = []
+
+        def cycle(v):
+            p = self.d.proxy()
+            for r in (p.VM.start(self.s, v, False, False), p.VM.clean_shutdown(self.s, v)):
+                if r["Status"] != "Success":
+                    errors.append(r)
+
+        ts = [threading.Thread(target=cycle, args=(v,)) for v in vms]
+        t0 = time.monotonic()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(errors, [])
+        for v in vms:
+            self.assertEqual(self.power(v), "Halted")
+
+
+class TestTasks(VMTestBase):
+    def test_async_start_task(self):
+        vm = self.new_vm("async")
+        task = ok(self.x.Async.VM.start(self.s, vm, False, False))
+        wait_for(lambda: ok(self.x.task.get_status(self.s, task)) != "pending")
+        rec = ok(self.x.task.get_record(self.s, task))
+        self.assertEqual(rec["status"], "success")
+        self.assertEqual(rec["result"], "<value></value>")
+        self.assertEqual(rec["name_label"], "Async.VM.start")
+        self.assertEqual(float(rec["progress"]), 1.0)
+        self.assertNotEqual(str(rec["finished"]), "19700101T00:00:00Z")
+        ok(self.x.task.destroy(self.s, task))
+        self.assertEqual(fail(self.x.task.get_record(self.s, task))[0], "HANDLE_INVALID")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_async_failure_and_clone_result(self):
+        vm = self.new_vm("async2")
+        task = ok(self.x.Async.VM.unpause(self.s, vm))
+        wait_for(lambda: ok(self.x.task.get_status(self.s, task)) != "pending")
+        self.assertEqual(ok(self.x.task.get_error_info(self.s, task)), ["VM_BAD_POWER_STATE", vm, "paused", "halted"])
+        task = ok(self.x.Async.VM.clone(self.s, vm, "async-clone"))
+        wait_for(lambda: ok(self.x.task.get_status(self.s, task)) != "pending")
+        result = ok(self.x.task.get_result(self.s, task))
+        self.assertTrue(result.startswith("<value>OpaqueRef:") and result.endswith("</value>"), result)
+        clone = result[len("<value>"):-len("</value>")]
+        self.assertEqual(ok(self.x.VM.get_name_label(self.s, clone)), "async-clone")
+
+    def test_cancel_clean_shutdown(self):
+        vm = self.new_vm("cancel")
+        ok(self.x.VM.start(self.s, vm, False, False))
+        sim_control(self.d, "ignore-requests " + self.vm(vm)["uuid"])
+        task = ok(self.x.Async.VM.clean_shutdown(self.s, vm))
+        self.assertIn("cancel", ok(self.x.task.get_allowed_operations(self.s, task)))
+        wait_for(lambda: self.vm(vm)["current_operations"])
+        ok(self.x.task.cancel(self.s, task))
+        wait_for(lambda: ok(self.x.task.get_status(self.s, task)) == "cancelled")
+        self.assertEqual(ok(self.x.task.get_error_info(self.s, task)), ["TASK_CANCELLED", task])
+        self.assertEqual(self.power(vm), "Running")
+        wait_for(lambda: self.vm(vm)["current_operations"] == {})
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_non_cancellable(self):
+        task = ok(self.x.task.create(self.s, "t", "d"))
+        self.assertEqual(fail(self.x.task.cancel(self.s, task))[0], "OPERATION_NOT_ALLOWED")
+
+
+class TestCopies(VMTestBase):
+    def test_clone_copy_snapshot_revert(self):
+        vm = self.new_vm("orig")
+        t = ok(self.x.VM.clone(self.s, self.template(), "prov"))
+        ok(self.x.VM.provision(self.s, t))
+        vbds = ok(self.x.VM.get_VBDs(self.s, t))
+        self.assertEqual(len(vbds), 1)
+        vdi = ok(self.x.VBD.get_VDI(self.s, vbds[0]))
+        self.assertEqual(ok(self.x.VDI.get_virtual_size(self.s, vdi)), str(8 << 30))
+        self.assertNotIn("disks", ok(self.x.VM.get_other_config(self.s, t)))
+        ok(self.x.VM.set_is_a_template(self.s, t, False))
+
+        c = ok(self.x.VM.clone(self.s, t, "clone"))
+        cvbds = ok(self.x.VM.get_VBDs(self.s, c))
+        self.assertEqual(len(cvbds), 1)
+        self.assertNotEqual(ok(self.x.VBD.get_VDI(self.s, cvbds[0])), vdi)
+
+        cp = ok(self.x.VM.copy(self.s, t, "copy", "OpaqueRef:NULL"))
+        self.assertEqual(len(ok(self.x.VM.get_VBDs(self.s, cp))), 1)
+
+        ok(self.x.VM.start(self.s, t, False, False))
+        snap = ok(self.x.VM.snapshot(self.s, t, "snap"))
+        srec = self.vm(snap)
+        self.assertTrue(srec["is_a_snapshot"])
+        self.assertTrue(srec["is_a_template"])
+        self.assertEqual(srec["snapshot_of"], t)
+        self.assertIn(snap, ok(self.x.VM.get_snapshots(self.s, t)))
+        snap_vdi = ok(self.x.VBD.get_VDI(self.s, srec["VBDs"][0]))
+        self.assertTrue(ok(self.x.VDI.get_is_a_snapshot(self.s, snap_vdi)))
+
+        self.assertEqual(fail(self.x.VM.revert(self.s, t)), ["REVERT_ONLY_ALLOWED_ON_SNAPSHOT"])
+        ok(self.x.VM.revert(self.s, snap))
+        self.assertEqual(self.power(t), "Halted")
+        new_vdi = ok(self.x.VBD.get_VDI(self.s, ok(self.x.VM.get_VBDs(self.s, t))[0]))
+        self.assertNotEqual(new_vdi, vdi)
+        self.assertEqual(fail(self.x.VDI.get_record(self.s, vdi))[0], "HANDLE_INVALID")
+
+        self.assertEqual(fail(self.x.VM.provision(self.s, vm)), ["PROVISION_ONLY_ALLOWED_ON_TEMPLATE"])
+
+
+class TestCloudStackCreate(VMTestBase):
+    def test_create_from_template_record(self):
+        rec = self.vm(self.template())
+        rec["name_label"] = "cs-vm"
+        rec["is_a_template"] = False
+        rec["power_state"] = "Running"          # ignored: a new VM is halted
+        rec["unknown_field"] = "ignored"
+        rec["actions_after_softreboot"] = "UNRECOGNIZED"
+        rec["memory_static_max"] = str(256 * MiB)
+        rec["memory_dynamic_max"] = str(256 * MiB)
+        rec["memory_dynamic_min"] = str(256 * MiB)
+        rec["memory_static_min"] = str(128 * MiB)
+        vm = ok(self.x.VM.create(self.s, rec))
+        new = self.vm(vm)
+        self.assertEqual(new["power_state"], "Halted")
+        self.assertEqual(new["domid"], "-1")
+        self.assertNotEqual(new["uuid"], rec["uuid"])
+        self.assertNotEqual(new["metrics"], "OpaqueRef:NULL")
+        ok(self.x.VM.start(self.s, vm, False, False))
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+
+class TestReconcile(unittest.TestCase):
+    def test_kill9_midway_then_reconcile(self):
+        d = Daemon(extra_config="clean_shutdown_timeout = 30\nop_wait_timeout = 2\n").start()
+        try:
+            x, s = d.login()
+            t = ok(x.VM.get_by_name_label(s, "Generic Linux PV"))[0]
+            running = ok(x.VM.clone(s, t, "running"))
+            busy = ok(x.VM.clone(s, t, "busy"))
+            for v in (running, busy):
+                ok(x.VM.set_is_a_template(s, v, False))
+                ok(x.VM.start(s, v, False, False))
+            sim_control(d, "ignore-requests " + ok(x.VM.get_uuid(s, busy)))
+            task = ok(x.Async.VM.clean_shutdown(s, busy))
+            wait_for(lambda: ok(x.VM.get_current_operations(s, busy)))
+            domid = ok(x.VM.get_domid(s, running))
+            d.kill9()
+            d.start()
+            x, s = d.login()
+            for v in (running, busy):
+                rec = ok(x.VM.get_record(s, v))
+                self.assertEqual(rec["current_operations"], {})
+                self.assertEqual(rec["power_state"], "Running", "the domain survived the daemon")
+            self.assertEqual(ok(x.VM.get_domid(s, running)), domid)
+            self.assertEqual(ok(x.task.get_status(s, task)), "failure")
+            ok(x.VM.hard_shutdown(s, busy))
+            # after a clean restart the domain is still followed: its guest's shutdown is acted on
+            uuid = ok(x.VM.get_uuid(s, running))
+            d.stop()
+            d.start()
+            x, s = d.login()
+            self.assertEqual(sim_control(d, "shutdown " + uuid), "ok\n")
+            wait_for(lambda: ok(x.VM.get_power_state(s, running)) == "Halted")
+        finally:
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

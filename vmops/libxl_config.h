@@ -1,0 +1,24 @@
+/* The backend's domain description (vmops_domain_config) as libxl's
+ * (libxl_domain_config). Pure functions: no libxl context, no I/O, so the
+ * golden tests run them on machines without Xen.
+ *
+ * Every function takes an out-parameter the caller has _init'ed (and disposes
+ * of, whatever the result, with the matching libxl _dispose). They return 0
+ * or -EINVAL with a malloc'd explanation in *ret_msg. */
+#pragma once
+
+#include <libxl.h>
+
+#include "vmops/backend.h"
+
+/* The whole domain: create_info, build_info, disks, nics, actions. */
+int vmops_libxl_domain_config(const vmops_domain_config *in, libxl_domain_config *out, char **ret_msg);
+/* One disk, for the domain config and for hot-plug. An empty CD drive gets
+ * format "empty" (only HVM guests can have one: vmops_libxl_domain_config
+ * leaves it out of PV and PVH domains). */
+int vmops_libxl_disk(const vmops_disk *in, libxl_device_disk *out, char **ret_msg);
+/* One NIC, for the domain config and for hot-plug. */
+int vmops_libxl_nic(const vmops_nic *in, libxl_device_nic *out, char **ret_msg);
+/* "00:16:3e:12:34:56" (or '-' separated); "" leaves all zeros, which libxl
+ * replaces by a random 00:16:3e MAC. */
+int vmops_libxl_parse_mac(const char *s, libxl_mac *out);

@@ -1,0 +1,84 @@
+/* xentoollog -> agent/log.h. libxl's levels map to syslog's; its debug chatter
+ * (one line per xenstore watch, hotplug step...) goes to LOG_DEBUG. Errors are
+ * also kept per thread: a synchronous libxl call logs its failure on the
+ * thread that made it, so the operation can say why it failed. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/log.h"
+#include "vmops/libxl_log.h"
+#include "xapi/value.h"
+
+#define LAST_ERROR_MAX 512
+
+static __thread char last_error[LAST_ERROR_MAX];
+
+static int syslog_level(xentoollog_level level) {
+    switch (level) {
+    case XTL_CRITICAL:
+    case XTL_ERROR:
+        return LOG_ERR;
+    case XTL_WARN:
+        return LOG_WARNING;
+    case XTL_NOTICE:
+        return LOG_NOTICE;
+    case XTL_INFO:
+        return LOG_INFO;
+    default:
+        return LOG_DEBUG;
+    }
+}
+
+static void logger_vmessage(xentoollog_logger *lg, xentoollog_level level, int errnoval, const char *context,
+                            const char *format, va_list al) __attribute__((format(printf, 5, 0)));
+static void logger_vmessage(xentoollog_logger *lg, xentoollog_level level, int errnoval, const char *context,
+                            const char *format, va_list al) {
+    char msg[1024];
+    int n = vsnprintf(msg, sizeof msg, format, al);
+
+    if (n < 0)
+        return;
+    /* libxl's messages come without a newline; some of the libraries under it end theirs with one */
+    n = (int)strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
+    if (errnoval >= 0)
+        agent_log(syslog_level(level), "%s: %s: %s", context ? context : "libxl", msg, strerror(errnoval));
+    else
+        agent_log(syslog_level(level), "%s: %s", context ? context : "libxl", msg);
+    if (level >= XTL_ERROR) {
+        if (errnoval >= 0)
+            snprintf(last_error, sizeof last_error, "%s: %s", msg, strerror(errnoval));
+        else
+            snprintf(last_error, sizeof last_error, "%s", msg);
+    }
+}
+
+static void logger_destroy(xentoollog_logger *lg) {
+    free(lg);
+}
+
+xentoollog_logger *vmops_libxl_logger_new(void) {
+    xentoollog_logger *lg = xapi_calloc(1, sizeof *lg);
+
+    lg->vmessage = logger_vmessage;
+    lg->progress = NULL;
+    lg->destroy = logger_destroy;
+    return lg;
+}
+
+void vmops_libxl_logger_free(xentoollog_logger *lg) {
+    if (lg)
+        lg->destroy(lg);
+}
+
+void vmops_libxl_error_clear(void) {
+    last_error[0] = 0;
+}
+
+const char *vmops_libxl_error_last(void) {
+    return last_error[0] ? last_error : NULL;
+}

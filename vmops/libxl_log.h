@@ -1,0 +1,13 @@
+/* libxl's (xentoollog) messages into the daemon's log, and the last error
+ * libxl logged on the calling thread, for the message of a failed operation. */
+#pragma once
+
+#include <xentoollog.h>
+
+/* A logger for libxl_ctx_alloc; free with vmops_libxl_logger_free after the ctx. */
+xentoollog_logger *vmops_libxl_logger_new(void);
+void vmops_libxl_logger_free(xentoollog_logger *lg);
+/* Forget this thread's last libxl error (call before a libxl operation). */
+void vmops_libxl_error_clear(void);
+/* This thread's last error logged by libxl since the clear, or NULL. */
+const char *vmops_libxl_error_last(void);

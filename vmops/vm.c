@@ -1,0 +1,1153 @@
+/* VM lifecycle with xapi's semantics over the backend interface. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "storage/storage.h"
+#include "vmops/config.h"
+#include "vmops/oplock.h"
+#include "vmops/vm_internal.h"
+#include "vmops/vmops.h"
+#include "xapi/error.h"
+#include "xapi/task.h"
+
+#define MIN_GUEST_MEMORY (16LL << 20)
+
+static const xapi_class *C_VM = &xapi_classes[XAPI_C_VM];
+static const xapi_class *C_VBD = &xapi_classes[XAPI_C_VBD];
+static const xapi_class *C_VIF = &xapi_classes[XAPI_C_VIF];
+
+/* ---- small helpers ------------------------------------------------------- */
+
+char *vmops_lower(const char *s) {
+    char *r = xapi_strdup(s);
+    for (char *p = r; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return r;
+}
+
+static int bad_power_state(xapi_call *c, const char *vm_ref, const char *expected, const char *actual) {
+    char *a = vmops_lower(actual);
+    int rc = xapi_call_fail(c, "VM_BAD_POWER_STATE", vm_ref, expected, a);
+    free(a);
+    return rc;
+}
+
+static char *i64(int64_t v) {
+    char *s = NULL;
+    if (asprintf(&s, "%" PRId64, v) < 0)
+        xapi_oom();
+    return s;
+}
+
+/* A backend failure as an API error. */
+static int backend_fail(xapi_call *c, const char *what, int rc, char *msg, int64_t needed) {
+    int r;
+
+    if (rc == -ENOMEM && needed > 0) {
+        char *n = i64(needed), *a = i64(c->srv->backend->host_memory_free);
+        r = xapi_call_fail(c, "HOST_NOT_ENOUGH_FREE_MEMORY", n, a);
+        free(n);
+        free(a);
+    } else {
+        char *text = NULL;
+        if (asprintf(&text, "%s: %s", what, msg ? msg : strerror(-rc)) < 0)
+            xapi_oom();
+        r = xapi_call_fail(c, "INTERNAL_ERROR", text);
+        free(text);
+    }
+    free(msg);
+    return r;
+}
+
+char *vmops_suspend_image_path(xapi_server *srv, const char *vm_uuid) {
+    char *dir = NULL, *p = NULL;
+
+    if (asprintf(&dir, "%s/suspend", srv->config->state_dir) < 0)
+        xapi_oom();
+    mkdir(dir, 0700);
+    if (asprintf(&p, "%s/%s.img", dir, vm_uuid) < 0)
+        xapi_oom();
+    free(dir);
+    return p;
+}
+
+typedef struct vm_view {
+    char power_state[16];
+    int64_t domid;
+    bool is_template, is_snapshot, is_control_domain;
+    int64_t memory_target;
+} vm_view;
+
+static int view_vm(xapi_call *c, const char *ref, vm_view *ret) {
+    xapi_obj *vm;
+    int rc;
+
+    xapi_store_rdlock(c->srv->store);
+    rc = xapi_lookup(c, C_VM, ref, &vm);
+    if (rc == 0) {
+        snprintf(ret->power_state, sizeof ret->power_state, "%s", vm->fields[XAPI_F_VM_power_state].s);
+        ret->domid = vm->fields[XAPI_F_VM_domid].i;
+        ret->is_template = vm->fields[XAPI_F_VM_is_a_template].b;
+        ret->is_snapshot = vm->fields[XAPI_F_VM_is_a_snapshot].b;
+        ret->is_control_domain = vm->fields[XAPI_F_VM_is_control_domain].b;
+        ret->memory_target = vm->fields[XAPI_F_VM_memory_dynamic_max].i;
+    }
+    xapi_store_rdunlock(c->srv->store);
+    return rc;
+}
+
+int vmops_check_memory(xapi_value *err, int64_t smin, int64_t dmin, int64_t dmax, int64_t smax) {
+    if (!(smin <= dmin && dmin <= dmax && dmax <= smax))
+        return xapi_fail(err, "MEMORY_CONSTRAINT_VIOLATION",
+                         "Memory limits must satisfy: static_min <= dynamic_min <= dynamic_max <= static_max", NULL);
+    if (smin < 0)
+        return xapi_fail(err, "MEMORY_CONSTRAINT_VIOLATION", "Memory limits must be positive", NULL);
+    return 0;
+}
+
+/* ---- recording what happened ---------------------------------------------- */
+
+static xapi_obj *metrics_of(xapi_store *st, xapi_obj *vm) {
+    xapi_obj *m = xapi_store_get_class(st, &xapi_classes[XAPI_C_VM_metrics], vm->fields[XAPI_F_VM_metrics].s);
+
+    if (!m) {
+        m = xapi_obj_create(st, &xapi_classes[XAPI_C_VM_metrics]);
+        xapi_obj_set_string(st, vm, XAPI_F_VM_metrics, m->ref);
+    }
+    return m;
+}
+
+static void update_host_memory(xapi_server *srv) {
+    xapi_store *st = srv->store;
+    xapi_obj *h = xapi_store_get_class(st, &xapi_classes[XAPI_C_host], srv->host_ref);
+    xapi_obj *m = h ? xapi_store_get_class(st, &xapi_classes[XAPI_C_host_metrics], h->fields[XAPI_F_host_metrics].s)
+                    : NULL;
+
+    if (m) {
+        xapi_obj_set_int(st, m, XAPI_F_host_metrics_memory_free, srv->backend->host_memory_free);
+        xapi_obj_set(st, m, XAPI_F_host_metrics_last_updated, xapi_value_datetime(xapi_wall_seconds()));
+    }
+}
+
+static void set_devices_attached(xapi_server *srv, xapi_obj *vm, bool attached) {
+    xapi_store *st = srv->store;
+    vmops_domain_type type = vmops_domain_type_of(vm);
+    const xapi_value *vbds = &vm->fields[XAPI_F_VM_VBDs], *vifs = &vm->fields[XAPI_F_VM_VIFs];
+
+    for (uint32_t i = 0; i < vbds->n; i++) {
+        xapi_obj *vbd = xapi_store_get_class(st, C_VBD, vbds->items[i].s);
+        int devid;
+        if (!vbd)
+            continue;
+        xapi_obj_set_bool(st, vbd, XAPI_F_VBD_currently_attached, attached);
+        devid = vmops_parse_device_number(vbd->fields[XAPI_F_VBD_userdevice].s);
+        if (attached && devid >= 0) {
+            char *vdev = vmops_vdev_name(type, devid);
+            xapi_obj_set_string(st, vbd, XAPI_F_VBD_device, vdev);
+            free(vdev);
+        }
+    }
+    for (uint32_t i = 0; i < vifs->n; i++) {
+        xapi_obj *vif = xapi_store_get_class(st, C_VIF, vifs->items[i].s);
+        if (vif)
+            xapi_obj_set_bool(st, vif, XAPI_F_VIF_currently_attached, attached);
+    }
+}
+
+/* The VM runs (or is paused) as domid. Write lock held. */
+void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused, int64_t memory) {
+    xapi_store *st = srv->store;
+    xapi_obj *m = metrics_of(st, vm), *g;
+    int64_t now = xapi_wall_seconds();
+
+    xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, paused ? "Paused" : "Running");
+    xapi_obj_set_int(st, vm, XAPI_F_VM_domid, domid);
+    xapi_obj_set_string(st, vm, XAPI_F_VM_resident_on, srv->host_ref);
+    xapi_obj_set_int(st, vm, XAPI_F_VM_memory_target, memory);
+    xapi_obj_set_string(st, m, XAPI_F_VM_metrics_state, paused ? "paused" : "running");
+    xapi_obj_set_int(st, m, XAPI_F_VM_metrics_memory_actual, memory);
+    xapi_obj_set_int(st, m, XAPI_F_VM_metrics_VCPUs_number, vm->fields[XAPI_F_VM_VCPUs_at_startup].i);
+    xapi_obj_set(st, m, XAPI_F_VM_metrics_last_updated, xapi_value_datetime(now));
+    xapi_obj_set_string(st, m, XAPI_F_VM_metrics_current_domain_type,
+                        vmops_domain_type_of(vm) == VMOPS_HVM   ? "hvm"
+                        : vmops_domain_type_of(vm) == VMOPS_PVH ? "pvh"
+                                                                : "pv");
+    g = xapi_store_get_class(st, &xapi_classes[XAPI_C_VM_guest_metrics], vm->fields[XAPI_F_VM_guest_metrics].s);
+    if (!g) {
+        g = xapi_obj_create(st, &xapi_classes[XAPI_C_VM_guest_metrics]);
+        xapi_obj_set_string(st, vm, XAPI_F_VM_guest_metrics, g->ref);
+    }
+    xapi_obj_set_bool(st, g, XAPI_F_VM_guest_metrics_live, !paused);
+    xapi_obj_set(st, g, XAPI_F_VM_guest_metrics_last_updated, xapi_value_datetime(now));
+    set_devices_attached(srv, vm, true);
+    update_host_memory(srv);
+    vmops_update_allowed_operations(st, vm);
+}
+
+void vmops_record_started(xapi_server *srv, xapi_obj *vm) {
+    xapi_obj *m = metrics_of(srv->store, vm);
+    xapi_obj_set(srv->store, m, XAPI_F_VM_metrics_start_time, xapi_value_datetime(xapi_wall_seconds()));
+}
+
+/* The VM has no domain any more: halted, or suspended to its image. Write lock held. */
+void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
+    xapi_store *st = srv->store;
+    xapi_obj *m = metrics_of(st, vm), *g;
+
+    xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, suspended ? "Suspended" : "Halted");
+    xapi_obj_set_int(st, vm, XAPI_F_VM_domid, -1);
+    xapi_obj_set_string(st, vm, XAPI_F_VM_resident_on, XAPI_NULL_REF);
+    xapi_obj_set_string(st, m, XAPI_F_VM_metrics_state, suspended ? "suspended" : "halted");
+    xapi_obj_set_int(st, m, XAPI_F_VM_metrics_memory_actual, 0);
+    xapi_obj_set(st, m, XAPI_F_VM_metrics_last_updated, xapi_value_datetime(xapi_wall_seconds()));
+    g = xapi_store_get_class(st, &xapi_classes[XAPI_C_VM_guest_metrics], vm->fields[XAPI_F_VM_guest_metrics].s);
+    if (g)
+        xapi_obj_set_bool(st, g, XAPI_F_VM_guest_metrics_live, false);
+    set_devices_attached(srv, vm, false);
+    update_host_memory(srv);
+    vmops_update_allowed_operations(st, vm);
+}
+
+int vmops_record(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory) {
+    xapi_store *st = c->srv->store;
+    xapi_obj *vm;
+
+    xapi_store_write_begin(st);
+    vm = xapi_store_get_class(st, C_VM, vm_ref);
+    if (vm) {
+        if (what == REC_RUNNING || what == REC_PAUSED || what == REC_STARTED || what == REC_STARTED_PAUSED) {
+            vmops_record_running(c->srv, vm, domid, what == REC_PAUSED || what == REC_STARTED_PAUSED, memory);
+            if (what == REC_STARTED || what == REC_STARTED_PAUSED)
+                vmops_record_started(c->srv, vm);
+        } else
+            vmops_record_stopped(c->srv, vm, what == REC_SUSPENDED);
+    }
+    return xapi_commit(c);
+}
+
+/* ---- building a domain ----------------------------------------------------- */
+
+/* Checks the VM can start here and describes its domain (VM lock held, store lock not). */
+static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *ret) {
+    xapi_server *srv = c->srv;
+    xapi_obj *vm;
+    int rc;
+
+    xapi_store_rdlock(srv->store);
+    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    if (rc < 0)
+        goto out;
+    rc = vmops_check_memory(&c->err, vm->fields[XAPI_F_VM_memory_static_min].i,
+                            vm->fields[XAPI_F_VM_memory_dynamic_min].i, vm->fields[XAPI_F_VM_memory_dynamic_max].i,
+                            vm->fields[XAPI_F_VM_memory_static_max].i);
+    if (rc < 0)
+        goto out;
+    if (vm->fields[XAPI_F_VM_memory_static_max].i < MIN_GUEST_MEMORY) {
+        rc = xapi_call_fail(c, "VM_MEMORY_SIZE_TOO_LOW", vm_ref);
+        goto out;
+    }
+    if (vm->fields[XAPI_F_VM_VCPUs_at_startup].i < 1 ||
+        vm->fields[XAPI_F_VM_VCPUs_at_startup].i > vm->fields[XAPI_F_VM_VCPUs_max].i) {
+        rc = xapi_call_fail(c, "INVALID_VALUE", "VCPUs_at_startup",
+                            "VCPUs_at_startup must be between 1 and VCPUs_max");
+        goto out;
+    }
+    rc = vmops_build_config(srv, vm, ret, &c->err);
+    if (rc < 0)
+        goto out;
+    if (ret->memory_target > srv->backend->host_memory_free) {
+        char *n = i64(ret->memory_target), *a = i64(srv->backend->host_memory_free);
+        rc = xapi_call_fail(c, "HOST_NOT_ENOUGH_FREE_MEMORY", n, a);
+        free(n);
+        free(a);
+        vmops_domain_config_free(ret);
+    }
+out:
+    xapi_store_rdunlock(srv->store);
+    return rc;
+}
+
+/* Creates and (unless paused) unpauses the domain. */
+int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, int *ret_domid, int64_t *ret_memory) {
+    vmops_backend *b = c->srv->backend;
+    vmops_domain_config cfg = {0};
+    char *msg = NULL;
+    int domid = -1, rc;
+
+    rc = prepare_start(c, vm_ref, &cfg);
+    if (rc < 0)
+        return rc;
+    rc = b->ops->create(b, &cfg, &domid, &msg);
+    if (rc < 0) {
+        rc = backend_fail(c, "creating the domain", rc, msg, cfg.memory_target);
+        goto out;
+    }
+    if (!paused) {
+        rc = b->ops->unpause(b, domid, &msg);
+        if (rc < 0) {
+            char *m2 = NULL;
+            b->ops->destroy(b, domid, &m2);
+            free(m2);
+            rc = backend_fail(c, "unpausing the domain", rc, msg, 0);
+            goto out;
+        }
+    }
+    *ret_domid = domid;
+    *ret_memory = cfg.memory_target;
+out:
+    vmops_domain_config_free(&cfg);
+    return rc;
+}
+
+int vmops_destroy_domain(xapi_call *c, int domid) {
+    vmops_backend *b = c->srv->backend;
+    char *msg = NULL;
+    int rc = b->ops->destroy(b, domid, &msg);
+
+    if (rc == -ENOENT) { /* already gone: what we wanted */
+        free(msg);
+        return 0;
+    }
+    if (rc < 0)
+        return backend_fail(c, "destroying the domain", rc, msg, 0);
+    return 0;
+}
+
+/* ---- the operations ---------------------------------------------------------- */
+
+static int do_start(xapi_call *c, const char *vm_ref, bool paused, const char *host_ref) {
+    vmops_op op;
+    vm_view v;
+    int domid = -1, rc;
+    int64_t mem = 0;
+
+    if (host_ref && strcmp(host_ref, c->srv->host_ref) != 0) {
+        xapi_obj *h;
+        xapi_store_rdlock(c->srv->store);
+        rc = xapi_lookup(c, &xapi_classes[XAPI_C_host], host_ref, &h);
+        xapi_store_rdunlock(c->srv->store);
+        return rc < 0 ? rc : xapi_call_fail(c, "VM_REQUIRES_SR", vm_ref, XAPI_NULL_REF);
+    }
+    rc = vmops_op_begin(c, vm_ref, host_ref ? "start_on" : "start", false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (v.is_control_domain) {
+        rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be started");
+        goto out;
+    }
+    if (v.is_template || v.is_snapshot) {
+        rc = xapi_call_fail(c, "VM_IS_TEMPLATE", vm_ref, "start");
+        goto out;
+    }
+    if (strcmp(v.power_state, "Halted") != 0) {
+        rc = bad_power_state(c, vm_ref, "halted", v.power_state);
+        goto out;
+    }
+    rc = vmops_boot(c, vm_ref, paused, &domid, &mem);
+    if (rc < 0)
+        goto out;
+    rc = vmops_record(c, vm_ref, domid, paused ? REC_STARTED_PAUSED : REC_STARTED, mem);
+    if (rc == 0)
+        log_info("VM %s started as domain %d", op.vm_uuid, domid);
+out:
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int vm_start(xapi_call *c) {
+    return do_start(c, c->args[0].s, c->args[1].b, NULL);
+}
+
+static int vm_start_on(xapi_call *c) {
+    return do_start(c, c->args[0].s, c->args[2].b, c->args[1].s);
+}
+
+/* Destroys the domain of a running or paused VM and records it halted. */
+static int hard_stop(xapi_call *c, const char *vm_ref, const vm_view *v) {
+    int rc = vmops_destroy_domain(c, (int)v->domid);
+
+    if (rc < 0)
+        return rc;
+    return vmops_record(c, vm_ref, -1, REC_HALTED, 0);
+}
+
+static int vm_hard_shutdown(xapi_call *c) {
+    const char *vm_ref = c->args[0].s;
+    vmops_op op;
+    vm_view v;
+    int rc;
+
+    rc = vmops_op_begin(c, vm_ref, "hard_shutdown", false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (strcmp(v.power_state, "Halted") == 0) {
+        rc = bad_power_state(c, vm_ref, "running, paused, suspended", v.power_state);
+        goto out;
+    }
+    if (strcmp(v.power_state, "Suspended") == 0) {
+        char *img = vmops_suspend_image_path(c->srv, op.vm_uuid);
+        unlink(img);
+        free(img);
+        rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
+    } else
+        rc = hard_stop(c, vm_ref, &v);
+    if (rc == 0)
+        log_info("VM %s hard shut down", op.vm_uuid);
+out:
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int wait_error(xapi_call *c, const vmops_op *op, int rc, const char *vm_ref) {
+    char *t;
+
+    switch (rc) {
+    case -ETIMEDOUT:
+        t = i64(c->srv->config->clean_shutdown_timeout);
+        rc = xapi_call_fail(c, "VM_SHUTDOWN_TIMEOUT", vm_ref, t);
+        free(t);
+        return rc;
+    case -ECANCELED:
+        return xapi_call_fail(c, "TASK_CANCELLED", op->task ? op->task : op->op_ref);
+    case -EINTR: /* a hard operation took over */
+        return xapi_call_fail(c, "TASK_CANCELLED", op->task ? op->task : op->op_ref);
+    default:
+        return xapi_call_fail(c, "INTERNAL_ERROR", strerror(-rc));
+    }
+}
+
+/* Asks the guest and waits for its answer (VM lock held). */
+static int ask_guest(xapi_call *c, vmops_op *op, int domid, bool reboot, vmops_shutdown_reason *ret_reason) {
+    vmops_backend *b = c->srv->backend;
+    int64_t deadline = xapi_now_ns() + (int64_t)c->srv->config->clean_shutdown_timeout * 1000000000LL;
+    char *msg = NULL;
+    int rc;
+
+    vmops_op_expect_domain_event(op, domid);
+    rc = b->ops->request_shutdown(b, domid, reboot, &msg);
+    if (rc < 0)
+        return backend_fail(c, reboot ? "asking the guest to reboot" : "asking the guest to shut down", rc, msg, 0);
+    rc = vmops_op_wait_domain_event(c->srv, op, domid, deadline, ret_reason);
+    if (rc < 0)
+        return wait_error(c, op, rc, op->vm_ref);
+    return 0;
+}
+
+static int clean_shutdown(xapi_call *c, const char *op_name, bool fallback_to_hard) {
+    const char *vm_ref = c->args[0].s;
+    vmops_shutdown_reason reason;
+    vmops_op op;
+    vm_view v;
+    int rc;
+
+    rc = vmops_op_begin(c, vm_ref, op_name, false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (fallback_to_hard && (strcmp(v.power_state, "Paused") == 0 || strcmp(v.power_state, "Suspended") == 0)) {
+        if (strcmp(v.power_state, "Suspended") == 0) {
+            char *img = vmops_suspend_image_path(c->srv, op.vm_uuid);
+            unlink(img);
+            free(img);
+            rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
+        } else
+            rc = hard_stop(c, vm_ref, &v);
+        goto out;
+    }
+    if (strcmp(v.power_state, "Running") != 0) {
+        rc = bad_power_state(c, vm_ref, "running", v.power_state);
+        goto out;
+    }
+    rc = ask_guest(c, &op, (int)v.domid, false, &reason);
+    if (rc < 0 && fallback_to_hard && c->err.kind == XAPI_V_ARRAY &&
+        strcmp(c->err.items[0].s, "VM_SHUTDOWN_TIMEOUT") == 0) {
+        log_notice("VM %s did not shut down cleanly; forcing it", op.vm_uuid);
+        rc = 0;
+    }
+    if (rc < 0)
+        goto out;
+    /* Whatever the guest did (halt, reboot, crash), a shutdown ends halted. */
+    rc = vmops_destroy_domain(c, (int)v.domid);
+    if (rc == 0)
+        rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
+    if (rc == 0)
+        log_info("VM %s shut down", op.vm_uuid);
+out:
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int vm_clean_shutdown(xapi_call *c) {
+    return clean_shutdown(c, "clean_shutdown", false);
+}
+
+static int vm_shutdown(xapi_call *c) {
+    return clean_shutdown(c, "shutdown", true);
+}
+
+/* Replaces the domain by a new one (VM lock held). */
+int vmops_restart_domain(xapi_call *c, const char *vm_ref, int old_domid, bool paused) {
+    int domid = -1, rc;
+    int64_t mem = 0;
+
+    rc = vmops_destroy_domain(c, old_domid);
+    if (rc < 0)
+        return rc;
+    rc = vmops_boot(c, vm_ref, paused, &domid, &mem);
+    if (rc < 0) {
+        xapi_value keep = c->err;
+        c->err = (xapi_value){0};
+        vmops_record(c, vm_ref, -1, REC_HALTED, 0); /* the old domain is gone either way */
+        xapi_value_free(&c->err);
+        c->err = keep;
+        return rc;
+    }
+    return vmops_record(c, vm_ref, domid, paused ? REC_PAUSED : REC_RUNNING, mem);
+}
+
+static int vm_clean_reboot(xapi_call *c) {
+    const char *vm_ref = c->args[0].s;
+    vmops_shutdown_reason reason;
+    vmops_op op;
+    vm_view v;
+    int rc;
+
+    rc = vmops_op_begin(c, vm_ref, "clean_reboot", false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (strcmp(v.power_state, "Running") != 0) {
+        rc = bad_power_state(c, vm_ref, "running", v.power_state);
+        goto out;
+    }
+    rc = ask_guest(c, &op, (int)v.domid, true, &reason);
+    if (rc < 0)
+        goto out;
+    if (reason == VMOPS_REASON_POWEROFF) {
+        /* The guest halted instead of rebooting: xapi reports it and leaves it halted. */
+        rc = vmops_destroy_domain(c, (int)v.domid);
+        if (rc == 0)
+            rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
+        if (rc == 0)
+            rc = xapi_call_fail(c, "VM_HALTED", vm_ref);
+        goto out;
+    }
+    rc = vmops_restart_domain(c, vm_ref, (int)v.domid, false);
+    if (rc == 0)
+        log_info("VM %s rebooted", op.vm_uuid);
+out:
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int vm_hard_reboot(xapi_call *c) {
+    const char *vm_ref = c->args[0].s;
+    vmops_op op;
+    vm_view v;
+    int rc;
+
+    rc = vmops_op_begin(c, vm_ref, "hard_reboot", false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (strcmp(v.power_state, "Running") != 0 && strcmp(v.power_state, "Paused") != 0) {
+        rc = bad_power_state(c, vm_ref, "running, paused", v.power_state);
+        goto out;
+    }
+    rc = vmops_restart_domain(c, vm_ref, (int)v.domid, false);
+out:
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int pause_or_unpause(xapi_call *c, bool pause) {
+    const char *vm_ref = c->args[0].s;
+    vmops_backend *b = c->srv->backend;
+    char *msg = NULL;
+    vmops_op op;
+    vm_view v;
+    int rc;
+
+    rc = vmops_op_begin(c, vm_ref, pause ? "pause" : "unpause", false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (strcmp(v.power_state, pause ? "Running" : "Paused") != 0) {
+        rc = bad_power_state(c, vm_ref, pause ? "running" : "paused", v.power_state);
+        goto out;
+    }
+    rc = pause ? b->ops->pause(b, (int)v.domid, &msg) : b->ops->unpause(b, (int)v.domid, &msg);
+    if (rc < 0) {
+        rc = backend_fail(c, pause ? "pausing" : "unpausing", rc, msg, 0);
+        goto out;
+    }
+    rc = vmops_record(c, vm_ref, (int)v.domid, pause ? REC_PAUSED : REC_RUNNING, v.memory_target);
+out:
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int vm_pause(xapi_call *c) {
+    return pause_or_unpause(c, true);
+}
+
+static int vm_unpause(xapi_call *c) {
+    return pause_or_unpause(c, false);
+}
+
+static int vm_suspend(xapi_call *c) {
+    const char *vm_ref = c->args[0].s;
+    vmops_backend *b = c->srv->backend;
+    char *msg = NULL, *img = NULL;
+    vmops_op op;
+    vm_view v;
+    int rc;
+
+    rc = vmops_op_begin(c, vm_ref, "suspend", false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (strcmp(v.power_state, "Running") != 0) {
+        rc = bad_power_state(c, vm_ref, "running", v.power_state);
+        goto out;
+    }
+    img = vmops_suspend_image_path(c->srv, op.vm_uuid);
+    rc = b->ops->suspend(b, (int)v.domid, img, &msg);
+    if (rc < 0) {
+        rc = backend_fail(c, "suspending", rc, msg, 0);
+        goto out;
+    }
+    rc = vmops_record(c, vm_ref, -1, REC_SUSPENDED, 0);
+    if (rc == 0)
+        log_info("VM %s suspended to %s", op.vm_uuid, img);
+out:
+    free(img);
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int do_resume(xapi_call *c, const char *vm_ref, bool paused, const char *host_ref) {
+    vmops_backend *b = c->srv->backend;
+    vmops_domain_config cfg = {0};
+    char *msg = NULL, *img = NULL;
+    int domid = -1, rc;
+    vmops_op op;
+    vm_view v;
+
+    if (host_ref && strcmp(host_ref, c->srv->host_ref) != 0) {
+        xapi_obj *h;
+        xapi_store_rdlock(c->srv->store);
+        rc = xapi_lookup(c, &xapi_classes[XAPI_C_host], host_ref, &h);
+        xapi_store_rdunlock(c->srv->store);
+        return rc;
+    }
+    rc = vmops_op_begin(c, vm_ref, host_ref ? "resume_on" : "resume", false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (strcmp(v.power_state, "Suspended") != 0) {
+        rc = bad_power_state(c, vm_ref, "suspended", v.power_state);
+        goto out;
+    }
+    rc = prepare_start(c, vm_ref, &cfg);
+    if (rc < 0)
+        goto out;
+    img = vmops_suspend_image_path(c->srv, op.vm_uuid);
+    rc = b->ops->resume(b, &cfg, img, &domid, &msg);
+    if (rc < 0) {
+        rc = backend_fail(c, "resuming", rc, msg, cfg.memory_target);
+        goto out;
+    }
+    if (!paused && (rc = b->ops->unpause(b, domid, &msg)) < 0) {
+        rc = backend_fail(c, "unpausing", rc, msg, 0);
+        goto out;
+    }
+    rc = vmops_record(c, vm_ref, domid, paused ? REC_PAUSED : REC_RUNNING, cfg.memory_target);
+    if (rc == 0) {
+        unlink(img);
+        log_info("VM %s resumed as domain %d", op.vm_uuid, domid);
+    }
+out:
+    free(img);
+    vmops_domain_config_free(&cfg);
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int vm_resume(xapi_call *c) {
+    return do_resume(c, c->args[0].s, c->args[1].b, NULL);
+}
+
+static int vm_resume_on(xapi_call *c) {
+    return do_resume(c, c->args[0].s, c->args[2].b, c->args[1].s);
+}
+
+static int vm_power_state_reset(xapi_call *c) {
+    const char *vm_ref = c->args[0].s;
+    vmops_backend *b = c->srv->backend;
+    vmops_domain_info *doms = NULL;
+    size_t n = 0;
+    vmops_op op;
+    vm_view v;
+    int rc;
+
+    rc = vmops_op_begin(c, vm_ref, "power_state_reset", false, &op);
+    if (rc < 0)
+        return rc;
+    rc = view_vm(c, vm_ref, &v);
+    if (rc < 0)
+        goto out;
+    if (v.is_control_domain) {
+        rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain's power state cannot be reset");
+        goto out;
+    }
+    b->ops->list(b, &doms, &n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(doms[i].uuid, op.vm_uuid) == 0) {
+            /* The VM really runs here: resetting its record would lose it. */
+            rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The VM has a live domain on this host");
+            goto out;
+        }
+    rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
+out:
+    free(doms);
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+/* ---- memory and VCPUs ------------------------------------------------------- */
+
+/* Sets memory fields of a halted VM after checking the constraint. Any of the
+ * four may be -1 for "unchanged". */
+static int set_memory(xapi_call *c, int64_t smin, int64_t smax, int64_t dmin, int64_t dmax) {
+    const char *vm_ref = c->args[0].s;
+    xapi_store *st = c->srv->store;
+    xapi_obj *vm;
+    int rc;
+
+    xapi_store_write_begin(st);
+    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    if (rc < 0)
+        goto fail;
+    if (smin < 0)
+        smin = vm->fields[XAPI_F_VM_memory_static_min].i;
+    if (smax < 0)
+        smax = vm->fields[XAPI_F_VM_memory_static_max].i;
+    if (dmin < 0)
+        dmin = vm->fields[XAPI_F_VM_memory_dynamic_min].i;
+    if (dmax < 0)
+        dmax = vm->fields[XAPI_F_VM_memory_dynamic_max].i;
+    if ((smin != vm->fields[XAPI_F_VM_memory_static_min].i || smax != vm->fields[XAPI_F_VM_memory_static_max].i) &&
+        strcmp(vm->fields[XAPI_F_VM_power_state].s, "Halted") != 0) {
+        rc = bad_power_state(c, vm_ref, "halted", vm->fields[XAPI_F_VM_power_state].s);
+        goto fail;
+    }
+    rc = vmops_check_memory(&c->err, smin, dmin, dmax, smax);
+    if (rc < 0)
+        goto fail;
+    xapi_obj_set_int(st, vm, XAPI_F_VM_memory_static_min, smin);
+    xapi_obj_set_int(st, vm, XAPI_F_VM_memory_static_max, smax);
+    xapi_obj_set_int(st, vm, XAPI_F_VM_memory_dynamic_min, dmin);
+    xapi_obj_set_int(st, vm, XAPI_F_VM_memory_dynamic_max, dmax);
+    rc = xapi_commit(c);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+fail:
+    xapi_store_write_end(st);
+    return rc;
+}
+
+static int vm_set_memory_limits(xapi_call *c) {
+    return set_memory(c, c->args[1].i, c->args[2].i, c->args[3].i, c->args[4].i);
+}
+static int vm_set_memory_static_range(xapi_call *c) {
+    return set_memory(c, c->args[1].i, c->args[2].i, -1, -1);
+}
+static int vm_set_memory_dynamic_range(xapi_call *c) {
+    return set_memory(c, -1, -1, c->args[1].i, c->args[2].i);
+}
+static int vm_set_memory_static_max(xapi_call *c) {
+    return set_memory(c, -1, c->args[1].i, -1, -1);
+}
+static int vm_set_memory_static_min(xapi_call *c) {
+    return set_memory(c, c->args[1].i, -1, -1, -1);
+}
+static int vm_set_memory_dynamic_max(xapi_call *c) {
+    return set_memory(c, -1, -1, -1, c->args[1].i);
+}
+static int vm_set_memory_dynamic_min(xapi_call *c) {
+    return set_memory(c, -1, -1, c->args[1].i, -1);
+}
+static int vm_set_memory(xapi_call *c) {
+    int64_t v = c->args[1].i;
+    return set_memory(c, -1, v, v, v);
+}
+
+static int set_vcpus(xapi_call *c, bool max) {
+    const char *vm_ref = c->args[0].s;
+    int64_t value = c->args[1].i;
+    xapi_store *st = c->srv->store;
+    xapi_obj *vm;
+    int rc;
+
+    xapi_store_write_begin(st);
+    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    if (rc < 0)
+        goto fail;
+    if (strcmp(vm->fields[XAPI_F_VM_power_state].s, "Halted") != 0) {
+        rc = bad_power_state(c, vm_ref, "halted", vm->fields[XAPI_F_VM_power_state].s);
+        goto fail;
+    }
+    if (value < 1 || (max ? value < vm->fields[XAPI_F_VM_VCPUs_at_startup].i
+                          : value > vm->fields[XAPI_F_VM_VCPUs_max].i)) {
+        char *t = i64(value);
+        rc = xapi_call_fail(c, "INVALID_VALUE", max ? "VCPUs_max" : "VCPUs_at_startup", t);
+        free(t);
+        goto fail;
+    }
+    xapi_obj_set_int(st, vm, max ? XAPI_F_VM_VCPUs_max : XAPI_F_VM_VCPUs_at_startup, value);
+    rc = xapi_commit(c);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+fail:
+    xapi_store_write_end(st);
+    return rc;
+}
+
+static int vm_set_VCPUs_max(xapi_call *c) {
+    return set_vcpus(c, true);
+}
+static int vm_set_VCPUs_at_startup(xapi_call *c) {
+    return set_vcpus(c, false);
+}
+
+/* ---- operation queries -------------------------------------------------------- */
+
+static int vm_assert_operation_valid(xapi_call *c) {
+    xapi_obj *vm;
+    bool ok = false;
+    int rc;
+
+    xapi_store_rdlock(c->srv->store);
+    rc = xapi_lookup(c, C_VM, c->args[0].s, &vm);
+    if (rc == 0) {
+        const xapi_value *ops = &vm->fields[XAPI_F_VM_allowed_operations];
+        for (uint32_t i = 0; i < ops->n && !ok; i++)
+            ok = strcmp(ops->items[i].s, c->args[1].s) == 0;
+    }
+    xapi_store_rdunlock(c->srv->store);
+    if (rc < 0)
+        return rc;
+    if (!ok)
+        return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The operation is not allowed in the VM's current state");
+    xapi_out_void(c->out);
+    return 0;
+}
+
+static int vm_update_allowed_operations(xapi_call *c) {
+    xapi_obj *vm;
+    int rc;
+
+    xapi_store_write_begin(c->srv->store);
+    rc = xapi_lookup(c, C_VM, c->args[0].s, &vm);
+    if (rc < 0) {
+        xapi_store_write_end(c->srv->store);
+        return rc;
+    }
+    vmops_update_allowed_operations(c->srv->store, vm);
+    rc = xapi_commit(c);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int vm_get_boot_record(xapi_call *c) {
+    xapi_obj *vm;
+    int rc;
+
+    xapi_store_rdlock(c->srv->store);
+    rc = xapi_lookup(c, C_VM, c->args[0].s, &vm);
+    if (rc == 0)
+        xapi_record_out(c->out, vm);
+    xapi_store_rdunlock(c->srv->store);
+    return rc;
+}
+
+/* ---- hot-plug -------------------------------------------------------------------- */
+
+static int device_plug(xapi_call *c, bool vbd, bool plug, bool force) {
+    const xapi_class *cls = vbd ? C_VBD : C_VIF;
+    const char *dev_ref = c->args[0].s;
+    vmops_backend *b = c->srv->backend;
+    char vm_ref[XAPI_REF_LEN + 1];
+    vmops_disk disk = {0};
+    vmops_nic nic = {0};
+    char *msg = NULL;
+    xapi_obj *dev, *vm;
+    vmops_op op = {0};
+    bool attached;
+    int domid = -1, rc;
+
+    xapi_store_rdlock(c->srv->store);
+    rc = xapi_lookup(c, cls, dev_ref, &dev);
+    if (rc == 0)
+        snprintf(vm_ref, sizeof vm_ref, "%s", dev->fields[vbd ? XAPI_F_VBD_VM : XAPI_F_VIF_VM].s);
+    xapi_store_rdunlock(c->srv->store);
+    if (rc < 0)
+        return rc;
+    rc = vmops_op_begin(c, vm_ref, "hotplug", true, &op);
+    if (rc < 0)
+        return rc;
+
+    xapi_store_rdlock(c->srv->store);
+    dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
+    vm = xapi_store_get_class(c->srv->store, C_VM, vm_ref);
+    if (!dev || !vm) {
+        rc = xapi_call_fail(c, "HANDLE_INVALID", cls->name, dev_ref);
+        goto unlock;
+    }
+    attached = dev->fields[vbd ? XAPI_F_VBD_currently_attached : XAPI_F_VIF_currently_attached].b;
+    if (strcmp(vm->fields[XAPI_F_VM_power_state].s, "Running") != 0) {
+        rc = bad_power_state(c, vm_ref, "running", vm->fields[XAPI_F_VM_power_state].s);
+        goto unlock;
+    }
+    if (plug && attached) {
+        rc = xapi_call_fail(c, "DEVICE_ALREADY_ATTACHED", dev_ref);
+        goto unlock;
+    }
+    if (!plug && !attached) {
+        rc = xapi_call_fail(c, "DEVICE_ALREADY_DETACHED", dev_ref);
+        goto unlock;
+    }
+    if (vbd && !plug && !force && !dev->fields[XAPI_F_VBD_unpluggable].b) {
+        rc = xapi_call_fail(c, "VBD_NOT_UNPLUGGABLE", dev_ref);
+        goto unlock;
+    }
+    domid = (int)vm->fields[XAPI_F_VM_domid].i;
+    rc = vbd ? vmops_disk_from_vbd(c->srv, vm, dev, &disk, &c->err) : vmops_nic_from_vif(c->srv, dev, &nic, &c->err);
+unlock:
+    xapi_store_rdunlock(c->srv->store);
+    if (rc < 0)
+        goto out;
+
+    if (vbd)
+        rc = plug ? b->ops->disk_attach(b, domid, &disk, &msg) : b->ops->disk_detach(b, domid, &disk, &msg);
+    else
+        rc = plug ? b->ops->nic_attach(b, domid, &nic, &msg) : b->ops->nic_detach(b, domid, &nic, &msg);
+    if (rc < 0) {
+        rc = backend_fail(c, plug ? "attaching the device" : "detaching the device", rc, msg, 0);
+        goto out;
+    }
+    xapi_store_write_begin(c->srv->store);
+    dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
+    if (dev) {
+        xapi_obj_set_bool(c->srv->store, dev, vbd ? XAPI_F_VBD_currently_attached : XAPI_F_VIF_currently_attached,
+                          plug);
+        if (vbd && plug)
+            xapi_obj_set_string(c->srv->store, dev, XAPI_F_VBD_device, disk.vdev);
+    }
+    rc = xapi_commit(c);
+out:
+    free(disk.vdev);
+    free(disk.target);
+    free(disk.format);
+    free(nic.bridge);
+    vmops_op_end(c->srv, &op);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int vbd_plug(xapi_call *c) {
+    return device_plug(c, true, true, false);
+}
+static int vbd_unplug(xapi_call *c) {
+    return device_plug(c, true, false, false);
+}
+static int vbd_unplug_force(xapi_call *c) {
+    return device_plug(c, true, false, true);
+}
+static int vif_plug(xapi_call *c) {
+    return device_plug(c, false, true, false);
+}
+static int vif_unplug(xapi_call *c) {
+    return device_plug(c, false, false, false);
+}
+static int vif_unplug_force(xapi_call *c) {
+    return device_plug(c, false, false, true);
+}
+
+/* ---- class hooks ---------------------------------------------------------------- */
+
+static int vm_after_create(xapi_call *c, xapi_obj *vm) {
+    xapi_store *st = c->srv->store;
+    int rc;
+
+    rc = vmops_check_memory(&c->err, vm->fields[XAPI_F_VM_memory_static_min].i,
+                            vm->fields[XAPI_F_VM_memory_dynamic_min].i, vm->fields[XAPI_F_VM_memory_dynamic_max].i,
+                            vm->fields[XAPI_F_VM_memory_static_max].i);
+    if (rc < 0)
+        return rc;
+    /* A new VM is halted whatever the record said (CloudStack sends a template's full record). */
+    xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, "Halted");
+    xapi_obj_set_int(st, vm, XAPI_F_VM_domid, -1);
+    metrics_of(st, vm);
+    vmops_update_allowed_operations(st, vm);
+    return 0;
+}
+
+static void destroy_ref(xapi_store *st, const xapi_class *cls, const char *ref) {
+    xapi_obj *o = xapi_store_get_class(st, cls, ref);
+    if (o)
+        xapi_obj_destroy(st, o);
+}
+
+static int vm_before_destroy(xapi_call *c, xapi_obj *vm) {
+    xapi_store *st = c->srv->store;
+    const xapi_value *oc = &vm->fields[XAPI_F_VM_other_config], *dt;
+    xapi_value refs;
+
+    if (vm->fields[XAPI_F_VM_is_control_domain].b)
+        return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be destroyed");
+    dt = xapi_struct_get(oc, "default_template");
+    if (vm->fields[XAPI_F_VM_is_a_template].b && dt && strcmp(dt->s, "true") == 0)
+        return xapi_call_fail(c, "VM_CANNOT_DELETE_DEFAULT_TEMPLATE", vm->ref);
+    if (strcmp(vm->fields[XAPI_F_VM_power_state].s, "Halted") != 0)
+        return bad_power_state(c, vm->ref, "halted", vm->fields[XAPI_F_VM_power_state].s);
+    if (vm->fields[XAPI_F_VM_current_operations].n > 0) {
+        const xapi_member *m = &vm->fields[XAPI_F_VM_current_operations].members[0];
+        return xapi_call_fail(c, "OTHER_OPERATION_IN_PROGRESS", "VM", vm->ref, m->value.s, m->name);
+    }
+    /* Devices and metrics go with the VM; the disks (VDIs) stay. */
+    refs = xapi_value_copy(&vm->fields[XAPI_F_VM_VBDs]);
+    for (uint32_t i = 0; i < refs.n; i++)
+        destroy_ref(st, C_VBD, refs.items[i].s);
+    xapi_value_free(&refs);
+    refs = xapi_value_copy(&vm->fields[XAPI_F_VM_VIFs]);
+    for (uint32_t i = 0; i < refs.n; i++)
+        destroy_ref(st, C_VIF, refs.items[i].s);
+    xapi_value_free(&refs);
+    refs = xapi_value_copy(&vm->fields[XAPI_F_VM_consoles]);
+    for (uint32_t i = 0; i < refs.n; i++)
+        destroy_ref(st, &xapi_classes[XAPI_C_console], refs.items[i].s);
+    xapi_value_free(&refs);
+    destroy_ref(st, &xapi_classes[XAPI_C_VM_metrics], vm->fields[XAPI_F_VM_metrics].s);
+    destroy_ref(st, &xapi_classes[XAPI_C_VM_guest_metrics], vm->fields[XAPI_F_VM_guest_metrics].s);
+    return 0;
+}
+
+static int device_before_destroy(xapi_call *c, xapi_obj *o) {
+    int f = o->cls == C_VBD ? XAPI_F_VBD_currently_attached : XAPI_F_VIF_currently_attached;
+
+    if (o->fields[f].b)
+        return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The device is attached to a running VM; unplug it first");
+    return 0;
+}
+
+/* Template and snapshot flags, and other_config:default_template, decide what is allowed. */
+static void vm_after_set(xapi_call *c, xapi_obj *vm, int field) {
+    if (field == XAPI_F_VM_is_a_template || field == XAPI_F_VM_other_config || field == XAPI_F_VM_blocked_operations)
+        vmops_update_allowed_operations(c->srv->store, vm);
+}
+
+static const xapi_class_hooks vm_hooks = {
+    .after_create = vm_after_create,
+    .before_destroy = vm_before_destroy,
+    .after_set = vm_after_set,
+};
+
+static const xapi_class_hooks device_hooks = {
+    .before_destroy = device_before_destroy,
+};
+
+static const xapi_handler vm_handlers[] = {
+    {"VM", "start", vm_start},
+    {"VM", "start_on", vm_start_on},
+    {"VM", "clean_shutdown", vm_clean_shutdown},
+    {"VM", "shutdown", vm_shutdown},
+    {"VM", "hard_shutdown", vm_hard_shutdown},
+    {"VM", "clean_reboot", vm_clean_reboot},
+    {"VM", "hard_reboot", vm_hard_reboot},
+    {"VM", "pause", vm_pause},
+    {"VM", "unpause", vm_unpause},
+    {"VM", "suspend", vm_suspend},
+    {"VM", "resume", vm_resume},
+    {"VM", "resume_on", vm_resume_on},
+    {"VM", "power_state_reset", vm_power_state_reset},
+    {"VM", "set_memory_limits", vm_set_memory_limits},
+    {"VM", "set_memory_static_range", vm_set_memory_static_range},
+    {"VM", "set_memory_dynamic_range", vm_set_memory_dynamic_range},
+    {"VM", "set_memory_static_max", vm_set_memory_static_max},
+    {"VM", "set_memory_static_min", vm_set_memory_static_min},
+    {"VM", "set_memory_dynamic_max", vm_set_memory_dynamic_max},
+    {"VM", "set_memory_dynamic_min", vm_set_memory_dynamic_min},
+    {"VM", "set_memory", vm_set_memory},
+    {"VM", "set_VCPUs_max", vm_set_VCPUs_max},
+    {"VM", "set_VCPUs_at_startup", vm_set_VCPUs_at_startup},
+    {"VM", "assert_operation_valid", vm_assert_operation_valid},
+    {"VM", "update_allowed_operations", vm_update_allowed_operations},
+    {"VM", "get_boot_record", vm_get_boot_record},
+    {"VBD", "plug", vbd_plug},
+    {"VBD", "unplug", vbd_unplug},
+    {"VBD", "unplug_force", vbd_unplug_force},
+    {"VIF", "plug", vif_plug},
+    {"VIF", "unplug", vif_unplug},
+    {"VIF", "unplug_force", vif_unplug_force},
+    {NULL, NULL, NULL},
+};
+
+void vmops_register(void) {
+    xapi_register_handlers(vm_handlers);
+    xapi_register_handlers(vmops_copy_handlers);
+    xapi_register_hooks(XAPI_C_VM, &vm_hooks);
+    xapi_register_hooks(XAPI_C_VBD, &device_hooks);
+    xapi_register_hooks(XAPI_C_VIF, &device_hooks);
+    xapi_task_set_cancel_hook(vmops_op_wake_all);
+}
