@@ -439,10 +439,10 @@ static int pbd_after_create(xapi_call *c, xapi_obj *o) {
     const xapi_value *pbds;
     int rc;
 
-    if (!sr)
-        return xapi_call_fail(c, "HANDLE_INVALID", "SR", sr_ref);
-    if (!xapi_store_get_class(st, storage_cls(XAPI_C_host), host_ref))
-        return xapi_call_fail(c, "HANDLE_INVALID", "host", host_ref);
+    /* The generic constructor already refused refs to objects that do not
+     * exist; a NULL SR or host makes an inert record that can never be plugged. */
+    if (!sr || !xapi_store_get_class(st, storage_cls(XAPI_C_host), host_ref))
+        return check_device_config(c, &o->fields[XAPI_F_PBD_device_config]);
     pbds = &sr->fields[XAPI_F_SR_PBDs];
     for (uint32_t i = 0; i < pbds->n; i++) {
         xapi_obj *p = xapi_store_get_class(st, storage_cls(XAPI_C_PBD), pbds->items[i].s);

@@ -1,10 +1,892 @@
-/* The libxl backend: real Xen. */
+/* The libxl backend: real Xen, through one libxl context shared by all API
+ * threads. Every operation is a synchronous libxl call (ao_how NULL) made on
+ * the calling API thread, which holds only its VM's lock; libxl's event
+ * machinery runs meanwhile in the backend's own loop (libxl_events.c), which
+ * also delivers domain shutdowns and deaths.
+ *
+ * Each domain we create, restore or find (list) gets a death watch
+ * (libxl_evenable_domain_death). A shutdown is reported through b->on_event,
+ * unless the backend caused it itself (suspend, destroy): those domains are
+ * "quiet" while it happens. A domain that dies without having shut down was
+ * destroyed by someone else (xl destroy): reported as a poweroff.
+ *
+ * Lock order: x->lock may be held across libxl_evenable/evdisable_domain_death
+ * (which call only the loop's hooks, never back into this file), and is never
+ * taken by anything libxl calls; no other libxl call is made with it held. */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libxl.h>
+#include <libxl_utils.h>
 
 #include "agent/log.h"
 #include "vmops/backend.h"
+#include "vmops/libxl_config.h"
+#include "vmops/libxl_events.h"
+#include "vmops/libxl_log.h"
+#include "xapi/value.h"
+
+#define DEFAULT_CONSOLE_LOG_DIR "/var/log/xen/console"
+#define DEFAULT_BRIDGE "xenbr0" /* libxl's choice for a NIC without one */
+/* A saved image is libxl's migration stream, version 2 (what libxl_domain_suspend writes). */
+#define SAVE_STREAM_VERSION 2
+
+typedef struct watch {
+    uint32_t domid;
+    char uuid[37];
+    uint64_t key; /* the for_user of its events */
+    libxl_evgen_domain_death *evg;
+    bool quiet;             /* the backend is suspending or destroying it: its shutdown is ours */
+    bool shutdown_reported; /* (or seen by list(), whose caller deals with it) */
+    struct watch *next;
+} watch;
+
+typedef struct xlb {
+    vmops_backend *b;
+    libxl_ctx *ctx;
+    xentoollog_logger *lg;
+    vmops_libxl_loop *loop;
+    pthread_mutex_t lock; /* watches, next_key */
+    watch *watches;
+    uint64_t next_key;
+    char *console_dir;
+} xlb;
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+static int errno_of(int xlrc) {
+    switch (xlrc) {
+    case ERROR_DOMAIN_NOTFOUND:
+        return -ENOENT;
+    case ERROR_NOMEM:
+        return -ENOMEM;
+    case ERROR_INVAL:
+        return -EINVAL;
+    case ERROR_NOPARAVIRT:
+        return -EOPNOTSUPP;
+    case ERROR_TIMEDOUT:
+        return -ETIMEDOUT;
+    case ERROR_ABORTED:
+        return -ECANCELED;
+    default:
+        return -EIO;
+    }
+}
+
+static void set_msg(char **ret_msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_msg(char **ret_msg, const char *fmt, ...) {
+    va_list ap;
+
+    if (!ret_msg)
+        return;
+    free(*ret_msg);
+    *ret_msg = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(ret_msg, fmt, ap) < 0)
+        xapi_oom();
+    va_end(ap);
+}
+
+/* A failed libxl call: "what: why" (why: the last error libxl logged on this
+ * thread, else libxl's error code). Returns the matching -errno. */
+static int xl_fail(char **ret_msg, int xlrc, const char *what) {
+    const char *why = vmops_libxl_error_last();
+
+    set_msg(ret_msg, "%s: %s (libxl error %s)", what, why ? why : "failed", libxl_error_to_string(xlrc));
+    log_error("libxl backend: %s", *ret_msg);
+    return errno_of(xlrc);
+}
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static void update_free_memory(xlb *x) {
+    uint64_t kb = 0;
+
+    if (libxl_get_free_memory(x->ctx, &kb) == 0)
+        __atomic_store_n(&x->b->host_memory_free, (int64_t)(kb * 1024), __ATOMIC_RELAXED);
+}
+
+/* 0 if domid is a domain other than dom0, -ENOENT (with a message) if not. */
+static int check_domain(xlb *x, int domid, libxl_dominfo *ret_info, char **ret_msg) {
+    libxl_dominfo info;
+    int xlrc;
+
+    if (domid <= 0) {
+        set_msg(ret_msg, domid == 0 ? "domain 0 is not a guest" : "no such domain %d", domid);
+        return domid == 0 ? -EPERM : -ENOENT;
+    }
+    libxl_dominfo_init(&info);
+    xlrc = libxl_domain_info(x->ctx, &info, (uint32_t)domid);
+    if (xlrc == 0 && ret_info)
+        *ret_info = info;
+    else
+        libxl_dominfo_dispose(&info);
+    if (xlrc == ERROR_DOMAIN_NOTFOUND) {
+        set_msg(ret_msg, "no such domain %d", domid);
+        return -ENOENT;
+    }
+    if (xlrc != 0)
+        return xl_fail(ret_msg, xlrc, "reading the domain's state");
+    return 0;
+}
+
+static void uuid_string(const libxl_uuid *u, char out[37]) {
+    snprintf(out, 37, LIBXL_UUID_FMT, LIBXL_UUID_BYTES(*u));
+}
+
+static vmops_shutdown_reason reason_of(int r) {
+    switch (r) {
+    case LIBXL_SHUTDOWN_REASON_POWEROFF:
+        return VMOPS_REASON_POWEROFF;
+    case LIBXL_SHUTDOWN_REASON_REBOOT:
+        return VMOPS_REASON_REBOOT;
+    case LIBXL_SHUTDOWN_REASON_SUSPEND:
+        return VMOPS_REASON_SUSPEND;
+    case LIBXL_SHUTDOWN_REASON_CRASH:
+        return VMOPS_REASON_CRASH;
+    case LIBXL_SHUTDOWN_REASON_WATCHDOG:
+        return VMOPS_REASON_WATCHDOG;
+    case LIBXL_SHUTDOWN_REASON_SOFT_RESET:
+        return VMOPS_REASON_SOFT_RESET;
+    default:
+        /* Xen's shutdown codes beyond libxl's: a guest that stopped for a reason we cannot name */
+        return VMOPS_REASON_CRASH;
+    }
+}
+
+/* A bridge for the guest's vif (what vif-bridge adds it to), created if
+ * missing and brought up: idempotent, so a network whose bridge the network
+ * layer has not made yet still works. */
+static int ensure_bridge(const char *name, char **ret_msg) {
+    struct ifreq ifr;
+    char path[64 + IFNAMSIZ];
+    int fd = -1, rc;
+
+    if (!name || !*name)
+        name = DEFAULT_BRIDGE;
+    if (strlen(name) >= IFNAMSIZ || strchr(name, '/')) {
+        set_msg(ret_msg, "'%s' is not a valid bridge name", name);
+        return -EINVAL;
+    }
+    fd = socket(AF_LOCAL, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = -errno;
+        set_msg(ret_msg, "bridge %s: socket: %s", name, strerror(errno));
+        goto out;
+    }
+    if (if_nametoindex(name) == 0) {
+        if (ioctl(fd, SIOCBRADDBR, name) < 0 && errno != EEXIST) {
+            rc = -errno;
+            set_msg(ret_msg, "cannot create bridge %s: %s", name, strerror(errno));
+            goto out;
+        }
+        log_notice("libxl backend: created bridge %s", name);
+    }
+    snprintf(path, sizeof path, "/sys/class/net/%s/bridge", name);
+    if (access(path, F_OK) < 0) {
+        rc = -EINVAL;
+        set_msg(ret_msg, "network device %s is not a bridge", name);
+        goto out;
+    }
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
+        rc = -errno;
+        set_msg(ret_msg, "bridge %s: %s", name, strerror(errno));
+        goto out;
+    }
+    if (!(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) {
+            rc = -errno;
+            set_msg(ret_msg, "cannot bring bridge %s up: %s", name, strerror(errno));
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* ---- death watches ------------------------------------------------------------------------- */
+
+static watch *find_watch(xlb *x, uint32_t domid) {
+    for (watch *w = x->watches; w; w = w->next)
+        if (w->domid == domid)
+            return w;
+    return NULL;
+}
+
+/* Lock held. Unlinks and frees w, disabling its libxl watch. */
+static void drop_watch(xlb *x, watch *w) {
+    for (watch **p = &x->watches; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    if (w->evg)
+        libxl_evdisable_domain_death(x->ctx, w->evg);
+    free(w);
+}
+
+/* Watches domid (idempotent). already_shut_down: the caller knows the domain
+ * is shut down and deals with it, so that shutdown is not reported again. */
+static int watch_domain(xlb *x, uint32_t domid, const char *uuid, bool already_shut_down) {
+    watch *w;
+    int xlrc, rc = 0;
+
+    pthread_mutex_lock(&x->lock);
+    if (find_watch(x, domid))
+        goto out;
+    w = xapi_calloc(1, sizeof *w);
+    w->domid = domid;
+    snprintf(w->uuid, sizeof w->uuid, "%s", uuid);
+    w->key = ++x->next_key;
+    w->shutdown_reported = already_shut_down;
+    xlrc = libxl_evenable_domain_death(x->ctx, domid, w->key, &w->evg);
+    if (xlrc != 0) {
+        log_error("libxl backend: cannot watch domain %u: %s", domid, libxl_error_to_string(xlrc));
+        free(w);
+        rc = errno_of(xlrc);
+        goto out;
+    }
+    w->next = x->watches;
+    x->watches = w;
+out:
+    pthread_mutex_unlock(&x->lock);
+    return rc;
+}
+
+static void unwatch_domain(xlb *x, uint32_t domid) {
+    watch *w;
+
+    pthread_mutex_lock(&x->lock);
+    w = find_watch(x, domid);
+    if (w)
+        drop_watch(x, w);
+    pthread_mutex_unlock(&x->lock);
+}
+
+static void set_quiet(xlb *x, uint32_t domid, bool quiet) {
+    watch *w;
+
+    pthread_mutex_lock(&x->lock);
+    w = find_watch(x, domid);
+    if (w)
+        w->quiet = quiet;
+    pthread_mutex_unlock(&x->lock);
+}
+
+/* A fresh watch for a domain whose shutdown has been seen (and was ours):
+ * libxl reports one shutdown per watch. */
+static void rearm_watch(xlb *x, uint32_t domid) {
+    char uuid[37] = "";
+    watch *w;
+
+    pthread_mutex_lock(&x->lock);
+    w = find_watch(x, domid);
+    if (w) {
+        memcpy(uuid, w->uuid, sizeof uuid);
+        drop_watch(x, w);
+    }
+    pthread_mutex_unlock(&x->lock);
+    if (*uuid)
+        watch_domain(x, domid, uuid, false);
+}
+
+/* On the loop's thread. */
+static void on_libxl_event(void *ud, libxl_event *ev) {
+    vmops_backend *b = ud;
+    xlb *x = b->priv;
+    vmops_shutdown_reason reason = VMOPS_REASON_NONE;
+    vmops_event_fn fn;
+    bool report = false, died = false;
+    char uuid[37] = "";
+    uint32_t domid = ev->domid;
+    watch *w;
+
+    pthread_mutex_lock(&x->lock);
+    for (w = x->watches; w && w->key != ev->for_user; w = w->next)
+        ;
+    switch (ev->type) {
+    case LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN:
+        if (!w)
+            break;
+        if (w->quiet || w->shutdown_reported) {
+            log_debug("libxl backend: domain %u shut down (reason %d): expected", domid,
+                      ev->u.domain_shutdown.shutdown_reason);
+            w->shutdown_reported = true;
+            break;
+        }
+        w->shutdown_reported = true;
+        reason = reason_of(ev->u.domain_shutdown.shutdown_reason);
+        memcpy(uuid, w->uuid, sizeof uuid);
+        report = true;
+        log_info("libxl backend: domain %u (%s) shut down, reason %s", domid, uuid,
+                 libxl_shutdown_reason_to_string((libxl_shutdown_reason)ev->u.domain_shutdown.shutdown_reason));
+        break;
+    case LIBXL_EVENT_TYPE_DOMAIN_DEATH:
+        died = true;
+        if (!w)
+            break;
+        if (!w->quiet && !w->shutdown_reported) {
+            /* destroyed behind our back: to the VM layer, it powered off */
+            memcpy(uuid, w->uuid, sizeof uuid);
+            reason = VMOPS_REASON_POWEROFF;
+            report = true;
+            log_notice("libxl backend: domain %u (%s) was destroyed by someone else", domid, uuid);
+        }
+        drop_watch(x, w);
+        break;
+    default:
+        log_debug("libxl backend: ignoring %s event of domain %u", libxl_event_type_to_string(ev->type), domid);
+        break;
+    }
+    pthread_mutex_unlock(&x->lock);
+    libxl_event_free(x->ctx, ev);
+    if (died)
+        update_free_memory(x);
+    fn = __atomic_load_n(&b->on_event, __ATOMIC_ACQUIRE);
+    if (report && fn)
+        fn(b->event_ud, uuid, (int)domid, reason);
+    else if (report)
+        log_notice("libxl backend: nobody to tell of domain %u's shutdown yet", domid);
+}
+
+/* ---- building domains --------------------------------------------------------------------------- */
+
+/* Before creating: no domain of this VM yet, a name libxl accepts, the
+ * bridges, enough memory. May change d's name. */
+static int prepare_domain(xlb *x, const vmops_domain_config *cfg, libxl_domain_config *d, char **ret_msg) {
+    libxl_domain_config copy;
+    libxl_dominfo *doms = NULL;
+    uint64_t need = 0, free_kb = 0;
+    uint32_t other = 0;
+    int n = 0, rc, xlrc;
+
+    libxl_domain_config_init(&copy);
+    doms = libxl_list_domain(x->ctx, &n);
+    if (!doms) {
+        rc = xl_fail(ret_msg, ERROR_FAIL, "listing domains");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        if (doms[i].domid != 0 && libxl_uuid_compare(&doms[i].uuid, &d->c_info.uuid) == 0) {
+            set_msg(ret_msg, "a domain for VM %s already exists (domain %u)", cfg->uuid, doms[i].domid);
+            rc = -EEXIST;
+            goto out;
+        }
+    /* libxl wants unique domain names; VM names need not be */
+    if (libxl_name_to_domid(x->ctx, d->c_info.name, &other) == 0) {
+        char *name = NULL;
+        if (asprintf(&name, "%s-%.8s", d->c_info.name, cfg->uuid) < 0)
+            xapi_oom();
+        if (libxl_name_to_domid(x->ctx, name, &other) == 0) {
+            free(name);
+            name = xapi_strdup(cfg->uuid);
+        }
+        log_notice("libxl backend: domain name '%s' is taken (domain %u); using '%s'", d->c_info.name, other, name);
+        free(d->c_info.name);
+        d->c_info.name = name;
+    }
+    for (int i = 0; i < d->num_nics; i++) {
+        rc = ensure_bridge(d->nics[i].bridge, ret_msg);
+        if (rc < 0)
+            goto out;
+    }
+    /* what libxl will take from Xen for it (guest memory, page tables, video, shadow) */
+    libxl_domain_config_copy(x->ctx, &copy, d);
+    vmops_libxl_error_clear();
+    xlrc = libxl_domain_need_memory(x->ctx, &copy, INVALID_DOMID, &need);
+    if (xlrc == 0 && libxl_get_free_memory(x->ctx, &free_kb) == 0 && need > free_kb) {
+        set_msg(ret_msg, "the domain needs %" PRIu64 " KiB, Xen has %" PRIu64 " KiB free", need, free_kb);
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = 0;
+out:
+    if (doms)
+        libxl_dominfo_list_free(doms, n);
+    libxl_domain_config_dispose(&copy);
+    return rc;
+}
+
+/* Creates (restore_fd < 0) or restores the domain, paused, and watches it. */
+static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int restore_fd, int *ret_domid,
+                       char **ret_msg) {
+    xlb *x = b->priv;
+    libxl_domain_config d;
+    libxl_domain_restore_params params;
+    uint32_t domid = INVALID_DOMID;
+    int rc, xlrc;
+
+    libxl_domain_config_init(&d);
+    libxl_domain_restore_params_init(&params);
+    rc = vmops_libxl_domain_config(cfg, &d, ret_msg);
+    if (rc < 0)
+        goto out;
+    rc = prepare_domain(x, cfg, &d, ret_msg);
+    if (rc < 0)
+        goto out;
+    vmops_libxl_error_clear();
+    if (restore_fd < 0)
+        xlrc = libxl_domain_create_new(x->ctx, &d, &domid, NULL, NULL);
+    else {
+        params.checkpointed_stream = LIBXL_CHECKPOINTED_STREAM_NONE;
+        params.stream_version = SAVE_STREAM_VERSION;
+        xlrc = libxl_domain_create_restore(x->ctx, &d, &domid, restore_fd, -1, &params, NULL, NULL);
+    }
+    if (xlrc != 0) {
+        /* libxl destroys what it had built */
+        rc = xl_fail(ret_msg, xlrc, restore_fd < 0 ? "creating the domain" : "restoring the domain");
+        goto out;
+    }
+    rc = watch_domain(x, domid, cfg->uuid, false);
+    if (rc < 0) {
+        set_msg(ret_msg, "cannot watch the new domain %u", domid);
+        libxl_domain_destroy(x->ctx, domid, NULL);
+        goto out;
+    }
+    log_info("libxl backend: VM %s is domain %u ('%s'), paused", cfg->uuid, domid, d.c_info.name);
+    *ret_domid = (int)domid;
+    rc = 0;
+out:
+    update_free_memory(x);
+    libxl_domain_restore_params_dispose(&params);
+    libxl_domain_config_dispose(&d);
+    return rc;
+}
+
+/* ---- the operations ----------------------------------------------------------------------------- */
+
+static int xlb_create(vmops_backend *b, const vmops_domain_config *cfg, int *ret_domid, char **ret_msg) {
+    return make_domain(b, cfg, -1, ret_domid, ret_msg);
+}
+
+static int xlb_unpause(vmops_backend *b, int domid, char **ret_msg) {
+    xlb *x = b->priv;
+    int rc, xlrc;
+
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        return rc;
+    vmops_libxl_error_clear();
+    xlrc = libxl_domain_unpause(x->ctx, (uint32_t)domid, NULL);
+    if (xlrc != 0)
+        return xl_fail(ret_msg, xlrc, "unpausing");
+    return 0;
+}
+
+static int xlb_pause(vmops_backend *b, int domid, char **ret_msg) {
+    xlb *x = b->priv;
+    int rc, xlrc;
+
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        return rc;
+    vmops_libxl_error_clear();
+    xlrc = libxl_domain_pause(x->ctx, (uint32_t)domid, NULL);
+    if (xlrc != 0)
+        return xl_fail(ret_msg, xlrc, "pausing");
+    return 0;
+}
+
+/* Writes the request to the guest's control/shutdown node and returns; the
+ * guest's answer is its shutdown, reported by the death watch. An HVM guest
+ * without PV drivers gets the ACPI power button instead (no clean reboot). */
+static int xlb_request_shutdown(vmops_backend *b, int domid, bool reboot, char **ret_msg) {
+    xlb *x = b->priv;
+    int rc, xlrc;
+
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        return rc;
+    vmops_libxl_error_clear();
+    xlrc = reboot ? libxl_domain_reboot(x->ctx, (uint32_t)domid, NULL)
+                  : libxl_domain_shutdown(x->ctx, (uint32_t)domid, NULL);
+    if (xlrc == ERROR_NOPARAVIRT && !reboot) {
+        log_info("libxl backend: domain %d has no PV drivers: pressing its ACPI power button", domid);
+        vmops_libxl_error_clear();
+        xlrc = libxl_send_trigger(x->ctx, (uint32_t)domid, LIBXL_TRIGGER_POWER, 0, NULL);
+    }
+    if (xlrc == ERROR_NOPARAVIRT) {
+        set_msg(ret_msg, "the guest of domain %d has no PV drivers to ask for a clean reboot", domid);
+        return -EOPNOTSUPP;
+    }
+    if (xlrc != 0)
+        return xl_fail(ret_msg, xlrc, reboot ? "asking the guest to reboot" : "asking the guest to shut down");
+    return 0;
+}
+
+static int xlb_destroy(vmops_backend *b, int domid, char **ret_msg) {
+    xlb *x = b->priv;
+    int rc, xlrc;
+
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        return rc;
+    set_quiet(x, (uint32_t)domid, true);
+    vmops_libxl_error_clear();
+    xlrc = libxl_domain_destroy(x->ctx, (uint32_t)domid, NULL);
+    if (xlrc != 0 && xlrc != ERROR_DOMAIN_NOTFOUND) {
+        set_quiet(x, (uint32_t)domid, false);
+        rc = xl_fail(ret_msg, xlrc, "destroying the domain");
+        goto out;
+    }
+    unwatch_domain(x, (uint32_t)domid);
+    rc = 0;
+out:
+    update_free_memory(x);
+    return rc;
+}
+
+static int xlb_suspend(vmops_backend *b, int domid, const char *path, char **ret_msg) {
+    xlb *x = b->priv;
+    libxl_dominfo info;
+    int fd = -1, rc, xlrc;
+
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        return rc;
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = -errno;
+        set_msg(ret_msg, "cannot write the suspend image %s: %s", path, strerror(errno));
+        return rc;
+    }
+    set_quiet(x, (uint32_t)domid, true);
+    vmops_libxl_error_clear();
+    xlrc = libxl_domain_suspend(x->ctx, (uint32_t)domid, fd, 0, NULL);
+    if (xlrc != 0)
+        rc = xl_fail(ret_msg, xlrc, "saving the domain");
+    else if (fsync(fd) < 0) {
+        rc = -errno;
+        set_msg(ret_msg, "writing the suspend image %s: %s", path, strerror(errno));
+    }
+    if (close(fd) < 0 && rc == 0) {
+        rc = -errno;
+        set_msg(ret_msg, "writing the suspend image %s: %s", path, strerror(errno));
+    }
+    fd = -1;
+    if (rc < 0) {
+        /* The guest carries on if it had suspended (as xl save does). */
+        unlink(path);
+        libxl_dominfo_init(&info);
+        if (libxl_domain_info(x->ctx, &info, (uint32_t)domid) == 0 && info.shutdown &&
+            info.shutdown_reason == LIBXL_SHUTDOWN_REASON_SUSPEND) {
+            xlrc = libxl_domain_resume(x->ctx, (uint32_t)domid, 1, NULL);
+            log_notice("libxl backend: domain %d %s after the failed save", domid,
+                       xlrc == 0 ? "resumed" : "could not be resumed");
+        }
+        libxl_dominfo_dispose(&info);
+        rearm_watch(x, (uint32_t)domid);
+        set_quiet(x, (uint32_t)domid, false);
+        goto out;
+    }
+    vmops_libxl_error_clear();
+    xlrc = libxl_domain_destroy(x->ctx, (uint32_t)domid, NULL);
+    if (xlrc != 0 && xlrc != ERROR_DOMAIN_NOTFOUND) {
+        rc = xl_fail(ret_msg, xlrc, "destroying the saved domain");
+        goto out;
+    }
+    unwatch_domain(x, (uint32_t)domid);
+    log_info("libxl backend: domain %d saved to %s", domid, path);
+    rc = 0;
+out:
+    update_free_memory(x);
+    return rc;
+}
+
+static int xlb_resume(vmops_backend *b, const vmops_domain_config *cfg, const char *path, int *ret_domid,
+                      char **ret_msg) {
+    int fd, rc;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        set_msg(ret_msg, "cannot read the suspend image %s: %s", path, strerror(errno));
+        return rc;
+    }
+    rc = make_domain(b, cfg, fd, ret_domid, ret_msg);
+    close(fd);
+    return rc;
+}
+
+static int xlb_disk_attach(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg) {
+    xlb *x = b->priv;
+    libxl_device_disk disk;
+    int rc, xlrc;
+
+    libxl_device_disk_init(&disk);
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        goto out;
+    rc = vmops_libxl_disk(d, &disk, ret_msg);
+    if (rc < 0)
+        goto out;
+    vmops_libxl_error_clear();
+    xlrc = libxl_device_disk_add(x->ctx, (uint32_t)domid, &disk, NULL);
+    if (xlrc != 0) {
+        rc = xl_fail(ret_msg, xlrc, "adding the disk");
+        goto out;
+    }
+    rc = 0;
+out:
+    libxl_device_disk_dispose(&disk);
+    return rc;
+}
+
+/* The disk as libxl has it (backend type included), then its removal: the
+ * guest is asked to let go, and after libxl's timeout it is forced. */
+static int xlb_disk_detach(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg) {
+    xlb *x = b->priv;
+    libxl_device_disk disk;
+    int rc, xlrc;
+
+    libxl_device_disk_init(&disk);
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        goto out;
+    if (!d->vdev || libxl_vdev_to_device_disk(x->ctx, (uint32_t)domid, d->vdev, &disk) != 0) {
+        set_msg(ret_msg, "domain %d has no disk %s", domid, d->vdev ? d->vdev : "(none)");
+        rc = -ENOENT;
+        goto out;
+    }
+    vmops_libxl_error_clear();
+    xlrc = libxl_device_disk_remove(x->ctx, (uint32_t)domid, &disk, NULL);
+    if (xlrc != 0) {
+        rc = xl_fail(ret_msg, xlrc, "removing the disk");
+        goto out;
+    }
+    rc = 0;
+out:
+    libxl_device_disk_dispose(&disk);
+    return rc;
+}
+
+static int xlb_nic_attach(vmops_backend *b, int domid, const vmops_nic *n, char **ret_msg) {
+    xlb *x = b->priv;
+    libxl_device_nic nic;
+    int rc, xlrc;
+
+    libxl_device_nic_init(&nic);
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        goto out;
+    rc = vmops_libxl_nic(n, &nic, ret_msg);
+    if (rc < 0)
+        goto out;
+    rc = ensure_bridge(nic.bridge, ret_msg);
+    if (rc < 0)
+        goto out;
+    vmops_libxl_error_clear();
+    xlrc = libxl_device_nic_add(x->ctx, (uint32_t)domid, &nic, NULL);
+    if (xlrc != 0) {
+        rc = xl_fail(ret_msg, xlrc, "adding the NIC");
+        goto out;
+    }
+    rc = 0;
+out:
+    libxl_device_nic_dispose(&nic);
+    return rc;
+}
+
+static int xlb_nic_detach(vmops_backend *b, int domid, const vmops_nic *n, char **ret_msg) {
+    xlb *x = b->priv;
+    libxl_device_nic nic;
+    int rc, xlrc;
+
+    libxl_device_nic_init(&nic);
+    rc = check_domain(x, domid, NULL, ret_msg);
+    if (rc < 0)
+        goto out;
+    if (libxl_devid_to_device_nic(x->ctx, (uint32_t)domid, n->devid, &nic) != 0) {
+        set_msg(ret_msg, "domain %d has no NIC %d", domid, n->devid);
+        rc = -ENOENT;
+        goto out;
+    }
+    vmops_libxl_error_clear();
+    xlrc = libxl_device_nic_remove(x->ctx, (uint32_t)domid, &nic, NULL);
+    if (xlrc != 0) {
+        rc = xl_fail(ret_msg, xlrc, "removing the NIC");
+        goto out;
+    }
+    rc = 0;
+out:
+    libxl_device_nic_dispose(&nic);
+    return rc;
+}
+
+static vmops_domain_state state_of(const libxl_dominfo *d) {
+    if (d->dying)
+        return VMOPS_STATE_DYING;
+    if (d->shutdown)
+        return VMOPS_STATE_SHUTDOWN;
+    if (d->paused)
+        return VMOPS_STATE_PAUSED;
+    return VMOPS_STATE_RUNNING;
+}
+
+/* Every domain but dom0, each then watched: a domain found shut down here is
+ * for the caller to deal with (reconcile does), so its shutdown is not
+ * reported again. */
+static int xlb_list(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n) {
+    xlb *x = b->priv;
+    libxl_dominfo *doms;
+    vmops_domain_info *v;
+    size_t k = 0;
+    int n = 0;
+
+    vmops_libxl_error_clear();
+    doms = libxl_list_domain(x->ctx, &n);
+    if (!doms) {
+        log_error("libxl backend: cannot list domains: %s", vmops_libxl_error_last() ?: "libxl_list_domain failed");
+        return -EIO;
+    }
+    v = xapi_calloc((size_t)n + 1, sizeof *v);
+    for (int i = 0; i < n; i++) {
+        const libxl_dominfo *d = &doms[i];
+
+        if (d->domid == 0)
+            continue;
+        uuid_string(&d->uuid, v[k].uuid);
+        v[k].domid = (int)d->domid;
+        v[k].state = state_of(d);
+        v[k].reason = d->shutdown ? reason_of(d->shutdown_reason) : VMOPS_REASON_NONE;
+        v[k].memory_actual = (int64_t)d->current_memkb * 1024;
+        v[k].vcpus = (int)d->vcpu_online;
+        v[k].start_time = (int64_t)libxl_vm_get_start_time(x->ctx, d->domid);
+        if (!d->dying)
+            watch_domain(x, d->domid, v[k].uuid, d->shutdown);
+        k++;
+    }
+    libxl_dominfo_list_free(doms, n);
+    update_free_memory(x);
+    *ret = v;
+    *ret_n = k;
+    return 0;
+}
+
+/* xenconsoled --log=guest --log-dir=DIR writes DIR/guest-<domain name>.log. */
+static char *xlb_console_log_path(vmops_backend *b, const char *uuid, int domid) {
+    xlb *x = b->priv;
+    char *name, *path = NULL;
+
+    if (domid <= 0)
+        return NULL;
+    name = libxl_domid_to_name(x->ctx, (uint32_t)domid);
+    if (!name)
+        return NULL;
+    if (asprintf(&path, "%s/guest-%s.log", x->console_dir, name) < 0)
+        xapi_oom();
+    free(name);
+    return path;
+}
+
+static void xlb_free(vmops_backend *b) {
+    xlb *x;
+
+    if (!b)
+        return;
+    x = b->priv;
+    if (x) {
+        pthread_mutex_lock(&x->lock);
+        while (x->watches)
+            drop_watch(x, x->watches);
+        pthread_mutex_unlock(&x->lock);
+        vmops_libxl_loop_stop(x->loop);
+        libxl_ctx_free(x->ctx);
+        vmops_libxl_loop_free(x->loop);
+        vmops_libxl_logger_free(x->lg);
+        pthread_mutex_destroy(&x->lock);
+        free(x->console_dir);
+        free(x);
+    }
+    free(b->xen_version);
+    free(b);
+}
+
+static const vmops_backend_ops xlb_ops = {
+    .name = "libxl",
+    .create = xlb_create,
+    .unpause = xlb_unpause,
+    .pause = xlb_pause,
+    .request_shutdown = xlb_request_shutdown,
+    .destroy = xlb_destroy,
+    .suspend = xlb_suspend,
+    .resume = xlb_resume,
+    .disk_attach = xlb_disk_attach,
+    .disk_detach = xlb_disk_detach,
+    .nic_attach = xlb_nic_attach,
+    .nic_detach = xlb_nic_detach,
+    .list = xlb_list,
+    .console_log_path = xlb_console_log_path,
+    .free = xlb_free,
+};
 
 int vmops_libxl_new(const char *state_dir, vmops_backend **ret) {
-    log_error("libxl backend: not implemented yet");
-    return -ENOTSUP;
+    vmops_backend *b = NULL;
+    xlb *x = NULL;
+    const libxl_version_info *vi;
+    const char *dir = getenv("XENAPID_CONSOLE_LOG_DIR");
+    int rc, xlrc;
+
+    b = xapi_calloc(1, sizeof *b);
+    x = xapi_calloc(1, sizeof *x);
+    b->ops = &xlb_ops;
+    b->priv = x;
+    x->b = b;
+    pthread_mutex_init(&x->lock, NULL);
+    x->console_dir = xapi_strdup(dir && *dir ? dir : DEFAULT_CONSOLE_LOG_DIR);
+    x->lg = vmops_libxl_logger_new();
+
+    xlrc = libxl_ctx_alloc(&x->ctx, LIBXL_VERSION, 0, x->lg);
+    if (xlrc != 0) {
+        bool xen = access("/dev/xen/privcmd", F_OK) == 0 || access("/proc/xen/privcmd", F_OK) == 0;
+        log_error("libxl backend: cannot open libxl (libxl error %s): %s", libxl_error_to_string(xlrc),
+                  xen ? "is xenstored running, and is xenapid running as root in dom0?"
+                      : "this machine is not running Xen (no /dev/xen/privcmd or /proc/xen/privcmd)");
+        x->ctx = NULL;
+        rc = xen ? -EIO : -ENODEV;
+        goto fail;
+    }
+    rc = vmops_libxl_loop_new(x->ctx, on_libxl_event, b, &x->loop);
+    if (rc < 0) {
+        log_error("libxl backend: cannot set up libxl's event loop: %s", strerror(-rc));
+        goto fail;
+    }
+    rc = vmops_libxl_loop_start(x->loop);
+    if (rc < 0) {
+        log_error("libxl backend: cannot start the event loop thread: %s", strerror(-rc));
+        goto fail;
+    }
+    vi = libxl_get_version_info(x->ctx);
+    if (vi) {
+        if (asprintf(&b->xen_version, "%d.%d%s", vi->xen_version_major, vi->xen_version_minor,
+                     vi->xen_version_extra ? vi->xen_version_extra : "") < 0)
+            xapi_oom();
+    } else
+        b->xen_version = xapi_strdup("unknown");
+    update_free_memory(x);
+    log_info("libxl backend: Xen %s, %" PRId64 " MiB free for guests, guest consoles in %s", b->xen_version,
+             b->host_memory_free >> 20, x->console_dir);
+    *ret = b;
+    return 0;
+fail:
+    xlb_free(b);
+    return rc;
 }

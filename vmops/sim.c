@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ typedef struct sim {
     int guest_delay_ms;
     char *state_path;
     char *control_path;
+    char *console_dir;
     int control_fd;
     int stop_pipe[2];
     bool stop;
@@ -197,6 +199,25 @@ static void load(sim *s) {
     json_object_put(root);
 }
 
+/* What a simulated guest "prints": enough for tests to see which devices it got. */
+static void console_write(sim *s, const char *uuid, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void console_write(sim *s, const char *uuid, const char *fmt, ...) {
+    char *path = NULL;
+    FILE *f;
+    va_list ap;
+
+    if (asprintf(&path, "%s/%s.log", s->console_dir, uuid) < 0)
+        xapi_oom();
+    f = fopen(path, "ae");
+    free(path);
+    if (!f)
+        return;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+}
+
 static int add_domain(vmops_backend *b, const vmops_domain_config *cfg, int *ret_domid, char **ret_msg) {
     sim *s = b->priv;
     sim_domain *d;
@@ -239,6 +260,12 @@ static int add_domain(vmops_backend *b, const vmops_domain_config *cfg, int *ret
     s->doms[slot] = d;
     recompute_free(b);
     save(s);
+    console_write(s, d->uuid, "SIM-GUEST-UP domain %d name %s\n", d->domid, d->name);
+    for (size_t i = 0; i < cfg->ndisks; i++)
+        console_write(s, d->uuid, "SIM-DISK %s: %s\n", cfg->disks[i].vdev ? cfg->disks[i].vdev : "?",
+                      cfg->disks[i].target ? cfg->disks[i].target : "(empty)");
+    for (size_t i = 0; i < cfg->nnics; i++)
+        console_write(s, d->uuid, "SIM-MAC eth%d: %s\n", cfg->nics[i].devid, cfg->nics[i].mac);
     *ret_domid = d->domid;
     return 0;
 }
@@ -407,9 +434,13 @@ static int device_op(vmops_backend *b, int domid, bool disk, int devid, const ch
         rc = attach ? -EEXIST : -ENOENT;
         goto out;
     }
-    if (attach)
+    if (attach) {
         *slot = xapi_strdup(value ? value : "");
-    else {
+        if (disk)
+            console_write(s, d->uuid, "SIM-DISK %s: hot-plugged\n", *slot);
+        else
+            console_write(s, d->uuid, "SIM-MAC eth%d: %s hot-plugged\n", devid, *slot);
+    } else {
         free(*slot);
         *slot = NULL;
     }
@@ -466,7 +497,12 @@ static int sim_list(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n) {
 }
 
 static char *sim_console_log_path(vmops_backend *b, const char *uuid, int domid) {
-    return NULL;
+    sim *s = b->priv;
+    char *p = NULL;
+
+    if (asprintf(&p, "%s/%s.log", s->console_dir, uuid) < 0)
+        xapi_oom();
+    return p;
 }
 
 /* The guest "runs": acts on due requests, reporting them like a hypervisor would. */
@@ -640,6 +676,7 @@ static void sim_free(vmops_backend *b) {
             dom_free(s->doms[i]);
         free(s->state_path);
         free(s->control_path);
+        free(s->console_dir);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
         free(s);
@@ -686,8 +723,10 @@ int vmops_sim_new(const char *state_dir, int guest_delay_ms, int64_t memory_tota
     pthread_cond_init(&s->wake, &ca);
     pthread_condattr_destroy(&ca);
     if (asprintf(&s->state_path, "%s/sim-domains.json", state_dir) < 0 ||
-        asprintf(&s->control_path, "%s/sim-control.sock", state_dir) < 0)
+        asprintf(&s->control_path, "%s/sim-control.sock", state_dir) < 0 ||
+        asprintf(&s->console_dir, "%s/sim-console", state_dir) < 0)
         xapi_oom();
+    mkdir(s->console_dir, 0700);
     load(s);
     recompute_free(b);
     rc = open_control(s);

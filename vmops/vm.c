@@ -12,6 +12,7 @@
 #include "agent/log.h"
 #include "storage/storage.h"
 #include "vmops/config.h"
+#include "vmops/console.h"
 #include "vmops/oplock.h"
 #include "vmops/vm_internal.h"
 #include "vmops/vmops.h"
@@ -189,6 +190,7 @@ void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused
     xapi_obj_set_bool(st, g, XAPI_F_VM_guest_metrics_live, !paused);
     xapi_obj_set(st, g, XAPI_F_VM_guest_metrics_last_updated, xapi_value_datetime(now));
     set_devices_attached(srv, vm, true);
+    vmops_console_ensure(srv, vm);
     update_host_memory(srv);
     vmops_update_allowed_operations(st, vm);
 }
@@ -213,6 +215,7 @@ void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
     if (g)
         xapi_obj_set_bool(st, g, XAPI_F_VM_guest_metrics_live, false);
     set_devices_attached(srv, vm, false);
+    vmops_console_remove(srv, vm);
     update_host_memory(srv);
     vmops_update_allowed_operations(st, vm);
 }
@@ -1150,4 +1153,5 @@ void vmops_register(void) {
     xapi_register_hooks(XAPI_C_VBD, &device_hooks);
     xapi_register_hooks(XAPI_C_VIF, &device_hooks);
     xapi_task_set_cancel_hook(vmops_op_wake_all);
+    vmops_console_register();
 }

@@ -27,6 +27,51 @@ struct xapi_http {
 
 typedef enum endpoint { EP_XMLRPC, EP_JSONRPC } endpoint;
 
+#define MAX_GET_HANDLERS 8
+
+static struct {
+    const char *path;
+    xapi_http_get_fn fn;
+} get_handlers[MAX_GET_HANDLERS];
+
+void xapi_http_register_get(const char *path, xapi_http_get_fn fn) {
+    for (unsigned i = 0; i < MAX_GET_HANDLERS; i++)
+        if (!get_handlers[i].path) {
+            get_handlers[i].path = path;
+            get_handlers[i].fn = fn;
+            return;
+        }
+    abort(); /* a fixed, small set of modules registers these */
+}
+
+/* Query arguments, then cookies (session_id may come in either, as with xapi). */
+static const char *conn_arg(void *ctx, const char *name) {
+    struct MHD_Connection *conn = ctx;
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    return v ? v : MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, name);
+}
+
+static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status, char *data, size_t len,
+                                   const char *content_type, bool close_after);
+
+static enum MHD_Result serve_get(xapi_http *h, struct MHD_Connection *conn, const char *url, bool *ret_found) {
+    for (unsigned i = 0; i < MAX_GET_HANDLERS && get_handlers[i].path; i++)
+        if (strcmp(get_handlers[i].path, url) == 0) {
+            char *body = NULL;
+            size_t len = 0;
+            const char *type = "text/plain; charset=utf-8";
+            unsigned status = get_handlers[i].fn(h->srv, conn_arg, conn, &body, &len, &type);
+            *ret_found = true;
+            if (!body) {
+                body = xapi_strdup("");
+                len = 0;
+            }
+            return send_buffer(conn, status, body, len, type, status != MHD_HTTP_OK);
+        }
+    *ret_found = false;
+    return MHD_NO;
+}
+
 typedef struct request_ctx {
     endpoint ep;
     bool too_large;
@@ -84,6 +129,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!ctx) {
         if (strcmp(method, "OPTIONS") == 0) /* CORS preflight */
             return send_buffer(conn, MHD_HTTP_OK, xapi_strdup(""), 0, "text/plain", false);
+        if (strcmp(method, "GET") == 0 && strcmp(url, "/") != 0) {
+            bool found;
+            enum MHD_Result r = serve_get(h, conn, url, &found);
+            if (found)
+                return r;
+        }
         if (strcmp(method, "GET") == 0 && strcmp(url, "/") == 0)
             return send_text(conn, MHD_HTTP_OK, "xenapid: XenAPI over XML-RPC (POST /) and JSON-RPC (POST /jsonrpc)\n",
                              false);

@@ -8,6 +8,15 @@
 
 typedef struct xapi_http xapi_http;
 
+/* Handlers for plain GETs beside the RPC endpoints (e.g. /console). arg(ctx,
+ * name) reads a query argument (NULL if absent); the handler sets the body
+ * (malloc'd), its length and content type, and returns the HTTP status. */
+typedef const char *(*xapi_http_arg_fn)(void *ctx, const char *name);
+typedef unsigned (*xapi_http_get_fn)(xapi_server *srv, xapi_http_arg_fn arg, void *ctx, char **ret_body,
+                                     size_t *ret_len, const char **ret_type);
+/* Registers fn for GET path (before xapi_http_start). */
+void xapi_http_register_get(const char *path, xapi_http_get_fn fn);
+
 int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, const char *unix_path,
                     xapi_http **ret);
 void xapi_http_stop(xapi_http *h);

@@ -283,6 +283,21 @@ def any_sr(x, s):
     return srs[0] if srs else NULL_REF
 
 
+def new_sr(x, s, name="test-sr"):
+    """A fresh SR without PBDs (SR.introduce), to attach test PBDs to; the null ref while the
+    daemon has no SR.introduce."""
+    import uuid
+    r = x.SR.introduce(s, str(uuid.uuid4()), name, "", "file", "user", False, {})
+    if r["Status"] == "Failure" and r["ErrorDescription"][0] == "MESSAGE_METHOD_UNKNOWN":
+        return NULL_REF
+    return ok(r)
+
+
+def create_pbd(x, s, host, sr=None, device_config=None):
+    rec = {"host": host, "SR": sr or new_sr(x, s), "device_config": device_config or {}}
+    return ok(x.PBD.create(s, rec))
+
+
 def create_vm(x, s, **over):
     return ok(x.VM.create(s, vm_record(**over)))
 

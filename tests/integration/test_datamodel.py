@@ -5,8 +5,8 @@ the cross-references between objects."""
 
 import unittest
 
-from harness import (CLASSES, NULL_REF, REF_RE, DaemonTest, check_record, create_network, create_vbd, create_vdi,
-                     create_vif, create_vm, fail, ok, vm_record)
+from harness import (CLASSES, NULL_REF, REF_RE, DaemonTest, any_sr, check_record, create_network, create_pbd,
+                     create_vbd, create_vdi, create_vif, create_vm, fail, new_sr, ok, vm_record)
 
 
 class Records(DaemonTest):
@@ -24,7 +24,7 @@ class Records(DaemonTest):
         cls.vif = create_vif(x, s, cls.vm, cls.net)
         cls.console = ok(x.console.create(s, {"other_config": {"k": "v"}}))
         cls.secret = ok(x.secret.create(s, {"value": "hunter2"}))
-        cls.pbd = ok(x.PBD.create(s, {"host": cls.host, "SR": NULL_REF, "device_config": {"path": "/x"}}))
+        cls.pbd = create_pbd(x, s, cls.host, device_config={"path": "/x"})
 
     def objects(self):
         x, s = self.x, self.s
@@ -145,14 +145,15 @@ class Filters(DaemonTest):
         cls.dom0 = ok(x.host.get_control_domain(s, cls.host))
         cls.vm = create_vm(x, s, name_label="filter-vm")
         cls.tmpl = create_vm(x, s, name_label="filter-template", is_a_template=True)
-        cls.sr = NULL_REF
-        cls.vdi = create_vdi(x, s, name_label="Glance Image 1234")
-        cls.vdi2 = create_vdi(x, s, name_label="Glance Image 5678")
+        cls.sr = any_sr(x, s)
+        cls.vdi = create_vdi(x, s, name_label="Glance Image 1234", SR=cls.sr)
+        cls.vdi2 = create_vdi(x, s, name_label="Glance Image 5678", SR=cls.sr)
         cls.net = create_network(x, s, name_label="net-filter")
         cls.net2 = create_network(x, s, name_label="net-other")
         cls.vif = create_vif(x, s, cls.vm, cls.net)
         cls.vif2 = create_vif(x, s, cls.tmpl, cls.net2)
-        cls.pbd = ok(x.PBD.create(s, {"host": cls.host, "SR": NULL_REF, "device_config": {"path": "/srv"}}))
+        cls.pbd_sr = new_sr(x, s)
+        cls.pbd = create_pbd(x, s, cls.host, cls.pbd_sr, {"path": "/srv"})
 
     def where(self, cls, expr):
         refs = ok(getattr(self.x, cls).get_all_where(self.s, expr))
@@ -187,7 +188,8 @@ class Filters(DaemonTest):
         self.assertEqual(self.where("VDI", 'field "name__label"="Glance Image 1234" and field "SR" = "OpaqueRef:x"'), [])
 
     def test_pbd_and_vif_forms(self):
-        self.assertIn(self.pbd, self.where("PBD", 'field "host"="%s" and field "SR"="%s"' % (self.host, NULL_REF)))
+        self.assertEqual(self.where("PBD", 'field "host"="%s" and field "SR"="%s"' % (self.host, self.pbd_sr)),
+                         [self.pbd])
         self.assertEqual(self.where("VIF", 'field "network" = "%s"' % self.net), [self.vif])
 
     def test_pif_forms_parse(self):
@@ -380,7 +382,7 @@ class CreateDestroy(DaemonTest):
             ("VM", vm), ("VDI", vdi), ("network", net),
             ("VBD", create_vbd(x, s, vm, vdi)),
             ("VIF", create_vif(x, s, vm, net)),
-            ("PBD", ok(x.PBD.create(s, {"host": host, "SR": NULL_REF, "device_config": {}}))),
+            ("PBD", create_pbd(x, s, host)),
             ("console", ok(x.console.create(s, {"other_config": {}}))),
             ("secret", ok(x.secret.create(s, {"value": "s3cret", "other_config": {"a": "b"}}))),
         ]
@@ -470,10 +472,15 @@ class CrossReferences(DaemonTest):
     def test_pbd_in_host(self):
         x, s = self.x, self.s
         host = ok(x.host.get_all(s))[0]
-        pbd = ok(x.PBD.create(s, {"host": host, "SR": NULL_REF, "device_config": {}}))
+        sr = new_sr(x, s)
+        pbd = create_pbd(x, s, host, sr)
         self.assertIn(pbd, ok(x.host.get_PBDs(s, host)))
+        if sr != NULL_REF:
+            self.assertEqual(ok(x.SR.get_PBDs(s, sr)), [pbd])
         ok(x.PBD.destroy(s, pbd))
         self.assertNotIn(pbd, ok(x.host.get_PBDs(s, host)))
+        if sr != NULL_REF:
+            self.assertEqual(ok(x.SR.get_PBDs(s, sr)), [])
 
     def test_host_cpus_and_resident_vms(self):
         x, s = self.x, self.s

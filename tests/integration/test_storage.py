@@ -203,9 +203,14 @@ class TestFileSR(StorageBase):
         sr = ok(self.x.SR.introduce(self.s, "", "odd", "", "nfs", "user", True, {}))
         pbd = ok(self.x.PBD.create(self.s, {"host": self.host(), "SR": sr, "device_config": {}, "other_config": {}}))
         self.assertEqual(fail(self.x.PBD.plug(self.s, pbd)), ["SR_UNKNOWN_DRIVER", "nfs"])
-        r = fail(self.x.PBD.create(self.s, {"host": self.host(), "SR": "OpaqueRef:NULL", "device_config": {},
+        r = fail(self.x.PBD.create(self.s, {"host": self.host(), "SR": "OpaqueRef:gone", "device_config": {},
                                             "other_config": {}}))
-        self.assertEqual(r, ["HANDLE_INVALID", "SR", "OpaqueRef:NULL"])
+        self.assertEqual(r, ["HANDLE_INVALID", "SR", "OpaqueRef:gone"])
+        # A bare record with no SR can be made, never plugged.
+        bare = ok(self.x.PBD.create(self.s, {"host": self.host(), "SR": "OpaqueRef:NULL", "device_config": {},
+                                             "other_config": {}}))
+        self.assertEqual(fail(self.x.PBD.plug(self.s, bare)), ["HANDLE_INVALID", "SR", "OpaqueRef:NULL"])
+        ok(self.x.PBD.destroy(self.s, bare))
 
     def test_plug_fails_when_directory_is_gone(self):
         sr, path = self.new_sr("vanishing")
@@ -389,6 +394,32 @@ class TestVDI(StorageBase):
         # Independent data: writing the clone leaves the source alone.
         self.write_at(cf, 0, b"XXXX")
         self.assertEqual(self.read_at(f, 0, 4), b"BOOT")
+
+    def test_parallel_clones(self):
+        """Nova clones one cached image for several instances at once."""
+        sr = self.local_sr()
+        src = self.new_vdi(sr, size=64 * MiB, name="cached image")
+        f = self.vdi_file(src)
+        for i in range(8):
+            self.write_at(f, i * 8 * MiB, b"block %d" % i)
+        tasks = [ok(self.x.Async.VDI.clone(self.s, src, {})) for _ in range(4)]
+        clones = []
+        for t in tasks:
+            for _ in range(1000):
+                if ok(self.x.task.get_status(self.s, t)) != "pending":
+                    break
+                time.sleep(0.02)
+            self.assertEqual(ok(self.x.task.get_status(self.s, t)), "success", ok(self.x.task.get_error_info(self.s, t)))
+            result = ok(self.x.task.get_result(self.s, t))
+            clones.append(result.replace("<value>", "").replace("</value>", ""))
+        self.assertEqual(len(set(clones)), 4)
+        for c in clones:
+            cf = self.vdi_file(c)
+            for i in range(8):
+                self.assertEqual(self.read_at(cf, i * 8 * MiB, 7), b"block %d" % i)
+        self.assertEqual(self.vdi(src)["current_operations"], {})
+        for c in clones + [src]:
+            ok(self.x.VDI.destroy(self.s, c))
 
     def test_snapshot(self):
         sr = self.local_sr()

@@ -186,6 +186,76 @@ class TestPowerStates(VMTestBase):
         ok(self.x.VDI.get_record(self.s, vdi))
 
 
+class TestConsoleAndHotplug(VMTestBase):
+    def make_disk(self, size=4 * MiB):
+        sr = ok(self.x.pool.get_default_SR(self.s, ok(self.x.pool.get_all(self.s))[0]))
+        return ok(self.x.VDI.create(self.s, {"name_label": "d", "name_description": "", "SR": sr,
+                                            "virtual_size": str(size), "type": "user", "sharable": False,
+                                            "read_only": False, "other_config": {}, "xenstore_data": {},
+                                            "sm_config": {}, "tags": []}))
+
+    def make_vbd(self, vm, vdi, userdevice):
+        return ok(self.x.VBD.create(self.s, {"VM": vm, "VDI": vdi, "userdevice": userdevice, "bootable": False,
+                                            "mode": "RW", "type": "Disk", "unpluggable": True, "empty": False,
+                                            "other_config": {}, "qos_algorithm_type": "",
+                                            "qos_algorithm_params": {}}))
+
+    def console_text(self, vm):
+        consoles = ok(self.x.VM.get_consoles(self.s, vm))
+        self.assertEqual(len(consoles), 1)
+        rec = ok(self.x.console.get_record(self.s, consoles[0]))
+        self.assertEqual(rec["protocol"], "vt100")
+        self.assertIn("/console?ref=" + consoles[0], rec["location"])
+        status, _, body = self.d.http("GET", "/console?ref=%s&session_id=%s" % (consoles[0], self.s))
+        self.assertEqual(status, 200)
+        return body.decode()
+
+    def test_console_and_hotplug(self):
+        vm = self.new_vm("console")
+        net = ok(self.x.network.create(self.s, {"name_label": "cn", "name_description": "", "MTU": "1500",
+                                               "other_config": {}, "bridge": "", "managed": True, "tags": []}))
+        self.make_vbd(vm, self.make_disk(), "0")
+        vif = ok(self.x.VIF.create(self.s, {"device": "0", "network": net, "VM": vm, "MAC": "00:16:3e:00:00:01",
+                                           "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
+                                           "qos_algorithm_params": {}}))
+        self.assertEqual(ok(self.x.VM.get_consoles(self.s, vm)), [])
+        ok(self.x.VM.start(self.s, vm, False, False))
+        text = self.console_text(vm)
+        self.assertIn("SIM-GUEST-UP", text)
+        self.assertIn("SIM-DISK xvda:", text)
+        self.assertIn("SIM-MAC eth0: 00:16:3e:00:00:01", text)
+        self.assertTrue(ok(self.x.VIF.get_currently_attached(self.s, vif)))
+
+        status, _, _ = self.d.http("GET", "/console?ref=%s" % ok(self.x.VM.get_consoles(self.s, vm))[0])
+        self.assertEqual(status, 401)
+        status, _, _ = self.d.http("GET", "/console?ref=OpaqueRef:nope&session_id=%s" % self.s)
+        self.assertEqual(status, 404)
+
+        vbd2 = self.make_vbd(vm, self.make_disk(), "1")
+        self.assertFalse(ok(self.x.VBD.get_currently_attached(self.s, vbd2)))
+        ok(self.x.VBD.plug(self.s, vbd2))
+        self.assertTrue(ok(self.x.VBD.get_currently_attached(self.s, vbd2)))
+        self.assertEqual(ok(self.x.VBD.get_device(self.s, vbd2)), "xvdb")
+        self.assertEqual(fail(self.x.VBD.plug(self.s, vbd2)), ["DEVICE_ALREADY_ATTACHED", vbd2])
+        vif2 = ok(self.x.VIF.create(self.s, {"device": "1", "network": net, "VM": vm, "MAC": "00:16:3e:00:00:02",
+                                            "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
+                                            "qos_algorithm_params": {}}))
+        ok(self.x.VIF.plug(self.s, vif2))
+        text = self.console_text(vm)
+        self.assertIn("SIM-DISK xvdb: hot-plugged", text)
+        self.assertIn("SIM-MAC eth1: 00:16:3e:00:00:02 hot-plugged", text)
+        self.assertEqual(fail(self.x.VBD.destroy(self.s, vbd2))[0], "OPERATION_NOT_ALLOWED")
+        ok(self.x.VBD.unplug(self.s, vbd2))
+        self.assertEqual(fail(self.x.VBD.unplug(self.s, vbd2)), ["DEVICE_ALREADY_DETACHED", vbd2])
+        ok(self.x.VBD.destroy(self.s, vbd2))
+        ok(self.x.VIF.unplug(self.s, vif2))
+        ok(self.x.VM.clean_shutdown(self.s, vm))
+        self.assertEqual(ok(self.x.VM.get_consoles(self.s, vm)), [])
+        self.assertFalse(ok(self.x.VIF.get_currently_attached(self.s, vif)))
+        self.assertEqual(fail(self.x.VBD.plug(self.s, ok(self.x.VM.get_VBDs(self.s, vm))[0])),
+                         ["VM_BAD_POWER_STATE", vm, "running", "halted"])
+
+
 class TestGuestActions(VMTestBase):
     def start(self, name, after_shutdown="destroy", after_reboot="restart", after_crash="restart"):
         vm = self.new_vm(name)

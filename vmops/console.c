@@ -1,0 +1,117 @@
+/* Text consoles: a console record for each running VM, and GET /console, which
+ * returns what the guest printed (the backend captures it in a log file). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "vmops/backend.h"
+#include "vmops/console.h"
+#include "xapi/http.h"
+#include "xapi/session.h"
+
+#define CONSOLE_MAX_BYTES (1 << 20) /* the newest MiB of a log */
+
+static const xapi_class *C_console = &xapi_classes[XAPI_C_console];
+
+void vmops_console_ensure(xapi_server *srv, xapi_obj *vm) {
+    xapi_store *st = srv->store;
+    xapi_obj *h, *con;
+    char *loc = NULL;
+
+    if (vm->fields[XAPI_F_VM_consoles].n > 0)
+        return;
+    h = xapi_store_get_class(st, &xapi_classes[XAPI_C_host], srv->host_ref);
+    con = xapi_obj_create(st, C_console);
+    if (asprintf(&loc, "http://%s:%d/console?ref=%s", h ? h->fields[XAPI_F_host_address].s : "127.0.0.1",
+                 srv->config->listen_port, con->ref) < 0)
+        xapi_oom();
+    xapi_obj_set_string(st, con, XAPI_F_console_protocol, "vt100");
+    xapi_obj_set_string(st, con, XAPI_F_console_location, loc);
+    xapi_obj_set_string(st, con, XAPI_F_console_VM, vm->ref);
+    free(loc);
+}
+
+void vmops_console_remove(xapi_server *srv, xapi_obj *vm) {
+    xapi_store *st = srv->store;
+    xapi_value refs = xapi_value_copy(&vm->fields[XAPI_F_VM_consoles]);
+
+    for (uint32_t i = 0; i < refs.n; i++) {
+        xapi_obj *c = xapi_store_get_class(st, C_console, refs.items[i].s);
+        if (c)
+            xapi_obj_destroy(st, c);
+    }
+    xapi_value_free(&refs);
+}
+
+static char *read_tail(const char *path, size_t *ret_len) {
+    struct stat sb;
+    char *buf = NULL;
+    off_t start;
+    ssize_t n;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &sb) < 0) {
+        close(fd);
+        return NULL;
+    }
+    start = sb.st_size > CONSOLE_MAX_BYTES ? sb.st_size - CONSOLE_MAX_BYTES : 0;
+    buf = xapi_malloc(CONSOLE_MAX_BYTES + 1);
+    while (len < CONSOLE_MAX_BYTES && (n = pread(fd, buf + len, CONSOLE_MAX_BYTES - len, start + (off_t)len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    buf[len] = 0;
+    *ret_len = len;
+    return buf;
+}
+
+static unsigned console_get(xapi_server *srv, xapi_http_arg_fn arg, void *ctx, char **ret_body, size_t *ret_len,
+                            const char **ret_type) {
+    const char *session = arg(ctx, "session_id"), *ref = arg(ctx, "ref"), *uuid = arg(ctx, "uuid");
+    char vm_uuid[XAPI_UUID_LEN + 1] = "";
+    int64_t domid = -1;
+    xapi_obj *con = NULL, *vm;
+    char *path;
+
+    if (!session || xapi_session_check(srv, session) < 0) {
+        *ret_body = xapi_strdup("a valid session_id is needed\n");
+        *ret_len = strlen(*ret_body);
+        return 401;
+    }
+    xapi_store_rdlock(srv->store);
+    if (ref)
+        con = xapi_store_get_class(srv->store, C_console, ref);
+    else if (uuid)
+        con = xapi_store_get_by_uuid(srv->store, C_console, uuid);
+    vm = con ? xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VM], con->fields[XAPI_F_console_VM].s) : NULL;
+    if (vm) {
+        memcpy(vm_uuid, vm->uuid, sizeof vm_uuid);
+        domid = vm->fields[XAPI_F_VM_domid].i;
+    }
+    xapi_store_rdunlock(srv->store);
+    if (!vm) {
+        *ret_body = xapi_strdup("no such console\n");
+        *ret_len = strlen(*ret_body);
+        return 404;
+    }
+    path = srv->backend->ops->console_log_path(srv->backend, vm_uuid, (int)domid);
+    *ret_body = path ? read_tail(path, ret_len) : NULL;
+    free(path);
+    if (!*ret_body) {
+        *ret_body = xapi_strdup("");
+        *ret_len = 0;
+    }
+    *ret_type = "text/plain; charset=utf-8";
+    return 200;
+}
+
+void vmops_console_register(void) {
+    xapi_http_register_get("/console", console_get);
+}
