@@ -456,8 +456,9 @@ static int iso_sr_delete(const storage_sr *sr, char *const *locations, size_t n,
     return 0; /* the library belongs to whoever fills it */
 }
 
+/* Only images: a library directory may hold other files nobody should attach. */
 static char *iso_vdi_path(const storage_sr *sr, const char *location) {
-    if (!plain_name(location))
+    if (!iso_name(location))
         return NULL;
     return join(sr->path, location, "", "");
 }

@@ -15,9 +15,11 @@ int storage_bootstrap(xapi_server *srv);
 int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_path, char **ret_format, xapi_value *err);
 
 /* Clones (or copies, or snapshots) a VDI to a new VDI record + data, for VM.clone/copy/snapshot.
- * mode: STORAGE_CLONE (same SR, may share data), STORAGE_COPY (full copy, optionally to sr_ref),
- * STORAGE_SNAPSHOT (read-only point in time: is_a_snapshot, snapshot_of, snapshot_time).
- * Takes the store lock itself (call without it). */
+ * mode: STORAGE_CLONE (same SR, may share data), STORAGE_COPY (full copy, to sr_ref or, when
+ * NULL, the source's SR; always writable), STORAGE_SNAPSHOT (point in time: is_a_snapshot,
+ * snapshot_of, snapshot_time; read_only as the source, as xapi).
+ * Takes the store lock itself (call without it); the data is copied without it, the source
+ * marked in current_operations meanwhile (destroy/resize of it: VDI_IN_USE). */
 typedef enum storage_clone_mode { STORAGE_CLONE, STORAGE_COPY, STORAGE_SNAPSHOT } storage_clone_mode;
 int storage_vdi_clone(xapi_server *srv, const char *vdi_ref, storage_clone_mode mode, const char *sr_ref,
                       char ret_ref[XAPI_REF_LEN + 1], xapi_value *err);

@@ -53,14 +53,22 @@ typedef struct watch {
     struct watch *next;
 } watch;
 
+/* The domain name a VM last ran under: its console log outlives the domain. */
+typedef struct last_name {
+    char uuid[37];
+    char *name;
+    struct last_name *next;
+} last_name;
+
 typedef struct xlb {
     vmops_backend *b;
     libxl_ctx *ctx;
     xentoollog_logger *lg;
     vmops_libxl_loop *loop;
-    pthread_mutex_t lock; /* watches, next_key */
+    pthread_mutex_t lock; /* watches, next_key, names */
     watch *watches;
     uint64_t next_key;
+    last_name *names;
     char *console_dir;
 } xlb;
 
@@ -104,7 +112,7 @@ static void set_msg(char **ret_msg, const char *fmt, ...) {
 static int xl_fail(char **ret_msg, int xlrc, const char *what) {
     const char *why = vmops_libxl_error_last();
 
-    set_msg(ret_msg, "%s: %s (libxl error %s)", what, why ? why : "failed", libxl_error_to_string(xlrc));
+    set_msg(ret_msg, "%s: %s (libxl error %d, %s)", what, why ? why : "failed", xlrc, libxl_error_to_string(xlrc));
     log_error("libxl backend: %s", *ret_msg);
     return errno_of(xlrc);
 }
@@ -259,7 +267,7 @@ static int watch_domain(xlb *x, uint32_t domid, const char *uuid, bool already_s
     w->shutdown_reported = already_shut_down;
     xlrc = libxl_evenable_domain_death(x->ctx, domid, w->key, &w->evg);
     if (xlrc != 0) {
-        log_error("libxl backend: cannot watch domain %u: %s", domid, libxl_error_to_string(xlrc));
+        log_error("libxl backend: cannot watch domain %u: libxl error %d, %s", domid, xlrc, libxl_error_to_string(xlrc));
         free(w);
         rc = errno_of(xlrc);
         goto out;
@@ -367,6 +375,23 @@ static void on_libxl_event(void *ud, libxl_event *ev) {
         log_notice("libxl backend: nobody to tell of domain %u's shutdown yet", domid);
 }
 
+static void remember_name(xlb *x, const char *uuid, const char *name) {
+    last_name *n;
+
+    pthread_mutex_lock(&x->lock);
+    for (n = x->names; n && strcmp(n->uuid, uuid) != 0; n = n->next)
+        ;
+    if (!n) {
+        n = xapi_calloc(1, sizeof *n);
+        snprintf(n->uuid, sizeof n->uuid, "%s", uuid);
+        n->next = x->names;
+        x->names = n;
+    }
+    free(n->name);
+    n->name = xapi_strdup(name);
+    pthread_mutex_unlock(&x->lock);
+}
+
 /* ---- building domains --------------------------------------------------------------------------- */
 
 /* Before creating: no domain of this VM yet, a name libxl accepts, the
@@ -461,6 +486,7 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
         libxl_domain_destroy(x->ctx, domid, NULL);
         goto out;
     }
+    remember_name(x, cfg->uuid, d.c_info.name);
     log_info("libxl backend: VM %s is domain %u ('%s'), paused", cfg->uuid, domid, d.c_info.name);
     *ret_domid = (int)domid;
     rc = 0;
@@ -770,8 +796,13 @@ static int xlb_list(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n) {
         v[k].memory_actual = (int64_t)d->current_memkb * 1024;
         v[k].vcpus = (int)d->vcpu_online;
         v[k].start_time = (int64_t)libxl_vm_get_start_time(x->ctx, d->domid);
-        if (!d->dying)
+        if (!d->dying) {
+            char *name = libxl_domid_to_name(x->ctx, d->domid);
             watch_domain(x, d->domid, v[k].uuid, d->shutdown);
+            if (name)
+                remember_name(x, v[k].uuid, name);
+            free(name);
+        }
         k++;
     }
     libxl_dominfo_list_free(doms, n);
@@ -781,14 +812,21 @@ static int xlb_list(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n) {
     return 0;
 }
 
-/* xenconsoled --log=guest --log-dir=DIR writes DIR/guest-<domain name>.log. */
+/* xenconsoled --log=guest --log-dir=DIR writes DIR/guest-<domain name>.log
+ * (and keeps it after the domain is gone: then the name the VM last ran under). */
 static char *xlb_console_log_path(vmops_backend *b, const char *uuid, int domid) {
     xlb *x = b->priv;
-    char *name, *path = NULL;
+    char *name = NULL, *path = NULL;
 
-    if (domid <= 0)
-        return NULL;
-    name = libxl_domid_to_name(x->ctx, (uint32_t)domid);
+    if (domid > 0)
+        name = libxl_domid_to_name(x->ctx, (uint32_t)domid);
+    if (!name && uuid) {
+        pthread_mutex_lock(&x->lock);
+        for (last_name *n = x->names; n && !name; n = n->next)
+            if (strcmp(n->uuid, uuid) == 0)
+                name = xapi_strdup(n->name);
+        pthread_mutex_unlock(&x->lock);
+    }
     if (!name)
         return NULL;
     if (asprintf(&path, "%s/guest-%s.log", x->console_dir, name) < 0)
@@ -807,6 +845,12 @@ static void xlb_free(vmops_backend *b) {
         pthread_mutex_lock(&x->lock);
         while (x->watches)
             drop_watch(x, x->watches);
+        while (x->names) {
+            last_name *n = x->names;
+            x->names = n->next;
+            free(n->name);
+            free(n);
+        }
         pthread_mutex_unlock(&x->lock);
         vmops_libxl_loop_stop(x->loop);
         libxl_ctx_free(x->ctx);
@@ -857,7 +901,7 @@ int vmops_libxl_new(const char *state_dir, vmops_backend **ret) {
     xlrc = libxl_ctx_alloc(&x->ctx, LIBXL_VERSION, 0, x->lg);
     if (xlrc != 0) {
         bool xen = access("/dev/xen/privcmd", F_OK) == 0 || access("/proc/xen/privcmd", F_OK) == 0;
-        log_error("libxl backend: cannot open libxl (libxl error %s): %s", libxl_error_to_string(xlrc),
+        log_error("libxl backend: cannot open libxl (libxl error %d, %s): %s", xlrc, libxl_error_to_string(xlrc),
                   xen ? "is xenstored running, and is xenapid running as root in dom0?"
                       : "this machine is not running Xen (no /dev/xen/privcmd or /proc/xen/privcmd)");
         x->ctx = NULL;

@@ -74,6 +74,7 @@ class Records(DaemonTest):
         self.assertEqual(rec["VCPUs_max"], "1")
         self.assertEqual(rec["memory_static_max"], str(256 << 20))
         self.assertEqual(rec["power_state"], "Halted")
+        self.assertEqual(rec["domid"], "-1")
         self.assertIs(rec["is_a_template"], False)
         self.assertEqual(rec["HVM_boot_params"], {"order": "cd"})
         self.assertEqual(rec["tags"], [])  # default
@@ -175,12 +176,10 @@ class Filters(DaemonTest):
 
     def test_nova_dom0_lookup(self):
         self.assertEqual(self.where("VM", 'field "domid"="0" and field "resident_on"="%s"' % self.host), [self.dom0])
-        # (while created VMs start with domid 0 instead of -1, they match too: see the VM lifecycle issue)
-        refs = self.where("VM", 'field "domid"="0"')
-        self.assertIn(self.dom0, refs)
-        for r in refs:
-            self.assertEqual(ok(self.x.VM.get_domid(self.s, r)), "0")
-        self.assertNotIn(self.dom0, self.where("VM", 'field "domid"="-1"'))
+        self.assertEqual(self.where("VM", 'field "domid"="0"'), [self.dom0])
+        halted = self.where("VM", 'field "domid"="-1"')
+        self.assertIn(self.vm, halted)
+        self.assertNotIn(self.dom0, halted)
 
     def test_name__label_and_ref_comparison(self):
         expr = 'field "name__label"="Glance Image 1234" and field "SR" = "%s"' % self.sr
@@ -427,7 +426,7 @@ class CreateDestroy(DaemonTest):
         self.assertIs(got["is_a_template"], False)
         self.assertEqual(got["other_config"], {"install-methods": "cdrom"})
         self.assertNotEqual(got["uuid"], "11111111-2222-3333-4444-555555555555")
-        self.assertNotEqual(got["domid"], "77")  # DynamicRO: not taken from the record
+        self.assertEqual(got["domid"], "-1")  # DynamicRO: not taken from the record
         self.assertEqual(got["VBDs"], [])
         self.assertNotEqual(vm, template)
         self.assertEqual(ok(x.VM.get_is_a_template(s, template)), True)

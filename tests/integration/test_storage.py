@@ -302,6 +302,9 @@ class TestFileSR(StorageBase):
         self.assertEqual(fail(self.x.VDI.create(self.s, self.vdi_rec(sr))), ["SR_OPERATION_NOT_SUPPORTED", sr])
         self.assertEqual(fail(self.x.VDI.destroy(self.s, vdis["install.iso"])), ["SR_OPERATION_NOT_SUPPORTED", sr])
         self.assertEqual(fail(self.x.VDI.clone(self.s, vdis["install.iso"], {})), ["SR_OPERATION_NOT_SUPPORTED", sr])
+        # Only images: other files of the directory cannot be introduced.
+        r = fail(self.x.VDI.introduce(self.s, "", "", "", sr, "user", False, True, {}, "readme.txt", {}, {}))
+        self.assertEqual(r, ["VDI_LOCATION_MISSING", sr, "readme.txt"])
         # New images appear with a scan.
         with open(os.path.join(lib, "second.iso"), "wb") as f:
             f.write(b"x" * 10)

@@ -59,6 +59,9 @@ class Envelope(DaemonTest):
         vm = create_vm(self.x, self.s, VCPUs_max="4", VCPUs_at_startup="2", memory_static_max=str(8 << 30))
         self.assertEqual(ok(self.x.VM.get_VCPUs_max(self.s, vm)), "4")
         self.assertEqual(value_of(self.d.post_xml(xml_call("VM.get_VCPUs_max", self.s, vm))[2]), b"<value>4</value>")
+        # Nova compares VM.get_domid with the string "-1"
+        self.assertEqual(ok(self.x.VM.get_domid(self.s, vm)), "-1")
+        self.assertEqual(value_of(self.d.post_xml(xml_call("VM.get_domid", self.s, vm))[2]), b"<value>-1</value>")
         # 64-bit values survive
         self.assertEqual(ok(self.x.VM.get_memory_static_max(self.s, vm)), str(8 << 30))
         ok(self.x.VM.set_user_version(self.s, vm, str(2 ** 62)))

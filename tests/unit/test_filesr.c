@@ -252,6 +252,9 @@ static void test_iso_scan(void **state) {
         assert_true(strcmp(v[i].location, "b.iso") == 0 || strcmp(v[i].location, "a.IMG") == 0);
     }
     storage_vdi_infos_free(v, n);
+    assert_null(iso.drv->vdi_path(&iso, "c.txt")); /* only images can be attached */
+    assert_non_null(v = (void *)iso.drv->vdi_path(&iso, "b.iso"));
+    free(v);
     assert_null(iso.drv->vdi_create);
     assert_false(iso.drv->caps & STORAGE_CAP_VDI_DELETE);
 }

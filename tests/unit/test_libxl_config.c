@@ -41,7 +41,7 @@
 
 /* ---- building cases --------------------------------------------------------------- */
 
-static char *dup(const char *s) {
+static char *sdup(const char *s) {
     char *r = s ? strdup(s) : NULL;
 
     if (s)
@@ -52,7 +52,7 @@ static char *dup(const char *s) {
 static void base(vmops_domain_config *c, vmops_domain_type type, const char *uuid, const char *name) {
     memset(c, 0, sizeof *c);
     snprintf(c->uuid, sizeof c->uuid, "%s", uuid);
-    c->name = dup(name);
+    c->name = sdup(name);
     c->type = type;
     c->memory_static_max = 256 * MiB;
     c->memory_dynamic_max = c->memory_target = 256 * MiB;
@@ -73,9 +73,9 @@ static void add_disk(vmops_domain_config *c, int devid, const char *vdev, const 
 
     snprintf(d->vbd_uuid, sizeof d->vbd_uuid, "0000000%d-aaaa-4bbb-8ccc-dddddddddddd", devid);
     d->devid = devid;
-    d->vdev = dup(vdev);
-    d->target = dup(target);
-    d->format = dup(format);
+    d->vdev = sdup(vdev);
+    d->target = sdup(target);
+    d->format = sdup(format);
     d->readonly = ro;
     d->cdrom = cd;
     d->bootable = devid == 0;
@@ -88,7 +88,7 @@ static void add_nic(vmops_domain_config *c, int devid, const char *mac, const ch
     snprintf(n->vif_uuid, sizeof n->vif_uuid, "1000000%d-aaaa-4bbb-8ccc-dddddddddddd", devid);
     n->devid = devid;
     snprintf(n->mac, sizeof n->mac, "%s", mac);
-    n->bridge = dup(bridge);
+    n->bridge = sdup(bridge);
     n->mtu = mtu;
     n->rate_kbps = kbps;
 }
@@ -98,8 +98,8 @@ static void platform(vmops_domain_config *c, const char *key, const char *value)
     c->platform_values = realloc(c->platform_values, (c->nplatform + 1) * sizeof *c->platform_values);
     assert_non_null(c->platform_keys);
     assert_non_null(c->platform_values);
-    c->platform_keys[c->nplatform] = dup(key);
-    c->platform_values[c->nplatform] = dup(value);
+    c->platform_keys[c->nplatform] = sdup(key);
+    c->platform_values[c->nplatform] = sdup(value);
     c->nplatform++;
 }
 
@@ -108,9 +108,9 @@ static void case_pv_direct(vmops_domain_config *c) {
     base(c, VMOPS_PV, "3f1c2a8e-5b6d-4e7f-9a0b-1c2d3e4f5a6b", "pv-direct");
     c->memory_dynamic_max = c->memory_target = 192 * MiB;
     c->vcpus_max = 2;
-    c->kernel = dup("/var/lib/xen/boot/vmlinuz-6.1.0-amd64");
-    c->ramdisk = dup("/var/lib/xen/boot/initrd.img-6.1.0-amd64");
-    c->cmdline = dup("console=hvc0 root=/dev/xvda1 ro");
+    c->kernel = sdup("/var/lib/xen/boot/vmlinuz-6.1.0-amd64");
+    c->ramdisk = sdup("/var/lib/xen/boot/initrd.img-6.1.0-amd64");
+    c->cmdline = sdup("console=hvc0 root=/dev/xvda1 ro");
     add_disk(c, 0, "xvda", "/var/run/sr-mount/5f0e/8a1b.img", "raw", false, false);
     add_nic(c, 0, "00:16:3e:12:34:56", "xenbr0", 0, 0);
 }
@@ -121,10 +121,10 @@ static void case_pv_pygrub(vmops_domain_config *c) {
     base(c, VMOPS_PV, "a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d", "pv-pygrub");
     c->memory_static_max = c->memory_dynamic_max = c->memory_target = 512 * MiB;
     c->vcpus_max = c->vcpus_at_startup = 4;
-    c->kernel = dup("/ignored/with/a/bootloader");
-    c->bootloader = dup("pygrub");
-    c->bootloader_args = dup("--kernel=/boot/vmlinuz  --ramdisk=/boot/initrd.img");
-    c->cmdline = dup("console=hvc0 quiet");
+    c->kernel = sdup("/ignored/with/a/bootloader");
+    c->bootloader = sdup("pygrub");
+    c->bootloader_args = sdup("--kernel=/boot/vmlinuz  --ramdisk=/boot/initrd.img");
+    c->cmdline = sdup("console=hvc0 quiet");
     c->on_crash = VMOPS_ACTION_PRESERVE;
     add_disk(c, 0, "xvda", "/srv/sr/root.qcow2", "qcow2", false, false);
     add_disk(c, 1, "xvdb", "/srv/sr/data.img", "raw", true, false);
@@ -140,9 +140,9 @@ static void case_pvh(vmops_domain_config *c) {
     c->memory_dynamic_min = 512 * MiB;
     c->vcpus_max = 8;
     c->vcpus_at_startup = 2;
-    c->kernel = dup("/srv/boot/vmlinuz");
-    c->ramdisk = dup("/srv/boot/initrd.img");
-    c->cmdline = dup("console=hvc0");
+    c->kernel = sdup("/srv/boot/vmlinuz");
+    c->ramdisk = sdup("/srv/boot/initrd.img");
+    c->cmdline = sdup("console=hvc0");
     c->on_crash = VMOPS_ACTION_COREDUMP_RESTART;
     platform(c, "acpi", "1");
     platform(c, "pae", "true"); /* HVM only: ignored */
@@ -157,7 +157,7 @@ static void case_hvm(vmops_domain_config *c) {
     c->memory_dynamic_max = c->memory_target = 1024 * MiB;
     c->memory_dynamic_min = 1024 * MiB;
     c->vcpus_max = c->vcpus_at_startup = 2;
-    c->boot_order = dup("dc");
+    c->boot_order = sdup("dc");
     platform(c, "acpi", "1");
     platform(c, "apic", "true");
     platform(c, "pae", "true");
@@ -216,7 +216,7 @@ static char *golden_path(const char *name) {
         assert_true(asprintf(&p, "%s/tests/golden/%s.json", src, name) > 0);
     else {
         /* tests/unit/<this file> -> tests/golden */
-        file = dup(__FILE__);
+        file = sdup(__FILE__);
         dir = strrchr(file, '/');
         if (dir)
             *dir = 0;
@@ -482,7 +482,7 @@ static void test_refusals(void **state) {
 
     case_pvh(&c);
     free(c.kernel);
-    c.kernel = dup("");
+    c.kernel = sdup("");
     expect_refusal(&c, "PVH");
 
     case_pv_direct(&c);
@@ -507,12 +507,12 @@ static void test_refusals(void **state) {
 
     case_hvm(&c);
     free(c.boot_order);
-    c.boot_order = dup("cx");
+    c.boot_order = sdup("cx");
     expect_refusal(&c, "boot order");
 
     case_pv_direct(&c);
     free(c.disks[0].format);
-    c.disks[0].format = dup("vmdk");
+    c.disks[0].format = sdup("vmdk");
     expect_refusal(&c, "vmdk");
 
     case_hvm(&c);
@@ -599,9 +599,10 @@ static void test_daemon_without_xen(void **state) {
     snprintf(logp, sizeof logp, "%s/log", dir);
     f = fopen(conf, "we");
     assert_non_null(f);
-    fprintf(f, "listen = 127.0.0.1:0\nstate_dir = %s/var\nunix_socket =\naccounts_file = %s/accounts\n"
+    /* (the daemon fails before it listens) */
+    fprintf(f, "listen = 127.0.0.1:%d\nstate_dir = %s/var\nunix_socket =\naccounts_file = %s/accounts\n"
                "backend = libxl\nlog_target = stderr\n",
-            dir, dir);
+            20000 + getpid() % 20000, dir, dir);
     fclose(f);
 
     pid = fork();
