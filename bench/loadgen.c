@@ -230,7 +230,7 @@ static int read_response(conn *c, response *r, bool keep_all) {
             return -1;
         if (!r->first_byte_ns)
             r->first_byte_ns = now_ns();
-        if (c->rlen > 65536)
+        if (c->rlen > 65536 && !memmem(c->rbuf, 65536, "\r\n\r\n", 4))
             return -1; /* no header is that long */
     }
     if (!r->first_byte_ns)

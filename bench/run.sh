@@ -100,7 +100,7 @@ backend = sim
 log_level = notice
 EOF
 DAEMON_PID=
-start_daemon() { # prints the spawn_ready line
+start_daemon() { # prints the spawn_ready line; sets DAEMON_PID (so not in a subshell)
     local line
     line=$(XENAPID_ROOT_PASSWORD=$PASSWORD "$BUILD/spawn_ready" -p "$PORT" -o "$TMP/xenapid.log" -s 200 -- \
         "$BUILD/xenapid" --config "$TMP/xenapid.conf" --foreground)
@@ -193,7 +193,8 @@ echo "== 4. start-up and RSS with $NVM10 VMs"
 stop_pid "$DAEMON_PID"
 best=
 for i in 1 2 3; do
-    line=$(start_daemon)
+    start_daemon >"$TMP/start.line"
+    line=$(cat "$TMP/start.line")
     echo "$line"
     ms=$(kv "$line" ready_ms) rss=$(kv "$line" rss_kb)
     if [[ -z $best ]] || (($(echo "$ms < ${R[start]}" | bc))); then R[start]=$ms R[rss]=$rss best=1; fi

@@ -216,13 +216,14 @@ static const libxl_event_hooks event_hooks = {
 
 /* ---- the thread ------------------------------------------------------------------- */
 
+/* Milliseconds from now to abs, rounded up (poll must not wake before it), capped. */
 static int ms_until(const struct timeval *abs, const struct timeval *now) {
-    long long ms;
+    long long us;
 
     if (!timercmp(abs, now, >))
         return 0;
-    ms = (long long)(abs->tv_sec - now->tv_sec) * 1000 + (abs->tv_usec - now->tv_usec + 999) / 1000;
-    return ms > POLL_MAX_MS ? POLL_MAX_MS : (int)(ms < 0 ? 0 : ms);
+    us = (long long)(abs->tv_sec - now->tv_sec) * 1000000LL + (abs->tv_usec - now->tv_usec);
+    return us >= (long long)POLL_MAX_MS * 1000 ? POLL_MAX_MS : (int)((us + 999) / 1000);
 }
 
 static void drain(int fd) {

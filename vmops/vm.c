@@ -139,6 +139,13 @@ static void update_host_memory(xapi_server *srv) {
     }
 }
 
+/* A disk attached or not changes what its VDI allows (write lock held). */
+static void update_vdi_of(xapi_server *srv, xapi_obj *vbd) {
+    xapi_obj *vdi = xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VDI], vbd->fields[XAPI_F_VBD_VDI].s);
+    if (vdi)
+        storage_vdi_update_allowed_operations(srv, vdi);
+}
+
 static void set_devices_attached(xapi_server *srv, xapi_obj *vm, bool attached) {
     xapi_store *st = srv->store;
     vmops_domain_type type = vmops_domain_type_of(vm);
@@ -150,6 +157,7 @@ static void set_devices_attached(xapi_server *srv, xapi_obj *vm, bool attached) 
         if (!vbd)
             continue;
         xapi_obj_set_bool(st, vbd, XAPI_F_VBD_currently_attached, attached);
+        update_vdi_of(srv, vbd);
         devid = vmops_parse_device_number(vbd->fields[XAPI_F_VBD_userdevice].s);
         if (attached && devid >= 0) {
             char *vdev = vmops_vdev_name(type, devid);
@@ -995,6 +1003,8 @@ unlock:
                           plug);
         if (vbd && plug)
             xapi_obj_set_string(c->srv->store, dev, XAPI_F_VBD_device, disk.vdev);
+        if (vbd)
+            update_vdi_of(c->srv, dev);
     }
     rc = xapi_commit(c);
 out:

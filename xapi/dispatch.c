@@ -370,16 +370,7 @@ int xapi_lookup(xapi_call *c, const xapi_class *cls, const char *ref, xapi_obj *
 }
 
 void xapi_record_out(xapi_out *o, const xapi_obj *obj) {
-    const xapi_class *cls = obj->cls;
-
-    xapi_out_struct_begin(o);
-    for (unsigned i = 0; i < cls->nfields; i++) {
-        if (cls->fields[i].type->kind == XAPI_T_ANY_RECORD)
-            continue;
-        xapi_out_member(o, cls->fields[i].name, cls->fields[i].name_len);
-        xapi_out_value(o, &obj->fields[i]);
-    }
-    xapi_out_struct_end(o);
+    xapi_out_record(o, obj->cls, obj->fields);
 }
 
 int xapi_commit(xapi_call *c) {

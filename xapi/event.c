@@ -57,7 +57,8 @@ static int subscription_parse(xapi_call *c, const xapi_value *classes, subscript
         }
         snprintf(name, sizeof name, "%.*s", slash ? (int)(slash - item) : (int)strlen(item), item);
         cls = xapi_class_by_name_ci(name);
-        if (!cls || !cls->gen_events || (slash && strlen(slash + 1) > XAPI_REF_LEN)) {
+        /* A class without events (session, secret) is a valid subscription that never fires, as in xapi. */
+        if (!cls || (slash && strlen(slash + 1) > XAPI_REF_LEN)) {
             subscription_free(&s);
             return xapi_call_fail(c, "EVENT_SUBSCRIPTION_PARSE_FAILURE", item);
         }
@@ -196,6 +197,63 @@ static void sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
+/* Many clients wait on the same token for the same classes (every Xen
+ * Orchestra tab, every poller): the batch for one (classes, since, upto,
+ * format) is encoded once and copied to the others. */
+#define BATCH_CACHE_SLOTS 8
+#define BATCH_CACHE_MAX_BYTES (1 << 20)
+
+static struct {
+    pthread_mutex_t lock;
+    unsigned next;
+    struct {
+        char *key;
+        char *bytes;
+        size_t len;
+    } slot[BATCH_CACHE_SLOTS];
+} batch_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static char *batch_key(const xapi_call *c, uint64_t since, uint64_t upto) {
+    xapi_buf b = XAPI_BUF_INIT;
+
+    xapi_buf_printf(&b, "%d|%" PRIu64 "|%" PRIu64, (int)c->out->fmt, since, upto);
+    for (uint32_t i = 0; i < c->args[0].n; i++) {
+        xapi_buf_putc(&b, '|');
+        xapi_buf_puts(&b, c->args[0].items[i].s);
+    }
+    return xapi_buf_steal(&b, NULL);
+}
+
+static bool batch_cache_get(const char *key, xapi_out *o) {
+    bool hit = false;
+
+    pthread_mutex_lock(&batch_cache.lock);
+    for (unsigned i = 0; i < BATCH_CACHE_SLOTS && !hit; i++)
+        if (batch_cache.slot[i].key && strcmp(batch_cache.slot[i].key, key) == 0) {
+            xapi_buf_append(o->buf, batch_cache.slot[i].bytes, batch_cache.slot[i].len);
+            o->nonempty[o->depth] = true;
+            hit = true;
+        }
+    pthread_mutex_unlock(&batch_cache.lock);
+    return hit;
+}
+
+static void batch_cache_put(const char *key, const char *bytes, size_t len) {
+    unsigned i;
+
+    if (len > BATCH_CACHE_MAX_BYTES)
+        return;
+    pthread_mutex_lock(&batch_cache.lock);
+    i = batch_cache.next++ % BATCH_CACHE_SLOTS;
+    free(batch_cache.slot[i].key);
+    free(batch_cache.slot[i].bytes);
+    batch_cache.slot[i].key = xapi_strdup(key);
+    batch_cache.slot[i].bytes = xapi_malloc(len);
+    memcpy(batch_cache.slot[i].bytes, bytes, len);
+    batch_cache.slot[i].len = len;
+    pthread_mutex_unlock(&batch_cache.lock);
+}
+
 static int event_from(xapi_call *c) {
     xapi_store *st = c->srv->store;
     subscription sub = {0};
@@ -217,9 +275,18 @@ static int event_from(xapi_call *c) {
         xapi_out saved = *c->out;
         unsigned n;
 
+        char *key = NULL;
+
         upto = xapi_store_durable_gen(st);
         if (since != UINT64_MAX && since > upto)
             since = upto; /* a token from a store that was reset: start from now */
+        if (since != UINT64_MAX && since < upto) {
+            key = batch_key(c, since, upto);
+            if (batch_cache_get(key, c->out)) {
+                free(key);
+                break;
+            }
+        }
         xapi_store_rdlock(st);
         xapi_out_struct_begin(c->out);
         xapi_out_cmember(c->out, "events");
@@ -234,8 +301,12 @@ static int event_from(xapi_call *c) {
             xapi_out_cmember(c->out, "token");
             xapi_out_cstring(c->out, token);
             xapi_out_struct_end(c->out);
+            if (key && n > 0)
+                batch_cache_put(key, c->out->buf->data + mark, c->out->buf->len - mark);
+            free(key);
             break;
         }
+        free(key);
         xapi_store_rdunlock(st);
         xapi_buf_truncate(c->out->buf, mark);
         *c->out = saved;

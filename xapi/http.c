@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,16 +79,25 @@ typedef struct request_ctx {
     xapi_buf body;
 } request_ctx;
 
+static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp,
+                                      const char *content_type, bool close_after);
+
 static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status, char *data, size_t len,
                                    const char *content_type, bool close_after) {
     struct MHD_Response *resp;
-    enum MHD_Result r;
 
     resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(data);
         return MHD_NO;
     }
+    return queue_response(conn, status, resp, content_type, close_after);
+}
+
+static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp,
+                                      const char *content_type, bool close_after) {
+    enum MHD_Result r;
+
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers", "X-Requested-With, Content-Type");
@@ -96,6 +106,55 @@ static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status,
     r = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     return r;
+}
+
+/* The reply buffer of the calling connection thread (one thread per
+ * connection), kept from one request to the next: a fresh buffer for each
+ * reply costs page faults on every byte of a big one (get_all_records of
+ * thousands of objects: tens of MB), as much as encoding it. The response
+ * points into it (MHD_RESPMEM_PERSISTENT): MHD has sent and dropped it before
+ * it reads the connection's next request, the only time the buffer is written
+ * again. Memory held: at most about the connection's last reply (see
+ * reply_buffer), freed when its thread ends with the connection. */
+#define REPLY_KEEP_SMALL (256 * 1024)
+
+static pthread_key_t reply_key;
+static pthread_once_t reply_key_once = PTHREAD_ONCE_INIT;
+
+static void reply_buffer_free(void *p) {
+    xapi_buf *b = p;
+
+    xapi_buf_free(b);
+    free(b);
+}
+
+static void reply_key_create(void) {
+    if (pthread_key_create(&reply_key, reply_buffer_free) != 0)
+        abort();
+}
+
+static xapi_buf *reply_buffer(void) {
+    xapi_buf *b;
+
+    pthread_once(&reply_key_once, reply_key_create);
+    b = pthread_getspecific(reply_key);
+    if (!b) {
+        b = xapi_calloc(1, sizeof *b);
+        if (pthread_setspecific(reply_key, b) != 0)
+            abort();
+    } else if (b->cap > REPLY_KEEP_SMALL && b->len < b->cap / 4)
+        xapi_buf_free(b); /* the last reply was much smaller than the storage it left */
+    xapi_buf_truncate(b, 0);
+    return b;
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, const xapi_buf *reply, const char *content_type) {
+    struct MHD_Response *resp;
+
+    resp = MHD_create_response_from_buffer(reply->len, reply->data ? reply->data : (char *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    return queue_response(conn, MHD_HTTP_OK, resp, content_type, false);
 }
 
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *text, bool close_after) {
@@ -121,7 +180,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     xapi_http *h = cls;
     request_ctx *ctx = *con_cls;
     xapi_request req = {0};
-    xapi_buf reply = XAPI_BUF_INIT;
+    xapi_buf *reply;
     xapi_peer peer = {0};
     const char *clen;
     int rc;
@@ -138,9 +197,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         if (strcmp(method, "GET") == 0 && strcmp(url, "/") == 0)
             return send_text(conn, MHD_HTTP_OK, "xenapid: XenAPI over XML-RPC (POST /) and JSON-RPC (POST /jsonrpc)\n",
                              false);
-        if (strcmp(url, "/") != 0 && strcmp(url, "/RPC2") != 0 && strcmp(url, "/json") != 0 &&
-            strcmp(url, "/jsonrpc") != 0)
-            return send_text(conn, MHD_HTTP_NOT_FOUND, "not found\n", true);
+        /* As xapi: /jsonrpc is JSON-RPC, every other POST path is XML-RPC (Xen Orchestra posts to /xmlrpc). */
         if (strcmp(method, "POST") != 0)
             return send_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", true);
         /* Refuse an announced oversized body before reading any of it. */
@@ -174,14 +231,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     peer.local_root = h->local && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->local &&
                       peer_is_local_root(conn);
     peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
-    xapi_dispatch(h->srv, &peer, &req, &reply);
+    reply = reply_buffer();
+    xapi_dispatch(h->srv, &peer, &req, reply);
     xapi_request_free(&req);
-    {
-        size_t len = 0;
-        char *data = xapi_buf_steal(&reply, &len);
-        return send_buffer(conn, MHD_HTTP_OK, data, len, ctx->ep == EP_JSONRPC ? "application/json" : "text/xml",
-                           false);
-    }
+    return send_reply(conn, reply, ctx->ep == EP_JSONRPC ? "application/json" : "text/xml");
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
@@ -194,6 +247,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
     }
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
     char msg[512];
 

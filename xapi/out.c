@@ -8,12 +8,14 @@
  * public call leaves the buffer NUL-terminated, as buf.h promises; the
  * reservation always keeps one spare byte for that. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "out.h"
+#include "schema.h"
 
 /* --- Raw buffer access ---------------------------------------------------- */
 
@@ -582,6 +584,86 @@ void xapi_out_value(xapi_out *o, const xapi_value *v) {
         out_value(o, v);
     else
         out_nil(o);
+    terminate(o->buf);
+}
+
+/* --- Records -------------------------------------------------------------- */
+
+/* What opens each member of a class's record, escaped once for both formats:
+ * XML "<member><name>NAME</name>", JSON "\"NAME\":". NULL for fields that
+ * records leave out (event snapshots). Built on first use, kept for good. */
+typedef struct member_open {
+    const char *xml, *json;
+    uint32_t xml_len, json_len;
+} member_open;
+
+static member_open *record_opens[XAPI_NCLASSES];
+static pthread_once_t record_opens_once = PTHREAD_ONCE_INIT;
+
+static void build_record_opens(void) {
+    for (unsigned c = 0; c < xapi_nclasses && c < XAPI_NCLASSES; c++) {
+        const xapi_class *cls = &xapi_classes[c];
+        member_open *t = xapi_calloc(cls->nfields ? cls->nfields : 1, sizeof *t);
+
+        for (unsigned i = 0; i < cls->nfields; i++) {
+            const xapi_field *f = &cls->fields[i];
+            xapi_buf b = XAPI_BUF_INIT;
+            size_t xl;
+
+            if (f->type->kind == XAPI_T_ANY_RECORD)
+                continue;
+            PUT_LIT(&b, "<member><name>");
+            xml_escape_raw(&b, f->name, f->name_len);
+            PUT_LIT(&b, "</name>");
+            xl = b.len;
+            put(&b, "\"", 1);
+            json_escape_raw(&b, f->name, f->name_len);
+            PUT_LIT(&b, "\":");
+            t[i].xml = b.data;
+            t[i].xml_len = (uint32_t)xl;
+            t[i].json = b.data + xl;
+            t[i].json_len = (uint32_t)(b.len - xl);
+        }
+        record_opens[c] = t;
+    }
+}
+
+/* member() with the name's bytes ready. */
+static inline void member_ready(xapi_out *o, const member_open *m) {
+    xapi_buf *b = o->buf;
+    char *p;
+
+    if (o->fmt == XAPI_FMT_XML) {
+        p = room(b, 9 + m->xml_len);
+        if (o->nonempty[o->depth])
+            EMIT_LIT(p, "</member>");
+        o->nonempty[o->depth] = true;
+        memcpy(p, m->xml, m->xml_len);
+        p += m->xml_len;
+    } else {
+        p = room(b, 1 + m->json_len);
+        if (o->nonempty[o->depth])
+            *p++ = ',';
+        o->nonempty[o->depth] = false; /* the value adds no comma */
+        memcpy(p, m->json, m->json_len);
+        p += m->json_len;
+    }
+    b->len = (size_t)(p - b->data);
+}
+
+void xapi_out_record(xapi_out *o, const xapi_class *cls, const xapi_value *fields) {
+    const member_open *opens;
+
+    pthread_once(&record_opens_once, build_record_opens);
+    opens = record_opens[cls->id];
+    struct_begin(o);
+    for (unsigned i = 0; i < cls->nfields; i++) {
+        if (!opens[i].xml)
+            continue;
+        member_ready(o, &opens[i]);
+        out_value(o, &fields[i]);
+    }
+    struct_end(o);
     terminate(o->buf);
 }
 

@@ -53,6 +53,11 @@ void xapi_out_struct_end(xapi_out *o);
 /* Any generic value, by its kind. */
 void xapi_out_value(xapi_out *o, const xapi_value *v);
 
+/* A record: a struct of the class's fields (all but event snapshots), values
+ * in schema order, member names prepared once per class. */
+struct xapi_class;
+void xapi_out_record(xapi_out *o, const struct xapi_class *cls, const xapi_value *fields);
+
 /* Escaping helpers, exposed for precomputed fragments and tests. */
 void xapi_xml_escape(xapi_buf *b, const char *s, size_t n);
 void xapi_json_escape(xapi_buf *b, const char *s, size_t n);

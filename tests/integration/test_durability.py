@@ -33,6 +33,7 @@ class Crash(unittest.TestCase):
         destroying = set()              # destroys sent
         counts = [0] * len(vms)
         errors = []
+        dropped = []  # (when, what): connections that broke
 
         def writer(i):
             try:
@@ -49,8 +50,8 @@ class Crash(unittest.TestCase):
                         acked[i] = name
                         counts[i] += 1
                         n += 1
-            except (OSError, xmlrpc.client.ProtocolError, http.client.HTTPException):
-                pass  # the daemon was killed
+            except (OSError, xmlrpc.client.ProtocolError, http.client.HTTPException) as e:
+                dropped.append((time.monotonic(), "writer %d: %r" % (i, e)))  # expected once killed
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append(repr(e))
 
@@ -68,8 +69,8 @@ class Crash(unittest.TestCase):
                             ok(p.VM.destroy(s, ref))
                             destroyed.add(ref)
                         n += 1
-            except (OSError, xmlrpc.client.ProtocolError, http.client.HTTPException):
-                pass
+            except (OSError, xmlrpc.client.ProtocolError, http.client.HTTPException) as e:
+                dropped.append((time.monotonic(), "creator %d: %r" % (i, e)))
             except Exception as e:  # noqa: BLE001
                 errors.append(repr(e))
 
@@ -77,12 +78,19 @@ class Crash(unittest.TestCase):
         threads += [threading.Thread(target=creator, args=(i,)) for i in range(CREATORS)]
         for t in threads:
             t.start()
+        # every writer under way (a restarted daemon may take a moment), then a random moment
+        deadline = time.monotonic() + 20
+        while min(counts) < 5 and time.monotonic() < deadline and not errors:
+            time.sleep(0.01)
         time.sleep(seconds)
+        killed_at = time.monotonic()
         rc = self.d.kill9()
         stop.set()
         for t in threads:
             t.join(timeout=30)
         self.assertEqual(errors, [])
+        # no connection broke before the kill
+        self.assertEqual([what for when, what in dropped if when < killed_at], [], self.d.read_log())
         self.assertEqual(rc, -9)
         return acked, inflight, created, destroyed, destroying, counts
 
@@ -113,7 +121,7 @@ class Crash(unittest.TestCase):
             vms = [create_vm(p, s, name_label="initial-%d" % i) for i in range(WRITERS)]
         total = 0
         for rnd in range(2):
-            acked, inflight, created, destroyed, destroying, counts = self.run_load(vms, 1.0 + random.random())
+            acked, inflight, created, destroyed, destroying, counts = self.run_load(vms, 0.5 + random.random())
             total += sum(counts)
             self.assertGreater(sum(counts), 50, "too few writes to be a test")
             self.assertTrue(all(counts), "every writer got writes acknowledged: %r" % counts)

@@ -279,10 +279,8 @@ describe('xen-api (Xen Orchestra) against xenapid', () => {
     }
   })
 
-  // XO's XML-RPC transport POSTs to /xmlrpc: xapi serves any POST path by longest prefix, so "/"
-  // (XML-RPC) answers it. xenapid's HTTP layer (xapi/http.c) only knows "/", "/RPC2", "/json",
-  // "/jsonrpc" and answers 404.
-  test('XML-RPC transport', { todo: 'xapi/http.c: POST /xmlrpc must reach the XML-RPC handler' }, async () => {
+  // XO's XML-RPC transport POSTs to /xmlrpc: like xapi, xenapid serves XML-RPC on every POST path but /jsonrpc.
+  test('XML-RPC transport', async () => {
     const x = client(daemon, { transport: 'xml-rpc' })
     await x.connect()
     try {
@@ -292,5 +290,70 @@ describe('xen-api (Xen Orchestra) against xenapid', () => {
     } finally {
       await x.disconnect()
     }
+  })
+})
+
+// Xen Orchestra's way of working: load every record, then follow event.from and
+// keep its object cache in step. Every change made through the API must show up.
+describe('xen-api follows event.from', () => {
+  let daemon, xapi
+
+  before(async () => {
+    daemon = await new Daemon().start()
+    xapi = client(daemon, { watchEvents: true, debounce: 0 })
+    await xapi.connect()
+    await xapi.objectsFetched
+  })
+
+  after(async () => {
+    if (xapi) await xapi.disconnect()
+    if (daemon) await daemon.stop()
+  })
+
+  async function until(what, pred, ms = 10e3) {
+    const deadline = Date.now() + ms
+    while (Date.now() < deadline) {
+      const v = pred()
+      if (v) return v
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    assert.fail(`timed out waiting for ${what}`)
+  }
+
+  test('the initial load holds every object', () => {
+    assert.ok(xapi.pool)
+    const hosts = Object.values(xapi.objects.all).filter(o => o.$type === 'host')
+    assert.equal(hosts.length, 1)
+    const templates = Object.values(xapi.objects.all).filter(o => o.$type === 'VM' && o.is_a_template)
+    assert.ok(templates.length >= 2, 'the default templates are there')
+  })
+
+  test('creation, changes, a lifecycle and destruction all arrive', async () => {
+    const ref = await xapi.call('VM.create', vmRecord({ name_label: 'followed', PV_kernel: '/boot/vmlinuz' }))
+    const vm = await until('the new VM', () => xapi.getObjectByRef(ref, undefined))
+    assert.equal(vm.name_label, 'followed')
+    assert.equal(vm.power_state, 'Halted')
+
+    await xapi.call('VM.set_name_label', ref, 'renamed')
+    await until('the rename', () => xapi.getObjectByRef(ref).name_label === 'renamed')
+
+    await xapi.call('VM.start', ref, false, false)
+    await until('Running', () => xapi.getObjectByRef(ref).power_state === 'Running')
+    const metrics = xapi.getObjectByRef(ref).metrics
+    await until('the metrics', () => xapi.getObjectByRef(metrics, undefined)?.state === 'running')
+
+    await xapi.call('VM.clean_shutdown', ref)
+    await until('Halted', () => xapi.getObjectByRef(ref).power_state === 'Halted')
+
+    await xapi.call('VM.destroy', ref)
+    await until('the removal', () => xapi.getObjectByRef(ref, undefined) === undefined)
+    assert.equal(xapi.getObjectByRef(metrics, undefined), undefined, 'its metrics went with it')
+  })
+
+  test('async tasks are followed to their end', async () => {
+    const ref = await xapi.call('VM.create', vmRecord({ name_label: 'async-followed' }))
+    const clone = await xapi.callAsync('VM.clone', ref, 'async-clone')
+    assert.match(clone, REF)
+    await until('the clone', () => xapi.getObjectByRef(clone, undefined)?.name_label === 'async-clone')
   })
 })

@@ -235,6 +235,8 @@ def setup():
 
 def start():
     vm = state["vm"]
+    wants = ("XENLAB-GUEST-UP", "XENLAB-DISK xvda: " + PATTERN, "XENLAB-MAC eth0: " + MAC1, "XENLAB-GUEST-READY")
+    seen = {w: console_count(w) for w in wants}  # the log carries every earlier boot too
     t = time.time()
     ok(x.VM.start(s, vm, False, False))
     print("     VM.start returned after %.1f s" % (time.time() - t), flush=True)
@@ -244,9 +246,8 @@ def start():
     if not xl_has(domid):
         raise Failed("xl list does not show domain %d" % domid)
     state["domid"] = domid
-    for want in ("XENLAB-GUEST-UP", "XENLAB-DISK xvda: " + PATTERN, "XENLAB-MAC eth0: " + MAC1,
-                 "XENLAB-GUEST-READY"):
-        wait_console(want)
+    for want in wants:
+        wait_console(want, seen[want] + 1)
     print("     guest ready %.1f s after VM.start" % (time.time() - t), flush=True)
     br = state["bridge"]
     if not os.path.exists("/sys/class/net/%s/brif/vif%d.0" % (br, domid)):
@@ -387,9 +388,33 @@ def outside_reboot():
     wait_console("XENLAB-GUEST-READY", ready + 1)
 
 
+def offline_shutdown():
+    """The guest powers off while xenapid is down: found shut down at the restart, then halted."""
+    vm = state["vm"]
+    domid = domid_of(vm)
+    daemon.stop()
+    rc, out = sh("xl", "shutdown", str(domid))
+    if rc:
+        raise Failed("xl shutdown: %s" % out)
+    end = time.time() + 60
+    while time.time() < end:
+        rc, out = sh("xl", "list", str(domid))
+        if rc == 0 and "s" in out.splitlines()[-1].split()[4]:
+            break
+        time.sleep(0.5)
+    else:
+        raise Failed("domain %d did not shut down: %s" % (domid, out))
+    daemon.start()
+    connect()
+    wait_state(vm, "Halted", 60)
+    if xl_has(domid):
+        raise Failed("domain %d still exists after the VM halted" % domid)
+
+
 def outside_destroy():
     """xl destroy behind xenapid's back: the VM ends Halted."""
     vm = state["vm"]
+    start()
     domid = domid_of(vm)
     rc, out = sh("xl", "destroy", str(domid))
     if rc:
@@ -448,6 +473,7 @@ STORY = [
     ("xenapid restart", daemon_restart),
     ("guest shutdown via xl", outside_shutdown),
     ("guest reboot via xl", outside_reboot),
+    ("shutdown while xenapid down", offline_shutdown),
     ("xl destroy behind our back", outside_destroy),
     ("clean_shutdown", clean_shutdown),
     ("start paused+hard_shutdown", hard_shutdown),

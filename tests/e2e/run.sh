@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The end-to-end suite on real Xen: sets up the Xen lab (Xen 4.17 + Debian dom0
+# under QEMU, tests/e2e/lab/), builds xenapid if needed, boots the lab and runs
+# tests/e2e/dom0-suite.sh in dom0, which starts xenapid --backend libxl there
+# and drives it with tests/e2e/suite.py over XML-RPC: a file SR and VDI, a PV
+# guest from a template with a disk and a NIC, its console, pause, reboot,
+# shutdown, suspend/resume, hot-plug, a restart of xenapid, destroy; then the
+# VM.start vs `xl create` benchmark.
+#
+#   tests/e2e/run.sh
+#
+# Prints a PASS/FAIL line per step, the benchmark table, and last a line
+# "N passed, M failed". Exit status 0 only if every step passed.
+#
+# Environment:
+#   XENAPID_E2E=0       skip the suite (prints so and exits 0)
+#   XENAPID_E2E_TIMEOUT hard limit of the whole command in seconds (default 900)
+#   XENAPID_E2E_NO_BUILD=1  use build/xenapid as it is
+#   XENLAB_*            passed on to the lab (see tests/e2e/lab/README.md)
+# Logs of the run: var/xenlab/runs/latest/ (script.log, logs/e2e/xenapid.log,
+# logs/xen/, console/guest-*.log, console.log).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+repo="$(pwd)"
+
+say() { echo "e2e: $*"; }
+
+if [ "${XENAPID_E2E:-1}" = 0 ]; then
+  say "skipped (XENAPID_E2E=0)"
+  exit 0
+fi
+
+budget="${XENAPID_E2E_TIMEOUT:-900}"
+case "$budget" in ''|*[!0-9]*) say "XENAPID_E2E_TIMEOUT must be whole seconds"; exit 2 ;; esac
+t_begin=$SECONDS
+left() { echo $((budget - (SECONDS - t_begin))); }
+
+finish() { # PASSED FAILED WHY...
+  local p="$1" f="$2"; shift 2
+  [ $# -eq 0 ] || say "$*"
+  say "total $((SECONDS - t_begin)) s"
+  echo "$p passed, $f failed"
+  [ "$f" = 0 ] && exit 0
+  exit 1
+}
+
+# ---- 1. the lab ----------------------------------------------------------------
+say "setting up the Xen lab (tests/e2e/lab/setup.sh)"
+if ! timeout --kill-after=10 "$(( $(left) > 600 ? 600 : $(left) ))" tests/e2e/lab/setup.sh; then
+  echo "FAIL  lab-setup: tests/e2e/lab/setup.sh failed (see its output above)"
+  finish 0 1
+fi
+echo "PASS  lab-setup ($((SECONDS - t_begin)) s)"
+
+# ---- 2. xenapid, with the libxl backend -------------------------------------------
+if [ "${XENAPID_E2E_NO_BUILD:-0}" != 1 ]; then
+  say "building xenapid (scripts/build.sh)"
+  t=$SECONDS
+  mkdir -p var/e2e
+  if ! timeout --kill-after=10 "$(( $(left) > 60 ? $(left) - 60 : 1 ))" scripts/build.sh -DXENAPID_LIBXL=ON > var/e2e/build.log 2>&1; then
+    tail -n 40 var/e2e/build.log
+    echo "FAIL  build: scripts/build.sh failed (var/e2e/build.log)"
+    finish 1 1
+  fi
+  echo "PASS  build ($((SECONDS - t)) s)"
+fi
+bin="${XENAPID_BUILD_DIR:-build}/xenapid"
+if [ ! -x "$bin" ] || ! nm -D --undefined-only "$bin" 2>/dev/null | grep -c libxl_ctx_alloc >/dev/null; then
+  echo "FAIL  build: $bin is missing or was built without the libxl backend"
+  finish 1 1
+fi
+
+# ---- 3. Xen under QEMU, the suite in dom0 -------------------------------------------
+lab_timeout=$(( $(left) - 10 ))
+if [ "$lab_timeout" -lt 240 ]; then
+  echo "FAIL  lab-run: only $lab_timeout s left of the ${budget} s budget"
+  finish 2 1
+fi
+# dom0 reads the host's files through a cached 9p share: run a snapshot of the
+# binary, so that a rebuild on the host during the run cannot change it under dom0.
+mkdir -p var/e2e
+cp -f "$bin" var/e2e/xenapid.tmp && mv -f var/e2e/xenapid.tmp var/e2e/xenapid
+out="var/e2e/run.out"
+say "booting Xen + dom0 and running the suite in dom0 (limit ${lab_timeout}s; XENAPID_E2E_TIMEOUT=$budget for the whole)"
+timeout --kill-after=20 "$((lab_timeout + 5))" \
+  tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+
+# The suite's own count, and what went wrong around it.
+summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)"
+passed=2   # lab-setup, build
+failed=0
+if [ -n "$summary" ]; then
+  passed=$((passed + $(echo "$summary" | cut -d' ' -f1)))
+  failed=$((failed + $(echo "$summary" | cut -d' ' -f3)))
+fi
+run_dir="$(readlink -f var/xenlab/runs/latest 2>/dev/null || echo var/xenlab/runs/latest)"
+case "$rc" in
+  0) [ -n "$summary" ] || { echo "FAIL  suite: no result line from the suite"; failed=$((failed + 1)); } ;;
+  1) [ "$failed" -gt 0 ] || { echo "FAIL  suite: exited 1 without a failed step"; failed=$((failed + 1)); } ;;
+  2) echo "FAIL  xenapid-start: xenapid did not start in dom0 (see $run_dir/logs/e2e/xenapid.log)"; failed=$((failed + 1)) ;;
+  124) echo "FAIL  lab-run: timeout (${lab_timeout}s): the suite was stopped; see $run_dir"; failed=$((failed + 1)) ;;
+  125) echo "FAIL  lab-run: Xen/dom0 did not boot or Xen's tooling did not start; see $run_dir/console.log"; failed=$((failed + 1)) ;;
+  126) echo "FAIL  lab-run: QEMU did not start"; failed=$((failed + 1)) ;;
+  3) echo "FAIL  lab-run: the lab is not set up"; failed=$((failed + 1)) ;;
+  *) echo "FAIL  lab-run: exit status $rc; see $run_dir"; failed=$((failed + 1)) ;;
+esac
+say "logs: $run_dir (script.log, logs/e2e/xenapid.log, logs/xen/, console/)"
+finish "$passed" "$failed"
