@@ -197,6 +197,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         if (strcmp(method, "GET") == 0 && strcmp(url, "/") == 0)
             return send_text(conn, MHD_HTTP_OK, "xenapid: XenAPI over XML-RPC (POST /) and JSON-RPC (POST /jsonrpc)\n",
                              false);
+        if (strcmp(method, "GET") == 0 && strcmp(url, "/RPC2") != 0 && strcmp(url, "/json") != 0 &&
+            strcmp(url, "/jsonrpc") != 0)
+            return send_text(conn, MHD_HTTP_NOT_FOUND, "not found\n", true);
         /* As xapi: /jsonrpc is JSON-RPC, every other POST path is XML-RPC (Xen Orchestra posts to /xmlrpc). */
         if (strcmp(method, "POST") != 0)
             return send_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", true);

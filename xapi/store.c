@@ -860,16 +860,18 @@ static void jput_utf8(xapi_buf *b, unsigned cp) {
     xapi_buf_append(b, u, n);
 }
 
-/* A string at r->p (on the opening quote). Without escapes it is returned in
- * place (*ret points into the input); with escapes it is decoded into r->tmp. */
+/* A string at r->p (on the opening quote: " or, as json-c accepts, ').
+ * Without escapes it is returned in place (*ret points into the input); with
+ * escapes it is decoded into r->tmp. */
 static int jstring(jreader *r, const char **ret, size_t *ret_len) {
+    const char quote = *r->p;
     const char *p = ++r->p, *start = p;
 
-    while (p < r->end && *p != '"' && *p != '\\')
+    while (p < r->end && *p != quote && *p != '\\')
         p++;
     if (p >= r->end)
         return -1;
-    if (*p == '"') {
+    if (*p == quote) {
         *ret = start;
         *ret_len = (size_t)(p - start);
         r->p = p + 1;
@@ -877,12 +879,12 @@ static int jstring(jreader *r, const char **ret, size_t *ret_len) {
     }
     xapi_buf_truncate(&r->tmp, 0);
     xapi_buf_append(&r->tmp, start, (size_t)(p - start));
-    while (p < r->end && *p != '"') {
+    while (p < r->end && *p != quote) {
         const char *q = p;
         unsigned cp, lo;
 
         if (*p != '\\') {
-            while (q < r->end && *q != '"' && *q != '\\')
+            while (q < r->end && *q != quote && *q != '\\')
                 q++;
             xapi_buf_append(&r->tmp, p, (size_t)(q - p));
             p = q;
@@ -892,6 +894,7 @@ static int jstring(jreader *r, const char **ret, size_t *ret_len) {
             return -1;
         switch (*p++) {
         case '"': xapi_buf_putc(&r->tmp, '"'); break;
+        case '\'': xapi_buf_putc(&r->tmp, '\''); break;
         case '\\': xapi_buf_putc(&r->tmp, '\\'); break;
         case '/': xapi_buf_putc(&r->tmp, '/'); break;
         case 'b': xapi_buf_putc(&r->tmp, '\b'); break;
@@ -933,6 +936,8 @@ static int jnumber(jreader *r, xapi_value *v) {
 
     if (p < r->end && *p == '-')
         p++;
+    if (p < r->end && (*p < '0' || *p > '9'))
+        return -1;
     while (p < r->end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' ||
                           *p == '-')) {
         if (*p == '.' || *p == 'e' || *p == 'E')
@@ -947,14 +952,12 @@ static int jnumber(jreader *r, xapi_value *v) {
     errno = 0;
     if (!is_float) {
         char *e;
-        long long i = strtoll(tmp, &e, 10);
+        long long i = strtoll(tmp, &e, 10); /* out of range: saturated, as json-c */
         if (*e)
             return -1;
-        if (errno != ERANGE) {
-            *v = xapi_value_int(i);
-            r->p = p;
-            return 0;
-        }
+        *v = xapi_value_int(i);
+        r->p = p;
+        return 0;
     }
     {
         char *e;
@@ -994,7 +997,7 @@ static int jobject(jreader *r, int (*member)(jreader *r, const char *key, size_t
         int rc;
 
         jskip_ws(r);
-        if (r->p >= r->end || *r->p != '"' || jstring(r, &k, &kl) < 0)
+        if (r->p >= r->end || (*r->p != '"' && *r->p != '\'') || jstring(r, &k, &kl) < 0)
             return -1;
         key = strndup(k, kl); /* r->tmp is reused by the value */
         if (!key)
@@ -1012,6 +1015,11 @@ static int jobject(jreader *r, int (*member)(jreader *r, const char *key, size_t
         jskip_ws(r);
         if (r->p < r->end && *r->p == ',') {
             r->p++;
+            jskip_ws(r);
+            if (r->p < r->end && *r->p == '}') { /* a trailing comma, which json-c accepts */
+                r->p++;
+                return 0;
+            }
             continue;
         }
         if (r->p < r->end && *r->p == '}') {
@@ -1048,6 +1056,7 @@ static int jvalue(jreader *r, xapi_value *v, int depth) {
         return -1;
     switch (*r->p) {
     case '"':
+    case '\'':
         if (jstring(r, &str, &n) < 0)
             return -1;
         *v = xapi_value_stringn(str, n);
@@ -1073,6 +1082,11 @@ static int jvalue(jreader *r, xapi_value *v, int depth) {
             jskip_ws(r);
             if (r->p < r->end && *r->p == ',') {
                 r->p++;
+                jskip_ws(r);
+                if (r->p < r->end && *r->p == ']') { /* a trailing comma, which json-c accepts */
+                    r->p++;
+                    return 0;
+                }
                 continue;
             }
             if (r->p < r->end && *r->p == ']') {
@@ -1262,7 +1276,7 @@ static xapi_obj *load_object(jreader *r, const char *ref, const xapi_class *cls,
     c.fields = xapi_calloc(cls->nfields ? cls->nfields : 1, sizeof *c.fields);
     r->p = data;
     r->end = data + len;
-    if (jobject(r, record_member, &c) < 0 || (jskip_ws(r), r->p != r->end)) {
+    if (jobject(r, record_member, &c) < 0) { /* what follows the record is ignored, as by json-c */
         log_error("store: %s: unreadable record", ref);
         *rc = -EBADMSG;
     } else if (!c.has_uuid) {

@@ -107,6 +107,7 @@ class API:
         self.failures = []  # (method, args, reply or exception text)
 
     def raw(self, method, *args, timeout=T_CALL):
+        timeout = capped(timeout)
         proxy = xmlrpc.client.ServerProxy(self.url, transport=TimeoutTransport(timeout), allow_none=True)
         fn = proxy
         for part in method.split("."):
@@ -149,8 +150,21 @@ def short(v, n=60):
 
 # ---- helpers -------------------------------------------------------------------------------------
 
+def capped(timeout):
+    """timeout, but never beyond the suite's deadline (at least 1 s)."""
+    if DEADLINE:
+        return max(1, min(timeout, int(DEADLINE - now())))
+    return timeout
+
+
+class TimeUp(BaseException):
+    """SIGTERM: the lab's time limit; stop at once and report."""
+
+
 def wait_until(what, timeout, pred, step=0.2, detail=None):
-    """Polls pred() until it returns a true value (returned), at most timeout seconds."""
+    """Polls pred() until it returns a true value (returned), at most timeout seconds
+    (and never beyond the suite's deadline)."""
+    timeout = capped(timeout)
     end = now() + timeout
     last_exc = None
     while True:
@@ -194,6 +208,7 @@ def tail(text, n=15):
 
 def run(cmd, timeout=60, check_rc=True):
     """A command (list) with a time limit: (rc, stdout+stderr)."""
+    timeout = capped(timeout)
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, text=True)
     except subprocess.TimeoutExpired:
@@ -231,6 +246,7 @@ class Suite:
         self.bench_xl = None
         self.daemon_log_start = 0   # offset of the current daemon's first line
         self.sr_dir = os.path.join(WORK, "sr")
+        self.time_up = False
 
     # -- the step runner --
     def step(self, name, fn, xen_only=False, needs=()):
@@ -245,7 +261,7 @@ class Suite:
             self.results.append((name, "FAIL", 0.0, msg))
             out("FAIL  %-28s (0.0s): %s" % (name, msg))
             return
-        if DEADLINE and t0 > DEADLINE:
+        if self.time_up or (DEADLINE and t0 > DEADLINE - 5):
             msg = "not run: the suite's time is up"
             self.results.append((name, "FAIL", 0.0, msg))
             out("FAIL  %-28s (0.0s): %s" % (name, msg))
@@ -256,6 +272,9 @@ class Suite:
             st, msg = "PASS", ""
         except StepFailed as e:
             st, msg = "FAIL", str(e)
+        except TimeUp:
+            st, msg = "FAIL", "stopped: the run's time limit (SIGTERM)"
+            self.time_up = True
         except Exception as e:  # noqa: BLE001 - a bug in a step is a failed step, not a crash
             st, msg = "FAIL", "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
         secs = now() - t0
@@ -1110,8 +1129,8 @@ class Suite:
         S("restart-xenapid", self.s_restart, needs=["vm-create-from-template"])
         S("foreign-domain-left-alone", self.s_foreign, xen_only=True, needs=["restart-xenapid"])
         S("hard-shutdown-and-destroy", self.s_final, needs=["vm-create-from-template"])
-        # leave nothing behind
-        if self.xen:
+        # leave nothing behind (unless out of time: the lab destroys what is left)
+        if self.xen and not self.time_up and not (DEADLINE and now() > DEADLINE - 5):
             for n in (XL_NAME, VM_NAME):
                 try:
                     if xl_domain(n):
@@ -1148,5 +1167,11 @@ class Suite:
         return 0 if failed == 0 else 1
 
 
+def on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise TimeUp()
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_sigterm)
     sys.exit(Suite().run())

@@ -322,7 +322,7 @@ class Transport(Base):
         for req, statuses in ((b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", (405,)),
                               (b"GET /jsonrpc HTTP/1.1\r\nHost: x\r\n\r\n", (405,)),
                               (b"DELETE /RPC2 HTTP/1.1\r\nHost: x\r\n\r\n", (405,)),
-                              (b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", (404,))):
+                              (b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", (400,))):
             with self.subTest(req=req):
                 reply = self.send_raw(req)
                 self.assertIsNotNone(reply)
