@@ -746,6 +746,14 @@ int xapi_invoke(xapi_server *srv, const xapi_peer *peer, const char *method_name
             free(e);
             return rc;
         }
+        /* As xapi's generated dispatcher: the argument count is checked before the session. */
+        if (m->kind != M_CUSTOM && (params->n - 1 < m->nrequired || params->n - 1 > m->nparams)) {
+            char *e = count_text(m->nparams), *r = count_text(params->n - 1);
+            rc = xapi_fail(err, "MESSAGE_PARAMETER_COUNT_MISMATCH", m->name, e, r, NULL);
+            free(e);
+            free(r);
+            return rc;
+        }
         if (s->kind != XAPI_V_STRING || xapi_session_check(srv, s->s) < 0)
             return xapi_fail(err, "SESSION_INVALID", s->kind == XAPI_V_STRING ? s->s : "", NULL);
         snprintf(c.session, sizeof c.session, "%s", s->s);

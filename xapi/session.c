@@ -182,11 +182,19 @@ static int get_all_subject_identifiers(xapi_call *c) {
     return 0;
 }
 
+/* last_active is refreshed in memory only: after a restart a session counts
+ * as active from the start of this run at the latest. */
+static int64_t run_started;
+
 void xapi_sessions_expire(xapi_server *srv) {
     xapi_store *st = srv->store;
-    int64_t cutoff = xapi_wall_seconds() - srv->config->session_idle_timeout;
+    int64_t now = xapi_wall_seconds(), cutoff = now - srv->config->session_idle_timeout;
     xapi_obj *o, *next;
 
+    if (!run_started)
+        run_started = now;
+    if (run_started > cutoff)
+        return;
     xapi_store_write_begin(st);
     for (o = xapi_store_first(st, session_class()); o; o = next) {
         next = xapi_store_next(o);

@@ -145,8 +145,12 @@ until python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', $po
 done
 say "xenapid is up (pid $(cat "$E2E_PIDFILE"))"
 
+# The lab's time limit sends SIGTERM to all of us: suite.py then reports at once,
+# and this script still stops xenapid and keeps the logs.
+trap 'say "SIGTERM: the run is out of time"' TERM
 python3 -u "$here/suite.py"
 rc=$?
+trap - TERM
 
 # Stop xenapid and check it exits cleanly.
 pid="$(cat "$E2E_PIDFILE" 2>/dev/null || true)"
@@ -160,10 +164,12 @@ if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 fi
 sleep 0.5   # the timestamper's last lines
 
-# Keep everything for the host: daemon log, config, state database, suite results.
-cp -a "$work/." "$logs/" 2>/dev/null || true
+# Keep the small files for the host: daemon log, config, state database, suite
+# results, xl config and output (the disk images stay in the run's work/ folder).
+find "$work" -maxdepth 1 -type f \( -name '*.log' -o -name '*.json' -o -name '*.cfg' -o -name '*.txt' \) \
+  -exec cp -a {} "$logs/" \; 2>/dev/null || true
 cp -a "$E2E_CONFIG" "$logs/" 2>/dev/null || true
-find "$state" -maxdepth 1 -type f ! -name '*.img' -exec cp -a {} "$logs/" \; 2>/dev/null || true
+find "$state" -maxdepth 1 -type f ! -name '*.img' ! -name '*.sock' -exec cp -a {} "$logs/" \; 2>/dev/null || true
 if [ "$backend" = libxl ]; then
   ls -la /var/lib/xen > "$logs/var-lib-xen.txt" 2>&1 || true
   xl list > "$logs/xl-list-end.txt" 2>&1 || true

@@ -81,6 +81,10 @@ fi
 mkdir -p var/e2e
 cp -f "$bin" var/e2e/xenapid.tmp && mv -f var/e2e/xenapid.tmp var/e2e/xenapid
 out="var/e2e/run.out"
+# Timings under emulation depend on what else the machine runs: say so.
+others="$(pgrep -c "^qemu-system-x86" 2>/dev/null || true)"
+say "host: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)$([ "${others:-0}" = 0 ] || echo ", $others other QEMU process(es) running")"
+[ "${others:-0}" = 0 ] || say "WARNING: other QEMU instances share the CPUs: the run will be slower and its benchmark noisier"
 say "booting Xen + dom0 and running the suite in dom0 (limit ${lab_timeout}s; XENAPID_E2E_TIMEOUT=$budget for the whole)"
 timeout --kill-after=20 "$((lab_timeout + 5))" \
   tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" 2>&1 | tee "$out"
@@ -94,7 +98,8 @@ if [ -n "$summary" ]; then
   passed=$((passed + $(echo "$summary" | cut -d' ' -f1)))
   failed=$((failed + $(echo "$summary" | cut -d' ' -f3)))
 fi
-run_dir="$(readlink -f var/xenlab/runs/latest 2>/dev/null || echo var/xenlab/runs/latest)"
+run_dir="$(sed -n 's/^xenlab: run folder //p' "$out" | tail -n 1)"
+run_dir="${run_dir:-var/xenlab/runs/latest}"
 case "$rc" in
   0) [ -n "$summary" ] || { echo "FAIL  suite: no result line from the suite"; failed=$((failed + 1)); } ;;
   1) [ "$failed" -gt 0 ] || { echo "FAIL  suite: exited 1 without a failed step"; failed=$((failed + 1)); } ;;
@@ -105,5 +110,6 @@ case "$rc" in
   3) echo "FAIL  lab-run: the lab is not set up"; failed=$((failed + 1)) ;;
   *) echo "FAIL  lab-run: exit status $rc; see $run_dir"; failed=$((failed + 1)) ;;
 esac
+say "host load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "logs: $run_dir (script.log, logs/e2e/xenapid.log, logs/xen/, console/)"
 finish "$passed" "$failed"
