@@ -1,7 +1,7 @@
 #!/bin/bash
 # Developer check of the libxl backend on real Xen (not the e2e suite):
 #
-#   tests/e2e/lab/run.sh --timeout 1200 tests/e2e/dev/libxl_smoke.sh [--bin XENAPID] [STEPS]
+#   tests/e2e/lab/run.sh --timeout 1400 tests/e2e/dev/libxl_smoke.sh [--bin XENAPID] [STEPS]
 #
 # (--bin: a xenapid built elsewhere, e.g. a private build dir, instead of build/xenapid)
 # Inside dom0: starts build/xenapid with the libxl backend on a fresh state
@@ -40,4 +40,4 @@ log_level = debug
 clean_shutdown_timeout = 180
 CONF
 export SMOKE_CONF="$SMOKE_STATE/xenapid.conf"
-exec timeout --kill-after=5 1100 python3 -u "$here/libxl_smoke.py" "$@"
+exec timeout --kill-after=5 1300 python3 -u "$here/libxl_smoke.py" "$@"
