@@ -127,6 +127,13 @@ static xapi_obj *metrics_of(xapi_store *st, xapi_obj *vm) {
     return m;
 }
 
+/* VM_metrics.state is a string set in the datamodel. */
+static void set_metrics_state(xapi_store *st, xapi_obj *m, const char *state) {
+    xapi_value v = xapi_value_array();
+    xapi_array_append(&v, xapi_value_string(state));
+    xapi_obj_set(st, m, XAPI_F_VM_metrics_state, v);
+}
+
 static void update_host_memory(xapi_server *srv) {
     xapi_store *st = srv->store;
     xapi_obj *h = xapi_store_get_class(st, &xapi_classes[XAPI_C_host], srv->host_ref);
@@ -182,7 +189,7 @@ void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused
     xapi_obj_set_int(st, vm, XAPI_F_VM_domid, domid);
     xapi_obj_set_string(st, vm, XAPI_F_VM_resident_on, srv->host_ref);
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_target, memory);
-    xapi_obj_set_string(st, m, XAPI_F_VM_metrics_state, paused ? "paused" : "running");
+    set_metrics_state(st, m, paused ? "paused" : "running");
     xapi_obj_set_int(st, m, XAPI_F_VM_metrics_memory_actual, memory);
     xapi_obj_set_int(st, m, XAPI_F_VM_metrics_VCPUs_number, vm->fields[XAPI_F_VM_VCPUs_at_startup].i);
     xapi_obj_set(st, m, XAPI_F_VM_metrics_last_updated, xapi_value_datetime(now));
@@ -216,7 +223,7 @@ void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
     xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, suspended ? "Suspended" : "Halted");
     xapi_obj_set_int(st, vm, XAPI_F_VM_domid, -1);
     xapi_obj_set_string(st, vm, XAPI_F_VM_resident_on, XAPI_NULL_REF);
-    xapi_obj_set_string(st, m, XAPI_F_VM_metrics_state, suspended ? "suspended" : "halted");
+    set_metrics_state(st, m, suspended ? "suspended" : "halted");
     xapi_obj_set_int(st, m, XAPI_F_VM_metrics_memory_actual, 0);
     xapi_obj_set(st, m, XAPI_F_VM_metrics_last_updated, xapi_value_datetime(xapi_wall_seconds()));
     g = xapi_store_get_class(st, &xapi_classes[XAPI_C_VM_guest_metrics], vm->fields[XAPI_F_VM_guest_metrics].s);

@@ -34,6 +34,14 @@ typedef struct commit_item {
     char *data; /* ITEM_UPSERT: the record as JSON */
 } commit_item;
 
+/* A writer waiting for its sequence to be durable: woken alone, by whoever
+ * commits it (or to commit the next batch itself). */
+typedef struct durable_waiter {
+    struct durable_waiter *next;
+    uint64_t seq;
+    pthread_cond_t cond;
+} durable_waiter;
+
 typedef struct class_list {
     xapi_obj *head, *tail;
     unsigned count;
@@ -59,9 +67,13 @@ struct xapi_store {
 
     /* committer */
     pthread_mutex_t qlock;
-    pthread_cond_t qcond;       /* work queued, or stop */
-    pthread_cond_t durable_cond; /* durable_seq / durable_gen moved (CLOCK_MONOTONIC) */
+    pthread_cond_t qcond;       /* work queued for the committer thread, or stop */
+    pthread_cond_t durable_cond; /* durable_seq / durable_gen moved (CLOCK_MONOTONIC): event waiters */
     commit_item *qhead, *qtail;
+    int64_t qhead_since_ns;     /* when the queue last became non-empty */
+    int64_t last_enqueue_ns;
+    durable_waiter *waiters;
+    bool committer_watching;    /* the committer thread polls the queue: no need to signal it */
     uint64_t durable_seq, durable_gen;
     unsigned wake_epoch;
     bool stop, failed;
@@ -398,8 +410,39 @@ xapi_obj *xapi_obj_create(xapi_store *s, const xapi_class *cls) {
     return xapi_obj_create_with(s, cls, ref, uuid);
 }
 
+/* Whether a value has the shape its field's type needs: a wrong shape is a
+ * bug in the caller and would be refused when the store is loaded again. */
+static bool kind_fits(const xapi_type *t, const xapi_value *v) {
+    switch ((xapi_tkind)t->kind) {
+    case XAPI_T_STRING:
+    case XAPI_T_ENUM:
+    case XAPI_T_REF:
+        return v->kind == XAPI_V_STRING;
+    case XAPI_T_INT:
+        return v->kind == XAPI_V_INT;
+    case XAPI_T_FLOAT:
+        return v->kind == XAPI_V_FLOAT;
+    case XAPI_T_BOOL:
+        return v->kind == XAPI_V_BOOL;
+    case XAPI_T_DATETIME:
+        return v->kind == XAPI_V_DATETIME;
+    case XAPI_T_SET:
+        return v->kind == XAPI_V_ARRAY;
+    case XAPI_T_MAP:
+        return v->kind == XAPI_V_STRUCT;
+    default:
+        return true;
+    }
+}
+
 void xapi_obj_set(xapi_store *s, xapi_obj *o, int field, xapi_value v) {
     const xapi_field *f = &o->cls->fields[field];
+
+    if (!kind_fits(f->type, &v)) {
+        log_error("store: %s.%s set with a value of the wrong kind; ignored", o->cls->name, f->name);
+        xapi_value_free(&v);
+        return;
+    }
     xapi_obj *old_target = NULL, *new_target = NULL;
 
     if (xapi_value_equal(&o->fields[field], &v)) {
@@ -548,13 +591,20 @@ uint64_t xapi_store_write_end(xapi_store *s) {
     (*tail)->gen = gen;
 
     pthread_mutex_lock(&s->qlock);
+    s->last_enqueue_ns = xapi_now_ns();
     if (s->qtail)
         s->qtail->next = head;
-    else
+    else {
         s->qhead = head;
+        s->qhead_since_ns = s->last_enqueue_ns;
+    }
     for (s->qtail = head; s->qtail->next; s->qtail = s->qtail->next)
         ;
-    pthread_cond_signal(&s->qcond);
+    /* Most writers wait for their write next and commit it themselves (see
+     * commit_queued); the committer thread is there for the others, and only
+     * woken when it is not already watching the queue. */
+    if (!s->committer_watching)
+        pthread_cond_signal(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
 
     pthread_rwlock_unlock(&s->lock);
@@ -570,10 +620,22 @@ int xapi_store_wait_durable(xapi_store *s, uint64_t seq) {
         return 0;
     pthread_mutex_lock(&s->qlock);
     while (s->durable_seq < seq && !s->failed) {
+        durable_waiter w = {.seq = seq}, **pp;
+
         /* Nobody is committing: commit what is queued (our write with it)
-         * here rather than wait for the committer thread to wake up. */
-        if (!commit_queued(s))
-            pthread_cond_wait(&s->durable_cond, &s->qlock);
+         * here rather than hand it to another thread and wait to be woken. */
+        if (commit_queued(s))
+            continue;
+        pthread_cond_init(&w.cond, NULL);
+        w.next = s->waiters;
+        s->waiters = &w;
+        pthread_cond_wait(&w.cond, &s->qlock);
+        for (pp = &s->waiters; *pp; pp = &(*pp)->next)
+            if (*pp == &w) {
+                *pp = w.next;
+                break;
+            }
+        pthread_cond_destroy(&w.cond);
     }
     if (s->durable_seq < seq)
         rc = -EIO;
@@ -771,23 +833,62 @@ static bool commit_queued(xapi_store *s) {
     s->durable_seq = seq;
     s->durable_gen = gen;
     s->committing = false;
-    pthread_cond_broadcast(&s->durable_cond);
-    if (s->qhead) /* queued meanwhile: a waiter will take it, else the committer thread */
-        pthread_cond_signal(&s->qcond);
+    pthread_cond_broadcast(&s->durable_cond); /* event waiters; nothing to do when there are none */
+    {
+        bool handed = !s->qhead;
+
+        /* Wake the writers whose writes are now durable, and one writer
+         * whose write was queued meanwhile: it commits the next batch. The
+         * others sleep on. */
+        for (durable_waiter *w = s->waiters; w; w = w->next)
+            if (w->seq <= seq)
+                pthread_cond_signal(&w->cond);
+            else if (!handed) {
+                pthread_cond_signal(&w->cond);
+                handed = true;
+            }
+        if (!handed) /* queued writes nobody waits for */
+            pthread_cond_signal(&s->qcond);
+    }
     return true;
 }
+
+/* Writes nobody waits for are committed by this thread, at most
+ * COMMITTER_PICKUP_NS after they were queued (a waiting writer commits its
+ * own write at once). While writes keep coming it watches the queue with a
+ * timeout instead of being woken for each of them; after COMMITTER_IDLE_NS
+ * without writes it sleeps until the next one. */
+#define COMMITTER_PICKUP_NS 1000000LL
+#define COMMITTER_IDLE_NS 100000000LL
 
 static void *committer_main(void *arg) {
     xapi_store *s = arg;
 
     pthread_mutex_lock(&s->qlock);
+    s->committer_watching = true;
     for (;;) {
-        while ((!s->qhead || s->committing) && !s->stop)
-            pthread_cond_wait(&s->qcond, &s->qlock);
+        int64_t now = xapi_now_ns(), until;
+        struct timespec ts;
+
         if (s->stop && !s->qhead && !s->committing)
             break;
-        if (!commit_queued(s) && s->stop)
-            pthread_cond_wait(&s->durable_cond, &s->qlock); /* stopping: let the current committer finish */
+        if (s->qhead && !s->committing && (s->stop || now - s->qhead_since_ns >= COMMITTER_PICKUP_NS)) {
+            commit_queued(s);
+            continue;
+        }
+        if (!s->qhead && !s->stop && now - s->last_enqueue_ns >= COMMITTER_IDLE_NS) {
+            s->committer_watching = false;
+            while (!s->qhead && !s->stop)
+                pthread_cond_wait(&s->qcond, &s->qlock);
+            s->committer_watching = true;
+            continue;
+        }
+        until = now + COMMITTER_PICKUP_NS;
+        if (s->qhead && !s->committing && s->qhead_since_ns + COMMITTER_PICKUP_NS < until)
+            until = s->qhead_since_ns + COMMITTER_PICKUP_NS;
+        ts.tv_sec = until / 1000000000LL;
+        ts.tv_nsec = until % 1000000000LL;
+        pthread_cond_timedwait(&s->qcond, &s->qlock, &ts);
     }
     pthread_mutex_unlock(&s->qlock);
     return NULL;
@@ -1457,9 +1558,9 @@ int xapi_store_open(const char *state_dir, xapi_store **ret) {
     pthread_rwlock_init(&s->lock, &rwa);
     pthread_rwlockattr_destroy(&rwa);
     pthread_mutex_init(&s->qlock, NULL);
-    pthread_cond_init(&s->qcond, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->qcond, &ca);
     pthread_cond_init(&s->durable_cond, &ca);
     pthread_condattr_destroy(&ca);
 

@@ -84,7 +84,7 @@ class TestPowerStates(VMTestBase):
         self.assertIn(vm, ok(self.x.host.get_resident_VMs(self.s, host)))
         self.assertIn("clean_shutdown", rec["allowed_operations"])
         m = ok(self.x.VM_metrics.get_record(self.s, rec["metrics"]))
-        self.assertEqual(m["state"], "running")
+        self.assertEqual(m["state"], ["running"])
         self.assertEqual(m["memory_actual"], str(256 * MiB))
 
         ok(self.x.VM.pause(self.s, vm))
