@@ -11,4 +11,5 @@ tests/integration/setup-node.sh
 status=0
 (cd build && ctest --output-on-failure -j2 --timeout 900) || status=1
 tests/fuzz/run.sh || status=1
+tests/e2e/run.sh || status=1
 exit $status
