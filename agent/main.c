@@ -12,6 +12,7 @@
 #include "agent/notify.h"
 #include "network/network.h"
 #include "storage/storage.h"
+#include "vmops/backend.h"
 #include "vmops/vmops.h"
 #include "xapi/accounts.h"
 #include "xapi/api.h"
@@ -101,6 +102,9 @@ int main(int argc, char **argv) {
     if (rc < 0)
         goto out;
     rc = vmops_init(&srv);
+    if (rc < 0)
+        goto out;
+    rc = xapi_host_set_xen_version(&srv, srv.backend->xen_version);
     if (rc < 0)
         goto out;
     rc = xapi_tasks_init(&srv);

@@ -27,7 +27,12 @@ void vmops_console_ensure(xapi_server *srv, xapi_obj *vm) {
         return;
     h = xapi_store_get_class(st, &xapi_classes[XAPI_C_host], srv->host_ref);
     con = xapi_obj_create(st, C_console);
-    if (asprintf(&loc, "http://%s:%d/console?ref=%s", h ? h->fields[XAPI_F_host_address].s : "127.0.0.1",
+    /* Where a client can reach us: the listen address, unless we listen on every address. */
+    const char *lh = srv->config->listen_host;
+    bool any = !*lh || strcmp(lh, "0.0.0.0") == 0 || strcmp(lh, "::") == 0;
+    bool v6 = !any && strchr(lh, ':');
+    if (asprintf(&loc, "http://%s%s%s:%d/console?ref=%s", v6 ? "[" : "",
+                 any ? (h ? h->fields[XAPI_F_host_address].s : "127.0.0.1") : lh, v6 ? "]" : "",
                  srv->config->listen_port, con->ref) < 0)
         xapi_oom();
     xapi_obj_set_string(st, con, XAPI_F_console_protocol, "vt100");

@@ -228,6 +228,20 @@ int xapi_host_bootstrap(xapi_server *srv, const char *xen_version) {
     return rc;
 }
 
+int xapi_host_set_xen_version(xapi_server *srv, const char *xen_version) {
+    xapi_store *st = srv->store;
+    xapi_obj *h;
+
+    xapi_store_write_begin(st);
+    h = xapi_store_get_class(st, &xapi_classes[XAPI_C_host], srv->host_ref);
+    if (h) {
+        xapi_value sv = xapi_value_copy(&h->fields[XAPI_F_host_software_version]);
+        xapi_struct_set(&sv, "xen", xapi_value_string(xen_version));
+        xapi_obj_set(st, h, XAPI_F_host_software_version, sv);
+    }
+    return xapi_store_wait_durable(st, xapi_store_write_end(st));
+}
+
 /* ---- host.* messages ----------------------------------------------------- */
 
 static int host_check(xapi_call *c) {

@@ -57,6 +57,10 @@ class VMTestBase(DaemonTest):
 
 
 class TestPowerStates(VMTestBase):
+    def test_backend_version_reported(self):
+        host = ok(self.x.session.get_this_host(self.s, self.s))
+        self.assertEqual(ok(self.x.host.get_software_version(self.s, host))["xen"], "4.17.0-sim")
+
     def test_templates_installed(self):
         for name in ("Other install media", "Generic Linux PV"):
             rec = self.vm(self.template(name))
@@ -205,7 +209,7 @@ class TestConsoleAndHotplug(VMTestBase):
         self.assertEqual(len(consoles), 1)
         rec = ok(self.x.console.get_record(self.s, consoles[0]))
         self.assertEqual(rec["protocol"], "vt100")
-        self.assertIn("/console?ref=" + consoles[0], rec["location"])
+        self.assertEqual(rec["location"], "http://127.0.0.1:%d/console?ref=%s" % (self.d.port, consoles[0]))
         status, _, body = self.d.http("GET", "/console?ref=%s&session_id=%s" % (consoles[0], self.s))
         self.assertEqual(status, 200)
         return body.decode()
