@@ -6,11 +6,14 @@
    (p50/p99, wall time seen by the client) and the daemon's own CPU time per
    operation (from /proc: what the agent spends, apart from the client and the
    disk flushes it waits for).
-2. event.from delivery: S subscribers blocked in event.from, one change; the
-   time until each has its answer (p50/p99), with the batching delay at 0 and
-   at its default (50 ms).
+2. event.from delivery: S subscribers blocked in event.from, one change, over
+   R rounds; the time until each has its answer (p50/p99), from the change's
+   request and from its answer (the durable commit no event may precede),
+   with the batching delay at 0 and at its default (50 ms). Baseline in the
+   same run: a read-only call after the same pause, i.e. what waking this
+   idle machine costs before the agent does anything.
 
-Usage: bench/lifecycle.py [--vms N] [--subscribers S]"""
+Usage: bench/lifecycle.py [--vms N] [--subscribers S] [--rounds R] [--skip-storm]"""
 
 import argparse
 import os
@@ -86,28 +89,38 @@ def storm(d, session, nvms, clients):
     return total, cpu, nops, lat, errors
 
 
-def event_delivery(d, session, subscribers, delay_label):
-    """Runs bench/event_wait (C, so the client adds no noise); returns its p99 in ms."""
+def event_delivery(d, session, subscribers, delay_label, rounds=20):
+    """Runs bench/event_wait (C, so the client adds no noise); returns (p99 from the request, p99 from the commit)."""
     pool = ok(d.proxy().pool.get_all(session))[0]
     token = ok(getattr(d.proxy().event, "from")(session, ["pool"], "", 0.0))["token"]
     tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "event_wait")
-    out = subprocess.run([tool, str(d.port), session, token, pool, str(subscribers)], capture_output=True,
-                         text=True, timeout=120).stdout.strip()
-    print("  event.from, %3d subscribers, batching delay %-6s: %s" % (subscribers, delay_label, out))
+    out = subprocess.run([tool, str(d.port), session, token, pool, str(subscribers), str(rounds)], capture_output=True,
+                         text=True, timeout=300).stdout.strip()
+    print("  %3d subscribers, %d rounds, batching delay %s:" % (subscribers, rounds, delay_label))
+    for line in out.splitlines():
+        print("    " + line)
     try:
-        return float(out.split("p99 ")[1].split(" ")[0])
+        answer = out.split("answer: ")[1].split(" ")[0]
+        floor = subprocess.run([os.path.join(os.path.dirname(tool), "fanout_floor"), str(subscribers), answer, str(rounds)],
+                               capture_output=True, text=True, timeout=300).stdout.strip()
+        print("    " + floor)
+        from_request = float(out.split("from the change's request")[1].split("p99 ")[1].split(" ")[0])
+        from_commit = float(out.split("from the commit")[1].split("p99 ")[1].split(" ")[0])
+        return from_request, from_commit
     except (IndexError, ValueError):
-        return float("nan")
+        return float("nan"), float("nan")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vms", type=int, default=1000)
     ap.add_argument("--subscribers", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--skip-storm", action="store_true")
     a = ap.parse_args()
 
     print("Lifecycle storm (sim backend, %d VMs: create, start, clean_shutdown, destroy)" % a.vms)
-    for clients in (1, 16):
+    for clients in (() if a.skip_storm else (1, 16)):
         d = Daemon(extra_config="sim_guest_delay_ms = 0\nlog_level = notice\nmax_connections = 2048\n").start()
         try:
             _, s = d.login()
@@ -128,9 +141,10 @@ def main():
         d = Daemon(extra_config="event_batch_delay_ms = %d\nlog_level = notice\n" % delay).start()
         try:
             _, s = d.login()
-            p99 = event_delivery(d, s, a.subscribers, "%d ms" % delay)
+            from_request, from_commit = event_delivery(d, s, a.subscribers, "%d ms" % delay, a.rounds)
             if delay == 0:
-                print("  goal p99 <= 5 ms with no batching delay: %s" % ("met" if p99 <= 5 else "MISSED"))
+                print("  goal p99 <= 5 ms with no batching delay: from the commit %s, from the change's request %s"
+                      % ("met" if from_commit <= 5 else "MISSED", "met" if from_request <= 5 else "MISSED"))
         finally:
             d.cleanup()
 

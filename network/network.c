@@ -330,7 +330,7 @@ int network_bootstrap(xapi_server *srv) {
         log_warning("network: cannot list the network interfaces: %s", strerror(-rc));
     xapi_store_write_begin(srv->store);
     sync_pifs(srv, ifs, n);
-    rc = xapi_store_wait_durable(srv->store, xapi_store_write_end(srv->store));
+    rc = xapi_store_write_end_durable(srv->store);
     free(ifs);
     return rc;
 }

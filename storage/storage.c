@@ -119,7 +119,7 @@ int storage_bootstrap(xapi_server *srv) {
     }
     for (o = xapi_store_first(st, storage_cls(XAPI_C_SR)); o; o = xapi_store_next(o))
         storage_sr_update_allowed_all(srv, o);
-    if (xapi_store_wait_durable(st, xapi_store_write_end(st)) < 0)
+    if (xapi_store_write_end_durable(st) < 0)
         rc = -EIO;
     xapi_value_free(&err);
     free(sr_dir);

@@ -30,7 +30,7 @@ static int finish_ref(xapi_server *srv, int rc, const char *ref, char ret[XAPI_R
         xapi_store_write_end(srv->store);
         return rc;
     }
-    if (xapi_store_wait_durable(srv->store, xapi_store_write_end(srv->store)) < 0)
+    if (xapi_store_write_end_durable(srv->store) < 0)
         return xapi_fail(err, "INTERNAL_ERROR", "the change could not be stored", NULL);
     memcpy(ret, ref, XAPI_REF_LEN + 1);
     return 0;
@@ -106,8 +106,10 @@ int storage_vdi_create(xapi_server *srv, const char *sr_ref, const char *name, i
     if (!canon)
         return xapi_fail(err, "INVALID_VALUE", "type", type ? type : "", NULL);
     xapi_store_write_begin(srv->store);
-    if (!xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), sr_ref))
-        return finish_ref(srv, xapi_fail(err, "HANDLE_INVALID", "SR", sr_ref, NULL), NULL, ret_ref, err);
+    if (!xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), sr_ref)) {
+        xapi_store_write_end(srv->store);
+        return xapi_fail(err, "HANDLE_INVALID", "SR", sr_ref, NULL);
+    }
     o = xapi_obj_create(srv->store, storage_cls(XAPI_C_VDI));
     xapi_obj_set_string(srv->store, o, XAPI_F_VDI_SR, sr_ref);
     xapi_obj_set_string(srv->store, o, XAPI_F_VDI_name_label, name ? name : "");
@@ -289,7 +291,7 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     xapi_uuid_generate(uuid);
     xapi_ref_generate(ref);
     storage_vdi_op_begin(srv, vdi, opid, op);
-    if (xapi_store_wait_durable(st, xapi_store_write_end(st)) < 0) {
+    if (xapi_store_write_end_durable(st) < 0) {
         rc = xapi_fail(err, "INTERNAL_ERROR", "the change could not be stored", NULL);
         xapi_store_write_begin(st);
         storage_vdi_op_end(srv, src_ref, opid);
@@ -427,7 +429,7 @@ static int copy_into(xapi_call *c, const char *opid) {
     memcpy(dst_ref, into->ref, sizeof dst_ref);
     storage_vdi_op_begin(srv, vdi, opid, "copy");
     storage_vdi_op_begin(srv, into, opid, "copy");
-    if (xapi_store_wait_durable(st, xapi_store_write_end(st)) < 0) {
+    if (xapi_store_write_end_durable(st) < 0) {
         xapi_store_write_begin(st);
         storage_vdi_op_end(srv, src_ref, opid);
         storage_vdi_op_end(srv, dst_ref, opid);

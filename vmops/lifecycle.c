@@ -207,7 +207,7 @@ static int reconcile(xapi_server *srv) {
     for (size_t i = 0; i < n; i++)
         if (!xapi_store_get_by_uuid(st, C_VM, doms[i].uuid))
             log_warning("domain %d (%s) belongs to no VM; left alone", doms[i].domid, doms[i].uuid);
-    rc = xapi_store_wait_durable(st, xapi_store_write_end(st));
+    rc = xapi_store_write_end_durable(st);
     free(doms);
     /* Guests that shut down while we were away get their actions now. */
     for (unsigned i = 0; i < nmissed; i++)
@@ -297,7 +297,7 @@ static void install_templates(xapi_server *srv) {
         vmops_update_allowed_operations(st, vm);
         log_info("installed template '%s'", d->name);
     }
-    xapi_store_wait_durable(st, xapi_store_write_end(st));
+    xapi_store_write_end_durable(st);
 }
 
 /* ---- start and stop -------------------------------------------------------------- */

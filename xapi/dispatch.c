@@ -374,8 +374,7 @@ void xapi_record_out(xapi_out *o, const xapi_obj *obj) {
 }
 
 int xapi_commit(xapi_call *c) {
-    uint64_t seq = xapi_store_write_end(c->srv->store);
-    int rc = xapi_store_wait_durable(c->srv->store, seq);
+    int rc = xapi_store_write_end_durable(c->srv->store);
 
     if (rc < 0)
         return xapi_call_fail(c, "INTERNAL_ERROR", "the change could not be stored");

@@ -204,14 +204,14 @@ static void sleep_ms(int ms) {
 #define BATCH_CACHE_MAX_BYTES (1 << 20)
 
 static struct {
-    pthread_mutex_t lock;
+    pthread_rwlock_t lock;
     unsigned next;
     struct {
         char *key;
         char *bytes;
         size_t len;
     } slot[BATCH_CACHE_SLOTS];
-} batch_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} batch_cache = {.lock = PTHREAD_RWLOCK_INITIALIZER};
 
 static char *batch_key(const xapi_call *c, uint64_t since, uint64_t upto) {
     xapi_buf b = XAPI_BUF_INIT;
@@ -227,14 +227,14 @@ static char *batch_key(const xapi_call *c, uint64_t since, uint64_t upto) {
 static bool batch_cache_get(const char *key, xapi_out *o) {
     bool hit = false;
 
-    pthread_mutex_lock(&batch_cache.lock);
+    pthread_rwlock_rdlock(&batch_cache.lock);
     for (unsigned i = 0; i < BATCH_CACHE_SLOTS && !hit; i++)
         if (batch_cache.slot[i].key && strcmp(batch_cache.slot[i].key, key) == 0) {
             xapi_buf_append(o->buf, batch_cache.slot[i].bytes, batch_cache.slot[i].len);
             o->nonempty[o->depth] = true;
             hit = true;
         }
-    pthread_mutex_unlock(&batch_cache.lock);
+    pthread_rwlock_unlock(&batch_cache.lock);
     return hit;
 }
 
@@ -243,7 +243,7 @@ static void batch_cache_put(const char *key, const char *bytes, size_t len) {
 
     if (len > BATCH_CACHE_MAX_BYTES)
         return;
-    pthread_mutex_lock(&batch_cache.lock);
+    pthread_rwlock_wrlock(&batch_cache.lock);
     i = batch_cache.next++ % BATCH_CACHE_SLOTS;
     free(batch_cache.slot[i].key);
     free(batch_cache.slot[i].bytes);
@@ -251,7 +251,7 @@ static void batch_cache_put(const char *key, const char *bytes, size_t len) {
     batch_cache.slot[i].bytes = xapi_malloc(len);
     memcpy(batch_cache.slot[i].bytes, bytes, len);
     batch_cache.slot[i].len = len;
-    pthread_mutex_unlock(&batch_cache.lock);
+    pthread_rwlock_unlock(&batch_cache.lock);
 }
 
 static int event_from(xapi_call *c) {

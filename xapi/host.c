@@ -223,7 +223,7 @@ int xapi_host_bootstrap(xapi_server *srv, const char *xen_version) {
     xapi_obj_set_string(st, pool, XAPI_F_pool_master, h->ref);
     memcpy(srv->host_ref, h->ref, sizeof srv->host_ref);
     memcpy(srv->pool_ref, pool->ref, sizeof srv->pool_ref);
-    rc = xapi_store_wait_durable(st, xapi_store_write_end(st));
+    rc = xapi_store_write_end_durable(st);
     agent_hostinfo_free(&hi);
     return rc;
 }
@@ -239,7 +239,7 @@ int xapi_host_set_xen_version(xapi_server *srv, const char *xen_version) {
         xapi_struct_set(&sv, "xen", xapi_value_string(xen_version));
         xapi_obj_set(st, h, XAPI_F_host_software_version, sv);
     }
-    return xapi_store_wait_durable(st, xapi_store_write_end(st));
+    return xapi_store_write_end_durable(st);
 }
 
 /* ---- host.* messages ----------------------------------------------------- */

@@ -201,7 +201,7 @@ void xapi_sessions_expire(xapi_server *srv) {
         if (o->fields[XAPI_F_session_last_active].i < cutoff)
             session_destroy(srv, o);
     }
-    xapi_store_wait_durable(st, xapi_store_write_end(st));
+    xapi_store_write_end_durable(st);
 }
 
 static int login(xapi_call *c) {

@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,14 +72,19 @@ struct xapi_store {
     /* committer */
     pthread_mutex_t qlock;
     pthread_cond_t qcond;       /* work queued for the committer thread, or stop */
-    pthread_cond_t durable_cond; /* durable_seq / durable_gen moved (CLOCK_MONOTONIC): event waiters */
     commit_item *qhead, *qtail;
     int64_t qhead_since_ns;     /* when the queue last became non-empty */
     int64_t last_enqueue_ns;
     durable_waiter *waiters;
     bool committer_watching;    /* the committer thread polls the queue: no need to signal it */
-    uint64_t durable_seq, durable_gen;
-    unsigned wake_epoch;
+    uint64_t durable_seq;
+    /* Event waiters read durable_gen without a lock and sleep on wake_word
+     * with futex(2): a publish bumps the word and wakes them all at once,
+     * and none has to take a lock on the way out (with a condition variable,
+     * a hundred subscribers queue on its mutex one after the other). */
+    _Atomic uint64_t durable_gen;
+    _Atomic uint32_t wake_word;
+    _Atomic uint32_t gen_waiters;
     bool stop, failed;
     bool committing; /* a thread owns the database and is committing a batch */
     pthread_t committer;
@@ -534,7 +543,7 @@ static void tombstone_add(xapi_store *s, const char *ref, const xapi_class *cls,
     s->tomb_count++;
 }
 
-uint64_t xapi_store_write_end(xapi_store *s) {
+static uint64_t write_end(xapi_store *s, bool caller_commits) {
     commit_item *head = NULL, **tail = &head;
     xapi_obj *o, *next;
     uint64_t gen, seq = 0;
@@ -600,15 +609,20 @@ uint64_t xapi_store_write_end(xapi_store *s) {
     }
     for (s->qtail = head; s->qtail->next; s->qtail = s->qtail->next)
         ;
-    /* Most writers wait for their write next and commit it themselves (see
-     * commit_queued); the committer thread is there for the others, and only
-     * woken when it is not already watching the queue. */
-    if (!s->committer_watching)
+    /* A writer that waits for its write commits it itself (see
+     * commit_queued), with no other thread woken on the way; the committer
+     * thread is there for the others, and only woken when it is not already
+     * watching the queue. */
+    if (!caller_commits && !s->committer_watching)
         pthread_cond_signal(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
 
     pthread_rwlock_unlock(&s->lock);
     return seq;
+}
+
+uint64_t xapi_store_write_end(xapi_store *s) {
+    return write_end(s, false);
 }
 
 static bool commit_queued(xapi_store *s);
@@ -643,41 +657,41 @@ int xapi_store_wait_durable(xapi_store *s, uint64_t seq) {
     return rc;
 }
 
-uint64_t xapi_store_durable_gen(xapi_store *s) {
-    uint64_t g;
+int xapi_store_write_end_durable(xapi_store *s) {
+    return xapi_store_wait_durable(s, write_end(s, true));
+}
 
-    pthread_mutex_lock(&s->qlock);
-    g = s->durable_gen;
-    pthread_mutex_unlock(&s->qlock);
-    return g;
+uint64_t xapi_store_durable_gen(xapi_store *s) {
+    return atomic_load(&s->durable_gen);
+}
+
+static void wake_gen_waiters(xapi_store *s) {
+    atomic_fetch_add(&s->wake_word, 1);
+    if (atomic_load(&s->gen_waiters) > 0)
+        syscall(SYS_futex, &s->wake_word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 uint64_t xapi_store_wait_gen(xapi_store *s, uint64_t since, int64_t deadline_ns, const volatile bool *cancel) {
+    uint32_t start = atomic_load(&s->wake_word), word = start;
     uint64_t g;
-    unsigned epoch;
 
-    pthread_mutex_lock(&s->qlock);
-    epoch = s->wake_epoch;
-    while (s->durable_gen <= since && !(cancel && *cancel) && s->wake_epoch == epoch && !s->stop) {
-        int64_t now = xapi_now_ns();
-        struct timespec ts;
+    atomic_fetch_add(&s->gen_waiters, 1);
+    /* The word is read before the generation: a publish in between changes
+     * the word, and the futex then refuses to sleep. */
+    while ((g = atomic_load(&s->durable_gen)) <= since && word == start && !(cancel && *cancel) &&
+           !__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE) && xapi_now_ns() < deadline_ns) {
+        struct timespec ts = {deadline_ns / 1000000000LL, deadline_ns % 1000000000LL};
 
-        if (now >= deadline_ns)
-            break;
-        ts.tv_sec = deadline_ns / 1000000000LL;
-        ts.tv_nsec = deadline_ns % 1000000000LL;
-        pthread_cond_timedwait(&s->durable_cond, &s->qlock, &ts);
+        /* Absolute CLOCK_MONOTONIC deadline: FUTEX_WAIT_BITSET's default clock. */
+        syscall(SYS_futex, &s->wake_word, FUTEX_WAIT_BITSET_PRIVATE, start, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
+        word = atomic_load(&s->wake_word);
     }
-    g = s->durable_gen;
-    pthread_mutex_unlock(&s->qlock);
+    atomic_fetch_sub(&s->gen_waiters, 1);
     return g;
 }
 
 void xapi_store_wake_all(xapi_store *s) {
-    pthread_mutex_lock(&s->qlock);
-    s->wake_epoch++;
-    pthread_cond_broadcast(&s->durable_cond);
-    pthread_mutex_unlock(&s->qlock);
+    wake_gen_waiters(s);
 }
 
 /* ---- SQLite --------------------------------------------------------------- */
@@ -833,7 +847,7 @@ static bool commit_queued(xapi_store *s) {
     s->durable_seq = seq;
     s->durable_gen = gen;
     s->committing = false;
-    pthread_cond_broadcast(&s->durable_cond); /* event waiters; nothing to do when there are none */
+    wake_gen_waiters(s);
     {
         bool handed = !s->qhead;
 
@@ -1561,7 +1575,6 @@ int xapi_store_open(const char *state_dir, xapi_store **ret) {
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->qcond, &ca);
-    pthread_cond_init(&s->durable_cond, &ca);
     pthread_condattr_destroy(&ca);
 
     if (mkdir(state_dir, 0700) < 0 && errno != EEXIST) {
@@ -1631,8 +1644,8 @@ void xapi_store_close(xapi_store *s) {
         pthread_mutex_lock(&s->qlock);
         s->stop = true;
         pthread_cond_broadcast(&s->qcond);
-        pthread_cond_broadcast(&s->durable_cond);
         pthread_mutex_unlock(&s->qlock);
+        wake_gen_waiters(s);
         pthread_join(s->committer, NULL);
     }
     for (unsigned c = 0; c < XAPI_NCLASSES; c++) {
@@ -1653,6 +1666,5 @@ void xapi_store_close(xapi_store *s) {
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
-    pthread_cond_destroy(&s->durable_cond);
     free(s);
 }

@@ -70,6 +70,9 @@ void xapi_store_write_begin(xapi_store *s);
 uint64_t xapi_store_write_end(xapi_store *s);
 /* Blocks until the sequence is committed. 0, or -EIO if the commit failed. */
 int xapi_store_wait_durable(xapi_store *s, uint64_t seq);
+/* write_end and wait_durable in one: the calling thread commits the write
+ * itself, without waking the committer thread. */
+int xapi_store_write_end_durable(xapi_store *s);
 
 /* Reads (hold at least the read lock; returned pointers live until unlock). */
 xapi_obj *xapi_store_get(xapi_store *s, const char *ref);

@@ -61,7 +61,7 @@ static void task_finish(xapi_server *srv, const char *ref, bool ok, const char *
         else
             xapi_obj_set(st, t, XAPI_F_task_error_info, xapi_value_copy(err));
     }
-    xapi_store_wait_durable(st, xapi_store_write_end(st));
+    xapi_store_write_end_durable(st);
 }
 
 static void *worker_main(void *arg) {
@@ -112,7 +112,6 @@ int xapi_task_spawn(xapi_server *srv, const xapi_peer *peer, const char *method,
     pthread_attr_t attr;
     pthread_t th;
     xapi_obj *t;
-    uint64_t seq;
 
     pthread_once(&slots_once, slots_init);
     w = xapi_calloc(1, sizeof *w);
@@ -131,8 +130,7 @@ int xapi_task_spawn(xapi_server *srv, const xapi_peer *peer, const char *method,
             xapi_obj_set(st, t, XAPI_F_task_allowed_operations, ops);
         }
     memcpy(w->task, t->ref, sizeof w->task);
-    seq = xapi_store_write_end(st);
-    if (xapi_store_wait_durable(st, seq) < 0)
+    if (xapi_store_write_end_durable(st) < 0)
         goto fail;
 
     pthread_mutex_lock(&workers_lock);
@@ -282,7 +280,7 @@ int xapi_tasks_init(xapi_server *srv) {
     xapi_value_free(&err);
     if (n)
         log_notice("tasks: %u task(s) left pending by the previous run marked failed", n);
-    return xapi_store_wait_durable(st, xapi_store_write_end(st));
+    return xapi_store_write_end_durable(st);
 }
 
 void xapi_tasks_expire(xapi_server *srv) {
@@ -309,7 +307,7 @@ void xapi_tasks_expire(xapi_server *srv) {
             finished--;
         }
     }
-    xapi_store_wait_durable(st, xapi_store_write_end(st));
+    xapi_store_write_end_durable(st);
 }
 
 void xapi_tasks_shutdown(xapi_server *srv) {

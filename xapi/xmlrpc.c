@@ -37,10 +37,6 @@ void xapi_request_free(xapi_request *r) {
 
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
 
-static void xml_init(void) {
-    xmlInitParser();
-}
-
 #if LIBXML_VERSION >= 21200
 static void xml_silent(void *ctx, const xmlError *err) {
 }
@@ -48,6 +44,46 @@ static void xml_silent(void *ctx, const xmlError *err) {
 static void xml_silent(void *ctx, xmlErrorPtr err) {
 }
 #endif
+
+/* Each connection thread keeps its parser context from one request to the
+ * next: creating one (its dictionary, its stacks) costs as much as parsing a
+ * small call. The dictionary keeps every element name it has seen, so a
+ * context that has learnt too many (a client sending made-up names) is
+ * dropped rather than kept growing. */
+#define PARSER_DICT_MAX 256
+
+static pthread_key_t parser_key;
+
+static void parser_free(void *p) {
+    xmlFreeParserCtxt(p);
+}
+
+static void xml_init(void) {
+    xmlInitParser();
+    if (pthread_key_create(&parser_key, parser_free) != 0)
+        abort();
+}
+
+static xmlParserCtxtPtr parser_get(void) {
+    xmlParserCtxtPtr ctxt = pthread_getspecific(parser_key);
+
+    if (!ctxt) {
+        ctxt = xmlNewParserCtxt();
+        if (!ctxt || pthread_setspecific(parser_key, ctxt) != 0)
+            xapi_oom();
+    }
+    /* Quiet: errors go to this no-op instead of libxml2's stderr default. */
+    ctxt->sax->serror = xml_silent;
+    return ctxt;
+}
+
+static void parser_put(xmlParserCtxtPtr ctxt) {
+    if (xmlDictSize(ctxt->dict) > PARSER_DICT_MAX) {
+        xmlFreeParserCtxt(ctxt);
+        pthread_setspecific(parser_key, NULL);
+    }
+}
+
 
 /* Anything DTD-like ("<!DOCTYPE", "<!ENTITY", ...) is refused outright, so no
  * entity can ever be declared, let alone expanded. Only comments and CDATA
@@ -682,11 +718,7 @@ int xapi_xmlrpc_decode(const char *body, size_t len, xapi_request *ret) {
         return -EINVAL;
 
     pthread_once(&xml_once, xml_init);
-    ctxt = xmlNewParserCtxt();
-    if (!ctxt)
-        xapi_oom();
-    /* Quiet: errors go to this no-op instead of libxml2's stderr default. */
-    ctxt->sax->serror = xml_silent;
+    ctxt = parser_get();
     doc = xmlCtxtReadMemory(ctxt, body, (int)len, NULL, "UTF-8",
                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA |
                                 XML_PARSE_IGNORE_ENC | XML_PARSE_COMPACT);
@@ -708,7 +740,6 @@ int xapi_xmlrpc_decode(const char *body, size_t len, xapi_request *ret) {
 out:
     if (doc)
         xmlFreeDoc(doc);
-    if (ctxt)
-        xmlFreeParserCtxt(ctxt);
+    parser_put(ctxt);
     return rc;
 }

@@ -497,6 +497,31 @@ static void test_quiet(void **state) {
     assert_int_equal(size, 0);
 }
 
+/* The parser context a thread reuses carries nothing from one request to the
+ * next: not an error, not an encoding, and not an ever-growing dictionary. */
+static void test_parser_reuse(void **state) {
+    const char *good = CALL_HEAD "<param><value>ok</value></param>" CALL_TAIL;
+    xapi_request req;
+
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(decode("<methodCall><methodName>a</methodName", &req), -EINVAL);
+        assert_int_equal(decode("<?xml version=\"1.0\" encoding=\"bogus\"?><a/>", &req), -EINVAL);
+        assert_int_equal(decode(good, &req), 0);
+        assert_string_equal(req.method, "VM.get_record");
+        assert_string_equal(req.params.items[0].s, "ok");
+        xapi_request_free(&req);
+    }
+    /* Thousands of made-up element names: refused, and the next call still decodes. */
+    for (int i = 0; i < 2000; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "<methodCall><made-up-%d/></methodCall>", i);
+        assert_int_equal(decode(body, &req), -EINVAL);
+    }
+    assert_int_equal(decode(good, &req), 0);
+    assert_string_equal(req.params.items[0].s, "ok");
+    xapi_request_free(&req);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_call_basic),
@@ -514,6 +539,7 @@ int main(void) {
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_element_cap),
         cmocka_unit_test(test_quiet),
+        cmocka_unit_test(test_parser_reuse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
