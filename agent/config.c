@@ -173,6 +173,7 @@ static const struct config_key {
     {"op_wait_timeout", KEY_INT, offsetof(agent_config, op_wait_timeout), 0, 3600, NULL},
     {"clean_shutdown_timeout", KEY_INT, offsetof(agent_config, clean_shutdown_timeout), 1, 86400, NULL},
     {"sim_guest_delay_ms", KEY_INT, offsetof(agent_config, sim_guest_delay_ms), 0, 60000, NULL},
+    {"console_log_dir", KEY_PATH, offsetof(agent_config, console_log_dir), 0, 0, NULL},
 };
 
 /* "a, b or c", for messages; static storage (errors only, single-threaded start-up). */
@@ -412,7 +413,8 @@ static int set_defaults(agent_config *c) {
     c->op_wait_timeout = 30;
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
-    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target)
+    c->console_log_dir = strdup("/var/log/xen/console");
+    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir)
         return -ENOMEM;
     return 0;
 }
@@ -514,5 +516,6 @@ void agent_config_free(agent_config *c) {
     free(c->accounts_file);
     free(c->backend);
     free(c->log_target);
+    free(c->console_log_dir);
     *c = (agent_config){0};
 }

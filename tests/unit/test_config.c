@@ -106,6 +106,7 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->connection_timeout, 30);
     assert_int_equal(c->max_tasks, 200);
     assert_int_equal(c->event_batch_delay_ms, 50);
+    assert_string_equal(c->console_log_dir, "/var/log/xen/console");
 }
 
 /* --- defaults -------------------------------------------------------------- */
@@ -180,6 +181,7 @@ static void test_file_every_key(void **state) {
                             "connection_timeout = 0\n"
                             "max_tasks = 7\n"
                             "event_batch_delay_ms = 0\r\n"
+                            "console_log_dir = /srv/consoles\n"
                             "max_tasks = 8"); /* last one wins; no final newline */
     assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
     assert_string_equal(c.listen_host, "10.0.0.1");
@@ -197,6 +199,7 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.connection_timeout, 0);
     assert_int_equal(c.max_tasks, 8);
     assert_int_equal(c.event_batch_delay_ms, 0);
+    assert_string_equal(c.console_log_dir, "/srv/consoles");
     agent_config_free(&c);
 }
 
