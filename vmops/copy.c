@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "agent/log.h"
 #include "storage/storage.h"
@@ -285,16 +284,7 @@ static int vm_revert(xapi_call *c) {
         int64_t domid = vm->fields[XAPI_F_VM_domid].i;
         source_read(st, s, &snap);
         xapi_store_rdunlock(st);
-        if (strcmp(ps, "Running") == 0 || strcmp(ps, "Paused") == 0) {
-            rc = vmops_destroy_domain(c, (int)domid);
-            if (rc == 0)
-                rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
-        } else if (strcmp(ps, "Suspended") == 0) {
-            char *img = vmops_suspend_image_path(c->srv, op.vm_uuid);
-            unlink(img);
-            free(img);
-            rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
-        }
+        rc = vmops_force_halt(c, &op, ps, (int)domid);
         xapi_store_rdlock(st);
     }
     xapi_store_rdunlock(st);
