@@ -746,6 +746,28 @@ static int vm_power_state_reset(xapi_call *c) {
 
 /* ---- memory and VCPUs ------------------------------------------------------- */
 
+/* Edits of a VM's record: the store's write lock is held from begin to end,
+ * and only an edit that succeeded is committed. */
+static int edit_vm_end(xapi_call *c, int rc) {
+    if (rc == 0)
+        rc = xapi_commit(c);
+    else
+        xapi_store_write_end(c->srv->store);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+static int edit_vm_begin(xapi_call *c, const char *vm_ref, xapi_obj **ret_vm) {
+    int rc;
+
+    xapi_store_write_begin(c->srv->store);
+    rc = xapi_lookup(c, C_VM, vm_ref, ret_vm);
+    if (rc < 0)
+        edit_vm_end(c, rc);
+    return rc;
+}
+
 /* Sets memory fields of a halted VM after checking the constraint. Any of the
  * four may be -1 for "unchanged". */
 static int set_memory(xapi_call *c, int64_t smin, int64_t smax, int64_t dmin, int64_t dmax) {
@@ -754,10 +776,9 @@ static int set_memory(xapi_call *c, int64_t smin, int64_t smax, int64_t dmin, in
     xapi_obj *vm;
     int rc;
 
-    xapi_store_write_begin(st);
-    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    rc = edit_vm_begin(c, vm_ref, &vm);
     if (rc < 0)
-        goto fail;
+        return rc;
     if (smin < 0)
         smin = vm->fields[XAPI_F_VM_memory_static_min].i;
     if (smax < 0)
@@ -769,22 +790,17 @@ static int set_memory(xapi_call *c, int64_t smin, int64_t smax, int64_t dmin, in
     if (smin != vm->fields[XAPI_F_VM_memory_static_min].i || smax != vm->fields[XAPI_F_VM_memory_static_max].i) {
         rc = vmops_check_power_state(c, vm_ref, vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_HALTED);
         if (rc < 0)
-            goto fail;
+            goto out;
     }
     rc = vmops_check_memory(&c->err, smin, dmin, dmax, smax);
     if (rc < 0)
-        goto fail;
+        goto out;
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_static_min, smin);
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_static_max, smax);
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_dynamic_min, dmin);
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_dynamic_max, dmax);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
-fail:
-    xapi_store_write_end(st);
-    return rc;
+out:
+    return edit_vm_end(c, rc);
 }
 
 static int vm_set_memory_limits(xapi_call *c) {
@@ -820,28 +836,22 @@ static int set_vcpus(xapi_call *c, bool max) {
     xapi_obj *vm;
     int rc;
 
-    xapi_store_write_begin(st);
-    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    rc = edit_vm_begin(c, vm_ref, &vm);
     if (rc < 0)
-        goto fail;
+        return rc;
     rc = vmops_check_power_state(c, vm_ref, vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_HALTED);
     if (rc < 0)
-        goto fail;
+        goto out;
     if (value < 1 || (max ? value < vm->fields[XAPI_F_VM_VCPUs_at_startup].i
                           : value > vm->fields[XAPI_F_VM_VCPUs_max].i)) {
         char *t = i64(value);
         rc = xapi_call_fail(c, "INVALID_VALUE", max ? "VCPUs_max" : "VCPUs_at_startup", t);
         free(t);
-        goto fail;
+        goto out;
     }
     xapi_obj_set_int(st, vm, max ? XAPI_F_VM_VCPUs_max : XAPI_F_VM_VCPUs_at_startup, value);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
-fail:
-    xapi_store_write_end(st);
-    return rc;
+out:
+    return edit_vm_end(c, rc);
 }
 
 static int vm_set_VCPUs_max(xapi_call *c) {
@@ -878,17 +888,11 @@ static int vm_update_allowed_operations(xapi_call *c) {
     xapi_obj *vm;
     int rc;
 
-    xapi_store_write_begin(c->srv->store);
-    rc = xapi_lookup(c, C_VM, c->args[0].s, &vm);
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
+    rc = edit_vm_begin(c, c->args[0].s, &vm);
+    if (rc < 0)
         return rc;
-    }
     vmops_update_allowed_operations(c->srv->store, vm);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+    return edit_vm_end(c, 0);
 }
 
 static int vm_get_boot_record(xapi_call *c) {
