@@ -148,6 +148,12 @@ int vmops_check_memory(xapi_value *err, int64_t smin, int64_t dmin, int64_t dmax
     return 0;
 }
 
+static int check_vm_memory(xapi_call *c, const xapi_obj *vm) {
+    return vmops_check_memory(&c->err, vm->fields[XAPI_F_VM_memory_static_min].i,
+                              vm->fields[XAPI_F_VM_memory_dynamic_min].i, vm->fields[XAPI_F_VM_memory_dynamic_max].i,
+                              vm->fields[XAPI_F_VM_memory_static_max].i);
+}
+
 /* ---- recording what happened ---------------------------------------------- */
 
 static xapi_obj *metrics_of(xapi_store *st, xapi_obj *vm) {
@@ -297,9 +303,7 @@ static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *
     rc = xapi_lookup(c, C_VM, vm_ref, &vm);
     if (rc < 0)
         goto out;
-    rc = vmops_check_memory(&c->err, vm->fields[XAPI_F_VM_memory_static_min].i,
-                            vm->fields[XAPI_F_VM_memory_dynamic_min].i, vm->fields[XAPI_F_VM_memory_dynamic_max].i,
-                            vm->fields[XAPI_F_VM_memory_static_max].i);
+    rc = check_vm_memory(c, vm);
     if (rc < 0)
         goto out;
     if (vm->fields[XAPI_F_VM_memory_static_max].i < MIN_GUEST_MEMORY) {
@@ -1018,9 +1022,7 @@ static int vm_after_create(xapi_call *c, xapi_obj *vm) {
     xapi_store *st = c->srv->store;
     int rc;
 
-    rc = vmops_check_memory(&c->err, vm->fields[XAPI_F_VM_memory_static_min].i,
-                            vm->fields[XAPI_F_VM_memory_dynamic_min].i, vm->fields[XAPI_F_VM_memory_dynamic_max].i,
-                            vm->fields[XAPI_F_VM_memory_static_max].i);
+    rc = check_vm_memory(c, vm);
     if (rc < 0)
         return rc;
     /* A new VM is halted whatever the record said (CloudStack sends a template's full record). */
