@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "agent/log.h"
 #include "storage/storage.h"
@@ -137,13 +136,34 @@ static void create_devices(xapi_store *st, const source_vm *s, const char *vm_re
 
 typedef enum copy_kind { KIND_CLONE, KIND_COPY, KIND_SNAPSHOT } copy_kind;
 
+/* Reads the VM to copy, unless it cannot be (store read lock held). */
+static int read_source(xapi_call *c, copy_kind kind, const char *vm_ref, source_vm *src) {
+    xapi_obj *vm;
+    int rc;
+
+    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    if (rc < 0)
+        return rc;
+    if (vm->fields[XAPI_F_VM_is_control_domain].b)
+        return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be copied");
+    if (kind == KIND_SNAPSHOT && vm->fields[XAPI_F_VM_is_a_snapshot].b)
+        return xapi_call_fail(c, "VM_IS_SNAPSHOT", vm_ref, "snapshot");
+    if (kind != KIND_SNAPSHOT) {
+        rc = vmops_check_power_state(c, vm_ref, vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_HALTED);
+        if (rc < 0)
+            return rc;
+    }
+    source_read(c->srv->store, vm, src);
+    return 0;
+}
+
 static int copy_vm(xapi_call *c, copy_kind kind, const char *vm_ref, const char *new_name, const char *sr_ref,
                    const xapi_value *ignore_vdis) {
     static const char *const op_names[] = {"clone", "copy", "snapshot"};
     xapi_store *st = c->srv->store;
     source_vm src = {0};
     char new_ref[XAPI_REF_LEN + 1];
-    xapi_obj *vm, *nvm;
+    xapi_obj *nvm;
     vmops_op op;
     int rc;
 
@@ -160,19 +180,7 @@ static int copy_vm(xapi_call *c, copy_kind kind, const char *vm_ref, const char 
     if (rc < 0)
         return rc;
     xapi_store_rdlock(st);
-    vm = xapi_store_get_class(st, C_VM, vm_ref);
-    if (!vm)
-        rc = xapi_call_fail(c, "HANDLE_INVALID", "VM", vm_ref);
-    else if (vm->fields[XAPI_F_VM_is_control_domain].b)
-        rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be copied");
-    else if (kind != KIND_SNAPSHOT && strcmp(vm->fields[XAPI_F_VM_power_state].s, "Halted") != 0) {
-        char *a = vmops_lower(vm->fields[XAPI_F_VM_power_state].s);
-        rc = xapi_call_fail(c, "VM_BAD_POWER_STATE", vm_ref, "halted", a);
-        free(a);
-    } else if (kind == KIND_SNAPSHOT && vm->fields[XAPI_F_VM_is_a_snapshot].b)
-        rc = xapi_call_fail(c, "VM_IS_SNAPSHOT", vm_ref, "snapshot");
-    else
-        source_read(st, vm, &src);
+    rc = read_source(c, kind, vm_ref, &src);
     xapi_store_rdunlock(st);
     if (rc < 0)
         goto out;
@@ -285,16 +293,7 @@ static int vm_revert(xapi_call *c) {
         int64_t domid = vm->fields[XAPI_F_VM_domid].i;
         source_read(st, s, &snap);
         xapi_store_rdunlock(st);
-        if (strcmp(ps, "Running") == 0 || strcmp(ps, "Paused") == 0) {
-            rc = vmops_destroy_domain(c, (int)domid);
-            if (rc == 0)
-                rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
-        } else if (strcmp(ps, "Suspended") == 0) {
-            char *img = vmops_suspend_image_path(c->srv, op.vm_uuid);
-            unlink(img);
-            free(img);
-            rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
-        }
+        rc = vmops_force_halt(c, &op, ps, (int)domid);
         xapi_store_rdlock(st);
     }
     xapi_store_rdunlock(st);

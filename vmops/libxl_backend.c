@@ -151,6 +151,17 @@ static int check_domain(xlb *x, int domid, libxl_dominfo *ret_info, char **ret_m
     return 0;
 }
 
+/* Before a libxl call on a guest domain: the domain exists, and the error
+ * libxl last logged on this thread is forgotten so that it cannot explain
+ * the call's failure. */
+static int begin_domain_call(xlb *x, int domid, char **ret_msg) {
+    int rc = check_domain(x, domid, NULL, ret_msg);
+
+    if (rc == 0)
+        vmops_libxl_error_clear();
+    return rc;
+}
+
 static void uuid_string(const libxl_uuid *u, char out[37]) {
     snprintf(out, 37, LIBXL_UUID_FMT, LIBXL_UUID_BYTES(*u));
 }
@@ -509,32 +520,26 @@ static int xlb_create(vmops_backend *b, const vmops_domain_config *cfg, int *ret
     return make_domain(b, cfg, -1, ret_domid, ret_msg);
 }
 
-static int xlb_unpause(vmops_backend *b, int domid, char **ret_msg) {
+static int pause_or_unpause(vmops_backend *b, int domid, bool pause, char **ret_msg) {
     xlb *x = b->priv;
     int rc, xlrc;
 
-    rc = check_domain(x, domid, NULL, ret_msg);
+    rc = begin_domain_call(x, domid, ret_msg);
     if (rc < 0)
         return rc;
-    vmops_libxl_error_clear();
-    xlrc = libxl_domain_unpause(x->ctx, (uint32_t)domid, NULL);
+    xlrc = pause ? libxl_domain_pause(x->ctx, (uint32_t)domid, NULL)
+                 : libxl_domain_unpause(x->ctx, (uint32_t)domid, NULL);
     if (xlrc != 0)
-        return xl_fail(ret_msg, xlrc, "unpausing");
+        return xl_fail(ret_msg, xlrc, pause ? "pausing" : "unpausing");
     return 0;
 }
 
-static int xlb_pause(vmops_backend *b, int domid, char **ret_msg) {
-    xlb *x = b->priv;
-    int rc, xlrc;
+static int xlb_unpause(vmops_backend *b, int domid, char **ret_msg) {
+    return pause_or_unpause(b, domid, false, ret_msg);
+}
 
-    rc = check_domain(x, domid, NULL, ret_msg);
-    if (rc < 0)
-        return rc;
-    vmops_libxl_error_clear();
-    xlrc = libxl_domain_pause(x->ctx, (uint32_t)domid, NULL);
-    if (xlrc != 0)
-        return xl_fail(ret_msg, xlrc, "pausing");
-    return 0;
+static int xlb_pause(vmops_backend *b, int domid, char **ret_msg) {
+    return pause_or_unpause(b, domid, true, ret_msg);
 }
 
 /* Writes the request to the guest's control/shutdown node and returns; the
@@ -544,10 +549,9 @@ static int xlb_request_shutdown(vmops_backend *b, int domid, bool reboot, char *
     xlb *x = b->priv;
     int rc, xlrc;
 
-    rc = check_domain(x, domid, NULL, ret_msg);
+    rc = begin_domain_call(x, domid, ret_msg);
     if (rc < 0)
         return rc;
-    vmops_libxl_error_clear();
     xlrc = reboot ? libxl_domain_reboot(x->ctx, (uint32_t)domid, NULL)
                   : libxl_domain_shutdown(x->ctx, (uint32_t)domid, NULL);
     if (xlrc == ERROR_NOPARAVIRT && !reboot) {
@@ -658,7 +662,9 @@ static int xlb_resume(vmops_backend *b, const vmops_domain_config *cfg, const ch
     return rc;
 }
 
-static int xlb_disk_attach(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg) {
+/* A disk to remove is taken as libxl has it (backend type included); the
+ * guest is asked to let go, and after libxl's timeout it is forced. */
+static int attach_or_detach_disk(vmops_backend *b, int domid, const vmops_disk *d, bool attach, char **ret_msg) {
     xlb *x = b->priv;
     libxl_device_disk disk;
     int rc, xlrc;
@@ -667,13 +673,19 @@ static int xlb_disk_attach(vmops_backend *b, int domid, const vmops_disk *d, cha
     rc = check_domain(x, domid, NULL, ret_msg);
     if (rc < 0)
         goto out;
-    rc = vmops_libxl_disk(d, &disk, ret_msg);
+    if (attach)
+        rc = vmops_libxl_disk(d, &disk, ret_msg);
+    else if (!d->vdev || libxl_vdev_to_device_disk(x->ctx, (uint32_t)domid, d->vdev, &disk) != 0) {
+        set_msg(ret_msg, "domain %d has no disk %s", domid, d->vdev ? d->vdev : "(none)");
+        rc = -ENOENT;
+    }
     if (rc < 0)
         goto out;
     vmops_libxl_error_clear();
-    xlrc = libxl_device_disk_add(x->ctx, (uint32_t)domid, &disk, NULL);
+    xlrc = attach ? libxl_device_disk_add(x->ctx, (uint32_t)domid, &disk, NULL)
+                  : libxl_device_disk_remove(x->ctx, (uint32_t)domid, &disk, NULL);
     if (xlrc != 0) {
-        rc = xl_fail(ret_msg, xlrc, "adding the disk");
+        rc = xl_fail(ret_msg, xlrc, attach ? "adding the disk" : "removing the disk");
         goto out;
     }
     rc = 0;
@@ -682,85 +694,52 @@ out:
     return rc;
 }
 
-/* The disk as libxl has it (backend type included), then its removal: the
- * guest is asked to let go, and after libxl's timeout it is forced. */
+static int xlb_disk_attach(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg) {
+    return attach_or_detach_disk(b, domid, d, true, ret_msg);
+}
+
 static int xlb_disk_detach(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg) {
+    return attach_or_detach_disk(b, domid, d, false, ret_msg);
+}
+
+static int attach_or_detach_nic(vmops_backend *b, int domid, const vmops_nic *n, bool attach, char **ret_msg) {
     xlb *x = b->priv;
-    libxl_device_disk disk;
+    libxl_device_nic nic;
     int rc, xlrc;
 
-    libxl_device_disk_init(&disk);
+    libxl_device_nic_init(&nic);
     rc = check_domain(x, domid, NULL, ret_msg);
     if (rc < 0)
         goto out;
-    if (!d->vdev || libxl_vdev_to_device_disk(x->ctx, (uint32_t)domid, d->vdev, &disk) != 0) {
-        set_msg(ret_msg, "domain %d has no disk %s", domid, d->vdev ? d->vdev : "(none)");
+    if (attach) {
+        rc = vmops_libxl_nic(n, &nic, ret_msg);
+        if (rc == 0)
+            rc = ensure_bridge(nic.bridge, ret_msg);
+    } else if (libxl_devid_to_device_nic(x->ctx, (uint32_t)domid, n->devid, &nic) != 0) {
+        set_msg(ret_msg, "domain %d has no NIC %d", domid, n->devid);
         rc = -ENOENT;
-        goto out;
     }
+    if (rc < 0)
+        goto out;
     vmops_libxl_error_clear();
-    xlrc = libxl_device_disk_remove(x->ctx, (uint32_t)domid, &disk, NULL);
+    xlrc = attach ? libxl_device_nic_add(x->ctx, (uint32_t)domid, &nic, NULL)
+                  : libxl_device_nic_remove(x->ctx, (uint32_t)domid, &nic, NULL);
     if (xlrc != 0) {
-        rc = xl_fail(ret_msg, xlrc, "removing the disk");
+        rc = xl_fail(ret_msg, xlrc, attach ? "adding the NIC" : "removing the NIC");
         goto out;
     }
     rc = 0;
 out:
-    libxl_device_disk_dispose(&disk);
+    libxl_device_nic_dispose(&nic);
     return rc;
 }
 
 static int xlb_nic_attach(vmops_backend *b, int domid, const vmops_nic *n, char **ret_msg) {
-    xlb *x = b->priv;
-    libxl_device_nic nic;
-    int rc, xlrc;
-
-    libxl_device_nic_init(&nic);
-    rc = check_domain(x, domid, NULL, ret_msg);
-    if (rc < 0)
-        goto out;
-    rc = vmops_libxl_nic(n, &nic, ret_msg);
-    if (rc < 0)
-        goto out;
-    rc = ensure_bridge(nic.bridge, ret_msg);
-    if (rc < 0)
-        goto out;
-    vmops_libxl_error_clear();
-    xlrc = libxl_device_nic_add(x->ctx, (uint32_t)domid, &nic, NULL);
-    if (xlrc != 0) {
-        rc = xl_fail(ret_msg, xlrc, "adding the NIC");
-        goto out;
-    }
-    rc = 0;
-out:
-    libxl_device_nic_dispose(&nic);
-    return rc;
+    return attach_or_detach_nic(b, domid, n, true, ret_msg);
 }
 
 static int xlb_nic_detach(vmops_backend *b, int domid, const vmops_nic *n, char **ret_msg) {
-    xlb *x = b->priv;
-    libxl_device_nic nic;
-    int rc, xlrc;
-
-    libxl_device_nic_init(&nic);
-    rc = check_domain(x, domid, NULL, ret_msg);
-    if (rc < 0)
-        goto out;
-    if (libxl_devid_to_device_nic(x->ctx, (uint32_t)domid, n->devid, &nic) != 0) {
-        set_msg(ret_msg, "domain %d has no NIC %d", domid, n->devid);
-        rc = -ENOENT;
-        goto out;
-    }
-    vmops_libxl_error_clear();
-    xlrc = libxl_device_nic_remove(x->ctx, (uint32_t)domid, &nic, NULL);
-    if (xlrc != 0) {
-        rc = xl_fail(ret_msg, xlrc, "removing the NIC");
-        goto out;
-    }
-    rc = 0;
-out:
-    libxl_device_nic_dispose(&nic);
-    return rc;
+    return attach_or_detach_nic(b, domid, n, false, ret_msg);
 }
 
 static vmops_domain_state state_of(const libxl_dominfo *d) {

@@ -84,8 +84,7 @@ void vmops_handle_guest_event(xapi_server *srv, const char *uuid, int domid, vmo
     xapi_store_rdlock(srv->store);
     vm = xapi_store_get_class(srv->store, C_VM, ref);
     if (vm && vm->fields[XAPI_F_VM_domid].i == domid &&
-        (strcmp(vm->fields[XAPI_F_VM_power_state].s, "Running") == 0 ||
-         strcmp(vm->fields[XAPI_F_VM_power_state].s, "Paused") == 0))
+        vmops_power_state_in(vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_RUNNING | VMOPS_PS_PAUSED))
         stale = false;
     xapi_store_rdunlock(srv->store);
     if (stale)
@@ -97,9 +96,7 @@ void vmops_handle_guest_event(xapi_server *srv, const char *uuid, int domid, vmo
     } else if (restart) {
         rc = vmops_restart_domain(&c, ref, domid, false);
     } else {
-        rc = vmops_destroy_domain(&c, domid);
-        if (rc == 0)
-            rc = vmops_record(&c, ref, -1, REC_HALTED, 0);
+        rc = vmops_halt_domain(&c, ref, domid);
     }
     if (rc < 0)
         log_error("VM %s: acting on its guest's %s failed: %s", uuid, reason_name(reason),

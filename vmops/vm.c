@@ -35,10 +35,37 @@ char *vmops_lower(const char *s) {
     return r;
 }
 
-static int bad_power_state(xapi_call *c, const char *vm_ref, const char *expected, const char *actual) {
-    char *a = vmops_lower(actual);
-    int rc = xapi_call_fail(c, "VM_BAD_POWER_STATE", vm_ref, expected, a);
-    free(a);
+static const struct {
+    unsigned set;
+    const char *name;      /* as the record has it */
+    const char *lowercase; /* as VM_BAD_POWER_STATE lists it */
+} power_states[] = {
+    {VMOPS_PS_HALTED, "Halted", "halted"},
+    {VMOPS_PS_RUNNING, "Running", "running"},
+    {VMOPS_PS_PAUSED, "Paused", "paused"},
+    {VMOPS_PS_SUSPENDED, "Suspended", "suspended"},
+};
+
+bool vmops_power_state_in(const char *power_state, unsigned states) {
+    for (size_t i = 0; i < sizeof power_states / sizeof power_states[0]; i++)
+        if ((states & power_states[i].set) && strcmp(power_state, power_states[i].name) == 0)
+            return true;
+    return false;
+}
+
+int vmops_check_power_state(xapi_call *c, const char *vm_ref, const char *power_state, unsigned allowed) {
+    char expected[64] = "", *actual;
+    int rc;
+
+    if (vmops_power_state_in(power_state, allowed))
+        return 0;
+    for (size_t i = 0; i < sizeof power_states / sizeof power_states[0]; i++)
+        if (allowed & power_states[i].set)
+            snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s", *expected ? ", " : "",
+                     power_states[i].lowercase);
+    actual = vmops_lower(power_state);
+    rc = xapi_call_fail(c, "VM_BAD_POWER_STATE", vm_ref, expected, actual);
+    free(actual);
     return rc;
 }
 
@@ -49,15 +76,21 @@ static char *i64(int64_t v) {
     return s;
 }
 
+static int not_enough_memory(xapi_call *c, int64_t needed) {
+    char *n = i64(needed), *a = i64(c->srv->backend->host_memory_free);
+    int rc = xapi_call_fail(c, "HOST_NOT_ENOUGH_FREE_MEMORY", n, a);
+
+    free(n);
+    free(a);
+    return rc;
+}
+
 /* A backend failure as an API error. */
 static int backend_fail(xapi_call *c, const char *what, int rc, char *msg, int64_t needed) {
     int r;
 
     if (rc == -ENOMEM && needed > 0) {
-        char *n = i64(needed), *a = i64(c->srv->backend->host_memory_free);
-        r = xapi_call_fail(c, "HOST_NOT_ENOUGH_FREE_MEMORY", n, a);
-        free(n);
-        free(a);
+        r = not_enough_memory(c, needed);
     } else {
         char *text = NULL;
         if (asprintf(&text, "%s: %s", what, msg ? msg : strerror(-rc)) < 0)
@@ -113,6 +146,12 @@ int vmops_check_memory(xapi_value *err, int64_t smin, int64_t dmin, int64_t dmax
     if (smin < 0)
         return xapi_fail(err, "MEMORY_CONSTRAINT_VIOLATION", "Memory limits must be positive", NULL);
     return 0;
+}
+
+static int check_vm_memory(xapi_call *c, const xapi_obj *vm) {
+    return vmops_check_memory(&c->err, vm->fields[XAPI_F_VM_memory_static_min].i,
+                              vm->fields[XAPI_F_VM_memory_dynamic_min].i, vm->fields[XAPI_F_VM_memory_dynamic_max].i,
+                              vm->fields[XAPI_F_VM_memory_static_max].i);
 }
 
 /* ---- recording what happened ---------------------------------------------- */
@@ -264,9 +303,7 @@ static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *
     rc = xapi_lookup(c, C_VM, vm_ref, &vm);
     if (rc < 0)
         goto out;
-    rc = vmops_check_memory(&c->err, vm->fields[XAPI_F_VM_memory_static_min].i,
-                            vm->fields[XAPI_F_VM_memory_dynamic_min].i, vm->fields[XAPI_F_VM_memory_dynamic_max].i,
-                            vm->fields[XAPI_F_VM_memory_static_max].i);
+    rc = check_vm_memory(c, vm);
     if (rc < 0)
         goto out;
     if (vm->fields[XAPI_F_VM_memory_static_max].i < MIN_GUEST_MEMORY) {
@@ -283,10 +320,7 @@ static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *
     if (rc < 0)
         goto out;
     if (ret->memory_target > srv->backend->host_memory_free) {
-        char *n = i64(ret->memory_target), *a = i64(srv->backend->host_memory_free);
-        rc = xapi_call_fail(c, "HOST_NOT_ENOUGH_FREE_MEMORY", n, a);
-        free(n);
-        free(a);
+        rc = not_enough_memory(c, ret->memory_target);
         vmops_domain_config_free(ret);
     }
 out:
@@ -340,99 +374,45 @@ int vmops_destroy_domain(xapi_call *c, int domid) {
     return 0;
 }
 
-/* ---- the operations ---------------------------------------------------------- */
-
-static int do_start(xapi_call *c, const char *vm_ref, bool paused, const char *host_ref) {
-    vmops_op op;
-    vm_view v;
-    int domid = -1, rc;
-    int64_t mem = 0;
-
-    if (host_ref && strcmp(host_ref, c->srv->host_ref) != 0) {
-        xapi_obj *h;
-        xapi_store_rdlock(c->srv->store);
-        rc = xapi_lookup(c, &xapi_classes[XAPI_C_host], host_ref, &h);
-        xapi_store_rdunlock(c->srv->store);
-        return rc < 0 ? rc : xapi_call_fail(c, "VM_REQUIRES_SR", vm_ref, XAPI_NULL_REF);
-    }
-    rc = vmops_op_begin(c, vm_ref, host_ref ? "start_on" : "start", false, &op);
-    if (rc < 0)
-        return rc;
-    rc = view_vm(c, vm_ref, &v);
-    if (rc < 0)
-        goto out;
-    if (v.is_control_domain) {
-        rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be started");
-        goto out;
-    }
-    if (v.is_template || v.is_snapshot) {
-        rc = xapi_call_fail(c, "VM_IS_TEMPLATE", vm_ref, "start");
-        goto out;
-    }
-    if (strcmp(v.power_state, "Halted") != 0) {
-        rc = bad_power_state(c, vm_ref, "halted", v.power_state);
-        goto out;
-    }
-    rc = vmops_boot(c, vm_ref, paused, &domid, &mem);
-    if (rc < 0)
-        goto out;
-    rc = vmops_record(c, vm_ref, domid, paused ? REC_STARTED_PAUSED : REC_STARTED, mem);
-    if (rc == 0)
-        log_info("VM %s started as domain %d", op.vm_uuid, domid);
-out:
-    vmops_op_end(c->srv, &op);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
-}
-
-static int vm_start(xapi_call *c) {
-    return do_start(c, c->args[0].s, c->args[1].b, NULL);
-}
-
-static int vm_start_on(xapi_call *c) {
-    return do_start(c, c->args[0].s, c->args[2].b, c->args[1].s);
-}
-
-/* Destroys the domain of a running or paused VM and records it halted. */
-static int hard_stop(xapi_call *c, const char *vm_ref, const vm_view *v) {
-    int rc = vmops_destroy_domain(c, (int)v->domid);
+int vmops_halt_domain(xapi_call *c, const char *vm_ref, int domid) {
+    int rc = vmops_destroy_domain(c, domid);
 
     if (rc < 0)
         return rc;
     return vmops_record(c, vm_ref, -1, REC_HALTED, 0);
 }
 
-static int vm_hard_shutdown(xapi_call *c) {
-    const char *vm_ref = c->args[0].s;
-    vmops_op op;
-    vm_view v;
-    int rc;
+int vmops_force_halt(xapi_call *c, const vmops_op *op, const char *power_state, int domid) {
+    char *img;
 
-    rc = vmops_op_begin(c, vm_ref, "hard_shutdown", false, &op);
+    if (vmops_power_state_in(power_state, VMOPS_PS_RUNNING | VMOPS_PS_PAUSED))
+        return vmops_halt_domain(c, op->vm_ref, domid);
+    if (!vmops_power_state_in(power_state, VMOPS_PS_SUSPENDED))
+        return 0;
+    img = vmops_suspend_image_path(c->srv, op->vm_uuid);
+    unlink(img);
+    free(img);
+    return vmops_record(c, op->vm_ref, -1, REC_HALTED, 0);
+}
+
+/* Replaces the domain by a new one (VM lock held). */
+int vmops_restart_domain(xapi_call *c, const char *vm_ref, int old_domid, bool paused) {
+    int domid = -1, rc;
+    int64_t mem = 0;
+
+    rc = vmops_destroy_domain(c, old_domid);
     if (rc < 0)
         return rc;
-    rc = view_vm(c, vm_ref, &v);
-    if (rc < 0)
-        goto out;
-    if (strcmp(v.power_state, "Halted") == 0) {
-        rc = bad_power_state(c, vm_ref, "running, paused, suspended", v.power_state);
-        goto out;
+    rc = vmops_boot(c, vm_ref, paused, &domid, &mem);
+    if (rc < 0) {
+        xapi_value keep = c->err;
+        c->err = (xapi_value){0};
+        vmops_record(c, vm_ref, -1, REC_HALTED, 0); /* the old domain is gone either way */
+        xapi_value_free(&c->err);
+        c->err = keep;
+        return rc;
     }
-    if (strcmp(v.power_state, "Suspended") == 0) {
-        char *img = vmops_suspend_image_path(c->srv, op.vm_uuid);
-        unlink(img);
-        free(img);
-        rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
-    } else
-        rc = hard_stop(c, vm_ref, &v);
-    if (rc == 0)
-        log_info("VM %s hard shut down", op.vm_uuid);
-out:
-    vmops_op_end(c->srv, &op);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+    return vmops_record(c, vm_ref, domid, paused ? REC_PAUSED : REC_RUNNING, mem);
 }
 
 static int wait_error(xapi_call *c, const vmops_op *op, int rc, const char *vm_ref) {
@@ -445,7 +425,6 @@ static int wait_error(xapi_call *c, const vmops_op *op, int rc, const char *vm_r
         free(t);
         return rc;
     case -ECANCELED:
-        return xapi_call_fail(c, "TASK_CANCELLED", op->task ? op->task : op->op_ref);
     case -EINTR: /* a hard operation took over */
         return xapi_call_fail(c, "TASK_CANCELLED", op->task ? op->task : op->op_ref);
     default:
@@ -470,47 +449,42 @@ static int ask_guest(xapi_call *c, vmops_op *op, int domid, bool reboot, vmops_s
     return 0;
 }
 
-static int clean_shutdown(xapi_call *c, const char *op_name, bool fallback_to_hard) {
+/* ---- the operations ---------------------------------------------------------- */
+
+/* A lifecycle operation runs holding its VM's operation lock, from the VM's
+ * record as it was once the lock was taken. paused: whether the VM is to end
+ * paused (start, resume, pause, unpause); the others ignore it. */
+typedef int lifecycle_fn(xapi_call *c, vmops_op *op, const vm_view *v, bool paused);
+
+typedef struct lifecycle_op {
+    const char *name; /* in current_operations */
+    unsigned from;    /* the power states it starts from (VMOPS_PS_*), or ANY_POWER_STATE */
+    lifecycle_fn *run;
+} lifecycle_op;
+
+/* No power state is checked before run: it takes any, or checks for itself
+ * after what it refuses first. */
+#define ANY_POWER_STATE 0u
+
+/* Runs o on the VM named by the call's first argument. */
+static int run_lifecycle_op(xapi_call *c, const lifecycle_op *o, bool paused) {
     const char *vm_ref = c->args[0].s;
-    vmops_shutdown_reason reason;
     vmops_op op;
     vm_view v;
     int rc;
 
-    rc = vmops_op_begin(c, vm_ref, op_name, false, &op);
+    rc = vmops_op_begin(c, vm_ref, o->name, false, &op);
     if (rc < 0)
         return rc;
     rc = view_vm(c, vm_ref, &v);
     if (rc < 0)
         goto out;
-    if (fallback_to_hard && (strcmp(v.power_state, "Paused") == 0 || strcmp(v.power_state, "Suspended") == 0)) {
-        if (strcmp(v.power_state, "Suspended") == 0) {
-            char *img = vmops_suspend_image_path(c->srv, op.vm_uuid);
-            unlink(img);
-            free(img);
-            rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
-        } else
-            rc = hard_stop(c, vm_ref, &v);
-        goto out;
+    if (o->from != ANY_POWER_STATE) {
+        rc = vmops_check_power_state(c, vm_ref, v.power_state, o->from);
+        if (rc < 0)
+            goto out;
     }
-    if (strcmp(v.power_state, "Running") != 0) {
-        rc = bad_power_state(c, vm_ref, "running", v.power_state);
-        goto out;
-    }
-    rc = ask_guest(c, &op, (int)v.domid, false, &reason);
-    if (rc < 0 && fallback_to_hard && c->err.kind == XAPI_V_ARRAY &&
-        strcmp(c->err.items[0].s, "VM_SHUTDOWN_TIMEOUT") == 0) {
-        log_notice("VM %s did not shut down cleanly; forcing it", op.vm_uuid);
-        rc = 0;
-    }
-    if (rc < 0)
-        goto out;
-    /* Whatever the guest did (halt, reboot, crash), a shutdown ends halted. */
-    rc = vmops_destroy_domain(c, (int)v.domid);
-    if (rc == 0)
-        rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
-    if (rc == 0)
-        log_info("VM %s shut down", op.vm_uuid);
+    rc = o->run(c, &op, &v, paused);
 out:
     vmops_op_end(c->srv, &op);
     if (rc == 0)
@@ -518,200 +492,133 @@ out:
     return rc;
 }
 
-static int vm_clean_shutdown(xapi_call *c) {
-    return clean_shutdown(c, "clean_shutdown", false);
-}
-
-static int vm_shutdown(xapi_call *c) {
-    return clean_shutdown(c, "shutdown", true);
-}
-
-/* Replaces the domain by a new one (VM lock held). */
-int vmops_restart_domain(xapi_call *c, const char *vm_ref, int old_domid, bool paused) {
+/* What cannot start at all is refused before its power state is looked at. */
+static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     int domid = -1, rc;
     int64_t mem = 0;
 
-    rc = vmops_destroy_domain(c, old_domid);
+    if (v->is_control_domain)
+        return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be started");
+    if (v->is_template || v->is_snapshot)
+        return xapi_call_fail(c, "VM_IS_TEMPLATE", op->vm_ref, "start");
+    rc = vmops_check_power_state(c, op->vm_ref, v->power_state, VMOPS_PS_HALTED);
     if (rc < 0)
         return rc;
-    rc = vmops_boot(c, vm_ref, paused, &domid, &mem);
-    if (rc < 0) {
-        xapi_value keep = c->err;
-        c->err = (xapi_value){0};
-        vmops_record(c, vm_ref, -1, REC_HALTED, 0); /* the old domain is gone either way */
-        xapi_value_free(&c->err);
-        c->err = keep;
+    rc = vmops_boot(c, op->vm_ref, paused, &domid, &mem);
+    if (rc < 0)
         return rc;
-    }
-    return vmops_record(c, vm_ref, domid, paused ? REC_PAUSED : REC_RUNNING, mem);
+    rc = vmops_record(c, op->vm_ref, domid, paused ? REC_STARTED_PAUSED : REC_STARTED, mem);
+    if (rc == 0)
+        log_info("VM %s started as domain %d", op->vm_uuid, domid);
+    return rc;
 }
 
-static int vm_clean_reboot(xapi_call *c) {
-    const char *vm_ref = c->args[0].s;
+static int hard_shut_down(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
+    int rc = vmops_force_halt(c, op, v->power_state, (int)v->domid);
+
+    if (rc == 0)
+        log_info("VM %s hard shut down", op->vm_uuid);
+    return rc;
+}
+
+/* Whatever the guest does (halt, reboot, crash), a shutdown ends halted. */
+static int shut_down_cleanly(xapi_call *c, vmops_op *op, const vm_view *v, bool fallback_to_hard) {
     vmops_shutdown_reason reason;
-    vmops_op op;
-    vm_view v;
     int rc;
 
-    rc = vmops_op_begin(c, vm_ref, "clean_reboot", false, &op);
+    rc = ask_guest(c, op, (int)v->domid, false, &reason);
+    if (rc < 0 && fallback_to_hard && c->err.kind == XAPI_V_ARRAY &&
+        strcmp(c->err.items[0].s, "VM_SHUTDOWN_TIMEOUT") == 0) {
+        log_notice("VM %s did not shut down cleanly; forcing it", op->vm_uuid);
+        rc = 0;
+    }
     if (rc < 0)
         return rc;
-    rc = view_vm(c, vm_ref, &v);
+    rc = vmops_halt_domain(c, op->vm_ref, (int)v->domid);
+    if (rc == 0)
+        log_info("VM %s shut down", op->vm_uuid);
+    return rc;
+}
+
+static int clean_shut_down(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
+    return shut_down_cleanly(c, op, v, false);
+}
+
+/* VM.shutdown: a guest that cannot answer (paused, suspended) or does not in
+ * time is halted hard. */
+static int shut_down(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
+    int rc;
+
+    if (vmops_power_state_in(v->power_state, VMOPS_PS_PAUSED | VMOPS_PS_SUSPENDED))
+        return vmops_force_halt(c, op, v->power_state, (int)v->domid);
+    rc = vmops_check_power_state(c, op->vm_ref, v->power_state, VMOPS_PS_RUNNING);
     if (rc < 0)
-        goto out;
-    if (strcmp(v.power_state, "Running") != 0) {
-        rc = bad_power_state(c, vm_ref, "running", v.power_state);
-        goto out;
-    }
-    rc = ask_guest(c, &op, (int)v.domid, true, &reason);
+        return rc;
+    return shut_down_cleanly(c, op, v, true);
+}
+
+static int clean_reboot(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
+    vmops_shutdown_reason reason;
+    int rc;
+
+    rc = ask_guest(c, op, (int)v->domid, true, &reason);
     if (rc < 0)
-        goto out;
+        return rc;
     if (reason == VMOPS_REASON_POWEROFF) {
         /* The guest halted instead of rebooting: xapi reports it and leaves it halted. */
-        rc = vmops_destroy_domain(c, (int)v.domid);
-        if (rc == 0)
-            rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
-        if (rc == 0)
-            rc = xapi_call_fail(c, "VM_HALTED", vm_ref);
-        goto out;
+        rc = vmops_halt_domain(c, op->vm_ref, (int)v->domid);
+        return rc < 0 ? rc : xapi_call_fail(c, "VM_HALTED", op->vm_ref);
     }
-    rc = vmops_restart_domain(c, vm_ref, (int)v.domid, false);
+    rc = vmops_restart_domain(c, op->vm_ref, (int)v->domid, false);
     if (rc == 0)
-        log_info("VM %s rebooted", op.vm_uuid);
-out:
-    vmops_op_end(c->srv, &op);
-    if (rc == 0)
-        xapi_out_void(c->out);
+        log_info("VM %s rebooted", op->vm_uuid);
     return rc;
 }
 
-static int vm_hard_reboot(xapi_call *c) {
-    const char *vm_ref = c->args[0].s;
-    vmops_op op;
-    vm_view v;
-    int rc;
-
-    rc = vmops_op_begin(c, vm_ref, "hard_reboot", false, &op);
-    if (rc < 0)
-        return rc;
-    rc = view_vm(c, vm_ref, &v);
-    if (rc < 0)
-        goto out;
-    if (strcmp(v.power_state, "Running") != 0 && strcmp(v.power_state, "Paused") != 0) {
-        rc = bad_power_state(c, vm_ref, "running, paused", v.power_state);
-        goto out;
-    }
-    rc = vmops_restart_domain(c, vm_ref, (int)v.domid, false);
-out:
-    vmops_op_end(c->srv, &op);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+static int hard_reboot(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
+    return vmops_restart_domain(c, op->vm_ref, (int)v->domid, false);
 }
 
-static int pause_or_unpause(xapi_call *c, bool pause) {
-    const char *vm_ref = c->args[0].s;
+static int pause_or_unpause(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     vmops_backend *b = c->srv->backend;
     char *msg = NULL;
-    vmops_op op;
-    vm_view v;
     int rc;
 
-    rc = vmops_op_begin(c, vm_ref, pause ? "pause" : "unpause", false, &op);
+    rc = paused ? b->ops->pause(b, (int)v->domid, &msg) : b->ops->unpause(b, (int)v->domid, &msg);
     if (rc < 0)
-        return rc;
-    rc = view_vm(c, vm_ref, &v);
-    if (rc < 0)
-        goto out;
-    if (strcmp(v.power_state, pause ? "Running" : "Paused") != 0) {
-        rc = bad_power_state(c, vm_ref, pause ? "running" : "paused", v.power_state);
-        goto out;
-    }
-    rc = pause ? b->ops->pause(b, (int)v.domid, &msg) : b->ops->unpause(b, (int)v.domid, &msg);
-    if (rc < 0) {
-        rc = backend_fail(c, pause ? "pausing" : "unpausing", rc, msg, 0);
-        goto out;
-    }
-    rc = vmops_record(c, vm_ref, (int)v.domid, pause ? REC_PAUSED : REC_RUNNING, v.memory_target);
-out:
-    vmops_op_end(c->srv, &op);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+        return backend_fail(c, paused ? "pausing" : "unpausing", rc, msg, 0);
+    return vmops_record(c, op->vm_ref, (int)v->domid, paused ? REC_PAUSED : REC_RUNNING, v->memory_target);
 }
 
-static int vm_pause(xapi_call *c) {
-    return pause_or_unpause(c, true);
-}
-
-static int vm_unpause(xapi_call *c) {
-    return pause_or_unpause(c, false);
-}
-
-static int vm_suspend(xapi_call *c) {
-    const char *vm_ref = c->args[0].s;
+static int suspend_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     vmops_backend *b = c->srv->backend;
     char *msg = NULL, *img = NULL;
-    vmops_op op;
-    vm_view v;
     int rc;
 
-    rc = vmops_op_begin(c, vm_ref, "suspend", false, &op);
-    if (rc < 0)
-        return rc;
-    rc = view_vm(c, vm_ref, &v);
-    if (rc < 0)
-        goto out;
-    if (strcmp(v.power_state, "Running") != 0) {
-        rc = bad_power_state(c, vm_ref, "running", v.power_state);
-        goto out;
-    }
-    img = vmops_suspend_image_path(c->srv, op.vm_uuid);
-    rc = b->ops->suspend(b, (int)v.domid, img, &msg);
+    img = vmops_suspend_image_path(c->srv, op->vm_uuid);
+    rc = b->ops->suspend(b, (int)v->domid, img, &msg);
     if (rc < 0) {
         rc = backend_fail(c, "suspending", rc, msg, 0);
         goto out;
     }
-    rc = vmops_record(c, vm_ref, -1, REC_SUSPENDED, 0);
+    rc = vmops_record(c, op->vm_ref, -1, REC_SUSPENDED, 0);
     if (rc == 0)
-        log_info("VM %s suspended to %s", op.vm_uuid, img);
+        log_info("VM %s suspended to %s", op->vm_uuid, img);
 out:
     free(img);
-    vmops_op_end(c->srv, &op);
-    if (rc == 0)
-        xapi_out_void(c->out);
     return rc;
 }
 
-static int do_resume(xapi_call *c, const char *vm_ref, bool paused, const char *host_ref) {
+static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char *msg = NULL, *img = NULL;
     int domid = -1, rc;
-    vmops_op op;
-    vm_view v;
 
-    if (host_ref && strcmp(host_ref, c->srv->host_ref) != 0) {
-        xapi_obj *h;
-        xapi_store_rdlock(c->srv->store);
-        rc = xapi_lookup(c, &xapi_classes[XAPI_C_host], host_ref, &h);
-        xapi_store_rdunlock(c->srv->store);
-        return rc;
-    }
-    rc = vmops_op_begin(c, vm_ref, host_ref ? "resume_on" : "resume", false, &op);
-    if (rc < 0)
-        return rc;
-    rc = view_vm(c, vm_ref, &v);
+    rc = prepare_start(c, op->vm_ref, &cfg);
     if (rc < 0)
         goto out;
-    if (strcmp(v.power_state, "Suspended") != 0) {
-        rc = bad_power_state(c, vm_ref, "suspended", v.power_state);
-        goto out;
-    }
-    rc = prepare_start(c, vm_ref, &cfg);
-    if (rc < 0)
-        goto out;
-    img = vmops_suspend_image_path(c->srv, op.vm_uuid);
+    img = vmops_suspend_image_path(c->srv, op->vm_uuid);
     rc = b->ops->resume(b, &cfg, img, &domid, &msg);
     if (rc < 0) {
         rc = backend_fail(c, "resuming", rc, msg, cfg.memory_target);
@@ -721,64 +628,149 @@ static int do_resume(xapi_call *c, const char *vm_ref, bool paused, const char *
         rc = backend_fail(c, "unpausing", rc, msg, 0);
         goto out;
     }
-    rc = vmops_record(c, vm_ref, domid, paused ? REC_PAUSED : REC_RUNNING, cfg.memory_target);
+    rc = vmops_record(c, op->vm_ref, domid, paused ? REC_PAUSED : REC_RUNNING, cfg.memory_target);
     if (rc == 0) {
         unlink(img);
-        log_info("VM %s resumed as domain %d", op.vm_uuid, domid);
+        log_info("VM %s resumed as domain %d", op->vm_uuid, domid);
     }
 out:
     free(img);
     vmops_domain_config_free(&cfg);
-    vmops_op_end(c->srv, &op);
-    if (rc == 0)
-        xapi_out_void(c->out);
     return rc;
 }
 
-static int vm_resume(xapi_call *c) {
-    return do_resume(c, c->args[0].s, c->args[1].b, NULL);
-}
-
-static int vm_resume_on(xapi_call *c) {
-    return do_resume(c, c->args[0].s, c->args[2].b, c->args[1].s);
-}
-
-static int vm_power_state_reset(xapi_call *c) {
-    const char *vm_ref = c->args[0].s;
+static int reset_power_state(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     vmops_backend *b = c->srv->backend;
     vmops_domain_info *doms = NULL;
     size_t n = 0;
-    vmops_op op;
-    vm_view v;
     int rc;
 
-    rc = vmops_op_begin(c, vm_ref, "power_state_reset", false, &op);
-    if (rc < 0)
-        return rc;
-    rc = view_vm(c, vm_ref, &v);
-    if (rc < 0)
-        goto out;
-    if (v.is_control_domain) {
-        rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain's power state cannot be reset");
-        goto out;
-    }
+    if (v->is_control_domain)
+        return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain's power state cannot be reset");
     b->ops->list(b, &doms, &n);
     for (size_t i = 0; i < n; i++)
-        if (strcmp(doms[i].uuid, op.vm_uuid) == 0) {
+        if (strcmp(doms[i].uuid, op->vm_uuid) == 0) {
             /* The VM really runs here: resetting its record would lose it. */
             rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The VM has a live domain on this host");
             goto out;
         }
-    rc = vmops_record(c, vm_ref, -1, REC_HALTED, 0);
+    rc = vmops_record(c, op->vm_ref, -1, REC_HALTED, 0);
 out:
     free(doms);
-    vmops_op_end(c->srv, &op);
+    return rc;
+}
+
+static const lifecycle_op start_op = {"start", ANY_POWER_STATE, start_vm},
+                          start_on_op = {"start_on", ANY_POWER_STATE, start_vm},
+                          clean_shutdown_op = {"clean_shutdown", VMOPS_PS_RUNNING, clean_shut_down},
+                          shutdown_op = {"shutdown", ANY_POWER_STATE, shut_down},
+                          hard_shutdown_op = {"hard_shutdown", VMOPS_PS_RUNNING | VMOPS_PS_PAUSED | VMOPS_PS_SUSPENDED,
+                                              hard_shut_down},
+                          clean_reboot_op = {"clean_reboot", VMOPS_PS_RUNNING, clean_reboot},
+                          hard_reboot_op = {"hard_reboot", VMOPS_PS_RUNNING | VMOPS_PS_PAUSED, hard_reboot},
+                          pause_op = {"pause", VMOPS_PS_RUNNING, pause_or_unpause},
+                          unpause_op = {"unpause", VMOPS_PS_PAUSED, pause_or_unpause},
+                          suspend_op = {"suspend", VMOPS_PS_RUNNING, suspend_vm},
+                          resume_op = {"resume", VMOPS_PS_SUSPENDED, resume_vm},
+                          resume_on_op = {"resume_on", VMOPS_PS_SUSPENDED, resume_vm},
+                          power_state_reset_op = {"power_state_reset", ANY_POWER_STATE, reset_power_state};
+
+static int lookup_host(xapi_call *c, const char *host_ref) {
+    xapi_obj *h;
+    int rc;
+
+    xapi_store_rdlock(c->srv->store);
+    rc = xapi_lookup(c, &xapi_classes[XAPI_C_host], host_ref, &h);
+    xapi_store_rdunlock(c->srv->store);
+    return rc;
+}
+
+static int vm_start(xapi_call *c) {
+    return run_lifecycle_op(c, &start_op, c->args[1].b);
+}
+
+/* This host starts only its own VMs: for another, no SR it could use. */
+static int vm_start_on(xapi_call *c) {
+    const char *vm_ref = c->args[0].s, *host_ref = c->args[1].s;
+    int rc;
+
+    if (strcmp(host_ref, c->srv->host_ref) == 0)
+        return run_lifecycle_op(c, &start_on_op, c->args[2].b);
+    rc = lookup_host(c, host_ref);
+    return rc < 0 ? rc : xapi_call_fail(c, "VM_REQUIRES_SR", vm_ref, XAPI_NULL_REF);
+}
+
+static int vm_clean_shutdown(xapi_call *c) {
+    return run_lifecycle_op(c, &clean_shutdown_op, false);
+}
+
+static int vm_shutdown(xapi_call *c) {
+    return run_lifecycle_op(c, &shutdown_op, false);
+}
+
+static int vm_hard_shutdown(xapi_call *c) {
+    return run_lifecycle_op(c, &hard_shutdown_op, false);
+}
+
+static int vm_clean_reboot(xapi_call *c) {
+    return run_lifecycle_op(c, &clean_reboot_op, false);
+}
+
+static int vm_hard_reboot(xapi_call *c) {
+    return run_lifecycle_op(c, &hard_reboot_op, false);
+}
+
+static int vm_pause(xapi_call *c) {
+    return run_lifecycle_op(c, &pause_op, true);
+}
+
+static int vm_unpause(xapi_call *c) {
+    return run_lifecycle_op(c, &unpause_op, false);
+}
+
+static int vm_suspend(xapi_call *c) {
+    return run_lifecycle_op(c, &suspend_op, false);
+}
+
+static int vm_resume(xapi_call *c) {
+    return run_lifecycle_op(c, &resume_op, c->args[1].b);
+}
+
+static int vm_resume_on(xapi_call *c) {
+    const char *host_ref = c->args[1].s;
+
+    if (strcmp(host_ref, c->srv->host_ref) == 0)
+        return run_lifecycle_op(c, &resume_on_op, c->args[2].b);
+    return lookup_host(c, host_ref);
+}
+
+static int vm_power_state_reset(xapi_call *c) {
+    return run_lifecycle_op(c, &power_state_reset_op, false);
+}
+
+/* ---- memory and VCPUs ------------------------------------------------------- */
+
+/* Edits of a VM's record: the store's write lock is held from begin to end,
+ * and only an edit that succeeded is committed. */
+static int edit_vm_end(xapi_call *c, int rc) {
+    if (rc == 0)
+        rc = xapi_commit(c);
+    else
+        xapi_store_write_end(c->srv->store);
     if (rc == 0)
         xapi_out_void(c->out);
     return rc;
 }
 
-/* ---- memory and VCPUs ------------------------------------------------------- */
+static int edit_vm_begin(xapi_call *c, const char *vm_ref, xapi_obj **ret_vm) {
+    int rc;
+
+    xapi_store_write_begin(c->srv->store);
+    rc = xapi_lookup(c, C_VM, vm_ref, ret_vm);
+    if (rc < 0)
+        edit_vm_end(c, rc);
+    return rc;
+}
 
 /* Sets memory fields of a halted VM after checking the constraint. Any of the
  * four may be -1 for "unchanged". */
@@ -788,10 +780,9 @@ static int set_memory(xapi_call *c, int64_t smin, int64_t smax, int64_t dmin, in
     xapi_obj *vm;
     int rc;
 
-    xapi_store_write_begin(st);
-    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    rc = edit_vm_begin(c, vm_ref, &vm);
     if (rc < 0)
-        goto fail;
+        return rc;
     if (smin < 0)
         smin = vm->fields[XAPI_F_VM_memory_static_min].i;
     if (smax < 0)
@@ -800,25 +791,20 @@ static int set_memory(xapi_call *c, int64_t smin, int64_t smax, int64_t dmin, in
         dmin = vm->fields[XAPI_F_VM_memory_dynamic_min].i;
     if (dmax < 0)
         dmax = vm->fields[XAPI_F_VM_memory_dynamic_max].i;
-    if ((smin != vm->fields[XAPI_F_VM_memory_static_min].i || smax != vm->fields[XAPI_F_VM_memory_static_max].i) &&
-        strcmp(vm->fields[XAPI_F_VM_power_state].s, "Halted") != 0) {
-        rc = bad_power_state(c, vm_ref, "halted", vm->fields[XAPI_F_VM_power_state].s);
-        goto fail;
+    if (smin != vm->fields[XAPI_F_VM_memory_static_min].i || smax != vm->fields[XAPI_F_VM_memory_static_max].i) {
+        rc = vmops_check_power_state(c, vm_ref, vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_HALTED);
+        if (rc < 0)
+            goto out;
     }
     rc = vmops_check_memory(&c->err, smin, dmin, dmax, smax);
     if (rc < 0)
-        goto fail;
+        goto out;
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_static_min, smin);
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_static_max, smax);
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_dynamic_min, dmin);
     xapi_obj_set_int(st, vm, XAPI_F_VM_memory_dynamic_max, dmax);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
-fail:
-    xapi_store_write_end(st);
-    return rc;
+out:
+    return edit_vm_end(c, rc);
 }
 
 static int vm_set_memory_limits(xapi_call *c) {
@@ -854,29 +840,22 @@ static int set_vcpus(xapi_call *c, bool max) {
     xapi_obj *vm;
     int rc;
 
-    xapi_store_write_begin(st);
-    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    rc = edit_vm_begin(c, vm_ref, &vm);
     if (rc < 0)
-        goto fail;
-    if (strcmp(vm->fields[XAPI_F_VM_power_state].s, "Halted") != 0) {
-        rc = bad_power_state(c, vm_ref, "halted", vm->fields[XAPI_F_VM_power_state].s);
-        goto fail;
-    }
+        return rc;
+    rc = vmops_check_power_state(c, vm_ref, vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_HALTED);
+    if (rc < 0)
+        goto out;
     if (value < 1 || (max ? value < vm->fields[XAPI_F_VM_VCPUs_at_startup].i
                           : value > vm->fields[XAPI_F_VM_VCPUs_max].i)) {
         char *t = i64(value);
         rc = xapi_call_fail(c, "INVALID_VALUE", max ? "VCPUs_max" : "VCPUs_at_startup", t);
         free(t);
-        goto fail;
+        goto out;
     }
     xapi_obj_set_int(st, vm, max ? XAPI_F_VM_VCPUs_max : XAPI_F_VM_VCPUs_at_startup, value);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
-fail:
-    xapi_store_write_end(st);
-    return rc;
+out:
+    return edit_vm_end(c, rc);
 }
 
 static int vm_set_VCPUs_max(xapi_call *c) {
@@ -913,17 +892,11 @@ static int vm_update_allowed_operations(xapi_call *c) {
     xapi_obj *vm;
     int rc;
 
-    xapi_store_write_begin(c->srv->store);
-    rc = xapi_lookup(c, C_VM, c->args[0].s, &vm);
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
+    rc = edit_vm_begin(c, c->args[0].s, &vm);
+    if (rc < 0)
         return rc;
-    }
     vmops_update_allowed_operations(c->srv->store, vm);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+    return edit_vm_end(c, 0);
 }
 
 static int vm_get_boot_record(xapi_call *c) {
@@ -972,10 +945,9 @@ static int device_plug(xapi_call *c, bool vbd, bool plug, bool force) {
         goto unlock;
     }
     attached = dev->fields[vbd ? XAPI_F_VBD_currently_attached : XAPI_F_VIF_currently_attached].b;
-    if (strcmp(vm->fields[XAPI_F_VM_power_state].s, "Running") != 0) {
-        rc = bad_power_state(c, vm_ref, "running", vm->fields[XAPI_F_VM_power_state].s);
+    rc = vmops_check_power_state(c, vm_ref, vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_RUNNING);
+    if (rc < 0)
         goto unlock;
-    }
     if (plug && attached) {
         rc = xapi_call_fail(c, "DEVICE_ALREADY_ATTACHED", dev_ref);
         goto unlock;
@@ -1050,9 +1022,7 @@ static int vm_after_create(xapi_call *c, xapi_obj *vm) {
     xapi_store *st = c->srv->store;
     int rc;
 
-    rc = vmops_check_memory(&c->err, vm->fields[XAPI_F_VM_memory_static_min].i,
-                            vm->fields[XAPI_F_VM_memory_dynamic_min].i, vm->fields[XAPI_F_VM_memory_dynamic_max].i,
-                            vm->fields[XAPI_F_VM_memory_static_max].i);
+    rc = check_vm_memory(c, vm);
     if (rc < 0)
         return rc;
     /* A new VM is halted whatever the record said (CloudStack sends a template's full record). */
@@ -1073,14 +1043,16 @@ static int vm_before_destroy(xapi_call *c, xapi_obj *vm) {
     xapi_store *st = c->srv->store;
     const xapi_value *oc = &vm->fields[XAPI_F_VM_other_config], *dt;
     xapi_value refs;
+    int rc;
 
     if (vm->fields[XAPI_F_VM_is_control_domain].b)
         return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be destroyed");
     dt = xapi_struct_get(oc, "default_template");
     if (vm->fields[XAPI_F_VM_is_a_template].b && dt && strcmp(dt->s, "true") == 0)
         return xapi_call_fail(c, "VM_CANNOT_DELETE_DEFAULT_TEMPLATE", vm->ref);
-    if (strcmp(vm->fields[XAPI_F_VM_power_state].s, "Halted") != 0)
-        return bad_power_state(c, vm->ref, "halted", vm->fields[XAPI_F_VM_power_state].s);
+    rc = vmops_check_power_state(c, vm->ref, vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_HALTED);
+    if (rc < 0)
+        return rc;
     if (vm->fields[XAPI_F_VM_current_operations].n > 0) {
         const xapi_member *m = &vm->fields[XAPI_F_VM_current_operations].members[0];
         return xapi_call_fail(c, "OTHER_OPERATION_IN_PROGRESS", "VM", vm->ref, m->value.s, m->name);
