@@ -144,4 +144,5 @@ struct vmops_backend {
  * so they outlive a restart of the daemon, and <state_dir>/sim-control.sock takes
  * test-only commands ("shutdown|reboot|crash|halt-on-request|ignore-requests <vm uuid>"). */
 int vmops_sim_new(const char *state_dir, int guest_delay_ms, int64_t memory_total, vmops_backend **ret);
-int vmops_libxl_new(const char *state_dir, vmops_backend **ret);
+/* console_log_dir: where xenconsoled writes guest console logs (config console_log_dir). */
+int vmops_libxl_new(const char *state_dir, const char *console_log_dir, vmops_backend **ret);

@@ -867,11 +867,10 @@ static const vmops_backend_ops xlb_ops = {
     .free = xlb_free,
 };
 
-int vmops_libxl_new(const char *state_dir, vmops_backend **ret) {
+int vmops_libxl_new(const char *state_dir, const char *console_log_dir, vmops_backend **ret) {
     vmops_backend *b = NULL;
     xlb *x = NULL;
     const libxl_version_info *vi;
-    const char *dir = getenv("XENAPID_CONSOLE_LOG_DIR");
     int rc, xlrc;
 
     b = xapi_calloc(1, sizeof *b);
@@ -880,7 +879,7 @@ int vmops_libxl_new(const char *state_dir, vmops_backend **ret) {
     b->priv = x;
     x->b = b;
     pthread_mutex_init(&x->lock, NULL);
-    x->console_dir = xapi_strdup(dir && *dir ? dir : DEFAULT_CONSOLE_LOG_DIR);
+    x->console_dir = xapi_strdup(console_log_dir && *console_log_dir ? console_log_dir : DEFAULT_CONSOLE_LOG_DIR);
     x->lg = vmops_libxl_logger_new();
 
     xlrc = libxl_ctx_alloc(&x->ctx, LIBXL_VERSION, 0, x->lg);

@@ -736,12 +736,15 @@ static int vm_resume(xapi_call *c) {
     return run_lifecycle_op(c, &resume_op, c->args[1].b);
 }
 
+/* As start_on: the suspend image and the disks are on this host only. */
 static int vm_resume_on(xapi_call *c) {
-    const char *host_ref = c->args[1].s;
+    const char *vm_ref = c->args[0].s, *host_ref = c->args[1].s;
+    int rc;
 
     if (strcmp(host_ref, c->srv->host_ref) == 0)
         return run_lifecycle_op(c, &resume_on_op, c->args[2].b);
-    return lookup_host(c, host_ref);
+    rc = lookup_host(c, host_ref);
+    return rc < 0 ? rc : xapi_call_fail(c, "VM_REQUIRES_SR", vm_ref, XAPI_NULL_REF);
 }
 
 static int vm_power_state_reset(xapi_call *c) {

@@ -106,7 +106,10 @@ EOF
 
 if [ "$backend" = libxl ]; then
   # xenapid reads guest consoles where the lab's xenconsoled writes them.
-  export XENAPID_CONSOLE_LOG_DIR="$XENLAB_CONSOLE_DIR"
+  echo "console_log_dir = $XENLAB_CONSOLE_DIR" >> "$E2E_CONFIG"
+fi
+
+if [ "$backend" = libxl ]; then
   # Time Xen's hotplug scripts (benchmark breakdown): each is wrapped, in
   # dom0's RAM overlay only, to log "START END NAME ARGS rc=N" after running.
   if [ "${E2E_TRACE_HOTPLUG:-1}" = 1 ] && [ -w /etc/xen/scripts ]; then

@@ -140,6 +140,24 @@ class TestPowerStates(VMTestBase):
         self.assertEqual(fail(self.x.VM.destroy(self.s, vm)), ["VM_BAD_POWER_STATE", vm, "halted", "running"])
         ok(self.x.VM.hard_shutdown(self.s, vm))
 
+    def test_start_on_and_resume_on(self):
+        """Nova starts with VM.start_on(vm, host, paused, force); resume_on as well: on this host they work,
+        a ref that is no host is HANDLE_INVALID."""
+        vm = self.new_vm("on")
+        host = ok(self.x.host.get_all(self.s))[0]
+        self.assertEqual(fail(self.x.VM.start_on(self.s, vm, vm, False, False)), ["HANDLE_INVALID", "host", vm])
+        self.assertEqual(self.power(vm), "Halted")
+        ok(self.x.VM.start_on(self.s, vm, host, True, False))
+        self.assertEqual(self.power(vm), "Paused")
+        self.assertEqual(self.vm(vm)["resident_on"], host)
+        ok(self.x.VM.unpause(self.s, vm))
+        ok(self.x.VM.suspend(self.s, vm))
+        self.assertEqual(fail(self.x.VM.resume_on(self.s, vm, vm, False, False)), ["HANDLE_INVALID", "host", vm])
+        self.assertEqual(self.power(vm), "Suspended")
+        ok(self.x.VM.resume_on(self.s, vm, host, False, False))
+        self.assertEqual(self.power(vm), "Running")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
     def test_template_cannot_start(self):
         t = self.template()
         err = fail(self.x.VM.start(self.s, t, False, False))

@@ -569,7 +569,7 @@ static void test_new_without_xen(void **state) {
 
     if (have_xen())
         skip();
-    assert_true(vmops_libxl_new("/tmp", &b) < 0);
+    assert_true(vmops_libxl_new("/tmp", "/tmp", &b) < 0);
     assert_ptr_equal(b, (vmops_backend *)0x1); /* untouched */
 }
 

@@ -24,7 +24,6 @@ export SMOKE_STATE=/tmp/xenapid-smoke
 export SMOKE_PORT=8080
 export SMOKE_LOG="$XENLAB_LOGS/xenapid.log"
 export SMOKE_SR="$XENLAB_WORK/sr"
-export XENAPID_CONSOLE_LOG_DIR="$XENLAB_CONSOLE_DIR"
 export XENAPID_ROOT_PASSWORD=smoke-password
 
 rm -rf "$SMOKE_STATE" "$SMOKE_SR"
@@ -38,6 +37,7 @@ backend = libxl
 log_target = stderr
 log_level = debug
 clean_shutdown_timeout = 180
+console_log_dir = $XENLAB_CONSOLE_DIR
 CONF
 export SMOKE_CONF="$SMOKE_STATE/xenapid.conf"
 exec timeout --kill-after=5 1300 python3 -u "$here/libxl_smoke.py" "$@"
