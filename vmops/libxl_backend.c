@@ -662,6 +662,34 @@ static int xlb_resume(vmops_backend *b, const vmops_domain_config *cfg, const ch
     return rc;
 }
 
+/* A failed add (a hotplug script that failed or timed out) can leave the
+ * device in xenstore, half made: the guest sees a disk that never
+ * connects, and the next plug of the same slot fails because it exists.
+ * What libxl left behind is destroyed (forced, no guest handshake). */
+static void drop_half_added_disk(xlb *x, int domid, const char *vdev) {
+    libxl_device_disk left;
+
+    libxl_device_disk_init(&left);
+    if (vdev && libxl_vdev_to_device_disk(x->ctx, (uint32_t)domid, vdev, &left) == 0) {
+        log_warning("libxl backend: domain %d: removing disk %s left by the failed add", domid, vdev);
+        if (libxl_device_disk_destroy(x->ctx, (uint32_t)domid, &left, NULL) != 0)
+            log_error("libxl backend: domain %d: cannot remove the half-added disk %s", domid, vdev);
+    }
+    libxl_device_disk_dispose(&left);
+}
+
+static void drop_half_added_nic(xlb *x, int domid, int devid) {
+    libxl_device_nic left;
+
+    libxl_device_nic_init(&left);
+    if (libxl_devid_to_device_nic(x->ctx, (uint32_t)domid, devid, &left) == 0) {
+        log_warning("libxl backend: domain %d: removing NIC %d left by the failed add", domid, devid);
+        if (libxl_device_nic_destroy(x->ctx, (uint32_t)domid, &left, NULL) != 0)
+            log_error("libxl backend: domain %d: cannot remove the half-added NIC %d", domid, devid);
+    }
+    libxl_device_nic_dispose(&left);
+}
+
 /* A disk to remove is taken as libxl has it (backend type included); the
  * guest is asked to let go, and after libxl's timeout it is forced. */
 static int attach_or_detach_disk(vmops_backend *b, int domid, const vmops_disk *d, bool attach, char **ret_msg) {
@@ -686,6 +714,8 @@ static int attach_or_detach_disk(vmops_backend *b, int domid, const vmops_disk *
                   : libxl_device_disk_remove(x->ctx, (uint32_t)domid, &disk, NULL);
     if (xlrc != 0) {
         rc = xl_fail(ret_msg, xlrc, attach ? "adding the disk" : "removing the disk");
+        if (attach)
+            drop_half_added_disk(x, domid, disk.vdev);
         goto out;
     }
     rc = 0;
@@ -726,6 +756,8 @@ static int attach_or_detach_nic(vmops_backend *b, int domid, const vmops_nic *n,
                   : libxl_device_nic_remove(x->ctx, (uint32_t)domid, &nic, NULL);
     if (xlrc != 0) {
         rc = xl_fail(ret_msg, xlrc, attach ? "adding the NIC" : "removing the NIC");
+        if (attach)
+            drop_half_added_nic(x, domid, nic.devid);
         goto out;
     }
     rc = 0;

@@ -112,8 +112,12 @@ fi
 if [ "$backend" = libxl ]; then
   # Time Xen's hotplug scripts (benchmark breakdown): each is wrapped, in
   # dom0's RAM overlay only, to log "START END NAME ARGS rc=N" after running.
+  # The wrapper also fails one "add" on demand (the flag file
+  # $work/hotplug-fail-NAME, removed as it is used): a failed plug must be
+  # rolled back.
   if [ "${E2E_TRACE_HOTPLUG:-1}" = 1 ] && [ -w /etc/xen/scripts ]; then
     export E2E_HOTPLUG_TRACE="$work/hotplug-trace.log"
+    export E2E_HOTPLUG_FAIL_DIR="$work"
     : > "$E2E_HOTPLUG_TRACE"
     for s in block vif-bridge; do
       f="/etc/xen/scripts/$s"
@@ -123,6 +127,10 @@ if [ "$backend" = libxl ]; then
 #!/bin/bash
 # e2e: times the real script ($s.e2e-orig) for the benchmark's breakdown
 s=\$(date +%s.%N)
+if [ "\$1" = add ] && rm "$work/hotplug-fail-$s" 2>/dev/null; then
+  echo "\$s \$(date +%s.%N) $s \$* \${XENBUS_PATH:-} rc=1 (injected failure)" >> "$E2E_HOTPLUG_TRACE"
+  exit 1
+fi
 "\$0.e2e-orig" "\$@"
 rc=\$?
 echo "\$s \$(date +%s.%N) $s \$* \${XENBUS_PATH:-} rc=\$rc" >> "$E2E_HOTPLUG_TRACE"

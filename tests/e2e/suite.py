@@ -14,6 +14,7 @@ environment:
   E2E_BACKEND       libxl or sim (the daemon's --backend); with sim, the Xen-only checks are skipped
   E2E_DEADLINE      epoch seconds by which the suite must be done (steps not started by then fail)
   E2E_HOTPLUG_TRACE optional: file where the wrapped hotplug scripts log "START END SCRIPT ARGS rc=N"
+  E2E_HOTPLUG_FAIL_DIR  optional: where a flag file hotplug-fail-<script> makes that script fail its next "add"
   XENLAB_CONSOLE_DIR, XENLAB_GUEST_KERNEL, XENLAB_GUEST_INITRD   (the Xen lab; libxl only)
 
 Each step prints one line, "PASS name (secs)" or "FAIL name (secs): why", the
@@ -883,6 +884,36 @@ class Suite:
             out("      VM.resume returned after %.1fs (domid %d)" % (t1 - t0, domid))
         self.o["domid"] = domid
 
+    def s_hotplug_failure(self):
+        """A plug whose hotplug script fails is an API error that leaves nothing behind: no half-made
+        disk in the domain, the VBD detached, and the same VBD plugs (and unplugs) fine afterwards."""
+        fail_dir = os.environ.get("E2E_HOTPLUG_FAIL_DIR", "")
+        if not fail_dir:
+            raise StepFailed("not run: the hotplug scripts are not wrapped (E2E_TRACE_HOTPLUG=0)")
+        self.ensure_power("Running")
+        vdi, _ = self.new_vdi("e2e-disk-fail", "XENAPID-E2E-FAIL-%08x" % random.getrandbits(32), size=4 * MiB)
+        vbd = self.new_vbd(vdi, "2", False)
+        flag = os.path.join(fail_dir, "hotplug-fail-block")
+        open(flag, "w").close()
+        plugged = True
+        try:
+            self.api.call("VBD.plug", vbd, timeout=T_PLUG)
+        except StepFailed as e:
+            plugged = False
+            out("      VBD.plug failed as it should: %s" % str(e)[:160])
+        check(not os.path.exists(flag), "no block hotplug script ran for VBD.plug (the injected failure is unused)")
+        check(not plugged, "VBD.plug succeeded although its hotplug script failed")
+        check(self.api.call("VBD.get_currently_attached", vbd) is False, "VBD currently_attached after a failed plug")
+        _, o = run(["xl", "block-list", str(self.domid())], timeout=30)
+        check("51744" not in o, "the failed disk xvdc (51744) is still in the domain:\n%s" % o)
+        self.api.call("VBD.plug", vbd, timeout=T_PLUG)
+        check(self.api.call("VBD.get_currently_attached", vbd) is True, "VBD not currently_attached after the re-plug")
+        self.api.call("VBD.unplug", vbd, timeout=T_PLUG)
+        _, o = run(["xl", "block-list", str(self.domid())], timeout=30)
+        check("51744" not in o, "xvdc (51744) still in the domain after VBD.unplug:\n%s" % o)
+        self.api.call("VBD.destroy", vbd)
+        self.api.call("VDI.destroy", vdi)
+
     def s_hotplug_disk(self):
         self.ensure_power("Running")
         self.o["pattern1"] = "XENAPID-E2E-DISK1-%08x" % random.getrandbits(32)
@@ -1221,6 +1252,7 @@ class Suite:
             ("start-after-hard-shutdown", self.s_start_third, False, ["vm-create-from-template"]),
             ("suspend", self.s_suspend, False, ["vm-create-from-template"]),
             ("resume", self.s_resume, False, ["suspend"]),
+            ("hotplug-failure-rolled-back", self.s_hotplug_failure, True, ["vm-create-from-template", "sr-create"]),
             ("hotplug-disk", self.s_hotplug_disk, False, ["vm-create-from-template", "sr-create"]),
             ("hotplug-nic", self.s_hotplug_nic, False, ["vm-create-from-template", "network-create"]),
             ("restart-xenapid", self.s_restart, False, ["vm-create-from-template"]),
