@@ -381,6 +381,28 @@ int xapi_commit(xapi_call *c) {
     return 0;
 }
 
+int xapi_finish(xapi_call *c, int rc) {
+    if (rc < 0) {
+        xapi_store_write_end(c->srv->store);
+        return rc;
+    }
+    return xapi_commit(c);
+}
+
+int xapi_finish_void(xapi_call *c, int rc) {
+    rc = xapi_finish(c, rc);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+int xapi_finish_ref(xapi_call *c, int rc, const char *ref) {
+    rc = xapi_finish(c, rc);
+    if (rc == 0)
+        xapi_out_cstring(c->out, ref);
+    return rc;
+}
+
 /* ---- generic handlers -------------------------------------------------- */
 
 static int generic_read(xapi_call *c, const method *m) {
@@ -477,7 +499,7 @@ static int generic_write(xapi_call *c, const method *m) {
             if (hooks[i]->before_destroy && (rc = hooks[i]->before_destroy(c, o)) < 0)
                 goto out;
         xapi_obj_destroy(st, o);
-        goto commit;
+        goto out;
     }
 
     nv = xapi_value_copy(&o->fields[m->field]);
@@ -529,16 +551,9 @@ static int generic_write(xapi_call *c, const method *m) {
     for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
         if (hooks[i]->after_set)
             hooks[i]->after_set(c, o, m->field);
-commit:
-    xapi_value_free(&nv);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
 out:
     xapi_value_free(&nv);
-    xapi_store_write_end(st);
-    return rc;
+    return xapi_finish_void(c, rc);
 }
 
 static int generic_create(xapi_call *c, const method *m) {
@@ -547,7 +562,7 @@ static int generic_create(xapi_call *c, const method *m) {
     const xapi_class_hooks *const *hooks = D.hooks[cls->id];
     const xapi_value *rec = &c->args[0];
     xapi_obj *o = NULL;
-    char ref[XAPI_REF_LEN + 1];
+    char ref[XAPI_REF_LEN + 1] = "";
     int rc = 0;
 
     xapi_store_write_begin(st);
@@ -563,7 +578,7 @@ static int generic_create(xapi_call *c, const method *m) {
         if (!in) {
             if (f->create_required) {
                 rc = xapi_call_fail(c, "FIELD_TYPE_ERROR", f->name);
-                goto fail;
+                goto out;
             }
             continue;
         }
@@ -572,26 +587,22 @@ static int generic_create(xapi_call *c, const method *m) {
             continue;
         rc = xapi_coerce(f->type, in, f->name, &v, &c->err);
         if (rc < 0)
-            goto fail;
+            goto out;
         rc = check_refs(c, f->type, &v);
         if (rc < 0) {
             xapi_value_free(&v);
-            goto fail;
+            goto out;
         }
         xapi_obj_set(st, o, (int)i, v);
     }
     for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
         if (hooks[i]->after_create && (rc = hooks[i]->after_create(c, o)) < 0)
-            goto fail;
+            goto out;
     memcpy(ref, o->ref, sizeof ref);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_cstring(c->out, ref);
-    return rc;
-fail:
-    xapi_obj_destroy(st, o);
-    xapi_store_write_end(st);
-    return rc;
+out:
+    if (rc < 0)
+        xapi_obj_destroy(st, o);
+    return xapi_finish_ref(c, rc, ref);
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
