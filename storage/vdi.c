@@ -476,6 +476,27 @@ static int vdi_copy(xapi_call *c) {
 
 /* ---- resize, update, introduce, forget --------------------------------------------- */
 
+/* The call's VDI (its first argument), its SR and a handle on that SR, which
+ * must be plugged here (write lock held). The handle is the caller's to free,
+ * even on failure. */
+static int lookup_vdi_plugged(xapi_call *c, xapi_obj **ret_vdi, xapi_obj **ret_sr, storage_sr *h) {
+    xapi_obj *vdi, *sr;
+    int rc;
+
+    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
+    if (rc < 0)
+        return rc;
+    sr = sr_of(c->srv, vdi);
+    if (!sr)
+        return xapi_call_fail(c, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s);
+    rc = storage_sr_plugged(c->srv, sr, h, &c->err);
+    if (rc < 0)
+        return rc;
+    *ret_vdi = vdi;
+    *ret_sr = sr;
+    return 0;
+}
+
 static int vdi_resize_common(xapi_call *c, const char *op) {
     xapi_server *srv = c->srv;
     storage_sr h = {0};
@@ -485,13 +506,7 @@ static int vdi_resize_common(xapi_call *c, const char *op) {
     int rc;
 
     xapi_store_write_begin(srv->store);
-    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
-    if (rc < 0)
-        return xapi_finish_void(c, rc);
-    sr = sr_of(srv, vdi);
-    if (!sr)
-        return xapi_finish_void(c, xapi_call_fail(c, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s));
-    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    rc = lookup_vdi_plugged(c, &vdi, &sr, &h);
     if (rc == 0)
         rc = storage_vdi_check_op(srv, vdi, op, &c->err);
     if (rc == 0)
@@ -524,13 +539,7 @@ static int vdi_update(xapi_call *c) {
     int rc;
 
     xapi_store_write_begin(srv->store);
-    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
-    if (rc < 0)
-        return xapi_finish_void(c, rc);
-    sr = sr_of(srv, vdi);
-    if (!sr)
-        return xapi_finish_void(c, xapi_call_fail(c, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s));
-    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    rc = lookup_vdi_plugged(c, &vdi, &sr, &h);
     if (rc == 0 && (!h.drv->vdi_stat || h.drv->vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) < 0))
         rc = xapi_call_fail(c, "VDI_MISSING", sr->ref, vdi->ref);
     if (rc == 0) {
