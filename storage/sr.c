@@ -313,13 +313,24 @@ static int sr_destroy(xapi_call *c) {
 
 /* ---- SR.scan / update / getters and setters --------------------------------------- */
 
-/* xapi's storage layer answers SR_NOT_ATTACHED for SR operations on an unplugged SR. */
-static int sr_attached_handle(xapi_call *c, xapi_obj *sr, storage_sr *h) {
-    xapi_obj *pbd = storage_my_pbd(c->srv, sr);
+/* The call's SR (its first argument) and a handle on it (write lock held; the
+ * handle is the caller's to free, even on failure). xapi's storage layer
+ * answers SR_NOT_ATTACHED for SR operations on an unplugged SR. */
+static int lookup_sr_attached(xapi_call *c, xapi_obj **ret_sr, storage_sr *h) {
+    xapi_obj *sr, *pbd;
+    int rc;
 
+    rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[0].s, &sr);
+    if (rc < 0)
+        return rc;
+    pbd = storage_my_pbd(c->srv, sr);
     if (!pbd || !pbd->fields[XAPI_F_PBD_currently_attached].b)
         return xapi_call_fail(c, "SR_NOT_ATTACHED", sr->ref);
-    return storage_sr_handle(c->srv, sr, pbd, h, &c->err);
+    rc = storage_sr_handle(c->srv, sr, pbd, h, &c->err);
+    if (rc < 0)
+        return rc;
+    *ret_sr = sr;
+    return 0;
 }
 
 static int sr_scan(xapi_call *c) {
@@ -328,9 +339,7 @@ static int sr_scan(xapi_call *c) {
     int rc;
 
     xapi_store_write_begin(c->srv->store);
-    rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[0].s, &sr);
-    if (rc == 0)
-        rc = sr_attached_handle(c, sr, &h);
+    rc = lookup_sr_attached(c, &sr, &h);
     if (rc == 0)
         rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_SR_SCAN, &c->err);
     if (rc == 0)
@@ -345,9 +354,7 @@ static int sr_update(xapi_call *c) {
     int rc;
 
     xapi_store_write_begin(c->srv->store);
-    rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[0].s, &sr);
-    if (rc == 0)
-        rc = sr_attached_handle(c, sr, &h);
+    rc = lookup_sr_attached(c, &sr, &h);
     if (rc == 0)
         storage_sr_refresh(c->srv, sr, &h, NULL);
     storage_sr_handle_free(&h);
