@@ -41,14 +41,7 @@ static void really_forget(xapi_server *srv, xapi_obj *sr) {
 }
 
 static bool any_pbd_attached(xapi_server *srv, const xapi_obj *sr) {
-    const xapi_value *pbds = &sr->fields[XAPI_F_SR_PBDs];
-
-    for (uint32_t i = 0; i < pbds->n; i++) {
-        xapi_obj *p = xapi_store_get_class(srv->store, storage_cls(XAPI_C_PBD), pbds->items[i].s);
-        if (p && p->fields[XAPI_F_PBD_currently_attached].b)
-            return true;
-    }
-    return false;
+    return storage_any_set(srv, &sr->fields[XAPI_F_SR_PBDs], XAPI_C_PBD, XAPI_F_PBD_currently_attached);
 }
 
 /* Another SR of the same driver already lives at path. */
