@@ -174,6 +174,16 @@ static void prefix_to_mask(unsigned prefix, char out[INET_ADDRSTRLEN]) {
 
 /* ---- routes, leases, resolv.conf ---------------------------------------------------- */
 
+/* Whether a line of /proc/net/route is a default route; its interface, gateway and metric. */
+static bool parse_default_route(const char *line, char name[IF_NAMESIZE + 1], unsigned long *gw,
+                                unsigned long *metric) {
+    unsigned long dest, flags, refcnt, use, mask;
+
+    if (sscanf(line, "%16s %lx %lx %lx %lu %lu %lu %lx", name, &dest, gw, &flags, &refcnt, &use, metric, &mask) != 8)
+        return false;
+    return dest == 0 && mask == 0;
+}
+
 static void gateway_of(const char *iface, char out[INET_ADDRSTRLEN]) {
     FILE *f = fopen("/proc/net/route", "re");
     char line[512];
@@ -182,13 +192,10 @@ static void gateway_of(const char *iface, char out[INET_ADDRSTRLEN]) {
     out[0] = '\0';
     while (f && fgets(line, sizeof line, f)) {
         char name[IF_NAMESIZE + 1];
-        unsigned long dest, gw, flags, refcnt, use, metric, mask;
+        unsigned long gw, metric;
         struct in_addr a;
 
-        if (sscanf(line, "%16s %lx %lx %lx %lu %lu %lu %lx", name, &dest, &gw, &flags, &refcnt, &use, &metric,
-                   &mask) != 8)
-            continue;
-        if (dest != 0 || mask != 0 || gw == 0 || strcmp(name, iface) != 0 || metric >= best)
+        if (!parse_default_route(line, name, &gw, &metric) || gw == 0 || strcmp(name, iface) != 0 || metric >= best)
             continue;
         best = metric;
         a.s_addr = (in_addr_t)gw; /* already in network order as the kernel prints it */
@@ -206,12 +213,9 @@ void net_default_route_iface(char ret[IF_NAMESIZE]) {
     ret[0] = '\0';
     while (f && fgets(line, sizeof line, f)) {
         char name[IF_NAMESIZE + 1];
-        unsigned long dest, gw, flags, refcnt, use, metric, mask;
+        unsigned long gw, metric;
 
-        if (sscanf(line, "%16s %lx %lx %lx %lu %lu %lu %lx", name, &dest, &gw, &flags, &refcnt, &use, &metric,
-                   &mask) != 8)
-            continue;
-        if (dest != 0 || mask != 0 || metric >= best || strlen(name) >= IF_NAMESIZE)
+        if (!parse_default_route(line, name, &gw, &metric) || metric >= best || strlen(name) >= IF_NAMESIZE)
             continue;
         best = metric;
         memcpy(ret, name, strlen(name) + 1);

@@ -351,10 +351,7 @@ static int pif_scan(xapi_call *c) {
     xapi_store_write_begin(c->srv->store);
     sync_pifs(c->srv, ifs, n);
     free(ifs);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+    return xapi_finish_void(c, 0);
 }
 
 static const xapi_handler network_handlers[] = {

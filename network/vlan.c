@@ -88,17 +88,6 @@ static int vlan_destroy_locked(xapi_server *srv, xapi_obj *vlan, xapi_value *err
     return 0;
 }
 
-static int end_ref(xapi_call *c, int rc, const char *ref) {
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
-    }
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_cstring(c->out, ref);
-    return rc;
-}
-
 /* VLAN.create(tagged_PIF, tag, network) */
 static int vlan_create(xapi_call *c) {
     xapi_obj *tagged, *net;
@@ -111,7 +100,7 @@ static int vlan_create(xapi_call *c) {
         rc = xapi_lookup(c, net_cls(XAPI_C_network), c->args[2].s, &net);
     if (rc == 0)
         rc = vlan_create_locked(c->srv, tagged, c->args[1].i, net, vlan, NULL, &c->err);
-    return end_ref(c, rc, vlan);
+    return xapi_finish_ref(c, rc, vlan);
 }
 
 static int vlan_destroy(xapi_call *c) {
@@ -122,14 +111,7 @@ static int vlan_destroy(xapi_call *c) {
     rc = xapi_lookup(c, net_cls(XAPI_C_VLAN), c->args[0].s, &vlan);
     if (rc == 0)
         rc = vlan_destroy_locked(c->srv, vlan, &c->err);
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
-    }
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+    return xapi_finish_void(c, rc);
 }
 
 /* The host's PIF for device without a VLAN tag: INVALID_VALUE ["device", device] if none. */
@@ -157,7 +139,7 @@ static int pif_create_vlan(xapi_call *c) {
         rc = base_pif(c, host->ref, c->args[0].s, &tagged);
     if (rc == 0)
         rc = vlan_create_locked(c->srv, tagged, c->args[3].i, net, NULL, pif, &c->err);
-    return end_ref(c, rc, pif);
+    return xapi_finish_ref(c, rc, pif);
 }
 
 /* PIF.destroy(self): VLAN PIFs only. */
@@ -178,14 +160,7 @@ static int pif_destroy(xapi_call *c) {
         else
             xapi_obj_destroy(c->srv->store, pif);
     }
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
-    }
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+    return xapi_finish_void(c, rc);
 }
 
 /* pool.create_VLAN(device, network, VLAN) / pool.create_VLAN_from_PIF(pif, network, VLAN):
@@ -205,12 +180,8 @@ static int pool_vlan_common(xapi_call *c, const char *device, xapi_obj *net, int
         if (rc == 0)
             xapi_array_append(&created, xapi_value_string(pif));
     }
-    if (rc < 0) {
-        xapi_store_write_end(st); /* nothing was changed: the first failure stops before any write */
-        xapi_value_free(&created);
-        return rc;
-    }
-    rc = xapi_commit(c);
+    /* On failure nothing was changed: the first failure stops before any write. */
+    rc = xapi_finish(c, rc);
     if (rc == 0)
         xapi_out_value(c->out, &created);
     xapi_value_free(&created);

@@ -67,6 +67,15 @@ bool storage_sr_attached(xapi_server *srv, const xapi_obj *sr) {
     return p && p->fields[XAPI_F_PBD_currently_attached].b;
 }
 
+bool storage_any_set(xapi_server *srv, const xapi_value *refs, int cls_id, int field) {
+    for (uint32_t i = 0; i < refs->n; i++) {
+        xapi_obj *o = xapi_store_get_class(srv->store, storage_cls(cls_id), refs->items[i].s);
+        if (o && o->fields[field].b)
+            return true;
+    }
+    return false;
+}
+
 int storage_sr_handle(xapi_server *srv, const xapi_obj *sr, const xapi_obj *pbd, storage_sr *ret, xapi_value *err) {
     const storage_driver *drv = storage_driver_find(sr->fields[XAPI_F_SR_type].s);
     storage_err e = {0};
@@ -133,17 +142,10 @@ void storage_sr_update_allowed(xapi_server *srv, xapi_obj *sr) {
     const storage_driver *drv = storage_driver_find(sr->fields[XAPI_F_SR_type].s);
     unsigned caps = drv ? drv->caps : 0;
     xapi_value ops = xapi_value_array();
-    const xapi_value *pbds = &sr->fields[XAPI_F_SR_PBDs], *vdis = &sr->fields[XAPI_F_SR_VDIs];
-    bool any_attached = false, managed_vdis = false;
+    const xapi_value *pbds = &sr->fields[XAPI_F_SR_PBDs];
+    bool any_attached = storage_any_set(srv, pbds, XAPI_C_PBD, XAPI_F_PBD_currently_attached);
+    bool managed_vdis = storage_any_set(srv, &sr->fields[XAPI_F_SR_VDIs], XAPI_C_VDI, XAPI_F_VDI_managed);
 
-    for (uint32_t i = 0; i < pbds->n; i++) {
-        xapi_obj *p = xapi_store_get_class(srv->store, storage_cls(XAPI_C_PBD), pbds->items[i].s);
-        any_attached |= p && p->fields[XAPI_F_PBD_currently_attached].b;
-    }
-    for (uint32_t i = 0; i < vdis->n && !managed_vdis; i++) {
-        xapi_obj *v = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VDI), vdis->items[i].s);
-        managed_vdis = v && v->fields[XAPI_F_VDI_managed].b;
-    }
     if (drv && storage_sr_attached(srv, sr)) {
         if (caps & STORAGE_CAP_SR_SCAN)
             add_op(&ops, "scan");
@@ -337,14 +339,7 @@ static int info_cmp(const void *a, const void *b) {
 }
 
 static bool vdi_attached(xapi_server *srv, const xapi_obj *vdi) {
-    const xapi_value *vbds = &vdi->fields[XAPI_F_VDI_VBDs];
-
-    for (uint32_t i = 0; i < vbds->n; i++) {
-        xapi_obj *b = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VBD), vbds->items[i].s);
-        if (b && b->fields[XAPI_F_VBD_currently_attached].b)
-            return true;
-    }
-    return false;
+    return storage_any_set(srv, &vdi->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached);
 }
 
 int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, xapi_value *err) {

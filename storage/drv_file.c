@@ -104,6 +104,46 @@ static int dir_stat(const storage_sr *sr, int64_t *ret_size, int64_t *ret_used, 
     return 0;
 }
 
+/* The VDIs among the entries of the SR's directory: is_vdi picks the names (at
+ * most max of them, else E2BIG with the detail too_many), vdi_info reads each
+ * (0 or a negative errno: an entry it cannot read is left out). */
+static int scan_dir(const storage_sr *sr, size_t max, bool (*is_vdi)(const char *name),
+                    int (*vdi_info)(const char *path, const char *name, storage_vdi_info *ret), const char *too_many,
+                    storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
+    storage_vdi_info *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    DIR *d;
+
+    d = opendir(sr->path);
+    if (!d)
+        return storage_err_set(e, SM_ERR_SR_SCAN, errno, "The SR scan failed", strerror(errno));
+    while ((de = readdir(d))) {
+        char *p;
+
+        if (!is_vdi(de->d_name))
+            continue;
+        if (n == max) {
+            closedir(d);
+            storage_vdi_infos_free(v, n);
+            return storage_err_set(e, SM_ERR_SR_SCAN, E2BIG, "The SR scan failed", too_many);
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            v = xapi_realloc(v, cap * sizeof *v);
+        }
+        p = join(sr->path, de->d_name, "", "");
+        v[n] = (storage_vdi_info){0};
+        if (vdi_info(p, de->d_name, &v[n]) == 0)
+            n++;
+        free(p);
+    }
+    closedir(d);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 /* ---- "file" ---------------------------------------------------------------- */
 
 static bool is_uuid(const char *s, size_t n) {
@@ -217,42 +257,21 @@ static int file_sr_delete(const storage_sr *sr, char *const *locations, size_t n
     return 0;
 }
 
+/* <vdi uuid>.raw */
+static bool file_vdi_name(const char *name) {
+    return strlen(name) == 40 && strcmp(name + 36, ".raw") == 0 && is_uuid(name, 36);
+}
+
+static int file_vdi_info(const char *path, const char *name, storage_vdi_info *ret) {
+    char uuid[37];
+
+    memcpy(uuid, name, 36);
+    uuid[36] = '\0';
+    return fill_info(path, uuid, "", false, ret);
+}
+
 static int file_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
-    storage_vdi_info *v = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    DIR *d;
-
-    d = opendir(sr->path);
-    if (!d)
-        return storage_err_set(e, SM_ERR_SR_SCAN, errno, "The SR scan failed", strerror(errno));
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        char uuid[37], *p;
-
-        if (len != 40 || strcmp(de->d_name + 36, ".raw") != 0 || !is_uuid(de->d_name, 36))
-            continue;
-        if (n == max) {
-            closedir(d);
-            storage_vdi_infos_free(v, n);
-            return storage_err_set(e, SM_ERR_SR_SCAN, E2BIG, "The SR scan failed", "too many VDIs");
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            v = xapi_realloc(v, cap * sizeof *v);
-        }
-        memcpy(uuid, de->d_name, 36);
-        uuid[36] = '\0';
-        p = join(sr->path, de->d_name, "", "");
-        v[n] = (storage_vdi_info){0};
-        if (fill_info(p, uuid, "", false, &v[n]) == 0)
-            n++;
-        free(p);
-    }
-    closedir(d);
-    *ret = v;
-    *ret_n = n;
-    return 0;
+    return scan_dir(sr, max, file_vdi_name, file_vdi_info, "too many VDIs", ret, ret_n, e);
 }
 
 static int file_vdi_create(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
@@ -463,52 +482,25 @@ static char *iso_vdi_path(const storage_sr *sr, const char *location) {
     return join(sr->path, location, "", "");
 }
 
+/* An image is all allocated, as far as the API goes. */
+static int iso_vdi_info(const char *path, const char *name, storage_vdi_info *ret) {
+    int rc = fill_info(path, name, name, true, ret);
+
+    if (rc == 0)
+        ret->physical_utilisation = ret->virtual_size;
+    return rc;
+}
+
 static int iso_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
-    storage_vdi_info *v = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    DIR *d;
-
-    d = opendir(sr->path);
-    if (!d)
-        return storage_err_set(e, SM_ERR_SR_SCAN, errno, "The SR scan failed", strerror(errno));
-    while ((de = readdir(d))) {
-        char *p;
-
-        if (!iso_name(de->d_name))
-            continue;
-        if (n == max) {
-            closedir(d);
-            storage_vdi_infos_free(v, n);
-            return storage_err_set(e, SM_ERR_SR_SCAN, E2BIG, "The SR scan failed", "too many files");
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            v = xapi_realloc(v, cap * sizeof *v);
-        }
-        p = join(sr->path, de->d_name, "", "");
-        v[n] = (storage_vdi_info){0};
-        if (fill_info(p, de->d_name, de->d_name, true, &v[n]) == 0) {
-            v[n].physical_utilisation = v[n].virtual_size;
-            n++;
-        }
-        free(p);
-    }
-    closedir(d);
-    *ret = v;
-    *ret_n = n;
-    return 0;
+    return scan_dir(sr, max, iso_name, iso_vdi_info, "too many files", ret, ret_n, e);
 }
 
 static int iso_vdi_stat(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
     char *p = iso_vdi_path(sr, location);
-    int rc = p ? fill_info(p, location, location, true, ret) : -EINVAL;
+    int rc = p ? iso_vdi_info(p, location, ret) : -EINVAL;
 
     free(p);
-    if (rc < 0)
-        return storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", strerror(-rc));
-    ret->physical_utilisation = ret->virtual_size;
-    return 0;
+    return rc < 0 ? storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", strerror(-rc)) : 0;
 }
 
 static const storage_driver iso_driver = {

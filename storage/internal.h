@@ -46,6 +46,8 @@ void storage_sr_update_allowed(xapi_server *srv, xapi_obj *sr);
 /* ...of the SR and every VDI in it. */
 void storage_sr_update_allowed_all(xapi_server *srv, xapi_obj *sr);
 bool storage_sr_attached(xapi_server *srv, const xapi_obj *sr);
+/* Whether any object of class cls_id named in refs has its bool field set. */
+bool storage_any_set(xapi_server *srv, const xapi_value *refs, int cls_id, int field);
 
 /* VDI operations in progress (current_operations), by an operation id (the task, else a fresh ref). */
 void storage_op_id(const xapi_call *c, char ret[XAPI_REF_LEN + 1]);

@@ -9,18 +9,6 @@
 #include "storage/internal.h"
 #include "xapi/error.h"
 
-/* Ends a write transaction: commits and answers void, or just releases the lock on failure. */
-static int finish_void(xapi_call *c, int rc) {
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
-    }
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
-}
-
 static int check_device_config(xapi_call *c, const xapi_value *dc) {
     const char *master = storage_map_get(dc, "SRmaster");
 
@@ -53,14 +41,7 @@ static void really_forget(xapi_server *srv, xapi_obj *sr) {
 }
 
 static bool any_pbd_attached(xapi_server *srv, const xapi_obj *sr) {
-    const xapi_value *pbds = &sr->fields[XAPI_F_SR_PBDs];
-
-    for (uint32_t i = 0; i < pbds->n; i++) {
-        xapi_obj *p = xapi_store_get_class(srv->store, storage_cls(XAPI_C_PBD), pbds->items[i].s);
-        if (p && p->fields[XAPI_F_PBD_currently_attached].b)
-            return true;
-    }
-    return false;
+    return storage_any_set(srv, &sr->fields[XAPI_F_SR_PBDs], XAPI_C_PBD, XAPI_F_PBD_currently_attached);
 }
 
 /* Another SR of the same driver already lives at path. */
@@ -225,21 +206,13 @@ static int sr_create(xapi_call *c) {
     if (rc == 0)
         rc = storage_sr_create_locked(c->srv, host->ref, &c->args[1], c->args[3].s, c->args[4].s, c->args[5].s,
                                       c->args[6].s, c->args[7].b, &c->args[8], NULL, NULL, ref, &c->err);
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
-    }
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_cstring(c->out, ref);
-    return rc;
+    return xapi_finish_ref(c, rc, ref);
 }
 
 static int sr_introduce(xapi_call *c) {
     char uuid[XAPI_UUID_LEN + 1], type[64], ref[XAPI_REF_LEN + 1];
     const char *want = c->args[0].s;
     xapi_obj *sr;
-    int rc;
 
     if (*want && !storage_uuid_valid(want))
         return xapi_call_fail(c, "UUID_INVALID", "SR", want);
@@ -258,10 +231,7 @@ static int sr_introduce(xapi_call *c) {
     }
     storage_sr_update_allowed(c->srv, sr);
     memcpy(ref, sr->ref, sizeof ref);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_cstring(c->out, ref);
-    return rc;
+    return xapi_finish_ref(c, 0, ref);
 }
 
 /* ---- SR.forget / destroy ---------------------------------------------------------- */
@@ -278,7 +248,7 @@ static int sr_forget(xapi_call *c) {
         log_info("storage: SR %s forgotten", sr->uuid);
         really_forget(c->srv, sr);
     }
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 static int sr_destroy(xapi_call *c) {
@@ -295,7 +265,7 @@ static int sr_destroy(xapi_call *c) {
     xapi_store_write_begin(st);
     rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[0].s, &sr);
     if (rc < 0)
-        return finish_void(c, rc);
+        return xapi_finish_void(c, rc);
     drv = storage_driver_find(sr->fields[XAPI_F_SR_type].s);
     vdis = &sr->fields[XAPI_F_SR_VDIs];
     /* xapi's order: driver features, attached PBDs, no PBDs, managed VDIs. */
@@ -310,13 +280,13 @@ static int sr_destroy(xapi_call *c) {
             rc = xapi_call_fail(c, "SR_NOT_EMPTY", NULL);
     }
     if (rc < 0)
-        return finish_void(c, rc);
+        return xapi_finish_void(c, rc);
     pbd = storage_my_pbd(c->srv, sr);
     if (!pbd)
         pbd = xapi_store_get_class(st, storage_cls(XAPI_C_PBD), sr->fields[XAPI_F_SR_PBDs].items[0].s);
     rc = storage_sr_handle(c->srv, sr, pbd, &h, &c->err);
     if (rc < 0)
-        return finish_void(c, rc);
+        return xapi_finish_void(c, rc);
     locations = xapi_calloc(vdis->n + 1, sizeof *locations);
     for (uint32_t i = 0; i < vdis->n; i++) {
         xapi_obj *v = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), vdis->items[i].s);
@@ -331,18 +301,29 @@ static int sr_destroy(xapi_call *c) {
         log_info("storage: SR %s destroyed", sr->uuid);
         really_forget(c->srv, sr);
     }
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 /* ---- SR.scan / update / getters and setters --------------------------------------- */
 
-/* xapi's storage layer answers SR_NOT_ATTACHED for SR operations on an unplugged SR. */
-static int sr_attached_handle(xapi_call *c, xapi_obj *sr, storage_sr *h) {
-    xapi_obj *pbd = storage_my_pbd(c->srv, sr);
+/* The call's SR (its first argument) and a handle on it (write lock held; the
+ * handle is the caller's to free, even on failure). xapi's storage layer
+ * answers SR_NOT_ATTACHED for SR operations on an unplugged SR. */
+static int lookup_sr_attached(xapi_call *c, xapi_obj **ret_sr, storage_sr *h) {
+    xapi_obj *sr, *pbd;
+    int rc;
 
+    rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[0].s, &sr);
+    if (rc < 0)
+        return rc;
+    pbd = storage_my_pbd(c->srv, sr);
     if (!pbd || !pbd->fields[XAPI_F_PBD_currently_attached].b)
         return xapi_call_fail(c, "SR_NOT_ATTACHED", sr->ref);
-    return storage_sr_handle(c->srv, sr, pbd, h, &c->err);
+    rc = storage_sr_handle(c->srv, sr, pbd, h, &c->err);
+    if (rc < 0)
+        return rc;
+    *ret_sr = sr;
+    return 0;
 }
 
 static int sr_scan(xapi_call *c) {
@@ -351,15 +332,13 @@ static int sr_scan(xapi_call *c) {
     int rc;
 
     xapi_store_write_begin(c->srv->store);
-    rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[0].s, &sr);
-    if (rc == 0)
-        rc = sr_attached_handle(c, sr, &h);
+    rc = lookup_sr_attached(c, &sr, &h);
     if (rc == 0)
         rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_SR_SCAN, &c->err);
     if (rc == 0)
         rc = storage_sr_scan_locked(c->srv, sr, &h, &c->err);
     storage_sr_handle_free(&h);
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 static int sr_update(xapi_call *c) {
@@ -368,13 +347,11 @@ static int sr_update(xapi_call *c) {
     int rc;
 
     xapi_store_write_begin(c->srv->store);
-    rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[0].s, &sr);
-    if (rc == 0)
-        rc = sr_attached_handle(c, sr, &h);
+    rc = lookup_sr_attached(c, &sr, &h);
     if (rc == 0)
         storage_sr_refresh(c->srv, sr, &h, NULL);
     storage_sr_handle_free(&h);
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 static int sr_get_supported_types(xapi_call *c) {
@@ -393,7 +370,7 @@ static int sr_set(xapi_call *c, int field) {
     rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[0].s, &sr);
     if (rc == 0)
         xapi_obj_set(c->srv->store, sr, field, xapi_value_copy(&c->args[1]));
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 static int sr_set_name_label(xapi_call *c) {
@@ -427,7 +404,7 @@ static int sr_set_shared(xapi_call *c) {
     }
     if (rc == 0)
         xapi_obj_set_bool(c->srv->store, sr, XAPI_F_SR_shared, c->args[1].b);
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 /* ---- PBD ------------------------------------------------------------------------ */
@@ -476,7 +453,7 @@ static int pbd_plug(xapi_call *c) {
     rc = xapi_lookup(c, storage_cls(XAPI_C_PBD), c->args[0].s, &pbd);
     if (rc == 0)
         rc = storage_pbd_plug_locked(c->srv, pbd, &c->err);
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 static int pbd_unplug(xapi_call *c) {
@@ -527,7 +504,7 @@ static int pbd_unplug(xapi_call *c) {
     }
 out:
     xapi_value_free(&in_use);
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 static int pbd_set_device_config(xapi_call *c) {
@@ -541,7 +518,7 @@ static int pbd_set_device_config(xapi_call *c) {
     rc = xapi_lookup(c, storage_cls(XAPI_C_PBD), c->args[0].s, &pbd);
     if (rc == 0)
         xapi_obj_set(c->srv->store, pbd, XAPI_F_PBD_device_config, xapi_value_copy(&c->args[1]));
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 const xapi_handler storage_sr_handlers[] = {

@@ -257,15 +257,9 @@ static int media_change(xapi_call *c, const char *vdi_ref) {
             rc = xapi_lookup(c, storage_cls(XAPI_C_VBD), vbd_ref, &vbd);
         }
     }
-    if (rc < 0) {
-        xapi_store_write_end(st);
-        return rc;
-    }
-    media_set(c->srv, vbd, vdi_ref);
-    rc = xapi_commit(c);
     if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+        media_set(c->srv, vbd, vdi_ref);
+    return xapi_finish_void(c, rc);
 }
 
 static int vbd_insert(xapi_call *c) {
@@ -292,15 +286,9 @@ static int vbd_set_mode(xapi_call *c) {
         else if (strcmp(vbd->fields[XAPI_F_VBD_type].s, "CD") == 0 && strcmp(c->args[1].s, "RO") != 0)
             rc = xapi_call_fail(c, "VBD_CDS_MUST_BE_READONLY", NULL);
     }
-    if (rc < 0) {
-        xapi_store_write_end(st);
-        return rc;
-    }
-    xapi_obj_set_string(st, vbd, XAPI_F_VBD_mode, c->args[1].s);
-    rc = xapi_commit(c);
     if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+        xapi_obj_set_string(st, vbd, XAPI_F_VBD_mode, c->args[1].s);
+    return xapi_finish_void(c, rc);
 }
 
 /* ---- VM.get_allowed_VBD_devices ------------------------------------------------------ */

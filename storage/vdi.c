@@ -14,17 +14,6 @@
 #include "storage/internal.h"
 #include "xapi/error.h"
 
-static int finish_void(xapi_call *c, int rc) {
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
-    }
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
-}
-
 static int finish_ref(xapi_server *srv, int rc, const char *ref, char ret[XAPI_REF_LEN + 1], xapi_value *err) {
     if (rc < 0) {
         xapi_store_write_end(srv->store);
@@ -452,9 +441,7 @@ static int copy_into(xapi_call *c, const char *opid) {
     dst_sr = into ? sr_of(srv, into) : NULL;
     if (dst_sr)
         storage_sr_refresh(srv, dst_sr, &dst, NULL);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_cstring(c->out, dst_ref);
+    rc = xapi_finish_ref(c, 0, dst_ref);
     goto out;
 fail_locked:
     xapi_store_write_end(st);
@@ -489,6 +476,27 @@ static int vdi_copy(xapi_call *c) {
 
 /* ---- resize, update, introduce, forget --------------------------------------------- */
 
+/* The call's VDI (its first argument), its SR and a handle on that SR, which
+ * must be plugged here (write lock held). The handle is the caller's to free,
+ * even on failure. */
+static int lookup_vdi_plugged(xapi_call *c, xapi_obj **ret_vdi, xapi_obj **ret_sr, storage_sr *h) {
+    xapi_obj *vdi, *sr;
+    int rc;
+
+    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
+    if (rc < 0)
+        return rc;
+    sr = sr_of(c->srv, vdi);
+    if (!sr)
+        return xapi_call_fail(c, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s);
+    rc = storage_sr_plugged(c->srv, sr, h, &c->err);
+    if (rc < 0)
+        return rc;
+    *ret_vdi = vdi;
+    *ret_sr = sr;
+    return 0;
+}
+
 static int vdi_resize_common(xapi_call *c, const char *op) {
     xapi_server *srv = c->srv;
     storage_sr h = {0};
@@ -498,13 +506,7 @@ static int vdi_resize_common(xapi_call *c, const char *op) {
     int rc;
 
     xapi_store_write_begin(srv->store);
-    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
-    if (rc < 0)
-        return finish_void(c, rc);
-    sr = sr_of(srv, vdi);
-    if (!sr)
-        return finish_void(c, xapi_call_fail(c, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s));
-    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    rc = lookup_vdi_plugged(c, &vdi, &sr, &h);
     if (rc == 0)
         rc = storage_vdi_check_op(srv, vdi, op, &c->err);
     if (rc == 0)
@@ -517,7 +519,7 @@ static int vdi_resize_common(xapi_call *c, const char *op) {
     }
     storage_vdi_info_free(&info);
     storage_sr_handle_free(&h);
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 static int vdi_resize(xapi_call *c) {
@@ -537,13 +539,7 @@ static int vdi_update(xapi_call *c) {
     int rc;
 
     xapi_store_write_begin(srv->store);
-    rc = xapi_lookup(c, storage_cls(XAPI_C_VDI), c->args[0].s, &vdi);
-    if (rc < 0)
-        return finish_void(c, rc);
-    sr = sr_of(srv, vdi);
-    if (!sr)
-        return finish_void(c, xapi_call_fail(c, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s));
-    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    rc = lookup_vdi_plugged(c, &vdi, &sr, &h);
     if (rc == 0 && (!h.drv->vdi_stat || h.drv->vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) < 0))
         rc = xapi_call_fail(c, "VDI_MISSING", sr->ref, vdi->ref);
     if (rc == 0) {
@@ -554,7 +550,7 @@ static int vdi_update(xapi_call *c) {
     }
     storage_vdi_info_free(&info);
     storage_sr_handle_free(&h);
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 /* VDI.introduce(uuid, name_label, name_description, SR, type, sharable, read_only, other_config,
@@ -630,14 +626,7 @@ static int vdi_introduce(xapi_call *c) {
 out:
     storage_vdi_info_free(&info);
     storage_sr_handle_free(&h);
-    if (rc < 0) {
-        xapi_store_write_end(st);
-        return rc;
-    }
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_cstring(c->out, ref);
-    return rc;
+    return xapi_finish_ref(c, rc, ref);
 }
 
 static int vdi_forget(xapi_call *c) {
@@ -654,7 +643,7 @@ static int vdi_forget(xapi_call *c) {
             storage_sr_refresh(c->srv, sr, NULL, vdi);
         xapi_obj_destroy(c->srv->store, vdi);
     }
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 /* ---- setters ------------------------------------------------------------------ */
@@ -669,7 +658,7 @@ static int vdi_set(xapi_call *c, int field) {
         xapi_obj_set(c->srv->store, vdi, field, xapi_value_copy(&c->args[1]));
         storage_vdi_update_allowed_operations(c->srv, vdi);
     }
-    return finish_void(c, rc);
+    return xapi_finish_void(c, rc);
 }
 
 static int vdi_set_name_label(xapi_call *c) {

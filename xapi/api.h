@@ -100,5 +100,12 @@ int xapi_lookup(xapi_call *c, const xapi_class *cls, const char *ref, xapi_obj *
 void xapi_record_out(xapi_out *o, const xapi_obj *obj);
 /* Commits the current write transaction and waits until it is durable. */
 int xapi_commit(xapi_call *c);
+/* Ends the current write transaction by the handler's outcome: on failure
+ * (rc < 0) releases it without waiting for it to be stored and returns rc,
+ * otherwise xapi_commit. */
+int xapi_finish(xapi_call *c, int rc);
+/* xapi_finish, then on success the call's answer: void, or the ref. */
+int xapi_finish_void(xapi_call *c, int rc);
+int xapi_finish_ref(xapi_call *c, int rc, const char *ref);
 /* Fails the call: see xapi_fail. */
 #define xapi_call_fail(c, ...) xapi_fail(&(c)->err, __VA_ARGS__, NULL)

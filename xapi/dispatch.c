@@ -129,6 +129,20 @@ static void implicit_param(method *m, const char *name, const xapi_type *t) {
     m->nrequired = m->nparams;
 }
 
+/* The generic accessor <prefix><field> of a field, its first parameter "self". */
+static method *add_accessor(const xapi_class *cls, const char *prefix, unsigned field, method_kind kind) {
+    char *name = NULL;
+    method *m;
+
+    if (asprintf(&name, "%s%s", prefix, cls->fields[field].name) < 0)
+        xapi_oom();
+    m = add_method(cls, name, kind);
+    free(name);
+    m->field = (int)field;
+    implicit_param(m, "self", &D.ref_types[cls->id]);
+    return m;
+}
+
 static void add_implicit(const xapi_class *cls) {
     const xapi_type *self = &D.ref_types[cls->id];
     method *m;
@@ -166,66 +180,52 @@ static void add_implicit(const xapi_class *cls) {
         m->async_ok = true;
     }
     for (unsigned i = 0; i < cls->nfields; i++) {
-        const xapi_field *f = &cls->fields[i];
-        char *name = NULL;
+        const xapi_type *t = cls->fields[i].type;
 
-        if (f->type->kind == XAPI_T_ANY_RECORD)
+        if (t->kind == XAPI_T_ANY_RECORD)
             continue;
-        if (asprintf(&name, "get_%s", f->name) < 0)
-            xapi_oom();
-        m = add_method(cls, name, M_GET_FIELD);
-        m->field = (int)i;
-        implicit_param(m, "self", self);
-        free(name);
-        if (f->qualifier != XAPI_Q_RW)
+        add_accessor(cls, "get_", i, M_GET_FIELD);
+        if (cls->fields[i].qualifier != XAPI_Q_RW)
             continue;
-        if (asprintf(&name, "set_%s", f->name) < 0)
-            xapi_oom();
-        m = add_method(cls, name, M_SET_FIELD);
-        m->field = (int)i;
-        implicit_param(m, "self", self);
-        implicit_param(m, "value", f->type);
-        free(name);
-        if (f->type->kind == XAPI_T_MAP) {
-            if (asprintf(&name, "add_to_%s", f->name) < 0)
-                xapi_oom();
-            m = add_method(cls, name, M_MAP_ADD);
-            m->field = (int)i;
-            implicit_param(m, "self", self);
-            implicit_param(m, "key", f->type->key);
-            implicit_param(m, "value", f->type->elem);
-            free(name);
-            if (asprintf(&name, "remove_from_%s", f->name) < 0)
-                xapi_oom();
-            m = add_method(cls, name, M_MAP_REMOVE);
-            m->field = (int)i;
-            implicit_param(m, "self", self);
-            implicit_param(m, "key", f->type->key);
-            free(name);
-        } else if (f->type->kind == XAPI_T_SET) {
-            if (asprintf(&name, "add_%s", f->name) < 0)
-                xapi_oom();
-            m = add_method(cls, name, M_SET_ADD);
-            m->field = (int)i;
-            implicit_param(m, "self", self);
-            implicit_param(m, "value", f->type->elem);
-            free(name);
-            if (asprintf(&name, "remove_%s", f->name) < 0)
-                xapi_oom();
-            m = add_method(cls, name, M_SET_REMOVE);
-            m->field = (int)i;
-            implicit_param(m, "self", self);
-            implicit_param(m, "value", f->type->elem);
-            free(name);
+        m = add_accessor(cls, "set_", i, M_SET_FIELD);
+        implicit_param(m, "value", t);
+        if (t->kind == XAPI_T_MAP) {
+            m = add_accessor(cls, "add_to_", i, M_MAP_ADD);
+            implicit_param(m, "key", t->key);
+            implicit_param(m, "value", t->elem);
+            m = add_accessor(cls, "remove_from_", i, M_MAP_REMOVE);
+            implicit_param(m, "key", t->key);
+        } else if (t->kind == XAPI_T_SET) {
+            m = add_accessor(cls, "add_", i, M_SET_ADD);
+            implicit_param(m, "value", t->elem);
+            m = add_accessor(cls, "remove_", i, M_SET_REMOVE);
+            implicit_param(m, "value", t->elem);
         }
     }
 }
 
-static method *find_in_list(const char *name) {
-    for (size_t i = 0; i < D.n; i++)
+/* Before the hash table is built. */
+static method *find_in_list(const char *cls, const char *msg) {
+    char *name = NULL;
+    method *m = NULL;
+
+    if (asprintf(&name, "%s.%s", cls, msg) < 0)
+        xapi_oom();
+    for (size_t i = 0; i < D.n && !m; i++)
         if (strcmp(D.methods[i].name, name) == 0)
-            return &D.methods[i];
-    return NULL;
+            m = &D.methods[i];
+    free(name);
+    return m;
+}
+
+/* The method takes its parameters and flags from the schema's message. */
+static void take_message(method *m, const xapi_message *msg) {
+    m->msg = msg;
+    m->params = msg->params;
+    m->nparams = msg->nparams;
+    m->nrequired = msg->nrequired;
+    m->async_ok = msg->async;
+    m->removed = msg->state == XAPI_MSG_REMOVED;
 }
 
 /* The datamodel declares some accessors of client-set fields as explicit messages
@@ -244,7 +244,6 @@ static void add_explicit_accessors(const xapi_class *cls) {
 
     for (unsigned k = 0; k < cls->nmessages; k++) {
         const xapi_message *msg = &cls->messages[k];
-        char *full = NULL;
 
         for (unsigned i = 0; i < sizeof forms / sizeof forms[0]; i++) {
             size_t plen = strlen(forms[i].prefix);
@@ -263,20 +262,11 @@ static void add_explicit_accessors(const xapi_class *cls) {
             if ((want != XAPI_T_VOID && cls->fields[f].type->kind != want) ||
                 msg->params[0].type->kind != XAPI_T_REF || msg->params[0].type->class_id != cls->id)
                 continue;
-            if (asprintf(&full, "%s.%s", cls->name, msg->name) < 0)
-                xapi_oom();
-            m = find_in_list(full);
-            free(full);
-            if (m)
+            if (find_in_list(cls->name, msg->name))
                 break; /* a handler (or the implicit accessor) already serves it */
             m = add_method(cls, msg->name, forms[i].kind);
             m->field = f;
-            m->msg = msg;
-            m->params = msg->params;
-            m->nparams = msg->nparams;
-            m->nrequired = msg->nrequired;
-            m->async_ok = msg->async;
-            m->removed = msg->state == XAPI_MSG_REMOVED;
+            take_message(m, msg);
             break;
         }
     }
@@ -298,7 +288,6 @@ int xapi_dispatch_init(xapi_server *srv) {
         for (const xapi_handler *h = D.handler_sets[s]; h->cls; h++) {
             const xapi_class *cls = xapi_class_by_name(h->cls);
             const xapi_message *msg;
-            char *full = NULL;
             method *m;
 
             if (!cls) {
@@ -306,21 +295,13 @@ int xapi_dispatch_init(xapi_server *srv) {
                 return -EINVAL;
             }
             msg = xapi_message_find(cls, h->msg);
-            if (asprintf(&full, "%s.%s", h->cls, h->msg) < 0)
-                xapi_oom();
-            m = find_in_list(full);
-            free(full);
+            m = find_in_list(h->cls, h->msg);
             if (msg) {
                 if (!m)
                     m = add_method(cls, h->msg, M_EXPLICIT);
                 m->kind = M_EXPLICIT;
-                m->msg = msg;
-                m->params = msg->params;
-                m->nparams = msg->nparams;
-                m->nrequired = msg->nrequired;
-                m->async_ok = msg->async;
+                take_message(m, msg);
                 m->no_session = msg->no_session;
-                m->removed = msg->state == XAPI_MSG_REMOVED;
             } else if (m) {
                 m->kind = M_EXPLICIT; /* keeps the implicit parameters */
             } else
@@ -379,6 +360,28 @@ int xapi_commit(xapi_call *c) {
     if (rc < 0)
         return xapi_call_fail(c, "INTERNAL_ERROR", "the change could not be stored");
     return 0;
+}
+
+int xapi_finish(xapi_call *c, int rc) {
+    if (rc < 0) {
+        xapi_store_write_end(c->srv->store);
+        return rc;
+    }
+    return xapi_commit(c);
+}
+
+int xapi_finish_void(xapi_call *c, int rc) {
+    rc = xapi_finish(c, rc);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
+}
+
+int xapi_finish_ref(xapi_call *c, int rc, const char *ref) {
+    rc = xapi_finish(c, rc);
+    if (rc == 0)
+        xapi_out_cstring(c->out, ref);
+    return rc;
 }
 
 /* ---- generic handlers -------------------------------------------------- */
@@ -477,7 +480,7 @@ static int generic_write(xapi_call *c, const method *m) {
             if (hooks[i]->before_destroy && (rc = hooks[i]->before_destroy(c, o)) < 0)
                 goto out;
         xapi_obj_destroy(st, o);
-        goto commit;
+        goto out;
     }
 
     nv = xapi_value_copy(&o->fields[m->field]);
@@ -529,16 +532,9 @@ static int generic_write(xapi_call *c, const method *m) {
     for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
         if (hooks[i]->after_set)
             hooks[i]->after_set(c, o, m->field);
-commit:
-    xapi_value_free(&nv);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
 out:
     xapi_value_free(&nv);
-    xapi_store_write_end(st);
-    return rc;
+    return xapi_finish_void(c, rc);
 }
 
 static int generic_create(xapi_call *c, const method *m) {
@@ -547,7 +543,7 @@ static int generic_create(xapi_call *c, const method *m) {
     const xapi_class_hooks *const *hooks = D.hooks[cls->id];
     const xapi_value *rec = &c->args[0];
     xapi_obj *o = NULL;
-    char ref[XAPI_REF_LEN + 1];
+    char ref[XAPI_REF_LEN + 1] = "";
     int rc = 0;
 
     xapi_store_write_begin(st);
@@ -563,7 +559,7 @@ static int generic_create(xapi_call *c, const method *m) {
         if (!in) {
             if (f->create_required) {
                 rc = xapi_call_fail(c, "FIELD_TYPE_ERROR", f->name);
-                goto fail;
+                goto out;
             }
             continue;
         }
@@ -572,26 +568,22 @@ static int generic_create(xapi_call *c, const method *m) {
             continue;
         rc = xapi_coerce(f->type, in, f->name, &v, &c->err);
         if (rc < 0)
-            goto fail;
+            goto out;
         rc = check_refs(c, f->type, &v);
         if (rc < 0) {
             xapi_value_free(&v);
-            goto fail;
+            goto out;
         }
         xapi_obj_set(st, o, (int)i, v);
     }
     for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
         if (hooks[i]->after_create && (rc = hooks[i]->after_create(c, o)) < 0)
-            goto fail;
+            goto out;
     memcpy(ref, o->ref, sizeof ref);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_cstring(c->out, ref);
-    return rc;
-fail:
-    xapi_obj_destroy(st, o);
-    xapi_store_write_end(st);
-    return rc;
+out:
+    if (rc < 0)
+        xapi_obj_destroy(st, o);
+    return xapi_finish_ref(c, rc, ref);
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
@@ -642,11 +634,12 @@ static int run_method(xapi_call *c, const method *m) {
     return -EINVAL;
 }
 
-static char *count_text(unsigned n) {
-    char *s = NULL;
-    if (asprintf(&s, "%u", n) < 0)
-        xapi_oom();
-    return s;
+static int count_mismatch(xapi_value *err, const char *method_name, unsigned expected, unsigned received) {
+    char e[16], r[16];
+
+    snprintf(e, sizeof e, "%u", expected);
+    snprintf(r, sizeof r, "%u", received);
+    return xapi_fail(err, "MESSAGE_PARAMETER_COUNT_MISMATCH", method_name, e, r, NULL);
 }
 
 /* Counts and types the arguments; fills defaults. */
@@ -664,13 +657,8 @@ static int prepare_args(const method *m, const char *wire_name, const xapi_value
         *ret_nargs = given;
         return 0;
     }
-    if (given < m->nrequired || given > m->nparams) {
-        char *e = count_text(m->nparams), *r = count_text(given);
-        rc = xapi_fail(err, "MESSAGE_PARAMETER_COUNT_MISMATCH", wire_name, e, r, NULL);
-        free(e);
-        free(r);
-        return rc;
-    }
+    if (given < m->nrequired || given > m->nparams)
+        return count_mismatch(err, wire_name, m->nparams, given);
     args = xapi_calloc(m->nparams + 1, sizeof *args);
     for (unsigned i = 0; i < m->nparams; i++) {
         if (i >= given) {
@@ -739,20 +727,11 @@ int xapi_invoke(xapi_server *srv, const xapi_peer *peer, const char *method_name
 
     if (!m->no_session) {
         const xapi_value *s = params->n > 0 ? &params->items[0] : NULL;
-        if (!s) {
-            char *e = count_text(m->nparams);
-            rc = xapi_fail(err, "MESSAGE_PARAMETER_COUNT_MISMATCH", m->name, e, "0", NULL);
-            free(e);
-            return rc;
-        }
+        if (!s)
+            return count_mismatch(err, m->name, m->nparams, 0);
         /* As xapi's generated dispatcher: the argument count is checked before the session. */
-        if (m->kind != M_CUSTOM && (params->n - 1 < m->nrequired || params->n - 1 > m->nparams)) {
-            char *e = count_text(m->nparams), *r = count_text(params->n - 1);
-            rc = xapi_fail(err, "MESSAGE_PARAMETER_COUNT_MISMATCH", m->name, e, r, NULL);
-            free(e);
-            free(r);
-            return rc;
-        }
+        if (m->kind != M_CUSTOM && (params->n - 1 < m->nrequired || params->n - 1 > m->nparams))
+            return count_mismatch(err, m->name, m->nparams, params->n - 1);
         if (s->kind != XAPI_V_STRING || xapi_session_check(srv, s->s) < 0)
             return xapi_fail(err, "SESSION_INVALID", s->kind == XAPI_V_STRING ? s->s : "", NULL);
         snprintf(c.session, sizeof c.session, "%s", s->s);

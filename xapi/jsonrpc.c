@@ -92,6 +92,23 @@ static int get_int(decoder *d, struct json_object *o, int64_t *ret) {
     return 0;
 }
 
+static int convert(decoder *d, struct json_object *o, unsigned depth, xapi_value *ret);
+
+/* Appends the elements of the JSON array a, converted, to list. */
+static int append_items(decoder *d, struct json_object *a, unsigned depth, xapi_value *list) {
+    size_t n = json_object_array_length(a);
+
+    for (size_t k = 0; k < n; k++) {
+        xapi_value item;
+        int rc = convert(d, json_object_array_get_idx(a, k), depth, &item);
+
+        if (rc < 0)
+            return rc;
+        xapi_array_append(list, item);
+    }
+    return 0;
+}
+
 static int convert(decoder *d, struct json_object *o, unsigned depth, xapi_value *ret) {
     xapi_value v = xapi_value_nil();
     int64_t i;
@@ -117,24 +134,16 @@ static int convert(decoder *d, struct json_object *o, unsigned depth, xapi_value
     case json_type_string:
         v = xapi_value_stringn(json_object_get_string(o), (size_t)json_object_get_string_len(o));
         break;
-    case json_type_array: {
-        size_t n = json_object_array_length(o);
-
+    case json_type_array:
         if (depth + 1 > XAPI_RPC_MAX_DEPTH) {
             rc = -E2BIG;
             goto out;
         }
         v = xapi_value_array();
-        for (size_t k = 0; k < n; k++) {
-            xapi_value item;
-
-            rc = convert(d, json_object_array_get_idx(o, k), depth + 1, &item);
-            if (rc < 0)
-                goto out;
-            xapi_array_append(&v, item);
-        }
+        rc = append_items(d, o, depth + 1, &v);
+        if (rc < 0)
+            goto out;
         break;
-    }
     case json_type_object: {
         if (depth + 1 > XAPI_RPC_MAX_DEPTH) {
             rc = -E2BIG;
@@ -223,16 +232,9 @@ static int decode_object(decoder *d, struct json_object *root, xapi_request *ret
             goto out;
         }
     } else if (json_object_is_type(jparams, json_type_array)) {
-        size_t count = json_object_array_length(jparams);
-
-        for (size_t k = 0; k < count; k++) {
-            xapi_value item;
-
-            rc = convert(d, json_object_array_get_idx(jparams, k), 0, &item);
-            if (rc < 0)
-                goto out;
-            xapi_array_append(&params, item);
-        }
+        rc = append_items(d, jparams, 0, &params);
+        if (rc < 0)
+            goto out;
     } else if (version == 2 && json_object_is_type(jparams, json_type_object)) {
         xapi_value item;
 

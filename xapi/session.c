@@ -127,28 +127,25 @@ static int logout(xapi_call *c) {
     return rc;
 }
 
-static int get_this_host(xapi_call *c) {
+/* Answers a string field of the session named by the first argument. */
+static int out_session_string(xapi_call *c, int field) {
     xapi_obj *o;
     int rc;
 
     xapi_store_rdlock(c->srv->store);
     rc = xapi_lookup(c, session_class(), c->args[0].s, &o);
     if (rc == 0)
-        xapi_out_cstring(c->out, o->fields[XAPI_F_session_this_host].s);
+        xapi_out_cstring(c->out, o->fields[field].s);
     xapi_store_rdunlock(c->srv->store);
     return rc;
 }
 
-static int get_this_user(xapi_call *c) {
-    xapi_obj *o;
-    int rc;
+static int get_this_host(xapi_call *c) {
+    return out_session_string(c, XAPI_F_session_this_host);
+}
 
-    xapi_store_rdlock(c->srv->store);
-    rc = xapi_lookup(c, session_class(), c->args[0].s, &o);
-    if (rc == 0)
-        xapi_out_cstring(c->out, o->fields[XAPI_F_session_this_user].s);
-    xapi_store_rdunlock(c->srv->store);
-    return rc;
+static int get_this_user(xapi_call *c) {
+    return out_session_string(c, XAPI_F_session_this_user);
 }
 
 static int change_password(xapi_call *c) {

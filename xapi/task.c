@@ -167,15 +167,11 @@ fail:
 static int task_create(xapi_call *c) {
     xapi_obj *t;
     char ref[XAPI_REF_LEN + 1];
-    int rc;
 
     xapi_store_write_begin(c->srv->store);
     t = task_new(c->srv, c->args[0].s, c->args[1].s);
     memcpy(ref, t->ref, sizeof ref);
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_cstring(c->out, ref);
-    return rc;
+    return xapi_finish_ref(c, 0, ref);
 }
 
 static int task_destroy(xapi_call *c) {
@@ -186,14 +182,7 @@ static int task_destroy(xapi_call *c) {
     rc = xapi_lookup(c, task_class(), c->args[0].s, &t);
     if (rc == 0)
         xapi_obj_destroy(c->srv->store, t);
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
-    }
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+    return xapi_finish_void(c, rc);
 }
 
 static int task_cancel(xapi_call *c) {
@@ -212,11 +201,7 @@ static int task_cancel(xapi_call *c) {
         else
             xapi_obj_set_string(c->srv->store, t, XAPI_F_task_status, "cancelling");
     }
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
-    }
-    rc = xapi_commit(c);
+    rc = xapi_finish(c, rc);
     if (rc == 0 && cancel_hook)
         cancel_hook();
     if (rc == 0)
@@ -235,17 +220,12 @@ static int task_set(xapi_call *c, int field) {
 
     xapi_store_write_begin(c->srv->store);
     rc = xapi_lookup(c, task_class(), c->args[0].s, &t);
-    if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
-        return rc;
+    if (rc == 0) {
+        xapi_obj_set(c->srv->store, t, field, xapi_value_copy(&c->args[1]));
+        if (field == XAPI_F_task_status && strcmp(c->args[1].s, "pending") != 0)
+            xapi_obj_set(c->srv->store, t, XAPI_F_task_finished, xapi_value_datetime(xapi_wall_seconds()));
     }
-    xapi_obj_set(c->srv->store, t, field, xapi_value_copy(&c->args[1]));
-    if (field == XAPI_F_task_status && strcmp(c->args[1].s, "pending") != 0)
-        xapi_obj_set(c->srv->store, t, XAPI_F_task_finished, xapi_value_datetime(xapi_wall_seconds()));
-    rc = xapi_commit(c);
-    if (rc == 0)
-        xapi_out_void(c->out);
-    return rc;
+    return xapi_finish_void(c, rc);
 }
 
 static int task_set_status(xapi_call *c) {

@@ -150,23 +150,73 @@ static int next_element(xmlNode **cur, xmlNode **ret) {
     return 0;
 }
 
-/* The only element child of node (whitespace around it allowed); -EINVAL
- * when there is none or more than one. */
-static int only_element(xmlNode *node, xmlNode **ret) {
+/* The next element, which must be called name; NULL at the end. */
+static int next_named(xmlNode **cur, const char *name, xmlNode **ret) {
+    xmlNode *el;
+    int r;
+
+    r = next_element(cur, &el);
+    if (r < 0)
+        return r;
+    if (el && !name_is(el, name))
+        return -EINVAL;
+    *ret = el;
+    return 0;
+}
+
+/* The element child of node, NULL if there is none (whitespace around it
+ * allowed); -EINVAL when there is more than one. */
+static int optional_element(xmlNode *node, xmlNode **ret) {
     xmlNode *cur = node->children, *el, *extra;
     int r;
 
     r = next_element(&cur, &el);
     if (r < 0)
         return r;
-    if (!el)
-        return -EINVAL;
     r = next_element(&cur, &extra);
     if (r < 0)
         return r;
     if (extra)
         return -EINVAL;
     *ret = el;
+    return 0;
+}
+
+/* The only element child of node; -EINVAL when there is none or more than one. */
+static int only_element(xmlNode *node, xmlNode **ret) {
+    xmlNode *el;
+    int r;
+
+    r = optional_element(node, &el);
+    if (r < 0)
+        return r;
+    if (!el)
+        return -EINVAL;
+    *ret = el;
+    return 0;
+}
+
+/* The children of node are <a> and <b>, in either order, each at most once
+ * (NULL when absent). */
+static int pick_children(xmlNode *node, const char *a, xmlNode **ret_a, const char *b, xmlNode **ret_b) {
+    xmlNode *cur = node->children, *el, *found_a = NULL, *found_b = NULL;
+    int r;
+
+    for (;;) {
+        r = next_element(&cur, &el);
+        if (r < 0)
+            return r;
+        if (!el)
+            break;
+        if (name_is(el, a) && !found_a)
+            found_a = el;
+        else if (name_is(el, b) && !found_b)
+            found_b = el;
+        else
+            return -EINVAL;
+    }
+    *ret_a = found_a;
+    *ret_b = found_b;
     return 0;
 }
 
@@ -356,38 +406,28 @@ static int count_element(decoder *d) {
 
 static int decode_array(decoder *d, xmlNode *array, unsigned depth, xapi_value *ret) {
     xapi_value arr = xapi_value_array();
-    xmlNode *cur = array->children, *data, *extra, *v;
+    xmlNode *cur, *data, *v;
     int rc;
 
-    rc = next_element(&cur, &data);
+    rc = optional_element(array, &data);
     if (rc < 0)
         goto out;
     if (data) { /* <array/> without <data> is taken as empty */
-        rc = next_element(&cur, &extra);
-        if (rc < 0)
-            goto out;
-        if (extra || !name_is(data, "data")) {
+        if (!name_is(data, "data")) {
             rc = -EINVAL;
             goto out;
         }
         cur = data->children;
-        for (;;) {
+        while ((rc = next_named(&cur, "value", &v)) == 0 && v) {
             xapi_value item;
 
-            rc = next_element(&cur, &v);
-            if (rc < 0)
-                goto out;
-            if (!v)
-                break;
-            if (!name_is(v, "value")) {
-                rc = -EINVAL;
-                goto out;
-            }
             rc = decode_value(d, v, depth, &item);
             if (rc < 0)
                 goto out;
             xapi_array_append(&arr, item);
         }
+        if (rc < 0)
+            goto out;
     }
     *ret = arr;
     arr = xapi_value_nil();
@@ -460,7 +500,7 @@ static void dedupe_members(xapi_value *st) {
 }
 
 static int decode_member(decoder *d, xmlNode *member, unsigned depth, xapi_value *st) {
-    xmlNode *cur = member->children, *el, *name = NULL, *value = NULL;
+    xmlNode *name, *value;
     xapi_value v = xapi_value_nil();
     text t = {0};
     int rc;
@@ -468,21 +508,9 @@ static int decode_member(decoder *d, xmlNode *member, unsigned depth, xapi_value
     rc = count_element(d);
     if (rc < 0)
         goto out;
-    for (;;) {
-        rc = next_element(&cur, &el);
-        if (rc < 0)
-            goto out;
-        if (!el)
-            break;
-        if (name_is(el, "name") && !name)
-            name = el;
-        else if (name_is(el, "value") && !value)
-            value = el;
-        else {
-            rc = -EINVAL;
-            goto out;
-        }
-    }
+    rc = pick_children(member, "name", &name, "value", &value);
+    if (rc < 0)
+        goto out;
     if (!name || !value) {
         rc = -EINVAL;
         goto out;
@@ -507,20 +535,13 @@ static int decode_struct(decoder *d, xmlNode *node, unsigned depth, xapi_value *
     xmlNode *cur = node->children, *m;
     int rc;
 
-    for (;;) {
-        rc = next_element(&cur, &m);
-        if (rc < 0)
-            goto out;
-        if (!m)
-            break;
-        if (!name_is(m, "member")) {
-            rc = -EINVAL;
-            goto out;
-        }
+    while ((rc = next_named(&cur, "member", &m)) == 0 && m) {
         rc = decode_member(d, m, depth, &st);
         if (rc < 0)
             goto out;
     }
+    if (rc < 0)
+        goto out;
     dedupe_members(&st);
     *ret = st;
     st = xapi_value_nil();
@@ -628,13 +649,11 @@ static int decode_params(decoder *d, xmlNode *params, xapi_value *list) {
     int rc;
 
     for (;;) {
-        rc = next_element(&cur, &param);
+        rc = next_named(&cur, "param", &param);
         if (rc < 0)
             return rc;
         if (!param)
             return 0;
-        if (!name_is(param, "param"))
-            return -EINVAL;
         rc = only_element(param, &value);
         if (rc < 0)
             return rc;
@@ -650,7 +669,7 @@ static int decode_params(decoder *d, xmlNode *params, xapi_value *list) {
 static int decode_call(xmlNode *root, xapi_request *ret) {
     decoder d = {0};
     xapi_value params = xapi_value_array();
-    xmlNode *cur, *el, *name = NULL, *plist = NULL;
+    xmlNode *name, *plist;
     text t = {0};
     char *method = NULL;
     int rc;
@@ -659,22 +678,9 @@ static int decode_call(xmlNode *root, xapi_request *ret) {
         rc = -EINVAL;
         goto out;
     }
-    cur = root->children;
-    for (;;) {
-        rc = next_element(&cur, &el);
-        if (rc < 0)
-            goto out;
-        if (!el)
-            break;
-        if (name_is(el, "methodName") && !name)
-            name = el;
-        else if (name_is(el, "params") && !plist)
-            plist = el;
-        else {
-            rc = -EINVAL;
-            goto out;
-        }
-    }
+    rc = pick_children(root, "methodName", &name, "params", &plist);
+    if (rc < 0)
+        goto out;
     if (!name) {
         rc = -EINVAL;
         goto out;
