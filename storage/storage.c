@@ -17,6 +17,7 @@ void storage_register(void) {
     xapi_register_hooks(XAPI_C_VDI, &storage_vdi_hooks);
     xapi_register_hooks(XAPI_C_PBD, &storage_pbd_hooks);
     xapi_register_hooks(XAPI_C_VBD, &storage_vbd_hooks);
+    storage_transfer_register();
 }
 
 /* The local SR: a file SR of this host at <state_dir>/sr/<its uuid>. */

@@ -49,3 +49,7 @@ int storage_vbd_userdevice(xapi_server *srv, const xapi_obj *vm, const char *use
  * VM fail with VM_BAD_POWER_STATE [vm, "halted", actual]. */
 typedef int (*storage_media_fn)(xapi_server *srv, const char *vbd_ref, const char *vdi_ref, xapi_value *err);
 void storage_set_media_handler(storage_media_fn fn);
+
+/* Registers the HTTP handlers PUT /import_raw_vdi and GET /export_raw_vdi
+ * (storage/vdi_transfer.c): a VDI's data in and out, raw or VHD. */
+void storage_transfer_register(void);

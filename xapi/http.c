@@ -4,17 +4,21 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/config.h"
 #include "agent/log.h"
+#include "xapi/accounts.h"
 #include "xapi/http.h"
+#include "xapi/session.h"
 
 #define THREAD_STACK (512 * 1024)
 
@@ -26,7 +30,7 @@ struct xapi_http {
     char *unix_path;
 };
 
-typedef enum endpoint { EP_XMLRPC, EP_JSONRPC } endpoint;
+typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT } endpoint;
 
 #define MAX_GET_HANDLERS 8
 
@@ -50,6 +54,175 @@ static const char *conn_arg(void *ctx, const char *name) {
     struct MHD_Connection *conn = ctx;
     const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
     return v ? v : MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, name);
+}
+
+/* ---- streaming handlers ---------------------------------------------------- */
+
+#define MAX_STREAM_HANDLERS 8
+#define STREAM_BLOCK (256 * 1024)        /* bytes a streamed reply produces per call */
+#define PUT_DROP_MAX (16 * 1024 * 1024)  /* body bytes read and dropped after a refusal */
+
+struct xapi_http_req {
+    xapi_http *h;
+    struct MHD_Connection *conn;
+};
+
+static struct {
+    const char *path;
+    xapi_http_stream_get_fn fn;
+} stream_get_handlers[MAX_STREAM_HANDLERS];
+
+static struct {
+    const char *path;
+    const xapi_http_put_ops *ops;
+} put_handlers[MAX_STREAM_HANDLERS];
+
+void xapi_http_register_stream_get(const char *path, xapi_http_stream_get_fn fn) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS; i++)
+        if (!stream_get_handlers[i].path) {
+            stream_get_handlers[i].path = path;
+            stream_get_handlers[i].fn = fn;
+            return;
+        }
+    abort(); /* a fixed, small set of modules registers these */
+}
+
+void xapi_http_register_put(const char *path, const xapi_http_put_ops *ops) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS; i++)
+        if (!put_handlers[i].path) {
+            put_handlers[i].path = path;
+            put_handlers[i].ops = ops;
+            return;
+        }
+    abort();
+}
+
+static xapi_http_stream_get_fn find_stream_get(const char *url) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS && stream_get_handlers[i].path; i++)
+        if (strcmp(stream_get_handlers[i].path, url) == 0)
+            return stream_get_handlers[i].fn;
+    return NULL;
+}
+
+static const xapi_http_put_ops *find_put(const char *url) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS && put_handlers[i].path; i++)
+        if (strcmp(put_handlers[i].path, url) == 0)
+            return put_handlers[i].ops;
+    return NULL;
+}
+
+const char *xapi_http_req_arg(xapi_http_req *r, const char *name) {
+    return conn_arg(r->conn, name);
+}
+
+const char *xapi_http_req_header(xapi_http_req *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+bool xapi_http_req_authorized(xapi_http_req *r) {
+    const agent_config *cfg = r->h->srv->config;
+    const char *sid = xapi_http_req_arg(r, "session_id");
+    char *user = NULL, *pass = NULL;
+    bool ok;
+
+    if (sid && xapi_session_check(r->h->srv, sid) == 0)
+        return true;
+    user = MHD_basic_auth_get_username_password(r->conn, &pass);
+    ok = user && pass && xapi_accounts_verify(cfg->accounts_file, user, pass);
+    if (user && !ok) {
+        /* Slow down password guessing, as session.login_with_password does. */
+        struct timespec ts = {cfg->auth_fail_delay_ms / 1000, (long)(cfg->auth_fail_delay_ms % 1000) * 1000000L};
+        log_notice("http: basic authentication failed for user '%s'", user);
+        nanosleep(&ts, NULL);
+    }
+    if (user)
+        MHD_free(user);
+    if (pass)
+        MHD_free(pass);
+    return ok;
+}
+
+void xapi_http_reply_header(xapi_http_reply *rep, const char *name, const char *fmt, ...) {
+    va_list ap;
+
+    if (rep->nheaders >= XAPI_HTTP_MAX_HEADERS)
+        return;
+    snprintf(rep->headers[rep->nheaders].name, sizeof rep->headers[0].name, "%s", name);
+    va_start(ap, fmt);
+    vsnprintf(rep->headers[rep->nheaders].value, sizeof rep->headers[0].value, fmt, ap);
+    va_end(ap);
+    rep->nheaders++;
+}
+
+void xapi_http_reply_text(xapi_http_reply *rep, unsigned status, const char *text) {
+    free(rep->body);
+    rep->status = status;
+    rep->type = "text/plain; charset=utf-8";
+    rep->body = xapi_strdup(text);
+    rep->len = strlen(text);
+    rep->close = status != MHD_HTTP_OK;
+}
+
+typedef struct stream {
+    ssize_t (*read)(void *state, uint64_t pos, char *buf, size_t max);
+    void (*done)(void *state, bool complete);
+    void *state;
+    uint64_t len;
+    bool complete;
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    stream *s = cls;
+    ssize_t n;
+
+    if (pos >= s->len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (max > s->len - pos)
+        max = (size_t)(s->len - pos);
+    n = s->read(s->state, pos, buf, max);
+    if (n <= 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (pos + (uint64_t)n >= s->len)
+        s->complete = true;
+    return n;
+}
+
+static void stream_free(void *cls) {
+    stream *s = cls;
+
+    if (s->done)
+        s->done(s->state, s->complete);
+    free(s);
+}
+
+static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp,
+                                      const char *content_type, bool close_after);
+
+/* Sends what a streaming handler filled in; rep's body and stream pass to the response. */
+static enum MHD_Result send_http_reply(struct MHD_Connection *conn, xapi_http_reply *rep) {
+    struct MHD_Response *resp;
+    stream *s;
+
+    if (rep->read) {
+        s = xapi_calloc(1, sizeof *s);
+        *s = (stream){rep->read, rep->done, rep->state, rep->stream_len, rep->stream_len == 0};
+        resp = MHD_create_response_from_callback(rep->stream_len, STREAM_BLOCK, stream_read, s, stream_free);
+        if (!resp)
+            stream_free(s);
+        free(rep->body);
+    } else {
+        resp = MHD_create_response_from_buffer(rep->len, rep->body ? rep->body : xapi_strdup(""),
+                                               MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+            free(rep->body);
+    }
+    rep->body = NULL;
+    if (!resp)
+        return MHD_NO;
+    for (unsigned i = 0; i < rep->nheaders; i++)
+        MHD_add_response_header(resp, rep->headers[i].name, rep->headers[i].value);
+    return queue_response(conn, rep->status ? rep->status : MHD_HTTP_INTERNAL_SERVER_ERROR, resp,
+                          rep->type ? rep->type : "text/plain; charset=utf-8", rep->close);
 }
 
 static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status, char *data, size_t len,
@@ -77,10 +250,45 @@ typedef struct request_ctx {
     endpoint ep;
     bool too_large;
     xapi_buf body;
+    /* EP_PUT: the handler and its state (NULL once ended) */
+    const xapi_http_put_ops *put;
+    void *put_state;
+    bool put_refused;  /* data said no more: the rest is dropped */
+    uint64_t dropped;
 } request_ctx;
 
-static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp,
-                                      const char *content_type, bool close_after);
+/* A PUT to a streaming handler: headers (first call), body pieces, end. */
+static enum MHD_Result handle_put(xapi_http *h, struct MHD_Connection *conn, const xapi_http_put_ops *ops,
+                                  request_ctx **pctx, const char *upload_data, size_t *upload_data_size) {
+    request_ctx *ctx = *pctx;
+    xapi_http_reply rep = {0};
+    void *state = NULL;
+
+    if (!ctx) {
+        xapi_http_req r = {h, conn};
+        if (ops->begin(h->srv, &r, &state, &rep) < 0)
+            return send_http_reply(conn, &rep);
+        ctx = xapi_calloc(1, sizeof *ctx);
+        ctx->ep = EP_PUT;
+        ctx->put = ops;
+        ctx->put_state = state;
+        *pctx = ctx;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (!ctx->put_refused && ops->data(ctx->put_state, upload_data, n) < 0)
+            ctx->put_refused = true;
+        else if (ctx->put_refused && (ctx->dropped += n) > PUT_DROP_MAX)
+            return MHD_NO; /* closes the connection: abort frees the state */
+        return MHD_YES;
+    }
+    state = ctx->put_state;
+    ctx->put_state = NULL;
+    ops->end(state, &rep);
+    return send_http_reply(conn, &rep);
+}
 
 static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status, char *data, size_t len,
                                    const char *content_type, bool close_after) {
@@ -185,9 +393,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     const char *clen;
     int rc;
 
+    if (ctx && ctx->ep == EP_PUT)
+        return handle_put(h, conn, ctx->put, (request_ctx **)con_cls, upload_data, upload_data_size);
     if (!ctx) {
+        const xapi_http_put_ops *put;
+        xapi_http_stream_get_fn sget;
+
         if (strcmp(method, "OPTIONS") == 0) /* CORS preflight */
             return send_buffer(conn, MHD_HTTP_OK, xapi_strdup(""), 0, "text/plain", false);
+        if (strcmp(method, "PUT") == 0 && (put = find_put(url)))
+            return handle_put(h, conn, put, (request_ctx **)con_cls, upload_data, upload_data_size);
+        if (strcmp(method, "GET") == 0 && (sget = find_stream_get(url))) {
+            xapi_http_req r = {h, conn};
+            xapi_http_reply rep = {0};
+            sget(h->srv, &r, &rep);
+            return send_http_reply(conn, &rep);
+        }
         if (strcmp(method, "GET") == 0 && strcmp(url, "/") != 0) {
             bool found;
             enum MHD_Result r = serve_get(h, conn, url, &found);
@@ -244,6 +465,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
     request_ctx *ctx = *con_cls;
 
     if (ctx) {
+        if (ctx->put_state)
+            ctx->put->abort(ctx->put_state);
         xapi_buf_free(&ctx->body);
         free(ctx);
         *con_cls = NULL;

@@ -1,8 +1,14 @@
 /* The HTTP front: XML-RPC on POST / and /RPC2 (and legacy /json), JSON-RPC on
  * POST /jsonrpc, CORS preflight, on TCP and on a local UNIX socket whose root
- * callers are pre-authenticated. One thread per connection: calls may block
- * (event.from, VM operations) without holding up anybody else. */
+ * callers are pre-authenticated; beside them, the GET and PUT handlers modules
+ * register (consoles, disk images). One thread per connection: calls may
+ * block (event.from, VM operations, disk transfers) without holding up
+ * anybody else. */
 #pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "xapi/api.h"
 
@@ -16,6 +22,69 @@ typedef unsigned (*xapi_http_get_fn)(xapi_server *srv, xapi_http_arg_fn arg, voi
                                      size_t *ret_len, const char **ret_type);
 /* Registers fn for GET path (before xapi_http_start). */
 void xapi_http_register_get(const char *path, xapi_http_get_fn fn);
+
+/* ---- streaming handlers: PUT uploads taken piece by piece, GET replies
+ * produced piece by piece (disk images: never whole in memory) ---- */
+
+/* One request, valid during the handler call it is given to. */
+typedef struct xapi_http_req xapi_http_req;
+
+/* A query argument, else a cookie of that name (NULL if neither). */
+const char *xapi_http_req_arg(xapi_http_req *r, const char *name);
+const char *xapi_http_req_header(xapi_http_req *r, const char *name);
+/* Whether the caller is authenticated, as xapi's HTTP handlers accept it:
+ * session_id (query or cookie) naming a live session, or HTTP basic auth with
+ * a local account (a failure waits auth_fail_delay_ms). */
+bool xapi_http_req_authorized(xapi_http_req *r);
+
+#define XAPI_HTTP_MAX_HEADERS 4
+
+typedef struct xapi_http_reply {
+    unsigned status;
+    const char *type;              /* content type (static string); text/plain if NULL */
+    char *body;                    /* malloc'd, len bytes; or a streamed body: */
+    size_t len;
+    /* With read set: the body is stream_len bytes that read produces in order
+     * (pos: bytes produced so far): > 0 bytes put in buf, or < 0 to abort the
+     * connection. done is called once when the reply is over, with complete
+     * true if every byte was produced, and frees state. */
+    ssize_t (*read)(void *state, uint64_t pos, char *buf, size_t max);
+    void (*done)(void *state, bool complete);
+    void *state;
+    uint64_t stream_len;
+    struct {
+        char name[32];
+        char value[224];
+    } headers[XAPI_HTTP_MAX_HEADERS];
+    unsigned nheaders;
+    bool close;                    /* Connection: close after it */
+} xapi_http_reply;
+
+/* Adds a response header (silently dropped beyond XAPI_HTTP_MAX_HEADERS). */
+void xapi_http_reply_header(xapi_http_reply *rep, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A plain text reply with that status; closes the connection unless 200. */
+void xapi_http_reply_text(xapi_http_reply *rep, unsigned status, const char *text);
+
+/* GET path: fills the reply (rep->status 0 counts as 500). */
+typedef void (*xapi_http_stream_get_fn)(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep);
+void xapi_http_register_stream_get(const char *path, xapi_http_stream_get_fn fn);
+
+/* PUT path: the body is handed over as it arrives, whatever its size
+ * (Content-Length or chunked); the RPC body limit does not apply. */
+typedef struct xapi_http_put_ops {
+    /* The headers are in: 0 with *ret_state to take the body; or < 0 with
+     * rep filled, answered at once without reading the body. */
+    int (*begin)(xapi_server *srv, xapi_http_req *r, void **ret_state, xapi_http_reply *rep);
+    /* The next piece of the body: 0, or < 0 to take no more of it (the rest
+     * is read and dropped, up to a bound past which the connection closes). */
+    int (*data)(void *state, const char *buf, size_t len);
+    /* The body is over: fills rep and frees state. */
+    void (*end)(void *state, xapi_http_reply *rep);
+    /* The connection ended before the body did (client gone, timeout): frees state. */
+    void (*abort)(void *state);
+} xapi_http_put_ops;
+void xapi_http_register_put(const char *path, const xapi_http_put_ops *ops);
 
 int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, const char *unix_path,
                     xapi_http **ret);

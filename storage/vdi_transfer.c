@@ -1,0 +1,671 @@
+/* PUT /import_raw_vdi and GET /export_raw_vdi, as xapi serves them: a VDI's
+ * data in and out over plain HTTP, as raw bytes or as a VHD image.
+ *
+ * Both take session_id (query, cookie) or basic auth, vdi (ref or uuid),
+ * format (raw, the default, or vhd) and optionally task_id, the task that
+ * reports the transfer (else one is made; its ref is in the task-id reply
+ * header). Meanwhile the VDI carries the task in current_operations, so
+ * VDI.destroy and VDI.resize answer VDI_IN_USE. An import streams the body
+ * into the VDI's file as it arrives (zeros become holes); an export streams
+ * the file (a VHD export is a dynamic image without its all-zero blocks). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "storage/internal.h"
+#include "storage/vhd.h"
+#include "xapi/error.h"
+#include "xapi/http.h"
+
+#define STAGE_SIZE (256 * 1024) /* import bytes gathered before they are written */
+#define GRAIN 4096              /* zero runs this aligned and long become holes */
+
+static const xapi_class *task_cls(void) {
+    return storage_cls(XAPI_C_task);
+}
+
+/* ---- tasks ------------------------------------------------------------------ */
+
+/* The task given by task_id (HANDLE_INVALID if none such), or a new pending one. Write lock held. */
+static int task_take(xapi_server *srv, const char *given, const char *label, char ret[XAPI_REF_LEN + 1],
+                     xapi_value *err) {
+    xapi_store *st = srv->store;
+    xapi_obj *t;
+
+    if (given) {
+        t = xapi_store_get_class(st, task_cls(), given);
+        if (!t)
+            return xapi_fail(err, "HANDLE_INVALID", "task", given, NULL);
+    } else {
+        t = xapi_obj_create(st, task_cls());
+        xapi_obj_set_string(st, t, XAPI_F_task_name_label, label);
+        xapi_obj_set(st, t, XAPI_F_task_created, xapi_value_datetime(xapi_wall_seconds()));
+        xapi_obj_set_string(st, t, XAPI_F_task_status, "pending");
+        xapi_obj_set_string(st, t, XAPI_F_task_resident_on, srv->host_ref);
+        xapi_obj_set(st, t, XAPI_F_task_progress, xapi_value_float(0.0));
+    }
+    memcpy(ret, t->ref, XAPI_REF_LEN + 1);
+    return 0;
+}
+
+/* Ends the task: success with result (an XML-RPC value fragment) when err is NULL. Write lock held. */
+static void task_end(xapi_server *srv, const char *ref, const char *result, const xapi_value *err) {
+    xapi_store *st = srv->store;
+    xapi_obj *t = xapi_store_get_class(st, task_cls(), ref);
+
+    if (!t)
+        return; /* destroyed meanwhile */
+    xapi_obj_set_string(st, t, XAPI_F_task_status, err ? "failure" : "success");
+    xapi_obj_set(st, t, XAPI_F_task_progress, xapi_value_float(1.0));
+    xapi_obj_set(st, t, XAPI_F_task_finished, xapi_value_datetime(xapi_wall_seconds()));
+    if (err)
+        xapi_obj_set(st, t, XAPI_F_task_error_info, xapi_value_copy(err));
+    else
+        xapi_obj_set_string(st, t, XAPI_F_task_result, result);
+}
+
+/* ---- one transfer ------------------------------------------------------------- */
+
+/* Import data goes through this: contiguous bytes gathered, then written, with
+ * GRAIN-aligned zero runs (and the ranges a VHD leaves out) punched as holes. */
+typedef struct writer {
+    int fd;
+    uint64_t limit;     /* the VDI's virtual size */
+    bool strict;        /* raw: any byte past limit is an error; VHD: zeros past it are dropped */
+    char *stage;
+    uint64_t stage_off;
+    size_t stage_len;
+    uint64_t hole_off, hole_len;
+} writer;
+
+typedef struct transfer {
+    xapi_server *srv;
+    bool import, vhd;
+    char task[XAPI_REF_LEN + 1], vdi[XAPI_REF_LEN + 1];
+    char uuid[XAPI_UUID_LEN + 1];
+    int fd;
+    int64_t size;       /* the VDI's virtual size */
+    uint64_t expected;  /* import: Content-Length (0: unknown); export: bytes of the reply */
+    uint64_t done;      /* bytes received / produced */
+    int pct;            /* progress last reported */
+    xapi_value err;     /* the first failure */
+    writer w;
+    storage_vhd_decoder *dec;
+    storage_vhd_layout layout;
+} transfer;
+
+static bool all_zero(const char *p, size_t n) {
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static int pwrite_all(int fd, const char *p, size_t n, uint64_t off) {
+    while (n > 0) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+static int hole_flush(writer *w) {
+    static const char zeros[65536];
+    uint64_t off = w->hole_off, end = w->hole_off + w->hole_len;
+    int rc = 0;
+
+    w->hole_len = 0;
+    if (off == end || fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(end - off)) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP)
+        return -errno;
+    for (; off < end && rc == 0; off += sizeof zeros) /* no holes here: write the zeros */
+        rc = pwrite_all(w->fd, zeros, end - off < sizeof zeros ? (size_t)(end - off) : sizeof zeros, off);
+    return rc;
+}
+
+static int hole_add(writer *w, uint64_t off, uint64_t len) {
+    int rc = 0;
+
+    if (w->hole_len && w->hole_off + w->hole_len == off) {
+        w->hole_len += len;
+        return 0;
+    }
+    if (w->hole_len)
+        rc = hole_flush(w);
+    w->hole_off = off;
+    w->hole_len = len;
+    return rc;
+}
+
+/* Writes the gathered bytes: GRAIN pieces of zeros become holes, the rest is written in runs. */
+static int stage_flush(writer *w) {
+    uint64_t off = w->stage_off, end = w->stage_off + w->stage_len, run = off;
+    int rc = 0;
+
+    while (off < end && rc == 0) {
+        uint64_t next = (off / GRAIN + 1) * GRAIN < end ? (off / GRAIN + 1) * GRAIN : end;
+        const char *p = w->stage + (off - w->stage_off);
+
+        if ((next - off == GRAIN || next == w->limit) && all_zero(p, (size_t)(next - off))) {
+            if (run < off)
+                rc = pwrite_all(w->fd, w->stage + (run - w->stage_off), (size_t)(off - run), run);
+            if (rc == 0)
+                rc = hole_add(w, off, next - off);
+            run = next;
+        }
+        off = next;
+    }
+    if (rc == 0 && run < end)
+        rc = pwrite_all(w->fd, w->stage + (run - w->stage_off), (size_t)(end - run), run);
+    w->stage_len = 0;
+    return rc;
+}
+
+/* len bytes of the disk at off (data NULL: zeros). -EFBIG past the VDI's size (see strict). */
+static int writer_put(writer *w, uint64_t off, const char *data, size_t len) {
+    int rc = 0;
+
+    if (off + len > w->limit) {
+        uint64_t keep = off < w->limit ? w->limit - off : 0;
+        if (w->strict || (data && !all_zero(data + keep, len - (size_t)keep)))
+            return -EFBIG;
+        len = (size_t)keep;
+    }
+    if (!data)
+        return len ? hole_add(w, off, len) : 0;
+    while (len > 0 && rc == 0) {
+        size_t k;
+        if (w->stage_len && (off != w->stage_off + w->stage_len || w->stage_len == STAGE_SIZE))
+            rc = stage_flush(w);
+        if (rc < 0)
+            break;
+        if (!w->stage_len)
+            w->stage_off = off;
+        k = STAGE_SIZE - w->stage_len < len ? STAGE_SIZE - w->stage_len : len;
+        memcpy(w->stage + w->stage_len, data, k);
+        w->stage_len += k;
+        data += k;
+        off += k;
+        len -= k;
+    }
+    return rc;
+}
+
+static int writer_finish(writer *w) {
+    int rc = w->stage_len ? stage_flush(w) : 0;
+
+    if (rc == 0 && w->hole_len)
+        rc = hole_flush(w);
+    if (rc == 0 && fdatasync(w->fd) < 0)
+        rc = -errno;
+    return rc;
+}
+
+static int vhd_write(void *opaque, uint64_t offset, const void *data, size_t len) {
+    return writer_put(opaque, offset, data, len);
+}
+
+static void transfer_free(transfer *t) {
+    if (!t)
+        return;
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t->w.stage);
+    storage_vhd_decoder_free(t->dec);
+    storage_vhd_layout_free(&t->layout);
+    xapi_value_free(&t->err);
+    free(t);
+}
+
+/* Records the first failure of the transfer. */
+static void transfer_fail(transfer *t, const char *code, const char *param) {
+    if (t->err.kind == XAPI_V_ARRAY)
+        return;
+    xapi_fail(&t->err, code, param, NULL);
+}
+
+static void progress(transfer *t) {
+    xapi_store *st = t->srv->store;
+    int pct;
+    xapi_obj *o;
+
+    if (!t->expected)
+        return;
+    pct = (int)(t->done * 100 / t->expected);
+    if (pct <= t->pct || pct >= 100)
+        return;
+    t->pct = pct;
+    xapi_store_write_begin(st);
+    o = xapi_store_get_class(st, task_cls(), t->task);
+    if (o)
+        xapi_obj_set(st, o, XAPI_F_task_progress, xapi_value_float(pct / 100.0));
+    xapi_store_write_end(st);
+}
+
+/* The HTTP status that goes with an API error. */
+static unsigned error_status(const xapi_value *err) {
+    const char *code = err->n ? xapi_value_str(&err->items[0]) : "";
+
+    if (strcmp(code, "HANDLE_INVALID") == 0 || strcmp(code, "VDI_MISSING") == 0)
+        return 404;
+    if (strcmp(code, "VDI_TOO_SMALL") == 0)
+        return 413;
+    if (strcmp(code, "INTERNAL_ERROR") == 0 && err->n > 1 && strncmp(err->items[1].s, "Unknown format", 14) == 0)
+        return 400;
+    if (strcmp(code, "VDI_IN_USE") == 0 || strcmp(code, "OTHER_OPERATION_IN_PROGRESS") == 0 ||
+        strcmp(code, "VDI_READONLY") == 0)
+        return 409;
+    return 500;
+}
+
+/* A reply naming the error as [CODE, params...]. */
+static void reply_error(xapi_http_reply *rep, const char *task, const xapi_value *err) {
+    xapi_buf b = XAPI_BUF_INIT;
+
+    for (uint32_t i = 0; i < err->n; i++)
+        xapi_buf_printf(&b, "%s%s", i ? " " : "", xapi_value_str(&err->items[i]));
+    xapi_buf_putc(&b, '\n');
+    xapi_http_reply_text(rep, error_status(err), b.data);
+    xapi_buf_free(&b);
+    if (task && *task)
+        xapi_http_reply_header(rep, "task-id", "%s", task);
+}
+
+/* Checks (write lock held) and marks the VDI for the transfer, opens its data. */
+static int vdi_take(transfer *t, xapi_obj *vdi) {
+    xapi_server *srv = t->srv;
+    xapi_obj *sr = xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s);
+    const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
+    const xapi_value *vbds = &vdi->fields[XAPI_F_VDI_VBDs];
+    storage_sr h = {0};
+    char *path = NULL, *format = NULL;
+    int rc;
+
+    if (!sr)
+        return xapi_fail(&t->err, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s, NULL);
+    rc = storage_sr_plugged(srv, sr, &h, &t->err);
+    if (rc == 0)
+        rc = storage_vdi_attach_info(srv, vdi, &path, &format, &t->err);
+    if (rc < 0)
+        goto out;
+    if (strcmp(format, "raw") != 0) {
+        rc = xapi_fail(&t->err, "SR_OPERATION_NOT_SUPPORTED", sr->ref, NULL);
+        goto out;
+    }
+    if (t->import) {
+        if (vdi->fields[XAPI_F_VDI_read_only].b) {
+            rc = xapi_fail(&t->err, "VDI_READONLY", vdi->ref, NULL);
+            goto out;
+        }
+        rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_WRITE, &t->err);
+        /* A writer excludes everything else: readers, and VMs using the disk. */
+        if (rc == 0 && cur->n > 0)
+            rc = xapi_fail(&t->err, "OTHER_OPERATION_IN_PROGRESS", "VDI", vdi->ref,
+                           xapi_value_str(&cur->members[0].value), cur->members[0].name, NULL);
+        for (uint32_t i = 0; i < vbds->n && rc == 0; i++) {
+            xapi_obj *b = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VBD), vbds->items[i].s);
+            if (b && b->fields[XAPI_F_VBD_currently_attached].b)
+                rc = xapi_fail(&t->err, "VDI_IN_USE", vdi->ref, "import", NULL);
+        }
+    }
+    /* The mark is a read ("copy"): VDI.destroy/resize/forget meanwhile get VDI_IN_USE. */
+    if (rc == 0)
+        rc = storage_vdi_check_op(srv, vdi, "copy", &t->err);
+    if (rc < 0)
+        goto out;
+    t->fd = open(path, (t->import ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+    if (t->fd < 0) {
+        rc = xapi_fail(&t->err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
+        goto out;
+    }
+    memcpy(t->vdi, vdi->ref, sizeof t->vdi);
+    memcpy(t->uuid, vdi->uuid, sizeof t->uuid);
+    t->size = vdi->fields[XAPI_F_VDI_virtual_size].i;
+    storage_vdi_op_begin(srv, vdi, t->task, "copy");
+out:
+    storage_sr_handle_free(&h);
+    free(path);
+    free(format);
+    return rc;
+}
+
+/* Authentication, arguments, task and VDI: a transfer ready to run, or the
+ * reply that refuses it (the task, if any, failed with the error). */
+static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transfer **ret, xapi_http_reply *rep) {
+    xapi_store *st = srv->store;
+    const char *format = xapi_http_req_arg(r, "format"), *vdi_arg = xapi_http_req_arg(r, "vdi");
+    transfer *t = NULL;
+    xapi_obj *vdi = NULL;
+    char msg[160];
+    int rc;
+
+    if (!xapi_http_req_authorized(r)) {
+        xapi_http_reply_text(rep, 401, "a valid session_id or basic authentication is needed\n");
+        xapi_http_reply_header(rep, "WWW-Authenticate", "Basic realm=\"xapi\"");
+        return -EACCES;
+    }
+    t = xapi_calloc(1, sizeof *t);
+    t->srv = srv;
+    t->import = import;
+    t->fd = -1;
+    t->vhd = format && strcmp(format, "vhd") == 0;
+
+    xapi_store_write_begin(st);
+    rc = task_take(srv, xapi_http_req_arg(r, "task_id"), import ? "import_raw_vdi" : "export_raw_vdi", t->task,
+                   &t->err);
+    if (rc < 0) {
+        xapi_store_write_end(st);
+        reply_error(rep, NULL, &t->err);
+        transfer_free(t);
+        return rc;
+    }
+    if (format && strcmp(format, "raw") != 0 && strcmp(format, "vhd") != 0) {
+        snprintf(msg, sizeof msg, "Unknown format %s", format);
+        rc = xapi_fail(&t->err, "INTERNAL_ERROR", msg, NULL);
+    } else {
+        vdi = vdi_arg ? xapi_store_get_class(st, storage_cls(XAPI_C_VDI), vdi_arg) : NULL;
+        if (!vdi && vdi_arg)
+            vdi = xapi_store_get_by_uuid(st, storage_cls(XAPI_C_VDI), vdi_arg);
+        rc = vdi ? vdi_take(t, vdi) : xapi_fail(&t->err, "HANDLE_INVALID", "VDI", vdi_arg ? vdi_arg : "", NULL);
+    }
+    if (rc < 0)
+        task_end(srv, t->task, NULL, &t->err);
+    if (xapi_store_write_end_durable(st) < 0 && rc == 0) {
+        xapi_store_write_begin(st);
+        storage_vdi_op_end(srv, t->vdi, t->task);
+        rc = xapi_fail(&t->err, "INTERNAL_ERROR", "the change could not be stored", NULL);
+        task_end(srv, t->task, NULL, &t->err);
+        xapi_store_write_end(st);
+    }
+    if (rc < 0) {
+        log_info("storage: %s of VDI %s refused: %s", import ? "import" : "export", vdi_arg ? vdi_arg : "(none)",
+                 xapi_value_str(&t->err.items[0]));
+        reply_error(rep, t->task, &t->err);
+        transfer_free(t);
+        return rc;
+    }
+    *ret = t;
+    return 0;
+}
+
+/* The VDI is free again, its sizes refreshed, the task ended; frees t. */
+static void transfer_close(transfer *t) {
+    xapi_server *srv = t->srv;
+    xapi_store *st = srv->store;
+    bool ok = t->err.kind != XAPI_V_ARRAY;
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    storage_sr h = {0};
+    xapi_value ignored = {0};
+    char result[XAPI_REF_LEN + 32];
+    xapi_obj *vdi, *sr;
+
+    xapi_store_write_begin(st);
+    storage_vdi_op_end(srv, t->vdi, t->task);
+    vdi = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), t->vdi);
+    sr = vdi ? xapi_store_get_class(st, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s) : NULL;
+    if (t->import && sr && storage_sr_plugged(srv, sr, &h, &ignored) == 0) {
+        if (h.drv->vdi_stat && h.drv->vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) == 0)
+            xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
+        storage_sr_refresh(srv, sr, &h, NULL);
+    }
+    result[0] = '\0';
+    if (t->import) /* as xapi: the VDI is the import's result */
+        snprintf(result, sizeof result, "<value>%s</value>", t->vdi);
+    task_end(srv, t->task, result, ok ? NULL : &t->err);
+    xapi_store_write_end_durable(st);
+    log_info("storage: %s of VDI %s (%" PRIu64 " bytes%s) %s%s%s", t->import ? "import" : "export", t->uuid, t->done,
+             t->vhd ? ", vhd" : "", ok ? "done" : "failed: ", ok ? "" : xapi_value_str(&t->err.items[0]),
+             ok ? "" : (t->err.n > 1 ? " ..." : ""));
+    storage_vdi_info_free(&info);
+    storage_sr_handle_free(&h);
+    xapi_value_free(&ignored);
+    transfer_free(t);
+}
+
+/* ---- import ----------------------------------------------------------------------- */
+
+static int import_begin(xapi_server *srv, xapi_http_req *r, void **ret_state, xapi_http_reply *rep) {
+    const char *clen = xapi_http_req_header(r, "Content-Length");
+    transfer *t = NULL;
+    char size[32];
+    int rc;
+
+    rc = transfer_open(srv, r, true, &t, rep);
+    if (rc < 0)
+        return rc;
+    t->expected = clen ? strtoull(clen, NULL, 10) : 0;
+    /* Raw bytes past the VDI's end: refused before any is read. */
+    if (!t->vhd && t->expected > (uint64_t)t->size) {
+        snprintf(size, sizeof size, "%" PRIu64, t->expected);
+        transfer_fail(t, "VDI_TOO_SMALL", t->vdi);
+        xapi_array_append(&t->err, xapi_value_string(size));
+        reply_error(rep, t->task, &t->err);
+        transfer_close(t);
+        return -EFBIG;
+    }
+    t->w = (writer){.fd = t->fd, .limit = (uint64_t)t->size, .strict = !t->vhd, .stage = xapi_malloc(STAGE_SIZE)};
+    if (t->vhd)
+        t->dec = storage_vhd_decoder_new(vhd_write, &t->w);
+    if (t->vhd && !t->dec)
+        xapi_oom();
+    *ret_state = t;
+    return 0;
+}
+
+/* A failure of the data: the error the task reports. */
+static void import_error(transfer *t, int rc) {
+    char msg[256], size[32];
+
+    if (rc == -EFBIG) {
+        snprintf(size, sizeof size, "%" PRId64, t->size);
+        transfer_fail(t, "VDI_TOO_SMALL", t->vdi);
+        xapi_array_append(&t->err, xapi_value_string(size));
+        return;
+    }
+    if (rc == -EINVAL && t->dec)
+        snprintf(msg, sizeof msg, "invalid VHD: %s", storage_vhd_decoder_error(t->dec));
+    else
+        snprintf(msg, sizeof msg, "writing the VDI: %s", strerror(-rc));
+    transfer_fail(t, "INTERNAL_ERROR", msg);
+}
+
+static int import_data(void *state, const char *buf, size_t len) {
+    transfer *t = state;
+    int rc;
+
+    rc = t->dec ? storage_vhd_decoder_feed(t->dec, buf, len) : writer_put(&t->w, t->done, buf, len);
+    t->done += len;
+    if (rc < 0) {
+        import_error(t, rc);
+        return rc;
+    }
+    progress(t);
+    return 0;
+}
+
+static void import_end(void *state, xapi_http_reply *rep) {
+    transfer *t = state;
+    uint64_t vsize;
+    int rc = 0;
+
+    if (t->err.kind != XAPI_V_ARRAY) {
+        if (t->dec)
+            rc = storage_vhd_decoder_finish(t->dec, &vsize);
+        if (rc == 0)
+            rc = writer_finish(&t->w);
+        if (rc < 0)
+            import_error(t, rc);
+    }
+    if (t->err.kind == XAPI_V_ARRAY)
+        reply_error(rep, t->task, &t->err);
+    else {
+        xapi_http_reply_text(rep, 200, "");
+        xapi_http_reply_header(rep, "task-id", "%s", t->task);
+    }
+    transfer_close(t);
+}
+
+static void import_abort(void *state) {
+    transfer *t = state;
+
+    transfer_fail(t, "INTERNAL_ERROR", "the connection ended before the data did");
+    transfer_close(t);
+}
+
+static const xapi_http_put_ops import_ops = {
+    .begin = import_begin,
+    .data = import_data,
+    .end = import_end,
+    .abort = import_abort,
+};
+
+/* ---- export ------------------------------------------------------------------------- */
+
+/* The disk's bytes at off (zeros past the end of the file). */
+static int disk_read(void *opaque, uint64_t off, void *buf, size_t len) {
+    transfer *t = opaque;
+    char *p = buf;
+
+    while (len > 0) {
+        ssize_t k = pread(t->fd, p, len, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        if (k == 0) {
+            memset(p, 0, len);
+            break;
+        }
+        p += k;
+        len -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* Whether [off, off + len) of the file holds anything but zeros. */
+static int range_has_data(transfer *t, uint64_t off, uint64_t len, char *buf, size_t buf_len, bool *ret) {
+    off_t data = lseek(t->fd, (off_t)off, SEEK_DATA);
+    uint64_t end = off + len;
+    int rc;
+
+    if (data < 0 && errno == ENXIO) {
+        *ret = false; /* only holes from here */
+        return 0;
+    }
+    if (data >= 0)
+        off = (uint64_t)data; /* else no SEEK_DATA: read it all */
+    for (; off < end; off += buf_len) {
+        size_t k = end - off < buf_len ? (size_t)(end - off) : buf_len;
+        rc = disk_read(t, off, buf, k);
+        if (rc < 0)
+            return rc;
+        if (!all_zero(buf, k)) {
+            *ret = true;
+            return 0;
+        }
+    }
+    *ret = false;
+    return 0;
+}
+
+/* The dynamic VHD layout of the VDI: which blocks have data. */
+static int export_layout(transfer *t) {
+    uint32_t n = storage_vhd_blocks((uint64_t)t->size);
+    bool *present = NULL;
+    char *buf = NULL;
+    uint8_t id[16];
+    int rc = 0;
+
+    if (n == 0 && t->size > 0)
+        return -EFBIG;
+    present = xapi_calloc(n + 1, sizeof *present);
+    buf = xapi_malloc(STAGE_SIZE);
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        uint64_t off = (uint64_t)i * STORAGE_VHD_BLOCK_SIZE;
+        uint64_t len = (uint64_t)t->size - off < STORAGE_VHD_BLOCK_SIZE ? (uint64_t)t->size - off
+                                                                          : STORAGE_VHD_BLOCK_SIZE;
+        rc = range_has_data(t, off, len, buf, STAGE_SIZE, &present[i]);
+    }
+    for (size_t i = 0; i < 16; i++) /* the VDI's uuid as the image's unique id */
+        sscanf(t->uuid + i * 2 + (i >= 4) + (i >= 6) + (i >= 8) + (i >= 10), "%2hhx", &id[i]);
+    if (rc == 0)
+        rc = storage_vhd_layout_init(&t->layout, (uint64_t)t->size, present, id, xapi_wall_seconds());
+    free(present);
+    free(buf);
+    return rc;
+}
+
+static ssize_t export_read(void *state, uint64_t pos, char *buf, size_t max) {
+    transfer *t = state;
+    ssize_t n;
+    int rc;
+
+    if (t->vhd)
+        n = storage_vhd_layout_read(&t->layout, pos, buf, max, disk_read, t);
+    else {
+        rc = disk_read(t, pos, buf, max);
+        n = rc < 0 ? rc : (ssize_t)max;
+    }
+    if (n < 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "reading the VDI: %s", strerror((int)-n));
+        transfer_fail(t, "INTERNAL_ERROR", msg);
+        return n;
+    }
+    t->done = pos + (uint64_t)n;
+    progress(t);
+    return n;
+}
+
+static void export_done(void *state, bool complete) {
+    transfer *t = state;
+
+    if (!complete)
+        transfer_fail(t, "INTERNAL_ERROR", "the connection ended before the data did");
+    transfer_close(t);
+}
+
+static void export_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep) {
+    transfer *t = NULL;
+    int rc;
+
+    if (transfer_open(srv, r, false, &t, rep) < 0)
+        return;
+    rc = t->vhd ? export_layout(t) : 0;
+    if (rc < 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "reading the VDI: %s", strerror(-rc));
+        transfer_fail(t, "INTERNAL_ERROR", msg);
+        reply_error(rep, t->task, &t->err);
+        transfer_close(t);
+        return;
+    }
+    t->expected = t->vhd ? t->layout.total : (uint64_t)t->size;
+    rep->status = 200;
+    rep->type = "application/octet-stream";
+    rep->close = true;
+    rep->read = export_read;
+    rep->done = export_done;
+    rep->state = t;
+    rep->stream_len = t->expected;
+    xapi_http_reply_header(rep, "Content-Disposition", "attachment; filename=\"%s.%s\"", t->uuid,
+                           t->vhd ? "vhd" : "raw");
+    xapi_http_reply_header(rep, "task-id", "%s", t->task);
+}
+
+void storage_transfer_register(void) {
+    xapi_http_register_put("/import_raw_vdi", &import_ops);
+    xapi_http_register_stream_get("/export_raw_vdi", export_get);
+}
