@@ -21,6 +21,7 @@
 #include "storage/vhd.h"
 #include "xapi/error.h"
 #include "xapi/http.h"
+#include "xapi/task.h"
 
 #define STAGE_SIZE (256 * 1024) /* import bytes gathered before they are written */
 #define GRAIN 4096              /* zero runs this aligned and long become holes */
@@ -34,39 +35,16 @@ static const xapi_class *task_cls(void) {
 /* The task given by task_id (HANDLE_INVALID if none such), or a new pending one. Write lock held. */
 static int task_take(xapi_server *srv, const char *given, const char *label, char ret[XAPI_REF_LEN + 1],
                      xapi_value *err) {
-    xapi_store *st = srv->store;
     xapi_obj *t;
 
     if (given) {
-        t = xapi_store_get_class(st, task_cls(), given);
+        t = xapi_store_get_class(srv->store, task_cls(), given);
         if (!t)
             return xapi_fail(err, "HANDLE_INVALID", "task", given, NULL);
-    } else {
-        t = xapi_obj_create(st, task_cls());
-        xapi_obj_set_string(st, t, XAPI_F_task_name_label, label);
-        xapi_obj_set(st, t, XAPI_F_task_created, xapi_value_datetime(xapi_wall_seconds()));
-        xapi_obj_set_string(st, t, XAPI_F_task_status, "pending");
-        xapi_obj_set_string(st, t, XAPI_F_task_resident_on, srv->host_ref);
-        xapi_obj_set(st, t, XAPI_F_task_progress, xapi_value_float(0.0));
-    }
+    } else
+        t = xapi_task_new(srv, label, "");
     memcpy(ret, t->ref, XAPI_REF_LEN + 1);
     return 0;
-}
-
-/* Ends the task: success with result (an XML-RPC value fragment) when err is NULL. Write lock held. */
-static void task_end(xapi_server *srv, const char *ref, const char *result, const xapi_value *err) {
-    xapi_store *st = srv->store;
-    xapi_obj *t = xapi_store_get_class(st, task_cls(), ref);
-
-    if (!t)
-        return; /* destroyed meanwhile */
-    xapi_obj_set_string(st, t, XAPI_F_task_status, err ? "failure" : "success");
-    xapi_obj_set(st, t, XAPI_F_task_progress, xapi_value_float(1.0));
-    xapi_obj_set(st, t, XAPI_F_task_finished, xapi_value_datetime(xapi_wall_seconds()));
-    if (err)
-        xapi_obj_set(st, t, XAPI_F_task_error_info, xapi_value_copy(err));
-    else
-        xapi_obj_set_string(st, t, XAPI_F_task_result, result);
 }
 
 /* ---- one transfer ------------------------------------------------------------- */
@@ -379,12 +357,12 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
         rc = vdi ? vdi_take(t, vdi) : xapi_fail(&t->err, "HANDLE_INVALID", "VDI", vdi_arg ? vdi_arg : "", NULL);
     }
     if (rc < 0)
-        task_end(srv, t->task, NULL, &t->err);
+        xapi_task_end(srv, t->task, NULL, &t->err);
     if (xapi_store_write_end_durable(st) < 0 && rc == 0) {
         xapi_store_write_begin(st);
         storage_vdi_op_end(srv, t->vdi, t->task);
         rc = xapi_fail(&t->err, "INTERNAL_ERROR", "the change could not be stored", NULL);
-        task_end(srv, t->task, NULL, &t->err);
+        xapi_task_end(srv, t->task, NULL, &t->err);
         xapi_store_write_end(st);
     }
     if (rc < 0) {
@@ -422,7 +400,7 @@ static void transfer_close(transfer *t) {
     result[0] = '\0';
     if (t->import) /* as xapi: the VDI is the import's result */
         snprintf(result, sizeof result, "<value>%s</value>", t->vdi);
-    task_end(srv, t->task, result, ok ? NULL : &t->err);
+    xapi_task_end(srv, t->task, result, ok ? NULL : &t->err);
     xapi_store_write_end_durable(st);
     log_info("storage: %s of VDI %s (%" PRIu64 " bytes%s) %s%s%s", t->import ? "import" : "export", t->uuid, t->done,
              t->vhd ? ", vhd" : "", ok ? "done" : "failed: ", ok ? "" : xapi_value_str(&t->err.items[0]),

@@ -43,25 +43,27 @@ static const xapi_class *task_class(void) {
     return &xapi_classes[XAPI_C_task];
 }
 
-static void task_finish(xapi_server *srv, const char *ref, bool ok, const char *result, const xapi_value *err) {
+void xapi_task_end(xapi_server *srv, const char *ref, const char *result, const xapi_value *err) {
     xapi_store *st = srv->store;
-    xapi_obj *t;
+    xapi_obj *t = xapi_store_get_class(st, task_class(), ref);
+    bool cancelled = err && err->kind == XAPI_V_ARRAY && err->n > 0 && strcmp(err->items[0].s, "TASK_CANCELLED") == 0;
 
-    xapi_store_write_begin(st);
-    t = xapi_store_get_class(st, task_class(), ref);
-    if (t) {
-        bool cancelled = !ok && err && err->kind == XAPI_V_ARRAY && err->n > 0 &&
-                         strcmp(err->items[0].s, "TASK_CANCELLED") == 0;
-        xapi_obj_set_string(st, t, XAPI_F_task_status, ok ? "success" : cancelled ? "cancelled" : "failure");
-        xapi_obj_set(st, t, XAPI_F_task_progress, xapi_value_float(1.0));
-        xapi_obj_set(st, t, XAPI_F_task_finished, xapi_value_datetime(xapi_wall_seconds()));
-        xapi_obj_set(st, t, XAPI_F_task_allowed_operations, xapi_value_array());
-        if (ok)
-            xapi_obj_set_string(st, t, XAPI_F_task_result, result);
-        else
-            xapi_obj_set(st, t, XAPI_F_task_error_info, xapi_value_copy(err));
-    }
-    xapi_store_write_end_durable(st);
+    if (!t)
+        return; /* destroyed meanwhile */
+    xapi_obj_set_string(st, t, XAPI_F_task_status, !err ? "success" : cancelled ? "cancelled" : "failure");
+    xapi_obj_set(st, t, XAPI_F_task_progress, xapi_value_float(1.0));
+    xapi_obj_set(st, t, XAPI_F_task_finished, xapi_value_datetime(xapi_wall_seconds()));
+    xapi_obj_set(st, t, XAPI_F_task_allowed_operations, xapi_value_array());
+    if (err)
+        xapi_obj_set(st, t, XAPI_F_task_error_info, xapi_value_copy(err));
+    else
+        xapi_obj_set_string(st, t, XAPI_F_task_result, result);
+}
+
+static void task_finish(xapi_server *srv, const char *ref, bool ok, const char *result, const xapi_value *err) {
+    xapi_store_write_begin(srv->store);
+    xapi_task_end(srv, ref, result, ok ? NULL : err);
+    xapi_store_write_end_durable(srv->store);
 }
 
 static void *worker_main(void *arg) {
@@ -92,7 +94,7 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static xapi_obj *task_new(xapi_server *srv, const char *label, const char *description) {
+xapi_obj *xapi_task_new(xapi_server *srv, const char *label, const char *description) {
     xapi_store *st = srv->store;
     xapi_obj *t = xapi_obj_create(st, task_class());
 
@@ -122,7 +124,7 @@ int xapi_task_spawn(xapi_server *srv, const xapi_peer *peer, const char *method,
     w->params = xapi_value_copy(params);
 
     xapi_store_write_begin(st);
-    t = task_new(srv, method, "");
+    t = xapi_task_new(srv, method, "");
     for (const char *const *m = cancellable_methods; *m; m++)
         if (strcmp(*m, w->method) == 0) {
             xapi_value ops = xapi_value_array();
@@ -169,7 +171,7 @@ static int task_create(xapi_call *c) {
     char ref[XAPI_REF_LEN + 1];
 
     xapi_store_write_begin(c->srv->store);
-    t = task_new(c->srv, c->args[0].s, c->args[1].s);
+    t = xapi_task_new(c->srv, c->args[0].s, c->args[1].s);
     memcpy(ref, t->ref, sizeof ref);
     return xapi_finish_ref(c, 0, ref);
 }

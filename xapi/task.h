@@ -11,6 +11,12 @@ extern const xapi_handler xapi_task_handlers[];
  * the original params (session first). */
 int xapi_task_spawn(xapi_server *srv, const xapi_peer *peer, const char *method, const char *session,
                     const xapi_value *params, char ret_ref[XAPI_REF_LEN + 1], xapi_value *err);
+/* A new pending task on this host (write lock held), for work that reports
+ * through a task without being an Async call (HTTP transfers). */
+xapi_obj *xapi_task_new(xapi_server *srv, const char *label, const char *description);
+/* Ends a task (write lock held): success with result (an XML-RPC <value>
+ * fragment) when err is NULL, else failure (or cancelled) with err. */
+void xapi_task_end(xapi_server *srv, const char *ref, const char *result, const xapi_value *err);
 /* Called after a task is marked cancelling, so waiting operations look at it. */
 void xapi_task_set_cancel_hook(void (*fn)(void));
 /* At start: tasks left pending by a previous run are marked failed. */
