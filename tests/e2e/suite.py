@@ -587,12 +587,27 @@ class Suite:
         path = next((p for p in cands if os.path.isfile(p)), None)
         check(path, "VDI %s (location %r): no file among %s" % (rec["uuid"], rec["location"], cands))
         check(os.path.getsize(path) == size, "VDI file %s is %d bytes, virtual_size %d" % (path, os.path.getsize(path), size))
-        # The suite runs on the host holding the SR, so the known bytes go straight into the file
-        # (xenapid has no /import_raw_vdi HTTP handler yet, which would be the API's way).
-        with open(path, "r+b") as f:
-            f.write((pattern + "\n").encode())
-            f.flush()
-            os.fsync(f.fileno())
+        # The known bytes go in the API's way (PUT /import_raw_vdi, as Nova writes a config drive);
+        # the suite runs on the host holding the SR, so it then reads them back from the file.
+        head = (pattern + "\n").encode().ljust(4096, b"\0")
+        u = urllib.parse.urlsplit(URL)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=capped(T_CALL))
+        try:
+            conn.request("PUT", "/import_raw_vdi?session_id=%s&vdi=%s&format=raw"
+                         % (urllib.parse.quote(self.api.session), urllib.parse.quote(vdi)), head,
+                         {"Content-Type": "application/octet-stream", "Content-Length": str(len(head))})
+            r = conn.getresponse()
+            body = r.read()
+            task = r.getheader("task-id")
+        except (OSError, http.client.HTTPException) as e:
+            raise StepFailed("PUT /import_raw_vdi: %s" % e)
+        finally:
+            conn.close()
+        check(r.status == 200, "PUT /import_raw_vdi: HTTP %d %s" % (r.status, body[:200]))
+        if task:
+            check(self.api.call("task.get_status", task) == "success", "import task %s did not succeed" % task)
+        with open(path, "rb") as f:
+            check(f.read(len(head)) == head, "VDI file %s lacks the imported bytes" % path)
         return vdi, path
 
     def s_vdi(self):
