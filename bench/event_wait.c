@@ -147,6 +147,7 @@ static int write_all(int fd, const char *p, size_t len) {
 
 int main(int argc, char **argv) {
     static double lat[MAX_ROUNDS * MAX_SUBSCRIBERS], after_ack[MAX_ROUNDS * MAX_SUBSCRIBERS], idle_read[MAX_ROUNDS];
+    static double round_lat[MAX_SUBSCRIBERS], round_p99[MAX_ROUNDS];
     static subscriber subs[MAX_SUBSCRIBERS];
     char body[4096], change[8192], request[8192], *buf = calloc(1, RESPONSE_MAX);
     double t0, t_ack, commit_ms = 0;
@@ -187,7 +188,7 @@ int main(int argc, char **argv) {
         idle_read[r] = now_ms() - t0;
     }
     for (int r = 0; r < rounds; r++) {
-        int pending = n;
+        int pending = n, round_first = nok;
 
         for (int i = 0; i < n; i++) {
             size_t len = build_event_from(request, sizeof request, subs[i].token);
@@ -233,7 +234,15 @@ int main(int argc, char **argv) {
                     nbad++;
             }
         }
+        /* One change: the p99 over its subscribers (the goal's measure), from the request. */
+        if (nok > round_first) {
+            int m = nok - round_first;
+            memcpy(round_lat, lat + round_first, (size_t)m * sizeof round_lat[0]);
+            qsort(round_lat, (size_t)m, sizeof round_lat[0], cmp);
+            round_p99[r] = round_lat[p99_index(m)];
+        }
     }
+    qsort(round_p99, (size_t)rounds, sizeof round_p99[0], cmp);
     qsort(lat, (size_t)nok, sizeof lat[0], cmp);
     qsort(after_ack, (size_t)nok, sizeof after_ack[0], cmp);
     qsort(idle_read, (size_t)rounds, sizeof idle_read[0], cmp);
@@ -245,6 +254,9 @@ int main(int argc, char **argv) {
            nok, n * rounds, nok ? lat[nok / 2] : -1.0, nok ? lat[p99_index(nok)] : -1.0, nok ? lat[nok - 1] : -1.0,
            commit_ms / rounds, nok ? after_ack[nok / 2] : -1.0, nok ? after_ack[p99_index(nok)] : -1.0,
            nok ? after_ack[nok - 1] : -1.0);
+    printf("per change (p99 over its %d subscribers, from the request): median change %.2f ms, best %.2f ms, "
+           "worst %.2f ms\n",
+           n, round_p99[rounds / 2], round_p99[0], round_p99[rounds - 1]);
     free(buf);
     return nok == n * rounds && nbad == 0 ? 0 : 1;
 }

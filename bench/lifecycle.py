@@ -106,9 +106,10 @@ def event_delivery(d, session, subscribers, delay_label, rounds=20):
         print("    " + floor)
         from_request = float(out.split("from the change's request")[1].split("p99 ")[1].split(" ")[0])
         from_commit = float(out.split("from the commit")[1].split("p99 ")[1].split(" ")[0])
-        return from_request, from_commit
+        per_change = float(out.split("median change ")[1].split(" ")[0])
+        return from_request, from_commit, per_change
     except (IndexError, ValueError):
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
 
 
 def main():
@@ -141,10 +142,12 @@ def main():
         d = Daemon(extra_config="event_batch_delay_ms = %d\nlog_level = notice\n" % delay).start()
         try:
             _, s = d.login()
-            from_request, from_commit = event_delivery(d, s, a.subscribers, "%d ms" % delay, a.rounds)
+            from_request, from_commit, per_change = event_delivery(d, s, a.subscribers, "%d ms" % delay, a.rounds)
             if delay == 0:
-                print("  goal p99 <= 5 ms with no batching delay: from the commit %s, from the change's request %s"
-                      % ("met" if from_commit <= 5 else "MISSED", "met" if from_request <= 5 else "MISSED"))
+                verdict = lambda v: "met" if v <= 5 else "MISSED"  # noqa: E731
+                print("  goal p99 <= 5 ms with no batching delay: per change (median) %s; all rounds pooled: "
+                      "from the commit %s, from the request %s"
+                      % (verdict(per_change), verdict(from_commit), verdict(from_request)))
         finally:
             d.cleanup()
 
