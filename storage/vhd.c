@@ -489,7 +489,9 @@ static void make_footer(uint8_t *f, uint64_t size, const uint8_t id[16], int64_t
     put32(f + F_VERSION, 0x00010000);
     put64(f + F_DATA_OFFSET, STORAGE_VHD_FOOTER_SIZE);
     put32(f + F_TIMESTAMP, now > VHD_EPOCH ? (uint32_t)(now - VHD_EPOCH) : 0);
-    memcpy(f + F_CREATOR_APP, "xapi", 4);
+    /* blktap's vhd-util, as XenServer's own VHDs: readers that otherwise size
+     * a VHD by its CHS geometry (qemu) take current_size for this creator. */
+    memcpy(f + F_CREATOR_APP, "tap\0", 4);
     put32(f + F_CREATOR_VERSION, 0x00010000);
     memcpy(f + F_CREATOR_OS, "Lnux", 4);
     put64(f + F_ORIGINAL_SIZE, size);

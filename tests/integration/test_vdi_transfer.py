@@ -387,6 +387,62 @@ class TestVHD(TransferBase):
         self.assertEqual((raw, stored), (bytes(4 * MiB), 0))
 
 
+@unittest.skipUnless(shutil.which("qemu-img"), "qemu-img not installed (scripts/install-deps.sh installs qemu-utils)")
+class TestQemuImg(TransferBase):
+    """Interoperability with qemu-img, which makes the VHDs Nova uploads (a config drive is
+    `qemu-img convert -O vpc`) and reads VHDs as most tools do."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="xenapid-qemu-img-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def qemu_img(self, *args):
+        return subprocess.run(["qemu-img"] + list(args), check=True, capture_output=True, timeout=60).stdout
+
+    def disk(self, size):
+        data = bytearray(size)
+        data[:5000] = os.urandom(5000)
+        data[size // 2:size // 2 + 70000] = os.urandom(70000)
+        data[-1000:] = os.urandom(1000)
+        path = os.path.join(self.tmp, "disk.raw")
+        with open(path, "wb") as f:
+            f.write(data)
+        return bytes(data), path
+
+    def test_qemu_made_vhds_import(self):
+        size = 5 * MiB + 3 * 512  # not a CHS size: qemu-img rounds the image up
+        data, raw = self.disk(size)
+        for subformat in ("dynamic", "fixed"):
+            with self.subTest(subformat):
+                img = os.path.join(self.tmp, subformat + ".vhd")
+                self.qemu_img("convert", "-f", "raw", "-O", "vpc", "-o", "subformat=" + subformat, raw, img)
+                with open(img, "rb") as f:
+                    body = f.read()
+                vdi = self.new_vdi(size)
+                status, headers, reply = self.put(vdi, body, format="vhd")
+                self.assertEqual(status, 200, reply)
+                self.assertEqual(self.task(headers["task-id"])["status"], "success")
+                self.assertEqual(self.export_raw(vdi), data)
+
+    def test_export_reads_in_qemu_img(self):
+        size = 5 * MiB + 3 * 512
+        data, _ = self.disk(size)
+        vdi = self.new_vdi(size)
+        self.assertEqual(self.put(vdi, data)[0], 200)
+        status, _, img = self.get(vdi, format="vhd")
+        self.assertEqual(status, 200)
+        path, back = os.path.join(self.tmp, "export.vhd"), os.path.join(self.tmp, "back.raw")
+        with open(path, "wb") as f:
+            f.write(img)
+        info = self.qemu_img("info", "--output=json", "-f", "vpc", path)
+        self.assertIn(b'"virtual-size": %d' % size, info)  # the exact size, not a CHS rounding
+        self.qemu_img("convert", "-f", "vpc", "-O", "raw", path, back)
+        with open(back, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+
 class TestTasksAndErrors(TransferBase):
     def test_given_task(self):
         vdi = self.new_vdi(2 * MiB)
