@@ -27,6 +27,10 @@ int storage_vdi_clone(xapi_server *srv, const char *vdi_ref, storage_clone_mode 
 int storage_vdi_create(xapi_server *srv, const char *sr_ref, const char *name, int64_t size, const char *type,
                        char ret_ref[XAPI_REF_LEN + 1], xapi_value *err);
 
+/* Destroys a VDI and its data, as VDI.destroy does (VDI_IN_USE while it is
+ * in use). Takes the store lock itself. */
+int storage_vdi_destroy(xapi_server *srv, const char *vdi_ref, xapi_value *err);
+
 /* ---- also offered to the VM layer ---- */
 
 /* Recomputes a VDI's allowed_operations; call after changing the

@@ -115,8 +115,8 @@ int storage_vdi_create(xapi_server *srv, const char *sr_ref, const char *name, i
 
 /* ---- destroy ---------------------------------------------------------------- */
 
-static int vdi_before_destroy(xapi_call *c, xapi_obj *o) {
-    xapi_server *srv = c->srv;
+/* The VDI's data goes, and what refers to it. Write lock held. */
+static int vdi_delete(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     xapi_store *st = srv->store;
     xapi_obj *sr = sr_of(srv, o);
     storage_sr h = {0};
@@ -126,12 +126,12 @@ static int vdi_before_destroy(xapi_call *c, xapi_obj *o) {
 
     if (!sr)
         return 0; /* an orphan record: nothing to delete but itself */
-    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    rc = storage_sr_plugged(srv, sr, &h, err);
     if (rc < 0)
         return rc;
-    rc = storage_vdi_check_op(srv, o, "destroy", &c->err);
+    rc = storage_vdi_check_op(srv, o, "destroy", err);
     if (rc == 0 && h.drv->vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
-        rc = storage_backend_fail(&c->err, &e);
+        rc = storage_backend_fail(err, &e);
     if (rc < 0) {
         storage_sr_handle_free(&h);
         return rc;
@@ -151,6 +151,28 @@ static int vdi_before_destroy(xapi_call *c, xapi_obj *o) {
     storage_sr_handle_free(&h);
     log_debug("storage: VDI %s destroyed", o->uuid);
     return 0;
+}
+
+static int vdi_before_destroy(xapi_call *c, xapi_obj *o) {
+    return vdi_delete(c->srv, o, &c->err);
+}
+
+int storage_vdi_destroy(xapi_server *srv, const char *vdi_ref, xapi_value *err) {
+    xapi_obj *o;
+    int rc;
+
+    xapi_store_write_begin(srv->store);
+    o = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VDI), vdi_ref);
+    if (!o) {
+        xapi_store_write_end(srv->store);
+        return xapi_fail(err, "HANDLE_INVALID", "VDI", vdi_ref, NULL);
+    }
+    rc = vdi_delete(srv, o, err);
+    if (rc == 0)
+        xapi_obj_destroy(srv->store, o);
+    if (xapi_store_write_end_durable(srv->store) < 0 && rc == 0)
+        rc = xapi_fail(err, "INTERNAL_ERROR", "the change could not be stored", NULL);
+    return rc;
 }
 
 const xapi_class_hooks storage_vdi_hooks = {

@@ -192,8 +192,8 @@ static int reconcile(xapi_server *srv) {
             log_notice("VM %s: its domain is gone; now halted", vm->uuid);
             vmops_record_stopped(srv, vm, false);
         } else if (strcmp(ps, "Suspended") == 0) {
-            char *img = vmops_suspend_image_path(srv, vm->uuid);
-            if (access(img, F_OK) < 0) {
+            char vdi[XAPI_REF_LEN + 1], *img = NULL;
+            if (vmops_suspend_image_find(srv, vm, vdi, &img) < 0) {
                 log_notice("VM %s: its suspend image is gone; now halted", vm->uuid);
                 vmops_record_stopped(srv, vm, false);
             }

@@ -102,16 +102,111 @@ static int backend_fail(xapi_call *c, const char *what, int rc, char *msg, int64
     return r;
 }
 
-char *vmops_suspend_image_path(xapi_server *srv, const char *vm_uuid) {
-    char *dir = NULL, *p = NULL;
+/* Where VMs suspended by earlier versions keep their image: a file in the state directory. */
+static char *legacy_image_path(xapi_server *srv, const char *vm_uuid) {
+    char *p = NULL;
 
-    if (asprintf(&dir, "%s/suspend", srv->config->state_dir) < 0)
+    if (asprintf(&p, "%s/suspend/%s.img", srv->config->state_dir, vm_uuid) < 0)
         xapi_oom();
-    mkdir(dir, 0700);
-    if (asprintf(&p, "%s/%s.img", dir, vm_uuid) < 0)
-        xapi_oom();
-    free(dir);
     return p;
+}
+
+/* Room for a save image: the guest's memory at most, plus libxl's own records. */
+#define SUSPEND_IMAGE_OVERHEAD (16LL << 20)
+
+/* The SR for a VM's suspend image, as xapi chooses it: the VM's suspend_SR,
+ * else the pool's suspend_image_SR, else its default SR. Store lock held. */
+static const char *suspend_sr(xapi_server *srv, const xapi_obj *vm) {
+    const xapi_class *sr_cls = &xapi_classes[XAPI_C_SR];
+    const xapi_obj *pool = xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_pool], srv->pool_ref);
+    const char *candidates[] = {vm->fields[XAPI_F_VM_suspend_SR].s,
+                                pool ? pool->fields[XAPI_F_pool_suspend_image_SR].s : XAPI_NULL_REF,
+                                pool ? pool->fields[XAPI_F_pool_default_SR].s : XAPI_NULL_REF};
+
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
+        if (xapi_store_get_class(srv->store, sr_cls, candidates[i]))
+            return candidates[i];
+    return NULL;
+}
+
+int vmops_suspend_image_create(xapi_call *c, const char *vm_ref, char ret_vdi[XAPI_REF_LEN + 1], char **ret_path) {
+    xapi_server *srv = c->srv;
+    char sr[XAPI_REF_LEN + 1] = "", vdi[XAPI_REF_LEN + 1], *path = NULL, *format = NULL, *name = NULL;
+    const char *chosen;
+    int64_t size = 0;
+    xapi_obj *vm, *v;
+    int rc;
+
+    xapi_store_rdlock(srv->store);
+    vm = xapi_store_get_class(srv->store, C_VM, vm_ref);
+    if (vm && (chosen = suspend_sr(srv, vm))) {
+        snprintf(sr, sizeof sr, "%s", chosen);
+        size = vm->fields[XAPI_F_VM_memory_static_max].i + SUSPEND_IMAGE_OVERHEAD;
+        if (asprintf(&name, "Suspend image of %s", vm->fields[XAPI_F_VM_name_label].s) < 0)
+            xapi_oom();
+    }
+    xapi_store_rdunlock(srv->store);
+    if (!sr[0])
+        return xapi_call_fail(c, "VM_NO_SUSPEND_SR", vm_ref);
+    rc = storage_vdi_create(srv, sr, name, size, "suspend", vdi, &c->err);
+    free(name);
+    if (rc < 0)
+        return rc;
+    xapi_store_rdlock(srv->store);
+    v = xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VDI], vdi);
+    rc = v ? storage_vdi_attach_info(srv, v, &path, &format, &c->err) : xapi_call_fail(c, "HANDLE_INVALID", "VDI", vdi);
+    xapi_store_rdunlock(srv->store);
+    free(format);
+    if (rc < 0) {
+        xapi_value ignored = {0};
+        storage_vdi_destroy(srv, vdi, &ignored);
+        xapi_value_free(&ignored);
+        return rc;
+    }
+    memcpy(ret_vdi, vdi, XAPI_REF_LEN + 1);
+    *ret_path = path;
+    return 0;
+}
+
+int vmops_suspend_image_find(xapi_server *srv, const xapi_obj *vm, char ret_vdi[XAPI_REF_LEN + 1], char **ret_path) {
+    const xapi_obj *vdi = xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VDI], vm->fields[XAPI_F_VM_suspend_VDI].s);
+    char *path = NULL, *format = NULL;
+    xapi_value err = {0};
+    int rc;
+
+    if (!vdi) {
+        path = legacy_image_path(srv, vm->uuid);
+        if (access(path, F_OK) < 0) {
+            free(path);
+            return -ENOENT;
+        }
+        ret_vdi[0] = '\0';
+        *ret_path = path;
+        return 0;
+    }
+    rc = storage_vdi_attach_info(srv, vdi, &path, &format, &err);
+    xapi_value_free(&err);
+    free(format);
+    if (rc < 0 || access(path, F_OK) < 0) {
+        free(path);
+        return -ENOENT;
+    }
+    memcpy(ret_vdi, vdi->ref, XAPI_REF_LEN + 1);
+    *ret_path = path;
+    return 0;
+}
+
+void vmops_suspend_image_drop(xapi_server *srv, const char *vdi_ref, const char *path) {
+    xapi_value err = {0};
+
+    if (!vdi_ref[0]) {
+        unlink(path);
+        return;
+    }
+    if (storage_vdi_destroy(srv, vdi_ref, &err) < 0)
+        log_warning("suspend image VDI %s not destroyed: %s", vdi_ref,
+                    err.kind == XAPI_V_ARRAY && err.n > 0 ? err.items[0].s : "?");
+    xapi_value_free(&err);
 }
 
 typedef struct vm_view {
@@ -383,14 +478,20 @@ int vmops_halt_domain(xapi_call *c, const char *vm_ref, int domid) {
 }
 
 int vmops_force_halt(xapi_call *c, const vmops_op *op, const char *power_state, int domid) {
-    char *img;
+    char vdi[XAPI_REF_LEN + 1], *img = NULL;
+    xapi_obj *vm;
+    int rc;
 
     if (vmops_power_state_in(power_state, VMOPS_PS_RUNNING | VMOPS_PS_PAUSED))
         return vmops_halt_domain(c, op->vm_ref, domid);
     if (!vmops_power_state_in(power_state, VMOPS_PS_SUSPENDED))
         return 0;
-    img = vmops_suspend_image_path(c->srv, op->vm_uuid);
-    unlink(img);
+    xapi_store_rdlock(c->srv->store);
+    vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
+    rc = vm ? vmops_suspend_image_find(c->srv, vm, vdi, &img) : -ENOENT;
+    xapi_store_rdunlock(c->srv->store);
+    if (rc == 0)
+        vmops_suspend_image_drop(c->srv, vdi, img);
     free(img);
     return vmops_record(c, op->vm_ref, -1, REC_HALTED, 0);
 }
@@ -592,18 +693,28 @@ static int pause_or_unpause(xapi_call *c, vmops_op *op, const vm_view *v, bool p
 
 static int suspend_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     vmops_backend *b = c->srv->backend;
-    char *msg = NULL, *img = NULL;
+    char vdi[XAPI_REF_LEN + 1], *msg = NULL, *img = NULL;
+    xapi_obj *vm;
     int rc;
 
-    img = vmops_suspend_image_path(c->srv, op->vm_uuid);
+    rc = vmops_suspend_image_create(c, op->vm_ref, vdi, &img);
+    if (rc < 0)
+        return rc;
     rc = b->ops->suspend(b, (int)v->domid, img, &msg);
     if (rc < 0) {
         rc = backend_fail(c, "suspending", rc, msg, 0);
+        vmops_suspend_image_drop(c->srv, vdi, img);
         goto out;
     }
+    /* Committed with the power state just below. */
+    xapi_store_write_begin(c->srv->store);
+    vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
+    if (vm)
+        xapi_obj_set_string(c->srv->store, vm, XAPI_F_VM_suspend_VDI, vdi);
+    xapi_store_write_end(c->srv->store);
     rc = vmops_record(c, op->vm_ref, -1, REC_SUSPENDED, 0);
     if (rc == 0)
-        log_info("VM %s suspended to %s", op->vm_uuid, img);
+        log_info("VM %s suspended to VDI %s (%s)", op->vm_uuid, vdi, img);
 out:
     free(img);
     return rc;
@@ -612,13 +723,21 @@ out:
 static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
-    char *msg = NULL, *img = NULL;
+    char vdi[XAPI_REF_LEN + 1], *msg = NULL, *img = NULL;
     int domid = -1, rc;
+    xapi_obj *vm;
 
     rc = prepare_start(c, op->vm_ref, &cfg);
     if (rc < 0)
         goto out;
-    img = vmops_suspend_image_path(c->srv, op->vm_uuid);
+    xapi_store_rdlock(c->srv->store);
+    vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
+    rc = vm ? vmops_suspend_image_find(c->srv, vm, vdi, &img) : -ENOENT;
+    xapi_store_rdunlock(c->srv->store);
+    if (rc < 0) {
+        rc = xapi_call_fail(c, "VM_HAS_NO_SUSPEND_VDI", op->vm_ref);
+        goto out;
+    }
     rc = b->ops->resume(b, &cfg, img, &domid, &msg);
     if (rc < 0) {
         rc = backend_fail(c, "resuming", rc, msg, cfg.memory_target);
@@ -630,7 +749,7 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
     }
     rc = vmops_record(c, op->vm_ref, domid, paused ? REC_PAUSED : REC_RUNNING, cfg.memory_target);
     if (rc == 0) {
-        unlink(img);
+        vmops_suspend_image_drop(c->srv, vdi, img);
         log_info("VM %s resumed as domain %d", op->vm_uuid, domid);
     }
 out:

@@ -14,7 +14,15 @@ extern const xapi_handler vmops_copy_handlers[];
 
 char *vmops_lower(const char *s);
 int vmops_check_memory(xapi_value *err, int64_t smin, int64_t dmin, int64_t dmax, int64_t smax);
-char *vmops_suspend_image_path(xapi_server *srv, const char *vm_uuid);
+/* A VM's suspend image lives in a VDI of type suspend (VM.suspend_VDI), as
+ * in xapi. create: a new VDI for it on the suspend SR, and the path the
+ * backend writes to (without the store lock; VM_NO_SUSPEND_SR). find: the
+ * VDI (or "" for an image an earlier version kept as a file) and path of a
+ * suspended VM's image, -ENOENT if it is gone (store lock held). drop:
+ * destroys it once resumed or discarded (without the store lock). */
+int vmops_suspend_image_create(xapi_call *c, const char *vm_ref, char ret_vdi[XAPI_REF_LEN + 1], char **ret_path);
+int vmops_suspend_image_find(xapi_server *srv, const xapi_obj *vm, char ret_vdi[XAPI_REF_LEN + 1], char **ret_path);
+void vmops_suspend_image_drop(xapi_server *srv, const char *vdi_ref, const char *path);
 /* Whether power_state (as the record has it) is one of states (VMOPS_PS_*). */
 bool vmops_power_state_in(const char *power_state, unsigned states);
 /* 0 if power_state is one of allowed, else VM_BAD_POWER_STATE. */

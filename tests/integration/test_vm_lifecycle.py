@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, DaemonTest, fail, ok
+from harness import NULL_REF, Daemon, DaemonTest, fail, ok
 
 MiB = 1 << 20
 
@@ -110,6 +110,7 @@ class TestPowerStates(VMTestBase):
         self.assertEqual(rec["domid"], "-1")
         ok(self.x.VM.resume(self.s, vm, False, False))
         self.assertEqual(self.power(vm), "Running")
+        self.assertEqual(self.vm(vm)["suspend_VDI"], NULL_REF)
 
         ok(self.x.VM.clean_shutdown(self.s, vm))
         rec = self.vm(vm)
@@ -157,6 +158,34 @@ class TestPowerStates(VMTestBase):
         ok(self.x.VM.resume_on(self.s, vm, host, False, False))
         self.assertEqual(self.power(vm), "Running")
         ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_suspend_image_is_a_vdi(self):
+        """As xapi: the image goes to a VDI of type suspend on the default SR (VM.suspend_VDI), which
+        resume and a forced halt destroy."""
+        vm = self.new_vm("susp")
+        pool = ok(self.x.pool.get_all(self.s))[0]
+        sr = ok(self.x.pool.get_default_SR(self.s, pool))
+        for end in ("resume", "hard_shutdown"):
+            with self.subTest(end):
+                ok(self.x.VM.start(self.s, vm, False, False))
+                before = set(ok(self.x.SR.get_VDIs(self.s, sr)))
+                ok(self.x.VM.suspend(self.s, vm))
+                vdi = self.vm(vm)["suspend_VDI"]
+                self.assertNotEqual(vdi, NULL_REF)
+                rec = ok(self.x.VDI.get_record(self.s, vdi))
+                self.assertEqual((rec["type"], rec["SR"]), ("suspend", sr))
+                self.assertGreaterEqual(int(rec["virtual_size"]), 256 * MiB)
+                self.assertEqual(set(ok(self.x.SR.get_VDIs(self.s, sr))) - before, {vdi})
+                if end == "resume":
+                    ok(self.x.VM.resume(self.s, vm, False, False))
+                    self.assertEqual(self.power(vm), "Running")
+                    ok(self.x.VM.hard_shutdown(self.s, vm))
+                else:
+                    ok(self.x.VM.hard_shutdown(self.s, vm))
+                self.assertEqual(self.power(vm), "Halted")
+                self.assertEqual(self.vm(vm)["suspend_VDI"], NULL_REF)
+                self.assertEqual(fail(self.x.VDI.get_record(self.s, vdi))[0], "HANDLE_INVALID")
+                self.assertEqual(set(ok(self.x.SR.get_VDIs(self.s, sr))), before)
 
     def test_template_cannot_start(self):
         t = self.template()
@@ -523,9 +552,12 @@ class TestReconcile(unittest.TestCase):
             t = ok(x.VM.get_by_name_label(s, "Generic Linux PV"))[0]
             running = ok(x.VM.clone(s, t, "running"))
             busy = ok(x.VM.clone(s, t, "busy"))
-            for v in (running, busy):
+            suspended = ok(x.VM.clone(s, t, "suspended"))
+            for v in (running, busy, suspended):
                 ok(x.VM.set_is_a_template(s, v, False))
                 ok(x.VM.start(s, v, False, False))
+            ok(x.VM.suspend(s, suspended))
+            image = ok(x.VM.get_suspend_VDI(s, suspended))
             sim_control(d, "ignore-requests " + ok(x.VM.get_uuid(s, busy)))
             task = ok(x.Async.VM.clean_shutdown(s, busy))
             wait_for(lambda: ok(x.VM.get_current_operations(s, busy)))
@@ -540,6 +572,12 @@ class TestReconcile(unittest.TestCase):
             self.assertEqual(ok(x.VM.get_domid(s, running)), domid)
             self.assertEqual(ok(x.task.get_status(s, task)), "failure")
             ok(x.VM.hard_shutdown(s, busy))
+            # a suspended VM keeps its image across the crash, and resumes from it
+            self.assertEqual(ok(x.VM.get_power_state(s, suspended)), "Suspended")
+            self.assertEqual(ok(x.VM.get_suspend_VDI(s, suspended)), image)
+            ok(x.VM.resume(s, suspended, False, False))
+            self.assertEqual(ok(x.VM.get_power_state(s, suspended)), "Running")
+            self.assertEqual(fail(x.VDI.get_record(s, image))[0], "HANDLE_INVALID")
             # after a clean restart the domain is still followed: its guest's shutdown is acted on
             uuid = ok(x.VM.get_uuid(s, running))
             d.stop()
