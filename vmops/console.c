@@ -77,18 +77,16 @@ static char *read_tail(const char *path, size_t *ret_len) {
     return buf;
 }
 
-static unsigned console_get(xapi_server *srv, xapi_http_arg_fn arg, void *ctx, char **ret_body, size_t *ret_len,
-                            const char **ret_type) {
-    const char *session = arg(ctx, "session_id"), *ref = arg(ctx, "ref"), *uuid = arg(ctx, "uuid");
+static void console_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep) {
+    const char *ref = xapi_http_req_arg(r, "ref"), *uuid = xapi_http_req_arg(r, "uuid");
     char vm_uuid[XAPI_UUID_LEN + 1] = "";
     int64_t domid = -1;
     xapi_obj *con = NULL, *vm;
     char *path;
 
-    if (!session || xapi_session_check(srv, session) < 0) {
-        *ret_body = xapi_strdup("a valid session_id is needed\n");
-        *ret_len = strlen(*ret_body);
-        return 401;
+    if (!xapi_http_req_authorized(r)) {
+        xapi_http_reply_text(rep, 401, "a valid session_id is needed\n");
+        return;
     }
     xapi_store_rdlock(srv->store);
     if (ref)
@@ -102,21 +100,20 @@ static unsigned console_get(xapi_server *srv, xapi_http_arg_fn arg, void *ctx, c
     }
     xapi_store_rdunlock(srv->store);
     if (!vm) {
-        *ret_body = xapi_strdup("no such console\n");
-        *ret_len = strlen(*ret_body);
-        return 404;
+        xapi_http_reply_text(rep, 404, "no such console\n");
+        return;
     }
     path = srv->backend->ops->console_log_path(srv->backend, vm_uuid, (int)domid);
-    *ret_body = path ? read_tail(path, ret_len) : NULL;
+    rep->body = path ? read_tail(path, &rep->len) : NULL;
     free(path);
-    if (!*ret_body) {
-        *ret_body = xapi_strdup("");
-        *ret_len = 0;
+    if (!rep->body) {
+        rep->body = xapi_strdup("");
+        rep->len = 0;
     }
-    *ret_type = "text/plain; charset=utf-8";
-    return 200;
+    rep->type = "text/plain; charset=utf-8";
+    rep->status = 200;
 }
 
 void vmops_console_register(void) {
-    xapi_http_register_get("/console", console_get);
+    xapi_http_register_stream_get("/console", console_get);
 }

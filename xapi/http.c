@@ -32,29 +32,6 @@ struct xapi_http {
 
 typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT } endpoint;
 
-#define MAX_GET_HANDLERS 8
-
-static struct {
-    const char *path;
-    xapi_http_get_fn fn;
-} get_handlers[MAX_GET_HANDLERS];
-
-void xapi_http_register_get(const char *path, xapi_http_get_fn fn) {
-    for (unsigned i = 0; i < MAX_GET_HANDLERS; i++)
-        if (!get_handlers[i].path) {
-            get_handlers[i].path = path;
-            get_handlers[i].fn = fn;
-            return;
-        }
-    abort(); /* a fixed, small set of modules registers these */
-}
-
-/* Query arguments, then cookies (session_id may come in either, as with xapi). */
-static const char *conn_arg(void *ctx, const char *name) {
-    struct MHD_Connection *conn = ctx;
-    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
-    return v ? v : MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, name);
-}
 
 /* ---- streaming handlers ---------------------------------------------------- */
 
@@ -111,8 +88,10 @@ static const xapi_http_put_ops *find_put(const char *url) {
     return NULL;
 }
 
+/* Query arguments, then cookies (session_id may come in either, as with xapi). */
 const char *xapi_http_req_arg(xapi_http_req *r, const char *name) {
-    return conn_arg(r->conn, name);
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    return v ? v : MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
 }
 
 const char *xapi_http_req_header(xapi_http_req *r, const char *name) {
@@ -223,27 +202,6 @@ static enum MHD_Result send_http_reply(struct MHD_Connection *conn, xapi_http_re
         MHD_add_response_header(resp, rep->headers[i].name, rep->headers[i].value);
     return queue_response(conn, rep->status ? rep->status : MHD_HTTP_INTERNAL_SERVER_ERROR, resp,
                           rep->type ? rep->type : "text/plain; charset=utf-8", rep->close);
-}
-
-static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status, char *data, size_t len,
-                                   const char *content_type, bool close_after);
-
-static enum MHD_Result serve_get(xapi_http *h, struct MHD_Connection *conn, const char *url, bool *ret_found) {
-    for (unsigned i = 0; i < MAX_GET_HANDLERS && get_handlers[i].path; i++)
-        if (strcmp(get_handlers[i].path, url) == 0) {
-            char *body = NULL;
-            size_t len = 0;
-            const char *type = "text/plain; charset=utf-8";
-            unsigned status = get_handlers[i].fn(h->srv, conn_arg, conn, &body, &len, &type);
-            *ret_found = true;
-            if (!body) {
-                body = xapi_strdup("");
-                len = 0;
-            }
-            return send_buffer(conn, status, body, len, type, status != MHD_HTTP_OK);
-        }
-    *ret_found = false;
-    return MHD_NO;
 }
 
 typedef struct request_ctx {
@@ -408,12 +366,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             xapi_http_reply rep = {0};
             sget(h->srv, &r, &rep);
             return send_http_reply(conn, &rep);
-        }
-        if (strcmp(method, "GET") == 0 && strcmp(url, "/") != 0) {
-            bool found;
-            enum MHD_Result r = serve_get(h, conn, url, &found);
-            if (found)
-                return r;
         }
         if (strcmp(method, "GET") == 0 && strcmp(url, "/") == 0)
             return send_text(conn, MHD_HTTP_OK, "xenapid: XenAPI over XML-RPC (POST /) and JSON-RPC (POST /jsonrpc)\n",

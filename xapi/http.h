@@ -14,17 +14,9 @@
 
 typedef struct xapi_http xapi_http;
 
-/* Handlers for plain GETs beside the RPC endpoints (e.g. /console). arg(ctx,
- * name) reads a query argument (NULL if absent); the handler sets the body
- * (malloc'd), its length and content type, and returns the HTTP status. */
-typedef const char *(*xapi_http_arg_fn)(void *ctx, const char *name);
-typedef unsigned (*xapi_http_get_fn)(xapi_server *srv, xapi_http_arg_fn arg, void *ctx, char **ret_body,
-                                     size_t *ret_len, const char **ret_type);
-/* Registers fn for GET path (before xapi_http_start). */
-void xapi_http_register_get(const char *path, xapi_http_get_fn fn);
-
-/* ---- streaming handlers: PUT uploads taken piece by piece, GET replies
- * produced piece by piece (disk images: never whole in memory) ---- */
+/* ---- handlers beside the RPC endpoints (consoles, disk images): GET
+ * replies from a buffer or produced piece by piece, PUT uploads taken piece
+ * by piece (disk images: never whole in memory) ---- */
 
 /* One request, valid during the handler call it is given to. */
 typedef struct xapi_http_req xapi_http_req;
