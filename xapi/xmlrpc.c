@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libxml/encoding.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlversion.h>
@@ -85,10 +86,23 @@ static void parser_put(xmlParserCtxtPtr ctxt) {
 }
 
 
+/* Only UTF-8 (or ASCII) bodies: libxml2 would take a UTF-16, UCS-4 or EBCDIC
+ * start (BOM or "<?xml" so encoded) as its encoding, and the byte scans here
+ * must see what it parses. The encoding a declaration names is ignored
+ * (XML_PARSE_IGNORE_ENC), and no converter runs: the bytes are read as they are. */
+static bool utf8_bytes(const char *body, size_t len) {
+    xmlCharEncoding enc;
+
+    if (len < 4)
+        return true;
+    enc = xmlDetectCharEncoding((const unsigned char *)body, 4);
+    return enc == XML_CHAR_ENCODING_NONE || enc == XML_CHAR_ENCODING_UTF8;
+}
+
 /* Anything DTD-like ("<!DOCTYPE", "<!ENTITY", ...) is refused outright, so no
  * entity can ever be declared, let alone expanded. Only comments and CDATA
- * sections may start with "<!". The encoding is forced to UTF-8 when parsing,
- * so the byte scan sees what libxml2 sees. */
+ * sections may start with "<!". The body is UTF-8 (utf8_bytes), so the byte
+ * scan sees what libxml2 parses. */
 static bool has_dtd(const char *body, size_t len) {
     const char *p = body, *end = body + len;
 
@@ -720,12 +734,12 @@ int xapi_xmlrpc_decode(const char *body, size_t len, xapi_request *ret) {
         return -EINVAL;
     if (len > INT_MAX)
         return -E2BIG;
-    if (has_dtd(body, len))
+    if (!utf8_bytes(body, len) || has_dtd(body, len))
         return -EINVAL;
 
     pthread_once(&xml_once, xml_init);
     ctxt = parser_get();
-    doc = xmlCtxtReadMemory(ctxt, body, (int)len, NULL, "UTF-8",
+    doc = xmlCtxtReadMemory(ctxt, body, (int)len, NULL, NULL,
                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA |
                                 XML_PARSE_IGNORE_ENC | XML_PARSE_COMPACT);
     if (!doc || !ctxt->wellFormed) {

@@ -400,6 +400,17 @@ static void test_doctype_rejected(void **state) {
     assert_int_equal(xapi_xmlrpc_decode(utf16, sizeof(utf16) - 1, &req), -EINVAL);
     static const char bom16[] = "\xff\xfe<\0m\0e\0t\0h\0o\0d\0C\0a\0l\0l\0/\0>\0";
     assert_int_equal(xapi_xmlrpc_decode(bom16, sizeof(bom16) - 1, &req), -EINVAL);
+    /* nor any body that is not UTF-8: a well-formed UTF-16 call is refused too */
+    static const char call16[] = "<\0m\0e\0t\0h\0o\0d\0C\0a\0l\0l\0>\0<\0m\0e\0t\0h\0o\0d\0N\0a\0m\0e\0>\0"
+                                 "a\0<\0/\0m\0e\0t\0h\0o\0d\0N\0a\0m\0e\0>\0<\0/\0m\0e\0t\0h\0o\0d\0C\0a\0l\0l\0>\0";
+    assert_int_equal(xapi_xmlrpc_decode(call16, sizeof(call16) - 1, &req), -EINVAL);
+    /* bytes that are not UTF-8 are malformed, wherever they are */
+    assert_int_equal(decode(CALL_HEAD "<param><value>ab\xff" "cd</value></param>" CALL_TAIL, &req), -EINVAL);
+    assert_int_equal(decode(CALL_HEAD "<param><value>\xc3(</value></param>" CALL_TAIL, &req), -EINVAL);
+    assert_int_equal(decode("<methodCall><methodName>a\xed\xa0\x80</methodName></methodCall>", &req), -EINVAL);
+    /* a UTF-8 BOM is fine */
+    assert_int_equal(decode("\xef\xbb\xbf<methodCall><methodName>a</methodName></methodCall>", &req), 0);
+    xapi_request_free(&req);
 
     /* the declared encoding is ignored: bytes are UTF-8 */
     assert_int_equal(decode("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><methodCall><methodName>a"
