@@ -232,6 +232,14 @@ static void take_message(method *m, const xapi_message *msg) {
  * (VM.set_actions_after_crash, VM.add_to_other_config...: xapi adds checks to them). Until a
  * module registers a handler for one, it is served by the generic accessor, typed by the
  * message's own parameters. */
+/* Fields the server maintains (DynamicRO) get no generic writer, except where
+ * xapi's own message is a plain write of the field: a task's other_config is
+ * the caller's notes on its task (CloudStack tags its snapshot tasks so). */
+static bool plain_write_allowed(const xapi_class *cls, const xapi_field *f) {
+    return f->qualifier != XAPI_Q_DYNAMIC_RO ||
+           (cls->id == XAPI_C_task && strcmp(f->name, "other_config") == 0);
+}
+
 static void add_explicit_accessors(const xapi_class *cls) {
     static const struct {
         const char *prefix;
@@ -254,7 +262,7 @@ static void add_explicit_accessors(const xapi_class *cls) {
             if (strncmp(msg->name, forms[i].prefix, plen) != 0 || msg->nparams != forms[i].nparams)
                 continue;
             f = xapi_field_index(cls, msg->name + plen);
-            if (f < 0 || cls->fields[f].qualifier == XAPI_Q_DYNAMIC_RO) /* server-maintained state */
+            if (f < 0 || !plain_write_allowed(cls, &cls->fields[f]))
                 continue;
             want = forms[i].kind == M_SET_FIELD ? XAPI_T_VOID
                    : forms[i].kind == M_MAP_ADD || forms[i].kind == M_MAP_REMOVE ? XAPI_T_MAP

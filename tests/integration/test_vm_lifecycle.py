@@ -451,6 +451,24 @@ class TestTasks(VMTestBase):
         self.assertEqual(fail(self.x.task.get_record(self.s, task))[0], "HANDLE_INVALID")
         ok(self.x.VM.hard_shutdown(self.s, vm))
 
+    def test_task_other_config_is_the_callers(self):
+        """CloudStack tags its snapshot tasks: task.add_to_other_config and friends work, while the
+        fields the server keeps (status, progress...) still have no generic setter."""
+        vm = self.new_vm("tagged")
+        task = ok(self.x.Async.VM.clone(self.s, vm, "tagged-clone"))
+        ok(self.x.task.add_to_other_config(self.s, task, "CS_VM_SNAPSHOT_KEY", "snap-1"))
+        self.assertEqual(fail(self.x.task.add_to_other_config(self.s, task, "CS_VM_SNAPSHOT_KEY", "again")),
+                         ["MAP_DUPLICATE_KEY", "task", "other_config", ok(self.x.task.get_uuid(self.s, task)),
+                          "CS_VM_SNAPSHOT_KEY"])
+        self.assertEqual(ok(self.x.task.get_other_config(self.s, task)), {"CS_VM_SNAPSHOT_KEY": "snap-1"})
+        ok(self.x.task.remove_from_other_config(self.s, task, "CS_VM_SNAPSHOT_KEY"))
+        ok(self.x.task.set_other_config(self.s, task, {"a": "b"}))
+        self.assertEqual(ok(self.x.task.get_other_config(self.s, task)), {"a": "b"})
+        self.assertEqual(fail(self.x.task.set_name_label(self.s, task, "x"))[0], "MESSAGE_METHOD_UNKNOWN")
+        self.assertEqual(fail(self.x.task.set_resident_on(self.s, task, "x"))[0], "MESSAGE_METHOD_UNKNOWN")
+        wait_for(lambda: ok(self.x.task.get_status(self.s, task)) != "pending")
+        self.assertEqual(ok(self.x.task.get_other_config(self.s, task)), {"a": "b"})
+
     def test_async_failure_and_clone_result(self):
         vm = self.new_vm("async2")
         task = ok(self.x.Async.VM.unpause(self.s, vm))
