@@ -187,6 +187,17 @@ class TestPowerStates(VMTestBase):
                 self.assertEqual(fail(self.x.VDI.get_record(self.s, vdi))[0], "HANDLE_INVALID")
                 self.assertEqual(set(ok(self.x.SR.get_VDIs(self.s, sr))), before)
 
+    def test_resume_without_image(self):
+        vm = self.new_vm("lost")
+        ok(self.x.VM.start(self.s, vm, False, False))
+        ok(self.x.VM.suspend(self.s, vm))
+        ok(self.x.VDI.destroy(self.s, self.vm(vm)["suspend_VDI"]))
+        self.assertEqual(self.vm(vm)["suspend_VDI"], NULL_REF)
+        self.assertEqual(fail(self.x.VM.resume(self.s, vm, False, False)), ["VM_HAS_NO_SUSPEND_VDI", vm])
+        self.assertEqual(self.power(vm), "Suspended")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+        self.assertEqual(self.power(vm), "Halted")
+
     def test_template_cannot_start(self):
         t = self.template()
         err = fail(self.x.VM.start(self.s, t, False, False))
