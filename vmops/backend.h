@@ -110,6 +110,8 @@ typedef struct vmops_backend_ops {
     int (*create)(vmops_backend *b, const vmops_domain_config *cfg, int *ret_domid, char **ret_msg);
     int (*unpause)(vmops_backend *b, int domid, char **ret_msg);
     int (*pause)(vmops_backend *b, int domid, char **ret_msg);
+    /* VCPUs 0..n-1 online, the others (up to max) offline; the guest's kernel follows. */
+    int (*set_vcpus)(vmops_backend *b, int domid, int n, int max, char **ret_msg);
     /* Asks the guest to power off or reboot; completion arrives as an event. */
     int (*request_shutdown)(vmops_backend *b, int domid, bool reboot, char **ret_msg);
     /* Destroys at once; no event for it. */

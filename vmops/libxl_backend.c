@@ -542,6 +542,39 @@ static int xlb_pause(vmops_backend *b, int domid, char **ret_msg) {
     return pause_or_unpause(b, domid, true, ret_msg);
 }
 
+static int xlb_set_vcpus(vmops_backend *b, int domid, int n, int max, char **ret_msg) {
+    xlb *x = b->priv;
+    libxl_bitmap online;
+    int rc, xlrc;
+
+    libxl_bitmap_init(&online);
+    rc = begin_domain_call(x, domid, ret_msg);
+    if (rc < 0)
+        goto out;
+    if (n < 1 || n > max) {
+        set_msg(ret_msg, "%d VCPUs asked, 1 to %d possible", n, max);
+        rc = -EINVAL;
+        goto out;
+    }
+    if (libxl_cpu_bitmap_alloc(x->ctx, &online, max) != 0) {
+        set_msg(ret_msg, "cannot allocate a VCPU map");
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        libxl_bitmap_set(&online, i);
+    xlrc = libxl_set_vcpuonline(x->ctx, (uint32_t)domid, &online, NULL);
+    if (xlrc != 0) {
+        rc = xl_fail(ret_msg, xlrc, "setting the online VCPUs");
+        goto out;
+    }
+    log_info("libxl backend: domain %d has %d of %d VCPUs online", domid, n, max);
+    rc = 0;
+out:
+    libxl_bitmap_dispose(&online);
+    return rc;
+}
+
 /* Writes the request to the guest's control/shutdown node and returns; the
  * guest's answer is its shutdown, reported by the death watch. An HVM guest
  * without PV drivers gets the ACPI power button instead (no clean reboot). */
@@ -886,6 +919,7 @@ static const vmops_backend_ops xlb_ops = {
     .create = xlb_create,
     .unpause = xlb_unpause,
     .pause = xlb_pause,
+    .set_vcpus = xlb_set_vcpus,
     .request_shutdown = xlb_request_shutdown,
     .destroy = xlb_destroy,
     .suspend = xlb_suspend,

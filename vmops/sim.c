@@ -310,6 +310,27 @@ static int sim_pause(vmops_backend *b, int domid, char **ret_msg) {
     return set_state(b, domid, VMOPS_STATE_RUNNING, VMOPS_STATE_PAUSED, ret_msg);
 }
 
+static int sim_set_vcpus(vmops_backend *b, int domid, int n, int max, char **ret_msg) {
+    sim *s = b->priv;
+    sim_domain *d;
+    int rc = 0;
+
+    pthread_mutex_lock(&s->lock);
+    d = find_domid(s, domid);
+    if (!d) {
+        *ret_msg = xapi_strdup("no such domain");
+        rc = -ENOENT;
+    } else if (n < 1 || n > max) {
+        *ret_msg = xapi_strdup("VCPU count out of range");
+        rc = -EINVAL;
+    } else {
+        d->vcpus = n;
+        save(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static int sim_request_shutdown(vmops_backend *b, int domid, bool reboot, char **ret_msg) {
     sim *s = b->priv;
     sim_domain *d;
@@ -691,6 +712,7 @@ static const vmops_backend_ops sim_ops = {
     .create = sim_create,
     .unpause = sim_unpause,
     .pause = sim_pause,
+    .set_vcpus = sim_set_vcpus,
     .request_shutdown = sim_request_shutdown,
     .destroy = sim_destroy,
     .suspend = sim_suspend,

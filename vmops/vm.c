@@ -779,6 +779,46 @@ out:
     return rc;
 }
 
+/* VM.set_VCPUs_number_live (CloudStack's ScaleVm): as xapi, 1..VCPUs_max, and
+ * VCPUs_at_startup follows so that the next start keeps the count. An HVM
+ * guest would need ACPI CPU hot-plug through its device model: refused. */
+static int set_vcpus_live(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
+    vmops_backend *b = c->srv->backend;
+    int64_t n = c->args[1].i, max = 0;
+    vmops_domain_type type = VMOPS_PV;
+    char *msg = NULL, *t = NULL;
+    xapi_obj *vm, *m;
+    int rc;
+
+    xapi_store_rdlock(c->srv->store);
+    vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
+    if (vm) {
+        max = vm->fields[XAPI_F_VM_VCPUs_max].i;
+        type = vmops_domain_type_of(vm);
+    }
+    xapi_store_rdunlock(c->srv->store);
+    if (n < 1 || n > max) {
+        t = i64(n);
+        rc = xapi_call_fail(c, "INVALID_VALUE", "nvcpu", t);
+        free(t);
+        return rc;
+    }
+    if (type == VMOPS_HVM)
+        return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "VCPU hot-plug of HVM guests is not supported");
+    rc = b->ops->set_vcpus(b, (int)v->domid, (int)n, (int)max, &msg);
+    if (rc < 0)
+        return backend_fail(c, "changing the VCPUs", rc, msg, 0);
+    xapi_store_write_begin(c->srv->store);
+    vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
+    if (vm) {
+        xapi_obj_set_int(c->srv->store, vm, XAPI_F_VM_VCPUs_at_startup, n);
+        m = metrics_of(c->srv->store, vm);
+        if (m)
+            xapi_obj_set_int(c->srv->store, m, XAPI_F_VM_metrics_VCPUs_number, n);
+    }
+    return xapi_commit(c);
+}
+
 static const lifecycle_op start_op = {"start", ANY_POWER_STATE, start_vm},
                           start_on_op = {"start_on", ANY_POWER_STATE, start_vm},
                           clean_shutdown_op = {"clean_shutdown", VMOPS_PS_RUNNING, clean_shut_down},
@@ -792,7 +832,8 @@ static const lifecycle_op start_op = {"start", ANY_POWER_STATE, start_vm},
                           suspend_op = {"suspend", VMOPS_PS_RUNNING, suspend_vm},
                           resume_op = {"resume", VMOPS_PS_SUSPENDED, resume_vm},
                           resume_on_op = {"resume_on", VMOPS_PS_SUSPENDED, resume_vm},
-                          power_state_reset_op = {"power_state_reset", ANY_POWER_STATE, reset_power_state};
+                          power_state_reset_op = {"power_state_reset", ANY_POWER_STATE, reset_power_state},
+                          set_vcpus_live_op = {"changing_VCPUs_live", VMOPS_PS_RUNNING, set_vcpus_live};
 
 static int lookup_host(xapi_call *c, const char *host_ref) {
     xapi_obj *h;
@@ -864,6 +905,10 @@ static int vm_resume_on(xapi_call *c) {
         return run_lifecycle_op(c, &resume_on_op, c->args[2].b);
     rc = lookup_host(c, host_ref);
     return rc < 0 ? rc : xapi_call_fail(c, "VM_REQUIRES_SR", vm_ref, XAPI_NULL_REF);
+}
+
+static int vm_set_VCPUs_number_live(xapi_call *c) {
+    return run_lifecycle_op(c, &set_vcpus_live_op, false);
 }
 
 static int vm_power_state_reset(xapi_call *c) {
@@ -1234,6 +1279,7 @@ static const xapi_handler vm_handlers[] = {
     {"VM", "suspend", vm_suspend},
     {"VM", "resume", vm_resume},
     {"VM", "resume_on", vm_resume_on},
+    {"VM", "set_VCPUs_number_live", vm_set_VCPUs_number_live},
     {"VM", "power_state_reset", vm_power_state_reset},
     {"VM", "set_memory_limits", vm_set_memory_limits},
     {"VM", "set_memory_static_range", vm_set_memory_static_range},

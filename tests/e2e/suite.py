@@ -1099,6 +1099,27 @@ class Suite:
               "VBD 0 still currently_attached after the domain was destroyed")
         out("      VM Halted after its domain %d was destroyed with xl" % domid)
 
+    def s_vcpus_live(self):
+        """VM.set_VCPUs_number_live (CloudStack's ScaleVm) on a running guest: libxl's per-VCPU
+        availability in xenstore follows (the guest's kernel acts on it)."""
+        self.ensure_power("Halted")
+        self.api.call("VM.set_VCPUs_max", self.vm, "2")
+        self.api.call("VM.set_VCPUs_at_startup", self.vm, "1")
+        self.api.call("VM.start", self.vm, False, False, timeout=T_START)
+        self.expect_power("Running", "after VM.start")
+        domid = self.domid()
+
+        def availability():
+            _, o = run(["xenstore-read", "/local/domain/%d/cpu/1/availability" % domid], timeout=30)
+            return o.strip()
+        check(availability() == "offline", "VCPU 1 at start: %r, not offline" % availability())
+        self.api.call("VM.set_VCPUs_number_live", self.vm, "2", timeout=T_PLUG)
+        check(availability() == "online", "VCPU 1 after set_VCPUs_number_live 2: %r" % availability())
+        check(self.api.call("VM.get_VCPUs_at_startup", self.vm) == "2", "VCPUs_at_startup did not follow")
+        self.api.call("VM.set_VCPUs_number_live", self.vm, "1", timeout=T_PLUG)
+        check(availability() == "offline", "VCPU 1 after set_VCPUs_number_live 1: %r" % availability())
+        out("      VCPU 1 went offline -> online -> offline in domain %d" % domid)
+
     def s_final(self):
         if self.power() == "Halted":
             # (the domain was destroyed behind xenapid's back): start it for the final hard_shutdown
@@ -1299,6 +1320,7 @@ class Suite:
             ("foreign-domain-left-alone", self.s_foreign, True, ["restart-xenapid"]),
             ("guest-reboot-behind-xenapid", self.s_reboot_behind, True, ["vm-create-from-template"]),
             ("domain-destroyed-behind-xenapid", self.s_destroy_behind, True, ["vm-create-from-template"]),
+            ("vcpus-live", self.s_vcpus_live, True, ["vm-create-from-template"]),
             ("hard-shutdown-and-destroy", self.s_final, False, ["vm-create-from-template"]),
         ]
         for name, fn, xen_only, needs in steps:

@@ -198,6 +198,28 @@ class TestPowerStates(VMTestBase):
         ok(self.x.VM.hard_shutdown(self.s, vm))
         self.assertEqual(self.power(vm), "Halted")
 
+    def test_vcpus_live(self):
+        """CloudStack's ScaleVm: VM.set_VCPUs_number_live on a running VM, within VCPUs_max; the count
+        is kept for the next start and shown in VM_metrics."""
+        vm = self.new_vm("scale")
+        ok(self.x.VM.set_VCPUs_max(self.s, vm, "4"))
+        ok(self.x.VM.set_VCPUs_at_startup(self.s, vm, "1"))
+        self.assertEqual(fail(self.x.VM.set_VCPUs_number_live(self.s, vm, "2")),
+                         ["VM_BAD_POWER_STATE", vm, "running", "halted"])
+        ok(self.x.VM.start(self.s, vm, False, False))
+        self.assertIn("changing_VCPUs_live", self.vm(vm)["allowed_operations"])
+        ok(self.x.VM.set_VCPUs_number_live(self.s, vm, "3"))
+        rec = self.vm(vm)
+        self.assertEqual(rec["VCPUs_at_startup"], "3")
+        self.assertEqual(ok(self.x.VM_metrics.get_VCPUs_number(self.s, rec["metrics"])), "3")
+        for bad in ("0", "5"):
+            self.assertEqual(fail(self.x.VM.set_VCPUs_number_live(self.s, vm, bad)), ["INVALID_VALUE", "nvcpu", bad])
+        self.assertEqual(self.vm(vm)["VCPUs_at_startup"], "3")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+        ok(self.x.VM.start(self.s, vm, False, False))
+        self.assertEqual(ok(self.x.VM_metrics.get_VCPUs_number(self.s, self.vm(vm)["metrics"])), "3")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
     def test_template_cannot_start(self):
         t = self.template()
         err = fail(self.x.VM.start(self.s, t, False, False))
