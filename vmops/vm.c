@@ -849,15 +849,21 @@ static int vm_start(xapi_call *c) {
     return run_lifecycle_op(c, &start_op, c->args[1].b);
 }
 
-/* This host starts only its own VMs: for another, no SR it could use. */
-static int vm_start_on(xapi_call *c) {
+/* start_on / resume_on (vm, host, paused, force): this host runs only its
+ * own VMs; for another, there is no SR it could use (the disks and the
+ * suspend image are here). */
+static int run_on_host(xapi_call *c, const lifecycle_op *op) {
     const char *vm_ref = c->args[0].s, *host_ref = c->args[1].s;
     int rc;
 
     if (strcmp(host_ref, c->srv->host_ref) == 0)
-        return run_lifecycle_op(c, &start_on_op, c->args[2].b);
+        return run_lifecycle_op(c, op, c->args[2].b);
     rc = lookup_host(c, host_ref);
     return rc < 0 ? rc : xapi_call_fail(c, "VM_REQUIRES_SR", vm_ref, XAPI_NULL_REF);
+}
+
+static int vm_start_on(xapi_call *c) {
+    return run_on_host(c, &start_on_op);
 }
 
 static int vm_clean_shutdown(xapi_call *c) {
@@ -896,15 +902,8 @@ static int vm_resume(xapi_call *c) {
     return run_lifecycle_op(c, &resume_op, c->args[1].b);
 }
 
-/* As start_on: the suspend image and the disks are on this host only. */
 static int vm_resume_on(xapi_call *c) {
-    const char *vm_ref = c->args[0].s, *host_ref = c->args[1].s;
-    int rc;
-
-    if (strcmp(host_ref, c->srv->host_ref) == 0)
-        return run_lifecycle_op(c, &resume_on_op, c->args[2].b);
-    rc = lookup_host(c, host_ref);
-    return rc < 0 ? rc : xapi_call_fail(c, "VM_REQUIRES_SR", vm_ref, XAPI_NULL_REF);
+    return run_on_host(c, &resume_on_op);
 }
 
 static int vm_set_VCPUs_number_live(xapi_call *c) {
