@@ -196,6 +196,18 @@ int vmops_suspend_image_find(xapi_server *srv, const xapi_obj *vm, char ret_vdi[
     return 0;
 }
 
+/* vmops_suspend_image_find of the VM vm_ref, taking the store lock. */
+static int find_suspend_image(xapi_server *srv, const char *vm_ref, char ret_vdi[XAPI_REF_LEN + 1], char **ret_path) {
+    xapi_obj *vm;
+    int rc;
+
+    xapi_store_rdlock(srv->store);
+    vm = xapi_store_get_class(srv->store, C_VM, vm_ref);
+    rc = vm ? vmops_suspend_image_find(srv, vm, ret_vdi, ret_path) : -ENOENT;
+    xapi_store_rdunlock(srv->store);
+    return rc;
+}
+
 void vmops_suspend_image_drop(xapi_server *srv, const char *vdi_ref, const char *path) {
     xapi_value err = {0};
 
@@ -479,17 +491,13 @@ int vmops_halt_domain(xapi_call *c, const char *vm_ref, int domid) {
 
 int vmops_force_halt(xapi_call *c, const vmops_op *op, const char *power_state, int domid) {
     char vdi[XAPI_REF_LEN + 1], *img = NULL;
-    xapi_obj *vm;
     int rc;
 
     if (vmops_power_state_in(power_state, VMOPS_PS_RUNNING | VMOPS_PS_PAUSED))
         return vmops_halt_domain(c, op->vm_ref, domid);
     if (!vmops_power_state_in(power_state, VMOPS_PS_SUSPENDED))
         return 0;
-    xapi_store_rdlock(c->srv->store);
-    vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
-    rc = vm ? vmops_suspend_image_find(c->srv, vm, vdi, &img) : -ENOENT;
-    xapi_store_rdunlock(c->srv->store);
+    rc = find_suspend_image(c->srv, op->vm_ref, vdi, &img);
     if (rc == 0)
         vmops_suspend_image_drop(c->srv, vdi, img);
     free(img);
@@ -725,15 +733,11 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
     vmops_domain_config cfg = {0};
     char vdi[XAPI_REF_LEN + 1], *msg = NULL, *img = NULL;
     int domid = -1, rc;
-    xapi_obj *vm;
 
     rc = prepare_start(c, op->vm_ref, &cfg);
     if (rc < 0)
         goto out;
-    xapi_store_rdlock(c->srv->store);
-    vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
-    rc = vm ? vmops_suspend_image_find(c->srv, vm, vdi, &img) : -ENOENT;
-    xapi_store_rdunlock(c->srv->store);
+    rc = find_suspend_image(c->srv, op->vm_ref, vdi, &img);
     if (rc < 0) {
         rc = xapi_call_fail(c, "VM_HAS_NO_SUSPEND_VDI", op->vm_ref);
         goto out;
