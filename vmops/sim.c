@@ -85,6 +85,15 @@ static sim_domain *find_domid(sim *s, int domid) {
     return NULL;
 }
 
+/* find_domid for an operation on the domain: its absence is the caller's error. */
+static sim_domain *domain_for_op(sim *s, int domid, char **ret_msg) {
+    sim_domain *d = find_domid(s, domid);
+
+    if (!d)
+        *ret_msg = xapi_strdup("no such domain");
+    return d;
+}
+
 static sim_domain *find_uuid(sim *s, const char *uuid) {
     for (int i = 0; i < SIM_MAX_DOMAINS; i++)
         if (s->doms[i] && strcmp(s->doms[i]->uuid, uuid) == 0)
@@ -287,11 +296,10 @@ static int set_state(vmops_backend *b, int domid, vmops_domain_state from, vmops
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    d = find_domid(s, domid);
-    if (!d) {
-        *ret_msg = xapi_strdup("no such domain");
+    d = domain_for_op(s, domid, ret_msg);
+    if (!d)
         rc = -ENOENT;
-    } else if (d->state != from && d->state != to) {
+    else if (d->state != from && d->state != to) {
         *ret_msg = xapi_strdup("domain is not in the right state");
         rc = -EINVAL;
     } else {
@@ -316,11 +324,10 @@ static int sim_set_vcpus(vmops_backend *b, int domid, int n, int max, char **ret
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    d = find_domid(s, domid);
-    if (!d) {
-        *ret_msg = xapi_strdup("no such domain");
+    d = domain_for_op(s, domid, ret_msg);
+    if (!d)
         rc = -ENOENT;
-    } else if (n < 1 || n > max) {
+    else if (n < 1 || n > max) {
         *ret_msg = xapi_strdup("VCPU count out of range");
         rc = -EINVAL;
     } else {
@@ -337,11 +344,10 @@ static int sim_request_shutdown(vmops_backend *b, int domid, bool reboot, char *
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    d = find_domid(s, domid);
-    if (!d) {
-        *ret_msg = xapi_strdup("no such domain");
+    d = domain_for_op(s, domid, ret_msg);
+    if (!d)
         rc = -ENOENT;
-    } else if (d->mode == GUEST_COOPERATIVE) {
+    else if (d->mode == GUEST_COOPERATIVE) {
         /* A paused guest runs no code: it acts when unpaused. */
         d->pending = reboot ? VMOPS_REASON_REBOOT : VMOPS_REASON_POWEROFF;
         d->pending_due_ns = xapi_now_ns() + (int64_t)s->guest_delay_ms * 1000000LL;
@@ -368,11 +374,10 @@ static int sim_destroy(vmops_backend *b, int domid, char **ret_msg) {
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    d = find_domid(s, domid);
-    if (!d) {
-        *ret_msg = xapi_strdup("no such domain");
+    d = domain_for_op(s, domid, ret_msg);
+    if (!d)
         rc = -ENOENT;
-    } else
+    else
         remove_domain(b, d);
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -385,9 +390,8 @@ static int sim_suspend(vmops_backend *b, int domid, const char *path, char **ret
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    d = find_domid(s, domid);
+    d = domain_for_op(s, domid, ret_msg);
     if (!d) {
-        *ret_msg = xapi_strdup("no such domain");
         rc = -ENOENT;
         goto out;
     }
@@ -444,9 +448,8 @@ static int device_op(vmops_backend *b, int domid, bool disk, int devid, const ch
         return -EINVAL;
     }
     pthread_mutex_lock(&s->lock);
-    d = find_domid(s, domid);
+    d = domain_for_op(s, domid, ret_msg);
     if (!d) {
-        *ret_msg = xapi_strdup("no such domain");
         rc = -ENOENT;
         goto out;
     }
