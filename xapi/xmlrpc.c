@@ -72,9 +72,9 @@ static xmlParserCtxtPtr parser_get(void) {
         ctxt = xmlCreatePushParserCtxt(NULL, NULL, NULL, 0, NULL);
         if (!ctxt || pthread_setspecific(parser_key, ctxt) != 0)
             xapi_oom();
+        /* Quiet: errors go to this no-op instead of libxml2's stderr default. */
+        ctxt->sax->serror = xml_silent;
     }
-    /* Quiet: errors go to this no-op instead of libxml2's stderr default. */
-    ctxt->sax->serror = xml_silent;
     return ctxt;
 }
 
@@ -84,7 +84,6 @@ static void parser_put(xmlParserCtxtPtr ctxt) {
         pthread_setspecific(parser_key, NULL);
     }
 }
-
 
 /* Only UTF-8 (or ASCII) bodies: libxml2 would take a UTF-16, UCS-4 or EBCDIC
  * start (BOM or "<?xml" so encoded) as its encoding, and the byte scans here
