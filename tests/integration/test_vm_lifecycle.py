@@ -2,13 +2,14 @@
 xapi gives, the per-VM operation lock, guest-initiated shutdowns through the
 simulator's control socket, and reconciliation after kill -9."""
 
+import base64
 import os
 import socket
 import threading
 import time
 import unittest
 
-from harness import NULL_REF, Daemon, DaemonTest, fail, ok
+from harness import NULL_REF, PASSWORD, Daemon, DaemonTest, fail, ok
 
 MiB = 1 << 20
 
@@ -310,8 +311,15 @@ class TestConsoleAndHotplug(VMTestBase):
         self.assertIn("SIM-MAC eth0: 00:16:3e:00:00:01", text)
         self.assertTrue(ok(self.x.VIF.get_currently_attached(self.s, vif)))
 
-        status, _, _ = self.d.http("GET", "/console?ref=%s" % ok(self.x.VM.get_consoles(self.s, vm))[0])
+        console = ok(self.x.VM.get_consoles(self.s, vm))[0]
+        status, _, _ = self.d.http("GET", "/console?ref=%s" % console)
         self.assertEqual(status, 401)
+        # as the disk transfers: a session cookie, or the account's password
+        status, _, body = self.d.http("GET", "/console?ref=%s" % console, headers={"Cookie": "session_id=" + self.s})
+        self.assertEqual((status, "SIM-GUEST-UP" in body.decode()), (200, True))
+        basic = base64.b64encode(("root:" + PASSWORD).encode()).decode()
+        status, _, body = self.d.http("GET", "/console?ref=%s" % console, headers={"Authorization": "Basic " + basic})
+        self.assertEqual((status, "SIM-GUEST-UP" in body.decode()), (200, True))
         status, _, _ = self.d.http("GET", "/console?ref=OpaqueRef:nope&session_id=%s" % self.s)
         self.assertEqual(status, 404)
 
