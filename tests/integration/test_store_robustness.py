@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import tempfile
+import threading
 import unittest
 
 from harness import ROOT, Daemon, create_vdi, create_vm, fail, ok, vm_record
@@ -35,8 +36,8 @@ class Tmpfs:
                                     % r.stderr.strip())
         self.filler = os.path.join(self.dir, "filler")
 
-    def fill(self):
-        """Takes every free block."""
+    def fill(self, leave=0):
+        """Takes every free block but about `leave` bytes."""
         fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             for n in (64 << 10, 4096, 512, 1):
@@ -45,6 +46,8 @@ class Tmpfs:
                         os.write(fd, b"\xff" * n)
                 except OSError:
                     pass
+            if leave:
+                os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
         finally:
             os.close(fd)
 
@@ -101,6 +104,55 @@ class FullDisk(unittest.TestCase):
         x, s = d.login()
         self.assertEqual(ok(x.VM.get_name_label(s, vm)), "after")
         self.assertEqual(sorted(ok(x.VM.get_all(s))), sorted(vms + [new]))
+
+    def test_concurrent_writers_on_a_full_disk_get_what_memory_and_disk_agree_on(self):
+        """Group commit: writes that fail in one batch fail together, and what was queued on top of
+        them too. Whatever each writer was told, memory and then the disk (after a restart) say the
+        same."""
+        d = self.d.start()
+        n = 8
+        clients = [d.login() for _ in range(n)]
+        x, s = clients[0]
+        vms = [create_vm(x, s, name_label="vm%d" % i) for i in range(n)]
+        acked = [("vm%d" % i, "") for i in range(n)]
+        errors = []
+        self.fs.fill(leave=192 << 10)  # room for some small writes, not for a big one
+
+        def writer(i):
+            cx, cs = clients[i]
+            label, desc = acked[i]
+            try:
+                for k in range(12):
+                    if k % 3 == 0:  # a big write: fails for want of space, with whatever shares its batch
+                        new_label, new_desc = BIG + str(k), desc
+                        r = cx.VM.set_name_label(cs, vms[i], new_label)
+                    else:  # a small one: may fit in the WAL's free room, or fail
+                        new_label, new_desc = label, "d%d" % k
+                        r = cx.VM.set_name_description(cs, vms[i], new_desc)
+                    if r["Status"] == "Success":
+                        label, desc = new_label, new_desc
+                    elif r["ErrorDescription"] != ["OUT_OF_SPACE", self.state]:
+                        errors.append(r)
+                acked[i] = (label, desc)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertTrue(d.alive(), d.read_log())
+
+        def state(x, s):
+            return [(ok(x.VM.get_name_label(s, vm)), ok(x.VM.get_name_description(s, vm))) for vm in vms]
+
+        self.assertEqual(state(x, s), acked, "memory must hold exactly what was acknowledged")
+        self.fs.free()
+        d.restart()
+        x, s = d.login()
+        self.assertEqual(state(x, s), acked, "the disk must hold exactly what was acknowledged")
 
     def test_login_on_a_full_disk(self):
         """A login stores a session: on a full disk it fails with OUT_OF_SPACE (a clear error, not a
