@@ -244,6 +244,24 @@ class BadDatabase(unittest.TestCase):
         self.assertFalse(os.path.exists(self.db + ".new"))
 
 
+class CleanClose(unittest.TestCase):
+
+    def test_a_clean_stop_closes_the_database(self):
+        """Loading tombstones left a statement unfinalized, so sqlite3_close failed (unchecked) and
+        the WAL was never checkpointed and removed at a clean stop."""
+        d = Daemon()
+        self.addCleanup(d.cleanup)
+        d.start()
+        x, s = d.login()
+        ok(x.VM.destroy(s, create_vm(x, s)))  # a tombstone
+        d.restart()  # loads it
+        d.login()
+        self.assertEqual(d.stop(), 0)
+        self.assertFalse(os.path.exists(os.path.join(d.state_dir, "xenapid.db-wal")),
+                         "the database was not closed: its WAL is left behind")
+        self.assertNotIn("closing the database", d.read_log())
+
+
 class FileModes(unittest.TestCase):
     """The database and its WAL hold live session refs (bearer tokens)."""
 
