@@ -1960,13 +1960,14 @@ static int make_private(const char *path, mode_t mode) {
     return 0;
 }
 
+static const char *const db_file_suffixes[] = {"", "-wal", "-shm"};
+
 static int make_db_files_private(const char *db_path) {
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
     int rc = 0;
 
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0] && rc == 0; i++) {
+    for (size_t i = 0; i < sizeof db_file_suffixes / sizeof db_file_suffixes[0] && rc == 0; i++) {
         char *p = NULL;
-        if (asprintf(&p, "%s%s", db_path, suffixes[i]) < 0)
+        if (asprintf(&p, "%s%s", db_path, db_file_suffixes[i]) < 0)
             xapi_oom();
         rc = make_private(p, 0600);
         if (rc < 0)
@@ -1974,6 +1975,17 @@ static int make_db_files_private(const char *db_path) {
         free(p);
     }
     return rc;
+}
+
+/* A database with its WAL and shm: a stale WAL would be replayed into a new file of the same name. */
+static void unlink_db_files(const char *db_path) {
+    for (size_t i = 0; i < sizeof db_file_suffixes / sizeof db_file_suffixes[0]; i++) {
+        char *p = NULL;
+        if (asprintf(&p, "%s%s", db_path, db_file_suffixes[i]) < 0)
+            xapi_oom();
+        unlink(p);
+        free(p);
+    }
 }
 
 /* First start: the database is made under another name and renamed into
@@ -1986,7 +1998,7 @@ static int db_create(const char *state_dir, const char *path) {
 
     if (asprintf(&tmp, "%s.new", path) < 0)
         xapi_oom();
-    unlink(tmp); /* left by a first start that did not finish */
+    unlink_db_files(tmp); /* left by a first start that did not finish */
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = agent_log_errno(LOG_ERR, errno, "store: cannot create %s", tmp);
@@ -2021,7 +2033,7 @@ out:
     if (db)
         sqlite3_close(db);
     if (rc < 0)
-        unlink(tmp);
+        unlink_db_files(tmp);
     if (fd >= 0)
         close(fd);
     if (dfd >= 0)
