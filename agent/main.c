@@ -23,6 +23,10 @@
 #include "xapi/task.h"
 
 #define HOUSEKEEPING_SECONDS 60
+/* The store cannot be opened, or start-up cannot write to it (full disk,
+ * damaged or empty database): starting again would fail the same way, so
+ * systemd does not (RestartPreventExitStatus= in systemd/xenapid.service). */
+#define EXIT_STORE 74 /* EX_IOERR */
 
 static void register_modules(void) {
     xapi_register_handlers(xapi_session_handlers);
@@ -62,6 +66,7 @@ int main(int argc, char **argv) {
     int64_t next_housekeeping;
     struct timespec t0;
     char status[256];
+    int exit_status = EXIT_FAILURE;
     int rc;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -85,6 +90,12 @@ int main(int argc, char **argv) {
     if (rc < 0) {
         if (rc == -EBUSY)
             fprintf(stderr, "xenapid: another xenapid is already running on %s\n", cfg.state_dir);
+        else {
+            log_error("cannot start: the store in %s cannot be used (%s); see the messages above. Not restarted "
+                      "automatically: fix it, then start xenapid again",
+                      cfg.state_dir, rc == -ENOSPC ? "no space left" : strerror(-rc));
+            exit_status = EXIT_STORE;
+        }
         goto out;
     }
     srv.config = &cfg;
@@ -154,6 +165,14 @@ int main(int argc, char **argv) {
     srv.stopping = true;
     rc = 0;
 out:
+    if (rc < 0 && srv.store && xapi_store_write_error(srv.store) < 0) {
+        int werr = xapi_store_write_error(srv.store);
+        log_error("cannot start: what start-up found cannot be stored in %s (%s). Not restarted automatically: "
+                  "%s, then start xenapid again",
+                  cfg.state_dir, werr == -ENOSPC ? "no space left" : "I/O error",
+                  werr == -ENOSPC ? "free some space there" : "fix the storage");
+        exit_status = EXIT_STORE;
+    }
     if (srv.store)
         xapi_store_wake_all(srv.store);
     xapi_http_stop(http);
@@ -162,5 +181,5 @@ out:
     xapi_dispatch_free();
     xapi_store_close(srv.store);
     agent_config_free(&cfg);
-    return rc < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+    return rc < 0 ? exit_status : EXIT_SUCCESS;
 }

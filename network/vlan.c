@@ -195,7 +195,7 @@ static int pool_create_vlan(xapi_call *c) {
     xapi_store_write_begin(c->srv->store);
     rc = xapi_lookup(c, net_cls(XAPI_C_network), c->args[1].s, &net);
     if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
+        xapi_store_write_abort(c->srv->store);
         return rc;
     }
     return pool_vlan_common(c, c->args[0].s, net, c->args[2].i);
@@ -211,7 +211,7 @@ static int pool_create_vlan_from_pif(xapi_call *c) {
     if (rc == 0)
         rc = xapi_lookup(c, net_cls(XAPI_C_network), c->args[1].s, &net);
     if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
+        xapi_store_write_abort(c->srv->store);
         return rc;
     }
     snprintf(device, sizeof device, "%s", pif->fields[XAPI_F_PIF_device].s);

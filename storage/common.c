@@ -356,7 +356,8 @@ int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, 
     rc = h->drv->sr_scan(h, STORAGE_MAX_SCAN, &infos, &n, &e);
     if (rc < 0)
         return storage_backend_fail(err, &e);
-    qsort(infos, n, sizeof *infos, info_cmp);
+    if (n > 1) /* an empty SR may give no array at all: qsort(NULL, 0) is undefined */
+        qsort(infos, n, sizeof *infos, info_cmp);
     seen = xapi_calloc(n + 1, sizeof *seen);
 
     /* Records first: refresh the present, forget the vanished. */

@@ -226,7 +226,7 @@ static int sr_introduce(xapi_call *c) {
     xapi_store_write_begin(c->srv->store);
     sr = new_sr(c->srv, uuid, c->args[1].s, c->args[2].s, type, c->args[4].s, c->args[5].b, &c->args[6]);
     if (!sr) {
-        xapi_store_write_end(c->srv->store);
+        xapi_store_write_abort(c->srv->store);
         return xapi_call_fail(c, "SR_UUID_EXISTS", uuid);
     }
     storage_sr_update_allowed(c->srv, sr);

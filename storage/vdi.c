@@ -16,11 +16,11 @@
 
 static int finish_ref(xapi_server *srv, int rc, const char *ref, char ret[XAPI_REF_LEN + 1], xapi_value *err) {
     if (rc < 0) {
-        xapi_store_write_end(srv->store);
+        xapi_store_write_abort(srv->store);
         return rc;
     }
-    if (xapi_store_write_end_durable(srv->store) < 0)
-        return xapi_fail(err, "INTERNAL_ERROR", "the change could not be stored", NULL);
+    if ((rc = xapi_store_write_end_durable(srv->store)) < 0)
+        return xapi_store_fail(srv->store, rc, err);
     memcpy(ret, ref, XAPI_REF_LEN + 1);
     return 0;
 }
@@ -96,7 +96,7 @@ int storage_vdi_create(xapi_server *srv, const char *sr_ref, const char *name, i
         return xapi_fail(err, "INVALID_VALUE", "type", type ? type : "", NULL);
     xapi_store_write_begin(srv->store);
     if (!xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), sr_ref)) {
-        xapi_store_write_end(srv->store);
+        xapi_store_write_abort(srv->store);
         return xapi_fail(err, "HANDLE_INVALID", "SR", sr_ref, NULL);
     }
     o = xapi_obj_create(srv->store, storage_cls(XAPI_C_VDI));
@@ -164,15 +164,18 @@ int storage_vdi_destroy(xapi_server *srv, const char *vdi_ref, xapi_value *err) 
     xapi_store_write_begin(srv->store);
     o = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VDI), vdi_ref);
     if (!o) {
-        xapi_store_write_end(srv->store);
+        xapi_store_write_abort(srv->store);
         return xapi_fail(err, "HANDLE_INVALID", "VDI", vdi_ref, NULL);
     }
     rc = vdi_delete(srv, o, err);
-    if (rc == 0)
-        xapi_obj_destroy(srv->store, o);
-    if (xapi_store_write_end_durable(srv->store) < 0 && rc == 0)
-        rc = xapi_fail(err, "INTERNAL_ERROR", "the change could not be stored", NULL);
-    return rc;
+    if (rc < 0) {
+        xapi_store_write_abort(srv->store);
+        return rc;
+    }
+    xapi_obj_destroy(srv->store, o);
+    if ((rc = xapi_store_write_end_durable(srv->store)) < 0)
+        return xapi_store_fail(srv->store, rc, err);
+    return 0;
 }
 
 const xapi_class_hooks storage_vdi_hooks = {
@@ -302,8 +305,8 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     xapi_uuid_generate(uuid);
     xapi_ref_generate(ref);
     storage_vdi_op_begin(srv, vdi, opid, op);
-    if (xapi_store_write_end_durable(st) < 0) {
-        rc = xapi_fail(err, "INTERNAL_ERROR", "the change could not be stored", NULL);
+    if ((rc = xapi_store_write_end_durable(st)) < 0) {
+        rc = xapi_store_fail(st, rc, err);
         xapi_store_write_begin(st);
         storage_vdi_op_end(srv, src_ref, opid);
         goto fail_locked;
@@ -347,7 +350,7 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     rc = finish_ref(srv, 0, ref, ret_ref, err);
     goto out;
 fail_locked:
-    xapi_store_write_end(st);
+    xapi_store_write_abort(st);
 out:
     meta_free(&meta);
     storage_vdi_info_free(&info);
@@ -440,11 +443,11 @@ static int copy_into(xapi_call *c, const char *opid) {
     memcpy(dst_ref, into->ref, sizeof dst_ref);
     storage_vdi_op_begin(srv, vdi, opid, "copy");
     storage_vdi_op_begin(srv, into, opid, "copy");
-    if (xapi_store_write_end_durable(st) < 0) {
+    if ((rc = xapi_store_write_end_durable(st)) < 0) {
+        rc = xapi_store_fail(st, rc, &c->err);
         xapi_store_write_begin(st);
         storage_vdi_op_end(srv, src_ref, opid);
         storage_vdi_op_end(srv, dst_ref, opid);
-        rc = xapi_call_fail(c, "INTERNAL_ERROR", "the change could not be stored");
         goto fail_locked;
     }
 
@@ -466,7 +469,7 @@ static int copy_into(xapi_call *c, const char *opid) {
     rc = xapi_finish_ref(c, 0, dst_ref);
     goto out;
 fail_locked:
-    xapi_store_write_end(st);
+    xapi_store_write_abort(st);
 out:
     storage_vdi_info_free(&info);
     storage_sr_handle_free(&src);

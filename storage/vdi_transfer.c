@@ -325,7 +325,7 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
     transfer *t = NULL;
     xapi_obj *vdi = NULL;
     char msg[160];
-    int rc;
+    int rc, stored;
 
     if (!xapi_http_req_authorized(r)) {
         xapi_http_reply_text(rep, 401, "a valid session_id or basic authentication is needed\n");
@@ -342,7 +342,7 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
     rc = task_take(srv, xapi_http_req_arg(r, "task_id"), import ? "import_raw_vdi" : "export_raw_vdi", t->task,
                    &t->err);
     if (rc < 0) {
-        xapi_store_write_end(st);
+        xapi_store_write_abort(st);
         reply_error(rep, NULL, &t->err);
         transfer_free(t);
         return rc;
@@ -358,10 +358,10 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
     }
     if (rc < 0)
         xapi_task_end(srv, t->task, NULL, &t->err);
-    if (xapi_store_write_end_durable(st) < 0 && rc == 0) {
+    if ((stored = xapi_store_write_end_durable(st)) < 0 && rc == 0) {
         xapi_store_write_begin(st);
         storage_vdi_op_end(srv, t->vdi, t->task);
-        rc = xapi_fail(&t->err, "INTERNAL_ERROR", "the change could not be stored", NULL);
+        rc = xapi_store_fail(st, stored, &t->err);
         xapi_task_end(srv, t->task, NULL, &t->err);
         xapi_store_write_end(st);
     }

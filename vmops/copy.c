@@ -311,7 +311,7 @@ static int vm_revert(xapi_call *c) {
     xapi_store_write_begin(st);
     vm = xapi_store_get_class(st, C_VM, vm_ref);
     if (!vm) {
-        xapi_store_write_end(st);
+        xapi_store_write_abort(st);
         rc = xapi_call_fail(c, "HANDLE_INVALID", "VM", vm_ref);
         goto out;
     }

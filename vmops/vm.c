@@ -925,7 +925,7 @@ static int edit_vm_end(xapi_call *c, int rc) {
     if (rc == 0)
         rc = xapi_commit(c);
     else
-        xapi_store_write_end(c->srv->store);
+        xapi_store_write_abort(c->srv->store);
     if (rc == 0)
         xapi_out_void(c->out);
     return rc;

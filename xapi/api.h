@@ -98,11 +98,12 @@ int xapi_invoke(xapi_server *srv, const xapi_peer *peer, const char *method, con
 int xapi_lookup(xapi_call *c, const xapi_class *cls, const char *ref, xapi_obj **ret);
 /* Writes a complete record. */
 void xapi_record_out(xapi_out *o, const xapi_obj *obj);
-/* Commits the current write transaction and waits until it is durable. */
+/* Commits the current write transaction and waits until it is durable; if it
+ * cannot be stored, it is taken back and the call fails (see xapi_store_fail). */
 int xapi_commit(xapi_call *c);
 /* Ends the current write transaction by the handler's outcome: on failure
- * (rc < 0) releases it without waiting for it to be stored and returns rc,
- * otherwise xapi_commit. */
+ * (rc < 0) aborts it (every change taken back) and returns rc, otherwise
+ * xapi_commit. */
 int xapi_finish(xapi_call *c, int rc);
 /* xapi_finish, then on success the call's answer: void, or the ref. */
 int xapi_finish_void(xapi_call *c, int rc);

@@ -366,13 +366,13 @@ int xapi_commit(xapi_call *c) {
     int rc = xapi_store_write_end_durable(c->srv->store);
 
     if (rc < 0)
-        return xapi_call_fail(c, "INTERNAL_ERROR", "the change could not be stored");
+        return xapi_store_fail(c->srv->store, rc, &c->err);
     return 0;
 }
 
 int xapi_finish(xapi_call *c, int rc) {
     if (rc < 0) {
-        xapi_store_write_end(c->srv->store);
+        xapi_store_write_abort(c->srv->store); /* a failed call changes nothing */
         return rc;
     }
     return xapi_commit(c);

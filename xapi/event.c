@@ -342,7 +342,7 @@ static int event_inject(xapi_call *c) {
     xapi_store_write_begin(st);
     o = xapi_store_get_class(st, cls, c->args[1].s);
     if (!o) {
-        xapi_store_write_end(st);
+        xapi_store_write_abort(st);
         return xapi_call_fail(c, "HANDLE_INVALID", cls->name, c->args[1].s);
     }
     xapi_obj_touch(st, o);

@@ -43,6 +43,7 @@ typedef struct commit_item {
 typedef struct durable_waiter {
     struct durable_waiter *next;
     uint64_t seq;
+    int rc; /* 1 while pending, then 0 or the commit's negative errno */
     pthread_cond_t cond;
 } durable_waiter;
 
@@ -50,6 +51,43 @@ typedef struct class_list {
     xapi_obj *head, *tail;
     unsigned count;
 } class_list;
+
+/* The undo log of one write transaction: what it changed in memory, in
+ * order, so that the change can be taken back newest first. An entry holds
+ * what the change replaced (the old value is moved here rather than freed,
+ * so a write pays one append per change and the free it would have done
+ * anyway, later). A transaction's log lives until its commit is durable:
+ * if the commit fails, every transaction not yet durable is undone and
+ * memory is again what the database holds. */
+typedef enum {
+    UNDO_FIELD,      /* o->fields[field] was v */
+    UNDO_SET_ADD,    /* a ref was appended to the set o->fields[field] */
+    UNDO_SET_REMOVE, /* v was removed from the set o->fields[field] at index */
+    UNDO_CREATE,     /* o was created */
+    UNDO_DESTROY,    /* o was destroyed: its neighbours in the class and generation lists */
+    UNDO_PUBLISH,    /* write_end gave o a generation: what it had, and its neighbours */
+    UNDO_TOMBSTONE,  /* write_end added a tombstone, evicting the oldest if the ring was full */
+} undo_kind;
+
+typedef struct undo_entry {
+    undo_kind kind;
+    int field;
+    uint32_t index;
+    bool in_gen_list;
+    xapi_obj *o;
+    xapi_value v;
+    xapi_obj *class_prev, *gen_prev, *gen_next;
+    uint64_t gen, created_gen;
+    xapi_tombstone *evicted; /* UNDO_TOMBSTONE, ring was full */
+    uint64_t horizon;
+} undo_entry;
+
+typedef struct undo_log {
+    struct undo_log *next; /* in pending (oldest first) or in the free pool */
+    uint64_t seq;
+    undo_entry *e;
+    size_t n, cap;
+} undo_log;
 
 struct xapi_store {
     pthread_rwlock_t lock;
@@ -68,6 +106,8 @@ struct xapi_store {
 
     uint64_t gen;      /* last generation handed out (under the write lock) */
     uint64_t next_seq; /* under the write lock */
+    bool in_txn;       /* a write transaction is open: changes are logged */
+    undo_log *txn;     /* the open transaction's log, made at its first change */
 
     /* committer */
     pthread_mutex_t qlock;
@@ -75,9 +115,10 @@ struct xapi_store {
     commit_item *qhead, *qtail;
     int64_t qhead_since_ns;     /* when the queue last became non-empty */
     int64_t last_enqueue_ns;
-    durable_waiter *waiters;
+    durable_waiter *waiters; /* writers waiting for their writes to be settled */
+    undo_log *pending, *pending_tail; /* logs of written transactions not yet durable, oldest first */
+    undo_log *undo_pool;              /* emptied logs, kept for reuse */
     bool committer_watching;    /* the committer thread polls the queue: no need to signal it */
-    uint64_t durable_seq;
     /* Event waiters read durable_gen without a lock and sleep on wake_word
      * with futex(2): a publish bumps the word and wakes them all at once,
      * and none has to take a lock on the way out (with a condition variable,
@@ -85,11 +126,13 @@ struct xapi_store {
     _Atomic uint64_t durable_gen;
     _Atomic uint32_t wake_word;
     _Atomic uint32_t gen_waiters;
-    bool stop, failed;
+    bool stop;
+    _Atomic int write_error; /* the last commit failed (-ENOSPC, -EIO): said once, until one works again */
     bool committing; /* a thread owns the database and is committing a batch */
     pthread_t committer;
     bool committer_running;
 
+    char *dir;
     sqlite3 *db;
     /* prepared once, used by whichever thread is committing */
     sqlite3_stmt *st_begin, *st_commit, *st_rollback, *st_upsert, *st_delete, *st_tomb, *st_meta;
@@ -171,7 +214,8 @@ static void hash_resize(xapi_store *s, size_t n) {
     s->nbuckets = n;
 }
 
-static void index_add(xapi_store *s, xapi_obj *o) {
+/* Indexes o, in its class list after class_prev (at the head if NULL). */
+static void index_insert(xapi_store *s, xapi_obj *o, xapi_obj *class_prev) {
     size_t h;
     class_list *cl = &s->classes[o->cls->id];
 
@@ -185,14 +229,21 @@ static void index_add(xapi_store *s, xapi_obj *o) {
     s->by_uuid[h] = o;
     s->nobjs++;
 
-    o->class_prev = cl->tail;
-    o->class_next = NULL;
-    if (cl->tail)
-        cl->tail->class_next = o;
+    o->class_prev = class_prev;
+    o->class_next = class_prev ? class_prev->class_next : cl->head;
+    if (o->class_next)
+        o->class_next->class_prev = o;
+    else
+        cl->tail = o;
+    if (class_prev)
+        class_prev->class_next = o;
     else
         cl->head = o;
-    cl->tail = o;
     cl->count++;
+}
+
+static void index_add(xapi_store *s, xapi_obj *o) {
+    index_insert(s, o, s->classes[o->cls->id].tail);
 }
 
 static void index_remove(xapi_store *s, xapi_obj *o) {
@@ -244,6 +295,24 @@ static void gen_push_head(xapi_store *s, xapi_obj *o) {
     s->gen_head = o;
 }
 
+static bool gen_listed(const xapi_store *s, const xapi_obj *o) {
+    return o->gen_prev || o->gen_next || s->gen_head == o;
+}
+
+/* Puts o back between prev and next, which are neighbours. */
+static void gen_relink(xapi_store *s, xapi_obj *o, xapi_obj *prev, xapi_obj *next) {
+    o->gen_prev = prev;
+    o->gen_next = next;
+    if (prev)
+        prev->gen_next = o;
+    else
+        s->gen_head = o;
+    if (next)
+        next->gen_prev = o;
+    else
+        s->gen_tail = o;
+}
+
 /* Loading reads objects newest first, so each one goes at the tail. */
 static void gen_push_tail(xapi_store *s, xapi_obj *o) {
     o->gen_next = NULL;
@@ -291,6 +360,143 @@ static void mark_dirty(xapi_store *s, xapi_obj *o, bool persist) {
         o->persist_dirty = true;
 }
 
+/* ---- undo log ------------------------------------------------------------ */
+
+#define UNDO_POOL_MAX 16
+#define UNDO_KEEP_ENTRIES 1024 /* a pooled log bigger than this gives its array back */
+
+/* Hold qlock. */
+static void undo_pool_put(xapi_store *s, undo_log *l) {
+    unsigned n = 0;
+
+    for (undo_log *p = s->undo_pool; p; p = p->next)
+        n++;
+    if (n >= UNDO_POOL_MAX) {
+        free(l->e);
+        free(l);
+        return;
+    }
+    l->next = s->undo_pool;
+    s->undo_pool = l;
+}
+
+/* Logs a change of the open transaction; NULL outside one (loading). */
+static undo_entry *undo_push(xapi_store *s, undo_kind kind, xapi_obj *o) {
+    undo_log *l = s->txn;
+    undo_entry *e;
+
+    if (!s->in_txn)
+        return NULL;
+    if (!l) {
+        pthread_mutex_lock(&s->qlock);
+        l = s->undo_pool;
+        if (l)
+            s->undo_pool = l->next;
+        pthread_mutex_unlock(&s->qlock);
+        if (!l)
+            l = xapi_calloc(1, sizeof *l);
+        l->next = NULL;
+        l->seq = 0;
+        l->n = 0;
+        s->txn = l;
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->e = xapi_realloc(l->e, l->cap * sizeof *l->e);
+    }
+    e = &l->e[l->n++];
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    e->o = o;
+    return e;
+}
+
+/* The transaction is durable (or had nothing to store): frees what its log
+ * kept, the objects it destroyed with it. Needs no lock: nothing else can
+ * reach any of it. */
+static void undo_release(undo_log *l) {
+    for (size_t i = 0; i < l->n; i++) {
+        undo_entry *e = &l->e[i];
+        switch (e->kind) {
+        case UNDO_FIELD:
+        case UNDO_SET_REMOVE:
+            xapi_value_free(&e->v);
+            break;
+        case UNDO_DESTROY:
+            obj_free(e->o);
+            break;
+        case UNDO_TOMBSTONE:
+            free(e->evicted);
+            break;
+        default:
+            break;
+        }
+    }
+    l->n = 0;
+    if (l->cap > UNDO_KEEP_ENTRIES) {
+        free(l->e);
+        l->e = NULL;
+        l->cap = 0;
+    }
+}
+
+/* Takes the transaction back, newest change first (hold the write lock).
+ * Each entry finds memory as it was right after its change, so neighbours
+ * recorded then are neighbours again. */
+static void undo_apply(xapi_store *s, undo_log *l) {
+    for (size_t i = l->n; i-- > 0;) {
+        undo_entry *e = &l->e[i];
+        xapi_obj *o = e->o;
+        xapi_value *set;
+
+        switch (e->kind) {
+        case UNDO_FIELD:
+            xapi_value_free(&o->fields[e->field]);
+            o->fields[e->field] = e->v;
+            break;
+        case UNDO_SET_ADD:
+            set = &o->fields[e->field];
+            xapi_value_free(&set->items[--set->n]);
+            break;
+        case UNDO_SET_REMOVE:
+            set = &o->fields[e->field];
+            xapi_array_append(set, e->v);
+            memmove(&set->items[e->index + 1], &set->items[e->index],
+                    (set->n - 1 - e->index) * sizeof *set->items);
+            set->items[e->index] = e->v;
+            break;
+        case UNDO_CREATE:
+            index_remove(s, o);
+            obj_free(o);
+            break;
+        case UNDO_DESTROY:
+            index_insert(s, o, e->class_prev);
+            if (e->in_gen_list)
+                gen_relink(s, o, e->gen_prev, e->gen_next);
+            o->deleted = false;
+            break;
+        case UNDO_PUBLISH:
+            gen_unlink(s, o);
+            if (e->in_gen_list)
+                gen_relink(s, o, e->gen_prev, e->gen_next);
+            o->gen = e->gen;
+            o->created_gen = e->created_gen;
+            break;
+        case UNDO_TOMBSTONE:
+            s->tomb_count--;
+            if (e->evicted) {
+                s->tomb_start = (s->tomb_start + TOMBSTONES_KEPT - 1) % TOMBSTONES_KEPT;
+                s->tombs[s->tomb_start] = *e->evicted;
+                s->tomb_count++;
+                s->tomb_horizon = e->horizon;
+                free(e->evicted);
+            }
+            break;
+        }
+    }
+    l->n = 0; /* everything it held is back in place */
+}
+
 /* ---- back-references ---------------------------------------------------- */
 
 static void backref_add(xapi_store *s, xapi_obj *target, int set_field, const char *ref, bool events) {
@@ -300,6 +506,11 @@ static void backref_add(xapi_store *s, xapi_obj *target, int set_field, const ch
         if (strcmp(set->items[i].s, ref) == 0)
             return;
     xapi_array_append(set, xapi_value_string(ref));
+    {
+        undo_entry *e = undo_push(s, UNDO_SET_ADD, target);
+        if (e)
+            e->field = set_field;
+    }
     if (events)
         mark_dirty(s, target, false);
 }
@@ -309,7 +520,13 @@ static void backref_remove(xapi_store *s, xapi_obj *target, int set_field, const
 
     for (uint32_t i = 0; i < set->n; i++)
         if (strcmp(set->items[i].s, ref) == 0) {
-            xapi_value_free(&set->items[i]);
+            undo_entry *e = undo_push(s, UNDO_SET_REMOVE, target);
+            if (e) {
+                e->field = set_field;
+                e->index = i;
+                e->v = set->items[i];
+            } else
+                xapi_value_free(&set->items[i]);
             memmove(&set->items[i], &set->items[i + 1], (set->n - i - 1) * sizeof *set->items);
             set->n--;
             mark_dirty(s, target, false);
@@ -397,6 +614,7 @@ bool xapi_store_tombstones_since(xapi_store *s, uint64_t since,
 
 void xapi_store_write_begin(xapi_store *s) {
     pthread_rwlock_wrlock(&s->lock);
+    s->in_txn = true;
 }
 
 xapi_obj *xapi_obj_create_with(xapi_store *s, const xapi_class *cls, const char *ref, const char *uuid) {
@@ -407,6 +625,7 @@ xapi_obj *xapi_obj_create_with(xapi_store *s, const xapi_class *cls, const char 
     o = obj_alloc(cls, ref, uuid);
     o->created_gen = UINT64_MAX; /* set at write_end */
     index_add(s, o);
+    undo_push(s, UNDO_CREATE, o);
     mark_dirty(s, o, true);
     return o;
 }
@@ -460,7 +679,14 @@ void xapi_obj_set(xapi_store *s, xapi_obj *o, int field, xapi_value v) {
     }
     if (f->rel_class >= 0 && !f->derived)
         old_target = backref_target(s, o, field);
-    xapi_value_free(&o->fields[field]);
+    {
+        undo_entry *e = undo_push(s, UNDO_FIELD, o);
+        if (e) {
+            e->field = field;
+            e->v = o->fields[field];
+        } else
+            xapi_value_free(&o->fields[field]);
+    }
     o->fields[field] = v;
     if (f->rel_class >= 0 && !f->derived) {
         new_target = backref_target(s, o, field);
@@ -501,6 +727,15 @@ void xapi_obj_destroy(xapi_store *s, xapi_obj *o) {
         if (t)
             backref_remove(s, t, o->cls->fields[i].rel_field, o->ref);
     }
+    {
+        undo_entry *e = undo_push(s, UNDO_DESTROY, o);
+        if (e) {
+            e->class_prev = o->class_prev;
+            e->in_gen_list = gen_listed(s, o);
+            e->gen_prev = o->gen_prev;
+            e->gen_next = o->gen_next;
+        }
+    }
     index_remove(s, o);
     gen_unlink(s, o);
     o->deleted = true;
@@ -529,9 +764,15 @@ static char *serialize(const xapi_obj *o) {
 }
 
 static void tombstone_add(xapi_store *s, const char *ref, const xapi_class *cls, uint64_t gen) {
+    undo_entry *e = undo_push(s, UNDO_TOMBSTONE, NULL);
     xapi_tombstone *t;
 
     if (s->tomb_count == TOMBSTONES_KEPT) {
+        if (e) {
+            e->evicted = xapi_malloc(sizeof *e->evicted);
+            *e->evicted = s->tombs[s->tomb_start];
+            e->horizon = s->tomb_horizon;
+        }
         s->tomb_horizon = s->tombs[s->tomb_start].gen;
         s->tomb_start = (s->tomb_start + 1) % TOMBSTONES_KEPT;
         s->tomb_count--;
@@ -543,12 +784,30 @@ static void tombstone_add(xapi_store *s, const char *ref, const xapi_class *cls,
     s->tomb_count++;
 }
 
-static uint64_t write_end(xapi_store *s, bool caller_commits) {
+/* Ends a transaction with no logged change left to keep. */
+static void txn_close(xapi_store *s) {
+    undo_log *l = s->txn;
+
+    s->txn = NULL;
+    s->in_txn = false;
+    if (l) {
+        undo_release(l);
+        pthread_mutex_lock(&s->qlock);
+        undo_pool_put(s, l);
+        pthread_mutex_unlock(&s->qlock);
+    }
+}
+
+/* w: the caller waits for the write and commits it itself (registered as a
+ * waiter here, before anyone can commit the write). */
+static uint64_t write_end(xapi_store *s, durable_waiter *w) {
     commit_item *head = NULL, **tail = &head;
     xapi_obj *o, *next;
     uint64_t gen, seq = 0;
+    undo_log *l;
 
     if (!s->dirty) {
+        txn_close(s);
         pthread_rwlock_unlock(&s->lock);
         return 0;
     }
@@ -568,6 +827,15 @@ static uint64_t write_end(xapi_store *s, bool caller_commits) {
             if (o->cls->gen_events && o->created_gen != UINT64_MAX)
                 tombstone_add(s, o->ref, o->cls, gen);
         } else {
+            undo_entry *e = undo_push(s, UNDO_PUBLISH, o);
+
+            if (e) {
+                e->gen = o->gen;
+                e->created_gen = o->created_gen;
+                e->in_gen_list = gen_listed(s, o);
+                e->gen_prev = o->gen_prev;
+                e->gen_next = o->gen_next;
+            }
             if (o->created_gen == UINT64_MAX)
                 o->created_gen = gen;
             o->gen = gen;
@@ -589,8 +857,7 @@ static uint64_t write_end(xapi_store *s, bool caller_commits) {
             *tail = it;
             tail = &it->next;
         }
-        if (o->deleted)
-            obj_free(o);
+        /* A destroyed object is freed with the log once the write is durable. */
     }
     s->dirty = NULL;
     /* Always one marker so the durable generation advances in order. */
@@ -598,6 +865,10 @@ static uint64_t write_end(xapi_store *s, bool caller_commits) {
     (*tail)->op = ITEM_MARK;
     (*tail)->seq = seq;
     (*tail)->gen = gen;
+    l = s->txn ? s->txn : xapi_calloc(1, sizeof *l); /* no log: changed outside write_begin */
+    s->txn = NULL;
+    s->in_txn = false;
+    l->seq = seq;
 
     pthread_mutex_lock(&s->qlock);
     s->last_enqueue_ns = xapi_now_ns();
@@ -609,11 +880,21 @@ static uint64_t write_end(xapi_store *s, bool caller_commits) {
     }
     for (s->qtail = head; s->qtail->next; s->qtail = s->qtail->next)
         ;
+    if (s->pending_tail)
+        s->pending_tail->next = l;
+    else
+        s->pending = l;
+    s->pending_tail = l;
+    if (w) {
+        w->seq = seq;
+        w->next = s->waiters;
+        s->waiters = w;
+    }
     /* A writer that waits for its write commits it itself (see
      * commit_queued), with no other thread woken on the way; the committer
      * thread is there for the others, and only woken when it is not already
      * watching the queue. */
-    if (!caller_commits && !s->committer_watching)
+    if (!w && !s->committer_watching)
         pthread_cond_signal(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
 
@@ -622,43 +903,49 @@ static uint64_t write_end(xapi_store *s, bool caller_commits) {
 }
 
 uint64_t xapi_store_write_end(xapi_store *s) {
-    return write_end(s, false);
+    return write_end(s, NULL);
+}
+
+void xapi_store_write_abort(xapi_store *s) {
+    xapi_obj *o, *next;
+
+    for (o = s->dirty; o; o = next) {
+        next = o->dirty_next;
+        o->dirty_next = NULL;
+        o->dirty = false;
+        o->persist_dirty = false;
+    }
+    s->dirty = NULL;
+    if (s->txn)
+        undo_apply(s, s->txn);
+    txn_close(s);
+    pthread_rwlock_unlock(&s->lock);
 }
 
 static bool commit_queued(xapi_store *s);
 
-int xapi_store_wait_durable(xapi_store *s, uint64_t seq) {
-    int rc = 0;
-
-    if (seq == 0)
-        return 0;
-    pthread_mutex_lock(&s->qlock);
-    while (s->durable_seq < seq && !s->failed) {
-        durable_waiter w = {.seq = seq}, **pp;
-
-        /* Nobody is committing: commit what is queued (our write with it)
-         * here rather than hand it to another thread and wait to be woken. */
-        if (commit_queued(s))
-            continue;
-        pthread_cond_init(&w.cond, NULL);
-        w.next = s->waiters;
-        s->waiters = &w;
-        pthread_cond_wait(&w.cond, &s->qlock);
-        for (pp = &s->waiters; *pp; pp = &(*pp)->next)
-            if (*pp == &w) {
-                *pp = w.next;
-                break;
-            }
-        pthread_cond_destroy(&w.cond);
-    }
-    if (s->durable_seq < seq)
-        rc = -EIO;
-    pthread_mutex_unlock(&s->qlock);
-    return rc;
-}
-
 int xapi_store_write_end_durable(xapi_store *s) {
-    return xapi_store_wait_durable(s, write_end(s, true));
+    durable_waiter w = {.rc = 1}, **pp;
+
+    pthread_cond_init(&w.cond, NULL);
+    if (write_end(s, &w) == 0) {
+        pthread_cond_destroy(&w.cond);
+        return 0;
+    }
+    pthread_mutex_lock(&s->qlock);
+    /* Nobody is committing: commit what is queued (our write with it) here
+     * rather than hand it to another thread and wait to be woken. */
+    while (w.rc > 0)
+        if (!commit_queued(s))
+            pthread_cond_wait(&w.cond, &s->qlock);
+    for (pp = &s->waiters; *pp; pp = &(*pp)->next)
+        if (*pp == &w) {
+            *pp = w.next;
+            break;
+        }
+    pthread_mutex_unlock(&s->qlock);
+    pthread_cond_destroy(&w.cond);
+    return w.rc;
 }
 
 uint64_t xapi_store_durable_gen(xapi_store *s) {
@@ -696,26 +983,42 @@ void xapi_store_wake_all(xapi_store *s) {
 
 /* ---- SQLite --------------------------------------------------------------- */
 
+static int db_errno(sqlite3 *db, int r);
+
 static int db_exec(sqlite3 *db, const char *sql) {
     char *msg = NULL;
+    int r = sqlite3_exec(db, sql, NULL, NULL, &msg);
 
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    if (r != SQLITE_OK) {
         log_error("store: %s: %s", sql, msg ? msg : "?");
         sqlite3_free(msg);
-        return -EIO;
+        return db_errno(db, r);
     }
     return 0;
+}
+
+/* -ENOSPC when the disk (or quota) is full, -EIO for anything else. */
+static int db_errno(sqlite3 *db, int r) {
+    int sys = sqlite3_system_errno(db);
+
+    if ((r & 0xff) == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT)
+        return -ENOSPC;
+    return -EIO;
 }
 
 static int step_done(xapi_store *s, sqlite3_stmt *st, const char *what) {
     int r = sqlite3_step(st);
 
+    if (r != SQLITE_DONE) {
+        int rc = db_errno(s->db, r);
+        if (!s->write_error) /* once per outage, not once per write */
+            log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return rc;
+    }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (r != SQLITE_DONE) {
-        log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
-        return -EIO;
-    }
     return 0;
 }
 
@@ -725,10 +1028,10 @@ static int step_done(xapi_store *s, sqlite3_stmt *st, const char *what) {
  * write (one object changed) dirties one page of the database. */
 static int commit_batch(xapi_store *s, commit_item *batch) {
     uint64_t last_gen = 0, stored_gen = 0;
-    int rc = -EIO;
+    int rc;
 
-    if (step_done(s, s->st_begin, "BEGIN") < 0)
-        return -EIO;
+    if ((rc = step_done(s, s->st_begin, "BEGIN")) < 0)
+        return rc;
     for (commit_item *it = batch; it; it = it->next) {
         last_gen = it->gen;
         if (it->op == ITEM_UPSERT) {
@@ -738,19 +1041,19 @@ static int commit_batch(xapi_store *s, commit_item *batch) {
             sqlite3_bind_int64(st, 3, (sqlite3_int64)it->gen);
             sqlite3_bind_int64(st, 4, (sqlite3_int64)it->created_gen);
             sqlite3_bind_text(st, 5, it->data, -1, SQLITE_STATIC);
-            if (step_done(s, st, it->ref) < 0)
+            if ((rc = step_done(s, st, it->ref)) < 0)
                 goto out;
             stored_gen = it->gen;
         } else if (it->op == ITEM_DELETE) {
             sqlite3_bind_text(s->st_delete, 1, it->ref, -1, SQLITE_STATIC);
-            if (step_done(s, s->st_delete, it->ref) < 0)
+            if ((rc = step_done(s, s->st_delete, it->ref)) < 0)
                 goto out;
             if (!it->cls->gen_events)
                 continue;
             sqlite3_bind_text(s->st_tomb, 1, it->ref, -1, SQLITE_STATIC);
             sqlite3_bind_text(s->st_tomb, 2, it->cls->name, -1, SQLITE_STATIC);
             sqlite3_bind_int64(s->st_tomb, 3, (sqlite3_int64)it->gen);
-            if (step_done(s, s->st_tomb, it->ref) < 0)
+            if ((rc = step_done(s, s->st_tomb, it->ref)) < 0)
                 goto out;
             stored_gen = it->gen;
         }
@@ -758,12 +1061,10 @@ static int commit_batch(xapi_store *s, commit_item *batch) {
     /* Loading takes the highest generation of objects, tombstones and meta. */
     if (last_gen > stored_gen) {
         sqlite3_bind_int64(s->st_meta, 1, (sqlite3_int64)last_gen);
-        if (step_done(s, s->st_meta, "meta") < 0)
+        if ((rc = step_done(s, s->st_meta, "meta")) < 0)
             goto out;
     }
-    if (step_done(s, s->st_commit, "COMMIT") < 0)
-        goto out;
-    rc = 0;
+    rc = step_done(s, s->st_commit, "COMMIT");
 out:
     if (rc < 0 && !sqlite3_get_autocommit(s->db))
         step_done(s, s->st_rollback, "ROLLBACK");
@@ -813,8 +1114,76 @@ static void finalize_statements(xapi_store *s) {
  * Whoever finds work and no committer does it: a writer waiting for its own
  * write (no thread hand-off on the way to the disk and back), or the
  * committer thread (writes nobody waits for). */
+static void items_free(commit_item *it) {
+    for (commit_item *next; it; it = next) {
+        next = it->next;
+        free(it->data);
+        free(it);
+    }
+}
+
+/* Wakes the writers whose writes are now settled (with rc), and one writer
+ * whose write is still queued: it commits the next batch. The others sleep
+ * on. Hold qlock. */
+static void settle_waiters(xapi_store *s, uint64_t upto, int rc) {
+    bool handed = !s->qhead;
+
+    for (durable_waiter *w = s->waiters; w; w = w->next) {
+        if (w->rc <= 0)
+            continue;
+        if (w->seq <= upto) {
+            w->rc = rc;
+            pthread_cond_signal(&w->cond);
+        } else if (!handed) {
+            pthread_cond_signal(&w->cond);
+            handed = true;
+        }
+    }
+    if (!handed) /* queued writes nobody waits for */
+        pthread_cond_signal(&s->qcond);
+}
+
+/* The batch could not be stored. Every write not yet durable fails with it
+ * (those queued since were made on top of it) and memory goes back to what
+ * the database holds: their logs are undone, newest first. Called without
+ * qlock, returns with it. */
+static void commit_failed(xapi_store *s, commit_item *batch, int rc) {
+    undo_log *newest_first = NULL, *l, *next;
+
+    pthread_rwlock_wrlock(&s->lock);
+    pthread_mutex_lock(&s->qlock);
+    items_free(batch);
+    items_free(s->qhead);
+    s->qhead = s->qtail = NULL;
+    for (l = s->pending; l; l = next) {
+        next = l->next;
+        l->next = newest_first;
+        newest_first = l;
+    }
+    s->pending = s->pending_tail = NULL;
+    for (l = newest_first; l; l = next) {
+        next = l->next;
+        undo_apply(s, l);
+        undo_pool_put(s, l);
+    }
+    /* The generations handed out since were never visible (events only see
+     * durable ones): hand them out again. */
+    s->gen = atomic_load(&s->durable_gen);
+    settle_waiters(s, s->next_seq, rc);
+    s->committing = false;
+    pthread_rwlock_unlock(&s->lock);
+}
+
+/* Group commit. Called with qlock held. If nobody is committing and writes
+ * are queued, takes the whole queue, commits it in one transaction (qlock
+ * released meanwhile), publishes the new durable sequence (or, if the
+ * commit failed, takes back every write not yet durable) and returns true.
+ * Whoever finds work and no committer does it: a writer waiting for its own
+ * write (no thread hand-off on the way to the disk and back), or the
+ * committer thread (writes nobody waits for). */
 static bool commit_queued(xapi_store *s) {
-    commit_item *batch, *it, *next;
+    commit_item *batch, *it;
+    undo_log *done = NULL, **tail = &done, *l, *next;
     uint64_t seq = 0, gen = 0;
     int rc = -EIO;
 
@@ -825,44 +1194,54 @@ static bool commit_queued(xapi_store *s) {
     s->qhead = s->qtail = NULL;
     pthread_mutex_unlock(&s->qlock);
 
-    /* A failed commit is retried a few times; if the disk stays broken we
-     * stop rather than answer writes we could not make durable. */
-    for (int attempt = 0; attempt < 5 && rc < 0; attempt++) {
+    /* An I/O error is retried a few times; a full disk is not (space does
+     * not come back in a few milliseconds, and the writer is waiting). */
+    for (int attempt = 0; attempt < 3; attempt++) {
         rc = commit_batch(s, batch);
-        if (rc < 0)
-            usleep(100000);
+        if (rc == 0 || rc == -ENOSPC)
+            break;
+        usleep(50000);
     }
     if (rc < 0) {
-        log_error("store: cannot commit to the database; stopping so that no unsaved write is acknowledged");
-        abort();
+        if (!s->write_error)
+            log_error("store: cannot write to %s/xenapid.db (%s): writes fail until it can, reads go on",
+                      s->dir, rc == -ENOSPC ? "no space left" : "I/O error");
+        atomic_store(&s->write_error, rc);
+        commit_failed(s, batch, rc);
+        return true;
     }
-    for (it = batch; it; it = next) {
-        next = it->next;
+    if (s->write_error)
+        log_notice("store: %s/xenapid.db can be written again", s->dir);
+    atomic_store(&s->write_error, 0);
+    for (it = batch; it; it = it->next) {
         seq = it->seq;
         gen = it->gen;
-        free(it->data);
-        free(it);
     }
+    items_free(batch);
     pthread_mutex_lock(&s->qlock);
-    s->durable_seq = seq;
     s->durable_gen = gen;
     s->committing = false;
+    /* The logs of what is now durable: nothing will be undone there. */
+    while (s->pending && s->pending->seq <= seq) {
+        l = s->pending;
+        s->pending = l->next;
+        l->next = NULL;
+        *tail = l;
+        tail = &l->next;
+    }
+    if (!s->pending)
+        s->pending_tail = NULL;
     wake_gen_waiters(s);
-    {
-        bool handed = !s->qhead;
-
-        /* Wake the writers whose writes are now durable, and one writer
-         * whose write was queued meanwhile: it commits the next batch. The
-         * others sleep on. */
-        for (durable_waiter *w = s->waiters; w; w = w->next)
-            if (w->seq <= seq)
-                pthread_cond_signal(&w->cond);
-            else if (!handed) {
-                pthread_cond_signal(&w->cond);
-                handed = true;
-            }
-        if (!handed) /* queued writes nobody waits for */
-            pthread_cond_signal(&s->qcond);
+    settle_waiters(s, seq, 0);
+    if (done) {
+        pthread_mutex_unlock(&s->qlock);
+        for (l = done; l; l = l->next)
+            undo_release(l);
+        pthread_mutex_lock(&s->qlock);
+        for (l = done; l; l = next) {
+            next = l->next;
+            undo_pool_put(s, l);
+        }
     }
     return true;
 }
@@ -1487,7 +1866,8 @@ static int load_all(xapi_store *s) {
     if (rc < 0)
         goto out;
     /* Highest generation first, so each one goes at the tail of the list. */
-    qsort(objs, n, sizeof *objs, loaded_newest_first);
+    if (n > 1)
+        qsort(objs, n, sizeof *objs, loaded_newest_first);
     if (n >= s->nbuckets) { /* sized once rather than doubled all along */
         size_t size = s->nbuckets;
         while (size <= n)
@@ -1519,14 +1899,21 @@ static int load_all(xapi_store *s) {
     }
     sqlite3_finalize(st);
     st = NULL;
+    if (r != SQLITE_DONE) {
+        rc = -EIO;
+        goto out;
+    }
     if (s->tomb_count > 0) {
         uint64_t oldest = s->tombs[s->tomb_start].gen;
         s->tomb_horizon = oldest > 0 ? oldest - 1 : 0;
         /* Forget what was pruned from memory so the table stays bounded. */
         if (sqlite3_prepare_v2(s->db, "DELETE FROM tombstones WHERE gen < ?1", -1, &st, NULL) == SQLITE_OK) {
             sqlite3_bind_int64(st, 1, (sqlite3_int64)oldest);
-            sqlite3_step(st);
+            if (sqlite3_step(st) != SQLITE_DONE) /* a full disk, say: done at a later start */
+                log_warning("store: cannot prune old tombstones: %s", sqlite3_errmsg(s->db));
         }
+        sqlite3_finalize(st);
+        st = NULL;
     }
     if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'gen'", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
@@ -1553,15 +1940,148 @@ static void rebuild_backrefs(xapi_store *s) {
         }
 }
 
+#define DB_SCHEMA                                                                                               \
+    "CREATE TABLE IF NOT EXISTS objects(ref TEXT PRIMARY KEY, class TEXT NOT NULL, gen INTEGER NOT NULL, "      \
+    "created_gen INTEGER NOT NULL, data TEXT NOT NULL);"                                                        \
+    "CREATE TABLE IF NOT EXISTS tombstones(ref TEXT PRIMARY KEY, class TEXT NOT NULL, gen INTEGER NOT NULL);"   \
+    "CREATE INDEX IF NOT EXISTS tombstones_gen ON tombstones(gen);"                                            \
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"                                            \
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('gen', 0)"
+
+/* Only the daemon reads these: they hold live session refs. Fixes what an
+ * older version (or a umask) left readable. */
+static int make_private(const char *path, mode_t mode) {
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0)
+        return -errno;
+    return 0;
+}
+
+static const char *const db_file_suffixes[] = {"", "-wal", "-shm"};
+
+static int make_db_files_private(const char *db_path) {
+    int rc = 0;
+
+    for (size_t i = 0; i < sizeof db_file_suffixes / sizeof db_file_suffixes[0] && rc == 0; i++) {
+        char *p = NULL;
+        if (asprintf(&p, "%s%s", db_path, db_file_suffixes[i]) < 0)
+            xapi_oom();
+        rc = make_private(p, 0600);
+        if (rc < 0)
+            agent_log_errno(LOG_ERR, rc, "store: cannot make %s private (mode 0600)", p);
+        free(p);
+    }
+    return rc;
+}
+
+/* A database with its WAL and shm: a stale WAL would be replayed into a new file of the same name. */
+static void unlink_db_files(const char *db_path) {
+    for (size_t i = 0; i < sizeof db_file_suffixes / sizeof db_file_suffixes[0]; i++) {
+        char *p = NULL;
+        if (asprintf(&p, "%s%s", db_path, db_file_suffixes[i]) < 0)
+            xapi_oom();
+        unlink(p);
+        free(p);
+    }
+}
+
+/* First start: the database is made under another name and renamed into
+ * place once it is a complete, empty store, so that a database file that is
+ * there is always one that was made; an empty file is never a first start. */
+static int db_create(const char *state_dir, const char *path) {
+    sqlite3 *db = NULL;
+    char *tmp = NULL;
+    int fd = -1, dfd = -1, rc;
+
+    if (asprintf(&tmp, "%s.new", path) < 0)
+        xapi_oom();
+    unlink_db_files(tmp); /* left by a first start that did not finish */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = agent_log_errno(LOG_ERR, errno, "store: cannot create %s", tmp);
+        goto out;
+    }
+    if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        log_error("store: cannot open %s: %s", tmp, db ? sqlite3_errmsg(db) : "out of memory");
+        rc = -EIO;
+        goto out;
+    }
+    if ((rc = db_exec(db, "PRAGMA journal_mode=WAL")) < 0 || (rc = db_exec(db, "PRAGMA synchronous=FULL")) < 0 ||
+        (rc = db_exec(db, DB_SCHEMA)) < 0)
+        goto out;
+    if (sqlite3_close(db) != SQLITE_OK) { /* checkpoints the WAL into the file and removes it */
+        log_error("store: cannot close %s: %s", tmp, sqlite3_errmsg(db));
+        rc = -EIO;
+        goto out;
+    }
+    db = NULL;
+    if (fsync(fd) < 0 || rename(tmp, path) < 0) {
+        rc = agent_log_errno(LOG_ERR, errno, "store: cannot put %s in place", path);
+        goto out;
+    }
+    dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) < 0) {
+        rc = agent_log_errno(LOG_ERR, errno, "store: cannot sync %s", state_dir);
+        goto out;
+    }
+    log_info("store: created %s", path);
+    rc = 0;
+out:
+    if (db)
+        sqlite3_close(db);
+    if (rc < 0)
+        unlink_db_files(tmp);
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    free(tmp);
+    return rc;
+}
+
+/* A database file that is there must be one: never taken for a first start
+ * (everything would be forgotten). -EBADMSG if it is not. */
+static int db_check_file(const char *path) {
+    static const char magic[16] = "SQLite format 3";
+    char head[16];
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return agent_log_errno(LOG_ERR, errno, "store: cannot read %s", path);
+    n = read(fd, head, sizeof head);
+    if (n < 0)
+        rc = agent_log_errno(LOG_ERR, errno, "store: cannot read %s", path);
+    else if (n == 0) {
+        log_error("store: %s is empty (0 bytes), not a database; refusing to start on it as if it were a first "
+                  "start, which would forget every object. Restore it from a backup, or remove it (and any %s-wal) "
+                  "to start afresh with an empty store",
+                  path, path);
+        rc = -EBADMSG;
+    } else if ((size_t)n < sizeof head || memcmp(head, magic, sizeof head) != 0) {
+        log_error("store: %s is not an SQLite database; restore it from a backup, or move it away to start afresh "
+                  "with an empty store",
+                  path);
+        rc = -EBADMSG;
+    }
+    close(fd);
+    return rc;
+}
+
 int xapi_store_open(const char *state_dir, xapi_store **ret) {
     xapi_store *s = NULL;
     char *path = NULL;
     pthread_rwlockattr_t rwa;
     pthread_condattr_t ca;
+    struct stat dst;
     int rc;
 
     s = xapi_calloc(1, sizeof *s);
     s->lock_fd = -1;
+    s->dir = xapi_strdup(state_dir);
     s->nbuckets = 1024;
     s->by_ref = xapi_calloc(s->nbuckets, sizeof *s->by_ref);
     s->by_uuid = xapi_calloc(s->nbuckets, sizeof *s->by_uuid);
@@ -1581,6 +2101,14 @@ int xapi_store_open(const char *state_dir, xapi_store **ret) {
         rc = agent_log_errno(LOG_ERR, errno, "store: cannot create %s", state_dir);
         goto fail;
     }
+    if (stat(state_dir, &dst) < 0 || !S_ISDIR(dst.st_mode)) {
+        rc = agent_log_errno(LOG_ERR, errno ? errno : ENOTDIR, "store: %s is not a directory", state_dir);
+        goto fail;
+    }
+    if ((rc = make_private(state_dir, 0700)) < 0) {
+        agent_log_errno(LOG_ERR, rc, "store: cannot make %s private (mode 0700)", state_dir);
+        goto fail;
+    }
     if (asprintf(&path, "%s/xenapid.lock", state_dir) < 0)
         xapi_oom();
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -1593,11 +2121,23 @@ int xapi_store_open(const char *state_dir, xapi_store **ret) {
         log_error("store: %s is in use by another xenapid (lock %s held)", state_dir, path);
         goto fail;
     }
+    if (fchmod(s->lock_fd, 0600) < 0) {
+        rc = agent_log_errno(LOG_ERR, errno, "store: cannot make %s private (mode 0600)", path);
+        goto fail;
+    }
     free(path);
     if (asprintf(&path, "%s/xenapid.db", state_dir) < 0)
         xapi_oom();
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (access(path, F_OK) < 0 && errno == ENOENT) {
+        log_notice("store: no database in %s: first start, creating an empty store", state_dir);
+        if ((rc = db_create(state_dir, path)) < 0)
+            goto fail;
+    } else if ((rc = db_check_file(path)) < 0)
+        goto fail;
+    if ((rc = make_db_files_private(path)) < 0)
+        goto fail;
+    /* No SQLITE_OPEN_CREATE: the file is there (made above if it was not). */
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         log_error("store: cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
         rc = -EIO;
         goto fail;
@@ -1605,18 +2145,20 @@ int xapi_store_open(const char *state_dir, xapi_store **ret) {
     /* WAL with a sync at every commit: an acknowledged write survives a crash
      * of the process and of the machine. */
     if ((rc = db_exec(s->db, "PRAGMA journal_mode=WAL")) < 0 || (rc = db_exec(s->db, "PRAGMA synchronous=FULL")) < 0 ||
-        (rc = db_exec(s->db, "CREATE TABLE IF NOT EXISTS objects(ref TEXT PRIMARY KEY, class TEXT NOT NULL, "
-                             "gen INTEGER NOT NULL, created_gen INTEGER NOT NULL, data TEXT NOT NULL)")) < 0 ||
-        (rc = db_exec(s->db, "CREATE TABLE IF NOT EXISTS tombstones(ref TEXT PRIMARY KEY, class TEXT NOT NULL, "
-                             "gen INTEGER NOT NULL)")) < 0 ||
-        (rc = db_exec(s->db, "CREATE INDEX IF NOT EXISTS tombstones_gen ON tombstones(gen)")) < 0 ||
-        (rc = db_exec(s->db, "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value)")) < 0 ||
-        (rc = db_exec(s->db, "INSERT OR IGNORE INTO meta(key, value) VALUES('gen', 0)")) < 0 ||
-        (rc = prepare_statements(s)) < 0)
+        (rc = db_exec(s->db, DB_SCHEMA)) < 0 || (rc = prepare_statements(s)) < 0) {
+        if (rc == -ENOSPC)
+            log_error("store: cannot use %s: no space left in %s", path, state_dir);
+        else
+            log_error("store: cannot use %s; if it is damaged, restore it from a backup (or move it away to "
+                      "start afresh with an empty store)",
+                      path);
         goto fail;
+    }
     rc = load_all(s);
     if (rc < 0) {
-        log_error("store: cannot load %s", path);
+        log_error("store: cannot load %s; if it is damaged, restore it from a backup (or move it away to start "
+                  "afresh with an empty store)",
+                  path);
         goto fail;
     }
     rebuild_backrefs(s);
@@ -1655,16 +2197,42 @@ void xapi_store_close(xapi_store *s) {
             obj_free(o);
         }
     }
+    for (undo_log *l = s->pending, *next; l; l = next) { /* none once the committer has drained the queue */
+        next = l->next;
+        undo_release(l);
+        free(l->e);
+        free(l);
+    }
+    for (undo_log *l = s->undo_pool, *next; l; l = next) {
+        next = l->next;
+        free(l->e);
+        free(l);
+    }
     finalize_statements(s);
-    if (s->db)
-        sqlite3_close(s->db);
+    /* Every statement is finalized by now: a failure here is a bug. */
+    if (s->db && sqlite3_close(s->db) != SQLITE_OK)
+        log_error("store: closing the database: %s", sqlite3_errmsg(s->db));
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     free(s->by_ref);
     free(s->by_uuid);
     free(s->tombs);
+    free(s->dir);
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
     free(s);
+}
+
+int xapi_store_fail(xapi_store *s, int rc, xapi_value *err) {
+    char msg[512];
+
+    if (rc == -ENOSPC)
+        return xapi_fail(err, "OUT_OF_SPACE", s->dir, NULL);
+    snprintf(msg, sizeof msg, "the change could not be stored in %s/xenapid.db (I/O error; see the log)", s->dir);
+    return xapi_fail(err, "INTERNAL_ERROR", msg, NULL);
+}
+
+int xapi_store_write_error(xapi_store *s) {
+    return atomic_load(&s->write_error);
 }

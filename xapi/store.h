@@ -65,14 +65,31 @@ void xapi_store_rdunlock(xapi_store *s);
 
 /* Write transactions: begin takes the write lock; end assigns the generation,
  * queues the changed objects for the committer, releases the lock and returns
- * the sequence number to wait for (0 when nothing changed). */
+ * the sequence number of the write (0 when nothing changed); abort takes
+ * back every change made since begin (field values, created objects,
+ * destroyed objects, back-reference sets) and releases the lock: no event,
+ * no generation, nothing stored. A handler that fails aborts.
+ *
+ * Every change is logged in the transaction's undo log (the old value moved
+ * there, not copied) until the write is durable: if a commit fails (disk
+ * full, I/O error), every write not yet durable fails with it and is taken
+ * back, so memory is always what the database holds. */
 void xapi_store_write_begin(xapi_store *s);
 uint64_t xapi_store_write_end(xapi_store *s);
-/* Blocks until the sequence is committed. 0, or -EIO if the commit failed. */
-int xapi_store_wait_durable(xapi_store *s, uint64_t seq);
-/* write_end and wait_durable in one: the calling thread commits the write
- * itself, without waking the committer thread. */
+void xapi_store_write_abort(xapi_store *s);
+/* write_end, then waits until the write is durable; the calling thread
+ * commits it itself when nobody else is committing (group commit). 0, or
+ * -ENOSPC (the state directory's file system is full) or -EIO (any other
+ * storage failure): the write was taken back. */
 int xapi_store_write_end_durable(xapi_store *s);
+/* The XenAPI error for a failed commit (rc from write_end_durable): sets
+ * *err, returns -XAPI_EFAIL. -ENOSPC is xapi's OUT_OF_SPACE [location] with
+ * the state directory (the code xapi gives when a host directory is full);
+ * anything else is INTERNAL_ERROR [message]: a storage failure on the host,
+ * which no client can cause. */
+int xapi_store_fail(xapi_store *s, int rc, xapi_value *err);
+/* 0, or the error of the last commit if it failed (writes are failing). */
+int xapi_store_write_error(xapi_store *s);
 
 /* Reads (hold at least the read lock; returned pointers live until unlock). */
 xapi_obj *xapi_store_get(xapi_store *s, const char *ref);
