@@ -1187,6 +1187,17 @@ static int vif_unplug_force(xapi_call *c) {
 
 /* ---- class hooks ---------------------------------------------------------------- */
 
+/* As xapi's derive_domain_type and derive_hvm_boot_policy: older clients set
+ * only HVM_boot_policy ("" for PV), newer ones only domain_type; each follows
+ * the other so both kinds of client see (and boot) the same type. */
+static const char *domain_type_for_boot_policy(const char *policy) {
+    return *policy ? "hvm" : "pv";
+}
+
+static const char *boot_policy_for_domain_type(const char *domain_type) {
+    return strcmp(domain_type, "hvm") == 0 ? "BIOS order" : "";
+}
+
 static int vm_after_create(xapi_call *c, xapi_obj *vm) {
     xapi_store *st = c->srv->store;
     int rc;
@@ -1197,6 +1208,9 @@ static int vm_after_create(xapi_call *c, xapi_obj *vm) {
     /* A new VM is halted whatever the record said (CloudStack sends a template's full record). */
     xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, "Halted");
     xapi_obj_set_int(st, vm, XAPI_F_VM_domid, -1);
+    if (strcmp(vm->fields[XAPI_F_VM_domain_type].s, "unspecified") == 0)
+        xapi_obj_set_string(st, vm, XAPI_F_VM_domain_type,
+                            domain_type_for_boot_policy(vm->fields[XAPI_F_VM_HVM_boot_policy].s));
     metrics_of(st, vm);
     vmops_update_allowed_operations(st, vm);
     return 0;
@@ -1252,14 +1266,29 @@ static int device_before_destroy(xapi_call *c, xapi_obj *o) {
     return 0;
 }
 
+static int vm_before_set(xapi_call *c, xapi_obj *vm, int field, const xapi_value *v) {
+    if (field == XAPI_F_VM_domain_type && strcmp(v->s, "unspecified") == 0)
+        return xapi_call_fail(c, "INVALID_VALUE", "domain_type", v->s);
+    return 0;
+}
+
 /* Template and snapshot flags, and other_config:default_template, decide what is allowed. */
 static void vm_after_set(xapi_call *c, xapi_obj *vm, int field) {
+    xapi_store *st = c->srv->store;
+
     if (field == XAPI_F_VM_is_a_template || field == XAPI_F_VM_other_config || field == XAPI_F_VM_blocked_operations)
-        vmops_update_allowed_operations(c->srv->store, vm);
+        vmops_update_allowed_operations(st, vm);
+    else if (field == XAPI_F_VM_HVM_boot_policy)
+        xapi_obj_set_string(st, vm, XAPI_F_VM_domain_type,
+                            domain_type_for_boot_policy(vm->fields[XAPI_F_VM_HVM_boot_policy].s));
+    else if (field == XAPI_F_VM_domain_type)
+        xapi_obj_set_string(st, vm, XAPI_F_VM_HVM_boot_policy,
+                            boot_policy_for_domain_type(vm->fields[XAPI_F_VM_domain_type].s));
 }
 
 static const xapi_class_hooks vm_hooks = {
     .after_create = vm_after_create,
+    .before_set = vm_before_set,
     .before_destroy = vm_before_destroy,
     .after_set = vm_after_set,
 };

@@ -415,6 +415,69 @@ class TestGuestActions(VMTestBase):
         self.assertFalse([m for m in methods if m.lower().startswith("sim") or "sim_" in m.lower()])
 
 
+class TestDomainType(VMTestBase):
+    """domain_type and HVM_boot_policy follow each other, as xapi derives them."""
+
+    def test_older_client_switches_hvm_template_to_pv(self):
+        # As older clients do it: clone "Other install media", clear the HVM boot policy, give a kernel.
+        vm = ok(self.x.VM.clone(self.s, self.template("Other install media"), "to-pv"))
+        ok(self.x.VM.set_is_a_template(self.s, vm, False))
+        self.assertEqual(self.vm(vm)["domain_type"], "hvm")
+        ok(self.x.VM.set_HVM_boot_policy(self.s, vm, ""))
+        ok(self.x.VM.set_PV_kernel(self.s, vm, "/boot/vmlinuz"))
+        self.assertEqual(self.vm(vm)["domain_type"], "pv")
+        ok(self.x.VM.start(self.s, vm, False, False))
+        metrics = self.vm(vm)["metrics"]
+        self.assertEqual(ok(self.x.VM_metrics.get_current_domain_type(self.s, metrics)), "pv")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+        ok(self.x.VM.set_HVM_boot_policy(self.s, vm, "BIOS order"))
+        self.assertEqual(self.vm(vm)["domain_type"], "hvm")
+
+    def test_set_domain_type_sets_boot_policy(self):
+        vm = self.new_vm("dt")
+        ok(self.x.VM.set_domain_type(self.s, vm, "hvm"))
+        self.assertEqual(self.vm(vm)["HVM_boot_policy"], "BIOS order")
+        for t in ("pvh", "pv", "pv_in_pvh"):
+            ok(self.x.VM.set_HVM_boot_policy(self.s, vm, "BIOS order"))
+            ok(self.x.VM.set_domain_type(self.s, vm, t))
+            rec = self.vm(vm)
+            self.assertEqual((rec["domain_type"], rec["HVM_boot_policy"]), (t, ""))
+        self.assertEqual(fail(self.x.VM.set_domain_type(self.s, vm, "unspecified")),
+                         ["INVALID_VALUE", "domain_type", "unspecified"])
+        self.assertEqual(self.vm(vm)["domain_type"], "pv_in_pvh")
+
+    def test_create_derives_unspecified_domain_type(self):
+        from harness import vm_record
+        hvm = ok(self.x.VM.create(self.s, vm_record(name_label="c-hvm", HVM_boot_policy="BIOS order")))
+        pv = ok(self.x.VM.create(self.s, vm_record(name_label="c-pv", HVM_boot_policy="")))
+        self.assertEqual(self.vm(hvm)["domain_type"], "hvm")
+        self.assertEqual(self.vm(pv)["domain_type"], "pv")
+
+
+class TestControlDomainName(unittest.TestCase):
+    def control_domain(self, x, s):
+        host = ok(x.host.get_all(s))[0]
+        return ok(x.host.get_control_domain(s, host)), ok(x.host.get_hostname(s, host))
+
+    def test_user_name_survives_restart_default_follows_hostname(self):
+        d = Daemon().start()
+        try:
+            x, s = d.login()
+            dom0, hostname = self.control_domain(x, s)
+            self.assertEqual(ok(x.VM.get_name_label(s, dom0)), "Control domain on host: " + hostname)
+            ok(x.VM.set_name_label(s, dom0, "my dom0"))
+            d.restart()
+            x, s = d.login()
+            self.assertEqual(ok(x.VM.get_name_label(s, dom0)), "my dom0")
+            # the default name (of an older hostname) is still renamed
+            ok(x.VM.set_name_label(s, dom0, "Control domain on host: old-name"))
+            d.restart()
+            x, s = d.login()
+            self.assertEqual(ok(x.VM.get_name_label(s, dom0)), "Control domain on host: " + hostname)
+        finally:
+            d.cleanup()
+
+
 class TestConcurrency(VMTestBase):
     def test_busy_vm_waits_then_fails(self):
         vm = self.new_vm("busy")
