@@ -106,7 +106,8 @@ typedef struct vmops_backend vmops_backend;
 
 typedef struct vmops_backend_ops {
     const char *name;
-    /* Creates a domain, paused, with its devices. */
+    /* Creates a domain, paused, with its devices. -ENOMEM: not enough free
+     * memory; -ENOEXEC: the device model (qemu) it needs is not installed. */
     int (*create)(vmops_backend *b, const vmops_domain_config *cfg, int *ret_domid, char **ret_msg);
     int (*unpause)(vmops_backend *b, int domid, char **ret_msg);
     int (*pause)(vmops_backend *b, int domid, char **ret_msg);
@@ -118,7 +119,7 @@ typedef struct vmops_backend_ops {
     int (*destroy)(vmops_backend *b, int domid, char **ret_msg);
     /* Saves the domain's memory to path and destroys it. */
     int (*suspend)(vmops_backend *b, int domid, const char *path, char **ret_msg);
-    /* Creates a domain from a saved image, paused. */
+    /* Creates a domain from a saved image, paused (errors as create). */
     int (*resume)(vmops_backend *b, const vmops_domain_config *cfg, const char *path, int *ret_domid, char **ret_msg);
     int (*disk_attach)(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg);
     int (*disk_detach)(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg);

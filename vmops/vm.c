@@ -101,6 +101,17 @@ static int backend_fail(xapi_call *c, const char *what, int rc, char *msg, int64
     return r;
 }
 
+/* A failure to build the VM's domain (create, resume) as an API error: a
+ * missing device model has xapi's code for it. */
+static int build_fail(xapi_call *c, const char *vm_ref, const char *what, int rc, char *msg, int64_t needed) {
+    if (rc == -ENOEXEC) {
+        rc = xapi_call_fail(c, "FAILED_TO_START_EMULATOR", vm_ref, "qemu-dm", msg ? msg : "device model missing");
+        free(msg);
+        return rc;
+    }
+    return backend_fail(c, what, rc, msg, needed);
+}
+
 /* Where VMs suspended by earlier versions keep their image: a file in the state directory. */
 static char *legacy_image_path(xapi_server *srv, const char *vm_uuid) {
     char *p = NULL;
@@ -446,7 +457,7 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, int *ret_domid, in
         return rc;
     rc = b->ops->create(b, &cfg, &domid, &msg);
     if (rc < 0) {
-        rc = backend_fail(c, "creating the domain", rc, msg, cfg.memory_target);
+        rc = build_fail(c, vm_ref, "creating the domain", rc, msg, cfg.memory_target);
         goto out;
     }
     if (!paused) {
@@ -743,7 +754,7 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
     }
     rc = b->ops->resume(b, &cfg, img, &domid, &msg);
     if (rc < 0) {
-        rc = backend_fail(c, "resuming", rc, msg, cfg.memory_target);
+        rc = build_fail(c, op->vm_ref, "resuming", rc, msg, cfg.memory_target);
         goto out;
     }
     if (!paused && (rc = b->ops->unpause(b, domid, &msg)) < 0) {
