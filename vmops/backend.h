@@ -145,7 +145,9 @@ struct vmops_backend {
  * The simulator: guests react to requests after guest_delay_ms; memory_total
  * is what its host offers guests. Its domains are kept in <state_dir>/sim-domains.json
  * so they outlive a restart of the daemon, and <state_dir>/sim-control.sock takes
- * test-only commands ("shutdown|reboot|crash|halt-on-request|ignore-requests <vm uuid>"). */
+ * test-only commands "<verb> <vm uuid>": shutdown, reboot, crash (the guest does it now),
+ * ignore-requests (it never answers a clean shutdown or reboot request), cooperate (it answers again),
+ * reboot-before-next-op (it reboots just as the next operation on its domain reaches the backend: races). */
 int vmops_sim_new(const char *state_dir, int guest_delay_ms, int64_t memory_total, vmops_backend **ret);
 /* console_log_dir: where xenconsoled writes guest console logs (config console_log_dir). */
 int vmops_libxl_new(const char *state_dir, const char *console_log_dir, vmops_backend **ret);

@@ -209,6 +209,20 @@ void vmops_op_expect_domain_event(vmops_op *op, int domid) {
     pthread_mutex_unlock(&L);
 }
 
+bool vmops_op_take_domain_event(vmops_op *op, vmops_shutdown_reason *ret_reason) {
+    oplock_entry *e = op->entry;
+    bool seen;
+
+    pthread_mutex_lock(&L);
+    seen = e->event_seen;
+    if (seen)
+        *ret_reason = e->event_reason;
+    e->expect_domid = -1;
+    e->event_seen = false;
+    pthread_mutex_unlock(&L);
+    return seen;
+}
+
 int vmops_op_wait_domain_event(xapi_server *srv, vmops_op *op, int domid, int64_t deadline_ns,
                                vmops_shutdown_reason *ret_reason) {
     oplock_entry *e = op->entry;

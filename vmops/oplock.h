@@ -31,6 +31,10 @@ void vmops_op_end(xapi_server *srv, vmops_op *op);
 /* Declares that the operation will wait for a shutdown of domid: call before
  * asking the guest, so that a quick answer is not missed. */
 void vmops_op_expect_domain_event(vmops_op *op, int domid);
+/* Stops expecting the domain's event: true (with *ret_reason) if it came
+ * already, and is then the caller's to act on; false once later events go to
+ * the guest-event handling. */
+bool vmops_op_take_domain_event(vmops_op *op, vmops_shutdown_reason *ret_reason);
 /* Waits (holding the op) until the backend reports a shutdown of domid, the
  * deadline passes, the op is preempted or its task cancelled.
  * Returns 0 with *ret_reason, -ETIMEDOUT, -EINTR (preempted) or -ECANCELED. */

@@ -101,6 +101,37 @@ static int backend_fail(xapi_call *c, const char *what, int rc, char *msg, int64
     return r;
 }
 
+/* Whether the domain is gone, or has shut down and waits to be dealt with. */
+static bool domain_stopped(vmops_backend *b, int domid) {
+    vmops_domain_info *doms = NULL;
+    bool stopped = true;
+    size_t n = 0;
+
+    if (b->ops->list(b, &doms, &n) < 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (doms[i].domid == domid)
+            stopped = doms[i].state == VMOPS_STATE_SHUTDOWN || doms[i].state == VMOPS_STATE_DYING;
+    free(doms);
+    return stopped;
+}
+
+/* A backend failure on the VM's running domain. When the domain stopped
+ * meanwhile, the guest halted, rebooted or crashed under the operation (its
+ * own handling follows on the VM's lock): the caller lost a race, and is told
+ * so the way xapi tells it, VM_BAD_POWER_STATE with the states the operation
+ * needs (from, VMOPS_PS_*). */
+static int domain_op_fail(xapi_call *c, const char *vm_ref, int domid, unsigned from, const char *what, int rc,
+                          char *msg) {
+    if (domain_stopped(c->srv->backend, domid)) {
+        log_info("VM %s: %s lost a race with its guest (domain %d stopped): %s", vm_ref, what, domid,
+                 msg ? msg : strerror(-rc));
+        free(msg);
+        return vmops_check_power_state(c, vm_ref, "Halted", from);
+    }
+    return backend_fail(c, what, rc, msg, 0);
+}
+
 /* A failure to build the VM's domain (create, resume) as an API error: a
  * missing device model has xapi's code for it. */
 static int build_fail(xapi_call *c, const char *vm_ref, const char *what, int rc, char *msg, int64_t needed) {
@@ -560,8 +591,14 @@ static int ask_guest(xapi_call *c, vmops_op *op, int domid, bool reboot, vmops_s
 
     vmops_op_expect_domain_event(op, domid);
     rc = b->ops->request_shutdown(b, domid, reboot, &msg);
+    if (rc < 0 && vmops_op_take_domain_event(op, ret_reason)) {
+        /* the guest stopped on its own just before: that is its answer */
+        free(msg);
+        return 0;
+    }
     if (rc < 0)
-        return backend_fail(c, reboot ? "asking the guest to reboot" : "asking the guest to shut down", rc, msg, 0);
+        return domain_op_fail(c, op->vm_ref, domid, VMOPS_PS_RUNNING,
+                              reboot ? "asking the guest to reboot" : "asking the guest to shut down", rc, msg);
     rc = vmops_op_wait_domain_event(c->srv, op, domid, deadline, ret_reason);
     if (rc < 0)
         return wait_error(c, op, rc, op->vm_ref);
@@ -705,7 +742,8 @@ static int pause_or_unpause(xapi_call *c, vmops_op *op, const vm_view *v, bool p
 
     rc = paused ? b->ops->pause(b, (int)v->domid, &msg) : b->ops->unpause(b, (int)v->domid, &msg);
     if (rc < 0)
-        return backend_fail(c, paused ? "pausing" : "unpausing", rc, msg, 0);
+        return domain_op_fail(c, op->vm_ref, (int)v->domid, paused ? VMOPS_PS_RUNNING : VMOPS_PS_PAUSED,
+                              paused ? "pausing" : "unpausing", rc, msg);
     return vmops_record(c, op->vm_ref, (int)v->domid, paused ? REC_PAUSED : REC_RUNNING, v->memory_target);
 }
 
@@ -720,7 +758,7 @@ static int suspend_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused)
         return rc;
     rc = b->ops->suspend(b, (int)v->domid, img, &msg);
     if (rc < 0) {
-        rc = backend_fail(c, "suspending", rc, msg, 0);
+        rc = domain_op_fail(c, op->vm_ref, (int)v->domid, VMOPS_PS_RUNNING, "suspending", rc, msg);
         vmops_suspend_image_drop(c->srv, vdi, img);
         goto out;
     }
@@ -821,7 +859,7 @@ static int set_vcpus_live(xapi_call *c, vmops_op *op, const vm_view *v, bool pau
         return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "VCPU hot-plug of HVM guests is not supported");
     rc = b->ops->set_vcpus(b, (int)v->domid, (int)n, (int)max, &msg);
     if (rc < 0)
-        return backend_fail(c, "changing the VCPUs", rc, msg, 0);
+        return domain_op_fail(c, op->vm_ref, (int)v->domid, VMOPS_PS_RUNNING, "changing the VCPUs", rc, msg);
     xapi_store_write_begin(c->srv->store);
     vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
     if (vm) {
@@ -1152,7 +1190,8 @@ unlock:
     else
         rc = plug ? b->ops->nic_attach(b, domid, &nic, &msg) : b->ops->nic_detach(b, domid, &nic, &msg);
     if (rc < 0) {
-        rc = backend_fail(c, plug ? "attaching the device" : "detaching the device", rc, msg, 0);
+        rc = domain_op_fail(c, vm_ref, domid, VMOPS_PS_RUNNING, plug ? "attaching the device" : "detaching the device",
+                            rc, msg);
         goto out;
     }
     xapi_store_write_begin(c->srv->store);

@@ -56,6 +56,14 @@ class VMTestBase(DaemonTest):
     def power(self, ref):
         return ok(self.x.VM.get_power_state(self.s, ref))
 
+    def start(self, name, after_shutdown="destroy", after_reboot="restart", after_crash="restart"):
+        vm = self.new_vm(name)
+        ok(self.x.VM.set_actions_after_shutdown(self.s, vm, after_shutdown))
+        ok(self.x.VM.set_actions_after_reboot(self.s, vm, after_reboot))
+        ok(self.x.VM.set_actions_after_crash(self.s, vm, after_crash))
+        ok(self.x.VM.start(self.s, vm, False, False))
+        return vm, self.vm(vm)["uuid"], self.vm(vm)["domid"]
+
 
 class TestPowerStates(VMTestBase):
     def test_backend_version_reported(self):
@@ -349,14 +357,6 @@ class TestConsoleAndHotplug(VMTestBase):
 
 
 class TestGuestActions(VMTestBase):
-    def start(self, name, after_shutdown="destroy", after_reboot="restart", after_crash="restart"):
-        vm = self.new_vm(name)
-        ok(self.x.VM.set_actions_after_shutdown(self.s, vm, after_shutdown))
-        ok(self.x.VM.set_actions_after_reboot(self.s, vm, after_reboot))
-        ok(self.x.VM.set_actions_after_crash(self.s, vm, after_crash))
-        ok(self.x.VM.start(self.s, vm, False, False))
-        return vm, self.vm(vm)["uuid"], self.vm(vm)["domid"]
-
     def test_guest_shutdown_halts(self):
         vm, uuid, _ = self.start("g-shutdown")
         self.assertEqual(sim_control(self.d, "shutdown " + uuid), "ok\n")
@@ -413,6 +413,42 @@ class TestGuestActions(VMTestBase):
         methods = self.x.system.listMethods()
         self.assertTrue(methods)
         self.assertFalse([m for m in methods if m.lower().startswith("sim") or "sim_" in m.lower()])
+
+
+class TestGuestRaces(VMTestBase):
+    """An operation whose domain the guest stops under it (sim: reboot-before-next-op) answers
+    a XenAPI error, and the guest's own reboot is still acted on."""
+
+    def test_pause_racing_guest_reboot(self):
+        vm, uuid, domid = self.start("race-pause")
+        self.assertEqual(sim_control(self.d, "reboot-before-next-op " + uuid), "ok\n")
+        self.assertEqual(fail(self.x.VM.pause(self.s, vm)), ["VM_BAD_POWER_STATE", vm, "running", "halted"])
+        wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1") and self.power(vm) == "Running")
+        self.assertEqual(self.vm(vm)["current_operations"], {})
+        ok(self.x.VM.pause(self.s, vm))
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_vcpus_and_suspend_racing_guest_reboot(self):
+        vm, uuid, domid = self.start("race-other")
+        for call, args in ((self.x.VM.set_VCPUs_number_live, ("1",)), (self.x.VM.suspend, ())):
+            domid = self.vm(vm)["domid"]
+            self.assertEqual(sim_control(self.d, "reboot-before-next-op " + uuid), "ok\n")
+            self.assertEqual(fail(call(self.s, vm, *args)), ["VM_BAD_POWER_STATE", vm, "running", "halted"])
+            wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1") and self.power(vm) == "Running")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_clean_shutdown_racing_guest_reboot(self):
+        """Either the guest's reboot answers the request (halted) or the call lost the race (bad power
+        state, and the guest comes back): never INTERNAL_ERROR, never a wait for the timeout."""
+        vm, uuid, domid = self.start("race-shutdown")
+        self.assertEqual(sim_control(self.d, "reboot-before-next-op " + uuid), "ok\n")
+        r = self.x.VM.clean_shutdown(self.s, vm)
+        if r["Status"] == "Success":
+            self.assertEqual(self.power(vm), "Halted")
+        else:
+            self.assertEqual(fail(r), ["VM_BAD_POWER_STATE", vm, "running", "halted"])
+            wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1") and self.power(vm) == "Running")
+            ok(self.x.VM.hard_shutdown(self.s, vm))
 
 
 class TestDomainType(VMTestBase):
