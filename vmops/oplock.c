@@ -8,6 +8,7 @@
 
 #include "agent/config.h"
 #include "xapi/error.h"
+#include "xapi/task.h"
 #include "vmops/oplock.h"
 
 #define WAIT_SLICE_NS (200 * 1000000LL) /* how often waiters look at cancellation */
@@ -20,6 +21,7 @@ typedef struct oplock_entry {
     char op[40];
     char op_ref[XAPI_REF_LEN + 1];
     unsigned users; /* the holder and the waiters */
+    unsigned hard_waiters; /* queued hard_shutdown/hard_reboot: they go first */
     pthread_cond_t cond;
     /* what the holder waits for */
     int expect_domid;
@@ -117,11 +119,18 @@ static void set_current_op(xapi_server *srv, const char *vm_ref, const char *op_
     xapi_store_write_end(st);
 }
 
+/* Whether op must (still) wait: the lock is held, or a hard operation, which
+ * may cut short what holds it, queues and op is not one. */
+static bool lock_taken_for(const oplock_entry *e, const char *op) {
+    return e->busy || (e->hard_waiters > 0 && !is_hard_op(op));
+}
+
 int vmops_op_begin(xapi_call *c, const char *vm_ref, const char *op, bool hidden, vmops_op *ret) {
     xapi_server *srv = c->srv;
     int64_t deadline = xapi_now_ns() + (int64_t)srv->config->op_wait_timeout * 1000000000LL;
     char uuid[XAPI_UUID_LEN + 1];
     oplock_entry *e;
+    bool parked = false;
     xapi_obj *vm;
     int rc = 0;
 
@@ -137,7 +146,15 @@ int vmops_op_begin(xapi_call *c, const char *vm_ref, const char *op, bool hidden
     pthread_mutex_lock(&L);
     e = entry_get(vm_ref, uuid);
     e->users++;
-    while (e->busy) {
+    if (is_hard_op(op))
+        e->hard_waiters++;
+    if (lock_taken_for(e, op)) {
+        pthread_mutex_unlock(&L);
+        xapi_task_park_begin(srv, c->task);
+        parked = true;
+        pthread_mutex_lock(&L);
+    }
+    while (lock_taken_for(e, op)) {
         if (is_hard_op(op) && is_clean_op(e->op) && e->expect_domid >= 0) {
             /* xapi lets a hard shutdown cut a clean one short. */
             e->preempt = true;
@@ -148,18 +165,24 @@ int vmops_op_begin(xapi_call *c, const char *vm_ref, const char *op, bool hidden
             break;
         }
         pthread_mutex_unlock(&L);
-        if (task_cancelling(srv, c->task)) {
+        if (task_cancelling(srv, c->task) || srv->stopping) {
             pthread_mutex_lock(&L);
-            rc = xapi_call_fail(c, "TASK_CANCELLED", c->task);
+            rc = xapi_call_fail(c, "TASK_CANCELLED", c->task ? c->task : XAPI_NULL_REF);
             break;
         }
         pthread_mutex_lock(&L);
-        if (e->busy)
+        if (lock_taken_for(e, op))
             timed_wait(e, deadline);
     }
+    if (is_hard_op(op))
+        e->hard_waiters--;
+    if (rc == 0 && srv->stopping) /* no new operation once the daemon stops, even on a free VM */
+        rc = xapi_call_fail(c, "TASK_CANCELLED", c->task ? c->task : XAPI_NULL_REF);
     if (rc < 0) {
         entry_put(e);
         pthread_mutex_unlock(&L);
+        if (parked)
+            xapi_task_park_end(srv, c->task);
         return rc;
     }
     e->busy = true;
@@ -172,6 +195,8 @@ int vmops_op_begin(xapi_call *c, const char *vm_ref, const char *op, bool hidden
     e->event_seen = false;
     e->preempt = false;
     pthread_mutex_unlock(&L);
+    if (parked)
+        xapi_task_park_end(srv, c->task);
 
     snprintf(ret->vm_ref, sizeof ret->vm_ref, "%s", vm_ref);
     memcpy(ret->vm_uuid, uuid, sizeof uuid);
@@ -244,7 +269,7 @@ int vmops_op_wait_domain_event(xapi_server *srv, vmops_op *op, int domid, int64_
             break;
         }
         pthread_mutex_unlock(&L);
-        if (task_cancelling(srv, op->task)) {
+        if (task_cancelling(srv, op->task) || srv->stopping) {
             pthread_mutex_lock(&L);
             rc = -ECANCELED;
             break;

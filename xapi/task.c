@@ -14,6 +14,7 @@
 #define COMPLETED_TASK_SECONDS 3900    /* xapi's completed_task_timeout */
 #define PENDING_TASK_SECONDS 86400
 #define MAX_RUNNING_WORKERS 64
+#define SHUTDOWN_WAIT_SECONDS 5
 
 typedef struct worker {
     xapi_server *srv;
@@ -28,6 +29,9 @@ typedef struct worker {
 static const char *const cancellable_methods[] = {"VM.clean_shutdown", "VM.clean_reboot", "VM.shutdown", "VM.start",
                                           "VM.start_on", "VM.resume", "VM.suspend", NULL};
 static void (*cancel_hook)(void);
+/* The worker this thread runs, if it is one: for xapi_task_park_*. */
+static __thread worker *current_worker;
+static __thread bool parked;
 
 static sem_t running_slots;
 static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
@@ -75,10 +79,15 @@ static void *worker_main(void *arg) {
     int rc;
 
     sem_wait(&running_slots);
+    current_worker = w;
     xapi_out_init(&o, XAPI_FMT_XML, &b);
-    rc = xapi_invoke(w->srv, &peer, w->method, &w->params, &o, &err, w->task);
+    if (w->srv->stopping) /* queued for a slot when the daemon began to stop: never run */
+        rc = xapi_fail(&err, "TASK_CANCELLED", w->task, NULL);
+    else
+        rc = xapi_invoke(w->srv, &peer, w->method, &w->params, &o, &err, w->task);
     /* The result is an XML-RPC <value> fragment, whatever protocol the caller used. */
     task_finish(w->srv, w->task, rc == 0, b.data ? b.data : "<value></value>", &err);
+    current_worker = NULL;
     sem_post(&running_slots);
 
     xapi_buf_free(&b);
@@ -92,6 +101,50 @@ static void *worker_main(void *arg) {
     pthread_cond_broadcast(&workers_done);
     pthread_mutex_unlock(&workers_lock);
     return NULL;
+}
+
+static bool is_cancellable_method(const char *method) {
+    for (const char *const *m = cancellable_methods; *m; m++)
+        if (strcmp(*m, method) == 0)
+            return true;
+    return false;
+}
+
+/* allowed_operations of the task: cancel, or nothing. */
+static void set_cancellable(xapi_server *srv, const char *task, bool cancellable) {
+    xapi_obj *t;
+
+    xapi_store_write_begin(srv->store);
+    t = xapi_store_get_class(srv->store, task_class(), task);
+    if (t && strcmp(t->fields[XAPI_F_task_status].s, "pending") == 0) {
+        xapi_value ops = xapi_value_array();
+        if (cancellable)
+            xapi_array_append(&ops, xapi_value_string("cancel"));
+        xapi_obj_set(srv->store, t, XAPI_F_task_allowed_operations, ops);
+    }
+    xapi_store_write_end(srv->store);
+}
+
+void xapi_task_park_begin(xapi_server *srv, const char *task) {
+    worker *w = current_worker;
+
+    if (!w || !task || strcmp(w->task, task) != 0 || parked)
+        return;
+    parked = true;
+    sem_post(&running_slots);
+    if (!is_cancellable_method(w->method))
+        set_cancellable(srv, task, true);
+}
+
+void xapi_task_park_end(xapi_server *srv, const char *task) {
+    worker *w = current_worker;
+
+    if (!w || !task || strcmp(w->task, task) != 0 || !parked)
+        return;
+    if (!is_cancellable_method(w->method))
+        set_cancellable(srv, task, false);
+    sem_wait(&running_slots);
+    parked = false;
 }
 
 xapi_obj *xapi_task_new(xapi_server *srv, const char *label, const char *description) {
@@ -125,12 +178,11 @@ int xapi_task_spawn(xapi_server *srv, const xapi_peer *peer, const char *method,
 
     xapi_store_write_begin(st);
     t = xapi_task_new(srv, method, "");
-    for (const char *const *m = cancellable_methods; *m; m++)
-        if (strcmp(*m, w->method) == 0) {
-            xapi_value ops = xapi_value_array();
-            xapi_array_append(&ops, xapi_value_string("cancel"));
-            xapi_obj_set(st, t, XAPI_F_task_allowed_operations, ops);
-        }
+    if (is_cancellable_method(w->method)) {
+        xapi_value ops = xapi_value_array();
+        xapi_array_append(&ops, xapi_value_string("cancel"));
+        xapi_obj_set(st, t, XAPI_F_task_allowed_operations, ops);
+    }
     memcpy(w->task, t->ref, sizeof w->task);
     if (xapi_store_write_end_durable(st) < 0)
         goto fail;
@@ -295,8 +347,10 @@ void xapi_tasks_expire(xapi_server *srv) {
 void xapi_tasks_shutdown(xapi_server *srv) {
     struct timespec ts;
 
+    /* Their waits end once srv->stopping is set and the waiters woken: a
+     * worker still busy past this is in the backend, and is left to the exit. */
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 10;
+    ts.tv_sec += SHUTDOWN_WAIT_SECONDS;
     pthread_mutex_lock(&workers_lock);
     while (workers_alive > 0)
         if (pthread_cond_timedwait(&workers_done, &workers_lock, &ts) != 0)

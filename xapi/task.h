@@ -17,6 +17,14 @@ xapi_obj *xapi_task_new(xapi_server *srv, const char *label, const char *descrip
 /* Ends a task (write lock held): success with result (an XML-RPC <value>
  * fragment) when err is NULL, else failure (or cancelled) with err. */
 void xapi_task_end(xapi_server *srv, const char *ref, const char *result, const xapi_value *err);
+/* Async calls run on at most a fixed number of worker slots. A call about to
+ * wait for something another call holds (a VM's operation lock) parks: it
+ * gives its slot back, so that calls queued on one busy VM never starve the
+ * host's other Async calls, and can be cancelled while it waits; unparking
+ * takes a slot again (and drops a cancel the method does not otherwise
+ * allow). Both do nothing outside an Async worker running task. */
+void xapi_task_park_begin(xapi_server *srv, const char *task);
+void xapi_task_park_end(xapi_server *srv, const char *task);
 /* Called after a task is marked cancelling, so waiting operations look at it. */
 void xapi_task_set_cancel_hook(void (*fn)(void));
 /* At start: tasks left pending by a previous run are marked failed. */

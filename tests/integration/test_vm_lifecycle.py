@@ -25,6 +25,15 @@ def sim_control(d, line):
     return reply
 
 
+def pv_vm(x, s, name):
+    """A halted PV VM cloned from the default template, with a kernel."""
+    t = ok(x.VM.get_by_name_label(s, "Generic Linux PV"))[0]
+    vm = ok(x.VM.clone(s, t, name))
+    ok(x.VM.set_is_a_template(s, vm, False))
+    ok(x.VM.set_PV_kernel(s, vm, "/boot/vmlinuz"))
+    return vm
+
+
 def wait_for(pred, timeout=10.0, step=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,0 +1,53 @@
+"""One busy VM never starves the host's Async calls: calls queued on a VM's
+operation lock give their worker back while they wait (a guest that ignores
+clean shutdowns: the sim's test-only ignore-requests), and a queued task can
+be cancelled, ending cancelled without running."""
+
+import unittest
+
+from harness import DaemonTest, fail, ok
+from test_vm_lifecycle import pv_vm, sim_control, wait_for
+
+QUEUED = 200  # more than the host's 64 Async worker slots
+
+
+class TestAsyncIsolation(DaemonTest):
+    # the queued calls wait long enough that only parking lets others through
+    extra_config = "op_wait_timeout = 120\nclean_shutdown_timeout = 600\nsim_guest_delay_ms = 20\n"
+
+    def status(self, task):
+        return ok(self.x.task.get_status(self.s, task))
+
+    def test_busy_vm_does_not_starve_other_async_calls(self):
+        busy = pv_vm(self.x, self.s, "busy")
+        other = pv_vm(self.x, self.s, "other")
+        ok(self.x.VM.start(self.s, busy, False, False))
+        sim_control(self.d, "ignore-requests " + ok(self.x.VM.get_uuid(self.s, busy)))
+        first = ok(self.x.Async.VM.clean_shutdown(self.s, busy))
+        wait_for(lambda: ok(self.x.VM.get_current_operations(self.s, busy)))
+        queued = [ok(self.x.Async.VM.clean_shutdown(self.s, busy)) for _ in range(QUEUED - 1)]
+        # every other Async call of the host still runs, while all those wait for the busy VM
+        task = ok(self.x.Async.VM.start(self.s, other, False, False))
+        wait_for(lambda: self.status(task) != "pending", timeout=60)
+        self.assertEqual(self.status(task), "success", ok(self.x.task.get_error_info(self.s, task)))
+        self.assertEqual(ok(self.x.VM.get_power_state(self.s, other)), "Running")
+        self.assertEqual([t for t in [first] + queued if self.status(t) != "pending"], [],
+                         "the queued calls were still waiting")
+        # a queued task is cancellable, and ends cancelled without running
+        pause = ok(self.x.Async.VM.pause(self.s, busy))
+        wait_for(lambda: "cancel" in ok(self.x.task.get_allowed_operations(self.s, pause)))
+        ok(self.x.task.cancel(self.s, pause))
+        wait_for(lambda: self.status(pause) != "pending")
+        self.assertEqual(self.status(pause), "cancelled")
+        self.assertEqual(ok(self.x.task.get_error_info(self.s, pause)), ["TASK_CANCELLED", pause])
+        self.assertEqual(ok(self.x.VM.get_power_state(self.s, busy)), "Running")
+        # a hard shutdown cuts the running one short; the queued ones then find the VM halted
+        ok(self.x.VM.hard_shutdown(self.s, busy))
+        wait_for(lambda: all(self.status(t) != "pending" for t in [first] + queued), timeout=120)
+        self.assertEqual(ok(self.x.task.get_error_info(self.s, first))[0], "TASK_CANCELLED")
+        self.assertEqual({ok(self.x.task.get_error_info(self.s, t))[0] for t in queued}, {"VM_BAD_POWER_STATE"})
+        ok(self.x.VM.hard_shutdown(self.s, other))
+
+
+if __name__ == "__main__":
+    unittest.main()
