@@ -253,6 +253,9 @@ int vmops_op_wait_domain_event(xapi_server *srv, vmops_op *op, int domid, int64_
     oplock_entry *e = op->entry;
     int rc = 0;
 
+    /* A guest may take its time (or never answer): meanwhile an Async call
+     * holds no worker slot either. */
+    xapi_task_park_begin(srv, op->task);
     pthread_mutex_lock(&L);
     e->expect_domid = domid;
     for (;;) {
@@ -280,6 +283,7 @@ int vmops_op_wait_domain_event(xapi_server *srv, vmops_op *op, int domid, int64_
     }
     e->expect_domid = -1;
     pthread_mutex_unlock(&L);
+    xapi_task_park_end(srv, op->task);
     return rc;
 }
 

@@ -18,7 +18,8 @@ xapi_obj *xapi_task_new(xapi_server *srv, const char *label, const char *descrip
  * fragment) when err is NULL, else failure (or cancelled) with err. */
 void xapi_task_end(xapi_server *srv, const char *ref, const char *result, const xapi_value *err);
 /* Async calls run on at most a fixed number of worker slots. A call about to
- * wait for something another call holds (a VM's operation lock) parks: it
+ * wait for something another call holds (a VM's operation lock) or for a
+ * guest (a clean shutdown's answer) parks: it
  * gives its slot back, so that calls queued on one busy VM never starve the
  * host's other Async calls, and can be cancelled while it waits; unparking
  * takes a slot again (and drops a cancel the method does not otherwise

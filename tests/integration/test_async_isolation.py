@@ -9,6 +9,7 @@ from harness import DaemonTest, fail, ok
 from test_vm_lifecycle import pv_vm, sim_control, wait_for
 
 QUEUED = 200  # more than the host's 64 Async worker slots
+STUCK = 70    # guests, each ignoring its clean shutdown: more than the slots too
 
 
 class TestAsyncIsolation(DaemonTest):
@@ -37,7 +38,7 @@ class TestAsyncIsolation(DaemonTest):
         pause = ok(self.x.Async.VM.pause(self.s, busy))
         wait_for(lambda: "cancel" in ok(self.x.task.get_allowed_operations(self.s, pause)))
         ok(self.x.task.cancel(self.s, pause))
-        wait_for(lambda: self.status(pause) != "pending")
+        wait_for(lambda: self.status(pause) not in ("pending", "cancelling"))
         self.assertEqual(self.status(pause), "cancelled")
         self.assertEqual(ok(self.x.task.get_error_info(self.s, pause)), ["TASK_CANCELLED", pause])
         self.assertEqual(ok(self.x.VM.get_power_state(self.s, busy)), "Running")
@@ -47,6 +48,25 @@ class TestAsyncIsolation(DaemonTest):
         self.assertEqual(ok(self.x.task.get_error_info(self.s, first))[0], "TASK_CANCELLED")
         self.assertEqual({ok(self.x.task.get_error_info(self.s, t))[0] for t in queued}, {"VM_BAD_POWER_STATE"})
         ok(self.x.VM.hard_shutdown(self.s, other))
+
+
+    def test_stuck_guests_do_not_starve_other_async_calls(self):
+        """Clean shutdowns waiting on more stuck guests than there are worker slots."""
+        stuck = [pv_vm(self.x, self.s, "stuck%d" % i) for i in range(STUCK)]
+        tasks = []
+        for vm in stuck:
+            ok(self.x.VM.set_memory_limits(self.s, vm, str(8 << 20), str(16 << 20), str(16 << 20), str(16 << 20)))
+            ok(self.x.VM.start(self.s, vm, False, False))
+            sim_control(self.d, "ignore-requests " + ok(self.x.VM.get_uuid(self.s, vm)))
+            tasks.append(ok(self.x.Async.VM.clean_shutdown(self.s, vm)))
+        wait_for(lambda: all(ok(self.x.VM.get_current_operations(self.s, vm)) for vm in stuck), timeout=60)
+        other = pv_vm(self.x, self.s, "other2")
+        task = ok(self.x.Async.VM.start(self.s, other, False, False))
+        wait_for(lambda: self.status(task) != "pending", timeout=60)
+        self.assertEqual(self.status(task), "success", ok(self.x.task.get_error_info(self.s, task)))
+        self.assertEqual([t for t in tasks if self.status(t) != "pending"], [], "the stuck ones were still waiting")
+        for vm in stuck + [other]:
+            ok(self.x.VM.hard_shutdown(self.s, vm))
 
 
 if __name__ == "__main__":
