@@ -1391,5 +1391,6 @@ void vmops_register(void) {
     xapi_register_hooks(XAPI_C_VBD, &device_hooks);
     xapi_register_hooks(XAPI_C_VIF, &device_hooks);
     xapi_task_set_cancel_hook(vmops_op_wake_all);
+    vmops_op_init();
     vmops_console_register();
 }

@@ -10,7 +10,7 @@ import time
 import unittest
 
 from harness import Daemon, ok
-from test_vm_lifecycle import pv_vm, sim_control, wait_for
+from test_vm_lifecycle import ignoring_vm, wait_for
 
 EXIT_BOUND = 10  # seconds: the requirement itself
 
@@ -21,10 +21,8 @@ class TestBoundedShutdown(unittest.TestCase):
         d = Daemon(extra_config="clean_shutdown_timeout = 1200\nop_wait_timeout = 600\n").start()
         try:
             x, s = d.login()
-            vm = pv_vm(x, s, "stuck")
-            ok(x.VM.start(s, vm, False, False))
+            vm = ignoring_vm(d, x, s, "stuck")
             domid = ok(x.VM.get_domid(s, vm))
-            sim_control(d, "ignore-requests " + ok(x.VM.get_uuid(s, vm)))
             answers = {}
 
             def call(name, fn):

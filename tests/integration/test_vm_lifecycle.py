@@ -34,6 +34,14 @@ def pv_vm(x, s, name):
     return vm
 
 
+def ignoring_vm(d, x, s, name):
+    """A running PV VM whose guest ignores clean shutdown and reboot requests (sim test knob)."""
+    vm = pv_vm(x, s, name)
+    ok(x.VM.start(s, vm, False, False))
+    assert sim_control(d, "ignore-requests " + ok(x.VM.get_uuid(s, vm))) == "ok\n"
+    return vm
+
+
 def wait_for(pred, timeout=10.0, step=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
