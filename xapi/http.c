@@ -556,7 +556,8 @@ void xapi_http_stop(xapi_http *h) {
     if (!h)
         return;
     /* The calls' waits end once the server is stopping: their answers go out
-     * before the connections close (a call stuck in the backend is cut). */
+     * before the connections close. (MHD_stop_daemon still joins a thread
+     * whose call is busy in the backend past this bound.) */
     for (int waited = 0; __atomic_load_n(&h->inflight, __ATOMIC_SEQ_CST) > 0 && waited < STOP_DRAIN_MS; waited += 10) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
