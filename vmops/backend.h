@@ -106,7 +106,8 @@ typedef struct vmops_backend vmops_backend;
 
 typedef struct vmops_backend_ops {
     const char *name;
-    /* Creates a domain, paused, with its devices. */
+    /* Creates a domain, paused, with its devices. -ENOMEM: not enough free
+     * memory; -ENOEXEC: the device model (qemu) it needs is not installed. */
     int (*create)(vmops_backend *b, const vmops_domain_config *cfg, int *ret_domid, char **ret_msg);
     int (*unpause)(vmops_backend *b, int domid, char **ret_msg);
     int (*pause)(vmops_backend *b, int domid, char **ret_msg);
@@ -118,7 +119,7 @@ typedef struct vmops_backend_ops {
     int (*destroy)(vmops_backend *b, int domid, char **ret_msg);
     /* Saves the domain's memory to path and destroys it. */
     int (*suspend)(vmops_backend *b, int domid, const char *path, char **ret_msg);
-    /* Creates a domain from a saved image, paused. */
+    /* Creates a domain from a saved image, paused (errors as create). */
     int (*resume)(vmops_backend *b, const vmops_domain_config *cfg, const char *path, int *ret_domid, char **ret_msg);
     int (*disk_attach)(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg);
     int (*disk_detach)(vmops_backend *b, int domid, const vmops_disk *d, char **ret_msg);
@@ -144,7 +145,9 @@ struct vmops_backend {
  * The simulator: guests react to requests after guest_delay_ms; memory_total
  * is what its host offers guests. Its domains are kept in <state_dir>/sim-domains.json
  * so they outlive a restart of the daemon, and <state_dir>/sim-control.sock takes
- * test-only commands ("shutdown|reboot|crash|halt-on-request|ignore-requests <vm uuid>"). */
+ * test-only commands "<verb> <vm uuid>": shutdown, reboot, crash (the guest does it now),
+ * ignore-requests (it never answers a clean shutdown or reboot request), cooperate (it answers again),
+ * reboot-before-next-op (it reboots just as the next operation on its domain reaches the backend: races). */
 int vmops_sim_new(const char *state_dir, int guest_delay_ms, int64_t memory_total, vmops_backend **ret);
 /* console_log_dir: where xenconsoled writes guest console logs (config console_log_dir). */
 int vmops_libxl_new(const char *state_dir, const char *console_log_dir, vmops_backend **ret);

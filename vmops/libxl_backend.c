@@ -477,6 +477,9 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
     rc = vmops_libxl_domain_config(cfg, &d, ret_msg);
     if (rc < 0)
         goto out;
+    rc = vmops_libxl_device_model_check(&d, vmops_libxl_device_models, ret_msg);
+    if (rc < 0)
+        goto out;
     rc = prepare_domain(x, cfg, &d, ret_msg);
     if (rc < 0)
         goto out;

@@ -1,7 +1,8 @@
 /* vmops_domain_config -> libxl_domain_config: what xl's config parser would
  * produce for the same domain, leaving to libxl's own defaults whatever the
  * XenAPI records do not say. Pure: no context, no I/O (golden-tested without
- * Xen by tests/unit/test_libxl_config.c). */
+ * Xen by tests/unit/test_libxl_config.c), but for the device model check,
+ * which looks for a file. */
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <libxl_utils.h>
 
@@ -460,4 +462,32 @@ int vmops_libxl_domain_config(const vmops_domain_config *in, libxl_domain_config
             return rc;
     }
     return 0;
+}
+
+const char *const vmops_libxl_device_models[] = {
+    "/usr/libexec/xen-qemu-system-i386",
+    "/usr/lib/xen/bin/qemu-system-i386",
+    NULL,
+};
+
+/* libxl only notices a missing qemu once the domain is built, and reports a
+ * device model that "did not start": checked first, so the caller can say
+ * what is missing. */
+int vmops_libxl_device_model_check(const libxl_domain_config *d, const char *const *candidates, char **ret_msg) {
+    const libxl_domain_build_info *b = &d->b_info;
+
+    if (b->type != LIBXL_DOMAIN_TYPE_HVM)
+        return 0;
+    if (b->device_model) {
+        if (access(b->device_model, X_OK) == 0)
+            return 0;
+        fail(ret_msg, "the device model %s is not installed", b->device_model);
+        return -ENOEXEC;
+    }
+    for (const char *const *p = candidates; *p; p++)
+        if (access(*p, X_OK) == 0)
+            return 0;
+    fail(ret_msg, "no device model for HVM guests (%s): install the package qemu-system-xen",
+         candidates[0] ? candidates[0] : "qemu");
+    return -ENOEXEC;
 }

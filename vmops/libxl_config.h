@@ -22,3 +22,12 @@ int vmops_libxl_nic(const vmops_nic *in, libxl_device_nic *out, char **ret_msg);
 /* "00:16:3e:12:34:56" (or '-' separated); "" leaves all zeros, which libxl
  * replaces by a random 00:16:3e MAC. */
 int vmops_libxl_parse_mac(const char *s, libxl_mac *out);
+
+/* Where libxl's builds look for qemu-xen, the device model of HVM guests
+ * (Debian's qemu-system-xen package first, then upstream Xen's default). */
+extern const char *const vmops_libxl_device_models[];
+/* Whether the device model the domain needs is installed: 0 when it needs
+ * none (PV, PVH) or has one (its b_info.device_model if set, else one of
+ * candidates, a NULL-terminated list); else -ENOEXEC with *ret_msg naming
+ * what is missing. Looks at the file system only (access(2)). */
+int vmops_libxl_device_model_check(const libxl_domain_config *d, const char *const *candidates, char **ret_msg);

@@ -42,6 +42,10 @@ typedef struct sim_domain {
     int vcpus;
     int64_t start_time;
     guest_mode mode;
+    /* test hook ("reboot-before-next-op"): the guest reboots just as the next
+     * operation on its domain reaches the backend, which then finds it shut down */
+    bool reboot_before_next_op;
+    bool announce; /* a shutdown its event has yet to report (the guest thread does) */
     /* a request the guest is about to act on */
     vmops_shutdown_reason pending;
     int64_t pending_due_ns;
@@ -85,12 +89,39 @@ static sim_domain *find_domid(sim *s, int domid) {
     return NULL;
 }
 
+static void save(sim *s);
+
 /* find_domid for an operation on the domain: its absence is the caller's error. */
 static sim_domain *domain_for_op(sim *s, int domid, char **ret_msg) {
     sim_domain *d = find_domid(s, domid);
 
     if (!d)
         *ret_msg = xapi_strdup("no such domain");
+    else if (d->reboot_before_next_op && d->state == VMOPS_STATE_RUNNING) {
+        d->reboot_before_next_op = false;
+        d->state = VMOPS_STATE_SHUTDOWN;
+        d->reason = VMOPS_REASON_REBOOT;
+        d->announce = true;
+        save(s);
+        pthread_cond_signal(&s->wake);
+    }
+    return d;
+}
+
+/* domain_for_op for what only a live guest can do: *ret_rc -ENOENT if it is
+ * gone, -ESRCH if it has shut down (and waits to be destroyed). */
+static sim_domain *live_domain_for_op(sim *s, int domid, int *ret_rc, char **ret_msg) {
+    sim_domain *d = domain_for_op(s, domid, ret_msg);
+
+    if (!d) {
+        *ret_rc = -ENOENT;
+        return NULL;
+    }
+    if (d->state != VMOPS_STATE_RUNNING && d->state != VMOPS_STATE_PAUSED) {
+        *ret_msg = xapi_strdup("the guest has shut down");
+        *ret_rc = -ESRCH;
+        return NULL;
+    }
     return d;
 }
 
@@ -324,13 +355,11 @@ static int sim_set_vcpus(vmops_backend *b, int domid, int n, int max, char **ret
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    d = domain_for_op(s, domid, ret_msg);
-    if (!d)
-        rc = -ENOENT;
-    else if (n < 1 || n > max) {
+    d = live_domain_for_op(s, domid, &rc, ret_msg);
+    if (d && (n < 1 || n > max)) {
         *ret_msg = xapi_strdup("VCPU count out of range");
         rc = -EINVAL;
-    } else {
+    } else if (d) {
         d->vcpus = n;
         save(s);
     }
@@ -344,10 +373,8 @@ static int sim_request_shutdown(vmops_backend *b, int domid, bool reboot, char *
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    d = domain_for_op(s, domid, ret_msg);
-    if (!d)
-        rc = -ENOENT;
-    else if (d->mode == GUEST_COOPERATIVE) {
+    d = live_domain_for_op(s, domid, &rc, ret_msg);
+    if (d && d->mode == GUEST_COOPERATIVE) {
         /* A paused guest runs no code: it acts when unpaused. */
         d->pending = reboot ? VMOPS_REASON_REBOOT : VMOPS_REASON_POWEROFF;
         d->pending_due_ns = xapi_now_ns() + (int64_t)s->guest_delay_ms * 1000000LL;
@@ -390,11 +417,9 @@ static int sim_suspend(vmops_backend *b, int domid, const char *path, char **ret
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    d = domain_for_op(s, domid, ret_msg);
-    if (!d) {
-        rc = -ENOENT;
+    d = live_domain_for_op(s, domid, &rc, ret_msg);
+    if (!d)
         goto out;
-    }
     f = fopen(path, "we");
     if (!f) {
         rc = -errno;
@@ -544,6 +569,13 @@ static void *guest_main(void *arg) {
 
         for (int i = 0; i < SIM_MAX_DOMAINS && domid < 0; i++) {
             sim_domain *d = s->doms[i];
+            if (d && d->announce) {
+                d->announce = false;
+                memcpy(uuid, d->uuid, sizeof uuid);
+                domid = d->domid;
+                reason = d->reason;
+                break;
+            }
             if (!d || d->pending == VMOPS_REASON_NONE || d->state != VMOPS_STATE_RUNNING)
                 continue;
             if (d->pending_due_ns <= now) {
@@ -583,7 +615,7 @@ static const char *control_command(vmops_backend *b, char *line) {
     int domid = -1;
 
     if (sscanf(line, "%31s %63s", verb, uuid) != 2)
-        return "error usage: shutdown|reboot|crash|ignore-requests|cooperate <vm uuid>\n";
+        return "error usage: shutdown|reboot|crash|ignore-requests|cooperate|reboot-before-next-op <vm uuid>\n";
     pthread_mutex_lock(&s->lock);
     d = find_uuid(s, uuid);
     if (!d)
@@ -592,6 +624,8 @@ static const char *control_command(vmops_backend *b, char *line) {
         d->mode = GUEST_IGNORES;
     else if (strcmp(verb, "cooperate") == 0)
         d->mode = GUEST_COOPERATIVE;
+    else if (strcmp(verb, "reboot-before-next-op") == 0)
+        d->reboot_before_next_op = true;
     else if (strcmp(verb, "shutdown") == 0 || strcmp(verb, "reboot") == 0 || strcmp(verb, "crash") == 0) {
         if (d->state != VMOPS_STATE_RUNNING)
             reply = "error domain is not running\n";

@@ -101,6 +101,48 @@ static int backend_fail(xapi_call *c, const char *what, int rc, char *msg, int64
     return r;
 }
 
+/* Whether the domain is gone, or has shut down and waits to be dealt with. */
+static bool domain_stopped(vmops_backend *b, int domid) {
+    vmops_domain_info *doms = NULL;
+    bool stopped = true;
+    size_t n = 0;
+
+    if (b->ops->list(b, &doms, &n) < 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (doms[i].domid == domid)
+            stopped = doms[i].state == VMOPS_STATE_SHUTDOWN || doms[i].state == VMOPS_STATE_DYING;
+    free(doms);
+    return stopped;
+}
+
+/* A backend failure on the VM's running domain. When the domain stopped
+ * meanwhile, the guest halted, rebooted or crashed under the operation (its
+ * own handling follows on the VM's lock): the caller lost a race, and is told
+ * so the way xapi tells it, VM_BAD_POWER_STATE with the states the operation
+ * needs (from, VMOPS_PS_*). */
+static int domain_op_fail(xapi_call *c, const char *vm_ref, int domid, unsigned from, const char *what, int rc,
+                          char *msg) {
+    if (domain_stopped(c->srv->backend, domid)) {
+        log_info("VM %s: %s lost a race with its guest (domain %d stopped): %s", vm_ref, what, domid,
+                 msg ? msg : strerror(-rc));
+        free(msg);
+        return vmops_check_power_state(c, vm_ref, "Halted", from);
+    }
+    return backend_fail(c, what, rc, msg, 0);
+}
+
+/* A failure to build the VM's domain (create, resume) as an API error: a
+ * missing device model has xapi's code for it. */
+static int build_fail(xapi_call *c, const char *vm_ref, const char *what, int rc, char *msg, int64_t needed) {
+    if (rc == -ENOEXEC) {
+        rc = xapi_call_fail(c, "FAILED_TO_START_EMULATOR", vm_ref, "qemu-dm", msg ? msg : "device model missing");
+        free(msg);
+        return rc;
+    }
+    return backend_fail(c, what, rc, msg, needed);
+}
+
 /* Where VMs suspended by earlier versions keep their image: a file in the state directory. */
 static char *legacy_image_path(xapi_server *srv, const char *vm_uuid) {
     char *p = NULL;
@@ -446,7 +488,7 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, int *ret_domid, in
         return rc;
     rc = b->ops->create(b, &cfg, &domid, &msg);
     if (rc < 0) {
-        rc = backend_fail(c, "creating the domain", rc, msg, cfg.memory_target);
+        rc = build_fail(c, vm_ref, "creating the domain", rc, msg, cfg.memory_target);
         goto out;
     }
     if (!paused) {
@@ -549,8 +591,14 @@ static int ask_guest(xapi_call *c, vmops_op *op, int domid, bool reboot, vmops_s
 
     vmops_op_expect_domain_event(op, domid);
     rc = b->ops->request_shutdown(b, domid, reboot, &msg);
+    if (rc < 0 && vmops_op_take_domain_event(op, ret_reason)) {
+        /* the guest stopped on its own just before: that is its answer */
+        free(msg);
+        return 0;
+    }
     if (rc < 0)
-        return backend_fail(c, reboot ? "asking the guest to reboot" : "asking the guest to shut down", rc, msg, 0);
+        return domain_op_fail(c, op->vm_ref, domid, VMOPS_PS_RUNNING,
+                              reboot ? "asking the guest to reboot" : "asking the guest to shut down", rc, msg);
     rc = vmops_op_wait_domain_event(c->srv, op, domid, deadline, ret_reason);
     if (rc < 0)
         return wait_error(c, op, rc, op->vm_ref);
@@ -694,7 +742,8 @@ static int pause_or_unpause(xapi_call *c, vmops_op *op, const vm_view *v, bool p
 
     rc = paused ? b->ops->pause(b, (int)v->domid, &msg) : b->ops->unpause(b, (int)v->domid, &msg);
     if (rc < 0)
-        return backend_fail(c, paused ? "pausing" : "unpausing", rc, msg, 0);
+        return domain_op_fail(c, op->vm_ref, (int)v->domid, paused ? VMOPS_PS_RUNNING : VMOPS_PS_PAUSED,
+                              paused ? "pausing" : "unpausing", rc, msg);
     return vmops_record(c, op->vm_ref, (int)v->domid, paused ? REC_PAUSED : REC_RUNNING, v->memory_target);
 }
 
@@ -709,7 +758,7 @@ static int suspend_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused)
         return rc;
     rc = b->ops->suspend(b, (int)v->domid, img, &msg);
     if (rc < 0) {
-        rc = backend_fail(c, "suspending", rc, msg, 0);
+        rc = domain_op_fail(c, op->vm_ref, (int)v->domid, VMOPS_PS_RUNNING, "suspending", rc, msg);
         vmops_suspend_image_drop(c->srv, vdi, img);
         goto out;
     }
@@ -743,7 +792,7 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
     }
     rc = b->ops->resume(b, &cfg, img, &domid, &msg);
     if (rc < 0) {
-        rc = backend_fail(c, "resuming", rc, msg, cfg.memory_target);
+        rc = build_fail(c, op->vm_ref, "resuming", rc, msg, cfg.memory_target);
         goto out;
     }
     if (!paused && (rc = b->ops->unpause(b, domid, &msg)) < 0) {
@@ -810,7 +859,7 @@ static int set_vcpus_live(xapi_call *c, vmops_op *op, const vm_view *v, bool pau
         return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "VCPU hot-plug of HVM guests is not supported");
     rc = b->ops->set_vcpus(b, (int)v->domid, (int)n, (int)max, &msg);
     if (rc < 0)
-        return backend_fail(c, "changing the VCPUs", rc, msg, 0);
+        return domain_op_fail(c, op->vm_ref, (int)v->domid, VMOPS_PS_RUNNING, "changing the VCPUs", rc, msg);
     xapi_store_write_begin(c->srv->store);
     vm = xapi_store_get_class(c->srv->store, C_VM, op->vm_ref);
     if (vm) {
@@ -1141,7 +1190,8 @@ unlock:
     else
         rc = plug ? b->ops->nic_attach(b, domid, &nic, &msg) : b->ops->nic_detach(b, domid, &nic, &msg);
     if (rc < 0) {
-        rc = backend_fail(c, plug ? "attaching the device" : "detaching the device", rc, msg, 0);
+        rc = domain_op_fail(c, vm_ref, domid, VMOPS_PS_RUNNING, plug ? "attaching the device" : "detaching the device",
+                            rc, msg);
         goto out;
     }
     xapi_store_write_begin(c->srv->store);
@@ -1187,6 +1237,17 @@ static int vif_unplug_force(xapi_call *c) {
 
 /* ---- class hooks ---------------------------------------------------------------- */
 
+/* As xapi's derive_domain_type and derive_hvm_boot_policy: older clients set
+ * only HVM_boot_policy ("" for PV), newer ones only domain_type; each follows
+ * the other so both kinds of client see (and boot) the same type. */
+static const char *domain_type_for_boot_policy(const char *policy) {
+    return *policy ? "hvm" : "pv";
+}
+
+static const char *boot_policy_for_domain_type(const char *domain_type) {
+    return strcmp(domain_type, "hvm") == 0 ? "BIOS order" : "";
+}
+
 static int vm_after_create(xapi_call *c, xapi_obj *vm) {
     xapi_store *st = c->srv->store;
     int rc;
@@ -1197,6 +1258,9 @@ static int vm_after_create(xapi_call *c, xapi_obj *vm) {
     /* A new VM is halted whatever the record said (CloudStack sends a template's full record). */
     xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, "Halted");
     xapi_obj_set_int(st, vm, XAPI_F_VM_domid, -1);
+    if (strcmp(vm->fields[XAPI_F_VM_domain_type].s, "unspecified") == 0)
+        xapi_obj_set_string(st, vm, XAPI_F_VM_domain_type,
+                            domain_type_for_boot_policy(vm->fields[XAPI_F_VM_HVM_boot_policy].s));
     metrics_of(st, vm);
     vmops_update_allowed_operations(st, vm);
     return 0;
@@ -1252,14 +1316,29 @@ static int device_before_destroy(xapi_call *c, xapi_obj *o) {
     return 0;
 }
 
+static int vm_before_set(xapi_call *c, xapi_obj *vm, int field, const xapi_value *v) {
+    if (field == XAPI_F_VM_domain_type && strcmp(v->s, "unspecified") == 0)
+        return xapi_call_fail(c, "INVALID_VALUE", "domain_type", v->s);
+    return 0;
+}
+
 /* Template and snapshot flags, and other_config:default_template, decide what is allowed. */
 static void vm_after_set(xapi_call *c, xapi_obj *vm, int field) {
+    xapi_store *st = c->srv->store;
+
     if (field == XAPI_F_VM_is_a_template || field == XAPI_F_VM_other_config || field == XAPI_F_VM_blocked_operations)
-        vmops_update_allowed_operations(c->srv->store, vm);
+        vmops_update_allowed_operations(st, vm);
+    else if (field == XAPI_F_VM_HVM_boot_policy)
+        xapi_obj_set_string(st, vm, XAPI_F_VM_domain_type,
+                            domain_type_for_boot_policy(vm->fields[XAPI_F_VM_HVM_boot_policy].s));
+    else if (field == XAPI_F_VM_domain_type)
+        xapi_obj_set_string(st, vm, XAPI_F_VM_HVM_boot_policy,
+                            boot_policy_for_domain_type(vm->fields[XAPI_F_VM_domain_type].s));
 }
 
 static const xapi_class_hooks vm_hooks = {
     .after_create = vm_after_create,
+    .before_set = vm_before_set,
     .before_destroy = vm_before_destroy,
     .after_set = vm_after_set,
 };
@@ -1312,5 +1391,6 @@ void vmops_register(void) {
     xapi_register_hooks(XAPI_C_VBD, &device_hooks);
     xapi_register_hooks(XAPI_C_VIF, &device_hooks);
     xapi_task_set_cancel_hook(vmops_op_wake_all);
+    vmops_op_init();
     vmops_console_register();
 }

@@ -156,6 +156,8 @@ static void fill_cpus(xapi_server *srv, xapi_obj *h, const agent_hostinfo *hi) {
     }
 }
 
+#define CONTROL_DOMAIN_STEM "Control domain on host: "
+
 /* The control domain: Nova finds dom0 with `field "domid"="0"`. */
 static void fill_dom0(xapi_server *srv, xapi_obj *h, const agent_hostinfo *hi) {
     xapi_store *st = srv->store;
@@ -167,8 +169,12 @@ static void fill_dom0(xapi_server *srv, xapi_obj *h, const agent_hostinfo *hi) {
         vm = xapi_obj_create(st, &xapi_classes[XAPI_C_VM]);
         xapi_obj_set_string(st, h, XAPI_F_host_control_domain, vm->ref);
     }
-    snprintf(label, sizeof label, "Control domain on host: %s", hi->hostname);
-    xapi_obj_set_string(st, vm, XAPI_F_VM_name_label, label);
+    /* As xapi: the default name follows the hostname; a name the user gave is theirs. */
+    if (!*vm->fields[XAPI_F_VM_name_label].s ||
+        strncmp(vm->fields[XAPI_F_VM_name_label].s, CONTROL_DOMAIN_STEM, strlen(CONTROL_DOMAIN_STEM)) == 0) {
+        snprintf(label, sizeof label, CONTROL_DOMAIN_STEM "%s", hi->hostname);
+        xapi_obj_set_string(st, vm, XAPI_F_VM_name_label, label);
+    }
     xapi_obj_set_string(st, vm, XAPI_F_VM_name_description, "The domain which manages physical devices and manages other domains");
     xapi_obj_set_bool(st, vm, XAPI_F_VM_is_control_domain, true);
     xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, "Running");

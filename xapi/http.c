@@ -28,7 +28,10 @@ struct xapi_http {
     int tcp_fd, local_fd;
     int port;
     char *unix_path;
+    unsigned inflight; /* RPC calls being dispatched (atomic): drained before the server stops */
 };
+
+#define STOP_DRAIN_MS 3000 /* how long stopping waits for in-flight calls to answer */
 
 typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT } endpoint;
 
@@ -212,6 +215,7 @@ typedef struct request_ctx {
     const xapi_http_put_ops *put;
     void *put_state;
     bool put_refused;  /* data said no more: the rest is dropped */
+    bool inflight;     /* counted in xapi_http.inflight */
     uint64_t dropped;
 } request_ctx;
 
@@ -408,6 +412,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                       peer_is_local_root(conn);
     peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
     reply = reply_buffer();
+    /* counted until its answer is sent (completed) */
+    __atomic_add_fetch(&h->inflight, 1, __ATOMIC_SEQ_CST);
+    ctx->inflight = true;
     xapi_dispatch(h->srv, &peer, &req, reply);
     xapi_request_free(&req);
     return send_reply(conn, reply, ctx->ep == EP_JSONRPC ? "application/json" : "text/xml");
@@ -415,8 +422,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
     request_ctx *ctx = *con_cls;
+    xapi_http *h = cls;
 
     if (ctx) {
+        if (ctx->inflight)
+            __atomic_sub_fetch(&h->inflight, 1, __ATOMIC_SEQ_CST);
         if (ctx->put_state)
             ctx->put->abort(ctx->put_state);
         xapi_buf_free(&ctx->body);
@@ -545,6 +555,13 @@ fail:
 void xapi_http_stop(xapi_http *h) {
     if (!h)
         return;
+    /* The calls' waits end once the server is stopping: their answers go out
+     * before the connections close. (MHD_stop_daemon still joins a thread
+     * whose call is busy in the backend past this bound.) */
+    for (int waited = 0; __atomic_load_n(&h->inflight, __ATOMIC_SEQ_CST) > 0 && waited < STOP_DRAIN_MS; waited += 10) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (h->tcp)
         MHD_stop_daemon(h->tcp);
     if (h->local)

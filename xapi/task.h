@@ -17,6 +17,28 @@ xapi_obj *xapi_task_new(xapi_server *srv, const char *label, const char *descrip
 /* Ends a task (write lock held): success with result (an XML-RPC <value>
  * fragment) when err is NULL, else failure (or cancelled) with err. */
 void xapi_task_end(xapi_server *srv, const char *ref, const char *result, const xapi_value *err);
+/* Async calls run on at most a fixed number of worker slots; the others
+ * queue for one, holding no thread. A call that would wait for what another
+ * call holds gives its worker back:
+ * - waiting for a guest (a clean shutdown's answer), it keeps its thread but
+ *   lends its slot between park_begin and park_end (which takes one again);
+ * - waiting for a VM's operation lock, it parks: xapi_task_park returns its
+ *   job (NULL outside an Async worker: wait as usual), the call then fails
+ *   out and its outcome is dropped; whoever releases the lock later resumes
+ *   it (it runs again from the start: the call must have done nothing but
+ *   read before it waits) or abandons it (it ends with err, never run).
+ * While parked, a task can be cancelled whatever its method. */
+typedef struct xapi_task_job xapi_task_job;
+void xapi_task_park_begin(xapi_server *srv, const char *task);
+void xapi_task_park_end(xapi_server *srv, const char *task);
+xapi_task_job *xapi_task_park(const char *task);
+/* Once parked (and visible to whoever resumes it): task.cancel may end it. */
+void xapi_task_parked_allow_cancel(xapi_task_job *job);
+/* fn(task) runs when a job that was resumed ends, whatever the outcome: the
+ * lock kept for it is released if its new run never took it. */
+void xapi_task_set_resumed_end_hook(void (*fn)(const char *task));
+void xapi_task_resume(xapi_task_job *job);
+void xapi_task_abandon(xapi_task_job *job, const xapi_value *err);
 /* Called after a task is marked cancelling, so waiting operations look at it. */
 void xapi_task_set_cancel_hook(void (*fn)(void));
 /* At start: tasks left pending by a previous run are marked failed. */

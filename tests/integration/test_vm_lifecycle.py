@@ -25,6 +25,23 @@ def sim_control(d, line):
     return reply
 
 
+def pv_vm(x, s, name):
+    """A halted PV VM cloned from the default template, with a kernel."""
+    t = ok(x.VM.get_by_name_label(s, "Generic Linux PV"))[0]
+    vm = ok(x.VM.clone(s, t, name))
+    ok(x.VM.set_is_a_template(s, vm, False))
+    ok(x.VM.set_PV_kernel(s, vm, "/boot/vmlinuz"))
+    return vm
+
+
+def ignoring_vm(d, x, s, name):
+    """A running PV VM whose guest ignores clean shutdown and reboot requests (sim test knob)."""
+    vm = pv_vm(x, s, name)
+    ok(x.VM.start(s, vm, False, False))
+    assert sim_control(d, "ignore-requests " + ok(x.VM.get_uuid(s, vm))) == "ok\n"
+    return vm
+
+
 def wait_for(pred, timeout=10.0, step=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -55,6 +72,14 @@ class VMTestBase(DaemonTest):
 
     def power(self, ref):
         return ok(self.x.VM.get_power_state(self.s, ref))
+
+    def start(self, name, after_shutdown="destroy", after_reboot="restart", after_crash="restart"):
+        vm = self.new_vm(name)
+        ok(self.x.VM.set_actions_after_shutdown(self.s, vm, after_shutdown))
+        ok(self.x.VM.set_actions_after_reboot(self.s, vm, after_reboot))
+        ok(self.x.VM.set_actions_after_crash(self.s, vm, after_crash))
+        ok(self.x.VM.start(self.s, vm, False, False))
+        return vm, self.vm(vm)["uuid"], self.vm(vm)["domid"]
 
 
 class TestPowerStates(VMTestBase):
@@ -349,14 +374,6 @@ class TestConsoleAndHotplug(VMTestBase):
 
 
 class TestGuestActions(VMTestBase):
-    def start(self, name, after_shutdown="destroy", after_reboot="restart", after_crash="restart"):
-        vm = self.new_vm(name)
-        ok(self.x.VM.set_actions_after_shutdown(self.s, vm, after_shutdown))
-        ok(self.x.VM.set_actions_after_reboot(self.s, vm, after_reboot))
-        ok(self.x.VM.set_actions_after_crash(self.s, vm, after_crash))
-        ok(self.x.VM.start(self.s, vm, False, False))
-        return vm, self.vm(vm)["uuid"], self.vm(vm)["domid"]
-
     def test_guest_shutdown_halts(self):
         vm, uuid, _ = self.start("g-shutdown")
         self.assertEqual(sim_control(self.d, "shutdown " + uuid), "ok\n")
@@ -413,6 +430,105 @@ class TestGuestActions(VMTestBase):
         methods = self.x.system.listMethods()
         self.assertTrue(methods)
         self.assertFalse([m for m in methods if m.lower().startswith("sim") or "sim_" in m.lower()])
+
+
+class TestGuestRaces(VMTestBase):
+    """An operation whose domain the guest stops under it (sim: reboot-before-next-op) answers
+    a XenAPI error, and the guest's own reboot is still acted on."""
+
+    def test_pause_racing_guest_reboot(self):
+        vm, uuid, domid = self.start("race-pause")
+        self.assertEqual(sim_control(self.d, "reboot-before-next-op " + uuid), "ok\n")
+        self.assertEqual(fail(self.x.VM.pause(self.s, vm)), ["VM_BAD_POWER_STATE", vm, "running", "halted"])
+        wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1") and self.power(vm) == "Running")
+        self.assertEqual(self.vm(vm)["current_operations"], {})
+        ok(self.x.VM.pause(self.s, vm))
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_vcpus_and_suspend_racing_guest_reboot(self):
+        vm, uuid, domid = self.start("race-other")
+        for call, args in ((self.x.VM.set_VCPUs_number_live, ("1",)), (self.x.VM.suspend, ())):
+            domid = self.vm(vm)["domid"]
+            self.assertEqual(sim_control(self.d, "reboot-before-next-op " + uuid), "ok\n")
+            self.assertEqual(fail(call(self.s, vm, *args)), ["VM_BAD_POWER_STATE", vm, "running", "halted"])
+            wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1") and self.power(vm) == "Running")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
+    def test_clean_shutdown_racing_guest_reboot(self):
+        """Either the guest's reboot answers the request (halted) or the call lost the race (bad power
+        state, and the guest comes back): never INTERNAL_ERROR, never a wait for the timeout."""
+        vm, uuid, domid = self.start("race-shutdown")
+        self.assertEqual(sim_control(self.d, "reboot-before-next-op " + uuid), "ok\n")
+        r = self.x.VM.clean_shutdown(self.s, vm)
+        if r["Status"] == "Success":
+            self.assertEqual(self.power(vm), "Halted")
+        else:
+            self.assertEqual(fail(r), ["VM_BAD_POWER_STATE", vm, "running", "halted"])
+            wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1") and self.power(vm) == "Running")
+            ok(self.x.VM.hard_shutdown(self.s, vm))
+
+
+class TestDomainType(VMTestBase):
+    """domain_type and HVM_boot_policy follow each other, as xapi derives them."""
+
+    def test_older_client_switches_hvm_template_to_pv(self):
+        # As older clients do it: clone "Other install media", clear the HVM boot policy, give a kernel.
+        vm = ok(self.x.VM.clone(self.s, self.template("Other install media"), "to-pv"))
+        ok(self.x.VM.set_is_a_template(self.s, vm, False))
+        self.assertEqual(self.vm(vm)["domain_type"], "hvm")
+        ok(self.x.VM.set_HVM_boot_policy(self.s, vm, ""))
+        ok(self.x.VM.set_PV_kernel(self.s, vm, "/boot/vmlinuz"))
+        self.assertEqual(self.vm(vm)["domain_type"], "pv")
+        ok(self.x.VM.start(self.s, vm, False, False))
+        metrics = self.vm(vm)["metrics"]
+        self.assertEqual(ok(self.x.VM_metrics.get_current_domain_type(self.s, metrics)), "pv")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+        ok(self.x.VM.set_HVM_boot_policy(self.s, vm, "BIOS order"))
+        self.assertEqual(self.vm(vm)["domain_type"], "hvm")
+
+    def test_set_domain_type_sets_boot_policy(self):
+        vm = self.new_vm("dt")
+        ok(self.x.VM.set_domain_type(self.s, vm, "hvm"))
+        self.assertEqual(self.vm(vm)["HVM_boot_policy"], "BIOS order")
+        for t in ("pvh", "pv", "pv_in_pvh"):
+            ok(self.x.VM.set_HVM_boot_policy(self.s, vm, "BIOS order"))
+            ok(self.x.VM.set_domain_type(self.s, vm, t))
+            rec = self.vm(vm)
+            self.assertEqual((rec["domain_type"], rec["HVM_boot_policy"]), (t, ""))
+        self.assertEqual(fail(self.x.VM.set_domain_type(self.s, vm, "unspecified")),
+                         ["INVALID_VALUE", "domain_type", "unspecified"])
+        self.assertEqual(self.vm(vm)["domain_type"], "pv_in_pvh")
+
+    def test_create_derives_unspecified_domain_type(self):
+        from harness import vm_record
+        hvm = ok(self.x.VM.create(self.s, vm_record(name_label="c-hvm", HVM_boot_policy="BIOS order")))
+        pv = ok(self.x.VM.create(self.s, vm_record(name_label="c-pv", HVM_boot_policy="")))
+        self.assertEqual(self.vm(hvm)["domain_type"], "hvm")
+        self.assertEqual(self.vm(pv)["domain_type"], "pv")
+
+
+class TestControlDomainName(unittest.TestCase):
+    def control_domain(self, x, s):
+        host = ok(x.host.get_all(s))[0]
+        return ok(x.host.get_control_domain(s, host)), ok(x.host.get_hostname(s, host))
+
+    def test_user_name_survives_restart_default_follows_hostname(self):
+        d = Daemon().start()
+        try:
+            x, s = d.login()
+            dom0, hostname = self.control_domain(x, s)
+            self.assertEqual(ok(x.VM.get_name_label(s, dom0)), "Control domain on host: " + hostname)
+            ok(x.VM.set_name_label(s, dom0, "my dom0"))
+            d.restart()
+            x, s = d.login()
+            self.assertEqual(ok(x.VM.get_name_label(s, dom0)), "my dom0")
+            # the default name (of an older hostname) is still renamed
+            ok(x.VM.set_name_label(s, dom0, "Control domain on host: old-name"))
+            d.restart()
+            x, s = d.login()
+            self.assertEqual(ok(x.VM.get_name_label(s, dom0)), "Control domain on host: " + hostname)
+        finally:
+            d.cleanup()
 
 
 class TestConcurrency(VMTestBase):

@@ -558,6 +558,46 @@ static void test_devices(void **state) {
     assert_int_equal(vmops_libxl_parse_mac("0:16:3e:12:34:56", &mac), -EINVAL);
 }
 
+/* An HVM guest on a host without qemu-xen is refused before anything is
+ * built, naming what is missing; PV and PVH guests need no device model. */
+static void test_device_model_check(void **state) {
+    static const char *const missing[] = {"/nonexistent/xen-qemu-system-i386", "/nonexistent/qemu-system-i386", NULL};
+    static const char *const present[] = {"/nonexistent/xen-qemu-system-i386", "/bin/sh", NULL};
+    vmops_domain_config c;
+    libxl_domain_config d;
+    char *msg = NULL;
+
+    case_hvm(&c);
+    libxl_domain_config_init(&d);
+    assert_int_equal(vmops_libxl_domain_config(&c, &d, &msg), 0);
+    assert_int_equal(vmops_libxl_device_model_check(&d, missing, &msg), -ENOEXEC);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "/nonexistent/xen-qemu-system-i386"));
+    assert_non_null(strstr(msg, "qemu-system-xen"));
+    free(msg);
+    msg = NULL;
+    assert_int_equal(vmops_libxl_device_model_check(&d, present, &msg), 0);
+    assert_null(msg);
+    /* a device model the domain names itself is the one looked for */
+    d.b_info.device_model = strdup("/nonexistent/qemu-custom");
+    assert_int_equal(vmops_libxl_device_model_check(&d, present, &msg), -ENOEXEC);
+    assert_non_null(strstr(msg, "/nonexistent/qemu-custom"));
+    free(msg);
+    msg = NULL;
+    libxl_domain_config_dispose(&d);
+    vmops_domain_config_free(&c);
+
+    for (int i = 0; i < 2; i++) {
+        (i == 0 ? case_pv_direct : case_pvh)(&c);
+        libxl_domain_config_init(&d);
+        assert_int_equal(vmops_libxl_domain_config(&c, &d, &msg), 0);
+        assert_int_equal(vmops_libxl_device_model_check(&d, missing, &msg), 0);
+        assert_null(msg);
+        libxl_domain_config_dispose(&d);
+        vmops_domain_config_free(&c);
+    }
+}
+
 /* ---- without Xen ------------------------------------------------------------------------------ */
 
 static bool have_xen(void) {
@@ -649,7 +689,7 @@ int main(void) {
         cmocka_unit_test(test_pvh),          cmocka_unit_test(test_hvm),
         cmocka_unit_test(test_hvm_platform), cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_devices),      cmocka_unit_test(test_new_without_xen),
-        cmocka_unit_test(test_daemon_without_xen),
+        cmocka_unit_test(test_daemon_without_xen), cmocka_unit_test(test_device_model_check),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
