@@ -152,6 +152,9 @@ int agent_plugin_run(const agent_plugin_request *req, agent_plugin_reply *ret) {
     }
     if (rc < 0) {
         pid = -1;
+        *ret = (agent_plugin_reply){.end = AGENT_PLUGIN_NOT_STARTED, .status = -rc, .out = xapi_strdup(""),
+                                    .err = xapi_strdup("")};
+        rc = 0;
         goto out;
     }
     close(out_pipe[1]);

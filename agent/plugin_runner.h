@@ -38,6 +38,7 @@ typedef enum agent_plugin_end {
     AGENT_PLUGIN_TIMED_OUT,      /* killed after timeout_ms */
     AGENT_PLUGIN_OUTPUT_TOO_BIG, /* killed when stdout passed max_output (out holds the first max_output bytes) */
     AGENT_PLUGIN_STOPPED,        /* killed because stop() said so */
+    AGENT_PLUGIN_NOT_STARTED,    /* status: why exec failed (errno: its interpreter missing, arguments too long...) */
 } agent_plugin_end;
 
 typedef struct agent_plugin_reply {
@@ -53,9 +54,9 @@ typedef struct agent_plugin_reply {
  * not empty, no '/', not hidden (so neither "." nor ".."), at most NAME_MAX. */
 bool agent_plugin_name_ok(const char *name);
 
-/* Returns 0 with *ret set (whatever the plugin did), or: -ENOENT (no such
- * plugin, a bad name, not a regular file; symlinks are followed, as xapi's
- * exec does), -EACCES (not executable), another -errno when the program cannot
- * be started (its interpreter missing, arguments too long...). */
+/* Returns 0 with *ret set (whatever the plugin did, exec failures included), or:
+ * -ENOENT (no such plugin, a bad name, not a regular file; symlinks are
+ * followed, as xapi's exec does), -EACCES (not executable), another -errno
+ * when no process could be made (pipes, descriptors). */
 int agent_plugin_run(const agent_plugin_request *req, agent_plugin_reply *ret);
 void agent_plugin_reply_free(agent_plugin_reply *r);

@@ -257,6 +257,8 @@ static int answer(xapi_call *c, const char *plugin, const char *fn, const agent_
             return plugin_failure(c, "stopped: xenapid is shutting down", r->out, r->out_len, r->err, r->err_len);
         log_info("plugin %s %s: killed, its task %s was cancelled", plugin, fn, c->task);
         return xapi_call_fail(c, "TASK_CANCELLED", c->task);
+    case AGENT_PLUGIN_NOT_STARTED:
+        break; /* answered by the caller */
     }
     return -EINVAL;
 }
@@ -315,8 +317,8 @@ int xapi_host_call_plugin(xapi_call *c) {
     else if (rc == -EACCES) {
         snprintf(reason, sizeof reason, "%s/%s: %s", fixed.dir, plugin, strerror(EACCES));
         rc = xapi_call_fail(c, "XENAPI_PLUGIN_FAILURE", "not executable", "", reason);
-    } else if (rc < 0) {
-        snprintf(reason, sizeof reason, "%s/%s: %s", fixed.dir, plugin, strerror(-rc));
+    } else if (rc < 0 || reply.end == AGENT_PLUGIN_NOT_STARTED) {
+        snprintf(reason, sizeof reason, "%s/%s: %s", fixed.dir, plugin, strerror(rc < 0 ? -rc : reply.status));
         rc = xapi_call_fail(c, "XENAPI_PLUGIN_FAILURE", "cannot run", "", reason);
     } else
         rc = answer(c, plugin, fn, &reply);
