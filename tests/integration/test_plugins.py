@@ -215,6 +215,12 @@ class Failures(PluginTest):
         err = self.failure("bad-interpreter", "main")
         self.assertEqual(err[:3], ["XENAPI_PLUGIN_FAILURE", "cannot run", ""])
 
+    def test_arguments_too_long_for_exec(self):
+        """argv[1] over Linux's 128 KiB per argument (xapi's limit too): a clear failure."""
+        err = self.failure("echo", "main", {"big": "x" * 200000})
+        self.assertEqual(err[:3], ["XENAPI_PLUGIN_FAILURE", "cannot run", ""])
+        self.assertIn("Argument list too long", err[3])
+
     def test_non_zero_exit(self):
         self.assertEqual(self.failure("testplug", "exit"),
                          ["XENAPI_PLUGIN_FAILURE", "non-zero exit", "partial", "bad things\n"])
@@ -228,6 +234,17 @@ class Failures(PluginTest):
         self.assertEqual(err[:3], ["XENAPI_PLUGIN_FAILURE", "failed to parse plugin output", "this is not XML\n"])
         self.assertEqual(len(err), 4)
         self.assertTrue(err[3])
+
+    def test_output_not_utf8(self):
+        """Bytes that are not UTF-8 reach the client as '?', in a reply it can read."""
+        err = self.failure("testplug", "bad_utf8")
+        self.assertEqual(err[:3], ["XENAPI_PLUGIN_FAILURE", "failed to parse plugin output", "caf? ?\n"])
+        r = self.d.jsonrpc("host.call_plugin", [self.s, self.host, "testplug", "bad_utf8", {}])
+        self.assertEqual(r["error"]["data"][:2], ["failed to parse plugin output", "caf? ?\n"])
+
+    def test_name_with_a_nul(self):
+        r = self.d.jsonrpc("host.call_plugin", [self.s, self.host, "echo\u0000x", "main", {}])
+        self.assertEqual(r["error"]["message"], "XENAPI_MISSING_PLUGIN")
 
     def test_no_output(self):
         err = self.failure("testplug", "silent")
