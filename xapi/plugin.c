@@ -22,12 +22,21 @@
 #define TOO_BIG_STDOUT_KEPT 4096 /* of a plugin's output when it printed too much, in the error */
 #define STDERR_LOG_LINES 20
 
-/* Plugins running now, against plugin_max_running; calls beyond wait their turn. */
+/* Plugins running now, against plugin_max_running, and per session, against
+ * half of it (rounded up): one client cannot hold every slot. Calls beyond
+ * wait their turn. */
+typedef struct holder {
+    char session[XAPI_REF_LEN + 1];
+    int running;
+} holder;
+
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     int running;
-} slots = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    holder *holders; /* sessions running plugins (at most plugin_max_running) */
+    unsigned nholders;
+} slots = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, 0};
 
 /* What every plugin gets, made once from the configuration (paths made absolute:
  * plugins run in "/"). */
@@ -79,16 +88,42 @@ static void fixed_init(void) {
         fixed.env[i] = fixed.env_strings[i];
 }
 
-static int slot_take(const agent_config *cfg) {
+static int per_session_limit(const agent_config *cfg) {
+    return (cfg->plugin_max_running + 1) / 2;
+}
+
+static holder *holder_of(const char *session) {
+    for (unsigned i = 0; i < slots.nholders; i++)
+        if (strcmp(slots.holders[i].session, session) == 0)
+            return &slots.holders[i];
+    return NULL;
+}
+
+static bool slot_free(const agent_config *cfg, const char *session) {
+    const holder *h = holder_of(session);
+
+    return slots.running < cfg->plugin_max_running && (!h || h->running < per_session_limit(cfg));
+}
+
+static int slot_take(const agent_config *cfg, const char *session) {
     struct timespec until;
+    holder *h;
     int rc = 0;
 
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += cfg->plugin_queue_timeout;
     pthread_mutex_lock(&slots.lock);
-    while (slots.running >= cfg->plugin_max_running && rc == 0)
+    while (!slot_free(cfg, session) && rc == 0)
         rc = pthread_cond_timedwait(&slots.freed, &slots.lock, &until);
-    if (slots.running < cfg->plugin_max_running) {
+    if (slot_free(cfg, session)) {
+        h = holder_of(session);
+        if (!h) {
+            slots.holders = xapi_realloc(slots.holders, (slots.nholders + 1) * sizeof *slots.holders);
+            h = &slots.holders[slots.nholders++];
+            snprintf(h->session, sizeof h->session, "%s", session);
+            h->running = 0;
+        }
+        h->running++;
         slots.running++;
         rc = 0;
     } else
@@ -97,10 +132,15 @@ static int slot_take(const agent_config *cfg) {
     return rc;
 }
 
-static void slot_release(void) {
+static void slot_release(const char *session) {
+    holder *h;
+
     pthread_mutex_lock(&slots.lock);
     slots.running--;
-    pthread_cond_signal(&slots.freed);
+    h = holder_of(session);
+    if (h && --h->running == 0)
+        *h = slots.holders[--slots.nholders];
+    pthread_cond_broadcast(&slots.freed); /* waiters wait for different things: all look */
     pthread_mutex_unlock(&slots.lock);
 }
 
@@ -303,15 +343,16 @@ int xapi_host_call_plugin(xapi_call *c) {
         .opaque = c,
     };
 
-    if (slot_take(cfg) < 0) {
-        snprintf(reason, sizeof reason, "%d plugins are running (plugin_max_running); waited %d s", cfg->plugin_max_running,
-                 cfg->plugin_queue_timeout);
+    if (slot_take(cfg, c->session) < 0) {
+        snprintf(reason, sizeof reason,
+                 "%d plugins are running (plugin_max_running), or half of them for this session; waited %d s",
+                 cfg->plugin_max_running, cfg->plugin_queue_timeout);
         rc = xapi_call_fail(c, "XENAPI_PLUGIN_FAILURE", "too many plugins running", "", reason);
         goto out;
     }
     log_debug("plugin %s %s: starting", plugin, fn);
     rc = agent_plugin_run(&req, &reply);
-    slot_release();
+    slot_release(c->session);
     if (rc == -ENOENT)
         rc = xapi_call_fail(c, "XENAPI_MISSING_PLUGIN", plugin);
     else if (rc == -EACCES) {

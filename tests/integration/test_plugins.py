@@ -355,6 +355,47 @@ class RunningCap(PluginTest):
         self.assertEqual(ok(self.call("echo", "main")), "args were: {}")
 
 
+class FairShare(PluginTest):
+    extra_config = "plugin_max_running = 2\nplugin_queue_timeout = 1\n"
+
+    def test_one_session_holds_at_most_half_the_slots(self):
+        pidfile = self.pidfile("holder.pids")
+        task = ok(self.x.Async.host.call_plugin(self.s, self.host, "testplug", "sleep",
+                                                {"pidfile": pidfile, "seconds": "60"}))
+        try:
+            wait_for(lambda: os.path.exists(pidfile), 15, "the plugin to start")
+            err = self.failure("echo", "main")  # the same session: its half is taken
+            self.assertEqual(err[:3], ["XENAPI_PLUGIN_FAILURE", "too many plugins running", ""])
+            x2, s2 = self.d.login()  # another client still gets the other slot
+            self.assertEqual(ok(x2.host.call_plugin(s2, self.host, "echo", "main", {})), "args were: {}")
+            x2("close")()
+        finally:
+            ok(self.x.task.cancel(self.s, task))
+            wait_task(self.x, self.s, task)
+        self.assertEqual(ok(self.call("echo", "main")), "args were: {}")
+
+
+class Shutdown(unittest.TestCase):
+    def test_stopping_the_daemon_kills_running_plugins(self):
+        plugin_dir = make_plugin_dir()
+        tmp = tempfile.mkdtemp(prefix="xenapid-plugin-test-")
+        d = Daemon(extra_config=plugin_config(plugin_dir)).start()
+        try:
+            x, s = d.login()
+            host = ok(x.host.get_all(s))[0]
+            pidfile = os.path.join(tmp, "pids")
+            ok(x.Async.host.call_plugin(s, host, "testplug", "sleep", {"pidfile": pidfile, "seconds": "600"}))
+            wait_for(lambda: os.path.exists(pidfile), 15, "the plugin to start")
+            pids = read_pids(pidfile)
+            x("close")()
+            self.assertEqual(d.stop(), 0)
+            wait_for(lambda: all(gone(p) for p in pids), 5, "the plugin and its child to be gone")
+        finally:
+            d.cleanup()
+            shutil.rmtree(plugin_dir, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class XenAPIModule(unittest.TestCase):
     """host/python/XenAPI.py used directly, as scripts on a host do."""
 
