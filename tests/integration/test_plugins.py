@@ -8,6 +8,7 @@ os-xenapi's (pickled calls, JSON replies) and CloudStack's (XenAPIPlugin.dispatc
 string maps in, strings out) are, plus the shipped host/plugins/echo."""
 
 import ast
+import contextlib
 import json
 import os
 import pickle
@@ -81,6 +82,13 @@ def wait_task(x, s, task, timeout=20.0):
     return wait_for(done, timeout, "task " + task)
 
 
+def start_sleeper(x, s, host, pidfile):
+    """An Async testplug.sleep (60 s) once it runs: (task, [its pid, its child's pid])."""
+    task = ok(x.Async.host.call_plugin(s, host, "testplug", "sleep", {"pidfile": pidfile, "seconds": "60"}))
+    wait_for(lambda: os.path.exists(pidfile), 15, "the plugin to start")
+    return task, read_pids(pidfile)
+
+
 class PluginTest(unittest.TestCase):
     extra_config = ""
 
@@ -108,6 +116,16 @@ class PluginTest(unittest.TestCase):
 
     def pidfile(self, name):
         return os.path.join(self.tmp, name)
+
+    @contextlib.contextmanager
+    def slot_held(self):
+        """A plugin of this session running (holding a slot) until the block ends."""
+        task, _ = start_sleeper(self.x, self.s, self.host, self.pidfile("holder.pids"))
+        try:
+            yield
+        finally:
+            ok(self.x.task.cancel(self.s, task))
+            wait_task(self.x, self.s, task)
 
 
 class ClientPlugins(PluginTest):
@@ -283,12 +301,8 @@ class Failures(PluginTest):
         self.assertIn("plugin testplug stderr: stderr: " + marker, self.d.read_log())
 
     def test_async_cancel_kills_the_process_group(self):
-        pidfile = self.pidfile("cancel.pids")
-        task = ok(self.x.Async.host.call_plugin(self.s, self.host, "testplug", "sleep",
-                                                {"pidfile": pidfile, "seconds": "60"}))
+        task, pids = start_sleeper(self.x, self.s, self.host, self.pidfile("cancel.pids"))
         self.assertIn("cancel", ok(self.x.task.get_allowed_operations(self.s, task)))
-        wait_for(lambda: os.path.exists(pidfile), 15, "the plugin to start")
-        pids = read_pids(pidfile)
         self.assertFalse(any(gone(p) for p in pids))
         ok(self.x.task.cancel(self.s, task))
         rec = wait_task(self.x, self.s, task)
@@ -341,17 +355,10 @@ class RunningCap(PluginTest):
         self.assertEqual(results, ["ok", "ok", "ok"])
 
     def test_call_fails_when_no_slot_frees_in_time(self):
-        pidfile = self.pidfile("holder.pids")
-        task = ok(self.x.Async.host.call_plugin(self.s, self.host, "testplug", "sleep",
-                                                {"pidfile": pidfile, "seconds": "60"}))
-        try:
-            wait_for(lambda: os.path.exists(pidfile), 15, "the plugin to start")
+        with self.slot_held():
             err = self.failure("echo", "main")
             self.assertEqual(err[:3], ["XENAPI_PLUGIN_FAILURE", "too many plugins running", ""])
             self.assertIn("plugin_max_running", err[3])
-        finally:
-            ok(self.x.task.cancel(self.s, task))
-            wait_task(self.x, self.s, task)
         self.assertEqual(ok(self.call("echo", "main")), "args were: {}")
 
 
@@ -359,19 +366,12 @@ class FairShare(PluginTest):
     extra_config = "plugin_max_running = 2\nplugin_queue_timeout = 1\n"
 
     def test_one_session_holds_at_most_half_the_slots(self):
-        pidfile = self.pidfile("holder.pids")
-        task = ok(self.x.Async.host.call_plugin(self.s, self.host, "testplug", "sleep",
-                                                {"pidfile": pidfile, "seconds": "60"}))
-        try:
-            wait_for(lambda: os.path.exists(pidfile), 15, "the plugin to start")
+        with self.slot_held():
             err = self.failure("echo", "main")  # the same session: its half is taken
             self.assertEqual(err[:3], ["XENAPI_PLUGIN_FAILURE", "too many plugins running", ""])
             x2, s2 = self.d.login()  # another client still gets the other slot
             self.assertEqual(ok(x2.host.call_plugin(s2, self.host, "echo", "main", {})), "args were: {}")
             x2("close")()
-        finally:
-            ok(self.x.task.cancel(self.s, task))
-            wait_task(self.x, self.s, task)
         self.assertEqual(ok(self.call("echo", "main")), "args were: {}")
 
 
@@ -383,10 +383,7 @@ class Shutdown(unittest.TestCase):
         try:
             x, s = d.login()
             host = ok(x.host.get_all(s))[0]
-            pidfile = os.path.join(tmp, "pids")
-            ok(x.Async.host.call_plugin(s, host, "testplug", "sleep", {"pidfile": pidfile, "seconds": "600"}))
-            wait_for(lambda: os.path.exists(pidfile), 15, "the plugin to start")
-            pids = read_pids(pidfile)
+            _, pids = start_sleeper(x, s, host, os.path.join(tmp, "pids"))
             x("close")()
             self.assertEqual(d.stop(), 0)
             wait_for(lambda: all(gone(p) for p in pids), 5, "the plugin and its child to be gone")
