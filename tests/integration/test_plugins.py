@@ -318,7 +318,7 @@ class Failures(PluginTest):
 
 
 class Limits(PluginTest):
-    extra_config = "plugin_timeout = 2\nplugin_max_output = 65536\n"
+    extra_config = "plugin_timeout = 6\nplugin_max_output = 65536\n"
 
     def test_time_limit_kills_the_process_group(self):
         pidfile = self.pidfile("timeout.pids")
@@ -332,11 +332,11 @@ class Limits(PluginTest):
         self.assertEqual(err[2], "x" * 4096)
 
     def test_within_limits(self):
-        self.assertEqual(ok(self.call("echo", "main", {"sleep": "1"})), "args were: {'sleep': '1'}")
+        self.assertEqual(ok(self.call("echo", "main", {"sleep": "0"})), "args were: {'sleep': '0'}")
 
 
 class RunningCap(PluginTest):
-    extra_config = "plugin_max_running = 1\nplugin_queue_timeout = 4\n"
+    extra_config = "plugin_max_running = 1\nplugin_queue_timeout = 10\n"
 
     def test_calls_beyond_the_cap_wait_their_turn(self):
         marker = self.pidfile("exclusive")
