@@ -310,6 +310,14 @@ class Failures(PluginTest):
         self.assertEqual(rec["error_info"], ["TASK_CANCELLED", task])
         wait_for(lambda: all(gone(p) for p in pids), 5, "the plugin and its child to be gone")
 
+    def test_answer_when_the_plugin_ends_though_its_child_keeps_stdout(self):
+        """The call ends with the plugin, not when every holder of its stdout has gone."""
+        pid = int(ok(self.call("testplug", "background")))
+        try:
+            self.assertFalse(gone(pid))
+        finally:
+            os.kill(pid, 9)
+
     def test_async_failure(self):
         task = ok(self.x.Async.host.call_plugin(self.s, self.host, "nope", "main", {}))
         rec = wait_task(self.x, self.s, task)
