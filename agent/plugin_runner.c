@@ -28,6 +28,7 @@
 #include "xapi/out.h"
 
 #define READ_CHUNK 65536
+#define DRAIN_CHUNKS 16
 
 bool agent_plugin_name_ok(const char *name) {
     size_t n = name ? strlen(name) : 0;
@@ -92,12 +93,13 @@ static int spawn(const char *path, char *const argv[], char *const envp[], int o
     return rc;
 }
 
-/* Reads what is there; returns 1 at EOF, 0 otherwise. Beyond max, stderr is
+/* Reads what is there, at most DRAIN_CHUNKS chunks (a writer that never stops
+ * cannot keep us here); returns 1 at EOF, 0 otherwise. Beyond max, stderr is
  * dropped; stdout sets *too_big. */
 static int drain(int fd, xapi_buf *b, size_t max, bool *too_big) {
     char chunk[READ_CHUNK];
 
-    for (;;) {
+    for (unsigned chunks = 0; chunks < DRAIN_CHUNKS; chunks++) {
         ssize_t n = read(fd, chunk, sizeof chunk);
 
         if (n == 0)
@@ -116,6 +118,7 @@ static int drain(int fd, xapi_buf *b, size_t max, bool *too_big) {
         }
         xapi_buf_append(b, chunk, (size_t)n);
     }
+    return 0;
 }
 
 int agent_plugin_run(const agent_plugin_request *req, agent_plugin_reply *ret) {

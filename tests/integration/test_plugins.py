@@ -318,6 +318,10 @@ class Failures(PluginTest):
         finally:
             os.kill(pid, 9)
 
+    def test_answer_though_a_child_it_left_writes_without_end(self):
+        pid = int(ok(self.call("testplug", "spam_stderr")))
+        os.kill(pid, 9)
+
     def test_async_failure(self):
         task = ok(self.x.Async.host.call_plugin(self.s, self.host, "nope", "main", {}))
         rec = wait_task(self.x, self.s, task)
