@@ -311,7 +311,7 @@ int xapi_host_call_plugin(xapi_call *c) {
     agent_plugin_reply reply = {0};
     agent_plugin_request req;
     xapi_obj *h;
-    char reason[128];
+    char reason[512];
     int rc;
 
     xapi_store_rdlock(c->srv->store);
