@@ -174,6 +174,12 @@ static const struct config_key {
     {"clean_shutdown_timeout", KEY_INT, offsetof(agent_config, clean_shutdown_timeout), 1, 86400, NULL},
     {"sim_guest_delay_ms", KEY_INT, offsetof(agent_config, sim_guest_delay_ms), 0, 60000, NULL},
     {"console_log_dir", KEY_PATH, offsetof(agent_config, console_log_dir), 0, 0, NULL},
+    {"plugin_dir", KEY_PATH, offsetof(agent_config, plugin_dir), 0, 0, NULL},
+    {"plugin_pythonpath", KEY_PATH_EMPTY, offsetof(agent_config, plugin_pythonpath), 0, 0, NULL},
+    {"plugin_timeout", KEY_INT, offsetof(agent_config, plugin_timeout), 1, 7 * 86400, NULL},
+    {"plugin_max_output", KEY_INT, offsetof(agent_config, plugin_max_output), 4096, 1 << 30, NULL},
+    {"plugin_max_running", KEY_INT, offsetof(agent_config, plugin_max_running), 1, 4096, NULL},
+    {"plugin_queue_timeout", KEY_INT, offsetof(agent_config, plugin_queue_timeout), 0, 3600, NULL},
 };
 
 /* "a, b or c", for messages; static storage (errors only, single-threaded start-up). */
@@ -329,6 +335,7 @@ static void usage(FILE *f) {
             "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_FILE " if it exists)\n"
             "  -l, --listen HOST:PORT  XML-RPC/JSON-RPC listen address; IPv6 as [::1]:8080\n"
             "  -s, --state-dir DIR     where the database and the local socket live\n"
+            "  -u, --unix-socket PATH  the local socket (default <state-dir>/xapi.sock; xapi's is /var/lib/xcp/xapi)\n"
             "  -b, --backend sim|libxl the VM backend\n"
             "  -f, --foreground        accepted for compatibility (xenapid never forks)\n"
             "  -h, --help              show this help and exit\n"
@@ -338,14 +345,15 @@ static void usage(FILE *f) {
 }
 
 typedef struct overrides {
-    const char *config, *listen, *state_dir, *backend;
+    const char *config, *listen, *state_dir, *unix_socket, *backend;
     bool foreground;
 } overrides;
 
 static int parse_args(int argc, char **argv, overrides *o) {
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},  {"listen", required_argument, NULL, 'l'},
-        {"state-dir", required_argument, NULL, 's'}, {"backend", required_argument, NULL, 'b'},
+        {"state-dir", required_argument, NULL, 's'}, {"unix-socket", required_argument, NULL, 'u'},
+        {"backend", required_argument, NULL, 'b'},
         {"foreground", no_argument, NULL, 'f'},     {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
     };
@@ -353,7 +361,7 @@ static int parse_args(int argc, char **argv, overrides *o) {
 
     optind = 0; /* full re-initialisation of GNU getopt: we may be called more than once */
     opterr = 1;
-    while ((opt = getopt_long(argc, argv, "c:l:s:b:fhV", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:l:s:u:b:fhV", options, NULL)) != -1) {
         switch (opt) {
         case 'c':
             o->config = optarg;
@@ -363,6 +371,9 @@ static int parse_args(int argc, char **argv, overrides *o) {
             break;
         case 's':
             o->state_dir = optarg;
+            break;
+        case 'u':
+            o->unix_socket = optarg;
             break;
         case 'b':
             o->backend = optarg;
@@ -414,7 +425,14 @@ static int set_defaults(agent_config *c) {
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
     c->console_log_dir = strdup("/var/log/xen/console");
-    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir)
+    c->plugin_dir = strdup("/etc/xapi.d/plugins");
+    c->plugin_pythonpath = strdup("");
+    c->plugin_timeout = 3600;
+    c->plugin_max_output = 16 << 20;
+    c->plugin_max_running = 32;
+    c->plugin_queue_timeout = 30;
+    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir || !c->plugin_dir ||
+        !c->plugin_pythonpath)
         return -ENOMEM;
     return 0;
 }
@@ -485,6 +503,11 @@ int agent_config_load(int argc, char **argv, agent_config *ret) {
         if (rc < 0)
             goto out;
     }
+    if (o.unix_socket) {
+        rc = apply_key(&c, "--unix-socket", "unix_socket", o.unix_socket);
+        if (rc < 0)
+            goto out;
+    }
     if (o.backend) {
         rc = apply_key(&c, "--backend", "backend", o.backend);
         if (rc < 0)
@@ -517,5 +540,7 @@ void agent_config_free(agent_config *c) {
     free(c->backend);
     free(c->log_target);
     free(c->console_log_dir);
+    free(c->plugin_dir);
+    free(c->plugin_pythonpath);
     *c = (agent_config){0};
 }

@@ -27,6 +27,12 @@ typedef struct agent_config {
     int clean_shutdown_timeout; /* seconds a guest has to honour a clean shutdown/reboot, default 1200 */
     int sim_guest_delay_ms;   /* sim backend: how long a simulated guest takes to react, default 20 */
     char *console_log_dir;    /* libxl backend: where xenconsoled logs guests, default "/var/log/xen/console" */
+    char *plugin_dir;         /* host.call_plugin programs, default "/etc/xapi.d/plugins" */
+    char *plugin_pythonpath;  /* PYTHONPATH given to plugins, default "" (none: modules installed) */
+    int plugin_timeout;       /* seconds a plugin may run, default 3600 */
+    int plugin_max_output;    /* bytes of stdout a plugin may print, default 16 MiB */
+    int plugin_max_running;   /* plugins running at once, default 32 */
+    int plugin_queue_timeout; /* seconds a call waits for a free plugin slot, default 30 */
 } agent_config;
 
 /* Parses argv (may print usage/version and return 1 meaning "exit 0"),

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Sets up this machine, builds xenapid and starts it on its embedded defaults:
 # sim backend, store under ./var, XML-RPC/JSON-RPC on 127.0.0.1:8080 and the
-# local socket ./var/xapi.sock. Extra arguments go to xenapid.
+# local socket ./var/xapi.sock; host plugins from /etc/xapi.d/plugins (where
+# the echo plugin and the Python modules plugins import are installed first).
+# Extra arguments go to xenapid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
+scripts/install-host-files.sh   # XenAPI.py, XenAPIPlugin.py and the echo plugin, for host.call_plugin
 mkdir -p var
 if [ ! -f etc/accounts ]; then
   echo "run: first start: xenapid creates the account 'root' in etc/accounts."

@@ -10,6 +10,7 @@
 #include "agent/log.h"
 #include "xapi/error.h"
 #include "xapi/host.h"
+#include "xapi/plugin.h"
 
 #define XENAPID_VERSION "0.1.0"
 
@@ -293,5 +294,6 @@ const xapi_handler xapi_host_handlers[] = {
     {"host", "get_server_localtime", get_servertime},
     {"host", "compute_free_memory", compute_free_memory},
     {"host", "compute_memory_overhead", compute_memory_overhead},
+    {"host", "call_plugin", xapi_host_call_plugin},
     {NULL, NULL, NULL},
 };

@@ -7,6 +7,7 @@
  * types beyond the wire syntax: typing against the schema happens later. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "value.h"
@@ -34,6 +35,14 @@ void xapi_request_free(xapi_request *r);
  * deep / too many elements). Text is taken as UTF-8 bytes; invalid UTF-8 is
  * not an error here (the dispatcher answers INVALID_VALUE). */
 int xapi_xmlrpc_decode(const char *body, size_t len, xapi_request *ret);
+
+/* XML-RPC <methodResponse>, as host plugins print them: *ret is the ARRAY of
+ * <params> (*ret_fault false) or the <fault>'s value (*ret_fault true).
+ * Returns 0; -EINVAL when the text is not well-formed XML (or not UTF-8, or
+ * has a DTD), with the parser's reason in errbuf; -EBADMSG when it is XML but
+ * not a methodResponse; -E2BIG (too deep / too many elements). */
+int xapi_xmlrpc_decode_response(const char *body, size_t len, xapi_value *ret, bool *ret_fault, char *errbuf,
+                                size_t errlen);
 
 /* JSON-RPC 1.0/2.0: {"method", "params", "id"[, "jsonrpc":"2.0"]}.
  * id mandatory (string or integer, not null); params an array (v2: also an

@@ -34,7 +34,7 @@ typedef struct xapi_task_job job;
 
 /* Async calls whose operation looks at task.cancel while it waits. */
 static const char *const cancellable_methods[] = {"VM.clean_shutdown", "VM.clean_reboot", "VM.shutdown", "VM.start",
-                                          "VM.start_on", "VM.resume", "VM.suspend", NULL};
+                                          "VM.start_on", "VM.resume", "VM.suspend", "host.call_plugin", NULL};
 static void (*cancel_hook)(void);
 
 /* The pool: at most MAX_RUNNING_WORKERS jobs run at once, each on a thread

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -744,17 +745,27 @@ static xmlDocPtr parse_pushed(xmlParserCtxtPtr ctxt, const char *body, int len) 
     return doc;
 }
 
-int xapi_xmlrpc_decode(const char *body, size_t len, xapi_request *ret) {
+/* Parses a whole body into a tree (*ret_doc, to free), or -EINVAL (not
+ * well-formed, not UTF-8, a DTD: the reason in errbuf when given) or -E2BIG. */
+static int parse_body(const char *body, size_t len, xmlDocPtr *ret_doc, char *errbuf, size_t errlen) {
     xmlParserCtxtPtr ctxt = NULL;
     xmlDocPtr doc = NULL;
     int rc;
 
-    if (!body || len == 0)
+    if (errbuf && errlen)
+        *errbuf = '\0';
+    if (!body || len == 0) {
+        if (errbuf)
+            snprintf(errbuf, errlen, "empty document");
         return -EINVAL;
+    }
     if (len > INT_MAX)
         return -E2BIG;
-    if (!utf8_bytes(body, len) || has_dtd(body, len))
+    if (!utf8_bytes(body, len) || has_dtd(body, len)) {
+        if (errbuf)
+            snprintf(errbuf, errlen, "not UTF-8, or a DTD");
         return -EINVAL;
+    }
 
     pthread_once(&xml_once, xml_init);
     ctxt = parser_get();
@@ -767,16 +778,81 @@ int xapi_xmlrpc_decode(const char *body, size_t len, xapi_request *ret) {
             rc = -E2BIG;
         else
             rc = -EINVAL;
+        if (errbuf) {
+            size_t n;
+            snprintf(errbuf, errlen, "line %d: %s", e->line, e->message ? e->message : "not well-formed");
+            n = strlen(errbuf);
+            while (n > 0 && errbuf[n - 1] == '\n')
+                errbuf[--n] = '\0';
+        }
         goto out;
     }
     if (doc->intSubset || doc->extSubset) { /* cannot happen after has_dtd */
         rc = -EINVAL;
         goto out;
     }
-    rc = decode_call(xmlDocGetRootElement(doc), ret);
+    *ret_doc = doc;
+    doc = NULL;
+    rc = 0;
 out:
     if (doc)
         xmlFreeDoc(doc);
     parser_put(ctxt);
+    return rc;
+}
+
+int xapi_xmlrpc_decode(const char *body, size_t len, xapi_request *ret) {
+    xmlDocPtr doc = NULL;
+    int rc;
+
+    rc = parse_body(body, len, &doc, NULL, 0);
+    if (rc < 0)
+        return rc;
+    rc = decode_call(xmlDocGetRootElement(doc), ret);
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+/* <methodResponse> holds <params> (zero or more <param>) or one <fault><value>. */
+static int decode_response(xmlNode *root, xapi_value *ret, bool *ret_fault) {
+    decoder d = {0};
+    xapi_value v = xapi_value_array();
+    xmlNode *params, *fault, *value;
+    int rc;
+
+    if (!root || !name_is(root, "methodResponse"))
+        return -EBADMSG;
+    rc = pick_children(root, "params", &params, "fault", &fault);
+    if (rc < 0 || (!params) == (!fault))
+        return -EBADMSG;
+    if (params)
+        rc = decode_params(&d, params, &v);
+    else {
+        xapi_value_free(&v);
+        rc = only_element(fault, &value);
+        if (rc == 0 && !name_is(value, "value"))
+            rc = -EINVAL;
+        if (rc == 0)
+            rc = decode_value(&d, value, 0, &v);
+    }
+    if (rc < 0) {
+        xapi_value_free(&v);
+        return rc == -E2BIG ? rc : -EBADMSG;
+    }
+    *ret = v;
+    *ret_fault = fault != NULL;
+    return 0;
+}
+
+int xapi_xmlrpc_decode_response(const char *body, size_t len, xapi_value *ret, bool *ret_fault, char *errbuf,
+                                size_t errlen) {
+    xmlDocPtr doc = NULL;
+    int rc;
+
+    rc = parse_body(body, len, &doc, errbuf, errlen);
+    if (rc < 0)
+        return rc;
+    rc = decode_response(xmlDocGetRootElement(doc), ret, ret_fault);
+    xmlFreeDoc(doc);
     return rc;
 }

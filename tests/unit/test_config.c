@@ -107,6 +107,12 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->max_tasks, 200);
     assert_int_equal(c->event_batch_delay_ms, 50);
     assert_string_equal(c->console_log_dir, "/var/log/xen/console");
+    assert_string_equal(c->plugin_dir, "/etc/xapi.d/plugins");
+    assert_string_equal(c->plugin_pythonpath, "");
+    assert_int_equal(c->plugin_timeout, 3600);
+    assert_int_equal(c->plugin_max_output, 16 << 20);
+    assert_int_equal(c->plugin_max_running, 32);
+    assert_int_equal(c->plugin_queue_timeout, 30);
 }
 
 /* --- defaults -------------------------------------------------------------- */
@@ -182,6 +188,12 @@ static void test_file_every_key(void **state) {
                             "max_tasks = 7\n"
                             "event_batch_delay_ms = 0\r\n"
                             "console_log_dir = /srv/consoles\n"
+                            "plugin_dir = /srv/plugins\n"
+                            "plugin_pythonpath = /srv/python\n"
+                            "plugin_timeout = 5\n"
+                            "plugin_max_output = 4096\n"
+                            "plugin_max_running = 2\n"
+                            "plugin_queue_timeout = 0\n"
                             "max_tasks = 8"); /* last one wins; no final newline */
     assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
     assert_string_equal(c.listen_host, "10.0.0.1");
@@ -200,6 +212,12 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.max_tasks, 8);
     assert_int_equal(c.event_batch_delay_ms, 0);
     assert_string_equal(c.console_log_dir, "/srv/consoles");
+    assert_string_equal(c.plugin_dir, "/srv/plugins");
+    assert_string_equal(c.plugin_pythonpath, "/srv/python");
+    assert_int_equal(c.plugin_timeout, 5);
+    assert_int_equal(c.plugin_max_output, 4096);
+    assert_int_equal(c.plugin_max_running, 2);
+    assert_int_equal(c.plugin_queue_timeout, 0);
     agent_config_free(&c);
 }
 
@@ -260,6 +278,7 @@ static void test_argv_overrides_file(void **state) {
     char *argv[] = {"xenapid",     "--config",  "o.conf", "--listen",     "127.0.0.2:2000",
                     "--state-dir", "/tmp/other", "--backend", "libxl", "--foreground"};
     char *argv_short[] = {"xenapid", "-c", "o.conf", "-l", "[::1]:3000", "-s", "st", "-b", "sim", "-f"};
+    char *argv_socket[] = {"xenapid", "-c", "o.conf", "--unix-socket", "/var/lib/xcp/xapi", "-s", "st"};
     agent_config c = {0};
 
     write_file("o.conf", "listen = 1.2.3.4:1000\n"
@@ -282,6 +301,12 @@ static void test_argv_overrides_file(void **state) {
     assert_string_equal(c.state_dir, "st");
     assert_string_equal(c.backend, "sim");
     assert_true(c.foreground);
+    agent_config_free(&c);
+
+    /* The packaged unit's xapi socket path, whatever state_dir is. */
+    assert_int_equal(agent_config_load(ARGC(argv_socket), argv_socket, &c), 0);
+    assert_string_equal(c.unix_socket, "/var/lib/xcp/xapi");
+    assert_string_equal(c.state_dir, "st");
     agent_config_free(&c);
 }
 
@@ -365,6 +390,11 @@ static void test_bad_values_name_file_and_line(void **state) {
         {"auth_fail_delay_ms = -5\n", "bad.conf:1: invalid auth_fail_delay_ms '-5'"},
         {"state_dir =\n", "bad.conf:1: state_dir must not be empty"},
         {"accounts_file = \"\"\n", "bad.conf:1: accounts_file must not be empty"},
+        {"plugin_dir =\n", "bad.conf:1: plugin_dir must not be empty"},
+        {"plugin_timeout = 0\n", "bad.conf:1: invalid plugin_timeout '0'"},
+        {"plugin_max_output = 4095\n", "bad.conf:1: invalid plugin_max_output '4095'"},
+        {"plugin_max_running = 0\n", "bad.conf:1: invalid plugin_max_running '0'"},
+        {"plugin_queue_timeout = -1\n", "bad.conf:1: invalid plugin_queue_timeout '-1'"},
         {"a\nlisten 127.0.0.1:80\n", "bad.conf:1: expected 'key = value', got 'a'"},
         {"= 3\n", "bad.conf:1: missing key"},
         {"[broken\n", "bad.conf:1: invalid section header"},
@@ -477,6 +507,7 @@ static void test_shipped_config_uncommented(void **state) {
         "listen",      "unix_socket",          "state_dir",          "accounts_file",   "backend",
         "log_target",  "log_level",            "max_sessions",       "session_idle_timeout",
         "auth_fail_delay_ms", "max_connections", "connection_timeout", "max_tasks",      "event_batch_delay_ms",
+        "plugin_dir",  "plugin_timeout",       "plugin_max_output",  "plugin_max_running", "plugin_queue_timeout",
     };
     char path[PATH_MAX + 32], line[1024];
     char *argv[] = {"xenapid", "--config", "etc/xenapid.conf"};

@@ -533,6 +533,72 @@ static void test_parser_reuse(void **state) {
     xapi_request_free(&req);
 }
 
+/* --- <methodResponse>, as host plugins print them ---------------------------- */
+
+static int decode_response(const char *body, xapi_value *ret, bool *fault, char *why, size_t whylen) {
+    return xapi_xmlrpc_decode_response(body, strlen(body), ret, fault, why, whylen);
+}
+
+static void test_response(void **state) {
+    xapi_value v = {0};
+    bool fault = true;
+    char why[128];
+
+    /* What Python's xmlrpc.client.dumps(..., methodresponse=True) prints. */
+    assert_int_equal(decode_response("<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><struct>\n"
+                                     "<member>\n<name>Status</name>\n<value><string>Success</string></value>\n"
+                                     "</member>\n</struct></value>\n</param>\n</params>\n</methodResponse>\n",
+                                     &v, &fault, why, sizeof why),
+                     0);
+    assert_false(fault);
+    assert_int_equal(v.kind, XAPI_V_ARRAY);
+    assert_int_equal(v.n, 1);
+    assert_string_equal(xapi_struct_get(&v.items[0], "Status")->s, "Success");
+    xapi_value_free(&v);
+
+    assert_int_equal(decode_response("<methodResponse><params></params></methodResponse>", &v, &fault, why,
+                                     sizeof why),
+                     0);
+    assert_int_equal(v.n, 0);
+    xapi_value_free(&v);
+
+    assert_int_equal(decode_response("<methodResponse><fault><value><struct><member><name>faultCode</name>"
+                                     "<value><int>42</int></value></member><member><name>faultString</name>"
+                                     "<value>broken</value></member></struct></value></fault></methodResponse>",
+                                     &v, &fault, why, sizeof why),
+                     0);
+    assert_true(fault);
+    assert_int_equal(xapi_struct_get(&v, "faultCode")->i, 42);
+    assert_string_equal(xapi_struct_get(&v, "faultString")->s, "broken");
+    xapi_value_free(&v);
+}
+
+static void test_response_errors(void **state) {
+    static const char *const not_responses[] = {
+        "<methodCall><methodName>x</methodName></methodCall>",
+        "<methodResponse></methodResponse>",
+        "<methodResponse><params/><fault><value>x</value></fault></methodResponse>",
+        "<methodResponse><fault></fault></methodResponse>",
+        "<methodResponse><params><param><nope/></param></params></methodResponse>",
+    };
+    xapi_value v = {0};
+    bool fault;
+    char why[128];
+
+    for (size_t i = 0; i < sizeof not_responses / sizeof not_responses[0]; i++)
+        assert_int_equal(decode_response(not_responses[i], &v, &fault, why, sizeof why), -EBADMSG);
+    /* Not XML: -EINVAL with the parser's reason. */
+    assert_int_equal(decode_response("this is not XML\n", &v, &fault, why, sizeof why), -EINVAL);
+    assert_true(strlen(why) > 0);
+    assert_int_equal(xapi_xmlrpc_decode_response("", 0, &v, &fault, why, sizeof why), -EINVAL);
+    assert_string_equal(why, "empty document");
+    assert_int_equal(decode_response("<!DOCTYPE x><methodResponse/>", &v, &fault, why, sizeof why), -EINVAL);
+    assert_int_equal(decode_response("<methodResponse><params><param><value>caf\xe9</value></param></params>"
+                                     "</methodResponse>",
+                                     &v, &fault, why, sizeof why),
+                     -EINVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_call_basic),
@@ -551,6 +617,8 @@ int main(void) {
         cmocka_unit_test(test_element_cap),
         cmocka_unit_test(test_quiet),
         cmocka_unit_test(test_parser_reuse),
+        cmocka_unit_test(test_response),
+        cmocka_unit_test(test_response_errors),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
