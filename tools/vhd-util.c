@@ -4,6 +4,9 @@
  * exit statuses (|negative errno|) as blktap's: see host-tools.md §5.1.
  *
  *   vhd-util <command> [--debug] <options>
+ *
+ * scan -l VG looks at the LVs' device links under $XENAPID_LVM_DEV_DIR/VG
+ * (default /dev): only active LVs are seen, unlike blktap's, which asks lvs.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -669,8 +672,9 @@ static int scan_pattern(scan_list *l, const char *pattern, const char *vg, bool 
     char *full = NULL;
     int rc = 0, grc;
 
-    if (vg) { /* LVs of the volume group, through their device links */
-        if (asprintf(&full, "/dev/%s/%s", vg, pattern) < 0)
+    if (vg) { /* LVs of the volume group, through their device links (/dev/VG/LV) */
+        const char *dev = getenv("XENAPID_LVM_DEV_DIR");
+        if (asprintf(&full, "%s/%s/%s", dev && *dev ? dev : "/dev", vg, pattern) < 0)
             return -ENOMEM;
     }
     grc = glob(full ? full : pattern, 0, NULL, &g);
