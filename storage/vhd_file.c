@@ -181,7 +181,7 @@ static const char *footer_problem(const uint8_t *f) {
 static int parse_header(storage_vhd_info *t, storage_vhd_read_fn read, void *opaque, uint64_t file_size, char *err,
                         size_t errlen) {
     const uint8_t *h = t->header;
-    uint64_t bat_bytes;
+    uint64_t bat_bytes, nblocks;
     int rc;
 
     t->header_offset = vhd_get64(t->footer + VHD_F_DATA_OFFSET);
@@ -201,11 +201,13 @@ static int parse_header(storage_vhd_info *t, storage_vhd_read_fn read, void *opa
         return failf(err, errlen, "header invalid: invalid block size %u", t->block_size);
     t->bitmap_len = bitmap_bytes(t->block_size);
     t->max_bat = vhd_get32(h + VHD_H_MAX_ENTRIES);
-    t->nblocks = (uint32_t)((t->size + t->block_size - 1) / t->block_size);
+    nblocks = (t->size + t->block_size - 1) / t->block_size; /* up to 2^32: not a uint32_t yet */
     if (t->max_bat > STORAGE_VHD_MAX_BAT)
         return failf(err, errlen, "header invalid: BAT of %u entries is too large", t->max_bat);
-    if (t->max_bat < t->nblocks)
-        return failf(err, errlen, "header invalid: BAT of %u entries for %u blocks", t->max_bat, t->nblocks);
+    if (t->max_bat < nblocks)
+        return failf(err, errlen, "header invalid: BAT of %u entries for %llu blocks", t->max_bat,
+                     (unsigned long long)nblocks);
+    t->nblocks = (uint32_t)nblocks;
     t->bat_offset = vhd_get64(h + VHD_H_TABLE_OFFSET);
     bat_bytes = (uint64_t)t->max_bat * 4;
     if (t->bat_offset % SECTOR || t->bat_offset > t->footer_offset || t->footer_offset - t->bat_offset < bat_bytes)

@@ -438,6 +438,15 @@ static void test_hostile(void **state) {
     vhd_put32(h + 32, 0);
     reseal(h, 1024, 36);
     assert_int_equal(parse(&t), -EINVAL);
+    /* 2 TiB in 512-byte blocks: 2^32 blocks, which must not wrap to 0 against a small BAT */
+    FRESH();
+    memset(t.data + footer + 48, 0, 8);
+    t.data[footer + 48 + 2] = 0x02; /* current size 2^41 */
+    reseal(t.data + footer, 512, 64);
+    vhd_put32(h + 32, 512);
+    reseal(h, 1024, 36);
+    assert_int_equal(parse(&t), -EINVAL);
+    assert_non_null(strstr(err, "4294967296 blocks"));
     /* a block past the end, into the metadata, overlapping another */
     FRESH();
     vhd_put32(t.data + 1536, (uint32_t)(footer / 512));
