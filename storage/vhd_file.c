@@ -278,7 +278,7 @@ static int check_extents(storage_vhd_info *t, char *err, size_t errlen) {
     qsort(e, n, sizeof *e, by_start);
     for (size_t k = 0; k < n; k++) {
         if (k && e[k].start < e[k - 1].end) {
-            rc = failf(err, errlen, "%s %u overlaps %s %u", e[k].what, e[k].index, e[k - 1].what, e[k - 1].index);
+            rc = failf(err, errlen, "metadata invalid: %s %u overlaps %s %u", e[k].what, e[k].index, e[k - 1].what, e[k - 1].index);
             goto out;
         }
         if (vhd_round_up(e[k].end, SECTOR) > end) /* tables count padded to a sector, as tapdisk does */
@@ -1339,5 +1339,13 @@ int storage_vhd_file_check(storage_vhd_file *f, bool check_parent, char *err, si
         if (p->raw != is_zero(f->info.parent_uuid, 16))
             return failf(err, errlen, "parent invalid: raw parent mismatch");
     }
+    return 0;
+}
+
+int storage_vhd_file_check_time(const storage_vhd_file *f, int64_t now, char *err, size_t errlen) {
+    int64_t created = VHD_EPOCH + vhd_get32(f->info.footer + VHD_F_TIMESTAMP);
+
+    if (!f->raw && created > now)
+        return failf(err, errlen, "primary footer invalid: creation time in future");
     return 0;
 }

@@ -151,3 +151,6 @@ int storage_vhd_file_coalesce(storage_vhd_file *f, uint64_t *ret_sectors);
 int storage_vhd_file_repair(storage_vhd_file *f);
 /* Checks what open does not: primary footer, footer copy, parent (check_parent). */
 int storage_vhd_file_check(storage_vhd_file *f, bool check_parent, char *err, size_t errlen);
+/* -EINVAL if the footer says the image was made after `now` (unix time): a
+ * clock gone wrong on the host that wrote it (Nova's plugin refuses those). */
+int storage_vhd_file_check_time(const storage_vhd_file *f, int64_t now, char *err, size_t errlen);

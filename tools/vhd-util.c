@@ -368,7 +368,7 @@ static int usage_check(void) {
 static int cmd_check(int argc, char **argv) {
     storage_vhd_file *f = NULL;
     const char *name = NULL;
-    bool parents = false;
+    bool parents = false, times = true;
     char err[256] = "";
     int c, rc;
 
@@ -377,7 +377,8 @@ static int cmd_check(int argc, char **argv) {
         switch (c) {
         case 'n': name = optarg; break;
         case 'p': parents = true; break;
-        case 'i': case 'I': case 't': case 'b': case 'B': case 's': break;
+        case 't': times = false; break;
+        case 'i': case 'I': case 'b': case 'B': case 's': break;
         default: return usage_check();
         }
     if (!name || optind != argc)
@@ -392,6 +393,8 @@ static int cmd_check(int argc, char **argv) {
         return status(rc);
     }
     rc = storage_vhd_file_check(f, parents, err, sizeof err);
+    if (rc == 0 && times)
+        rc = storage_vhd_file_check_time(f, time(NULL), err, sizeof err);
     if (rc == 0)
         printf("%s is valid\n", name);
     else if (rc == -EINVAL)

@@ -279,6 +279,35 @@ class VhdUtilTest(unittest.TestCase):
         self.assertEqual(rc, 22)
         self.assertIn("beyond the end of the file", out)
 
+    def test_check_as_novas_plugin_reads_it(self):
+        """Nova's glance plugin runs `check -n F -p` (exit 0 or 22) and looks
+        for 'invalid' in the first line; a footer from the future is one."""
+        ok("create", "-n", self.p("a.vhd"), "-s", 4)
+        size = os.path.getsize(self.p("a.vhd"))
+        with open(self.p("a.vhd"), "r+b") as f:
+            for at in (0, size - 512):
+                f.seek(at)
+                footer = bytearray(f.read(512))
+                footer[24:28] = struct.pack(">I", 0xF0000000)  # in 2127
+                footer[64:68] = b"\0\0\0\0"
+                footer[64:68] = struct.pack(">I", ~sum(footer) & 0xFFFFFFFF)
+                f.seek(at)
+                f.write(footer)
+        rc, out, _ = run("check", "-n", self.p("a.vhd"), "-p")
+        self.assertEqual(rc, 22)
+        self.assertEqual(out.splitlines()[0], "primary footer invalid: creation time in future")
+        self.assertEqual(run("check", "-n", self.p("a.vhd"), "-t")[0], 0)
+        # overlapping blocks
+        ok("create", "-n", self.p("b.vhd"), "-s", 4)
+        write_sectors(self.p("b.vhd"), 0, pattern(512, 1))
+        with open(self.p("b.vhd"), "r+b") as f:
+            f.seek(1536)
+            entry = f.read(4)
+            f.write(entry)  # block 1 where block 0 is
+        rc, out, _ = run("check", "-n", self.p("b.vhd"), "-p")
+        self.assertEqual(rc, 22)
+        self.assertIn("invalid", out.splitlines()[0])
+
     def test_resize(self):
         ok("create", "-n", self.p("a.vhd"), "-s", 4)
         write_sectors(self.p("a.vhd"), 512, pattern(512, 3))
