@@ -178,6 +178,32 @@ static const char *footer_problem(const uint8_t *f) {
     return "";
 }
 
+static bool has_batmap_version(const uint8_t *footer) {
+    return memcmp(footer + VHD_F_CREATOR_APP, "tap", 3) == 0 && vhd_get32(footer + VHD_F_CREATOR_VERSION) >= 0x00010002;
+}
+
+/* The batmap's place, so that nothing is ever written over it. */
+static int parse_batmap(storage_vhd_info *t, storage_vhd_read_fn read, void *opaque, char *err, size_t errlen) {
+    uint8_t bh[SECTOR];
+    uint64_t at = t->bat_offset + vhd_round_up((uint64_t)t->max_bat * 4, SECTOR), off, bytes;
+    int rc;
+
+    if (!has_batmap_version(t->footer) || at > t->footer_offset || t->footer_offset - at < SECTOR)
+        return 0;
+    if ((rc = read(opaque, at, bh, SECTOR)) < 0)
+        return rc;
+    if (memcmp(bh, VHD_BATMAP_COOKIE, 8) != 0)
+        return 0;
+    off = vhd_get64(bh + VHD_B_OFFSET);
+    bytes = (uint64_t)vhd_get32(bh + VHD_B_SIZE) * SECTOR;
+    if (off % SECTOR || off > t->footer_offset || t->footer_offset - off < bytes || bytes > STORAGE_VHD_MAX_BAT)
+        return failf(err, errlen, "batmap invalid: map at %llu beyond the end of the file", (unsigned long long)off);
+    t->batmap_header = at;
+    t->batmap_offset = off;
+    t->batmap_bytes = bytes;
+    return 0;
+}
+
 static int parse_header(storage_vhd_info *t, storage_vhd_read_fn read, void *opaque, uint64_t file_size, char *err,
                         size_t errlen) {
     const uint8_t *h = t->header;
@@ -220,6 +246,8 @@ static int parse_header(storage_vhd_info *t, storage_vhd_read_fn read, void *opa
         return rc;
     for (uint32_t i = 0; i < t->max_bat; i++)
         t->bat[i] = vhd_get32((const uint8_t *)&t->bat[i]);
+    if ((rc = parse_batmap(t, read, opaque, err, errlen)) < 0)
+        return rc;
     if (t->type == VHD_DISK_DIFFERENCING) {
         memcpy(t->parent_uuid, h + VHD_H_PARENT_UUID, 16);
         t->parent_time = vhd_get32(h + VHD_H_PARENT_TIMESTAMP);
@@ -247,7 +275,7 @@ static int parse_header(storage_vhd_info *t, storage_vhd_read_fn read, void *opa
 
 /* Every structure inside [0, footer_offset), none overlapping another; sets data_end. */
 static int check_extents(storage_vhd_info *t, char *err, size_t errlen) {
-    size_t n = 0, cap = (size_t)t->max_bat + VHD_H_LOCATOR_COUNT + 3;
+    size_t n = 0, cap = (size_t)t->max_bat + VHD_H_LOCATOR_COUNT + 5;
     extent *e = malloc(cap * sizeof *e);
     uint64_t per_block = (uint64_t)t->bitmap_len + t->block_size, end = 0;
     int rc = 0;
@@ -257,6 +285,10 @@ static int check_extents(storage_vhd_info *t, char *err, size_t errlen) {
     e[n++] = (extent){0, FOOTER, "footer copy", 0};
     e[n++] = (extent){t->header_offset, t->header_offset + HEADER, "header", 0};
     e[n++] = (extent){t->bat_offset, t->bat_offset + (uint64_t)t->max_bat * 4, "BAT", 0};
+    if (t->batmap_bytes) {
+        e[n++] = (extent){t->batmap_header, t->batmap_header + SECTOR, "batmap header", 0};
+        e[n++] = (extent){t->batmap_offset, t->batmap_offset + t->batmap_bytes, "batmap", 0};
+    }
     for (unsigned k = 0; k < VHD_H_LOCATOR_COUNT; k++)
         if (t->loc[k].code && t->loc[k].space)
             e[n++] = (extent){t->loc[k].offset, t->loc[k].offset + t->loc[k].space, "parent locator", k};
@@ -1147,6 +1179,58 @@ int storage_vhd_file_set_parent(storage_vhd_file *f, const char *parent, bool pa
     return fsync(f->fd) < 0 ? -errno : 0;
 }
 
+/* A BAT of `need` entries written after the data, the old one left unused.
+ * A batmap moves along (tapdisk looks for it right after the BAT), grown
+ * with clear bits; its checksum covers the map only, which keeps its sum. */
+static int move_bat(storage_vhd_file *f, uint32_t need) {
+    uint64_t bytes = vhd_round_up((uint64_t)need * 4, SECTOR), map_bytes = 0, total, at;
+    uint8_t *disk = NULL;
+    uint32_t *bat;
+    int rc;
+
+    if (f->info.batmap_bytes) {
+        map_bytes = vhd_round_up((bytes / 4 + 7) / 8, SECTOR);
+        if (map_bytes < f->info.batmap_bytes)
+            map_bytes = f->info.batmap_bytes;
+    }
+    total = bytes + (map_bytes ? SECTOR + map_bytes : 0);
+    bat = realloc(f->info.bat, bytes);
+    if (!bat)
+        return -ENOMEM;
+    f->info.bat = bat;
+    for (uint32_t i = f->info.max_bat; i < bytes / 4; i++)
+        bat[i] = VHD_BAT_UNUSED;
+    disk = calloc(1, total);
+    if (!disk)
+        return -ENOMEM;
+    for (uint64_t i = 0; i < bytes / 4; i++)
+        vhd_put32(disk + i * 4, bat[i]);
+    if (map_bytes && ((rc = fd_read(f, f->info.batmap_header, disk + bytes, SECTOR)) < 0 ||
+                      (rc = fd_read(f, f->info.batmap_offset, disk + bytes + SECTOR, f->info.batmap_bytes)) < 0))
+        goto out;
+    if ((rc = grow_data(f, total, &at)) < 0)
+        goto out;
+    if (map_bytes) {
+        vhd_put64(disk + bytes + VHD_B_OFFSET, at + bytes + SECTOR);
+        vhd_put32(disk + bytes + VHD_B_SIZE, (uint32_t)(map_bytes / SECTOR));
+    }
+    if ((rc = fd_write(f, at, disk, (size_t)total)) < 0)
+        goto out;
+    f->info.bat_offset = at;
+    f->info.max_bat = (uint32_t)(bytes / 4);
+    if (map_bytes) {
+        f->info.batmap_header = at + bytes;
+        f->info.batmap_offset = at + bytes + SECTOR;
+        f->info.batmap_bytes = map_bytes;
+    }
+    vhd_put64(f->info.header + VHD_H_TABLE_OFFSET, at);
+    vhd_put32(f->info.header + VHD_H_MAX_ENTRIES, f->info.max_bat);
+    rc = write_header(f);
+out:
+    free(disk);
+    return rc;
+}
+
 int storage_vhd_file_resize(storage_vhd_file *f, uint64_t size) {
     uint64_t want = vhd_round_up(size, STORAGE_VHD_BLOCK_SIZE);
     uint32_t need;
@@ -1162,33 +1246,8 @@ int storage_vhd_file_resize(storage_vhd_file *f, uint64_t size) {
     if (want > STORAGE_VHD_MAX_SIZE)
         return failf(f->error, sizeof f->error, "size %llu too large", (unsigned long long)want);
     need = (uint32_t)((want + f->info.block_size - 1) / f->info.block_size);
-    if (need > f->info.max_bat) { /* a bigger BAT, after the data */
-        uint64_t bytes = vhd_round_up((uint64_t)need * 4, SECTOR), at;
-        uint32_t *bat = realloc(f->info.bat, bytes);
-        uint8_t *disk;
-        if (!bat)
-            return -ENOMEM;
-        f->info.bat = bat;
-        for (uint32_t i = f->info.max_bat; i < bytes / 4; i++)
-            bat[i] = VHD_BAT_UNUSED;
-        disk = malloc(bytes);
-        if (!disk)
-            return -ENOMEM;
-        for (uint64_t i = 0; i < bytes / 4; i++)
-            vhd_put32(disk + i * 4, bat[i]);
-        rc = grow_data(f, bytes, &at);
-        if (rc == 0)
-            rc = fd_write(f, at, disk, (size_t)bytes);
-        free(disk);
-        if (rc < 0)
-            return rc;
-        f->info.bat_offset = at;
-        f->info.max_bat = (uint32_t)(bytes / 4);
-        vhd_put64(f->info.header + VHD_H_TABLE_OFFSET, at);
-        vhd_put32(f->info.header + VHD_H_MAX_ENTRIES, f->info.max_bat);
-        if ((rc = write_header(f)) < 0)
-            return rc;
-    }
+    if (need > f->info.max_bat && (rc = move_bat(f, need)) < 0)
+        return rc;
     f->info.size = want;
     f->info.nblocks = need;
     vhd_put64(f->info.footer + VHD_F_CURRENT_SIZE, want);

@@ -61,6 +61,11 @@ typedef struct storage_vhd_info {
     uint32_t parent_time;     /* VHD epoch */
     char parent_name[772];    /* prt_name as UTF-8 */
     storage_vhd_locator loc[8];
+    /* tapdisk's batmap (creator "tap" 1.2 and later), when the image has one:
+     * a 512-byte header right after the padded BAT, then the map (1 bit per
+     * block: its sector bitmap is full). Blocks written here leave their bit
+     * clear, which only makes tapdisk read the bitmap. */
+    uint64_t batmap_header, batmap_offset, batmap_bytes; /* batmap_bytes 0: none */
     uint64_t data_end;        /* end of the last structure before the footer */
 } storage_vhd_info;
 

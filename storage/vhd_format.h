@@ -50,6 +50,16 @@ enum {
     VHD_H_LOCATOR_COUNT = 8,
 };
 
+/* tapdisk's batmap header (512 bytes right after the padded BAT). */
+#define VHD_BATMAP_COOKIE "tdbatmap"
+enum {
+    VHD_B_OFFSET = 8,   /* u64: where the map is */
+    VHD_B_SIZE = 16,    /* u32: its sectors */
+    VHD_B_VERSION = 20,
+    VHD_B_CHECKSUM = 24, /* one's complement of the map's byte sum */
+    VHD_B_MARKER = 28,
+};
+
 static inline uint32_t vhd_get32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }

@@ -345,6 +345,75 @@ static void test_fixed(void **state) {
     storage_vhd_file_close(f);
 }
 
+/* An empty dynamic image as tapdisk 1.3 lays it out: BAT, then a batmap
+ * header and its map (one bit set), then the footer. */
+static void make_tapdisk_image(const char *name, uint8_t map_first_byte) {
+    uint8_t img[3584] = {0}, id[16] = {9, 9, 9};
+    int fd;
+
+    storage_vhd_footer_init(img, 6 * MiB, STORAGE_VHD_TYPE_DYNAMIC, id, 946684800);
+    vhd_put32(img + VHD_F_CREATOR_VERSION, 0x00010003);
+    reseal(img, 512, VHD_F_CHECKSUM);
+    storage_vhd_header_init(img + 512, 1536, 3);
+    reseal(img + 512, 1024, VHD_H_CHECKSUM);
+    memset(img + 1536, 0xFF, 12);
+    memcpy(img + 2048, VHD_BATMAP_COOKIE, 8);
+    vhd_put64(img + 2048 + VHD_B_OFFSET, 2560);
+    vhd_put32(img + 2048 + VHD_B_SIZE, 1);
+    img[2560] = map_first_byte;
+    memcpy(img + 3072, img, 512);
+    fd = open(path_of(name), O_CREAT | O_EXCL | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, sizeof img), (ssize_t)sizeof img);
+    close(fd);
+}
+
+static void test_batmap_kept(void **state) {
+    storage_vhd_file *f;
+    uint8_t bh[512], map[512];
+
+    make_tapdisk_image("tap.vhd", 0x20);
+    f = open_file("tap.vhd", false);
+    assert_int_equal(f->info.batmap_header, 2048);
+    assert_int_equal(f->info.batmap_offset, 2560);
+    assert_int_equal(f->info.batmap_bytes, 512);
+    assert_int_equal(storage_vhd_file_phys_size(f), 3584);
+    storage_vhd_file_close(f);
+    /* a new block goes after the map, not over it */
+    write_at("tap.vhd", 0, 512, 5);
+    f = open_file("tap.vhd", false);
+    assert_int_equal(f->info.bat[0], 3072 / 512);
+    assert_int_equal(f->info.batmap_offset, 2560);
+    expect(f, 0, 512, 5);
+    assert_int_equal(storage_vhd_file_check(f, false, err, sizeof err), 0);
+    storage_vhd_file_close(f);
+    /* a BAT that must grow moves with the batmap after it, bits kept */
+    f = open_file("tap.vhd", true);
+    assert_int_equal(storage_vhd_file_resize(f, 40 * MiB), 0);
+    storage_vhd_file_close(f);
+    f = open_file("tap.vhd", false);
+    assert_int_equal(f->info.batmap_header, f->info.bat_offset + vhd_round_up((uint64_t)f->info.max_bat * 4, 512));
+    assert_int_equal(pread(f->fd, bh, 512, (off_t)f->info.batmap_header), 512);
+    assert_memory_equal(bh, VHD_BATMAP_COOKIE, 8);
+    assert_int_equal(pread(f->fd, map, 512, (off_t)f->info.batmap_offset), 512);
+    assert_int_equal(map[0], 0x20);
+    expect(f, 0, 512, 5);
+    assert_int_equal(storage_vhd_file_check(f, false, err, sizeof err), 0);
+    storage_vhd_file_close(f);
+    /* a map said to lie outside the file */
+    make_tapdisk_image("tapbad.vhd", 0);
+    {
+        int fd = open(path_of("tapbad.vhd"), O_WRONLY);
+        uint8_t off[8];
+        vhd_put64(off, 1u << 30);
+        assert_int_equal(pwrite(fd, off, 8, 2048 + VHD_B_OFFSET), 8);
+        close(fd);
+        f = NULL;
+        assert_int_equal(storage_vhd_file_open(&f, path_of("tapbad.vhd"), false, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "batmap invalid"));
+    }
+}
+
 /* ---- hostile files ------------------------------------------------------------------------ */
 
 typedef struct image {
@@ -503,6 +572,7 @@ int main(void) {
         cmocka_unit_test(test_set_parent_hidden), cmocka_unit_test(test_skip_empty_parent),
         cmocka_unit_test(test_raw_parent),       cmocka_unit_test(test_resize),
         cmocka_unit_test(test_fixed),            cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_batmap_kept),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
