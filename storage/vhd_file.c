@@ -509,6 +509,10 @@ static int open_common(storage_vhd_file **ret, const char *path, bool writable) 
         storage_vhd_file_close(f);
         return rc;
     }
+    {
+        struct stat st;
+        f->device = fstat(f->fd, &st) == 0 && S_ISBLK(st.st_mode);
+    }
     *ret = f;
     return 0;
 }
@@ -790,6 +794,8 @@ static int grow_data(storage_vhd_file *f, uint64_t len, uint64_t *ret_at) {
 
     if (at + len + FOOTER > STORAGE_VHD_MAX_SIZE * 2)
         return -EFBIG;
+    if (f->device && (at > f->info.footer_offset || f->info.footer_offset - at < len))
+        return -ENOSPC; /* the LV is full: sm inflates it first */
     if ((rc = write_zeros(f, at, len)) < 0)
         return rc;
     f->info.data_end = at + len;
@@ -1046,12 +1052,33 @@ static int write_all_at(int fd, uint64_t off, const void *buf, size_t len) {
     return fd_write(&tmp, off, buf, len);
 }
 
+/* An existing block device (an LV made for the image) opened for writing. */
+static int open_device(const char *path, int *ret_fd, uint64_t *ret_size) {
+    struct stat st;
+    int fd, rc;
+
+    if (stat(path, &st) < 0)
+        return -errno;
+    if (!S_ISBLK(st.st_mode))
+        return -EEXIST;
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if ((rc = file_size_of(fd, ret_size)) < 0) {
+        close(fd);
+        return rc;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
 int storage_vhd_create(const storage_vhd_create_params *p, char *err, size_t errlen) {
     uint64_t size = vhd_round_up(p->size, STORAGE_VHD_BLOCK_SIZE), reserve, bat_at = FOOTER + HEADER, at;
     uint32_t type = p->parent ? VHD_DISK_DIFFERENCING : p->fixed ? VHD_DISK_FIXED : VHD_DISK_DYNAMIC, max_bat;
     uint8_t footer[FOOTER], *meta = NULL, *h, id[16];
     parent_facts pf = {0};
     size_t meta_len;
+    uint64_t device_size = 0;
     int fd = -1, rc;
     bool created = false;
 
@@ -1071,13 +1098,18 @@ int storage_vhd_create(const storage_vhd_create_params *p, char *err, size_t err
     random_uuid(id);
     storage_vhd_footer_init(footer, size, type, id, p->now);
     fd = open(p->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    created = fd >= 0;
+    if (fd < 0 && errno == EEXIST && (rc = open_device(p->path, &fd, &device_size)) < 0)
+        goto out; /* an existing file is never overwritten; an LV is made to be */
     if (fd < 0) {
         rc = -errno;
         goto out;
     }
-    created = true;
     if (type == VHD_DISK_FIXED) {
-        rc = ftruncate(fd, (off_t)size) < 0 ? -errno : write_all_at(fd, size, footer, FOOTER);
+        if (!created)
+            rc = device_size < size + FOOTER ? -ENOSPC : write_all_at(fd, size, footer, FOOTER);
+        else
+            rc = ftruncate(fd, (off_t)size) < 0 ? -errno : write_all_at(fd, size, footer, FOOTER);
         goto out;
     }
     at = vhd_round_up(bat_at + (uint64_t)max_bat * 4, SECTOR);
@@ -1106,8 +1138,11 @@ int storage_vhd_create(const storage_vhd_create_params *p, char *err, size_t err
         }
     }
     vhd_put32(h + VHD_H_CHECKSUM, vhd_checksum(h, HEADER, VHD_H_CHECKSUM));
-    if ((rc = write_all_at(fd, 0, meta, meta_len)) == 0)
-        rc = write_all_at(fd, meta_len, footer, FOOTER);
+    /* on a device the footer goes to its end, where readers look first (as vhd-util modify -s puts it) */
+    if (!created && device_size < meta_len + FOOTER)
+        rc = -ENOSPC;
+    else if ((rc = write_all_at(fd, 0, meta, meta_len)) == 0)
+        rc = write_all_at(fd, created ? meta_len : (device_size - FOOTER) / SECTOR * SECTOR, footer, FOOTER);
 out:
     if (rc == 0 && fsync(fd) < 0)
         rc = -errno;

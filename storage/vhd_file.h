@@ -89,6 +89,7 @@ struct storage_vhd_file {
     char *path;
     bool writable;
     bool raw;                 /* a raw parent: no VHD structures, data as is */
+    bool device;              /* a block device (an LV): it never grows */
     uint64_t file_size;
     storage_vhd_info info;    /* unset for raw */
     storage_vhd_file *parent; /* after storage_vhd_file_open_chain */
@@ -138,7 +139,8 @@ typedef struct storage_vhd_create_params {
     int64_t now;              /* unix time */
 } storage_vhd_create_params;
 
-/* Creates a new image (the file must not exist: -EEXIST). */
+/* Creates a new image: a new file (an existing one: -EEXIST), or over an
+ * existing block device (an LV made for it), the footer at its end. */
 int storage_vhd_create(const storage_vhd_create_params *p, char *err, size_t errlen);
 /* Makes f (differencing) point at a new parent. */
 int storage_vhd_file_set_parent(storage_vhd_file *f, const char *parent, bool parent_raw);

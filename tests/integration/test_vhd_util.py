@@ -308,6 +308,33 @@ class VhdUtilTest(unittest.TestCase):
         self.assertEqual(rc, 22)
         self.assertIn("invalid", out.splitlines()[0])
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("losetup"), "needs root and losetup")
+    def test_create_on_a_block_device(self):
+        """LVM SRs create the LV first, then the VHD on it: an existing block
+        device is written (an existing file never is), the footer at its end."""
+        backing = self.p("lv.img")
+        with open(backing, "wb") as f:
+            f.truncate(16 * MiB)
+        p = subprocess.run(["losetup", "-f", "--show", backing], capture_output=True, text=True)
+        if p.returncode != 0:
+            self.skipTest("no loop device: " + p.stderr.strip())
+        dev = p.stdout.strip()
+        self.addCleanup(subprocess.run, ["losetup", "-d", dev])
+        self.assertEqual(ok("create", "-n", dev, "-s", 8), "")
+        self.assertEqual(ok("query", "-n", dev, "-v", "-s"), "8\n2560\n")
+        self.assertEqual(ok("check", "-n", dev), "%s is valid\n" % dev)
+        with open(backing, "rb") as f:
+            f.seek(16 * MiB - 512)
+            self.assertEqual(f.read(8), b"conectix")
+        ok("snapshot", "-n", self.p("child.vhd"), "-p", dev)
+        self.assertEqual(ok("query", "-n", self.p("child.vhd"), "-p"), dev + "\n")
+        # a BAT that must grow moves within the LV
+        rc, out, _ = run("resize", "-n", dev, "-s", 64, "-j", self.p("j"))
+        self.assertEqual(rc, 0)
+        if HAVE_QEMU:
+            self.assertIn("virtual size: 64 MiB", subprocess.run(["qemu-img", "info", "-f", "vpc", dev],
+                                                                 capture_output=True, text=True).stdout)
+
     def test_resize(self):
         ok("create", "-n", self.p("a.vhd"), "-s", 4)
         write_sectors(self.p("a.vhd"), 512, pattern(512, 3))
