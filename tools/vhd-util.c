@@ -486,82 +486,282 @@ static const char *disk_type_name(uint32_t type) {
     }
 }
 
-static void print_headers(storage_vhd_file *f) {
+/* A number in decimal, or in hex with -x. */
+static const char *num(bool hex, uint64_t v) {
+    static char buf[4][24];
+    static int next;
+    char *b = buf[next++ % 4];
+
+    snprintf(b, sizeof buf[0], hex ? "%#" PRIx64 : "%" PRIu64, v);
+    return b;
+}
+
+static const char *vhd_time(uint32_t t) {
+    static char buf[32];
+    time_t when = (time_t)(946684800 + (int64_t)t);
+    struct tm tm;
+
+    if (!gmtime_r(&when, &tm) || !strftime(buf, sizeof buf, "%a %b %e %H:%M:%S %Y", &tm))
+        snprintf(buf, sizeof buf, "%u", t);
+    return buf;
+}
+
+static const char *locator_code_name(uint32_t code) {
+    switch (code) {
+    case 0x57693272u: return "PLAT_CODE_WI2R";
+    case 0x5769326Bu: return "PLAT_CODE_WI2K";
+    case STORAGE_VHD_LOC_W2RU: return "PLAT_CODE_W2RU";
+    case STORAGE_VHD_LOC_W2KU: return "PLAT_CODE_W2KU";
+    case 0x4D616320u: return "PLAT_CODE_MAC";
+    case STORAGE_VHD_LOC_MACX: return "PLAT_CODE_MACX";
+    default: return "UNKOWN";
+    }
+}
+
+/* The layout of blktap's `read -p`: sm and plugins grep its lines ("Disk type", "Block size", "decoded name :"). */
+static void print_headers(storage_vhd_file *f, bool hex) {
     const uint8_t *ft = f->info.footer, *h = f->info.header;
-    uint32_t geo = vhd_get32(ft + 56), ver = vhd_get32(ft + 32);
+    uint32_t geo = vhd_get32(ft + 56), ver = vhd_get32(ft + 32), features = vhd_get32(ft + 8);
+    uint64_t cyl = geo >> 16, heads = (geo >> 8) & 0xFF, spt = geo & 0xFF;
 
     printf("VHD Footer Summary:\n-------------------\n");
     printf("Cookie              : %.8s\n", (const char *)ft);
-    printf("Features            : (0x%08x)\n", vhd_get32(ft + 8));
+    printf("Features            : (0x%08x) %s%s\n", features, features & 1 ? "<TEMP>" : "", features & 2 ? "<RESV>" : "");
     printf("File format version : Major: %u, Minor: %u\n", vhd_get32(ft + 12) >> 16, vhd_get32(ft + 12) & 0xFFFF);
-    printf("Data offset         : %" PRIu64 "\n", vhd_get64(ft + 16));
-    printf("Timestamp           : %u\n", vhd_get32(ft + 24));
-    printf("Creator Application : '%.3s'\n", (const char *)ft + 28);
+    printf("Data offset         : %s\n", num(hex, vhd_get64(ft + 16)));
+    printf("Timestamp           : %s\n", vhd_time(vhd_get32(ft + 24)));
+    printf("Creator Application : '%.4s'\n", (const char *)ft + 28);
     printf("Creator version     : Major: %u, Minor: %u\n", ver >> 16, ver & 0xFFFF);
-    printf("Creator OS          : %.4s\n", (const char *)ft + 36);
-    printf("Original disk size  : %" PRIu64 " MB (%" PRIu64 " Bytes)\n", vhd_get64(ft + 40) >> 20, vhd_get64(ft + 40));
-    printf("Current disk size   : %" PRIu64 " MB (%" PRIu64 " Bytes)\n", vhd_get64(ft + 48) >> 20, vhd_get64(ft + 48));
-    printf("Geometry            : Cyl: %u, Hds: %u, Sctrs: %u\n", geo >> 16, (geo >> 8) & 0xFF, geo & 0xFF);
+    printf("Creator OS          : %s\n", memcmp(ft + 36, "Wi2k", 4) == 0   ? "Windows"
+                                         : memcmp(ft + 36, "Mac ", 4) == 0 ? "Macintosh"
+                                                                           : "Unknown!");
+    printf("Original disk size  : %s MB (%s Bytes)\n", num(hex, vhd_get64(ft + 40) >> 20), num(hex, vhd_get64(ft + 40)));
+    printf("Current disk size   : %s MB (%s Bytes)\n", num(hex, vhd_get64(ft + 48) >> 20), num(hex, vhd_get64(ft + 48)));
+    printf("Geometry            : Cyl: %s, Hds: %s, Sctrs: %s\n", num(hex, cyl), num(hex, heads), num(hex, spt));
+    printf("                    : = %s MB (%s Bytes)\n", num(hex, (cyl * heads * spt) >> 11),
+           num(hex, (cyl * heads * spt) << 9));
     printf("Disk type           : %s\n", disk_type_name(f->info.type));
     printf("Checksum            : 0x%x|0x%x (Good!)\n", vhd_get32(ft + 64), vhd_get32(ft + 64));
     printf("UUID                : ");
     print_uuid(f->info.uuid);
     printf("\nSaved state         : %s\n", ft[84] ? "Yes" : "No");
-    printf("Hidden              : %d\n\n", ft[85]);
+    printf("Hidden              : %d\n\n", ft[VHD_F_HIDDEN]);
     if (f->info.type == STORAGE_VHD_TYPE_FIXED)
         return;
     printf("VHD Header Summary:\n-------------------\n");
     printf("Cookie              : %.8s\n", (const char *)h);
-    printf("Data offset (unusd) : %" PRIu64 "\n", vhd_get64(h + 8));
-    printf("Table offset        : %" PRIu64 "\n", f->info.bat_offset);
+    printf("Data offset (unusd) : %s\n", num(hex, vhd_get64(h + 8)));
+    printf("Table offset        : %s\n", num(hex, f->info.bat_offset));
     printf("Header version      : 0x%08x\n", vhd_get32(h + 24));
-    printf("Max BAT size        : %u\n", f->info.max_bat);
-    printf("Block size          : %u (%u MB)\n", f->info.block_size, f->info.block_size >> 20);
+    printf("Max BAT size        : %s\n", num(hex, f->info.max_bat));
+    printf("Block size          : %s (%s MB)\n", num(hex, f->info.block_size), num(hex, f->info.block_size >> 20));
     printf("Parent name         : %s\n", f->info.parent_name);
     printf("Parent UUID         : ");
     print_uuid(f->info.parent_uuid);
-    printf("\nParent timestamp    : %u\n", f->info.parent_time);
+    printf("\nParent timestamp    : %s\n", vhd_time(f->info.parent_time));
     printf("Checksum            : 0x%x|0x%x (Good!)\n\n", vhd_get32(h + 36), vhd_get32(h + 36));
-    for (unsigned k = 0; k < 8; k++) {
-        char *path = NULL;
-        if (!f->info.loc[k].code)
-            continue;
-        printf("VHD Parent Locator %u:\n", k);
-        printf("code                : 0x%08x\n", f->info.loc[k].code);
-        printf("data_space          : %u\n", f->info.loc[k].space);
-        printf("data_length         : %u\n", f->info.loc[k].len);
-        printf("data_offset         : %" PRIu64 "\n", f->info.loc[k].offset);
-        if (storage_vhd_file_locator_path(f, k, &path) == 0)
-            printf("decoded name        : %s\n", path);
-        free(path);
-        printf("\n");
+    if (f->info.type == STORAGE_VHD_TYPE_DIFFERENCING) {
+        printf("VHD Parent Locators:\n--------------------\n");
+        for (unsigned k = 0; k < 8; k++) {
+            char *path = NULL;
+            if (!f->info.loc[k].code)
+                continue;
+            printf("locator:            : %u\n", k);
+            printf("       code         : %s\n", locator_code_name(f->info.loc[k].code));
+            printf("       data_space   : %s\n", num(hex, f->info.loc[k].space));
+            printf("       data_length  : %s\n", num(hex, f->info.loc[k].len));
+            printf("       data_offset  : %s\n", num(hex, f->info.loc[k].offset));
+            if (storage_vhd_file_locator_path(f, k, &path) == 0)
+                printf("       decoded name : %s\n", path);
+            else
+                printf("failed to read parent name\n");
+            free(path);
+            printf("\n");
+        }
     }
+    if (f->info.batmap_bytes) {
+        uint8_t bh[512];
+        if (pread(f->fd, bh, sizeof bh, (off_t)f->info.batmap_header) == (ssize_t)sizeof bh) {
+            printf("VHD Batmap Summary:\n-------------------\n");
+            printf("Batmap offset       : %s\n", num(hex, f->info.batmap_offset));
+            printf("Batmap size (secs)  : %s\n", num(hex, f->info.batmap_bytes / 512));
+            printf("Batmap version      : 0x%08x\n", vhd_get32(bh + VHD_B_VERSION));
+            printf("Checksum            : 0x%x\n\n", vhd_get32(bh + VHD_B_CHECKSUM));
+        }
+    }
+}
+
+static int usage_read(void) {
+    printf("options:\n-h          help\n-n          name\n-p          print VHD headers\n"
+           "-t sec      translate logical sector to VHD location\n-b blk      print bat entry\n"
+           "-m blk      print bitmap\n-i sec      test bitmap for logical sector\n-a          print batmap\n"
+           "-d blk      print data\n-c num      num units\n-r sec      read num sectors at sec\n"
+           "-x          print in hex\n");
+    return EINVAL;
+}
+
+static bool block_in_range(storage_vhd_file *f, uint64_t first, uint64_t count, bool hex) {
+    if (f->info.type == STORAGE_VHD_TYPE_FIXED || first + count > f->info.max_bat) {
+        fprintf(stderr, "block %s past end of file\n", num(hex, first + count));
+        return false;
+    }
+    return true;
+}
+
+/* Raw bytes to stdout: bitmaps, data, sectors read through the chain. */
+static int write_out(const void *buf, size_t len) {
+    return fwrite(buf, 1, len, stdout) == len ? 0 : -EIO;
+}
+
+static int read_sectors(storage_vhd_file *f, uint64_t sector, uint64_t count) {
+    uint8_t *buf = malloc(1 << 20);
+    int rc = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    if (sector > UINT64_MAX / 512 - count || (sector + count) * 512 > storage_vhd_file_virtual_size(f))
+        rc = -ERANGE;
+    else if (f->info.type == STORAGE_VHD_TYPE_DIFFERENCING)
+        rc = storage_vhd_file_open_chain(f, false);
+    while (rc == 0 && count > 0) {
+        uint64_t n = count < 2048 ? count : 2048;
+        if ((rc = storage_vhd_file_read(f, sector * 512, buf, (size_t)n * 512)) == 0)
+            rc = write_out(buf, (size_t)n * 512);
+        sector += n;
+        count -= n;
+    }
+    free(buf);
+    return rc;
+}
+
+static int read_blocks(storage_vhd_file *f, uint64_t first, uint64_t count, bool data) {
+    size_t len = data ? f->info.block_size : f->info.bitmap_len;
+    uint8_t *buf = malloc(len);
+    int rc = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    for (uint64_t b = first; b < first + count && rc == 0; b++) {
+        uint32_t e = f->info.bat[b];
+        if (e == 0xFFFFFFFFu) {
+            printf("block %" PRIu64 " not allocated\n", b);
+            continue;
+        }
+        /* as stored in this file: a differencing disk's absent sectors are not looked up */
+        if (pread(f->fd, buf, len, (off_t)((uint64_t)e * 512 + (data ? f->info.bitmap_len : 0))) != (ssize_t)len)
+            rc = -EIO;
+        if (rc == 0)
+            rc = write_out(buf, len);
+    }
+    free(buf);
+    return rc;
 }
 
 static int cmd_read(int argc, char **argv) {
     storage_vhd_file *f = NULL;
     const char *name = NULL;
-    bool headers = false;
-    int c, rc;
+    bool headers = false, hex = false, batmap = false;
+    uint64_t count = 1, none = UINT64_MAX, lsec = none, bat = none, bitmap = none, tbitmap = none, data = none,
+             rsec = none;
+    int c, rc = 0;
 
     optind = 0;
-    while ((c = getopt(argc, argv, "n:ph")) != -1)
+    while ((c = getopt(argc, argv, "n:pt:b:m:i:ad:c:r:xh")) != -1) {
+        uint64_t *into = NULL;
         switch (c) {
         case 'n': name = optarg; break;
         case 'p': headers = true; break;
-        default:
-            printf("options: <-n name> [-p print headers] [-h help]\n");
-            return EINVAL;
+        case 'a': batmap = true; break;
+        case 'x': hex = true; break;
+        case 't': into = &lsec; break;
+        case 'b': into = &bat; break;
+        case 'm': into = &bitmap; break;
+        case 'i': into = &tbitmap; break;
+        case 'd': into = &data; break;
+        case 'c': into = &count; break;
+        case 'r': into = &rsec; break;
+        default: return usage_read();
         }
-    if (!name || !headers || optind != argc) {
-        printf("options: <-n name> [-p print headers] [-h help]\n");
-        return EINVAL;
+        if (into && (!parse_u64(optarg, into) || *into == none))
+            return usage_read();
     }
-    if ((rc = open_or_report(&f, name, false)) < 0)
-        return status(rc);
-    print_headers(f);
+    if (!name || optind != argc || count == 0 || count > (UINT64_C(1) << 32))
+        return usage_read();
+    {
+        char err[256] = "";
+        rc = storage_vhd_file_open(&f, name, false, err, sizeof err);
+        if (rc < 0) {
+            printf("Failed to open %s: %d\n", name, rc);
+            if (rc == -EINVAL)
+                printf("\n%s appears invalid; dumping headers\n\n%s\n", name, err);
+            return status(rc);
+        }
+    }
+    if (headers)
+        print_headers(f, hex);
+    if (lsec != none || tbitmap != none) {
+        uint64_t first = lsec != none ? lsec : tbitmap;
+        if (first > UINT64_MAX / 512 - count || (first + count) * 512 > storage_vhd_file_virtual_size(f) ||
+            f->info.type == STORAGE_VHD_TYPE_FIXED) {
+            fprintf(stderr, "sector %s past end of file\n", num(hex, first + count));
+            rc = -ERANGE;
+            goto out;
+        }
+        for (uint64_t s = first; s < first + count; s++) {
+            uint32_t spb = f->info.block_size / 512, blk = (uint32_t)(s / spb), in = (uint32_t)(s % spb);
+            uint32_t e = f->info.bat[blk];
+            if (lsec != none) {
+                printf("logical sector %s: block number: %s, sector offset: %s, file offset: %s\n", num(hex, s),
+                       num(hex, blk), num(hex, in),
+                       e == 0xFFFFFFFFu ? "not allocated" : num(hex, ((uint64_t)e + f->info.bitmap_len / 512 + in) * 512));
+            } else {
+                uint8_t byte = 0;
+                if (e != 0xFFFFFFFFu && pread(f->fd, &byte, 1, (off_t)((uint64_t)e * 512 + in / 8)) != 1)
+                    byte = 0;
+                printf("block %s: sec: %s: %d\n", num(hex, blk), num(hex, in), (byte >> (7 - in % 8)) & 1);
+            }
+        }
+    }
+    if (bat != none) {
+        if (!block_in_range(f, bat, count, hex)) {
+            rc = -ERANGE;
+            goto out;
+        }
+        for (uint64_t b = bat; b < bat + count; b++)
+            printf("block: %s: offset: %s\n", num(hex, b),
+                   f->info.bat[b] == 0xFFFFFFFFu ? "not allocated" : num(hex, (uint64_t)f->info.bat[b] * 512));
+    }
+    if (bitmap != none || data != none) {
+        uint64_t first = bitmap != none ? bitmap : data;
+        if (!block_in_range(f, first, count, hex)) {
+            rc = -ERANGE;
+            goto out;
+        }
+        if (bitmap != none && (rc = read_blocks(f, bitmap, count, false)) < 0)
+            goto out;
+        if (data != none && (rc = read_blocks(f, data, count, true)) < 0)
+            goto out;
+    }
+    if (batmap) {
+        uint8_t *map = f->info.batmap_bytes ? malloc(f->info.batmap_bytes) : NULL;
+        if (!map) {
+            printf("failed to read batmap: %d\n", -EINVAL);
+            rc = -EINVAL;
+            goto out;
+        }
+        rc = pread(f->fd, map, f->info.batmap_bytes, (off_t)f->info.batmap_offset) == (ssize_t)f->info.batmap_bytes
+                 ? write_out(map, f->info.batmap_bytes)
+                 : -EIO;
+        free(map);
+        if (rc < 0)
+            goto out;
+    }
+    if (rsec != none && (rc = read_sectors(f, rsec, count)) < 0)
+        goto out;
+out:
     storage_vhd_file_close(f);
-    return 0;
+    fflush(stdout);
+    return status(rc);
 }
 
 /* ---- scan ---------------------------------------------------------------------------- */

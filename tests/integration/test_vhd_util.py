@@ -176,13 +176,35 @@ class VhdUtilTest(unittest.TestCase):
         dump = ok("read", "-p", "-n", self.p("snap.vhd"))
         self.assertRegex(dump, r"Disk type\s+: Differencing hard disk")
         self.assertIn("Parent name         : base.vhd", dump)
-        self.assertIn("decoded name        : ./base.vhd", dump)
+        self.assertIn("       decoded name : ./base.vhd", dump)  # sm greps "decoded name :"
+        self.assertIn("       code         : PLAT_CODE_MACX", dump)
         self.assertIn("Block size          : 2097152 (2 MB)", dump)
         # the parent moved away: the child's parent cannot be resolved
         os.rename(self.p("base.vhd"), self.p("moved.vhd"))
         rc, out, _ = run("query", "-n", self.p("snap.vhd"), "-p")
         self.assertEqual((rc, out), (2, "query failed\n"))
         self.assertEqual(ok("query", "-n", self.p("snap.vhd"), "-p", "-u"), "base.vhd\n")
+
+    def test_read_through_the_chain(self):
+        self.chain()
+        write_sectors(self.p("snap.vhd"), 1024, pattern(1024, 9))
+        want = bytearray(pattern(4096, 1) + b"\0" * 4096)
+        want[1024:2048] = pattern(1024, 9)
+        p = subprocess.run([VHD_UTIL, "read", "-n", self.p("snap.vhd"), "-r", "0", "-c", "16"], capture_output=True)
+        self.assertEqual((p.returncode, p.stdout), (0, bytes(want)))
+        p = subprocess.run([VHD_UTIL, "read", "-n", self.p("base.vhd"), "-r", "0", "-c", "16"], capture_output=True)
+        self.assertEqual(p.stdout, pattern(4096, 1) + b"\0" * 4096)
+        self.assertEqual(run("read", "-n", self.p("snap.vhd"), "-r", 8 * MiB // 512, "-c", 1)[0], 34)  # ERANGE
+        out = ok("read", "-n", self.p("snap.vhd"), "-t", 2, "-c", 2)
+        self.assertRegex(out, r"^logical sector 2: block number: 0, sector offset: 2, file offset: \d+\n"
+                              r"logical sector 3: block number: 0, sector offset: 3, file offset: \d+\n$")
+        self.assertEqual(ok("read", "-n", self.p("snap.vhd"), "-i", 2, "-c", 1), "block 0: sec: 2: 1\n")
+        self.assertEqual(ok("read", "-n", self.p("snap.vhd"), "-i", 0, "-c", 1), "block 0: sec: 0: 0\n")
+        self.assertEqual(ok("read", "-n", self.p("snap.vhd"), "-b", 1), "block: 1: offset: not allocated\n")
+        bitmap = subprocess.run([VHD_UTIL, "read", "-n", self.p("snap.vhd"), "-m", "0"], capture_output=True).stdout
+        self.assertEqual(bitmap[:1], b"\x30")  # sectors 2 and 3, MSB first
+        rc, out, _ = run("read", "-n", self.p("nope.vhd"), "-p")
+        self.assertEqual((rc, out), (2, "Failed to open %s: -2\n" % self.p("nope.vhd")))
 
     def test_snapshot_skips_empty_parents_and_limits_depth(self):
         self.chain()
@@ -200,7 +222,7 @@ class VhdUtilTest(unittest.TestCase):
         self.chain()
         os.mkdir(self.p("sub"))
         ok("snapshot", "-n", self.p("sub/x.vhd"), "-p", self.p("base.vhd"))
-        self.assertIn("decoded name        : ../base.vhd", ok("read", "-p", "-n", self.p("sub/x.vhd")))
+        self.assertIn("       decoded name : ../base.vhd", ok("read", "-p", "-n", self.p("sub/x.vhd")))
         self.assertEqual(ok("query", "-n", self.p("sub/x.vhd"), "-p"), os.path.realpath(self.p("base.vhd")) + "\n")
 
     def test_modify_parent(self):
