@@ -648,6 +648,33 @@ char *storage_vhd_file_parent_name(storage_vhd_file *f) {
     return f->info.parent_name[0] ? strdup(f->info.parent_name) : NULL;
 }
 
+/* Before data is written into a parent the locators name: a VHD parent
+ * must be the one the child was made over (its uuid), a raw one must sit
+ * beside the child, so that a crafted child cannot aim a coalesce at an
+ * arbitrary file. */
+static int writable_parent_ok(storage_vhd_file *f, const char *parent_path) {
+    char *a = NULL, *b = NULL, *child_dir = NULL, *parent_dir = NULL;
+    int rc = 0;
+
+    if (!f->parent->raw) {
+        if (memcmp(f->parent->info.uuid, f->info.parent_uuid, 16) != 0)
+            rc = failf(f->error, sizeof f->error, "parent %s is not the one %s was made over (uuid)", parent_path,
+                       f->path);
+        return rc;
+    }
+    a = strdup(f->path);
+    b = strdup(parent_path);
+    child_dir = a ? realpath(dirname(a), NULL) : NULL;
+    parent_dir = b ? realpath(dirname(b), NULL) : NULL;
+    if (!child_dir || !parent_dir || strcmp(child_dir, parent_dir) != 0)
+        rc = failf(f->error, sizeof f->error, "raw parent %s is not beside %s", parent_path, f->path);
+    free(a);
+    free(b);
+    free(child_dir);
+    free(parent_dir);
+    return rc;
+}
+
 int storage_vhd_file_open_chain(storage_vhd_file *f, bool parent_writable) {
     storage_vhd_file *cur = f;
     unsigned depth = 1;
@@ -666,6 +693,10 @@ int storage_vhd_file_open_chain(storage_vhd_file *f, bool parent_writable) {
             rc = storage_vhd_file_open_raw(&cur->parent, path, parent_writable && cur == f);
         else
             rc = storage_vhd_file_open(&cur->parent, path, parent_writable && cur == f, f->error, sizeof f->error);
+        if (rc == 0 && parent_writable && cur == f && (rc = writable_parent_ok(f, path)) < 0) {
+            storage_vhd_file_close(f->parent);
+            f->parent = NULL;
+        }
         free(path);
         if (rc < 0)
             return rc;

@@ -222,6 +222,24 @@ static void test_coalesce(void **state) {
     expect(f, BS, 512, -1);
     assert_int_equal(storage_vhd_file_check(f, false, err, sizeof err), 0);
     storage_vhd_file_close(f);
+    /* a parent that is not the one the child was made over is never written */
+    make("cx.vhd", 4 * MiB, NULL);
+    make("cy.vhd", 0, "cx.vhd");
+    write_at("cy.vhd", 0, 512, 4);
+    {
+        /* cx.vhd replaced by another image of the same name */
+        char from[128];
+        snprintf(from, sizeof from, "%s", path_of("cx.vhd"));
+        assert_int_equal(unlink(from), 0);
+        make("cx.vhd", 4 * MiB, NULL);
+    }
+    f = open_file("cy.vhd", false);
+    assert_int_equal(storage_vhd_file_open_chain(f, true), -EINVAL);
+    assert_non_null(strstr(f->error, "uuid"));
+    storage_vhd_file_close(f);
+    f = open_file("cx.vhd", false);
+    assert_int_equal(storage_vhd_info_allocated(&f->info), 0);
+    storage_vhd_file_close(f);
     /* a dynamic disk has nothing to coalesce into */
     f = open_file("cb.vhd", false);
     assert_int_equal(storage_vhd_file_coalesce(f, &n), -EINVAL);
@@ -305,6 +323,24 @@ static void test_raw_parent(void **state) {
     assert_true(f->parent->raw);
     expect(f, 0, 4096, 11);
     expect(f, 4096, 4096, -1);
+    storage_vhd_file_close(f);
+    f = open_file("over.vhd", false); /* beside it: may be coalesced into */
+    assert_int_equal(storage_vhd_file_open_chain(f, true), 0);
+    storage_vhd_file_close(f);
+    /* a raw parent elsewhere is read, never written */
+    assert_int_equal(mkdir(path_of("elsewhere"), 0755), 0);
+    assert_int_equal(rename(parent, path_of("elsewhere/disk.raw")), 0);
+    snprintf(parent, sizeof parent, "%s", path_of("elsewhere/disk.raw"));
+    f = open_file("over.vhd", true);
+    assert_int_equal(storage_vhd_file_set_parent(f, parent, true), 0);
+    storage_vhd_file_close(f);
+    f = open_file("over.vhd", false);
+    assert_int_equal(storage_vhd_file_open_chain(f, false), 0);
+    expect(f, 0, 4096, 11);
+    storage_vhd_file_close(f);
+    f = open_file("over.vhd", false);
+    assert_int_equal(storage_vhd_file_open_chain(f, true), -EINVAL);
+    assert_non_null(strstr(f->error, "not beside"));
     storage_vhd_file_close(f);
 }
 
