@@ -1195,6 +1195,24 @@ int storage_vhd_file_set_hidden(storage_vhd_file *f, bool hidden) {
     return write_footers(f);
 }
 
+int storage_vhd_file_marker(storage_vhd_file *f, uint8_t *ret_marker) {
+    if (f->raw || !f->info.batmap_bytes)
+        return -ENOENT;
+    return fd_read(f, f->info.batmap_header + VHD_B_MARKER, ret_marker, 1);
+}
+
+int storage_vhd_file_set_marker(storage_vhd_file *f, uint8_t marker) {
+    int rc;
+
+    if (!f->writable || f->raw)
+        return -EBADF;
+    if (!f->info.batmap_bytes)
+        return -ENOENT;
+    if ((rc = fd_write(f, f->info.batmap_header + VHD_B_MARKER, &marker, 1)) < 0)
+        return rc;
+    return fsync(f->fd) < 0 ? -errno : 0;
+}
+
 int storage_vhd_file_set_parent(storage_vhd_file *f, const char *parent, bool parent_raw) {
     parent_facts pf = {0};
     uint8_t *h = f->info.header;

@@ -145,6 +145,9 @@ int storage_vhd_create(const storage_vhd_create_params *p, char *err, size_t err
 /* Makes f (differencing) point at a new parent. */
 int storage_vhd_file_set_parent(storage_vhd_file *f, const char *parent, bool parent_raw);
 int storage_vhd_file_set_hidden(storage_vhd_file *f, bool hidden);
+/* tapdisk's marker byte (in the batmap header): -ENOENT without a batmap. */
+int storage_vhd_file_marker(storage_vhd_file *f, uint8_t *ret_marker);
+int storage_vhd_file_set_marker(storage_vhd_file *f, uint8_t marker);
 /* Grows the virtual size (bytes, rounded up to a block); -EINVAL to shrink. */
 int storage_vhd_file_resize(storage_vhd_file *f, uint64_t size);
 /* Moves the primary footer so the image takes `bytes` (>= phys size). */

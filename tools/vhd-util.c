@@ -124,8 +124,11 @@ static int cmd_query(int argc, char **argv) {
     }
     if (fields)
         printf("hidden: %d\n", f->info.footer[VHD_F_HIDDEN]);
-    if (marker)
-        printf("marker: 0\n"); /* no batmap in these images: never marked */
+    if (marker) {
+        uint8_t m = 0;
+        (void)storage_vhd_file_marker(f, &m); /* no batmap (images made here): never marked */
+        printf("marker: %u\n", m);
+    }
     if (depth) {
         if ((rc = storage_vhd_file_open_chain(f, false)) < 0) {
             printf("error checking chain depth: %d\n", rc);
@@ -308,13 +311,16 @@ static int cmd_set(int argc, char **argv) {
         }
     if (!name || !field || !have_value || optind != argc)
         return usage_set();
-    if (strcmp(field, "hidden") != 0) {
-        printf("invalid field %s\n", field); /* marker lives in a batmap, which these images have none of */
+    if (strcmp(field, "hidden") != 0 && strcmp(field, "marker") != 0) {
+        printf("invalid field %s\n", field);
         return EINVAL;
     }
     if ((rc = open_or_report(&f, name, true)) < 0)
         return status(rc);
-    rc = storage_vhd_file_set_hidden(f, value != 0);
+    if (field[0] == 'h')
+        rc = storage_vhd_file_set_hidden(f, value != 0);
+    else if ((rc = storage_vhd_file_set_marker(f, (uint8_t)value)) == -ENOENT)
+        rc = -EINVAL; /* the marker lives in a batmap, which images made here have none of */
     if (rc < 0)
         printf("failed to set %s: %d\n", field, rc);
     storage_vhd_file_close(f);

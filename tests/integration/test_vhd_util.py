@@ -357,6 +357,16 @@ class VhdUtilTest(unittest.TestCase):
             self.assertIn("virtual size: 64 MiB", subprocess.run(["qemu-img", "info", "-f", "vpc", dev],
                                                                  capture_output=True, text=True).stdout)
 
+    def test_marker_lives_in_a_batmap(self):
+        ok("create", "-n", self.p("a.vhd"), "-s", 4)
+        self.assertEqual(ok("query", "-n", self.p("a.vhd"), "-m"), "marker: 0\n")
+        self.assertEqual(run("set", "-n", self.p("a.vhd"), "-f", "marker", "-v", 1)[0], 22)  # no batmap here
+        img = os.path.join(ROOT, "tests", "fuzz", "corpus", "vhd_file", "tapdisk_batmap.vhd")
+        shutil.copy(img, self.p("tap.vhd"))
+        self.assertEqual(ok("set", "-n", self.p("tap.vhd"), "-f", "marker", "-v", 1), "")
+        self.assertEqual(ok("query", "-n", self.p("tap.vhd"), "-m", "-f"), "hidden: 0\nmarker: 1\n")
+        self.assertIn("VHD Batmap Summary:", ok("read", "-p", "-n", self.p("tap.vhd")))
+
     def test_resize(self):
         ok("create", "-n", self.p("a.vhd"), "-s", 4)
         write_sectors(self.p("a.vhd"), 512, pattern(512, 3))
