@@ -6,86 +6,38 @@
 #include <string.h>
 
 #include "storage/vhd.h"
+#include "storage/vhd_format.h"
 
-#define FOOTER_COOKIE "conectix"
-#define HEADER_COOKIE "cxsparse"
-#define DISK_FIXED 2
-#define DISK_DYNAMIC 3
-#define DISK_DIFFERENCING 4
-#define BAT_UNUSED 0xFFFFFFFFu
-#define VHD_EPOCH INT64_C(946684800)        /* 2000-01-01T00:00:00Z, the footer's time origin */
+#define FOOTER_COOKIE VHD_FOOTER_COOKIE
+#define HEADER_COOKIE VHD_HEADER_COOKIE
+#define DISK_FIXED VHD_DISK_FIXED
+#define DISK_DYNAMIC VHD_DISK_DYNAMIC
+#define DISK_DIFFERENCING VHD_DISK_DIFFERENCING
+#define BAT_UNUSED VHD_BAT_UNUSED
 #define MAX_HEADER_OFFSET (UINT64_C(1) << 20) /* where a dynamic header may start, at most */
 #define MIN_BLOCK_SIZE STORAGE_VHD_SECTOR
 #define MAX_BLOCK_SIZE (64u << 20)
 
-/* Footer fields (byte offsets). */
 enum {
-    F_FEATURES = 8,
-    F_VERSION = 12,
-    F_DATA_OFFSET = 16,
-    F_TIMESTAMP = 24,
-    F_CREATOR_APP = 28,
-    F_CREATOR_VERSION = 32,
-    F_CREATOR_OS = 36,
-    F_ORIGINAL_SIZE = 40,
-    F_CURRENT_SIZE = 48,
-    F_GEOMETRY = 56,
-    F_DISK_TYPE = 60,
-    F_CHECKSUM = 64,
-    F_UNIQUE_ID = 68,
+    F_DATA_OFFSET = VHD_F_DATA_OFFSET,
+    F_CURRENT_SIZE = VHD_F_CURRENT_SIZE,
+    F_DISK_TYPE = VHD_F_DISK_TYPE,
+    F_CHECKSUM = VHD_F_CHECKSUM,
+    H_DATA_OFFSET = VHD_H_DATA_OFFSET,
+    H_TABLE_OFFSET = VHD_H_TABLE_OFFSET,
+    H_VERSION = VHD_H_VERSION,
+    H_MAX_ENTRIES = VHD_H_MAX_ENTRIES,
+    H_BLOCK_SIZE = VHD_H_BLOCK_SIZE,
+    H_CHECKSUM = VHD_H_CHECKSUM,
 };
-
-/* Dynamic header fields. */
-enum {
-    H_DATA_OFFSET = 8,
-    H_TABLE_OFFSET = 16,
-    H_VERSION = 24,
-    H_MAX_ENTRIES = 28,
-    H_BLOCK_SIZE = 32,
-    H_CHECKSUM = 36,
-};
-
-static uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get64(const uint8_t *p) {
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
-static void put32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put64(uint8_t *p, uint64_t v) {
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-
-/* One's complement of the byte sum, the checksum field counted as zeros. */
-static uint32_t checksum(const uint8_t *p, size_t len, size_t field) {
-    uint32_t sum = 0;
-
-    for (size_t i = 0; i < len; i++)
-        if (i < field || i >= field + 4)
-            sum += p[i];
-    return ~sum;
-}
 
 static bool footer_valid(const uint8_t *f) {
     return memcmp(f, FOOTER_COOKIE, 8) == 0 &&
-           get32(f + F_CHECKSUM) == checksum(f, STORAGE_VHD_FOOTER_SIZE, F_CHECKSUM);
-}
-
-static uint64_t round_up(uint64_t v, uint64_t to) {
-    return (v + to - 1) / to * to;
+           vhd_get32(f + F_CHECKSUM) == vhd_checksum(f, STORAGE_VHD_FOOTER_SIZE, F_CHECKSUM);
 }
 
 static uint32_t bitmap_bytes(uint32_t block_size) {
-    return (uint32_t)round_up((block_size / STORAGE_VHD_SECTOR + 7) / 8, STORAGE_VHD_SECTOR);
+    return (uint32_t)vhd_round_up((block_size / STORAGE_VHD_SECTOR + 7) / 8, STORAGE_VHD_SECTOR);
 }
 
 /* ---- decoder ------------------------------------------------------------------ */
@@ -183,7 +135,7 @@ static bool skip_to(storage_vhd_decoder *d, uint64_t to, const uint8_t **p, size
 
 static int first_sector(storage_vhd_decoder *d) {
     const uint8_t *f = d->buf;
-    uint32_t type = get32(f + F_DISK_TYPE);
+    uint32_t type = vhd_get32(f + F_DISK_TYPE);
 
     if (memcmp(f, FOOTER_COOKIE, 8) != 0 || (type != DISK_DYNAMIC && type != DISK_DIFFERENCING)) {
         d->ph = P_FIXED; /* the sector is data, held back in case it is the footer */
@@ -193,8 +145,8 @@ static int first_sector(storage_vhd_decoder *d) {
         return fail(d, "bad footer checksum");
     if (type == DISK_DIFFERENCING)
         return fail(d, "differencing VHDs are not supported");
-    d->size = get64(f + F_CURRENT_SIZE);
-    d->header_offset = get64(f + F_DATA_OFFSET);
+    d->size = vhd_get64(f + F_CURRENT_SIZE);
+    d->header_offset = vhd_get64(f + F_DATA_OFFSET);
     if (d->size > STORAGE_VHD_MAX_SIZE)
         return fail(d, "virtual size %llu too large", (unsigned long long)d->size);
     if (d->header_offset < STORAGE_VHD_FOOTER_SIZE || d->header_offset > MAX_HEADER_OFFSET)
@@ -210,11 +162,11 @@ static int dynamic_header(storage_vhd_decoder *d) {
 
     if (memcmp(h, HEADER_COOKIE, 8) != 0)
         return fail(d, "no dynamic header");
-    if (get32(h + H_CHECKSUM) != checksum(h, STORAGE_VHD_HEADER_SIZE, H_CHECKSUM))
+    if (vhd_get32(h + H_CHECKSUM) != vhd_checksum(h, STORAGE_VHD_HEADER_SIZE, H_CHECKSUM))
         return fail(d, "bad dynamic header checksum");
-    d->bat_offset = get64(h + H_TABLE_OFFSET);
-    entries = get32(h + H_MAX_ENTRIES);
-    d->block_size = get32(h + H_BLOCK_SIZE);
+    d->bat_offset = vhd_get64(h + H_TABLE_OFFSET);
+    entries = vhd_get32(h + H_MAX_ENTRIES);
+    d->block_size = vhd_get32(h + H_BLOCK_SIZE);
     if (d->block_size < MIN_BLOCK_SIZE || d->block_size > MAX_BLOCK_SIZE || (d->block_size & (d->block_size - 1)))
         return fail(d, "block size %u", d->block_size);
     if (d->bat_offset < d->header_offset + STORAGE_VHD_HEADER_SIZE || d->bat_offset > STORAGE_VHD_MAX_SIZE)
@@ -249,7 +201,7 @@ static int bat_done(storage_vhd_decoder *d) {
     if (!d->order)
         return -ENOMEM;
     for (uint32_t i = 0; i < d->nblocks; i++) {
-        uint32_t e = get32(d->bat + (size_t)i * 4);
+        uint32_t e = vhd_get32(d->bat + (size_t)i * 4);
         uint64_t at = (uint64_t)i * d->block_size;
 
         if (e == BAT_UNUSED) {
@@ -426,10 +378,10 @@ int storage_vhd_decoder_finish(storage_vhd_decoder *d, uint64_t *ret_size) {
     d->error[0] = '\0';
     switch (d->ph) {
     case P_FIXED:
-        if (d->have != STORAGE_VHD_FOOTER_SIZE || !footer_valid(f) || get32(f + F_DISK_TYPE) != DISK_FIXED)
+        if (d->have != STORAGE_VHD_FOOTER_SIZE || !footer_valid(f) || vhd_get32(f + F_DISK_TYPE) != DISK_FIXED)
             return fail(d, "not a VHD (no valid footer)");
-        if (get64(f + F_CURRENT_SIZE) != d->fixed_len)
-            return fail(d, "fixed VHD of %llu bytes holds %llu", (unsigned long long)get64(f + F_CURRENT_SIZE),
+        if (vhd_get64(f + F_CURRENT_SIZE) != d->fixed_len)
+            return fail(d, "fixed VHD of %llu bytes holds %llu", (unsigned long long)vhd_get64(f + F_CURRENT_SIZE),
                         (unsigned long long)d->fixed_len);
         *ret_size = d->fixed_len;
         return 0;
@@ -448,11 +400,10 @@ int storage_vhd_decoder_finish(storage_vhd_decoder *d, uint64_t *ret_size) {
 uint32_t storage_vhd_blocks(uint64_t disk_size) {
     if (disk_size > STORAGE_VHD_MAX_SIZE)
         return 0;
-    return (uint32_t)((round_up(disk_size, STORAGE_VHD_SECTOR) + STORAGE_VHD_BLOCK_SIZE - 1) / STORAGE_VHD_BLOCK_SIZE);
+    return (uint32_t)((vhd_round_up(disk_size, STORAGE_VHD_SECTOR) + STORAGE_VHD_BLOCK_SIZE - 1) / STORAGE_VHD_BLOCK_SIZE);
 }
 
-/* Cylinders, heads, sectors per track for a size, as the VHD specification computes them. */
-static uint32_t geometry(uint64_t size) {
+uint32_t storage_vhd_geometry(uint64_t size) {
     uint64_t total = size / STORAGE_VHD_SECTOR, cth;
     uint32_t spt, heads;
 
@@ -482,29 +433,38 @@ static uint32_t geometry(uint64_t size) {
     return (uint32_t)(cth / heads) << 16 | heads << 8 | spt;
 }
 
-static void make_footer(uint8_t *f, uint64_t size, const uint8_t id[16], int64_t now) {
+void storage_vhd_footer_init(uint8_t *f, uint64_t size, uint32_t type, const uint8_t id[16], int64_t now) {
     memset(f, 0, STORAGE_VHD_FOOTER_SIZE);
     memcpy(f, FOOTER_COOKIE, 8);
-    put32(f + F_FEATURES, 2);
-    put32(f + F_VERSION, 0x00010000);
-    put64(f + F_DATA_OFFSET, STORAGE_VHD_FOOTER_SIZE);
-    put32(f + F_TIMESTAMP, now > VHD_EPOCH ? (uint32_t)(now - VHD_EPOCH) : 0);
+    vhd_put32(f + VHD_F_FEATURES, 2);
+    vhd_put32(f + VHD_F_VERSION, 0x00010000);
+    vhd_put64(f + F_DATA_OFFSET, type == DISK_FIXED ? UINT64_MAX : STORAGE_VHD_FOOTER_SIZE);
+    vhd_put32(f + VHD_F_TIMESTAMP, now > VHD_EPOCH ? (uint32_t)(now - VHD_EPOCH) : 0);
     /* blktap's vhd-util, as XenServer's own VHDs: readers that otherwise size
      * a VHD by its CHS geometry (qemu) take current_size for this creator. */
-    memcpy(f + F_CREATOR_APP, "tap\0", 4);
-    put32(f + F_CREATOR_VERSION, 0x00010000);
-    memcpy(f + F_CREATOR_OS, "Lnux", 4);
-    put64(f + F_ORIGINAL_SIZE, size);
-    put64(f + F_CURRENT_SIZE, size);
-    put32(f + F_GEOMETRY, geometry(size));
-    put32(f + F_DISK_TYPE, DISK_DYNAMIC);
-    memcpy(f + F_UNIQUE_ID, id, 16);
-    put32(f + F_CHECKSUM, checksum(f, STORAGE_VHD_FOOTER_SIZE, F_CHECKSUM));
+    memcpy(f + VHD_F_CREATOR_APP, "tap\0", 4);
+    vhd_put32(f + VHD_F_CREATOR_VERSION, 0x00010000);
+    memcpy(f + VHD_F_CREATOR_OS, "Lnux", 4);
+    vhd_put64(f + VHD_F_ORIGINAL_SIZE, size);
+    vhd_put64(f + F_CURRENT_SIZE, size);
+    vhd_put32(f + VHD_F_GEOMETRY, storage_vhd_geometry(size));
+    vhd_put32(f + F_DISK_TYPE, type);
+    memcpy(f + VHD_F_UNIQUE_ID, id, 16);
+    vhd_put32(f + F_CHECKSUM, vhd_checksum(f, STORAGE_VHD_FOOTER_SIZE, F_CHECKSUM));
+}
+
+void storage_vhd_header_init(uint8_t *h, uint64_t bat_offset, uint32_t max_bat) {
+    memcpy(h, HEADER_COOKIE, 8);
+    vhd_put64(h + H_DATA_OFFSET, UINT64_MAX);
+    vhd_put64(h + H_TABLE_OFFSET, bat_offset);
+    vhd_put32(h + H_VERSION, 0x00010000);
+    vhd_put32(h + H_MAX_ENTRIES, max_bat);
+    vhd_put32(h + H_BLOCK_SIZE, STORAGE_VHD_BLOCK_SIZE);
 }
 
 int storage_vhd_layout_init(storage_vhd_layout *l, uint64_t disk_size, const bool *present, const uint8_t id[16],
                             int64_t now) {
-    uint64_t size = round_up(disk_size, STORAGE_VHD_SECTOR), bat_at = STORAGE_VHD_FOOTER_SIZE + STORAGE_VHD_HEADER_SIZE;
+    uint64_t size = vhd_round_up(disk_size, STORAGE_VHD_SECTOR), bat_at = STORAGE_VHD_FOOTER_SIZE + STORAGE_VHD_HEADER_SIZE;
     uint32_t nblocks = storage_vhd_blocks(disk_size), n = 0, per_block = (STORAGE_VHD_SECTOR + STORAGE_VHD_BLOCK_SIZE) /
                                                                          STORAGE_VHD_SECTOR;
     storage_vhd_layout t = {0};
@@ -514,30 +474,25 @@ int storage_vhd_layout_init(storage_vhd_layout *l, uint64_t disk_size, const boo
         return -EFBIG;
     t.size = size;
     t.nblocks = nblocks;
-    t.meta_len = (size_t)round_up(bat_at + (uint64_t)nblocks * 4, STORAGE_VHD_SECTOR);
+    t.meta_len = (size_t)vhd_round_up(bat_at + (uint64_t)nblocks * 4, STORAGE_VHD_SECTOR);
     t.meta = calloc(1, t.meta_len);
     t.allocated = malloc(((size_t)nblocks + 1) * sizeof *t.allocated);
     if (!t.meta || !t.allocated) {
         storage_vhd_layout_free(&t);
         return -ENOMEM;
     }
-    make_footer(t.footer, size, id, now);
+    storage_vhd_footer_init(t.footer, size, DISK_DYNAMIC, id, now);
     memcpy(t.meta, t.footer, STORAGE_VHD_FOOTER_SIZE);
     h = t.meta + STORAGE_VHD_FOOTER_SIZE;
-    memcpy(h, HEADER_COOKIE, 8);
-    put64(h + H_DATA_OFFSET, UINT64_MAX);
-    put64(h + H_TABLE_OFFSET, bat_at);
-    put32(h + H_VERSION, 0x00010000);
-    put32(h + H_MAX_ENTRIES, nblocks);
-    put32(h + H_BLOCK_SIZE, STORAGE_VHD_BLOCK_SIZE);
-    put32(h + H_CHECKSUM, checksum(h, STORAGE_VHD_HEADER_SIZE, H_CHECKSUM));
+    storage_vhd_header_init(h, bat_at, nblocks);
+    vhd_put32(h + H_CHECKSUM, vhd_checksum(h, STORAGE_VHD_HEADER_SIZE, H_CHECKSUM));
     for (uint32_t i = 0; i < nblocks; i++) {
         uint32_t e = BAT_UNUSED;
         if (present[i]) {
             e = (uint32_t)(t.meta_len / STORAGE_VHD_SECTOR) + n * per_block;
             t.allocated[n++] = i;
         }
-        put32(t.meta + bat_at + (size_t)i * 4, e);
+        vhd_put32(t.meta + bat_at + (size_t)i * 4, e);
     }
     t.nallocated = n;
     t.total = t.meta_len + (uint64_t)n * per_block * STORAGE_VHD_SECTOR + STORAGE_VHD_FOOTER_SIZE;
