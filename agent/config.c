@@ -148,6 +148,8 @@ typedef enum key_kind {
 
 static const char *const backend_choices[] = {"sim", "libxl", NULL};
 static const char *const log_target_choices[] = {"auto", "journal", "stderr", NULL};
+static const char *const role_choices[] = {"pool-admin", "pool-operator", "vm-power-admin", "vm-admin",
+                                           "vm-operator", "read-only", NULL};
 
 static const struct config_key {
     const char *name;
@@ -174,6 +176,8 @@ static const struct config_key {
     {"clean_shutdown_timeout", KEY_INT, offsetof(agent_config, clean_shutdown_timeout), 1, 86400, NULL},
     {"sim_guest_delay_ms", KEY_INT, offsetof(agent_config, sim_guest_delay_ms), 0, 60000, NULL},
     {"console_log_dir", KEY_PATH, offsetof(agent_config, console_log_dir), 0, 0, NULL},
+    {"pam_service", KEY_PATH_EMPTY, offsetof(agent_config, pam_service), 0, 0, NULL},
+    {"pam_default_role", KEY_CHOICE, offsetof(agent_config, pam_default_role), 0, 0, role_choices},
 };
 
 /* "a, b or c", for messages; static storage (errors only, single-threaded start-up). */
@@ -414,7 +418,10 @@ static int set_defaults(agent_config *c) {
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
     c->console_log_dir = strdup("/var/log/xen/console");
-    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir)
+    c->pam_service = strdup("");
+    c->pam_default_role = strdup("read-only");
+    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir ||
+        !c->pam_service || !c->pam_default_role)
         return -ENOMEM;
     return 0;
 }
@@ -517,5 +524,7 @@ void agent_config_free(agent_config *c) {
     free(c->backend);
     free(c->log_target);
     free(c->console_log_dir);
+    free(c->pam_service);
+    free(c->pam_default_role);
     *c = (agent_config){0};
 }

@@ -27,6 +27,8 @@ typedef struct agent_config {
     int clean_shutdown_timeout; /* seconds a guest has to honour a clean shutdown/reboot, default 1200 */
     int sim_guest_delay_ms;   /* sim backend: how long a simulated guest takes to react, default 20 */
     char *console_log_dir;    /* libxl backend: where xenconsoled logs guests, default "/var/log/xen/console" */
+    char *pam_service;        /* PAM service for host users not in the accounts file; "" (default): no PAM */
+    char *pam_default_role;   /* the role of host users logged in through PAM, default "read-only" */
 } agent_config;
 
 /* Parses argv (may print usage/version and return 1 meaning "exit 0"),

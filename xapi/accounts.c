@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <security/pam_appl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -504,4 +505,40 @@ int xapi_accounts_authenticate(const char *path, const char *user, const char *p
 
 bool xapi_accounts_verify(const char *path, const char *user, const char *password) {
     return xapi_accounts_authenticate(path, user, password, NULL) == 0;
+}
+
+/* --- host users through PAM ---------------------------------------------------- */
+
+/* Answers PAM's password prompts with the password; other prompts get nothing. */
+static int pam_conversation(int n, const struct pam_message **msgs, struct pam_response **ret, void *password) {
+    struct pam_response *r = calloc((size_t)n, sizeof *r);
+
+    if (!r)
+        return PAM_BUF_ERR;
+    for (int i = 0; i < n; i++)
+        if (msgs[i]->msg_style == PAM_PROMPT_ECHO_OFF && !(r[i].resp = strdup(password))) {
+            for (int k = 0; k < i; k++)
+                free(r[k].resp);
+            free(r);
+            return PAM_BUF_ERR;
+        }
+    *ret = r;
+    return PAM_SUCCESS;
+}
+
+int xapi_accounts_pam_authenticate(const char *service, const char *user, const char *password) {
+    struct pam_conv conv = {pam_conversation, (void *)password};
+    pam_handle_t *pamh = NULL;
+    int prc;
+
+    if (!service || !*service || !valid_user(user) || !password)
+        return -EINVAL;
+    prc = pam_start(service, user, &conv, &pamh);
+    if (prc != PAM_SUCCESS)
+        return -EIO;
+    prc = pam_authenticate(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+    if (prc == PAM_SUCCESS)
+        prc = pam_acct_mgmt(pamh, PAM_SILENT);
+    pam_end(pamh, prc);
+    return prc == PAM_SUCCESS ? 0 : -EACCES;
 }

@@ -23,3 +23,6 @@ int xapi_accounts_set(const char *path, const char *user, const char *password);
 int xapi_accounts_add(const char *path, const char *user, const char *password, const char *roles);
 /* Replaces the roles of an existing account (-ENOENT if none). */
 int xapi_accounts_set_roles(const char *path, const char *user, const char *roles);
+/* Checks a host user's password through the PAM service (its auth and account
+ * stacks). 0 on success, -EACCES when PAM says no, -EIO when PAM cannot start. */
+int xapi_accounts_pam_authenticate(const char *service, const char *user, const char *password);

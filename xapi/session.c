@@ -66,13 +66,23 @@ static void session_destroy(xapi_server *srv, xapi_obj *o) {
     xapi_obj_destroy(srv->store, o);
 }
 
-/* Whether the password is right; the account's roles in *ret_mask. Accounts from before
- * roles (no roles field) keep the pool-admin rights every account had then. */
-static bool account_roles(xapi_call *c, const char *uname, const char *pwd, unsigned *ret_mask) {
+/* Whether the password is right; the account's roles in *ret_mask, its subject identifier in
+ * sid. Accounts from before roles (no roles field) keep the pool-admin rights every account had
+ * then. Users the file does not know may be host users, through PAM if configured. */
+static bool account_roles(xapi_call *c, const char *uname, const char *pwd, unsigned *ret_mask, char *sid,
+                          size_t sid_size) {
+    const agent_config *cfg = c->srv->config;
     char *roles = NULL;
     unsigned mask = 1u << XAPI_ROLE_POOL_ADMIN;
-    bool ok = xapi_accounts_authenticate(c->srv->config->accounts_file, uname, pwd, &roles) == 0;
+    int rc = xapi_accounts_authenticate(cfg->accounts_file, uname, pwd, &roles);
+    bool ok = rc == 0;
 
+    snprintf(sid, sid_size, "local:%s", uname);
+    if (rc == -ENOENT && *cfg->pam_service && xapi_accounts_pam_authenticate(cfg->pam_service, uname, pwd) == 0) {
+        snprintf(sid, sid_size, "pam:%s", uname);
+        roles = xapi_strdup(cfg->pam_default_role);
+        ok = true;
+    }
     if (ok && roles && xapi_roles_parse(roles, &mask) < 0) {
         log_warning("session: account '%s' has an unknown role in '%s'; it gets none", uname, roles);
         mask = 0;
@@ -88,13 +98,13 @@ static int login_common(xapi_call *c, const char *uname, const char *pwd, const 
     int64_t now = xapi_wall_seconds();
     xapi_obj *o, *old;
     unsigned count, roles = 0;
-    char ref[XAPI_REF_LEN + 1], sid[256];
+    char ref[XAPI_REF_LEN + 1], sid[256] = "";
     bool superuser = c->local_root || strcmp(uname, "root") == 0;
     int rc;
 
     if (!*originator && c->originator)
         originator = c->originator;
-    if (!c->local_root && !account_roles(c, uname, pwd, &roles)) {
+    if (!c->local_root && !account_roles(c, uname, pwd, &roles, sid, sizeof sid)) {
         /* Slow down password guessing; the connection thread sleeps, nobody else waits. */
         struct timespec ts = {cfg->auth_fail_delay_ms / 1000, (long)(cfg->auth_fail_delay_ms % 1000) * 1000000L};
         log_notice("session: authentication failed for user '%s'", uname);
@@ -102,7 +112,6 @@ static int login_common(xapi_call *c, const char *uname, const char *pwd, const 
         return xapi_call_fail(c, "SESSION_AUTHENTICATION_FAILED", uname, "Authentication failure");
     }
     if (!superuser) {
-        snprintf(sid, sizeof sid, "local:%s", uname);
         if (!roles) {
             log_notice("session: '%s' has no roles", uname);
             return xapi_call_fail(c, "RBAC_PERMISSION_DENIED", uname, "The user has no roles in this pool");

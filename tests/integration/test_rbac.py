@@ -241,5 +241,57 @@ class Rbac(DaemonTest):
         self.assertNotEqual(self.account("add", "x", "read-only", check=False).returncode, 0, "no password")
 
 
+PAM_DIR = "/etc/pam.d"
+
+
+def pam_service(name, module):
+    """A PAM service file whose auth and account stacks are one module (pam_permit, pam_deny)."""
+    path = os.path.join(PAM_DIR, name)
+    with open(path, "w") as f:
+        f.write("auth required %s.so\naccount required %s.so\n" % (module, module))
+    return path
+
+
+@unittest.skipUnless(os.access(PAM_DIR, os.W_OK), "needs to write a service file in /etc/pam.d")
+class Pam(unittest.TestCase):
+    """Host users through PAM (pam_service), with service files the test writes: pam_permit
+    says yes to any password, pam_deny no."""
+
+    def start(self, module, extra=""):
+        from harness import Daemon
+        name = "xenapid-test-%d-%s" % (os.getpid(), module)
+        self.addCleanup(os.unlink, pam_service(name, module))
+        d = Daemon(extra_config="pam_service = %s\n%s" % (name, extra)).start()
+        self.addCleanup(d.cleanup)
+        return d, d.proxy()
+
+    def test_permitted_host_user_gets_the_default_role(self):
+        d, x = self.start("pam_permit")
+        s = ok(x.session.login_with_password("hostuser", "any", "1.0", "t"))
+        self.assertEqual(ok(x.session.get_auth_user_sid(s, s)), "pam:hostuser")
+        self.assertIn("read-only", ok(x.session.get_rbac_permissions(s, s)))
+        self.assertEqual(fail(x.VM.create(s, {}))[:2], ["RBAC_PERMISSION_DENIED", "vm.create"])
+        # The accounts file still comes first: root's password is checked there, not by PAM.
+        self.assertEqual(fail(x.session.login_with_password("root", "wrong"))[0], "SESSION_AUTHENTICATION_FAILED")
+        ok(x.session.login_with_password("root", PASSWORD))
+
+    def test_default_role_is_configurable(self):
+        d, x = self.start("pam_permit", "pam_default_role = vm-admin\n")
+        s = ok(x.session.login_with_password("hostuser", "any"))
+        vm = create_vm(x, s)
+        ok(x.VM.destroy(s, vm))
+
+    def test_denied_host_user(self):
+        d, x = self.start("pam_deny")
+        self.assertEqual(fail(x.session.login_with_password("hostuser", "any"))[0], "SESSION_AUTHENTICATION_FAILED")
+
+    def test_off_by_default(self):
+        from harness import Daemon
+        d = Daemon().start()
+        self.addCleanup(d.cleanup)
+        self.assertEqual(fail(d.proxy().session.login_with_password("hostuser", "any"))[0],
+                         "SESSION_AUTHENTICATION_FAILED")
+
+
 if __name__ == "__main__":
     unittest.main()

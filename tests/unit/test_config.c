@@ -107,6 +107,8 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->max_tasks, 200);
     assert_int_equal(c->event_batch_delay_ms, 50);
     assert_string_equal(c->console_log_dir, "/var/log/xen/console");
+    assert_string_equal(c->pam_service, "");
+    assert_string_equal(c->pam_default_role, "read-only");
 }
 
 /* --- defaults -------------------------------------------------------------- */
@@ -182,6 +184,8 @@ static void test_file_every_key(void **state) {
                             "max_tasks = 7\n"
                             "event_batch_delay_ms = 0\r\n"
                             "console_log_dir = /srv/consoles\n"
+                            "pam_service = xenapid\n"
+                            "pam_default_role = vm-operator\n"
                             "max_tasks = 8"); /* last one wins; no final newline */
     assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
     assert_string_equal(c.listen_host, "10.0.0.1");
@@ -200,6 +204,8 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.max_tasks, 8);
     assert_int_equal(c.event_batch_delay_ms, 0);
     assert_string_equal(c.console_log_dir, "/srv/consoles");
+    assert_string_equal(c.pam_service, "xenapid");
+    assert_string_equal(c.pam_default_role, "vm-operator");
     agent_config_free(&c);
 }
 
