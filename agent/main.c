@@ -27,7 +27,7 @@
 
 static void register_modules(void) {
     xapi_register_handlers(xapi_session_handlers);
-    xapi_register_handlers(xapi_rbac_handlers);
+    xapi_rbac_register();
     xapi_register_handlers(xapi_task_handlers);
     xapi_register_handlers(xapi_host_handlers);
     storage_register(); network_register();

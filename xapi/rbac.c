@@ -12,7 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agent/config.h"
 #include "agent/log.h"
+#include "xapi/accounts.h"
 #include "xapi/error.h"
 #include "xapi/rbac.h"
 
@@ -194,6 +196,18 @@ static int role_of_ref(const char *ref) {
     return -1;
 }
 
+/* The roles among a set of role refs, as a mask. */
+static unsigned roles_mask(const xapi_value *roles) {
+    unsigned mask = 0;
+
+    for (uint32_t i = 0; i < roles->n; i++) {
+        int r = role_of_ref(roles->items[i].s);
+        if (r >= 0)
+            mask |= 1u << r;
+    }
+    return mask;
+}
+
 /* Whether permission p is one of o's (a permission's only permission is itself). */
 static bool holds(const role_obj *o, const role_obj *p) {
     return o->is_permission ? o == p : p->role <= o->role;
@@ -212,15 +226,8 @@ static int session_rank(xapi_server *srv, const char *session) {
     if (s && s->fields[XAPI_F_session_is_local_superuser].b)
         rank = XAPI_ROLE_LOCAL_ROOT;
     else if (s && (subj = xapi_store_get_class(st, &xapi_classes[XAPI_C_subject],
-                                               s->fields[XAPI_F_session_subject].s))) {
-        const xapi_value *roles = &subj->fields[XAPI_F_subject_roles];
-
-        for (uint32_t i = 0; i < roles->n; i++) {
-            int r = role_of_ref(roles->items[i].s);
-            if (r > rank)
-                rank = r;
-        }
-    }
+                                               s->fields[XAPI_F_session_subject].s)))
+        rank = xapi_roles_highest(roles_mask(&subj->fields[XAPI_F_subject_roles]));
     xapi_store_rdunlock(st);
     return rank;
 }
@@ -465,14 +472,9 @@ static int subject_get_permissions_name_label(xapi_call *c) {
     xapi_store_rdlock(c->srv->store);
     rc = xapi_lookup(c, &xapi_classes[XAPI_C_subject], c->args[0].s, &o);
     if (rc == 0) {
-        const xapi_value *roles = &o->fields[XAPI_F_subject_roles];
         xapi_value v;
 
-        for (uint32_t i = 0; i < roles->n; i++) {
-            int r = role_of_ref(roles->items[i].s);
-            if (r >= 0)
-                mask |= 1u << r;
-        }
+        mask = roles_mask(&o->fields[XAPI_F_subject_roles]);
         v = permission_labels(mask);
         xapi_out_value(c->out, &v);
         xapi_value_free(&v);
@@ -480,6 +482,120 @@ static int subject_get_permissions_name_label(xapi_call *c) {
     xapi_store_rdunlock(c->srv->store);
     return rc;
 }
+
+int xapi_rbac_subject_roles(xapi_server *srv, const char *sid, unsigned *ret_mask) {
+    xapi_obj *o;
+    int rc = -ENOENT;
+
+    xapi_store_rdlock(srv->store);
+    o = subject_by_sid(srv->store, sid);
+    if (o) {
+        *ret_mask = roles_mask(&o->fields[XAPI_F_subject_roles]);
+        rc = 0;
+    }
+    xapi_store_rdunlock(srv->store);
+    return rc;
+}
+
+/* "vm-admin,read-only": what the accounts file keeps. */
+static void roles_text(unsigned mask, char *buf, size_t size) {
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (int r = XAPI_NROLES - 1; r >= 0; r--)
+        if (mask & (1u << r))
+            n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? "," : "", ROLES[r].name);
+}
+
+/* subject.add_to_roles / remove_from_roles. A local account's roles live in the accounts file
+ * (what the next login reads): it is written first, then the subject. */
+static int change_roles(xapi_call *c, bool add) {
+    xapi_store *st = c->srv->store;
+    const char *local = NULL;
+    xapi_obj *o = NULL;
+    char sid[256] = "", text[128];
+    unsigned mask = 0;
+    int r = role_of_ref(c->args[1].s), rc;
+
+    xapi_store_rdlock(st);
+    rc = xapi_lookup(c, &xapi_classes[XAPI_C_subject], c->args[0].s, &o);
+    if (rc == 0) {
+        snprintf(sid, sizeof sid, "%s", o->fields[XAPI_F_subject_subject_identifier].s);
+        mask = roles_mask(&o->fields[XAPI_F_subject_roles]);
+    }
+    xapi_store_rdunlock(st);
+    if (rc < 0)
+        return rc;
+    if (r < 0 && add)
+        return xapi_call_fail(c, "ROLE_NOT_FOUND");
+    if (add ? (r >= 0 && (mask & (1u << r))) : (r < 0 || !(mask & (1u << r))))
+        return xapi_call_fail(c, add ? "ROLE_ALREADY_EXISTS" : "ROLE_NOT_FOUND");
+    mask = add ? mask | (1u << r) : mask & ~(1u << r);
+    if (strncmp(sid, "local:", 6) == 0)
+        local = sid + 6;
+    roles_text(mask, text, sizeof text);
+    if (local && (rc = xapi_accounts_set_roles(c->srv->config->accounts_file, local, text)) < 0 && rc != -ENOENT)
+        return xapi_call_fail(c, "INTERNAL_ERROR", "cannot write the accounts file");
+    xapi_store_write_begin(st);
+    rc = xapi_lookup(c, &xapi_classes[XAPI_C_subject], c->args[0].s, &o);
+    if (rc == 0)
+        xapi_obj_set(st, o, XAPI_F_subject_roles, role_refs(mask));
+    log_notice("rbac: subject %s now has the roles '%s'", sid, text);
+    return xapi_finish_void(c, rc);
+}
+
+static int subject_add_to_roles(xapi_call *c) {
+    return change_roles(c, true);
+}
+
+static int subject_remove_from_roles(xapi_call *c) {
+    return change_roles(c, false);
+}
+
+/* Destroys the sessions of a subject identifier (or of a subject ref), never the local
+ * superuser's nor the caller's. Write lock held. */
+static void logout_sessions(xapi_call *c, const char *sid, const char *subject) {
+    xapi_store *st = c->srv->store;
+    xapi_obj *o, *next;
+
+    for (o = xapi_store_first(st, &xapi_classes[XAPI_C_session]); o; o = next) {
+        next = xapi_store_next(o);
+        if (o->fields[XAPI_F_session_is_local_superuser].b || strcmp(o->ref, c->session) == 0)
+            continue;
+        if ((sid && strcmp(o->fields[XAPI_F_session_auth_user_sid].s, sid) == 0) ||
+            (subject && strcmp(o->fields[XAPI_F_session_subject].s, subject) == 0))
+            xapi_obj_destroy(st, o);
+    }
+}
+
+static int session_logout_subject_identifier(xapi_call *c) {
+    xapi_store_write_begin(c->srv->store);
+    logout_sessions(c, c->args[0].s, NULL);
+    xapi_store_wake_all(c->srv->store);
+    return xapi_finish_void(c, 0);
+}
+
+/* As xapi: one subject per identifier. */
+static int subject_after_create(xapi_call *c, xapi_obj *o) {
+    const char *sid = o->fields[XAPI_F_subject_subject_identifier].s;
+
+    for (xapi_obj *p = xapi_store_first(c->srv->store, &xapi_classes[XAPI_C_subject]); p; p = xapi_store_next(p))
+        if (p != o && strcmp(p->fields[XAPI_F_subject_subject_identifier].s, sid) == 0)
+            return xapi_call_fail(c, "SUBJECT_ALREADY_EXISTS");
+    return 0;
+}
+
+/* As xapi: a subject's sessions end with it. */
+static int subject_before_destroy(xapi_call *c, xapi_obj *o) {
+    logout_sessions(c, NULL, o->ref);
+    xapi_store_wake_all(c->srv->store);
+    return 0;
+}
+
+static const xapi_class_hooks subject_hooks = {
+    .after_create = subject_after_create,
+    .before_destroy = subject_before_destroy,
+};
 
 const xapi_handler xapi_rbac_handlers[] = {
     {"role", "get_all", role_get_all},
@@ -499,5 +615,13 @@ const xapi_handler xapi_rbac_handlers[] = {
     {"role", "get_by_permission", role_get_by_permission},
     {"role", "get_by_permission_name_label", role_get_by_permission_name_label},
     {"subject", "get_permissions_name_label", subject_get_permissions_name_label},
+    {"subject", "add_to_roles", subject_add_to_roles},
+    {"subject", "remove_from_roles", subject_remove_from_roles},
+    {"session", "logout_subject_identifier", session_logout_subject_identifier},
     {NULL, NULL, NULL},
 };
+
+void xapi_rbac_register(void) {
+    xapi_register_handlers(xapi_rbac_handlers);
+    xapi_register_hooks(XAPI_C_subject, &subject_hooks);
+}

@@ -8,7 +8,8 @@
 
 #include "xapi/api.h"
 
-extern const xapi_handler xapi_rbac_handlers[];
+/* The role class, subject.add_to_roles..., and the subject hooks; before xapi_dispatch_init. */
+void xapi_rbac_register(void);
 
 /* "pool-admin"... for a rank below XAPI_ROLE_LOCAL_ROOT; NULL otherwise. */
 const char *xapi_role_name(unsigned role);
@@ -35,4 +36,6 @@ int xapi_rbac_check(xapi_server *srv, const char *session, unsigned need, const 
  * Called inside the login's store write section, with the new session
  * object; finds or creates the user's subject (identifier sid, display name
  * uname) with the roles of mask. */
+/* The roles of the subject with identifier sid, -ENOENT if there is none. */
+int xapi_rbac_subject_roles(xapi_server *srv, const char *sid, unsigned *ret_mask);
 void xapi_rbac_session_setup(xapi_server *srv, xapi_obj *session, const char *uname, const char *sid, unsigned mask);

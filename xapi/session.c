@@ -80,8 +80,10 @@ static bool account_roles(xapi_call *c, const char *uname, const char *pwd, unsi
     snprintf(sid, sid_size, "local:%s", uname);
     if (rc == -ENOENT && *cfg->pam_service && xapi_accounts_pam_authenticate(cfg->pam_service, uname, pwd) == 0) {
         snprintf(sid, sid_size, "pam:%s", uname);
-        roles = xapi_strdup(cfg->pam_default_role);
         ok = true;
+        /* A host user's subject, once made (at the first login, or by subject.create), keeps its roles. */
+        if (xapi_rbac_subject_roles(c->srv, sid, &mask) < 0)
+            roles = xapi_strdup(cfg->pam_default_role);
     }
     if (ok && roles && xapi_roles_parse(roles, &mask) < 0) {
         log_warning("session: account '%s' has an unknown role in '%s'; it gets none", uname, roles);

@@ -235,6 +235,58 @@ class Rbac(DaemonTest):
         with open(self.d.accounts) as f:
             self.assertIn(":vm-admin", f.read())
 
+    def role_ref(self, name):
+        return ok(self.x.role.get_by_name_label(self.s, name))[0]
+
+    def login_subject(self, user, roles):
+        self.account("add", user, roles, password=user + "-pw")
+        s = ok(self.x.session.login_with_password(user, user + "-pw"))
+        return s, ok(self.x.session.get_subject(s, s))
+
+    def test_subject_add_and_remove_roles(self):
+        s, subject = self.login_subject("promoted", "read-only")
+        self.assert_denied(self.x.subject.add_to_roles(s, subject, self.role_ref("pool-admin")),
+                           "subject.add_to_roles", "pool-admin")
+        ok(self.x.subject.add_to_roles(self.s, subject, self.role_ref("vm-operator")))
+        self.assertEqual(fail(self.x.subject.add_to_roles(self.s, subject, self.role_ref("vm-operator"))),
+                         ["ROLE_ALREADY_EXISTS"])
+        self.assertEqual(fail(self.x.subject.add_to_roles(self.s, subject, NULL_REF)), ["ROLE_NOT_FOUND"])
+        self.assertEqual(sorted(ok(self.x.subject.get_roles(self.s, subject))),
+                         sorted([self.role_ref("read-only"), self.role_ref("vm-operator")]))
+        # The session's rights follow its subject at once; the file keeps them for the next login.
+        ok(self.x.VM.start(s, self.vm, True, False))
+        ok(self.x.VM.hard_shutdown(s, self.vm))
+        with open(self.d.accounts) as f:
+            self.assertIn(":vm-operator,read-only", [l[l.rindex(":"):] for l in f.read().splitlines()
+                                                     if l.startswith("promoted:")][0])
+        ok(self.x.subject.remove_from_roles(self.s, subject, self.role_ref("vm-operator")))
+        self.assertEqual(fail(self.x.subject.remove_from_roles(self.s, subject, self.role_ref("vm-operator"))),
+                         ["ROLE_NOT_FOUND"])
+        self.assert_denied(self.x.VM.start(s, self.vm, True, False), "vm.start", "vm-operator")
+        s2 = ok(self.x.session.login_with_password("promoted", "promoted-pw"))
+        self.assertEqual(ok(self.x.session.get_subject(s2, s2)), subject, "one subject per account")
+
+    def test_logout_subject_identifier(self):
+        s, subject = self.login_subject("leaver", "vm-operator")
+        s2 = ok(self.x.session.login_with_password("leaver", "leaver-pw"))
+        self.assert_denied(self.x.session.logout_subject_identifier(s, "local:leaver"),
+                           "session.logout_subject_identifier", "pool-operator")
+        ok(self.x.session.logout_subject_identifier(self.s, "local:leaver"))
+        for x in (s, s2):
+            self.assertEqual(fail(self.x.VM.get_all(x))[0], "SESSION_INVALID")
+        ok(self.x.VM.get_all(self.s))
+        self.assertNotIn("local:leaver", ok(self.x.session.get_all_subject_identifiers(self.s)))
+
+    def test_subject_destroy_ends_its_sessions(self):
+        s, subject = self.login_subject("removed", "read-only")
+        ok(self.x.subject.destroy(self.s, subject))
+        self.assertEqual(fail(self.x.VM.get_all(s))[0], "SESSION_INVALID")
+        created = ok(self.x.subject.create(self.s, {"subject_identifier": "pam:someone", "other_config": {}}))
+        self.assertEqual(ok(self.x.subject.get_roles(self.s, created)), [POOL_ADMIN_REF], "xapi's default role")
+        self.assertEqual(fail(self.x.subject.create(self.s, {"subject_identifier": "pam:someone"})),
+                         ["SUBJECT_ALREADY_EXISTS"])
+        ok(self.x.subject.destroy(self.s, created))
+
     def test_account_tool_rejects_bad_input(self):
         self.assertNotEqual(self.account("add", "x", "superuser", password="pw", check=False).returncode, 0)
         self.assertNotEqual(self.account("roles", "no-such-user", "read-only", check=False).returncode, 0)
@@ -263,7 +315,9 @@ class Pam(unittest.TestCase):
         self.addCleanup(os.unlink, pam_service(name, module))
         d = Daemon(extra_config="pam_service = %s\n%s" % (name, extra)).start()
         self.addCleanup(d.cleanup)
-        return d, d.proxy()
+        x = d.proxy()
+        self.addCleanup(x("close"))
+        return d, x
 
     def test_permitted_host_user_gets_the_default_role(self):
         d, x = self.start("pam_permit")
@@ -274,6 +328,18 @@ class Pam(unittest.TestCase):
         # The accounts file still comes first: root's password is checked there, not by PAM.
         self.assertEqual(fail(x.session.login_with_password("root", "wrong"))[0], "SESSION_AUTHENTICATION_FAILED")
         ok(x.session.login_with_password("root", PASSWORD))
+
+    def test_host_user_subject_keeps_its_roles(self):
+        d, x = self.start("pam_permit")
+        _, root = d.login(x)
+        s = ok(x.session.login_with_password("hostuser", "any"))
+        subject = ok(x.session.get_subject(s, s))
+        vm_admin = ok(x.role.get_by_name_label(root, "vm-admin"))[0]
+        ok(x.subject.add_to_roles(root, subject, vm_admin))
+        s = ok(x.session.login_with_password("hostuser", "any"))
+        self.assertEqual(ok(x.session.get_subject(s, s)), subject)
+        self.assertIn("vm-admin", ok(x.session.get_rbac_permissions(s, s)))
+        ok(x.VM.destroy(s, create_vm(x, s)))
 
     def test_default_role_is_configurable(self):
         d, x = self.start("pam_permit", "pam_default_role = vm-admin\n")
@@ -289,8 +355,9 @@ class Pam(unittest.TestCase):
         from harness import Daemon
         d = Daemon().start()
         self.addCleanup(d.cleanup)
-        self.assertEqual(fail(d.proxy().session.login_with_password("hostuser", "any"))[0],
-                         "SESSION_AUTHENTICATION_FAILED")
+        x = d.proxy()
+        self.addCleanup(x("close"))
+        self.assertEqual(fail(x.session.login_with_password("hostuser", "any"))[0], "SESSION_AUTHENTICATION_FAILED")
 
 
 if __name__ == "__main__":
