@@ -144,6 +144,8 @@ class Rbac(DaemonTest):
         r = self.d.jsonrpc("VM.start", [self.users["reader"], self.vm, False, False], version=1)
         self.assertEqual(r["error"], ["RBAC_PERMISSION_DENIED", "vm.start", denied_message("vm-operator")])
         self.assertEqual(self.d.jsonrpc("VM.get_power_state", [self.users["reader"], self.vm])["result"], "Halted")
+        r = self.d.jsonrpc("Async.VM.start", [self.users["reader"], self.vm, False, False])
+        self.assertEqual(r["error"]["data"], ["vm.start", denied_message("vm-operator")])
 
     # ---- the role class -------------------------------------------------------------
 
@@ -286,6 +288,14 @@ class Rbac(DaemonTest):
         self.assertEqual(fail(self.x.subject.create(self.s, {"subject_identifier": "pam:someone"})),
                          ["SUBJECT_ALREADY_EXISTS"])
         ok(self.x.subject.destroy(self.s, created))
+
+    def test_account_tool_changes_passwords(self):
+        self.account("add", "pwuser", "read-only", password="first-pw")
+        self.account("passwd", "pwuser", password="second-pw")
+        self.assertEqual(fail(self.x.session.login_with_password("pwuser", "first-pw"))[0],
+                         "SESSION_AUTHENTICATION_FAILED")
+        s = ok(self.x.session.login_with_password("pwuser", "second-pw"))
+        self.assertIn("read-only", ok(self.x.session.get_rbac_permissions(s, s)), "the roles stay")
 
     def test_account_tool_rejects_bad_input(self):
         self.assertNotEqual(self.account("add", "x", "superuser", password="pw", check=False).returncode, 0)
