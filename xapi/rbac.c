@@ -233,13 +233,15 @@ static int session_rank(xapi_server *srv, const char *session) {
 }
 
 int xapi_rbac_check(xapi_server *srv, const char *session, unsigned need, const char *permission, xapi_value *err) {
-    char msg[512];
-    size_t len;
-    int rank;
-
     if (need == XAPI_ROLE_READ_ONLY)
         return 0;
-    rank = session_rank(srv, session);
+    return xapi_rbac_check_rank(session_rank(srv, session), need, permission, err);
+}
+
+int xapi_rbac_check_rank(int rank, unsigned need, const char *permission, xapi_value *err) {
+    char msg[512];
+    size_t len;
+
     if (rank >= (int)need)
         return 0;
     len = (size_t)snprintf(msg, sizeof msg, "No permission in user session. (Roles with this permission: ");
@@ -247,7 +249,7 @@ int xapi_rbac_check(xapi_server *srv, const char *session, unsigned need, const 
         len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s", r == XAPI_NROLES - 1 ? "" : ", ",
                                 ROLES[r].name);
     snprintf(msg + len, sizeof msg - len, ")");
-    log_info("rbac: session %.20s... denied %s", session, permission);
+    log_info("rbac: %s denied", permission);
     return xapi_fail(err, "RBAC_PERMISSION_DENIED", permission, msg, NULL);
 }
 

@@ -31,6 +31,8 @@ void xapi_rbac_free(void);
  * with this permission: ...)"] otherwise. Reads nothing but the store's
  * session and subject objects, and only when need is above read-only. */
 int xapi_rbac_check(xapi_server *srv, const char *session, unsigned need, const char *permission, xapi_value *err);
+/* The same for a caller of known rank (-1: none). */
+int xapi_rbac_check_rank(int rank, unsigned need, const char *permission, xapi_value *err);
 
 /* Logins: what a session of a user who is not the local superuser carries.
  * Called inside the login's store write section, with the new session

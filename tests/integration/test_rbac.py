@@ -147,6 +147,30 @@ class Rbac(DaemonTest):
         r = self.d.jsonrpc("Async.VM.start", [self.users["reader"], self.vm, False, False])
         self.assertEqual(r["error"]["data"], ["vm.start", denied_message("vm-operator")])
 
+    # ---- HTTP handlers (xapi's http/<action> permissions) ------------------------------
+
+    def test_http_handlers_check_roles(self):
+        import base64
+        from harness import create_vdi
+        vdi = create_vdi(self.x, self.s, virtual_size=str(1 << 20))
+        data = b"\x01" * (1 << 20)
+
+        def basic(user):
+            return {"Authorization": "Basic " + base64.b64encode(("%s:%s-pw" % (user, user)).encode()).decode()}
+
+        status, _, body = self.d.http("PUT", "/import_raw_vdi?vdi=" + vdi, data, basic("reader"))
+        self.assertEqual(status, 403)
+        self.assertIn(b"RBAC_PERMISSION_DENIED http/put_import_raw_vdi", body)
+        status, _, _ = self.d.http("GET", "/export_raw_vdi?vdi=%s&session_id=%s" % (vdi, self.users["operator"]))
+        self.assertEqual(status, 403)
+        self.assertEqual(self.d.http("PUT", "/import_raw_vdi?vdi=" + vdi, data, basic("vmadmin"))[0], 200)
+        status, _, body = self.d.http("GET", "/export_raw_vdi?vdi=%s&session_id=%s" % (vdi, self.users["vmadmin"]))
+        self.assertEqual((status, body), (200, data))
+        # The console is the vm-operator's.
+        path = "/console?ref=OpaqueRef:00000000-0000-0000-0000-000000000000&session_id="
+        self.assertEqual(self.d.http("GET", path + self.users["reader"])[0], 403)
+        self.assertNotIn(self.d.http("GET", path + self.users["operator"])[0], (401, 403))
+
     # ---- the role class -------------------------------------------------------------
 
     def test_roles_exist_with_xapis_identities(self):
