@@ -72,10 +72,17 @@ int xapi_roles_parse(const char *list, unsigned *ret_mask) {
     unsigned mask = 0;
 
     for (const char *p = list; *p;) {
-        size_t n = strcspn(p, ",");
+        size_t n = strcspn(p, ","), skip = n + (p[n] == ',');
         char name[32];
         int r;
 
+        while (n > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            n--;
+            skip--;
+        }
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
         if (n > 0) {
             if (n >= sizeof name)
                 return -EINVAL;
@@ -86,7 +93,7 @@ int xapi_roles_parse(const char *list, unsigned *ret_mask) {
                 return -EINVAL;
             mask |= 1u << r;
         }
-        p += n + (p[n] == ',');
+        p += skip;
     }
     *ret_mask = mask;
     return 0;

@@ -15,7 +15,7 @@ void xapi_rbac_register(void);
 const char *xapi_role_name(unsigned role);
 /* The rank of a role name (case-insensitive, as xapi's role names are lowercase), or -1. */
 int xapi_role_parse(const char *name);
-/* A comma-separated role list ("vm-admin,read-only") as a bit mask of ranks;
+/* A comma-separated role list ("vm-admin,read-only", blanks around names allowed) as a bit mask of ranks;
  * -EINVAL naming an unknown role. The empty list is the empty mask. */
 int xapi_roles_parse(const char *list, unsigned *ret_mask);
 /* The highest rank in a mask, or -1 for none. */

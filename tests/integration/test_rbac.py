@@ -255,11 +255,11 @@ class Rbac(DaemonTest):
         self.account("add", "changer", "read-only", password="changer-pw")
         s = ok(self.x.session.login_with_password("changer", "changer-pw"))
         self.assert_denied(self.x.VM.start(s, self.vm, False, False), "vm.start", "vm-operator")
-        self.account("roles", "changer", "vm-admin")
+        self.account("roles", "changer", "vm-admin, read-only")
         s = ok(self.x.session.login_with_password("changer", "changer-pw"))
         ok(self.x.VM.set_name_label(s, self.vm, "by-changer"))
         with open(self.d.accounts) as f:
-            self.assertIn(":vm-admin", f.read())
+            self.assertIn(":vm-admin, read-only", f.read())
 
     def role_ref(self, name):
         return ok(self.x.role.get_by_name_label(self.s, name))[0]
