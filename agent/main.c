@@ -100,6 +100,9 @@ int main(int argc, char **argv) {
     rc = xapi_host_bootstrap(&srv, "4.17.0");
     if (rc < 0)
         goto out;
+    rc = xapi_rbac_sync_accounts(&srv);
+    if (rc < 0)
+        goto out;
     rc = storage_bootstrap(&srv);
     if (rc < 0)
         goto out;

@@ -507,6 +507,37 @@ bool xapi_accounts_verify(const char *path, const char *user, const char *passwo
     return xapi_accounts_authenticate(path, user, password, NULL) == 0;
 }
 
+int xapi_accounts_list(const char *path, int (*fn)(void *ud, const char *user, const char *roles), void *ud) {
+    _cleanup_erase_ char *buf = NULL;
+    int rc = read_file(path, &buf, NULL);
+
+    if (rc < 0)
+        return rc;
+    for (char *p = buf; *p;) {
+        char *nl = strchr(p, '\n'), *colon;
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+        if (nl)
+            *nl = '\0';
+        colon = strchr(p, ':');
+        if (*p != '#' && colon && colon > p) {
+            account_fields f;
+            char *roles = NULL;
+
+            *colon = '\0';
+            split_line(p, len, strlen(p), &f);
+            if (f.has_roles && !(roles = strndup(f.roles, f.roles_len)))
+                return -ENOMEM;
+            rc = fn(ud, p, roles);
+            free(roles);
+            if (rc < 0)
+                return rc;
+        }
+        p += len + (nl ? 1 : 0);
+    }
+    return 0;
+}
+
 /* --- host users through PAM ---------------------------------------------------- */
 
 /* Answers PAM's password prompts with the password; other prompts get nothing. */

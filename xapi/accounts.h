@@ -23,6 +23,9 @@ int xapi_accounts_set(const char *path, const char *user, const char *password);
 int xapi_accounts_add(const char *path, const char *user, const char *password, const char *roles);
 /* Replaces the roles of an existing account (-ENOENT if none). */
 int xapi_accounts_set_roles(const char *path, const char *user, const char *roles);
+/* Calls fn with every account's name and roles field (NULL when the line has none), in file
+ * order; stops at fn's first error. */
+int xapi_accounts_list(const char *path, int (*fn)(void *ud, const char *user, const char *roles), void *ud);
 /* Checks a host user's password through the PAM service (its auth and account
  * stacks). 0 on success, -EACCES when PAM says no, -EIO when PAM cannot start. */
 int xapi_accounts_pam_authenticate(const char *service, const char *user, const char *password);

@@ -292,26 +292,101 @@ static xapi_obj *subject_by_sid(xapi_store *st, const char *sid) {
     return NULL;
 }
 
-void xapi_rbac_session_setup(xapi_server *srv, xapi_obj *session, const char *uname, const char *sid, unsigned mask) {
-    xapi_store *st = srv->store;
+/* The subject of sid, made (named uname) if missing. Write lock held. */
+static xapi_obj *ensure_subject(xapi_store *st, const char *sid, const char *uname) {
     xapi_obj *subj = subject_by_sid(st, sid);
     xapi_value oc;
 
-    if (!subj) {
-        subj = xapi_obj_create(st, &xapi_classes[XAPI_C_subject]);
-        xapi_obj_set_string(st, subj, XAPI_F_subject_subject_identifier, sid);
-        oc = xapi_value_struct();
-        xapi_struct_append(&oc, "subject-name", xapi_value_string(uname));
-        xapi_struct_append(&oc, "subject-is-group", xapi_value_string("false"));
-        xapi_struct_append(&oc, "subject-account-disabled", xapi_value_string("false"));
-        xapi_obj_set(st, subj, XAPI_F_subject_other_config, oc);
-    }
+    if (subj)
+        return subj;
+    subj = xapi_obj_create(st, &xapi_classes[XAPI_C_subject]);
+    xapi_obj_set_string(st, subj, XAPI_F_subject_subject_identifier, sid);
+    oc = xapi_value_struct();
+    xapi_struct_append(&oc, "subject-name", xapi_value_string(uname));
+    xapi_struct_append(&oc, "subject-is-group", xapi_value_string("false"));
+    xapi_struct_append(&oc, "subject-account-disabled", xapi_value_string("false"));
+    xapi_obj_set(st, subj, XAPI_F_subject_other_config, oc);
+    return subj;
+}
+
+/* Gives the subject the roles of mask, writing only a change. Write lock held. */
+static void set_subject_roles(xapi_store *st, xapi_obj *subj, unsigned mask) {
+    xapi_value v = role_refs(mask);
+
+    if (xapi_value_equal(&v, &subj->fields[XAPI_F_subject_roles]))
+        xapi_value_free(&v);
+    else
+        xapi_obj_set(st, subj, XAPI_F_subject_roles, v);
+}
+
+void xapi_rbac_session_setup(xapi_server *srv, xapi_obj *session, const char *uname, const char *sid, unsigned mask) {
+    xapi_store *st = srv->store;
+    xapi_obj *subj = ensure_subject(st, sid, uname);
+
     /* The account's roles are the truth: whoever edited them last, the file or subject.add_to_roles. */
-    xapi_obj_set(st, subj, XAPI_F_subject_roles, role_refs(mask));
+    set_subject_roles(st, subj, mask);
     xapi_obj_set_bool(st, session, XAPI_F_session_is_local_superuser, false);
     xapi_obj_set_string(st, session, XAPI_F_session_subject, subj->ref);
     xapi_obj_set_string(st, session, XAPI_F_session_auth_user_sid, sid);
     xapi_obj_set(st, session, XAPI_F_session_rbac_permissions, permission_labels(mask));
+}
+
+typedef struct account_sync {
+    xapi_store *st;
+    char **seen; /* subject refs of the file's accounts */
+    size_t n;
+} account_sync;
+
+/* One account of the file: its subject, with its roles (see session.c for the legacy rule). */
+static int sync_account(void *ud, const char *user, const char *roles) {
+    account_sync *a = ud;
+    unsigned mask = 1u << XAPI_ROLE_POOL_ADMIN;
+    char sid[256];
+    xapi_obj *subj;
+
+    if (strcmp(user, "root") == 0)
+        return 0;
+    if (roles && xapi_roles_parse(roles, &mask) < 0)
+        mask = 0;
+    snprintf(sid, sizeof sid, "local:%s", user);
+    subj = ensure_subject(a->st, sid, user);
+    set_subject_roles(a->st, subj, mask);
+    a->seen = xapi_realloc(a->seen, (a->n + 1) * sizeof *a->seen);
+    a->seen[a->n++] = xapi_strdup(subj->ref);
+    return 0;
+}
+
+int xapi_rbac_sync_accounts(xapi_server *srv) {
+    account_sync a = {srv->store, NULL, 0};
+    xapi_obj *o, *next;
+    int rc;
+
+    xapi_store_write_begin(a.st);
+    rc = xapi_accounts_list(srv->config->accounts_file, sync_account, &a);
+    /* The subjects of accounts gone from the file go too. */
+    for (o = xapi_store_first(a.st, &xapi_classes[XAPI_C_subject]); rc == 0 && o; o = next) {
+        bool kept = strncmp(o->fields[XAPI_F_subject_subject_identifier].s, "local:", 6) != 0;
+
+        next = xapi_store_next(o);
+        for (size_t i = 0; i < a.n && !kept; i++)
+            kept = strcmp(a.seen[i], o->ref) == 0;
+        if (kept)
+            continue;
+        for (xapi_obj *s = xapi_store_first(a.st, &xapi_classes[XAPI_C_session]), *snext; s; s = snext) {
+            snext = xapi_store_next(s);
+            if (strcmp(s->fields[XAPI_F_session_subject].s, o->ref) == 0)
+                xapi_obj_destroy(a.st, s);
+        }
+        xapi_obj_destroy(a.st, o);
+    }
+    for (size_t i = 0; i < a.n; i++)
+        free(a.seen[i]);
+    free(a.seen);
+    if (rc < 0) {
+        xapi_store_write_end(a.st);
+        return rc;
+    }
+    return xapi_store_write_end_durable(a.st);
 }
 
 /* ---- the role class -------------------------------------------------------- */

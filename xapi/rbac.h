@@ -38,6 +38,9 @@ int xapi_rbac_check_rank(int rank, unsigned need, const char *permission, xapi_v
  * Called inside the login's store write section, with the new session
  * object; finds or creates the user's subject (identifier sid, display name
  * uname) with the roles of mask. */
+/* At start: a subject (local:NAME) for every account of the file but root, with its roles;
+ * the subjects of accounts no longer there are destroyed. */
+int xapi_rbac_sync_accounts(xapi_server *srv);
 /* The roles of the subject with identifier sid, -ENOENT if there is none. */
 int xapi_rbac_subject_roles(xapi_server *srv, const char *sid, unsigned *ret_mask);
 void xapi_rbac_session_setup(xapi_server *srv, xapi_obj *session, const char *uname, const char *sid, unsigned mask);

@@ -327,6 +327,37 @@ class Rbac(DaemonTest):
         self.assertNotEqual(self.account("add", "x", "read-only", check=False).returncode, 0, "no password")
 
 
+class AccountSubjects(unittest.TestCase):
+    """Every account of the file has its subject from the start; one removed from the file loses it."""
+
+    def test_subjects_follow_the_file_at_start(self):
+        from harness import Daemon
+        d = Daemon().start()
+        self.addCleanup(d.cleanup)
+        tool = [ACCOUNT_TOOL, "--config", d.config]
+        subprocess.run(tool + ["add", "early", "vm-operator"], input="early-pw\n", text=True, check=True)
+        subprocess.run(tool + ["add", "gone", "read-only"], input="gone-pw\n", text=True, check=True)
+        d.restart()
+        x, s = d.login()
+        self.addCleanup(x("close"))
+        by_sid = {r["subject_identifier"]: (ref, r) for ref, r in ok(x.subject.get_all_records(s)).items()}
+        self.assertEqual(sorted(by_sid), ["local:early", "local:gone"], "no subject for root")
+        op = ok(x.role.get_by_name_label(s, "vm-operator"))
+        self.assertEqual(by_sid["local:early"][1]["roles"], op)
+        self.assertEqual(by_sid["local:early"][1]["other_config"]["subject-name"], "early")
+        gone = ok(x.session.login_with_password("gone", "gone-pw"))
+        with open(d.accounts) as f:
+            lines = [l for l in f if not l.startswith("gone:")]
+        with open(d.accounts, "w") as f:
+            f.writelines(lines)
+        d.restart()
+        x, s = d.login()
+        self.addCleanup(x("close"))
+        sids = [r["subject_identifier"] for r in ok(x.subject.get_all_records(s)).values()]
+        self.assertEqual(sids, ["local:early"])
+        self.assertEqual(fail(x.VM.get_all(gone))[0], "SESSION_INVALID", "its sessions went with it")
+
+
 PAM_DIR = "/etc/pam.d"
 
 
