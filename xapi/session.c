@@ -113,11 +113,13 @@ static int login_common(xapi_call *c, const char *uname, const char *pwd, const 
         nanosleep(&ts, NULL);
         return xapi_call_fail(c, "SESSION_AUTHENTICATION_FAILED", uname, "Authentication failure");
     }
-    if (!superuser) {
-        if (!roles) {
-            log_notice("session: '%s' has no roles", uname);
-            return xapi_call_fail(c, "RBAC_PERMISSION_DENIED", uname, "The user has no roles in this pool");
-        }
+    if (!superuser && !roles) {
+        char msg[512];
+
+        /* As xapi: [uname, "Subject NAME (identifier SID) has no roles in this pool"]. */
+        snprintf(msg, sizeof msg, "Subject %s (identifier %s) has no roles in this pool", uname, sid);
+        log_notice("session: %s", msg);
+        return xapi_call_fail(c, "RBAC_PERMISSION_DENIED", uname, msg);
     }
 
     xapi_store_write_begin(st);

@@ -240,7 +240,8 @@ class Rbac(DaemonTest):
 
     def test_account_without_roles_cannot_log_in(self):
         r = self.x.session.login_with_password("nobody", "nobody-pw", "1.0", "tests")
-        self.assertEqual(fail(r)[:2], ["RBAC_PERMISSION_DENIED", "nobody"])
+        self.assertEqual(fail(r), ["RBAC_PERMISSION_DENIED", "nobody",
+                                   "Subject nobody (identifier local:nobody) has no roles in this pool"])
 
     def test_legacy_account_keeps_pool_admin(self):
         with open(self.d.accounts) as f:
