@@ -148,6 +148,8 @@ typedef enum key_kind {
 
 static const char *const backend_choices[] = {"sim", "libxl", NULL};
 static const char *const log_target_choices[] = {"auto", "journal", "stderr", NULL};
+static const char *const role_choices[] = {"pool-admin", "pool-operator", "vm-power-admin", "vm-admin",
+                                           "vm-operator", "read-only", NULL};
 
 static const struct config_key {
     const char *name;
@@ -180,6 +182,8 @@ static const struct config_key {
     {"plugin_max_output", KEY_INT, offsetof(agent_config, plugin_max_output), 4096, 1 << 30, NULL},
     {"plugin_max_running", KEY_INT, offsetof(agent_config, plugin_max_running), 1, 4096, NULL},
     {"plugin_queue_timeout", KEY_INT, offsetof(agent_config, plugin_queue_timeout), 0, 3600, NULL},
+    {"pam_service", KEY_PATH_EMPTY, offsetof(agent_config, pam_service), 0, 0, NULL},
+    {"pam_default_role", KEY_CHOICE, offsetof(agent_config, pam_default_role), 0, 0, role_choices},
 };
 
 /* "a, b or c", for messages; static storage (errors only, single-threaded start-up). */
@@ -425,14 +429,19 @@ static int set_defaults(agent_config *c) {
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
     c->console_log_dir = strdup("/var/log/xen/console");
+    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir)
+        return -ENOMEM;
     c->plugin_dir = strdup("/etc/xapi.d/plugins");
     c->plugin_pythonpath = strdup("");
     c->plugin_timeout = 3600;
     c->plugin_max_output = 16 << 20;
     c->plugin_max_running = 32;
     c->plugin_queue_timeout = 30;
-    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir || !c->plugin_dir ||
-        !c->plugin_pythonpath)
+    if (!c->plugin_dir || !c->plugin_pythonpath)
+        return -ENOMEM;
+    c->pam_service = strdup("");
+    c->pam_default_role = strdup("read-only");
+    if (!c->pam_service || !c->pam_default_role)
         return -ENOMEM;
     return 0;
 }
@@ -542,5 +551,7 @@ void agent_config_free(agent_config *c) {
     free(c->console_log_dir);
     free(c->plugin_dir);
     free(c->plugin_pythonpath);
+    free(c->pam_service);
+    free(c->pam_default_role);
     *c = (agent_config){0};
 }

@@ -33,6 +33,8 @@ typedef struct agent_config {
     int plugin_max_output;    /* bytes of stdout a plugin may print, default 16 MiB */
     int plugin_max_running;   /* plugins running at once, default 32 */
     int plugin_queue_timeout; /* seconds a call waits for a free plugin slot, default 30 */
+    char *pam_service;        /* PAM service for host users not in the accounts file; "" (default): no PAM */
+    char *pam_default_role;   /* the role of host users logged in through PAM, default "read-only" */
 } agent_config;
 
 /* Parses argv (may print usage/version and return 1 meaning "exit 0"),

@@ -19,6 +19,7 @@
 #include "xapi/event.h"
 #include "xapi/host.h"
 #include "xapi/http.h"
+#include "xapi/rbac.h"
 #include "xapi/session.h"
 #include "xapi/task.h"
 
@@ -30,6 +31,7 @@
 
 static void register_modules(void) {
     xapi_register_handlers(xapi_session_handlers);
+    xapi_rbac_register();
     xapi_register_handlers(xapi_task_handlers);
     xapi_register_handlers(xapi_host_handlers);
     storage_register(); network_register();
@@ -103,7 +105,13 @@ int main(int argc, char **argv) {
     rc = xapi_dispatch_init(&srv);
     if (rc < 0)
         goto out;
+    rc = xapi_rbac_init();
+    if (rc < 0)
+        goto out;
     rc = xapi_host_bootstrap(&srv, "4.17.0");
+    if (rc < 0)
+        goto out;
+    rc = xapi_rbac_sync_accounts(&srv);
     if (rc < 0)
         goto out;
     rc = storage_bootstrap(&srv);

@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config python3 clang libclang-rt-14-dev
   libmicrohttpd-dev libxmlrpc-core-c3-dev libxml2-dev libjson-c-dev libxen-dev
-  libsqlite3-dev libsystemd-dev libcurl4-openssl-dev libcmocka-dev libcrypt-dev
+  libsqlite3-dev libsystemd-dev libcurl4-openssl-dev libcmocka-dev libcrypt-dev libssl-dev libpam0g-dev
   curl nodejs sqlite3 qemu-utils
 )
 # Debian's nodejs ships without npm; a machine whose nodejs bundles npm has it already.

@@ -324,10 +324,18 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
     const char *format = xapi_http_req_arg(r, "format"), *vdi_arg = xapi_http_req_arg(r, "vdi");
     transfer *t = NULL;
     xapi_obj *vdi = NULL;
+    xapi_value denied = {0};
     char msg[160];
     int rc, stored;
 
-    if (!xapi_http_req_authorized(r)) {
+    rc = xapi_http_req_authorize(r, import ? "put_import_raw_vdi" : "get_export_raw_vdi", XAPI_ROLE_VM_ADMIN, &denied);
+    if (rc == -EPERM) {
+        reply_error(rep, NULL, &denied);
+        rep->status = 403;
+        xapi_value_free(&denied);
+        return rc;
+    }
+    if (rc < 0) {
         xapi_http_reply_text(rep, 401, "a valid session_id or basic authentication is needed\n");
         xapi_http_reply_header(rep, "WWW-Authenticate", "Basic realm=\"xapi\"");
         return -EACCES;

@@ -82,10 +82,16 @@ static void console_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep
     char vm_uuid[XAPI_UUID_LEN + 1] = "";
     int64_t domid = -1;
     xapi_obj *con = NULL, *vm;
+    xapi_value denied = {0};
     char *path;
+    int rc;
 
-    if (!xapi_http_req_authorized(r)) {
-        xapi_http_reply_text(rep, 401, "a valid session_id is needed\n");
+    rc = xapi_http_req_authorize(r, "connect_console", XAPI_ROLE_VM_OPERATOR, &denied);
+    if (rc < 0) {
+        xapi_http_reply_text(rep, rc == -EPERM ? 403 : 401,
+                             rc == -EPERM ? "RBAC_PERMISSION_DENIED http/connect_console\n"
+                                          : "a valid session_id is needed\n");
+        xapi_value_free(&denied);
         return;
     }
     xapi_store_rdlock(srv->store);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <security/pam_appl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,44 +280,85 @@ static int lock_dir(const char *path) {
     return fd;
 }
 
-/* Rewrites path with user's line replaced (in place) or appended. Called
- * with the locks held; old is the current content (NULL: no file). */
-static int put_user(const char *path, const char *old, const char *user, const char *password) {
-    _cleanup_erase_ char *hash = NULL, *content = NULL;
+/* The fields of an account line after the name: hash, then the roles (absent in
+ * files from before roles), then anything else, kept as it is. */
+typedef struct account_fields {
+    const char *hash, *roles, *rest; /* rest: from its leading ':' to the end of the line, or "" */
+    size_t hash_len, roles_len, rest_len;
+    bool has_roles;
+} account_fields;
+
+static void split_line(const char *line, size_t len, size_t ulen, account_fields *ret) {
+    const char *p = line + ulen + 1, *end = line + len, *c;
+
+    memset(ret, 0, sizeof *ret);
+    ret->hash = p;
+    c = memchr(p, ':', (size_t)(end - p));
+    ret->hash_len = (size_t)((c ? c : end) - p);
+    ret->rest = "";
+    if (!c)
+        return;
+    p = c + 1;
+    ret->has_roles = true;
+    ret->roles = p;
+    c = memchr(p, ':', (size_t)(end - p));
+    ret->roles_len = (size_t)((c ? c : end) - p);
+    if (c) {
+        ret->rest = c;
+        ret->rest_len = (size_t)(end - c);
+    }
+}
+
+/* Rewrites path with user's line replaced (in place) or appended; a NULL hash
+ * or roles keeps the line's own. Called with the locks held; old is the
+ * current content (NULL: no file). -ENOENT when a new line would have no hash. */
+static int put_user(const char *path, const char *old, const char *user, const char *hash, const char *roles) {
+    _cleanup_erase_ char *content = NULL;
     const char *line = NULL;
-    size_t oldlen = old ? strlen(old) : 0, linelen = 0, size;
-    bool need_nl;
-    int rc;
+    size_t oldlen = old ? strlen(old) : 0, linelen = 0;
+    account_fields f = {.hash = "", .rest = ""};
+    bool found = old && find_user(old, user, &line, &linelen);
+    bool need_nl = oldlen > 0 && old[oldlen - 1] != '\n';
+    int n;
 
-    rc = hash_password(password, &hash);
-    if (rc < 0)
-        return rc;
-    need_nl = oldlen > 0 && old[oldlen - 1] != '\n';
-    size = oldlen + 1 + strlen(user) + 1 + strlen(hash) + 2;
-    content = malloc(size);
-    if (!content)
+    if (found)
+        split_line(line, linelen, strlen(user), &f);
+    else if (!hash)
+        return -ENOENT;
+    if (hash) {
+        f.hash = hash;
+        f.hash_len = strlen(hash);
+    }
+    if (roles) {
+        f.roles = roles;
+        f.roles_len = strlen(roles);
+        f.has_roles = true;
+    }
+    if (found)
+        n = asprintf(&content, "%.*s%s:%.*s%s%.*s%.*s%s", (int)(line - old), old, user, (int)f.hash_len, f.hash,
+                     f.has_roles ? ":" : "", (int)f.roles_len, f.has_roles ? f.roles : "", (int)f.rest_len, f.rest,
+                     line + linelen);
+    else
+        n = asprintf(&content, "%s%s%s:%s%s%s\n", old ? old : "", need_nl ? "\n" : "", user, hash,
+                     f.has_roles ? ":" : "", f.has_roles ? f.roles : "");
+    if (n < 0) {
+        content = NULL;
         return -ENOMEM;
-    if (old && find_user(old, user, &line, &linelen)) {
-        /* Keep any fields after the hash, as /etc/shadow-style tools would. */
-        const char *hash_end = memchr(line + strlen(user) + 1, ':', linelen - strlen(user) - 1);
-        size_t rest = hash_end ? (size_t)(line + linelen - hash_end) : 0;
-
-        snprintf(content, size, "%.*s%s:%s%.*s%s", (int)(line - old), old, user, hash, (int)rest,
-                 hash_end ? hash_end : "", line + linelen);
-    } else
-        snprintf(content, size, "%s%s%s:%s\n", old ? old : "", need_nl ? "\n" : "", user, hash);
+    }
     return write_atomic(path, content);
 }
 
-/* --- the API ------------------------------------------------------------------- */
-
-int xapi_accounts_set(const char *path, const char *user, const char *password) {
-    _cleanup_erase_ char *old = NULL;
+/* Runs put_user under the locks on the current content. */
+static int update_user(const char *path, const char *user, const char *password, const char *roles) {
+    _cleanup_erase_ char *old = NULL, *hash = NULL;
     _cleanup_close_ int lock = -1;
     int rc;
 
-    if (!path || !valid_user(user) || !password || !*password)
-        return -EINVAL;
+    if (password) {
+        rc = hash_password(password, &hash);
+        if (rc < 0)
+            return rc;
+    }
     pthread_mutex_lock(&accounts_lock);
     lock = lock_dir(path);
     if (lock < 0) {
@@ -326,10 +368,34 @@ int xapi_accounts_set(const char *path, const char *user, const char *password) 
     rc = read_file(path, &old, NULL);
     if (rc < 0 && rc != -ENOENT)
         goto out;
-    rc = put_user(path, old, user, password);
+    rc = put_user(path, old, user, hash, roles);
 out:
     pthread_mutex_unlock(&accounts_lock);
     return rc;
+}
+
+/* --- the API ------------------------------------------------------------------- */
+
+static bool valid_roles(const char *roles) {
+    return !strpbrk(roles, ":\n\r");
+}
+
+int xapi_accounts_set(const char *path, const char *user, const char *password) {
+    if (!path || !valid_user(user) || !password || !*password)
+        return -EINVAL;
+    return update_user(path, user, password, NULL);
+}
+
+int xapi_accounts_add(const char *path, const char *user, const char *password, const char *roles) {
+    if (!path || !valid_user(user) || !password || !*password || !roles || !valid_roles(roles))
+        return -EINVAL;
+    return update_user(path, user, password, roles);
+}
+
+int xapi_accounts_set_roles(const char *path, const char *user, const char *roles) {
+    if (!path || !valid_user(user) || !roles || !valid_roles(roles))
+        return -EINVAL;
+    return update_user(path, user, NULL, roles);
 }
 
 int xapi_accounts_ensure(const char *path, const char *password, char **ret_generated) {
@@ -376,7 +442,13 @@ int xapi_accounts_ensure(const char *path, const char *password, char **ret_gene
             goto out;
         password = generated;
     }
-    rc = put_user(path, old, ROOT_USER, password);
+    {
+        _cleanup_erase_ char *hash = NULL;
+
+        rc = hash_password(password, &hash);
+        if (rc == 0)
+            rc = put_user(path, old, ROOT_USER, hash, NULL);
+    }
     if (rc < 0)
         goto out;
     if (old)
@@ -390,24 +462,23 @@ out:
     return rc;
 }
 
-bool xapi_accounts_verify(const char *path, const char *user, const char *password) {
+int xapi_accounts_authenticate(const char *path, const char *user, const char *password, char **ret_roles) {
     _cleanup_erase_ char *buf = NULL, *hash = NULL;
     const char *line = NULL, *stored = DUMMY_HASH;
+    account_fields f = {0};
     void *data = NULL;
     int size = 0;
     const char *computed;
     bool found = false, match;
 
     if (!path || !password)
-        return false;
+        return -EINVAL;
     if (valid_user(user) && read_file(path, &buf, NULL) == 0) {
         size_t linelen;
 
         if (find_user(buf, user, &line, &linelen)) {
-            const char *h = line + strlen(user) + 1;
-            size_t hlen = strcspn(h, ":\n");
-
-            hash = strndup(h, hlen);
+            split_line(line, linelen, strlen(user), &f);
+            hash = strndup(f.hash, f.hash_len);
             /* Empty, "!..." (locked) and "*" (no password) never match. */
             if (hash && hash[0] && hash[0] != '!' && hash[0] != '*') {
                 stored = hash;
@@ -422,5 +493,83 @@ bool xapi_accounts_verify(const char *path, const char *user, const char *passwo
         explicit_bzero(data, (size_t)size);
         free(data);
     }
-    return match;
+    if (!match)
+        return found ? -EACCES : -ENOENT;
+    if (ret_roles) {
+        *ret_roles = NULL;
+        if (f.has_roles && !(*ret_roles = strndup(f.roles, f.roles_len)))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+bool xapi_accounts_verify(const char *path, const char *user, const char *password) {
+    return xapi_accounts_authenticate(path, user, password, NULL) == 0;
+}
+
+int xapi_accounts_list(const char *path, int (*fn)(void *ud, const char *user, const char *roles), void *ud) {
+    _cleanup_erase_ char *buf = NULL;
+    int rc = read_file(path, &buf, NULL);
+
+    if (rc < 0)
+        return rc;
+    for (char *p = buf; *p;) {
+        char *nl = strchr(p, '\n'), *colon;
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+        if (nl)
+            *nl = '\0';
+        colon = strchr(p, ':');
+        if (*p != '#' && colon && colon > p) {
+            account_fields f;
+            char *roles = NULL;
+
+            *colon = '\0';
+            split_line(p, len, strlen(p), &f);
+            if (f.has_roles && !(roles = strndup(f.roles, f.roles_len)))
+                return -ENOMEM;
+            rc = fn(ud, p, roles);
+            free(roles);
+            if (rc < 0)
+                return rc;
+        }
+        p += len + (nl ? 1 : 0);
+    }
+    return 0;
+}
+
+/* --- host users through PAM ---------------------------------------------------- */
+
+/* Answers PAM's password prompts with the password; other prompts get nothing. */
+static int pam_conversation(int n, const struct pam_message **msgs, struct pam_response **ret, void *password) {
+    struct pam_response *r = calloc((size_t)n, sizeof *r);
+
+    if (!r)
+        return PAM_BUF_ERR;
+    for (int i = 0; i < n; i++)
+        if (msgs[i]->msg_style == PAM_PROMPT_ECHO_OFF && !(r[i].resp = strdup(password))) {
+            for (int k = 0; k < i; k++)
+                free(r[k].resp);
+            free(r);
+            return PAM_BUF_ERR;
+        }
+    *ret = r;
+    return PAM_SUCCESS;
+}
+
+int xapi_accounts_pam_authenticate(const char *service, const char *user, const char *password) {
+    struct pam_conv conv = {pam_conversation, (void *)password};
+    pam_handle_t *pamh = NULL;
+    int prc;
+
+    if (!service || !*service || !valid_user(user) || !password)
+        return -EINVAL;
+    prc = pam_start(service, user, &conv, &pamh);
+    if (prc != PAM_SUCCESS)
+        return -EIO;
+    prc = pam_authenticate(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+    if (prc == PAM_SUCCESS)
+        prc = pam_acct_mgmt(pamh, PAM_SILENT);
+    pam_end(pamh, prc);
+    return prc == PAM_SUCCESS ? 0 : -EACCES;
 }

@@ -75,6 +75,9 @@ void xapi_register_hooks(int class_id, const xapi_class_hooks *hooks);
 
 int xapi_dispatch_init(xapi_server *srv);
 void xapi_dispatch_free(void);
+/* Calls fn with every RBAC permission (a method's wire name, or "<method>/key:<key>") and the
+ * role it needs; stops at fn's first error. */
+int xapi_dispatch_permissions(int (*fn)(void *ud, const char *name, unsigned role), void *ud);
 
 /* Transport-level facts about the caller. */
 typedef struct xapi_peer {

@@ -1,5 +1,6 @@
 /* The dispatcher: method table, argument checking, generic accessors, and the
  * reply envelope. See api.h. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "xapi/api.h"
 #include "xapi/error.h"
 #include "xapi/filter.h"
+#include "xapi/rbac.h"
 #include "xapi/session.h"
 #include "xapi/task.h"
 #include "xapi/types.h"
@@ -50,6 +52,9 @@ typedef struct method {
     bool async_ok;
     bool no_session;
     bool removed;
+    unsigned char role;      /* xapi_role a caller needs */
+    const xapi_field *keyed; /* add_to_/remove_from_ of a map with protected keys */
+    char *permission;        /* lowercase name: the RBAC permission */
 } method;
 
 static struct {
@@ -280,6 +285,51 @@ static void add_explicit_accessors(const xapi_class *cls) {
     }
 }
 
+/* What each method needs: its message's role, else (implicit messages, and handlers serving an
+ * implicit name) the class's role for it; getters are for everyone. */
+static void assign_roles(void) {
+    for (size_t i = 0; i < D.n; i++) {
+        method *m = &D.methods[i];
+        const char *msg = m->name + strlen(m->cls->name) + 1;
+        const char *key_field = NULL;
+
+        m->permission = xapi_strdup(m->name);
+        for (char *p = m->permission; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        if (m->msg)
+            m->role = m->msg->role;
+        else
+            m->role = xapi_implicit_role(m->cls, msg, strncmp(msg, "get_", 4) != 0);
+        if (strncmp(msg, "add_to_", 7) == 0)
+            key_field = msg + 7;
+        else if (strncmp(msg, "remove_from_", 12) == 0)
+            key_field = msg + 12;
+        if (key_field && m->nparams >= 2) {
+            int f = xapi_field_index(m->cls, key_field);
+            if (f >= 0 && m->cls->fields[f].nkey_roles > 0)
+                m->keyed = &m->cls->fields[f];
+        }
+    }
+}
+
+int xapi_dispatch_permissions(int (*fn)(void *ud, const char *name, unsigned role), void *ud) {
+    for (size_t i = 0; i < D.n; i++) {
+        const method *m = &D.methods[i];
+        int rc = fn(ud, m->name, m->role);
+
+        for (unsigned k = 0; rc == 0 && m->keyed && k < m->keyed->nkey_roles; k++) {
+            char *name = NULL;
+            if (asprintf(&name, "%s/key:%s", m->name, m->keyed->key_roles[k].key) < 0)
+                xapi_oom();
+            rc = fn(ud, name, m->keyed->key_roles[k].role);
+            free(name);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int xapi_dispatch_init(xapi_server *srv) {
     D.ref_types = xapi_calloc(xapi_nclasses, sizeof *D.ref_types);
     D.record_types = xapi_calloc(xapi_nclasses, sizeof *D.record_types);
@@ -333,13 +383,16 @@ int xapi_dispatch_init(xapi_server *srv) {
         }
         D.table[j] = &D.methods[i];
     }
+    assign_roles();
     log_debug("dispatch: %zu methods", D.n);
     return 0;
 }
 
 void xapi_dispatch_free(void) {
-    for (size_t i = 0; i < D.n; i++)
+    for (size_t i = 0; i < D.n; i++) {
         free(D.methods[i].name);
+        free(D.methods[i].permission);
+    }
     free(D.methods);
     free(D.table);
     free(D.ref_types);
@@ -694,6 +747,25 @@ static void free_args(xapi_value *args, unsigned n) {
     free(args);
 }
 
+/* The call's role check: a protected map key has its own permission, "<message>/key:<key>". */
+static int check_role(xapi_server *srv, const xapi_call *c, const method *m, xapi_value *err) {
+    const xapi_key_role *k = NULL;
+    char *keyed = NULL;
+    int rc;
+
+    if (m->keyed && c->nargs >= 2 && c->args[1].kind == XAPI_V_STRING)
+        k = xapi_field_key_role(m->keyed, c->args[1].s);
+    if (k) {
+        if (asprintf(&keyed, "%s/key:%s", m->permission, k->key) < 0)
+            xapi_oom();
+        for (char *p = keyed; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    }
+    rc = xapi_rbac_check(srv, c->session, k ? k->role : m->role, keyed ? keyed : m->permission, err);
+    free(keyed);
+    return rc;
+}
+
 int xapi_invoke(xapi_server *srv, const xapi_peer *peer, const char *method_name, const xapi_value *params,
                 xapi_out *out, xapi_value *err, const char *task) {
     xapi_call c = {0};
@@ -753,6 +825,11 @@ int xapi_invoke(xapi_server *srv, const xapi_peer *peer, const char *method_name
     c.args = args;
     c.nargs = nargs;
 
+    /* Before anything runs, Async or not (a task is checked when it is submitted). */
+    if (!m->no_session && (rc = check_role(srv, &c, m, err)) < 0) {
+        free_args(args, nargs);
+        return rc;
+    }
     if (async) {
         char task_ref[XAPI_REF_LEN + 1];
         rc = xapi_task_spawn(srv, peer, method_name, c.session, params, task_ref, err);

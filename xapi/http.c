@@ -18,6 +18,7 @@
 #include "agent/log.h"
 #include "xapi/accounts.h"
 #include "xapi/http.h"
+#include "xapi/rbac.h"
 #include "xapi/session.h"
 
 #define THREAD_STACK (512 * 1024)
@@ -101,17 +102,33 @@ const char *xapi_http_req_header(xapi_http_req *r, const char *name) {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
-bool xapi_http_req_authorized(xapi_http_req *r) {
+/* Basic auth: the account's rank, as a session of it would have (-EACCES: bad credentials). */
+static int basic_auth_rank(const agent_config *cfg, const char *user, const char *pass) {
+    char *roles = NULL;
+    unsigned mask = 1u << XAPI_ROLE_POOL_ADMIN; /* an account from before roles */
+    int rc = xapi_accounts_authenticate(cfg->accounts_file, user, pass, &roles);
+
+    if (rc < 0)
+        return -EACCES;
+    if (roles && xapi_roles_parse(roles, &mask) < 0)
+        mask = 0;
+    free(roles);
+    return strcmp(user, "root") == 0 ? XAPI_ROLE_LOCAL_ROOT : xapi_roles_highest(mask);
+}
+
+int xapi_http_req_authorize(xapi_http_req *r, const char *action, unsigned need, xapi_value *err) {
     const agent_config *cfg = r->h->srv->config;
     const char *sid = xapi_http_req_arg(r, "session_id");
-    char *user = NULL, *pass = NULL;
-    bool ok;
+    char *user = NULL, *pass = NULL, permission[64];
+    int rank = -EACCES;
 
+    snprintf(permission, sizeof permission, "http/%s", action);
     if (sid && xapi_session_check(r->h->srv, sid) == 0)
-        return true;
+        return xapi_rbac_check(r->h->srv, sid, need, permission, err) < 0 ? -EPERM : 0;
     user = MHD_basic_auth_get_username_password(r->conn, &pass);
-    ok = user && pass && xapi_accounts_verify(cfg->accounts_file, user, pass);
-    if (user && !ok) {
+    if (user && pass)
+        rank = basic_auth_rank(cfg, user, pass);
+    if (user && rank == -EACCES) {
         /* Slow down password guessing, as session.login_with_password does. */
         struct timespec ts = {cfg->auth_fail_delay_ms / 1000, (long)(cfg->auth_fail_delay_ms % 1000) * 1000000L};
         log_notice("http: basic authentication failed for user '%s'", user);
@@ -121,7 +138,17 @@ bool xapi_http_req_authorized(xapi_http_req *r) {
         MHD_free(user);
     if (pass)
         MHD_free(pass);
-    return ok;
+    if (rank == -EACCES)
+        return -EACCES;
+    return xapi_rbac_check_rank(rank, need, permission, err) < 0 ? -EPERM : 0;
+}
+
+bool xapi_http_req_authorized(xapi_http_req *r) {
+    xapi_value err = {0};
+    int rc = xapi_http_req_authorize(r, "", XAPI_ROLE_READ_ONLY, &err);
+
+    xapi_value_free(&err);
+    return rc == 0;
 }
 
 void xapi_http_reply_header(xapi_http_reply *rep, const char *name, const char *fmt, ...) {

@@ -28,6 +28,10 @@ const char *xapi_http_req_header(xapi_http_req *r, const char *name);
  * session_id (query or cookie) naming a live session, or HTTP basic auth with
  * a local account (a failure waits auth_fail_delay_ms). */
 bool xapi_http_req_authorized(xapi_http_req *r);
+/* The same, and the caller's role must be at least need (an xapi_role) for the handler
+ * http/<action> (xapi's HTTP permissions: "put_import_raw_vdi"...): 0; -EACCES when not
+ * authenticated (401); -EPERM with err RBAC_PERMISSION_DENIED [http/<action>, ...] (403). */
+int xapi_http_req_authorize(xapi_http_req *r, const char *action, unsigned need, xapi_value *err);
 
 #define XAPI_HTTP_MAX_HEADERS 4
 

@@ -32,6 +32,23 @@ const xapi_message *xapi_message_find(const xapi_class *c, const char *name) {
     return NULL;
 }
 
+unsigned char xapi_implicit_role(const xapi_class *c, const char *msg, bool write) {
+    for (unsigned i = 0; i < c->nimplicit_roles; i++)
+        if (strcmp(c->implicit_roles[i].name, msg) == 0)
+            return c->implicit_roles[i].role;
+    return write ? c->write_role : XAPI_ROLE_READ_ONLY;
+}
+
+const xapi_key_role *xapi_field_key_role(const xapi_field *f, const char *key) {
+    for (unsigned i = 0; i < f->nkey_roles; i++) {
+        const xapi_key_role *k = &f->key_roles[i];
+
+        if (k->prefix ? strncmp(key, k->key, strlen(k->key) - 1) == 0 : strcmp(key, k->key) == 0)
+            return k;
+    }
+    return NULL;
+}
+
 const char *xapi_enum_canonical(const xapi_enum *e, const char *s) {
     for (unsigned i = 0; i < e->n; i++)
         if (strcasecmp(e->values[i], s) == 0)

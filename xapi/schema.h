@@ -47,6 +47,33 @@ typedef enum xapi_qualifier {
     XAPI_Q_DYNAMIC_RO,
 } xapi_qualifier;
 
+/* xapi's roles as ranks: a session may call what needs a rank at most its own.
+ * xapi orders them totally (pool-admin > pool-operator > ... > read-only); a
+ * message with no role at all is for the local superuser only. */
+typedef enum xapi_role {
+    XAPI_ROLE_READ_ONLY = 0,
+    XAPI_ROLE_VM_OPERATOR,
+    XAPI_ROLE_VM_ADMIN,
+    XAPI_ROLE_VM_POWER_ADMIN,
+    XAPI_ROLE_POOL_OPERATOR,
+    XAPI_ROLE_POOL_ADMIN,
+    XAPI_ROLE_LOCAL_ROOT,
+} xapi_role;
+#define XAPI_NROLES XAPI_ROLE_LOCAL_ROOT /* the roles a subject can hold */
+
+/* A map key whose add_to_/remove_from_ needs its own role (xapi's map_keys_roles). */
+typedef struct xapi_key_role {
+    const char *key;     /* as xapi writes it: "XenCenter.CustomFields.*" */
+    bool prefix;         /* a trailing "*": any key starting with what precedes it */
+    unsigned char role;  /* xapi_role */
+} xapi_key_role;
+
+/* An implicit message whose role is not its class's default. */
+typedef struct xapi_msg_role {
+    const char *name;
+    unsigned char role;
+} xapi_msg_role;
+
 typedef struct xapi_field {
     const char *name;
     unsigned name_len;
@@ -61,6 +88,8 @@ typedef struct xapi_field {
      * class and ref field it is derived from. */
     int rel_class;
     int rel_field;
+    const xapi_key_role *key_roles;
+    unsigned nkey_roles;
 } xapi_field;
 
 typedef enum xapi_msg_state {
@@ -85,7 +114,8 @@ typedef struct xapi_message {
     bool async;
     bool no_session;
     unsigned char state;      /* xapi_msg_state */
-    const char *min_role;
+    const char *min_role;     /* as in the schema; "" for the local superuser only */
+    unsigned char role;       /* xapi_role of min_role */
 } xapi_message;
 
 typedef enum xapi_ctor {
@@ -108,6 +138,9 @@ typedef struct xapi_class {
     unsigned nmessages;
     int f_uuid;       /* field index of uuid, -1 if none */
     int f_name_label; /* field index of name_label, -1 if none */
+    unsigned char write_role; /* xapi_role of create, destroy and field writers unless listed */
+    const xapi_msg_role *implicit_roles; /* implicit messages with another role */
+    unsigned nimplicit_roles;
 } xapi_class;
 
 extern const xapi_class xapi_classes[];
@@ -121,6 +154,11 @@ const xapi_class *xapi_class_by_name(const char *name);
 const xapi_class *xapi_class_by_name_ci(const char *name); /* event subscriptions */
 int xapi_field_index(const xapi_class *c, const char *name);
 const xapi_message *xapi_message_find(const xapi_class *c, const char *name);
+/* The role an implicit message of c needs: listed, else read-only for reads, the class's
+ * write role for writes. */
+unsigned char xapi_implicit_role(const xapi_class *c, const char *msg, bool write);
+/* The entry of f's protected map keys that key falls under, or NULL. */
+const xapi_key_role *xapi_field_key_role(const xapi_field *f, const char *key);
 /* Canonical spelling of an enum value matched case-insensitively, NULL if none. */
 const char *xapi_enum_canonical(const xapi_enum *e, const char *s);
 

@@ -2,6 +2,7 @@
  * survive a restart of the daemon), but last_active is refreshed in memory
  * only: it changes on every call and is worth no disk write. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include "agent/log.h"
 #include "xapi/accounts.h"
 #include "xapi/error.h"
+#include "xapi/rbac.h"
 #include "xapi/session.h"
 
 #define SESSIONS_PER_ORIGINATOR 500
@@ -64,23 +66,60 @@ static void session_destroy(xapi_server *srv, xapi_obj *o) {
     xapi_obj_destroy(srv->store, o);
 }
 
+/* Whether the password is right; the account's roles in *ret_mask, its subject identifier in
+ * sid. Accounts from before roles (no roles field) keep the pool-admin rights every account had
+ * then. Users the file does not know may be host users, through PAM if configured. */
+static bool account_roles(xapi_call *c, const char *uname, const char *pwd, unsigned *ret_mask, char *sid,
+                          size_t sid_size) {
+    const agent_config *cfg = c->srv->config;
+    char *roles = NULL;
+    unsigned mask = 1u << XAPI_ROLE_POOL_ADMIN;
+    int rc = xapi_accounts_authenticate(cfg->accounts_file, uname, pwd, &roles);
+    bool ok = rc == 0;
+
+    snprintf(sid, sid_size, "local:%s", uname);
+    if (rc == -ENOENT && *cfg->pam_service && xapi_accounts_pam_authenticate(cfg->pam_service, uname, pwd) == 0) {
+        snprintf(sid, sid_size, "pam:%s", uname);
+        ok = true;
+        /* A host user's subject, once made (at the first login, or by subject.create), keeps its roles. */
+        if (xapi_rbac_subject_roles(c->srv, sid, &mask) < 0)
+            roles = xapi_strdup(cfg->pam_default_role);
+    }
+    if (ok && roles && xapi_roles_parse(roles, &mask) < 0) {
+        log_warning("session: account '%s' has an unknown role in '%s'; it gets none", uname, roles);
+        mask = 0;
+    }
+    free(roles);
+    *ret_mask = mask;
+    return ok;
+}
+
 static int login_common(xapi_call *c, const char *uname, const char *pwd, const char *originator) {
     xapi_store *st = c->srv->store;
     const agent_config *cfg = c->srv->config;
     int64_t now = xapi_wall_seconds();
     xapi_obj *o, *old;
-    unsigned count;
-    char ref[XAPI_REF_LEN + 1];
+    unsigned count, roles = 0;
+    char ref[XAPI_REF_LEN + 1], sid[256] = "";
+    bool superuser = c->local_root || strcmp(uname, "root") == 0;
     int rc;
 
     if (!*originator && c->originator)
         originator = c->originator;
-    if (!c->local_root && !xapi_accounts_verify(cfg->accounts_file, uname, pwd)) {
+    if (!c->local_root && !account_roles(c, uname, pwd, &roles, sid, sizeof sid)) {
         /* Slow down password guessing; the connection thread sleeps, nobody else waits. */
         struct timespec ts = {cfg->auth_fail_delay_ms / 1000, (long)(cfg->auth_fail_delay_ms % 1000) * 1000000L};
         log_notice("session: authentication failed for user '%s'", uname);
         nanosleep(&ts, NULL);
         return xapi_call_fail(c, "SESSION_AUTHENTICATION_FAILED", uname, "Authentication failure");
+    }
+    if (!superuser && !roles) {
+        char msg[512];
+
+        /* As xapi: [uname, "Subject NAME (identifier SID) has no roles in this pool"]. */
+        snprintf(msg, sizeof msg, "Subject %s (identifier %s) has no roles in this pool", uname, sid);
+        log_notice("session: %s", msg);
+        return xapi_call_fail(c, "RBAC_PERMISSION_DENIED", uname, msg);
     }
 
     xapi_store_write_begin(st);
@@ -98,9 +137,11 @@ static int login_common(xapi_call *c, const char *uname, const char *pwd, const 
     xapi_obj_set_string(st, o, XAPI_F_session_this_host, c->srv->host_ref);
     xapi_obj_set(st, o, XAPI_F_session_last_active, xapi_value_datetime(now));
     xapi_obj_set(st, o, XAPI_F_session_validation_time, xapi_value_datetime(now));
-    xapi_obj_set_bool(st, o, XAPI_F_session_is_local_superuser, strcmp(uname, "root") == 0 || c->local_root);
+    xapi_obj_set_bool(st, o, XAPI_F_session_is_local_superuser, superuser);
     xapi_obj_set_string(st, o, XAPI_F_session_auth_user_name, uname);
     xapi_obj_set_string(st, o, XAPI_F_session_originator, originator);
+    if (!superuser)
+        xapi_rbac_session_setup(c->srv, o, uname, sid, roles);
     memcpy(ref, o->ref, sizeof ref);
     rc = xapi_commit(c);
     if (rc < 0)
@@ -172,9 +213,25 @@ static int change_password(xapi_call *c) {
     return 0;
 }
 
+/* The identifiers of the users of every session but the local superuser's, each once. */
 static int get_all_subject_identifiers(xapi_call *c) {
-    /* No external authentication: no subjects. */
+    xapi_store *st = c->srv->store;
+
     xapi_out_array_begin(c->out);
+    xapi_store_rdlock(st);
+    for (xapi_obj *o = xapi_store_first(st, session_class()); o; o = xapi_store_next(o)) {
+        const char *sid = o->fields[XAPI_F_session_auth_user_sid].s;
+        bool seen = false;
+
+        if (o->fields[XAPI_F_session_is_local_superuser].b || !*sid)
+            continue;
+        for (xapi_obj *p = xapi_store_first(st, session_class()); p != o && !seen; p = xapi_store_next(p))
+            seen = !p->fields[XAPI_F_session_is_local_superuser].b &&
+                   strcmp(p->fields[XAPI_F_session_auth_user_sid].s, sid) == 0;
+        if (!seen)
+            xapi_out_cstring(c->out, sid);
+    }
+    xapi_store_rdunlock(st);
     xapi_out_array_end(c->out);
     return 0;
 }

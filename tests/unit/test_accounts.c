@@ -401,6 +401,77 @@ static void test_concurrent_processes_lose_nothing(void **state) {
     assert_dir_holds_only_accounts(f);
 }
 
+/* --- roles ------------------------------------------------------------------ */
+
+static void test_add_writes_roles_and_authenticate_returns_them(void **state) {
+    fixture *f = *state;
+    char *roles = (char *)"sentinel", *content;
+
+    assert_int_equal(xapi_accounts_add(f->path, "ops", "pw-1", "vm-operator"), 0);
+    assert_int_equal(xapi_accounts_authenticate(f->path, "ops", "pw-1", &roles), 0);
+    assert_string_equal(roles, "vm-operator");
+    free(roles);
+    assert_int_equal(xapi_accounts_authenticate(f->path, "ops", "wrong", &roles), -EACCES);
+    assert_int_equal(xapi_accounts_authenticate(f->path, "nobody", "pw-1", &roles), -ENOENT);
+    content = slurp(f->path);
+    assert_int_equal(strncmp(content, "ops:$y$", 7), 0);
+    assert_non_null(strstr(content, ":vm-operator\n"));
+    free(content);
+}
+
+static void test_line_without_roles_reads_as_none_given(void **state) {
+    fixture *f = *state;
+    char *roles = (char *)"sentinel", *content, *line;
+
+    /* A file from before roles: name:hash only. */
+    assert_int_equal(xapi_accounts_set(f->path, "old", "pw-2"), 0);
+    assert_int_equal(xapi_accounts_authenticate(f->path, "old", "pw-2", &roles), 0);
+    assert_null(roles);
+    /* Changing the password keeps the line as it was otherwise. */
+    assert_int_equal(xapi_accounts_set(f->path, "old", "pw-3"), 0);
+    assert_int_equal(xapi_accounts_authenticate(f->path, "old", "pw-3", &roles), 0);
+    assert_null(roles);
+    content = slurp(f->path);
+    line = strstr(content, "old:");
+    assert_non_null(line);
+    assert_null(strchr(line + 4, ':'));
+    free(content);
+}
+
+static void test_set_roles_keeps_hash_and_later_fields(void **state) {
+    fixture *f = *state;
+    char *roles = NULL, *content;
+
+    write_file(f->path, "# comment\n", 0600);
+    assert_int_equal(xapi_accounts_add(f->path, "u", "pw-4", "read-only"), 0);
+    assert_int_equal(xapi_accounts_set_roles(f->path, "u", "vm-admin,read-only"), 0);
+    assert_int_equal(xapi_accounts_authenticate(f->path, "u", "pw-4", &roles), 0);
+    assert_string_equal(roles, "vm-admin,read-only");
+    free(roles);
+    /* Changing the password keeps the roles. */
+    assert_int_equal(xapi_accounts_set(f->path, "u", "pw-5"), 0);
+    assert_int_equal(xapi_accounts_authenticate(f->path, "u", "pw-5", &roles), 0);
+    assert_string_equal(roles, "vm-admin,read-only");
+    free(roles);
+    /* Fields after the roles stay as they are. */
+    content = slurp(f->path);
+    content[strlen(content) - 1] = '\0';
+    strcat(content, ":extra\n");
+    write_file(f->path, content, 0600);
+    free(content);
+    assert_int_equal(xapi_accounts_set_roles(f->path, "u", ""), 0);
+    assert_int_equal(xapi_accounts_authenticate(f->path, "u", "pw-5", &roles), 0);
+    assert_string_equal(roles, "");
+    free(roles);
+    content = slurp(f->path);
+    assert_int_equal(strncmp(content, "# comment\nu:$y$", 15), 0);
+    assert_non_null(strstr(content, "::extra\n"));
+    free(content);
+    assert_int_equal(xapi_accounts_set_roles(f->path, "missing", "read-only"), -ENOENT);
+    assert_int_equal(xapi_accounts_set_roles(f->path, "u", "a:b"), -EINVAL);
+    assert_int_equal(xapi_accounts_add(f->path, "v", "pw", "x\ny"), -EINVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ensure_creates_root_with_password, setup, teardown),
@@ -417,6 +488,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_passwords_with_odd_characters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_lose_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes_lose_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_add_writes_roles_and_authenticate_returns_them, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_line_without_roles_reads_as_none_given, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_roles_keeps_hash_and_later_fields, setup, teardown),
     };
 
     agent_log_open("stderr", LOG_WARNING);

@@ -113,6 +113,8 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->plugin_max_output, 16 << 20);
     assert_int_equal(c->plugin_max_running, 32);
     assert_int_equal(c->plugin_queue_timeout, 30);
+    assert_string_equal(c->pam_service, "");
+    assert_string_equal(c->pam_default_role, "read-only");
 }
 
 /* --- defaults -------------------------------------------------------------- */
@@ -194,6 +196,8 @@ static void test_file_every_key(void **state) {
                             "plugin_max_output = 4096\n"
                             "plugin_max_running = 2\n"
                             "plugin_queue_timeout = 0\n"
+                            "pam_service = xenapid\n"
+                            "pam_default_role = vm-operator\n"
                             "max_tasks = 8"); /* last one wins; no final newline */
     assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
     assert_string_equal(c.listen_host, "10.0.0.1");
@@ -218,6 +222,8 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.plugin_max_output, 4096);
     assert_int_equal(c.plugin_max_running, 2);
     assert_int_equal(c.plugin_queue_timeout, 0);
+    assert_string_equal(c.pam_service, "xenapid");
+    assert_string_equal(c.pam_default_role, "vm-operator");
     agent_config_free(&c);
 }
 

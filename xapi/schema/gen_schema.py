@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Generates the C datamodel tables (schema_gen.c, schema_ids.h) from the
-repository's copy of the XenAPI class schema (classes.json) and its one-to-many
-relations (relations.json). Usage: gen_schema.py classes.json relations.json OUTDIR"""
+repository's copy of the XenAPI class schema (classes.json), its one-to-many
+relations (relations.json) and the RBAC roles of the implicit messages and
+protected map keys (roles.json).
+Usage: gen_schema.py classes.json relations.json roles.json OUTDIR"""
 
 import calendar
 import json
@@ -10,11 +12,16 @@ import re
 import sys
 import time
 
+# xapi's roles, least privileged first: the index is the rank the C side compares.
+# A message without a role (xapi's _R_LOCAL_ROOT_ONLY) is for the local superuser only.
+ROLES = ["read-only", "vm-operator", "vm-admin", "vm-power-admin", "pool-operator", "pool-admin"]
+DEFAULT_WRITE_ROLE = "pool-admin"  # a class roles.json does not know: fail secure
+
 NO_EVENTS = {"session", "secret", "user", "auth", "data_source", "sr_stat", "probe_result"}
 
 
 class Gen:
-    def __init__(self, schema, relations):
+    def __init__(self, schema, relations, roles):
         self.schema = schema
         self.classes = schema["classes"]
         self.class_names = list(self.classes.keys())
@@ -27,6 +34,7 @@ class Gen:
         self.values = []  # C declarations of default values
         self.nvalues = 0
         self.relations = relations
+        self.roles = roles
 
     # ---- types -------------------------------------------------------------
     def parse_type(self, t):
@@ -235,6 +243,7 @@ class Gen:
         class_inits = []
         for ci, cn in enumerate(self.class_names):
             c = self.classes[cn]
+            croles = self.roles.get(cn, {})
             fields = c.get("fields", [])
             req = set(c.get("create_record", {}).get("required", []))
             finits = []
@@ -247,9 +256,16 @@ class Gen:
                     f_name = fi
                 tname = self.type_ref(f["type"])
                 p = self.parse_type(f["type"])
+                keys = "NULL, 0"
+                kr = croles.get("map_keys", {}).get(f["name"])
+                if kr:
+                    kname = "K_%s_%s" % (cn, f["name"])
+                    body.append("static const xapi_key_role %s[] = {%s};" % (kname, ", ".join(
+                        "{%s, %s, %s}" % (cstr(k), b(k.endswith("*")), role_rank(r)) for k, r in kr.items())))
+                    keys = "%s, %d" % (kname, len(kr))
                 if p[0] in ("any_record",):
-                    finits.append("{%s, %d, &%s, %s, false, false, false, NULL, -1, -1}" % (
-                        cstr(f["name"]), len(f["name"]), tname, qual(f["qualifier"])))
+                    finits.append("{%s, %d, &%s, %s, false, false, false, NULL, -1, -1, %s}" % (
+                        cstr(f["name"]), len(f["name"]), tname, qual(f["qualifier"]), keys))
                     continue
                 has_def = "default" in f
                 val = self.parse_default(f["type"], f["default"]) if has_def else self.zero(f["type"])
@@ -263,9 +279,9 @@ class Gen:
                     oc, of = rel_many[(cn, f["name"])]
                     rc, rf = self.class_index[oc], findex(oc, of)
                     derived = True
-                finits.append("{%s, %d, &%s, %s, %s, %s, %s, &%s, %d, %d}" % (
+                finits.append("{%s, %d, &%s, %s, %s, %s, %s, &%s, %d, %d, %s}" % (
                     cstr(f["name"]), len(f["name"].encode()), tname, qual(f["qualifier"]),
-                    b(has_def), b(f["name"] in req), b(derived), vname, rc, rf))
+                    b(has_def), b(f["name"] in req), b(derived), vname, rc, rf, keys))
             if fields:
                 body.append("static const xapi_field F_%s[] = {\n  %s\n};" % (cn, ",\n  ".join(finits)))
             minits = []
@@ -288,22 +304,30 @@ class Gen:
                 rname = self.type_ref(m["result"])
                 state = {"deprecated": "XAPI_MSG_DEPRECATED", "prototyped": "XAPI_MSG_PROTOTYPED",
                          "removed": "XAPI_MSG_REMOVED"}.get(m.get("state", ""), "XAPI_MSG_PUBLISHED")
-                minits.append("{%s, %s, %d, %d, &%s, %s, %s, %s, %s}" % (
+                minits.append("{%s, %s, %d, %d, &%s, %s, %s, %s, %s, %s}" % (
                     cstr(m["name"]), pname, len(m["params"]), nreq, rname, b(m.get("async", False)),
-                    b(m.get("no_session", False)), state, cstr(m.get("min_role", "read-only"))))
+                    b(m.get("no_session", False)), state, cstr(m.get("min_role", "")),
+                    role_rank(m.get("min_role"))))
             if minits:
                 body.append("static const xapi_message M_%s[] = {\n  %s\n};" % (cn, ",\n  ".join(minits)))
             imp = c.get("implicit") or {}
             ctor = {"implicit": "XAPI_CTOR_IMPLICIT", "custom": "XAPI_CTOR_CUSTOM"}
+            iroles = croles.get("implicit", {})
+            rname = "NULL"
+            if iroles:
+                rname = "R_%s" % cn
+                body.append("static const xapi_msg_role %s[] = {%s};" % (rname, ", ".join(
+                    "{%s, %s}" % (cstr(k), role_rank(v)) for k, v in sorted(iroles.items()))))
             class_inits.append(
-                "{%s, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %d, %s, %d, %d, %d}" % (
+                "{%s, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %d, %s, %d, %d, %d, %s, %s, %d}" % (
                     cstr(cn), cstr(cn.lower()), ci, b(c.get("in_database", False)),
                     b(c.get("in_database", False) and cn not in NO_EVENTS),
                     b(imp.get("get_record")), b(imp.get("get_by_uuid")), b(imp.get("get_by_name_label")),
                     b(imp.get("get_all")), b(imp.get("get_all_records")), b(imp.get("get_all_where")),
                     ctor.get(imp.get("create"), "XAPI_CTOR_NONE"), ctor.get(imp.get("destroy"), "XAPI_CTOR_NONE"),
                     "F_%s" % cn if fields else "NULL", len(fields),
-                    "M_%s" % cn if minits else "NULL", len(minits), f_uuid, f_name))
+                    "M_%s" % cn if minits else "NULL", len(minits), f_uuid, f_name,
+                    role_rank(croles.get("default", DEFAULT_WRITE_ROLE)), rname, len(iroles)))
 
         enum_decls = []
         for en in self.enum_names:
@@ -325,6 +349,13 @@ class Gen:
             meta.get("api_version_major", 2), meta.get("api_version_minor", 23)))
         write_if_changed(os.path.join(outdir, "schema_gen.c"), "\n".join(out) + "\n")
         write_if_changed(os.path.join(outdir, "schema_ids.h"), "\n".join(ids) + "\n")
+
+
+def role_rank(name):
+    """The C rank of a role name; no role at all: the local superuser only."""
+    if not name:
+        return "XAPI_ROLE_LOCAL_ROOT"
+    return "XAPI_ROLE_" + name.upper().replace("-", "_")
 
 
 def split_top(s, sep):
@@ -373,8 +404,13 @@ def write_if_changed(path, text):
 def main():
     schema = json.load(open(sys.argv[1]))
     relations = json.load(open(sys.argv[2]))["relations"]
-    os.makedirs(sys.argv[3], exist_ok=True)
-    Gen(schema, relations).run(sys.argv[3])
+    roles = json.load(open(sys.argv[3]))["classes"]
+    for cls in roles.values():
+        for r in [cls.get("default")] + list(cls.get("implicit", {}).values()) + [
+                r for keys in cls.get("map_keys", {}).values() for r in keys.values()]:
+            assert r is None or r in ROLES, "unknown role %s" % r
+    os.makedirs(sys.argv[4], exist_ok=True)
+    Gen(schema, relations, roles).run(sys.argv[4])
 
 
 if __name__ == "__main__":
