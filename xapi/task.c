@@ -70,7 +70,7 @@ static void *worker_main(void *arg) {
     worker *w = arg;
     xapi_buf b = XAPI_BUF_INIT;
     xapi_value err = {0};
-    xapi_peer peer = {w->local_root, w->originator};
+    xapi_peer peer = {w->local_root, w->originator, NULL};
     xapi_out o;
     int rc;
 
