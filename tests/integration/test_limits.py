@@ -12,33 +12,11 @@ import threading
 import time
 import unittest
 import urllib.parse
-import xmlrpc.client
 
-from harness import PASSWORD, Daemon, fail, ok
+from harness import PASSWORD, Daemon, fail, ok, proxy_from
 
 OTHER = "127.0.0.2"  # the well-behaved client's address
 BUSY = "Too many login attempts in progress"
-
-
-class BoundTransport(xmlrpc.client.Transport):
-    """xmlrpc.client over a connection bound to a given local address."""
-
-    def __init__(self, source, timeout=10):
-        super().__init__()
-        self.source = source
-        self.timeout = timeout
-
-    def make_connection(self, host):
-        if self._connection and host == self._connection[0]:
-            return self._connection[1]
-        chost, self._extra_headers, _ = self.get_host_info(host)
-        self._connection = host, http.client.HTTPConnection(chost, timeout=self.timeout,
-                                                            source_address=(self.source, 0))
-        return self._connection[1]
-
-
-def proxy_from(d, source, timeout=10):
-    return xmlrpc.client.ServerProxy(d.url, transport=BoundTransport(source, timeout), allow_none=True)
 
 
 def add_user(d, name):
