@@ -271,7 +271,7 @@ int xapi_session_authenticate(xapi_server *srv, const char *peer, const char *us
     rc = gate_enter(cfg, peer, user, &p, &u);
     if (rc < 0) {
         /* Unchecked, but answered no sooner than a check would be: waiting guessers cost nothing. */
-        log_notice("auth: too many login attempts in progress from %s or for user '%s': refused unchecked",
+        log_info("auth: too many login attempts in progress from %s or for user '%s': refused unchecked",
                    *peer ? peer : "inside", user);
         sleep_ms(cfg->auth_fail_delay_ms);
         return rc;
@@ -297,7 +297,7 @@ static void make_room(xapi_server *srv, group_key g) {
     xapi_obj *old;
 
     while ((old = oldest_in_group(st, g, &count)) && count >= limit) {
-        log_notice("session: %s%s%s has %u sessions: its least recently used one ends", group_names[g.kind],
+        log_debug("session: %s%s%s has %u sessions: its least recently used one ends", group_names[g.kind],
                    *g.name ? " " : "", g.name, count);
         session_destroy(srv, old);
     }

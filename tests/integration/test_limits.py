@@ -4,6 +4,7 @@ byte-dripping connections from one address, parallel password guessing. Each
 time another client, from another address (127.0.0.2: the whole of 127/8 is
 loopback on Linux) or with another originator, must keep working."""
 
+import base64
 import http.client
 import resource
 import select
@@ -323,18 +324,27 @@ class AuthGate(unittest.TestCase):
     def tearDownClass(cls):
         cls.d.cleanup()
 
-    def in_background(self, fn):
-        t = threading.Thread(target=fn)
-        t.start()
-        time.sleep(0.3)  # now in its failure delay
-        return t
+    class Background(threading.Thread):
+        """fn() in a thread; join() gives its result."""
+
+        def __init__(self, fn):
+            super().__init__()
+            self.fn, self.result = fn, None
+            self.start()
+            time.sleep(0.3)  # now in its failure delay
+
+        def run(self):
+            self.result = self.fn()
+
+        def join(self):
+            super().join()
+            return self.result
 
     def wrong_login(self, source, user="root"):
         def run():
             with proxy_from(self.d, source) as p:
-                r = p.session.login_with_password(user, "wrong", "1.0", "guess")
-                self.assertEqual(fail(r), ["SESSION_AUTHENTICATION_FAILED", user, "Authentication failure"])
-        return self.in_background(run)
+                return fail(p.session.login_with_password(user, "wrong", "1.0", "guess"))
+        return self.Background(run)
 
     def login(self, source, user="root"):
         with proxy_from(self.d, source) as p:
@@ -346,7 +356,7 @@ class AuthGate(unittest.TestCase):
         self.assertEqual(refused[:2], ["SESSION_AUTHENTICATION_FAILED", "root"])
         self.assertIn(BUSY, refused[2])
         ok(self.login(OTHER))  # another address: checked, and in at once
-        t.join()
+        self.assertEqual(t.join(), ["SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure"])
         ok(self.login("127.0.0.1"))  # the address's failure is over
 
     def test_login_while_the_same_user_fails(self):
@@ -354,11 +364,10 @@ class AuthGate(unittest.TestCase):
         self.assertIn(BUSY, fail(self.login(OTHER, "alice"))[2])
         ok(self.login(OTHER, "root"))  # another user from the same address
         for t in threads:
-            t.join()
+            self.assertEqual(t.join(), ["SESSION_AUTHENTICATION_FAILED", "alice", "Authentication failure"])
         ok(self.login(OTHER, "alice"))
 
     def basic_auth_get(self, source, password):
-        import base64
         c = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=10, source_address=(source, 0))
         try:
             cred = base64.b64encode(b"root:" + password.encode()).decode()
@@ -370,10 +379,10 @@ class AuthGate(unittest.TestCase):
             c.close()
 
     def test_basic_auth(self):
-        t = self.in_background(lambda: self.assertEqual(self.basic_auth_get("127.0.0.1", "wrong"), 401))
+        t = self.Background(lambda: self.basic_auth_get("127.0.0.1", "wrong"))
         self.assertEqual(self.basic_auth_get("127.0.0.1", PASSWORD), 401)  # not checked
         self.assertNotEqual(self.basic_auth_get(OTHER, PASSWORD), 401)  # checked: in (then no such console)
-        t.join()
+        self.assertEqual(t.join(), 401)
         self.assertNotEqual(self.basic_auth_get("127.0.0.1", PASSWORD), 401)
 
 
