@@ -420,7 +420,7 @@ static int set_defaults(agent_config *c) {
     c->auth_fail_delay_ms = 3000;
     c->auth_parallel_per_peer = 4;
     c->auth_parallel_per_user = 8;
-    c->auth_queue = 16;
+    c->auth_queue = 64;
     c->max_connections = 1024;
     c->max_connections_per_peer = 128;
     c->connection_timeout = 30;

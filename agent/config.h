@@ -24,7 +24,7 @@ typedef struct agent_config {
     int auth_fail_delay_ms;   /* default 3000 */
     int auth_parallel_per_peer; /* password checks in progress per client address, default 4 */
     int auth_parallel_per_user; /* password checks in progress per user name, default 8 */
-    int auth_queue;           /* attempts waiting for a check, per address and per user name, default 16 */
+    int auth_queue;           /* attempts waiting for a check, per address and per user name, default 64 */
     int max_connections;      /* per listener (TCP, UNIX socket), default 1024 */
     int max_connections_per_peer; /* per client address (TCP) or uid (UNIX socket), default 128 */
     int connection_timeout;   /* idle/slow client timeout, seconds, default 30 */

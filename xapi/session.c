@@ -102,14 +102,25 @@ static xapi_obj *oldest_in_group(xapi_store *st, group_key g, unsigned *ret_coun
     return oldest;
 }
 
+/* A session and its place in the store's order (creation order), which
+ * breaks ties of last_active (whole seconds): the older goes first. */
+typedef struct ranked_session {
+    xapi_obj *o;
+    size_t rank;
+} ranked_session;
+
 static int by_group(const void *a, const void *b) {
-    return group_cmp(session_group(*(xapi_obj *const *)a), session_group(*(xapi_obj *const *)b));
+    const ranked_session *x = a, *y = b;
+    int c = group_cmp(session_group(x->o), session_group(y->o));
+
+    return c ? c : x->rank < y->rank ? -1 : x->rank > y->rank;
 }
 
 /* The least recently used session of the biggest group (own's among equals),
  * or NULL when there are fewer than limit sessions in all. */
 static xapi_obj *total_victim(xapi_store *st, group_key own, unsigned limit) {
-    xapi_obj **all = NULL, *victim = NULL;
+    ranked_session *all = NULL;
+    xapi_obj *victim = NULL;
     size_t n = 0, cap = 0, best = 0;
 
     for (xapi_obj *o = xapi_store_first(st, session_class()); o; o = xapi_store_next(o)) {
@@ -117,18 +128,19 @@ static xapi_obj *total_victim(xapi_store *st, group_key own, unsigned limit) {
             cap = cap ? cap * 2 : 256;
             all = xapi_realloc(all, cap * sizeof *all);
         }
-        all[n++] = o;
+        all[n] = (ranked_session){o, n};
+        n++;
     }
     if (n < limit)
         goto out;
     qsort(all, n, sizeof *all, by_group);
     for (size_t i = 0, j; i < n; i = j) {
-        xapi_obj *oldest = all[i];
-        bool is_own = group_cmp(session_group(all[i]), own) == 0;
+        xapi_obj *oldest = all[i].o;
+        bool is_own = group_cmp(session_group(all[i].o), own) == 0;
 
-        for (j = i + 1; j < n && by_group(&all[i], &all[j]) == 0; j++)
-            if (less_recently_used(all[j], oldest))
-                oldest = all[j];
+        for (j = i + 1; j < n && group_cmp(session_group(all[i].o), session_group(all[j].o)) == 0; j++)
+            if (less_recently_used(all[j].o, oldest))
+                oldest = all[j].o;
         if (j - i > best || (j - i == best && is_own)) {
             best = j - i;
             victim = oldest;

@@ -312,7 +312,7 @@ class AuthGate(unittest.TestCase):
     """One failed check at a time per address and two per user name, no queue: what is refused and what
     still gets through, for session logins and HTTP basic auth alike."""
 
-    DELAY = 1.0
+    DELAY = 2.0  # long enough for the checks made while a failure holds its place
 
     @classmethod
     def setUpClass(cls):
@@ -324,14 +324,22 @@ class AuthGate(unittest.TestCase):
     def tearDownClass(cls):
         cls.d.cleanup()
 
-    class Background(threading.Thread):
-        """fn() in a thread; join() gives its result."""
+    def failures_logged(self):
+        with open(self.d.log_path, "rb") as f:
+            return f.read().count(b"auth: authentication failed for user")
 
-        def __init__(self, fn):
+    class Background(threading.Thread):
+        """fn() in a thread, once its wrong password has been checked (it is in its failure delay, which
+        keeps its place in the gate); join() gives its result."""
+
+        def __init__(self, test, fn):
             super().__init__()
             self.fn, self.result = fn, None
+            before = test.failures_logged()
             self.start()
-            time.sleep(0.3)  # now in its failure delay
+            deadline = time.monotonic() + 10
+            while test.failures_logged() == before and time.monotonic() < deadline:
+                time.sleep(0.01)
 
         def run(self):
             self.result = self.fn()
@@ -344,7 +352,7 @@ class AuthGate(unittest.TestCase):
         def run():
             with proxy_from(self.d, source) as p:
                 return fail(p.session.login_with_password(user, "wrong", "1.0", "guess"))
-        return self.Background(run)
+        return self.Background(self, run)
 
     def login(self, source, user="root"):
         with proxy_from(self.d, source) as p:
@@ -379,7 +387,7 @@ class AuthGate(unittest.TestCase):
             c.close()
 
     def test_basic_auth(self):
-        t = self.Background(lambda: self.basic_auth_get("127.0.0.1", "wrong"))
+        t = self.Background(self, lambda: self.basic_auth_get("127.0.0.1", "wrong"))
         self.assertEqual(self.basic_auth_get("127.0.0.1", PASSWORD), 401)  # not checked
         self.assertNotEqual(self.basic_auth_get(OTHER, PASSWORD), 401)  # checked: in (then no such console)
         self.assertEqual(t.join(), 401)

@@ -107,7 +107,7 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->auth_fail_delay_ms, 3000);
     assert_int_equal(c->auth_parallel_per_peer, 4);
     assert_int_equal(c->auth_parallel_per_user, 8);
-    assert_int_equal(c->auth_queue, 16);
+    assert_int_equal(c->auth_queue, 64);
     assert_int_equal(c->max_connections, 1024);
     assert_int_equal(c->max_connections_per_peer, 128);
     assert_int_equal(c->connection_timeout, 30);
