@@ -166,10 +166,19 @@ static const struct config_key {
     {"log_target", KEY_CHOICE, offsetof(agent_config, log_target), 0, 0, log_target_choices},
     {"log_level", KEY_LOG_LEVEL, offsetof(agent_config, log_level), 0, 0, NULL},
     {"max_sessions", KEY_INT, offsetof(agent_config, max_sessions), 1, INT_MAX, NULL},
+    {"max_sessions_per_originator", KEY_INT, offsetof(agent_config, max_sessions_per_originator), 1, INT_MAX, NULL},
+    {"max_sessions_per_user", KEY_INT, offsetof(agent_config, max_sessions_per_user), 1, INT_MAX, NULL},
+    {"max_sessions_total", KEY_INT, offsetof(agent_config, max_sessions_total), 1, INT_MAX, NULL},
     {"session_idle_timeout", KEY_INT, offsetof(agent_config, session_idle_timeout), 1, INT_MAX, NULL},
     {"auth_fail_delay_ms", KEY_INT, offsetof(agent_config, auth_fail_delay_ms), 0, 600000, NULL},
+    {"auth_parallel_per_peer", KEY_INT, offsetof(agent_config, auth_parallel_per_peer), 1, 1024, NULL},
+    {"auth_parallel_per_user", KEY_INT, offsetof(agent_config, auth_parallel_per_user), 1, 1024, NULL},
+    {"auth_queue", KEY_INT, offsetof(agent_config, auth_queue), 0, 65536, NULL},
     {"max_connections", KEY_INT, offsetof(agent_config, max_connections), 1, INT_MAX, NULL},
+    {"max_connections_per_peer", KEY_INT, offsetof(agent_config, max_connections_per_peer), 1, INT_MAX, NULL},
     {"connection_timeout", KEY_INT, offsetof(agent_config, connection_timeout), 0, INT_MAX, NULL},
+    {"request_timeout", KEY_INT, offsetof(agent_config, request_timeout), 0, 86400, NULL},
+    {"upload_min_rate_kib", KEY_INT, offsetof(agent_config, upload_min_rate_kib), 0, 1048576, NULL},
     {"max_tasks", KEY_INT, offsetof(agent_config, max_tasks), 1, INT_MAX, NULL},
     {"event_batch_delay_ms", KEY_INT, offsetof(agent_config, event_batch_delay_ms), 0, 60000, NULL},
     {"op_wait_timeout", KEY_INT, offsetof(agent_config, op_wait_timeout), 0, 3600, NULL},
@@ -419,10 +428,19 @@ static int set_defaults(agent_config *c) {
     c->log_target = strdup("auto");
     c->log_level = LOG_INFO;
     c->max_sessions = 400;
+    c->max_sessions_per_originator = 500;
+    c->max_sessions_per_user = 500;
+    c->max_sessions_total = 10000;
     c->session_idle_timeout = 86400;
     c->auth_fail_delay_ms = 3000;
+    c->auth_parallel_per_peer = 4;
+    c->auth_parallel_per_user = 8;
+    c->auth_queue = 64;
     c->max_connections = 1024;
+    c->max_connections_per_peer = 128;
     c->connection_timeout = 30;
+    c->request_timeout = 30;
+    c->upload_min_rate_kib = 16;
     c->max_tasks = 200;
     c->event_batch_delay_ms = 50;
     c->op_wait_timeout = 30;

@@ -16,11 +16,20 @@ typedef struct agent_config {
     bool foreground;     /* default false (accepted for compatibility; the daemon never forks) */
     char *log_target;    /* "auto", "journal", "stderr" */
     int log_level;       /* syslog level, default LOG_INFO; config "log_level = debug|info|notice|warning|error" */
-    int max_sessions;    /* default 400 */
+    int max_sessions;    /* root's sessions without an originator (xapi's anonymous pool), default 400 */
+    int max_sessions_per_originator; /* root's sessions with one originator, default 500 */
+    int max_sessions_per_user;       /* sessions of one non-root user name, default 500 */
+    int max_sessions_total;          /* last resort over all groups, default 10000 */
     int session_idle_timeout; /* seconds, default 86400 */
     int auth_fail_delay_ms;   /* default 3000 */
-    int max_connections;      /* default 1024 */
+    int auth_parallel_per_peer; /* password checks in progress per client address, default 4 */
+    int auth_parallel_per_user; /* password checks in progress per user name, default 8 */
+    int auth_queue;           /* attempts waiting for a check, per address and per user name, default 64 */
+    int max_connections;      /* per listener (TCP, UNIX socket), default 1024 */
+    int max_connections_per_peer; /* per client address (TCP) or uid (UNIX socket), default 128 */
     int connection_timeout;   /* idle/slow client timeout, seconds, default 30 */
+    int request_timeout;      /* seconds to deliver a whole request, 0: none, default 30 */
+    int upload_min_rate_kib;  /* KiB/s a streamed PUT body must keep up, default 16 */
     int max_tasks;            /* default 200 */
     int event_batch_delay_ms; /* default 50 */
     int op_wait_timeout;      /* seconds an operation waits for a busy VM, default 30 */

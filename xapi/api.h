@@ -44,6 +44,7 @@ typedef struct xapi_call {
     char session[XAPI_REF_LEN + 1]; /* the caller's session ("" for no_session messages) */
     bool local_root;           /* over the UNIX socket from root: logins need no password */
     const char *originator;    /* HTTP "originator" header, or NULL */
+    const char *peer_address;  /* the client's IP address, "uid N" on the UNIX socket, or NULL (internal) */
     const char *task;          /* the task running this call (Async), or NULL */
     xapi_out *out;             /* where the result goes */
     xapi_value err;            /* set on failure: [CODE, params...] */
@@ -83,6 +84,7 @@ int xapi_dispatch_permissions(int (*fn)(void *ud, const char *name, unsigned rol
 typedef struct xapi_peer {
     bool local_root;
     const char *originator;
+    const char *address; /* as xapi_call.peer_address */
 } xapi_peer;
 
 /* Runs one decoded request and writes the whole reply (envelope included) to

@@ -803,6 +803,7 @@ int xapi_invoke(xapi_server *srv, const xapi_peer *peer, const char *method_name
     c.out = out;
     c.local_root = peer && peer->local_root;
     c.originator = peer ? peer->originator : NULL;
+    c.peer_address = peer ? peer->address : NULL;
     c.task = task;
 
     if (!m->no_session) {

@@ -16,12 +16,32 @@
 
 #include "agent/config.h"
 #include "agent/log.h"
-#include "xapi/accounts.h"
 #include "xapi/http.h"
 #include "xapi/rbac.h"
 #include "xapi/session.h"
 
 #define THREAD_STACK (512 * 1024)
+
+/* What a connection is doing, for the request deadline (request_timeout). */
+typedef enum conn_phase {
+    PHASE_WAITING,   /* for its next request, or receiving its headers or RPC body: the deadline runs */
+    PHASE_UPLOADING, /* a streamed PUT body: it must keep up upload_min_rate_kib */
+    PHASE_RECEIVED,  /* the request is in: the call runs, the reply goes out (MHD's idle timeout) */
+} conn_phase;
+
+/* One open connection (MHD's socket context), from MHD_CONNECTION_NOTIFY_STARTED to _CLOSED. */
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    struct xapi_http *h;
+    int fd;              /* valid until _CLOSED: MHD closes the socket only after that notification */
+    bool local;          /* on the UNIX socket */
+    uid_t uid;           /* local: the peer's uid */
+    conn_phase phase;
+    int64_t since_ms;    /* monotonic: when the current deadline window started */
+    uint64_t window_bytes; /* PHASE_UPLOADING: body bytes since since_ms */
+    bool cut;            /* shut down by the reaper or a limit */
+    char peer[INET6_ADDRSTRLEN + 16]; /* address text, or "uid N" on the UNIX socket */
+} conn_track;
 
 struct xapi_http {
     xapi_server *srv;
@@ -30,11 +50,201 @@ struct xapi_http {
     int port;
     char *unix_path;
     unsigned inflight; /* RPC calls being dispatched (atomic): drained before the server stops */
+    /* open connections, and the thread that enforces request_timeout on them */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    conn_track *conns;
+    bool reaper_started, reaper_stop;
+    pthread_t reaper;
 };
 
 #define STOP_DRAIN_MS 3000 /* how long stopping waits for in-flight calls to answer */
 
 typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT } endpoint;
+
+/* ---- connection limits and the request deadline ----------------------------- */
+
+static int64_t now_ms(void) {
+    return xapi_now_ns() / 1000000;
+}
+
+static conn_track *track_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Enters phase p; a new phase starts a new deadline window. */
+static void set_phase(struct MHD_Connection *conn, conn_phase p) {
+    conn_track *t = track_of(conn);
+
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->h->lock);
+    if (t->phase != p) {
+        t->phase = p;
+        t->since_ms = now_ms();
+        t->window_bytes = 0;
+    }
+    pthread_mutex_unlock(&t->h->lock);
+}
+
+/* n more bytes of a streamed body: a window that brought enough restarts the clock. */
+static void note_upload(struct MHD_Connection *conn, size_t n) {
+    conn_track *t = track_of(conn);
+    const agent_config *cfg;
+
+    if (!t)
+        return;
+    cfg = t->h->srv->config;
+    pthread_mutex_lock(&t->h->lock);
+    t->window_bytes += n;
+    if (t->window_bytes >= (uint64_t)cfg->upload_min_rate_kib * 1024 * (uint64_t)cfg->request_timeout) {
+        t->since_ms = now_ms();
+        t->window_bytes = 0;
+    }
+    pthread_mutex_unlock(&t->h->lock);
+}
+
+/* Lock held. */
+static void cut(conn_track *t, const char *why) {
+    log_notice("http: connection from %s %s: disconnected", t->peer, why);
+    shutdown(t->fd, SHUT_RDWR); /* its thread sees the end of the stream and closes it */
+    t->cut = true;
+}
+
+static void describe_peer(conn_track *t, const struct sockaddr *sa) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+
+    snprintf(t->peer, sizeof t->peer, "?");
+    if (!sa)
+        return;
+    if (sa->sa_family == AF_UNIX) {
+        t->local = true;
+        t->uid = (uid_t)-1;
+        if (getsockopt(t->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+            t->uid = cred.uid;
+        snprintf(t->peer, sizeof t->peer, "uid %ld", t->uid == (uid_t)-1 ? -1L : (long)t->uid);
+    } else if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, t->peer, sizeof t->peer);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, t->peer, sizeof t->peer);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks every connection. TCP connections are
+ * limited per address by MHD itself (MHD_OPTION_PER_IP_CONNECTION_LIMIT);
+ * the UNIX socket's, per uid, here. */
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code) {
+    xapi_http *h = cls;
+    conn_track *t = *socket_context;
+    const union MHD_ConnectionInfo *ci;
+    unsigned same = 0;
+
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (!t)
+            return;
+        pthread_mutex_lock(&h->lock);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            h->conns = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        pthread_mutex_unlock(&h->lock);
+        free(t);
+        *socket_context = NULL;
+        return;
+    }
+    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+        return;
+    t = xapi_calloc(1, sizeof *t);
+    t->h = h;
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    t->fd = ci ? ci->connect_fd : -1;
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    describe_peer(t, ci ? ci->client_addr : NULL);
+    t->phase = PHASE_WAITING;
+    t->since_ms = now_ms();
+    pthread_mutex_lock(&h->lock);
+    if (t->local)
+        for (conn_track *o = h->conns; o; o = o->next)
+            same += o->local && o->uid == t->uid && !o->cut;
+    t->next = h->conns;
+    if (h->conns)
+        h->conns->prev = t;
+    h->conns = t;
+    if (t->local && t->fd >= 0 && same >= (unsigned)h->srv->config->max_connections_per_peer)
+        cut(t, "is over max_connections_per_peer");
+    pthread_mutex_unlock(&h->lock);
+    *socket_context = t;
+}
+
+/* Disconnects connections that took longer than request_timeout to deliver
+ * their request (MHD's own timeout restarts on every byte: a dripping client
+ * never trips it), or whose streamed upload fell below upload_min_rate_kib. */
+static void *reaper_main(void *arg) {
+    xapi_http *h = arg;
+    const agent_config *cfg = h->srv->config;
+    int64_t limit = (int64_t)cfg->request_timeout * 1000;
+    char why[96];
+
+    pthread_mutex_lock(&h->lock);
+    while (!h->reaper_stop) {
+        int64_t now = now_ms();
+        struct timespec ts;
+
+        for (conn_track *t = h->conns; t; t = t->next) {
+            if (t->cut || t->fd < 0 || t->phase == PHASE_RECEIVED || now - t->since_ms < limit)
+                continue;
+            if (t->phase == PHASE_UPLOADING) {
+                if (cfg->upload_min_rate_kib == 0)
+                    continue;
+                snprintf(why, sizeof why, "uploads slower than %d KiB/s", cfg->upload_min_rate_kib);
+            } else
+                snprintf(why, sizeof why, "did not send a whole request within %d s", cfg->request_timeout);
+            cut(t, why);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&h->wake, &h->lock, &ts);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+static int reaper_start(xapi_http *h) {
+    pthread_condattr_t a;
+    int rc;
+
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->wake, &a);
+    pthread_condattr_destroy(&a);
+    if (h->srv->config->request_timeout == 0)
+        return 0;
+    rc = pthread_create(&h->reaper, NULL, reaper_main, h);
+    if (rc != 0)
+        return -rc;
+    h->reaper_started = true;
+    return 0;
+}
+
+static void reaper_stop(xapi_http *h) {
+    if (!h->reaper_started)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->reaper_stop = true;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->reaper, NULL);
+    h->reaper_started = false;
+}
 
 
 /* ---- streaming handlers ---------------------------------------------------- */
@@ -102,22 +312,13 @@ const char *xapi_http_req_header(xapi_http_req *r, const char *name) {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
-/* Basic auth: the account's rank, as a session of it would have (-EACCES: bad credentials). */
-static int basic_auth_rank(const agent_config *cfg, const char *user, const char *pass) {
-    char *roles = NULL;
-    unsigned mask = 1u << XAPI_ROLE_POOL_ADMIN; /* an account from before roles */
-    int rc = xapi_accounts_authenticate(cfg->accounts_file, user, pass, &roles);
+static const char *peer_of(struct MHD_Connection *conn) {
+    conn_track *t = track_of(conn);
 
-    if (rc < 0)
-        return -EACCES;
-    if (roles && xapi_roles_parse(roles, &mask) < 0)
-        mask = 0;
-    free(roles);
-    return strcmp(user, "root") == 0 ? XAPI_ROLE_LOCAL_ROOT : xapi_roles_highest(mask);
+    return t ? t->peer : NULL;
 }
 
 int xapi_http_req_authorize(xapi_http_req *r, const char *action, unsigned need, xapi_value *err) {
-    const agent_config *cfg = r->h->srv->config;
     const char *sid = xapi_http_req_arg(r, "session_id");
     char *user = NULL, *pass = NULL, permission[64];
     int rank = -EACCES;
@@ -126,13 +327,14 @@ int xapi_http_req_authorize(xapi_http_req *r, const char *action, unsigned need,
     if (sid && xapi_session_check(r->h->srv, sid) == 0)
         return xapi_rbac_check(r->h->srv, sid, need, permission, err) < 0 ? -EPERM : 0;
     user = MHD_basic_auth_get_username_password(r->conn, &pass);
-    if (user && pass)
-        rank = basic_auth_rank(cfg, user, pass);
-    if (user && rank == -EACCES) {
-        /* Slow down password guessing, as session.login_with_password does. */
-        struct timespec ts = {cfg->auth_fail_delay_ms / 1000, (long)(cfg->auth_fail_delay_ms % 1000) * 1000000L};
-        log_notice("http: basic authentication failed for user '%s'", user);
-        nanosleep(&ts, NULL);
+    if (user) {
+        unsigned roles = 0;
+        char subject[256];
+
+        /* Limited and delayed as session.login_with_password is; a session of this account would have its rank. */
+        if (xapi_session_authenticate(r->h->srv, peer_of(r->conn), user, pass ? pass : "", &roles, subject,
+                                      sizeof subject) == 0)
+            rank = strcmp(user, "root") == 0 ? XAPI_ROLE_LOCAL_ROOT : xapi_roles_highest(roles);
     }
     if (user)
         MHD_free(user);
@@ -295,6 +497,7 @@ static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned stat
                                       const char *content_type, bool close_after) {
     enum MHD_Result r;
 
+    set_phase(conn, PHASE_RECEIVED); /* an early answer ends the request's deadline too */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers", "X-Requested-With, Content-Type");
@@ -358,19 +561,6 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, c
     return send_buffer(conn, status, xapi_strdup(text), strlen(text), "text/plain; charset=utf-8", close_after);
 }
 
-/* Whether the peer on a UNIX socket is root, the only local caller trusted without a password. */
-static bool peer_is_local_root(struct MHD_Connection *conn) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-
-    if (!ci)
-        return false;
-    if (getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-        return false;
-    return cred.uid == 0;
-}
-
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_data_size,
                               void **con_cls) {
@@ -379,22 +569,32 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     xapi_request req = {0};
     xapi_buf *reply;
     xapi_peer peer = {0};
+    conn_track *track;
     const char *clen;
     int rc;
 
-    if (ctx && ctx->ep == EP_PUT)
+    if (ctx && ctx->ep == EP_PUT) {
+        if (*upload_data_size > 0)
+            note_upload(conn, *upload_data_size);
+        else
+            set_phase(conn, PHASE_RECEIVED);
         return handle_put(h, conn, ctx->put, (request_ctx **)con_cls, upload_data, upload_data_size);
+    }
     if (!ctx) {
         const xapi_http_put_ops *put;
         xapi_http_stream_get_fn sget;
 
         if (strcmp(method, "OPTIONS") == 0) /* CORS preflight */
             return send_buffer(conn, MHD_HTTP_OK, xapi_strdup(""), 0, "text/plain", false);
-        if (strcmp(method, "PUT") == 0 && (put = find_put(url)))
+        if (strcmp(method, "PUT") == 0 && (put = find_put(url))) {
+            /* A streamed body: bound by its rate, not by request_timeout. */
+            set_phase(conn, PHASE_UPLOADING);
             return handle_put(h, conn, put, (request_ctx **)con_cls, upload_data, upload_data_size);
+        }
         if (strcmp(method, "GET") == 0 && (sget = find_stream_get(url))) {
             xapi_http_req r = {h, conn};
             xapi_http_reply rep = {0};
+            set_phase(conn, PHASE_RECEIVED);
             sget(h->srv, &r, &rep);
             return send_http_reply(conn, &rep);
         }
@@ -425,6 +625,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *upload_data_size = 0;
         return MHD_YES;
     }
+    set_phase(conn, PHASE_RECEIVED); /* the call may take long (event.from, VM.start): no deadline */
     if (ctx->too_large)
         return send_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", true);
 
@@ -435,8 +636,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return send_text(conn, MHD_HTTP_BAD_REQUEST,
                          rc == -E2BIG ? "request nested too deeply or too large\n" : "malformed request\n", true);
     }
-    peer.local_root = h->local && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->local &&
-                      peer_is_local_root(conn);
+    track = track_of(conn);
+    /* Root on the UNIX socket is the only caller trusted without a password. */
+    peer.local_root = track && track->local && track->uid == 0;
+    peer.address = track ? track->peer : NULL;
     peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
     reply = reply_buffer();
     /* counted until its answer is sent (completed) */
@@ -450,6 +653,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
     request_ctx *ctx = *con_cls;
     xapi_http *h = cls;
+
+    set_phase(conn, PHASE_WAITING); /* the next request's deadline starts now */
 
     if (ctx) {
         if (ctx->inflight)
@@ -534,11 +739,15 @@ static int listen_unix(const char *path, int *ret_fd) {
 
 static struct MHD_Daemon *start_daemon(xapi_http *h, int fd) {
     const agent_config *cfg = h->srv->config;
+    /* MHD counts IP addresses only; the UNIX socket's uids: notify_connection. */
+    unsigned per_ip = fd == h->tcp_fd ? (unsigned)cfg->max_connections_per_peer : 0;
 
     return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                                 MHD_USE_ERROR_LOG,
                             0, NULL, NULL, handle, h, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-                            completed, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                            completed, h, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
                             MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
@@ -552,6 +761,10 @@ int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, 
 
     h->srv = srv;
     h->tcp_fd = h->local_fd = -1;
+    pthread_mutex_init(&h->lock, NULL);
+    rc = reaper_start(h);
+    if (rc < 0)
+        goto fail;
     rc = listen_tcp(listen_host, listen_port, &h->tcp_fd, &h->port);
     if (rc < 0)
         goto fail;
@@ -589,6 +802,7 @@ void xapi_http_stop(xapi_http *h) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
+    reaper_stop(h);
     if (h->tcp)
         MHD_stop_daemon(h->tcp);
     if (h->local)
@@ -601,6 +815,8 @@ void xapi_http_stop(xapi_http *h) {
         unlink(h->unix_path);
         free(h->unix_path);
     }
+    pthread_cond_destroy(&h->wake);
+    pthread_mutex_destroy(&h->lock);
     free(h);
 }
 

@@ -26,7 +26,8 @@ const char *xapi_http_req_arg(xapi_http_req *r, const char *name);
 const char *xapi_http_req_header(xapi_http_req *r, const char *name);
 /* Whether the caller is authenticated, as xapi's HTTP handlers accept it:
  * session_id (query or cookie) naming a live session, or HTTP basic auth with
- * a local account (a failure waits auth_fail_delay_ms). */
+ * a local account, checked as a login is (xapi_session_authenticate: limited
+ * per address and user name; a failure waits auth_fail_delay_ms). */
 bool xapi_http_req_authorized(xapi_http_req *r);
 /* The same, and the caller's role must be at least need (an xapi_role) for the handler
  * http/<action> (xapi's HTTP permissions: "put_import_raw_vdi"...): 0; -EACCES when not
@@ -67,7 +68,9 @@ typedef void (*xapi_http_stream_get_fn)(xapi_server *srv, xapi_http_req *r, xapi
 void xapi_http_register_stream_get(const char *path, xapi_http_stream_get_fn fn);
 
 /* PUT path: the body is handed over as it arrives, whatever its size
- * (Content-Length or chunked); the RPC body limit does not apply. */
+ * (Content-Length or chunked); the RPC body limit and request_timeout do not
+ * apply, but the body must keep up upload_min_rate_kib over each
+ * request_timeout window or the connection is cut (abort). */
 typedef struct xapi_http_put_ops {
     /* The headers are in: 0 with *ret_state to take the body; or < 0 with
      * rep filled, answered at once without reading the body. */

@@ -134,7 +134,7 @@ static void job_cancel(job *j) {
 static bool job_run(job *j) {
     xapi_buf b = XAPI_BUF_INIT;
     xapi_value err = {0};
-    xapi_peer peer = {j->local_root, j->originator};
+    xapi_peer peer = {j->local_root, j->originator, NULL};
     xapi_out o;
     bool again = false;
     int rc;

@@ -215,6 +215,30 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
+class BoundTransport(xmlrpc.client.Transport):
+    """xmlrpc.client over connections from a given local address (e.g. 127.0.0.2: all of 127/8 is
+    loopback on Linux), to be another client than 127.0.0.1 in the daemon's eyes."""
+
+    def __init__(self, source, timeout=10):
+        super().__init__()
+        self.source = source
+        self.timeout = timeout
+
+    def make_connection(self, host):
+        if self._connection and host == self._connection[0]:
+            return self._connection[1]
+        chost, self._extra_headers, _ = self.get_host_info(host)
+        self._connection = host, http.client.HTTPConnection(chost, timeout=self.timeout,
+                                                            source_address=(self.source, 0))
+        return self._connection[1]
+
+
+def proxy_from(d, source, timeout=10):
+    """An xmlrpc.client proxy to daemon d (or a base URL) from local address source."""
+    url = d if isinstance(d, str) else d.url
+    return xmlrpc.client.ServerProxy(url, transport=BoundTransport(source, timeout), allow_none=True)
+
+
 def xml_value(v):
     """A Python value as an XML-RPC <value> the way xapi writes it: strings
     untyped. RawXML passes a fragment through."""

@@ -139,7 +139,8 @@ class Login(DaemonTest):
 
 
 class SessionLimit(unittest.TestCase):
-    """max_sessions: the least recently used session makes room (xapi: oldest by last_active)."""
+    """max_sessions: root's sessions without an originator; the least recently used one makes room
+    (xapi: oldest by last_active). Other groups: test_limits.py."""
 
     def setUp(self):
         self.d = Daemon(extra_config="max_sessions = 3\n").start()
@@ -155,10 +156,10 @@ class SessionLimit(unittest.TestCase):
         with self.d.proxy() as p:
             sessions = []
             for i in range(3):
-                sessions.append(ok(p.session.login_with_password("root", PASSWORD, "1.0", "limit")))
+                sessions.append(ok(p.session.login_with_password("root", PASSWORD, "1.0", "")))
             self.assertTrue(all(self.valid(p, s) for s in sessions))
             for i in range(3):
-                sessions.append(ok(p.session.login_with_password("root", PASSWORD, "1.0", "limit")))
+                sessions.append(ok(p.session.login_with_password("root", PASSWORD, "1.0", "")))
                 alive = [s for s in sessions if self.valid(p, s)]
                 self.assertEqual(len(alive), 3)
                 self.assertIn(sessions[-1], alive)  # the newest always survives

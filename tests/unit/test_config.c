@@ -100,10 +100,19 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_string_equal(c->log_target, "auto");
     assert_int_equal(c->log_level, LOG_INFO);
     assert_int_equal(c->max_sessions, 400);
+    assert_int_equal(c->max_sessions_per_originator, 500);
+    assert_int_equal(c->max_sessions_per_user, 500);
+    assert_int_equal(c->max_sessions_total, 10000);
     assert_int_equal(c->session_idle_timeout, 86400);
     assert_int_equal(c->auth_fail_delay_ms, 3000);
+    assert_int_equal(c->auth_parallel_per_peer, 4);
+    assert_int_equal(c->auth_parallel_per_user, 8);
+    assert_int_equal(c->auth_queue, 64);
     assert_int_equal(c->max_connections, 1024);
+    assert_int_equal(c->max_connections_per_peer, 128);
     assert_int_equal(c->connection_timeout, 30);
+    assert_int_equal(c->request_timeout, 30);
+    assert_int_equal(c->upload_min_rate_kib, 16);
     assert_int_equal(c->max_tasks, 200);
     assert_int_equal(c->event_batch_delay_ms, 50);
     assert_string_equal(c->console_log_dir, "/var/log/xen/console");
@@ -187,6 +196,15 @@ static void test_file_every_key(void **state) {
                             "auth_fail_delay_ms = 0\n"
                             "max_connections = 16\n"
                             "connection_timeout = 0\n"
+                            "max_sessions_per_originator = 11\n"
+                            "max_sessions_per_user = 12\n"
+                            "max_sessions_total = 13\n"
+                            "auth_parallel_per_peer = 1\n"
+                            "auth_parallel_per_user = 2\n"
+                            "auth_queue = 0\n"
+                            "max_connections_per_peer = 3\n"
+                            "request_timeout = 0\n"
+                            "upload_min_rate_kib = 0\n"
                             "max_tasks = 7\n"
                             "event_batch_delay_ms = 0\r\n"
                             "console_log_dir = /srv/consoles\n"
@@ -213,6 +231,15 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.auth_fail_delay_ms, 0);
     assert_int_equal(c.max_connections, 16);
     assert_int_equal(c.connection_timeout, 0);
+    assert_int_equal(c.max_sessions_per_originator, 11);
+    assert_int_equal(c.max_sessions_per_user, 12);
+    assert_int_equal(c.max_sessions_total, 13);
+    assert_int_equal(c.auth_parallel_per_peer, 1);
+    assert_int_equal(c.auth_parallel_per_user, 2);
+    assert_int_equal(c.auth_queue, 0);
+    assert_int_equal(c.max_connections_per_peer, 3);
+    assert_int_equal(c.request_timeout, 0);
+    assert_int_equal(c.upload_min_rate_kib, 0);
     assert_int_equal(c.max_tasks, 8);
     assert_int_equal(c.event_batch_delay_ms, 0);
     assert_string_equal(c.console_log_dir, "/srv/consoles");
@@ -394,6 +421,13 @@ static void test_bad_values_name_file_and_line(void **state) {
         {"max_connections = 99999999999\n", "bad.conf:1: invalid max_connections '99999999999'"},
         {"session_idle_timeout =\n", "bad.conf:1: invalid session_idle_timeout ''"},
         {"auth_fail_delay_ms = -5\n", "bad.conf:1: invalid auth_fail_delay_ms '-5'"},
+        {"max_sessions_per_originator = 0\n", "bad.conf:1: invalid max_sessions_per_originator '0'"},
+        {"max_sessions_total = x\n", "bad.conf:1: invalid max_sessions_total 'x'"},
+        {"auth_parallel_per_peer = 0\n", "bad.conf:1: invalid auth_parallel_per_peer '0'"},
+        {"auth_queue = -1\n", "bad.conf:1: invalid auth_queue '-1'"},
+        {"max_connections_per_peer = 0\n", "bad.conf:1: invalid max_connections_per_peer '0'"},
+        {"request_timeout = 86401\n", "bad.conf:1: invalid request_timeout '86401'"},
+        {"upload_min_rate_kib = -1\n", "bad.conf:1: invalid upload_min_rate_kib '-1'"},
         {"state_dir =\n", "bad.conf:1: state_dir must not be empty"},
         {"accounts_file = \"\"\n", "bad.conf:1: accounts_file must not be empty"},
         {"plugin_dir =\n", "bad.conf:1: plugin_dir must not be empty"},
@@ -514,6 +548,8 @@ static void test_shipped_config_uncommented(void **state) {
         "log_target",  "log_level",            "max_sessions",       "session_idle_timeout",
         "auth_fail_delay_ms", "max_connections", "connection_timeout", "max_tasks",      "event_batch_delay_ms",
         "plugin_dir",  "plugin_timeout",       "plugin_max_output",  "plugin_max_running", "plugin_queue_timeout",
+        "max_sessions_per_originator", "max_sessions_per_user", "max_sessions_total", "auth_parallel_per_peer",
+        "auth_parallel_per_user", "auth_queue", "max_connections_per_peer", "request_timeout", "upload_min_rate_kib",
     };
     char path[PATH_MAX + 32], line[1024];
     char *argv[] = {"xenapid", "--config", "etc/xenapid.conf"};
