@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
     uint64_t watchdog_usec;
     int64_t next_housekeeping;
     struct timespec t0;
-    char status[256];
+    char status[768];
     int rc;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -117,8 +117,13 @@ int main(int argc, char **argv) {
     {
         struct timespec t1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        snprintf(status, sizeof status, "serving XenAPI on %s:%d%s%s (backend %s)", cfg.listen_host,
-                 xapi_http_port(http), *cfg.unix_socket ? " and " : "", cfg.unix_socket, cfg.backend);
+        char plain[300] = "", tls[300] = "";
+        if (*cfg.listen_host)
+            snprintf(plain, sizeof plain, " http://%s:%d", cfg.listen_host, xapi_http_port(http));
+        if (*cfg.listen_tls_host)
+            snprintf(tls, sizeof tls, " https://%s:%d", cfg.listen_tls_host, xapi_http_tls_port(http));
+        snprintf(status, sizeof status, "serving XenAPI on%s%s%s%s (backend %s)", plain, tls,
+                 *cfg.unix_socket ? " and " : "", cfg.unix_socket, cfg.backend);
         log_notice("%s, ready in %ld ms", status,
                    (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
     }
