@@ -21,10 +21,12 @@
 #include "xapi/http.h"
 #include "xapi/session.h"
 #include "xapi/task.h"
+#include "xapi/unsupported.h"
 
 #define HOUSEKEEPING_SECONDS 60
 
 static void register_modules(void) {
+    xapi_unsupported_register(); /* first: the modules' own handlers replace these */
     xapi_register_handlers(xapi_session_handlers);
     xapi_register_handlers(xapi_task_handlers);
     xapi_register_handlers(xapi_host_handlers);
