@@ -517,10 +517,11 @@ static struct MHD_Daemon *start_daemon(xapi_http *h, int fd, bool tls) {
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)cfg->tls_priorities},
         {MHD_OPTION_END, 0, NULL},
     };
+    struct MHD_OptionItem plain_options[] = {{MHD_OPTION_END, 0, NULL}};
 
     return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                                 MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0),
-                            0, NULL, NULL, handle, h, MHD_OPTION_ARRAY, tls ? tls_options : &tls_options[3],
+                            0, NULL, NULL, handle, h, MHD_OPTION_ARRAY, tls ? tls_options : plain_options,
                             MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
                             completed, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
