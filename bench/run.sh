@@ -155,6 +155,17 @@ for ((k = 1; k <= ROUNDS; k++)); do
 done
 for key in "${!RUNS[@]}"; do R[$key]=$(median <<<"${RUNS[$key]}"); done
 stop_pid "$FLOOR_PID"
+# The daemon's own CPU time per call (utime + stime over a fixed count): what TLS
+# costs the server, apart from the client's share of this machine's cores.
+cpu_per_call() { # LOADGEN-FUNCTION: microseconds of daemon CPU per small call
+    local n=50000 t0 t1
+    t0=$(awk '{print $14 + $15}' "/proc/$DAEMON_PID/stat")
+    "$1" -c 16 -n $n -f "$TMP/small.xml" -r "$TMP/host.ref" -l cpu >/dev/null
+    t1=$(awk '{print $14 + $15}' "/proc/$DAEMON_PID/stat")
+    echo "scale=1; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $n" | bc
+}
+R[cpu_http]=$(cpu_per_call lg)
+R[cpu_https]=$(cpu_per_call lgt)
 ratio() { echo "scale=1; 100 * $1 / $2" | bc; }
 verdict() { if (($(echo "$1" | bc))); then echo "goal met"; else echo "goal MISSED"; fi; }
 small_rows() {
@@ -167,6 +178,7 @@ small_rows() {
     done
     row "   latency p50/p99 us, 1 / 16 conns" "${R[small1p50]}/${R[small1p99]}" "${R[small16p50]}/${R[small16p99]}" "" ""
     row "   HTTPS latency p50 us, 1 / 16 conns" "${R[https1p50]}" "${R[https16p50]}" "" ""
+    row "   daemon CPU us per call, HTTP / HTTPS" "${R[cpu_http]}" "${R[cpu_https]}" "" ""
 }
 if [[ ${BENCH_ONLY_SMALL:-0} == 1 ]]; then
     echo
