@@ -272,6 +272,23 @@ class TestCertificateFiles(unittest.TestCase):
             log = d.read_log()
             self.assertIn(d.cert if content is not None else d.key, log, name)
 
+    def test_wildcard_address_certificate_names_every_address(self):
+        d = tls_daemon()
+        with open(d.config, "a") as f:
+            f.write("listen_tls = 0.0.0.0:%d\n" % d.tls_port)
+        d.start()
+        self.addCleanup(d.cleanup)
+        sans = ssl._ssl._test_decode_cert(d.cert)["subjectAltName"]
+        self.assertIn(("DNS", socket.gethostname()), sans)
+        self.assertIn(("IP Address", "127.0.0.1"), sans)  # lo is one of this host's addresses
+
+    def test_bad_priorities_refuse_to_start(self):
+        d = tls_daemon("tls_priorities = NO-SUCH-PRIORITY\n")
+        self.addCleanup(d.cleanup)
+        d.start(wait=False)
+        self.assertNotEqual(d.wait_exit(timeout=15), 0)
+        self.assertIn("cannot start the HTTPS server", d.read_log())
+
     def test_tls_only(self):
         d = tls_daemon('listen = ""\n')
         self.addCleanup(d.cleanup)
