@@ -70,6 +70,14 @@ static int parse_listen(const char *where, const char *s, char **ret_host, int *
     char *h = NULL;
     int p = 0;
 
+    if (!*s) { /* no listener of this kind */
+        h = strdup("");
+        if (!h)
+            return -ENOMEM;
+        *ret_host = h;
+        *ret_port = 0;
+        return 0;
+    }
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
 
@@ -138,7 +146,8 @@ static int parse_log_level(const char *s, int *ret) {
 /* --- keys ------------------------------------------------------------------ */
 
 typedef enum key_kind {
-    KEY_LISTEN,
+    KEY_LISTEN,     /* HOST:PORT or "" into listen_host/listen_port */
+    KEY_LISTEN_TLS, /* the same into listen_tls_host/listen_tls_port */
     KEY_PATH,       /* non-empty string */
     KEY_PATH_EMPTY, /* string, "" allowed (disables) */
     KEY_CHOICE,     /* one of choices[] */
@@ -159,6 +168,10 @@ static const struct config_key {
     const char *const *choices;
 } config_keys[] = {
     {"listen", KEY_LISTEN, 0, 0, 0, NULL},
+    {"listen_tls", KEY_LISTEN_TLS, 0, 0, 0, NULL},
+    {"tls_certificate", KEY_PATH, offsetof(agent_config, tls_certificate), 0, 0, NULL},
+    {"tls_key", KEY_PATH, offsetof(agent_config, tls_key), 0, 0, NULL},
+    {"tls_priorities", KEY_PATH, offsetof(agent_config, tls_priorities), 0, 0, NULL},
     {"unix_socket", KEY_PATH_EMPTY, offsetof(agent_config, unix_socket), 0, 0, NULL},
     {"state_dir", KEY_PATH, offsetof(agent_config, state_dir), 0, 0, NULL},
     {"accounts_file", KEY_PATH, offsetof(agent_config, accounts_file), 0, 0, NULL},
@@ -232,16 +245,18 @@ static int apply_key(agent_config *c, const char *where, const char *key, const 
         return config_error(where, "unknown key '%s'", key);
 
     switch (k->kind) {
-    case KEY_LISTEN: {
+    case KEY_LISTEN:
+    case KEY_LISTEN_TLS: {
+        bool tls = k->kind == KEY_LISTEN_TLS;
         char *host = NULL;
         int port = 0, rc;
 
         rc = parse_listen(where, value, &host, &port);
         if (rc < 0)
             return rc;
-        free(c->listen_host);
-        c->listen_host = host;
-        c->listen_port = port;
+        free(tls ? c->listen_tls_host : c->listen_host);
+        *(tls ? &c->listen_tls_host : &c->listen_host) = host;
+        *(tls ? &c->listen_tls_port : &c->listen_port) = port;
         return 0;
     }
     case KEY_PATH:
@@ -346,7 +361,8 @@ static void usage(FILE *f) {
             "The XenAPI agent of a Xen host.\n"
             "\n"
             "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_FILE " if it exists)\n"
-            "  -l, --listen HOST:PORT  XML-RPC/JSON-RPC listen address; IPv6 as [::1]:8080\n"
+            "  -l, --listen HOST:PORT  XML-RPC/JSON-RPC listen address (plain HTTP); IPv6 as [::1]:8080\n"
+            "  -t, --listen-tls HOST:PORT  the same over HTTPS, e.g. 0.0.0.0:443\n"
             "  -s, --state-dir DIR     where the database and the local socket live\n"
             "  -u, --unix-socket PATH  the local socket (default <state-dir>/xapi.sock; xapi's is /var/lib/xcp/xapi)\n"
             "  -b, --backend sim|libxl the VM backend\n"
@@ -358,13 +374,14 @@ static void usage(FILE *f) {
 }
 
 typedef struct overrides {
-    const char *config, *listen, *state_dir, *unix_socket, *backend;
+    const char *config, *listen, *listen_tls, *state_dir, *unix_socket, *backend;
     bool foreground;
 } overrides;
 
 static int parse_args(int argc, char **argv, overrides *o) {
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},  {"listen", required_argument, NULL, 'l'},
+        {"listen-tls", required_argument, NULL, 't'},
         {"state-dir", required_argument, NULL, 's'}, {"unix-socket", required_argument, NULL, 'u'},
         {"backend", required_argument, NULL, 'b'},
         {"foreground", no_argument, NULL, 'f'},     {"help", no_argument, NULL, 'h'},
@@ -374,13 +391,16 @@ static int parse_args(int argc, char **argv, overrides *o) {
 
     optind = 0; /* full re-initialisation of GNU getopt: we may be called more than once */
     opterr = 1;
-    while ((opt = getopt_long(argc, argv, "c:l:s:u:b:fhV", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:l:t:s:u:b:fhV", options, NULL)) != -1) {
         switch (opt) {
         case 'c':
             o->config = optarg;
             break;
         case 'l':
             o->listen = optarg;
+            break;
+        case 't':
+            o->listen_tls = optarg;
             break;
         case 's':
             o->state_dir = optarg;
@@ -422,6 +442,10 @@ static int parse_args(int argc, char **argv, overrides *o) {
 static int set_defaults(agent_config *c) {
     c->listen_host = strdup("127.0.0.1");
     c->listen_port = 8080;
+    c->listen_tls_host = strdup("");
+    c->listen_tls_port = 0;
+    /* TLS 1.2 and 1.3 only, GnuTLS's usual ("NORMAL") ciphers otherwise. */
+    c->tls_priorities = strdup("NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
     c->state_dir = strdup("./var");
     c->backend = strdup("sim");
     c->foreground = false;
@@ -447,7 +471,8 @@ static int set_defaults(agent_config *c) {
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
     c->console_log_dir = strdup("/var/log/xen/console");
-    if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir)
+    if (!c->listen_host || !c->listen_tls_host || !c->tls_priorities || !c->state_dir || !c->backend ||
+        !c->log_target || !c->console_log_dir)
         return -ENOMEM;
     c->plugin_dir = strdup("/etc/xapi.d/plugins");
     c->plugin_pythonpath = strdup("");
@@ -464,19 +489,27 @@ static int set_defaults(agent_config *c) {
     return 0;
 }
 
+/* *field = <state_dir>/name, unless already set. */
+static int default_in_state_dir(const agent_config *c, char **field, const char *name) {
+    size_t n = strlen(c->state_dir);
+
+    if (*field)
+        return 0;
+    while (n > 1 && c->state_dir[n - 1] == '/')
+        n--;
+    if (asprintf(field, "%.*s%s%s", (int)n, c->state_dir, c->state_dir[n - 1] == '/' ? "" : "/", name) < 0) {
+        *field = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 /* The defaults that depend on other settings, once everything is known. */
 static int derive_defaults(agent_config *c) {
-    if (!c->unix_socket) {
-        size_t n = strlen(c->state_dir);
-
-        while (n > 1 && c->state_dir[n - 1] == '/')
-            n--;
-        if (asprintf(&c->unix_socket, "%.*s%sxapi.sock", (int)n, c->state_dir,
-                     c->state_dir[n - 1] == '/' ? "" : "/") < 0) {
-            c->unix_socket = NULL;
-            return -ENOMEM;
-        }
-    }
+    if (default_in_state_dir(c, &c->unix_socket, "xapi.sock") < 0 ||
+        default_in_state_dir(c, &c->tls_certificate, "xenapid-cert.pem") < 0 ||
+        default_in_state_dir(c, &c->tls_key, "xenapid-key.pem") < 0)
+        return -ENOMEM;
     if (!c->accounts_file) {
         if (c->config_file) {
             _cleanup_free_ char *copy = strdup(c->config_file);
@@ -525,6 +558,16 @@ int agent_config_load(int argc, char **argv, agent_config *ret) {
         if (rc < 0)
             goto out;
     }
+    if (o.listen_tls) {
+        rc = apply_key(&c, "--listen-tls", "listen_tls", o.listen_tls);
+        if (rc < 0)
+            goto out;
+    }
+    if (!*c.listen_host && !*c.listen_tls_host) {
+        rc = config_error(c.config_file ? c.config_file : "xenapid",
+                          "listen and listen_tls are both empty: nothing to serve the API on");
+        goto out;
+    }
     if (o.state_dir) {
         rc = apply_key(&c, "--state-dir", "state_dir", o.state_dir);
         if (rc < 0)
@@ -561,6 +604,10 @@ void agent_config_free(agent_config *c) {
         return;
     free(c->config_file);
     free(c->listen_host);
+    free(c->listen_tls_host);
+    free(c->tls_certificate);
+    free(c->tls_key);
+    free(c->tls_priorities);
     free(c->unix_socket);
     free(c->state_dir);
     free(c->accounts_file);

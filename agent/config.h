@@ -7,8 +7,13 @@
 
 typedef struct agent_config {
     char *config_file;   /* NULL: none given and default absent */
-    char *listen_host;   /* default "127.0.0.1" */
+    char *listen_host;   /* plain HTTP; default "127.0.0.1"; "" (with port 0): no plain HTTP listener */
     int listen_port;     /* default 8080 */
+    char *listen_tls_host; /* HTTPS; default "" (none) */
+    int listen_tls_port;   /* default 0 (none) */
+    char *tls_certificate; /* PEM certificate chain; default "<state_dir>/xenapid-cert.pem" */
+    char *tls_key;         /* PEM private key; default "<state_dir>/xenapid-key.pem" */
+    char *tls_priorities;  /* GnuTLS priority string */
     char *unix_socket;   /* default "<state_dir>/xapi.sock"; "" disables */
     char *state_dir;     /* default "./var" */
     char *accounts_file; /* default "<config dir>/accounts", or "etc/accounts" when no config file */

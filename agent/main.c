@@ -22,6 +22,7 @@
 #include "xapi/rbac.h"
 #include "xapi/session.h"
 #include "xapi/task.h"
+#include "xapi/unsupported.h"
 
 #define HOUSEKEEPING_SECONDS 60
 /* The store cannot be opened, or start-up cannot write to it (full disk,
@@ -30,6 +31,7 @@
 #define EXIT_STORE 74 /* EX_IOERR */
 
 static void register_modules(void) {
+    xapi_unsupported_register(); /* first: the modules' own handlers replace these */
     xapi_register_handlers(xapi_session_handlers);
     xapi_rbac_register();
     xapi_register_handlers(xapi_task_handlers);
@@ -67,7 +69,7 @@ int main(int argc, char **argv) {
     uint64_t watchdog_usec;
     int64_t next_housekeeping;
     struct timespec t0;
-    char status[256];
+    char status[768];
     int exit_status = EXIT_FAILURE;
     int rc;
 
@@ -136,8 +138,13 @@ int main(int argc, char **argv) {
     {
         struct timespec t1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        snprintf(status, sizeof status, "serving XenAPI on %s:%d%s%s (backend %s)", cfg.listen_host,
-                 xapi_http_port(http), *cfg.unix_socket ? " and " : "", cfg.unix_socket, cfg.backend);
+        char plain[300] = "", tls[300] = "";
+        if (*cfg.listen_host)
+            snprintf(plain, sizeof plain, " http://%s:%d", cfg.listen_host, xapi_http_port(http));
+        if (*cfg.listen_tls_host)
+            snprintf(tls, sizeof tls, " https://%s:%d", cfg.listen_tls_host, xapi_http_tls_port(http));
+        snprintf(status, sizeof status, "serving XenAPI on%s%s%s%s (backend %s)", plain, tls,
+                 *cfg.unix_socket ? " and " : "", cfg.unix_socket, cfg.backend);
         log_notice("%s, ready in %ld ms", status,
                    (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
     }

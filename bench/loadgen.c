@@ -15,6 +15,8 @@
  *   @THREAD@   the connection's index
  *
  * -j      JSON-RPC: Content-Type application/json, login by JSON-RPC 2.0.
+ * -t      HTTPS (GnuTLS, certificate not verified: a benchmark, not a client); the
+ *         handshake is done when a connection opens, before any timing.
  * -e      substring every response must contain (default "Success"; with -j "\"result\"").
  *         It is looked for in the first 64 KiB of the body (where the envelope's status is).
  * -D      discard bodies as they arrive (big replies: no copy kept), only their size is counted.
@@ -25,6 +27,7 @@
  * errors on stderr. Exit status 1 if any request failed. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -55,7 +58,8 @@ static struct {
     int port, conns;
     double duration, warmup;
     long count;
-    bool json, discard;
+    bool json, discard, tls;
+    gnutls_certificate_credentials_t cred;
     char *body;
     part *parts;
     size_t nparts;
@@ -127,6 +131,7 @@ static char *read_file(const char *path, size_t *len) {
 
 typedef struct conn {
     int fd;
+    gnutls_session_t tls; /* -t */
     char *rbuf; /* received bytes not yet consumed */
     size_t rlen, rcap;
 } conn;
@@ -140,6 +145,19 @@ static void conn_open(conn *c) {
     if (connect(c->fd, (struct sockaddr *)&G.addr, G.addrlen) < 0)
         die("connect to %s:%d: %s", G.host, G.port, strerror(errno));
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (G.tls) {
+        int rc;
+
+        if (gnutls_init(&c->tls, GNUTLS_CLIENT) < 0 || gnutls_set_default_priority(c->tls) < 0 ||
+            gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, G.cred) < 0)
+            die("gnutls_init failed");
+        gnutls_transport_set_int(c->tls, c->fd);
+        do
+            rc = gnutls_handshake(c->tls);
+        while (rc < 0 && !gnutls_error_is_fatal(rc));
+        if (rc < 0)
+            die("TLS handshake with %s:%d: %s", G.host, G.port, gnutls_strerror(rc));
+    }
     if (!c->rbuf) {
         c->rcap = RECV_CHUNK;
         c->rbuf = malloc(c->rcap + 1);
@@ -150,17 +168,36 @@ static void conn_open(conn *c) {
 }
 
 static void conn_close(conn *c) {
+    if (c->tls) {
+        gnutls_deinit(c->tls);
+        c->tls = NULL;
+    }
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
     c->rlen = 0;
 }
 
-static int send_all(int fd, const char *p, size_t n) {
+static ssize_t conn_recv(conn *c, char *buf, size_t n) {
+    ssize_t r;
+
+    if (c->tls) {
+        do
+            r = gnutls_record_recv(c->tls, buf, n);
+        while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+        return r == GNUTLS_E_PREMATURE_TERMINATION ? 0 : r < 0 ? -1 : r;
+    }
+    do
+        r = recv(c->fd, buf, n, 0);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+static int send_all(conn *c, const char *p, size_t n) {
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = c->tls ? gnutls_record_send(c->tls, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
         if (w < 0) {
-            if (errno == EINTR)
+            if (c->tls ? w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED : errno == EINTR)
                 continue;
             return -1;
         }
@@ -180,9 +217,7 @@ static ssize_t fill(conn *c) {
         if (!c->rbuf)
             die("out of memory");
     }
-    do
-        r = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
-    while (r < 0 && errno == EINTR);
+    r = conn_recv(c, c->rbuf + c->rlen, c->rcap - c->rlen);
     if (r > 0)
         c->rlen += (size_t)r;
     return r;
@@ -271,9 +306,7 @@ static int read_response(conn *c, response *r, bool keep_all) {
 
         if (want > c->rcap)
             want = c->rcap;
-        do
-            n = recv(c->fd, c->rbuf, want, 0);
-        while (n < 0 && errno == EINTR);
+        n = conn_recv(c, c->rbuf, want);
         if (n <= 0)
             return -1;
         keep(r, c->rbuf, (size_t)n, keep_all);
@@ -379,7 +412,7 @@ static char *one_call(const char *body, int *status) {
     size_t hl = head_len(strlen(body), head, sizeof head);
 
     conn_open(&c);
-    if (send_all(c.fd, head, hl) < 0 || send_all(c.fd, body, strlen(body)) < 0 || read_response(&c, &r, true) < 0)
+    if (send_all(&c, head, hl) < 0 || send_all(&c, body, strlen(body)) < 0 || read_response(&c, &r, true) < 0)
         die("login call failed");
     conn_close(&c);
     free(c.rbuf);
@@ -448,7 +481,7 @@ static void *run_worker(void *arg) {
         if (c.fd < 0)
             conn_open(&c);
         t0 = now_ns();
-        if (send_all(c.fd, req.data, req.len) < 0 || read_response(&c, &r, keep_all) < 0) {
+        if (send_all(&c, req.data, req.len) < 0 || read_response(&c, &r, keep_all) < 0) {
             t1 = now_ns();
             if (G.phase == 2 && G.count == 0)
                 break; /* the run ended while this call was under way */
@@ -509,7 +542,7 @@ static uint32_t pct(const uint32_t *v, size_t n, double p) {
 static void usage(void) {
     fprintf(stderr, "usage: loadgen -p PORT [-H HOST] [-u PATH] [-c CONNS] (-d SECONDS | -n COUNT)\n"
                     "               (-b BODY | -f FILE) [-e EXPECT] [-j] [-L USER:PASS] [-r REFS_FILE]\n"
-                    "               [-w WARMUP_SECONDS] [-o OUT_FILE] [-D] [-l LABEL]\n");
+                    "               [-w WARMUP_SECONDS] [-o OUT_FILE] [-D] [-l LABEL] [-t]\n");
     exit(2);
 }
 
@@ -524,7 +557,7 @@ int main(int argc, char **argv) {
     uint32_t *lat, *ttfb;
     double secs;
 
-    while ((opt = getopt(argc, argv, "H:p:u:c:d:n:b:f:e:jL:r:w:o:Dl:h")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:u:c:d:n:b:f:e:jL:r:w:o:Dl:th")) != -1) {
         switch (opt) {
         case 'H': G.host = optarg; break;
         case 'p': G.port = atoi(optarg); break;
@@ -542,6 +575,7 @@ int main(int argc, char **argv) {
         case 'o': G.out_file = optarg; break;
         case 'D': G.discard = true; break;
         case 'l': G.label = optarg; break;
+        case 't': G.tls = true; break;
         default: usage();
         }
     }
@@ -549,6 +583,8 @@ int main(int argc, char **argv) {
         usage();
     if (!G.expect)
         G.expect = G.json ? "\"result\"" : "Success";
+    if (G.tls && gnutls_certificate_allocate_credentials(&G.cred) < 0)
+        die("gnutls: cannot allocate credentials");
     {
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
         char portstr[16];

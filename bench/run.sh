@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks of xenapid (see bench/README.md): builds a Release build, then
 # measures in one run
-#   1. small calls per second against the bare HTTP server (the floor),
+#   1. small calls per second against the bare HTTP server (the floor), and the
+#      same calls over HTTPS (listen_tls) beside plain HTTP,
 #   2. VM.get_all_records with 1,000 and 10,000 VMs,
 #   3. durable writes (VM.set_name_label) per second,
 #   4. RSS and start-up time with 10,000 VMs in the store,
@@ -9,6 +10,7 @@
 #
 # Environment: BENCH_SECONDS (length of each throughput run, default 5),
 # BENCH_ROUNDS (turns the floor and xenapid take at the small calls, default 3),
+# BENCH_ONLY_SMALL=1 (only part 1: small calls, floor, HTTP and HTTPS),
 # BENCH_BUILD_DIR (default build/bench-release), BENCH_KEEP=1 keeps the
 # temporary directory (logs, store) for a look afterwards.
 set -euo pipefail
@@ -92,9 +94,11 @@ refs_of() { grep -o 'OpaqueRef:[0-9a-f-]\{36\}' "$1" | sort -u; }
 
 # ---- the daemon ------------------------------------------------------------------
 PORT=$(free_port)
+TPORT=$(free_port)
 STATE=$TMP/var
 cat >"$TMP/xenapid.conf" <<EOF
 listen = 127.0.0.1:$PORT
+listen_tls = 127.0.0.1:$TPORT
 state_dir = $STATE
 unix_socket = $TMP/xapi.sock
 accounts_file = $TMP/accounts
@@ -111,12 +115,13 @@ start_daemon() { # prints the spawn_ready line; sets DAEMON_PID (so not in a sub
     echo "$line"
 }
 lg() { "$LOADGEN" -p "$PORT" -L "root:$PASSWORD" "$@"; }
+lgt() { "$LOADGEN" -t -p "$TPORT" -L "root:$PASSWORD" "$@"; } # over HTTPS
 
 declare -A R
 row() { printf '%-44s %14s %14s %10s  %s\n' "$@"; }
 
 # ---- 1. small calls vs the floor --------------------------------------------------
-echo "== 1. small calls (host.get_name_label) vs the floor"
+echo "== 1. small calls (host.get_name_label) vs the floor, and over HTTPS"
 FLOOR_OUT=$TMP/floor.out
 "$BUILD/floor_server" -p 0 >"$FLOOR_OUT" &
 FLOOR_PID=$!
@@ -142,10 +147,46 @@ for ((k = 1; k <= ROUNDS; k++)); do
         RUNS[small$c]+=" $(kv "$line" rps)"
         RUNS[small${c}p50]+=" $(kv "$line" p50_us)"
         RUNS[small${c}p99]+=" $(kv "$line" p99_us)"
+        line=$(lgt -c $c -w $WARM -d "$SECS" -f "$TMP/small.xml" -r "$TMP/host.ref" -l https-$c)
+        echo "$line"
+        RUNS[https$c]+=" $(kv "$line" rps)"
+        RUNS[https${c}p50]+=" $(kv "$line" p50_us)"
     done
 done
 for key in "${!RUNS[@]}"; do R[$key]=$(median <<<"${RUNS[$key]}"); done
 stop_pid "$FLOOR_PID"
+# The daemon's own CPU time per call (utime + stime over a fixed count): what TLS
+# costs the server, apart from the client's share of this machine's cores.
+cpu_per_call() { # LOADGEN-FUNCTION: microseconds of daemon CPU per small call
+    local n=50000 t0 t1
+    t0=$(awk '{print $14 + $15}' "/proc/$DAEMON_PID/stat")
+    "$1" -c 16 -n $n -f "$TMP/small.xml" -r "$TMP/host.ref" -l cpu >/dev/null
+    t1=$(awk '{print $14 + $15}' "/proc/$DAEMON_PID/stat")
+    echo "scale=1; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $n" | bc
+}
+R[cpu_http]=$(cpu_per_call lg)
+R[cpu_https]=$(cpu_per_call lgt)
+ratio() { echo "scale=1; 100 * $1 / $2" | bc; }
+verdict() { if (($(echo "$1" | bc))); then echo "goal met"; else echo "goal MISSED"; fi; }
+small_rows() {
+    local c r rt
+    for c in 1 16; do
+        r=$(ratio "${R[small$c]}" "${R[floor$c]}")
+        rt=$(ratio "${R[https$c]}" "${R[small$c]}")
+        row "1. host.get_name_label/s, $c connection(s)" "${R[small$c]}" "${R[floor$c]}" "$r%" "$(verdict "$r >= 50")"
+        row "1. the same over HTTPS (vs plain HTTP)" "${R[https$c]}" "${R[small$c]}" "$rt%" "$(verdict "$rt >= 80")"
+    done
+    row "   latency p50/p99 us, 1 / 16 conns" "${R[small1p50]}/${R[small1p99]}" "${R[small16p50]}/${R[small16p99]}" "" ""
+    row "   HTTPS latency p50 us, 1 / 16 conns" "${R[https1p50]}" "${R[https16p50]}" "" ""
+    row "   daemon CPU us per call, HTTP / HTTPS" "${R[cpu_http]}" "${R[cpu_https]}" "" ""
+}
+if [[ ${BENCH_ONLY_SMALL:-0} == 1 ]]; then
+    echo
+    echo "xenapid small calls ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${SECS}s per run, medians of $ROUNDS)"
+    row "measure" "xenapid" "floor/goal" "ratio" "verdict"
+    small_rows
+    exit 0
+fi
 
 # ---- populate: 1,000 VMs ------------------------------------------------------------
 populate() { # TOTAL_VMS_WANTED
@@ -210,20 +251,14 @@ done
 DB_KB=$(du -k "$STATE/xenapid.db" | cut -f1)
 
 # ---- the table ----------------------------------------------------------------------------------
-ratio() { echo "scale=1; 100 * $1 / $2" | bc; }
-verdict() { if (($(echo "$1" | bc))); then echo "goal met"; else echo "goal MISSED"; fi; }
 per1k() { echo "scale=2; $1 / 1000 / ($2 / 1000)" | bc; } # p50 us, VMs -> ms per 1,000 VMs
-r1=$(ratio "${R[small1]}" "${R[floor1]}")
-r16=$(ratio "${R[small16]}" "${R[floor16]}")
 g1k=$(per1k "${R[gar1k]}" "$NVM1")
 g10k=$(per1k "${R[gar10k]}" "$NVM10")
 rss_mb=$(echo "scale=1; ${R[rss]} / 1024" | bc)
 echo
 echo "xenapid benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${SECS}s per throughput run)"
 row "measure" "xenapid" "floor/goal" "ratio" "verdict"
-row "1. host.get_name_label/s, 1 connection" "${R[small1]}" "${R[floor1]}" "$r1%" "$(verdict "$r1 >= 50")"
-row "1. host.get_name_label/s, 16 connections" "${R[small16]}" "${R[floor16]}" "$r16%" "$(verdict "$r16 >= 50")"
-row "   latency p50/p99 us, 1 / 16 conns" "${R[small1p50]}/${R[small1p99]}" "${R[small16p50]}/${R[small16p99]}" "" ""
+small_rows
 row "2. get_all_records $NVM1 VMs: ms total" "$(echo "scale=2; ${R[gar1k]}/1000" | bc)" "<= $(echo "scale=0; 15 * $NVM1 / 1000" | bc)" "" "$(verdict "$g1k <= 15")"
 row "   ms per 1,000 VMs / first byte ms / MB" "$g1k" "$(echo "scale=2; ${R[gar1kttfb]}/1000" | bc)" "$(echo "scale=2; ${R[gar1kbytes]}/1048576" | bc)" ""
 row "2. get_all_records $NVM10 VMs: ms total" "$(echo "scale=2; ${R[gar10k]}/1000" | bc)" "<= $(echo "scale=0; 15 * $NVM10 / 1000" | bc)" "" "$(verdict "$g10k <= 15")"

@@ -18,6 +18,35 @@
 
 static const xapi_class *C_console = &xapi_classes[XAPI_C_console];
 
+/* Where a client reaches GET /console: the scheme the calling client came in
+ * with (an Async worker or no caller: HTTPS when it is on, as xapi's locations
+ * are), the matching listen address (the host's address when listening on
+ * every address) and port, left out when it is the scheme's default. */
+static char *console_location(xapi_server *srv, const xapi_obj *host, const char *ref) {
+    const agent_config *cfg = srv->config;
+    const char *scheme = xapi_http_caller_scheme();
+    bool tls = scheme ? strcmp(scheme, "https") == 0 : *cfg->listen_tls_host != '\0';
+    const char *lh;
+    bool any, v6;
+    int port;
+    char port_text[16] = "", *loc = NULL;
+
+    if (tls ? !*cfg->listen_tls_host : !*cfg->listen_host)
+        tls = !tls; /* a UNIX socket caller when only the other one is configured */
+    lh = tls ? cfg->listen_tls_host : cfg->listen_host;
+    port = tls ? cfg->listen_tls_port : cfg->listen_port;
+    any = strcmp(lh, "0.0.0.0") == 0 || strcmp(lh, "::") == 0;
+    v6 = !any && strchr(lh, ':');
+    if (any)
+        lh = host && *host->fields[XAPI_F_host_address].s ? host->fields[XAPI_F_host_address].s : "127.0.0.1";
+    if (port != (tls ? 443 : 80))
+        snprintf(port_text, sizeof port_text, ":%d", port);
+    if (asprintf(&loc, "%s://%s%s%s%s/console?ref=%s", tls ? "https" : "http", v6 ? "[" : "", lh, v6 ? "]" : "",
+                 port_text, ref) < 0)
+        xapi_oom();
+    return loc;
+}
+
 void vmops_console_ensure(xapi_server *srv, xapi_obj *vm) {
     xapi_store *st = srv->store;
     xapi_obj *h, *con;
@@ -27,14 +56,7 @@ void vmops_console_ensure(xapi_server *srv, xapi_obj *vm) {
         return;
     h = xapi_store_get_class(st, &xapi_classes[XAPI_C_host], srv->host_ref);
     con = xapi_obj_create(st, C_console);
-    /* Where a client can reach us: the listen address, unless we listen on every address. */
-    const char *lh = srv->config->listen_host;
-    bool any = !*lh || strcmp(lh, "0.0.0.0") == 0 || strcmp(lh, "::") == 0;
-    bool v6 = !any && strchr(lh, ':');
-    if (asprintf(&loc, "http://%s%s%s:%d/console?ref=%s", v6 ? "[" : "",
-                 any ? (h ? h->fields[XAPI_F_host_address].s : "127.0.0.1") : lh, v6 ? "]" : "",
-                 srv->config->listen_port, con->ref) < 0)
-        xapi_oom();
+    loc = console_location(srv, h, con->ref);
     xapi_obj_set_string(st, con, XAPI_F_console_protocol, "vt100");
     xapi_obj_set_string(st, con, XAPI_F_console_location, loc);
     xapi_obj_set_string(st, con, XAPI_F_console_VM, vm->ref);

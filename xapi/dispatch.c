@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,8 +113,15 @@ static method *add_method(const xapi_class *cls, const char *msg, method_kind ki
     method *m;
 
     if (D.n == D.cap) {
+        uintptr_t old = (uintptr_t)D.methods;
+
         D.cap = D.cap ? D.cap * 2 : 1024;
         D.methods = xapi_realloc(D.methods, D.cap * sizeof *D.methods);
+        /* Implicit methods' params point into their own entry: follow the move
+         * (addresses compared as numbers: the old block is gone). */
+        for (size_t i = 0; i < D.n; i++)
+            if ((uintptr_t)D.methods[i].params == old + i * sizeof(method) + offsetof(method, implicit_params))
+                D.methods[i].params = D.methods[i].implicit_params;
     }
     m = &D.methods[D.n++];
     memset(m, 0, sizeof *m);

@@ -19,6 +19,7 @@
 #include "xapi/http.h"
 #include "xapi/rbac.h"
 #include "xapi/session.h"
+#include "xapi/tls.h"
 
 #define THREAD_STACK (512 * 1024)
 
@@ -45,9 +46,9 @@ typedef struct conn_track {
 
 struct xapi_http {
     xapi_server *srv;
-    struct MHD_Daemon *tcp, *local;
-    int tcp_fd, local_fd;
-    int port;
+    struct MHD_Daemon *tcp, *tls, *local;
+    int tcp_fd, tls_fd, local_fd;
+    int port, tls_port;
     char *unix_path;
     unsigned inflight; /* RPC calls being dispatched (atomic): drained before the server stops */
     /* open connections, and the thread that enforces request_timeout on them */
@@ -56,9 +57,18 @@ struct xapi_http {
     conn_track *conns;
     bool reaper_started, reaper_stop;
     pthread_t reaper;
+    xapi_tls_identity tls_id;
 };
 
 #define STOP_DRAIN_MS 3000 /* how long stopping waits for in-flight calls to answer */
+
+/* Thread per connection: whether this thread's connection came in over TLS
+ * (-1: not a connection thread), for the locations the API hands out. */
+static _Thread_local int thread_conn_tls = -1;
+
+const char *xapi_http_caller_scheme(void) {
+    return thread_conn_tls < 0 ? NULL : thread_conn_tls ? "https" : "http";
+}
 
 typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT } endpoint;
 
@@ -573,6 +583,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     const char *clen;
     int rc;
 
+    thread_conn_tls = h->tls && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->tls;
     if (ctx && ctx->ep == EP_PUT) {
         if (*upload_data_size > 0)
             note_upload(conn, *upload_data_size);
@@ -737,21 +748,49 @@ static int listen_unix(const char *path, int *ret_fd) {
     return 0;
 }
 
-static struct MHD_Daemon *start_daemon(xapi_http *h, int fd) {
+/* tls: HTTPS with h->tls_id. The connection limit and the idle timeout count
+ * from accept(), so they cover TLS handshakes as well: a client that starts
+ * one and stalls is dropped like any idle client, on its own thread. */
+static struct MHD_Daemon *start_daemon(xapi_http *h, int fd, bool tls) {
     const agent_config *cfg = h->srv->config;
     /* MHD counts IP addresses only; the UNIX socket's uids: notify_connection. */
-    unsigned per_ip = fd == h->tcp_fd ? (unsigned)cfg->max_connections_per_peer : 0;
+    unsigned per_ip = fd == h->local_fd ? 0 : (unsigned)cfg->max_connections_per_peer;
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_id.cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_id.key_pem},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)cfg->tls_priorities},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct MHD_OptionItem plain_options[] = {{MHD_OPTION_END, 0, NULL}};
 
+    /* The logger first: MHD reports what it makes of the later options through it. */
     return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                                MHD_USE_ERROR_LOG,
-                            0, NULL, NULL, handle, h, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-                            completed, h, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                                MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0),
+                            0, NULL, NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_ARRAY,
+                            tls ? tls_options : plain_options, MHD_OPTION_LISTEN_SOCKET, fd,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+                            notify_connection, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
                             MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
-                            mhd_log, h, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+}
+
+/* A TCP listener and its server; the fd and daemon are stored as soon as they
+ * exist, for xapi_http_stop to release on failure. */
+static int start_tcp(xapi_http *h, const char *host, int port, bool tls, int *fd, int *ret_port,
+                     struct MHD_Daemon **daemon) {
+    int rc = listen_tcp(host, port, fd, ret_port);
+
+    if (rc < 0)
+        return rc;
+    *daemon = start_daemon(h, *fd, tls);
+    if (!*daemon) {
+        log_error("http: cannot start the HTTP%s server on %s:%d (see the debug log for libmicrohttpd's reason)",
+                  tls ? "S" : "", host, port);
+        return -EIO;
+    }
+    return 0;
 }
 
 int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, const char *unix_path,
@@ -760,26 +799,36 @@ int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, 
     int rc;
 
     h->srv = srv;
-    h->tcp_fd = h->local_fd = -1;
+    h->tcp_fd = h->tls_fd = h->local_fd = -1;
     pthread_mutex_init(&h->lock, NULL);
     rc = reaper_start(h);
     if (rc < 0)
         goto fail;
-    rc = listen_tcp(listen_host, listen_port, &h->tcp_fd, &h->port);
-    if (rc < 0)
-        goto fail;
-    h->tcp = start_daemon(h, h->tcp_fd);
-    if (!h->tcp) {
-        log_error("http: cannot start the HTTP server");
-        rc = -EIO;
-        goto fail;
+    if (listen_host && *listen_host) {
+        rc = start_tcp(h, listen_host, listen_port, false, &h->tcp_fd, &h->port, &h->tcp);
+        if (rc < 0)
+            goto fail;
+    }
+    if (*srv->config->listen_tls_host) {
+        if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+            log_error("http: listen_tls is set but this libmicrohttpd has no TLS support");
+            rc = -EOPNOTSUPP;
+            goto fail;
+        }
+        rc = xapi_tls_identity_load(srv->config, &h->tls_id);
+        if (rc < 0)
+            goto fail;
+        rc = start_tcp(h, srv->config->listen_tls_host, srv->config->listen_tls_port, true, &h->tls_fd, &h->tls_port,
+                       &h->tls);
+        if (rc < 0)
+            goto fail;
     }
     if (unix_path && *unix_path) {
         rc = listen_unix(unix_path, &h->local_fd);
         if (rc < 0)
             goto fail;
         h->unix_path = xapi_strdup(unix_path);
-        h->local = start_daemon(h, h->local_fd);
+        h->local = start_daemon(h, h->local_fd, false);
         if (!h->local) {
             rc = -EIO;
             goto fail;
@@ -805,10 +854,15 @@ void xapi_http_stop(xapi_http *h) {
     reaper_stop(h);
     if (h->tcp)
         MHD_stop_daemon(h->tcp);
+    if (h->tls)
+        MHD_stop_daemon(h->tls);
     if (h->local)
         MHD_stop_daemon(h->local);
     if (h->tcp_fd >= 0)
         close(h->tcp_fd);
+    if (h->tls_fd >= 0)
+        close(h->tls_fd);
+    xapi_tls_identity_free(&h->tls_id);
     if (h->local_fd >= 0)
         close(h->local_fd);
     if (h->unix_path) {
@@ -822,4 +876,8 @@ void xapi_http_stop(xapi_http *h) {
 
 int xapi_http_port(const xapi_http *h) {
     return h->port;
+}
+
+int xapi_http_tls_port(const xapi_http *h) {
+    return h->tls_port;
 }

@@ -85,8 +85,14 @@ typedef struct xapi_http_put_ops {
 } xapi_http_put_ops;
 void xapi_http_register_put(const char *path, const xapi_http_put_ops *ops);
 
+/* Plain HTTP on listen_host:listen_port (none if listen_host is NULL or ""),
+ * HTTPS on srv->config's listen_tls (none if empty), and the UNIX socket. */
 int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, const char *unix_path,
                     xapi_http **ret);
 void xapi_http_stop(xapi_http *h);
-/* The TCP port actually bound (useful with port 0). */
+/* The TCP ports actually bound (useful with port 0); 0 for no such listener. */
 int xapi_http_port(const xapi_http *h);
+int xapi_http_tls_port(const xapi_http *h);
+/* "https" or "http": how the client of the calling connection thread came in;
+ * NULL outside one (Async workers, housekeeping). */
+const char *xapi_http_caller_scheme(void);

@@ -50,9 +50,11 @@ function canConnect(port) {
 
 // One xenapid on its own state dir and port, like harness.py's Daemon.
 class Daemon {
-  async start() {
+  // tls: also serve HTTPS (listen_tls, a generated self-signed certificate), and use it
+  async start({ tls = false } = {}) {
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xenapid-node-'))
     this.port = await freePort()
+    this.tlsPort = tls ? await freePort() : undefined
     this.log = path.join(this.tmp, 'xenapid.log')
     const config = path.join(this.tmp, 'xenapid.conf')
     fs.writeFileSync(
@@ -64,6 +66,7 @@ class Daemon {
         `accounts_file = ${path.join(this.tmp, 'accounts')}`,
         'backend = sim',
         'auth_fail_delay_ms = 100',
+        ...(tls ? [`listen_tls = 127.0.0.1:${this.tlsPort}`] : []),
         '',
       ].join('\n')
     )
@@ -77,14 +80,14 @@ class Daemon {
     const deadline = Date.now() + 20e3
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) break
-      if (await canConnect(this.port)) return this
+      if ((await canConnect(this.port)) && (!tls || (await canConnect(this.tlsPort)))) return this
       await new Promise(resolve => setTimeout(resolve, 20))
     }
     throw new Error('xenapid did not start:\n' + fs.readFileSync(this.log, 'utf8'))
   }
 
   get url() {
-    return `http://127.0.0.1:${this.port}`
+    return this.tlsPort ? `https://127.0.0.1:${this.tlsPort}` : `http://127.0.0.1:${this.port}`
   }
 
   async stop() {
@@ -355,5 +358,44 @@ describe('xen-api follows event.from', () => {
     const clone = await xapi.callAsync('VM.clone', ref, 'async-clone')
     assert.match(clone, REF)
     await until('the clone', () => xapi.getObjectByRef(clone, undefined)?.name_label === 'async-clone')
+  })
+})
+
+// Xen Orchestra connects to XenServer hosts over HTTPS, usually trusting their
+// self-signed certificates (allowUnauthorized); both transports.
+describe('xen-api over HTTPS', () => {
+  const daemon = new Daemon()
+
+  before(async () => {
+    await daemon.start({ tls: true })
+  })
+
+  after(async () => {
+    await daemon.stop()
+  })
+
+  for (const transport of ['json-rpc', 'xml-rpc']) {
+    test(`${transport}: connects, reads records, calls methods`, async () => {
+      assert.match(daemon.url, /^https:/)
+      const x = client(daemon, { transport })
+      await x.connect()
+      try {
+        assert.equal(x.status, 'connected')
+        assert.match(x.pool.master, REF)
+        const hosts = await x.getAllRecords('host')
+        assert.equal(hosts.length, 1)
+        assertComplete('host', hosts[0])
+        const vm = await x.call('VM.create', vmRecord({ name_label: `over-tls-${transport}` }))
+        assert.equal(await x.call('VM.get_name_label', vm), `over-tls-${transport}`)
+      } finally {
+        await x.disconnect()
+      }
+    })
+  }
+
+  test('the self-signed certificate is refused without allowUnauthorized', async () => {
+    const x = client(daemon, { allowUnauthorized: false })
+    await assert.rejects(x.connect(), err => /self[- ]signed|certificate/i.test(String(err?.cause ?? err)))
+    await x.disconnect().catch(() => {})
   })
 })

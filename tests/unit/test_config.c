@@ -94,6 +94,9 @@ static int load_captured(int argc, char **argv, agent_config *c, char **ret_err)
 static void assert_defaults_except_paths(const agent_config *c) {
     assert_string_equal(c->listen_host, "127.0.0.1");
     assert_int_equal(c->listen_port, 8080);
+    assert_string_equal(c->listen_tls_host, "");
+    assert_int_equal(c->listen_tls_port, 0);
+    assert_string_equal(c->tls_priorities, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
     assert_string_equal(c->state_dir, "./var");
     assert_string_equal(c->backend, "sim");
     assert_false(c->foreground);
@@ -303,6 +306,49 @@ static void test_unix_socket_follows_state_dir(void **state) {
     assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
     assert_string_equal(c.unix_socket, "/xapi.sock");
     agent_config_free(&c);
+}
+
+/* Plain HTTP, HTTPS or both; the certificate and key default to the state dir. */
+static void test_tls_listeners(void **state) {
+    char *argv[] = {"xenapid", "--config", "t.conf"};
+    char *argv_opt[] = {"xenapid", "--config", "t.conf", "--listen-tls", "127.0.0.9:1443"};
+    agent_config c = {0};
+    char *err = NULL;
+
+    write_file("t.conf", "listen = \"\"\nlisten_tls = [::1]:8443\nstate_dir = /srv/x/\n");
+    assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
+    assert_string_equal(c.listen_host, "");
+    assert_int_equal(c.listen_port, 0);
+    assert_string_equal(c.listen_tls_host, "::1");
+    assert_int_equal(c.listen_tls_port, 8443);
+    assert_string_equal(c.tls_certificate, "/srv/x/xenapid-cert.pem");
+    assert_string_equal(c.tls_key, "/srv/x/xenapid-key.pem");
+    agent_config_free(&c);
+
+    write_file("t.conf", "listen_tls = 0.0.0.0:443\ntls_certificate = /etc/c.pem\ntls_key = /etc/k.pem\n"
+                         "tls_priorities = SECURE256\n");
+    assert_int_equal(agent_config_load(ARGC(argv_opt), argv_opt, &c), 0);
+    assert_string_equal(c.listen_host, "127.0.0.1"); /* both at once */
+    assert_int_equal(c.listen_port, 8080);
+    assert_string_equal(c.listen_tls_host, "127.0.0.9");
+    assert_int_equal(c.listen_tls_port, 1443);
+    assert_string_equal(c.tls_certificate, "/etc/c.pem");
+    assert_string_equal(c.tls_key, "/etc/k.pem");
+    assert_string_equal(c.tls_priorities, "SECURE256");
+    agent_config_free(&c);
+
+    write_file("t.conf", "listen =\n");
+    assert_int_equal(load_captured(ARGC(argv), argv, &c, &err), -EINVAL);
+    assert_non_null(strstr(err, "nothing to serve the API on"));
+    free(err);
+    write_file("t.conf", "listen_tls = 127.0.0.1:0\n");
+    assert_int_equal(load_captured(ARGC(argv), argv, &c, &err), -EINVAL);
+    assert_non_null(strstr(err, "t.conf:1: invalid port '0'"));
+    free(err);
+    write_file("t.conf", "tls_key =\n");
+    assert_int_equal(load_captured(ARGC(argv), argv, &c, &err), -EINVAL);
+    assert_non_null(strstr(err, "tls_key must not be empty"));
+    free(err);
 }
 
 /* --- command-line overrides -------------------------------------------------- */
@@ -550,6 +596,7 @@ static void test_shipped_config_uncommented(void **state) {
         "plugin_dir",  "plugin_timeout",       "plugin_max_output",  "plugin_max_running", "plugin_queue_timeout",
         "max_sessions_per_originator", "max_sessions_per_user", "max_sessions_total", "auth_parallel_per_peer",
         "auth_parallel_per_user", "auth_queue", "max_connections_per_peer", "request_timeout", "upload_min_rate_kib",
+        "tls_certificate", "tls_key", "tls_priorities",
     };
     char path[PATH_MAX + 32], line[1024];
     char *argv[] = {"xenapid", "--config", "etc/xenapid.conf"};
@@ -594,6 +641,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_log_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket_empty_disables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket_follows_state_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_listeners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_argv_overrides_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_explicit_unix_socket_kept_over_state_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_argv_without_file, setup, teardown),

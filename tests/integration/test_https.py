@@ -1,0 +1,309 @@
+"""The API over HTTPS (listen_tls): the certificate generated at the first
+start, or the one configured; XML-RPC with verification (trusting that
+certificate) and without (as CloudStack does), curl with --cacert and -k;
+plain HTTP beside it or switched off; console locations in the client's
+scheme; stalled handshakes dropped by the same limits as any connection."""
+
+import json
+import os
+import socket
+import ssl
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+import xmlrpc.client
+
+from harness import PASSWORD, Daemon, fail, free_port, ok
+
+MiB = 1 << 20
+
+
+class TLSDaemon(Daemon):
+    def wait_ready(self):
+        super().wait_ready()  # the plain port (if any) opens before the certificate is made
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("xenapid exited:\n" + self.read_log())
+            try:
+                with socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("xenapid did not listen on its TLS port:\n" + self.read_log())
+
+
+def tls_daemon(extra="", **kw):
+    tls_port = free_port()
+    d = TLSDaemon(extra_config="listen_tls = 127.0.0.1:%d\nconnection_timeout = 3\n" % tls_port + extra, **kw)
+    d.tls_port = tls_port
+    d.cert = os.path.join(d.state_dir, "xenapid-cert.pem")
+    d.key = os.path.join(d.state_dir, "xenapid-key.pem")
+    return d
+
+
+def https_proxy(d, context):
+    return xmlrpc.client.ServerProxy("https://127.0.0.1:%d/" % d.tls_port, context=context, allow_none=True)
+
+
+def trusting(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = True
+    return ctx
+
+
+def served_certificate(port):
+    """The DER certificate the server presents, unverified."""
+    ctx = ssl._create_unverified_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            return s.getpeercert(binary_form=True)
+
+
+def file_der(path):
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args), capture_output=True, text=True)
+
+
+def read_to_end(sk):
+    """What the peer sends until it closes (or resets) the connection."""
+    data = b""
+    try:
+        while True:
+            chunk = sk.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
+LOGIN = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "session.login_with_password",
+                    "params": ["root", PASSWORD, "1.0", "curl"]})
+
+
+class TestHTTPS(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = tls_daemon().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def test_generated_certificate(self):
+        d = self.d
+        self.assertEqual(stat.S_IMODE(os.stat(d.key).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(d.cert).st_mode), 0o644)
+        info = ssl._ssl._test_decode_cert(d.cert)
+        host = socket.gethostname()
+        self.assertIn((("commonName", host),), info["subject"])
+        self.assertEqual(info["subject"], info["issuer"])  # self-signed
+        self.assertIn(("DNS", host), info["subjectAltName"])
+        self.assertIn(("IP Address", "127.0.0.1"), info["subjectAltName"])
+        not_after = ssl.cert_time_to_seconds(info["notAfter"])
+        self.assertGreater(not_after - time.time(), 9 * 365 * 86400)
+        self.assertLess(ssl.cert_time_to_seconds(info["notBefore"]), time.time())
+        self.assertEqual(served_certificate(d.tls_port), file_der(d.cert))
+
+    def test_xmlrpc_verified_with_the_certificate(self):
+        x = https_proxy(self.d, trusting(self.d.cert))
+        s = ok(x.session.login_with_password("root", PASSWORD, "1.0", "tls"))
+        self.assertEqual(len(ok(x.host.get_all(s))), 1)
+        self.assertIn("OpaqueRef:", ok(x.session.get_this_host(s, s)))
+
+    def test_verification_fails_without_trusting_it(self):
+        x = https_proxy(self.d, ssl.create_default_context())
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            x.session.login_with_password("root", PASSWORD, "1.0", "tls")
+
+    def test_xmlrpc_without_verification_as_cloudstack(self):
+        x = https_proxy(self.d, ssl._create_unverified_context())
+        s = ok(x.session.login_with_password("root", PASSWORD, "1.0", "cloudstack"))
+        pool = ok(x.pool.get_all(s))[0]
+        self.assertIn("uuid", ok(x.pool.get_record(s, pool)))
+        # many calls on the one keep-alive connection, then the plain listener still answers
+        for _ in range(20):
+            ok(x.VM.get_all(s))
+        p, s2 = self.d.login()
+        ok(p.VM.get_all(s2))
+
+    def test_curl_cacert_and_insecure(self):
+        url = "https://127.0.0.1:%d/jsonrpc" % self.d.tls_port
+        r = curl("--cacert", self.d.cert, url, "-H", "Content-Type: application/json", "-d", LOGIN)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(json.loads(r.stdout)["result"].startswith("OpaqueRef:"))
+        r = curl("-k", url, "-d", LOGIN)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(json.loads(r.stdout)["result"].startswith("OpaqueRef:"))
+        r = curl(url, "-d", LOGIN)  # the system's CAs do not know it
+        self.assertEqual(r.returncode, 60, (r.stdout, r.stderr))
+
+    def test_plain_http_on_the_tls_port_is_refused(self):
+        with socket.create_connection(("127.0.0.1", self.d.tls_port), timeout=10) as sk:
+            sk.sendall(b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" %
+                       (len(LOGIN), LOGIN.encode()))
+            data = read_to_end(sk)
+        self.assertNotIn(b"OpaqueRef:", data)
+
+    def test_console_location_follows_the_scheme(self):
+        d = self.d
+        xs = https_proxy(d, trusting(d.cert))
+        s = ok(xs.session.login_with_password("root", PASSWORD, "1.0", "tls"))
+        xp, sp = d.login()
+
+        def new_vm(x, name):
+            tpl = ok(x.VM.get_by_name_label(s, "Generic Linux PV"))[0]
+            vm = ok(x.VM.clone(s, tpl, name))
+            ok(x.VM.set_is_a_template(s, vm, False))
+            ok(x.VM.set_memory_limits(s, vm, str(128 * MiB), str(256 * MiB), str(256 * MiB), str(256 * MiB)))
+            ok(x.VM.set_PV_kernel(s, vm, "/boot/vmlinuz"))
+            return vm
+
+        def location(vm):
+            consoles = ok(xp.VM.get_consoles(sp, vm))
+            self.assertEqual(len(consoles), 1)
+            return consoles[0], ok(xp.console.get_location(sp, consoles[0]))
+
+        vm = new_vm(xs, "over-https")
+        ok(xs.VM.start(s, vm, False, False))
+        con, loc = location(vm)
+        self.assertEqual(loc, "https://127.0.0.1:%d/console?ref=%s" % (d.tls_port, con))
+        r = curl("--cacert", d.cert, "-b", "session_id=" + s, loc)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("SIM-GUEST-UP", r.stdout)
+
+        vm = new_vm(xp, "over-http")
+        ok(xp.VM.start(sp, vm, False, False))
+        con, loc = location(vm)
+        self.assertEqual(loc, "http://127.0.0.1:%d/console?ref=%s" % (d.port, con))
+
+        # An Async call runs on a worker: HTTPS, the scheme a XenServer hands out.
+        vm = new_vm(xp, "async")
+        task = ok(xp.Async.VM.start(sp, vm, False, False))
+        for _ in range(500):
+            if ok(xp.task.get_status(sp, task)) != "pending":
+                break
+            time.sleep(0.02)
+        self.assertEqual(ok(xp.task.get_status(sp, task)), "success")
+        con, loc = location(vm)
+        self.assertEqual(loc, "https://127.0.0.1:%d/console?ref=%s" % (d.tls_port, con))
+
+
+class TestHTTPSLimits(unittest.TestCase):
+    """A stalled TLS handshake costs a connection slot of the TLS listener
+    until connection_timeout, like any idle connection; others are served."""
+
+    def setUp(self):
+        self.d = tls_daemon("max_connections = 4\nconnection_timeout = 5\n").start()
+        self.addCleanup(self.d.cleanup)
+
+    def test_stalled_handshakes(self):
+        d = self.d
+        time.sleep(0.5)  # the start-up probe's connection is gone
+        stalled = [socket.create_connection(("127.0.0.1", d.tls_port), timeout=30) for _ in range(3)]
+        self.addCleanup(lambda: [sk.close() for sk in stalled])
+        # below the limit, stalled handshakes cost others nothing: each has its own thread
+        x = https_proxy(d, ssl._create_unverified_context())
+        ok(x.session.login_with_password("root", PASSWORD, "1.0", "beside"))
+        x("close")()
+        time.sleep(0.3)
+        stalled.append(socket.create_connection(("127.0.0.1", d.tls_port), timeout=30))
+        for sk in stalled:  # each one holds a slot: accepted, and not closed
+            sk.settimeout(0.3)
+            with self.assertRaises(TimeoutError):
+                sk.recv(100)
+        # The TLS listener is full: a fifth client is closed before any handshake.
+        with socket.create_connection(("127.0.0.1", d.tls_port), timeout=10) as raw:
+            ctx = ssl._create_unverified_context()
+            with self.assertRaises((ssl.SSLError, ConnectionError)):
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        # plain HTTP has its own slots
+        p, s = d.login()
+        ok(p.VM.get_all(s))
+        # the stalled ones are dropped after connection_timeout (5 s), not kept forever
+        for sk in stalled:
+            sk.settimeout(30)
+            self.assertLessEqual(len(read_to_end(sk)), 7)  # at most a TLS alert, then the end
+        x = https_proxy(d, ssl._create_unverified_context())
+        ok(x.session.login_with_password("root", PASSWORD, "1.0", "after"))
+
+
+class TestCertificateFiles(unittest.TestCase):
+    def test_same_certificate_after_restart(self):
+        d = tls_daemon().start()
+        self.addCleanup(d.cleanup)
+        first = file_der(d.cert)
+        d.restart()
+        self.assertEqual(file_der(d.cert), first)
+        self.assertEqual(served_certificate(d.tls_port), first)
+
+    def test_configured_certificate_is_served(self):
+        tmp = tempfile.mkdtemp(prefix="xenapid-cert-")
+        cert, key = os.path.join(tmp, "my.crt"), os.path.join(tmp, "my.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=xenapid-test", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        d = tls_daemon("tls_certificate = %s\ntls_key = %s\n" % (cert, key)).start()
+        self.addCleanup(d.cleanup)
+        self.assertEqual(served_certificate(d.tls_port), file_der(cert))
+        self.assertFalse(os.path.exists(d.cert))
+        x = https_proxy(d, trusting(cert))
+        ok(x.session.login_with_password("root", PASSWORD, "1.0", "mine"))
+
+    def test_refuses_half_a_pair_or_a_bad_file(self):
+        for name, content in (("key only", None), ("garbage", "not a certificate\n")):
+            d = tls_daemon()
+            self.addCleanup(d.cleanup)
+            os.makedirs(d.state_dir, exist_ok=True)
+            with open(d.key, "w") as f:
+                f.write("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            if content is not None:
+                with open(d.cert, "w") as f:
+                    f.write(content)
+            d.start(wait=False)
+            self.assertNotEqual(d.wait_exit(timeout=15), 0, name)
+            log = d.read_log()
+            self.assertIn(d.cert if content is not None else d.key, log, name)
+
+    def test_wildcard_address_certificate_names_every_address(self):
+        d = tls_daemon()
+        with open(d.config, "a") as f:
+            f.write("listen_tls = 0.0.0.0:%d\n" % d.tls_port)
+        d.start()
+        self.addCleanup(d.cleanup)
+        sans = ssl._ssl._test_decode_cert(d.cert)["subjectAltName"]
+        self.assertIn(("DNS", socket.gethostname()), sans)
+        self.assertIn(("IP Address", "127.0.0.1"), sans)  # lo is one of this host's addresses
+
+    def test_bad_priorities_refuse_to_start(self):
+        d = tls_daemon("tls_priorities = NO-SUCH-PRIORITY\n")
+        self.addCleanup(d.cleanup)
+        d.start(wait=False)
+        self.assertNotEqual(d.wait_exit(timeout=15), 0)
+        self.assertIn("cannot start the HTTPS server", d.read_log())
+
+    def test_tls_only(self):
+        d = tls_daemon('listen = ""\n')
+        self.addCleanup(d.cleanup)
+        plain = d.port
+        d.port = d.tls_port  # what wait_ready polls
+        d.start()
+        x = https_proxy(d, trusting(d.cert))
+        s = ok(x.session.login_with_password("root", PASSWORD, "1.0", "tls-only"))
+        ok(x.VM.get_all(s))
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", plain), timeout=5).close()
+        # a wrong password over TLS is the same XenAPI error
+        self.assertEqual(fail(x.session.login_with_password("root", "wrong", "1.0", "t"))[0],
+                         "SESSION_AUTHENTICATION_FAILED")
+
+
+if __name__ == "__main__":
+    unittest.main()
