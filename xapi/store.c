@@ -1527,6 +1527,9 @@ static int load_all(xapi_store *s) {
             sqlite3_bind_int64(st, 1, (sqlite3_int64)oldest);
             sqlite3_step(st);
         }
+        /* Finalized before st is reused: an unfinalized statement keeps sqlite3_close from closing the store. */
+        sqlite3_finalize(st);
+        st = NULL;
     }
     if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'gen'", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
