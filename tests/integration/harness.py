@@ -38,7 +38,7 @@ SANITIZER_REPORTS = re.compile(r"runtime error:|ERROR: AddressSanitizer|ERROR: L
 SANITIZER_OPTIONS = {
     # halt_on_error is not set: the report goes to the log and the test fails on it, while the
     # daemon keeps answering (the failure points at the first report, not at a timeout).
-    "UBSAN_OPTIONS": "print_stacktrace=1",
+    "UBSAN_OPTIONS": "print_stacktrace=1:suppressions=%s" % os.path.join(ROOT, "tests", "ubsan.supp"),
     "ASAN_OPTIONS": "detect_leaks=1",
     "LSAN_OPTIONS": "suppressions=%s:print_suppressions=0" % os.path.join(ROOT, "tests", "lsan.supp"),
 }
