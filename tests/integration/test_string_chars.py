@@ -10,8 +10,9 @@ well-formed XML."""
 import os
 import sqlite3
 import unittest
+import xmlrpc.client
 
-from harness import Daemon, DaemonTest, create_vm, ok, vm_record
+from harness import Daemon, DaemonTest, RawXML, create_vm, fail, ok, vm_record, xml_call
 
 # What no client may store: each refused over JSON-RPC (XML-RPC cannot even send most of them).
 REFUSED = {
@@ -65,6 +66,20 @@ class StringCharsTest(DaemonTest):
             self.assertEqual(err[0], "INVALID_VALUE", err)
         self.assertEqual(ok(self.x.VM.get_other_config(self.s, vm)), {})
         self.assert_xml_replies_parse()
+
+    def test_over_xml_rpc(self):
+        vm = create_vm(self.x, self.s, name_label="before")
+        # a non-character XML can carry: refused by the same rule
+        self.assertEqual(fail(self.x.VM.set_name_label(self.s, vm, "a\ufdd0b"))[0], "INVALID_VALUE")
+        # what XML cannot carry does not even parse; the daemon answers and stores nothing
+        for ref in ("&#xFFFE;", "&#x1;", "\ufffe"):
+            with self.subTest(ref=ref):
+                body = xml_call("VM.set_name_label", self.s, vm, RawXML("<value>a%sb</value>" % ref))
+                status, _, data = self.d.post_xml(body.encode())
+                self.assertIn(status, (200, 400))
+                if status == 200:
+                    self.assertEqual(xmlrpc.client.loads(data)[0][0]["Status"], "Failure")
+        self.assertEqual(ok(self.x.VM.get_name_label(self.s, vm)), "before")
 
     def test_characters_xml_carries_are_kept(self):
         vm = create_vm(self.x, self.s)
