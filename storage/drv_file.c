@@ -49,11 +49,12 @@ static int location_path(const xapi_value *dc, int missing_code, char **ret, sto
     return 0;
 }
 
-/* A name that is one plain entry of the directory. */
+/* A name that is one plain entry of the directory, and a string the API can
+ * carry (a location a client reads back and passes in again). */
 static bool plain_name(const char *s) {
     size_t n = strlen(s);
 
-    if (n == 0 || n > MAX_LOCATION || s[0] == '.')
+    if (n == 0 || n > MAX_LOCATION || s[0] == '.' || !xapi_string_valid(s, n))
         return false;
     for (const char *p = s; *p; p++)
         if (*p == '/' || (unsigned char)*p < 0x20)

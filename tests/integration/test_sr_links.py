@@ -123,6 +123,15 @@ class TestSymlinks(LinksBase):
             self.assertEqual(status, 404)
         self.assertEqual(fail(self.x.VDI.clone(self.s, vdi, {})), ["VDI_MISSING", sr, vdi])
 
+    def test_file_names_the_api_cannot_carry_are_not_introduced(self):
+        lib = self.tmpdir()
+        for name in (b"ok.iso", b"bad\xff.iso", "nonchar\ufffe.iso".encode(), b"ctl\x1b.iso"):
+            with open(os.path.join(lib.encode(), name), "wb") as f:
+                f.write(b"x")
+        sr, _ = self.new_sr("ISO names", type="iso", path=lib)
+        recs = ok(self.x.VDI.get_all_records(self.s))  # XML-RPC: ExpatError before
+        self.assertEqual(sorted(r["location"] for r in recs.values() if r["SR"] == sr), ["ok.iso"])
+
     def test_locations_stay_in_the_directory(self):
         lib = self.tmpdir()
         with open(os.path.join(lib, "a.iso"), "wb") as f:
