@@ -20,7 +20,6 @@
 
 /* Used when no --config is given and it exists: running from a source tree. */
 #define DEFAULT_CONFIG_FILE "./etc/xenapid.conf"
-#define DEFAULT_ACCOUNTS_FILE "etc/accounts"
 
 static inline void freep(void *p) {
     free(*(void **)p);
@@ -489,40 +488,45 @@ static int set_defaults(agent_config *c) {
     return 0;
 }
 
-/* *field = <state_dir>/name, unless already set. */
-static int default_in_state_dir(const agent_config *c, char **field, const char *name) {
-    size_t n = strlen(c->state_dir);
+/* dir/name, without doubling a slash dir ends with. */
+static int path_in(const char *dir, const char *name, char **ret) {
+    size_t n = strlen(dir);
 
-    if (*field)
-        return 0;
-    while (n > 1 && c->state_dir[n - 1] == '/')
+    while (n > 1 && dir[n - 1] == '/')
         n--;
-    if (asprintf(field, "%.*s%s%s", (int)n, c->state_dir, c->state_dir[n - 1] == '/' ? "" : "/", name) < 0) {
-        *field = NULL;
+    if (asprintf(ret, "%.*s%s%s", (int)n, dir, n > 0 && dir[n - 1] == '/' ? "" : "/", name) < 0) {
+        *ret = NULL;
         return -ENOMEM;
     }
     return 0;
 }
 
+/* *field, unless already set: name in the state directory. */
+static int default_in_state_dir(const agent_config *c, char **field, const char *name) {
+    return *field ? 0 : path_in(c->state_dir, name, field);
+}
+
 /* The defaults that depend on other settings, once everything is known. */
 static int derive_defaults(agent_config *c) {
+    int rc;
+
     if (default_in_state_dir(c, &c->unix_socket, "xapi.sock") < 0 ||
         default_in_state_dir(c, &c->tls_certificate, "xenapid-cert.pem") < 0 ||
         default_in_state_dir(c, &c->tls_key, "xenapid-key.pem") < 0)
         return -ENOMEM;
+    /* Never relative to the working directory: two daemons started from one
+     * place with their own state directories would share it. */
     if (!c->accounts_file) {
         if (c->config_file) {
             _cleanup_free_ char *copy = strdup(c->config_file);
 
-            if (!copy || asprintf(&c->accounts_file, "%s/accounts", dirname(copy)) < 0) {
-                c->accounts_file = NULL;
+            if (!copy)
                 return -ENOMEM;
-            }
-        } else {
-            c->accounts_file = strdup(DEFAULT_ACCOUNTS_FILE);
-            if (!c->accounts_file)
-                return -ENOMEM;
-        }
+            rc = path_in(dirname(copy), "accounts", &c->accounts_file);
+        } else
+            rc = path_in(c->state_dir, "accounts", &c->accounts_file);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }

@@ -16,7 +16,7 @@ typedef struct agent_config {
     char *tls_priorities;  /* GnuTLS priority string */
     char *unix_socket;   /* default "<state_dir>/xapi.sock"; "" disables */
     char *state_dir;     /* default "./var" */
-    char *accounts_file; /* default "<config dir>/accounts", or "etc/accounts" when no config file */
+    char *accounts_file; /* default "<config dir>/accounts", or "<state_dir>/accounts" when no config file */
     char *backend;       /* "sim" (default) or "libxl" */
     bool foreground;     /* default false (accepted for compatibility; the daemon never forks) */
     char *log_target;    /* "auto", "journal", "stderr" */

@@ -87,9 +87,6 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rc = ensure_accounts(&cfg);
-    if (rc < 0)
-        goto out;
     rc = xapi_store_open(cfg.state_dir, &srv.store);
     if (rc < 0) {
         if (rc == -EBUSY)
@@ -102,6 +99,10 @@ int main(int argc, char **argv) {
         }
         goto out;
     }
+    /* After the store: it makes the state directory, where the accounts file is by default. */
+    rc = ensure_accounts(&cfg);
+    if (rc < 0)
+        goto out;
     srv.config = &cfg;
     register_modules();
     rc = xapi_dispatch_init(&srv);

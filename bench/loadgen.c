@@ -85,6 +85,7 @@ typedef struct worker {
     size_t last_len;
 } worker;
 
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

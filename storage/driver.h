@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include "xapi/value.h"
 
@@ -131,6 +133,14 @@ const storage_driver *storage_driver_find(const char *type);
 extern const storage_driver *const storage_drivers[];
 
 /* Shared by drivers that keep VDIs as files (storage/fileops.c). */
+/* Opens path, a VDI's file in an SR directory (flags as open(2), never
+ * O_TRUNC: a hard link would be cut before it is seen), only if it is a
+ * regular file with a single link and not a symlink: the fd, or -ELOOP
+ * (symlink), -EMLINK (hard link), -EINVAL (not a regular file), -errno. */
+int storage_open_file(const char *path, int flags, mode_t mode);
+/* The same check on path without opening it (lstat): 0 (its stat in
+ * *ret_st if not NULL) or a negative errno. */
+int storage_check_file(const char *path, struct stat *ret_st);
 /* Copies src to dst (an open, empty or existing file): FICLONE reflink when
  * the filesystem can and dst is empty, else only the data extents
  * (SEEK_DATA/SEEK_HOLE), leaving holes as holes. Copies [0, size); with

@@ -1,4 +1,6 @@
-/* Two drivers over a local directory.
+/* Two drivers over a local directory. Neither follows a symlink or a hard
+ * link in it, in a scan or when opening a VDI (storage_open_file): nothing in
+ * the directory leads outside it.
  *
  * "file": the directory holds one sparse raw file per VDI, <vdi uuid>.raw
  * (location = the uuid). Creation is ftruncate, clone/copy/snapshot a copy of
@@ -47,11 +49,12 @@ static int location_path(const xapi_value *dc, int missing_code, char **ret, sto
     return 0;
 }
 
-/* A name that is one plain entry of the directory. */
+/* A name that is one plain entry of the directory, and a string the API can
+ * carry (a location a client reads back and passes in again). */
 static bool plain_name(const char *s) {
     size_t n = strlen(s);
 
-    if (n == 0 || n > MAX_LOCATION || s[0] == '.')
+    if (n == 0 || n > MAX_LOCATION || s[0] == '.' || !xapi_string_valid(s, n))
         return false;
     for (const char *p = s; *p; p++)
         if (*p == '/' || (unsigned char)*p < 0x20)
@@ -69,11 +72,10 @@ static char *join(const char *dir, const char *name, const char *prefix, const c
 
 static int fill_info(const char *path, const char *location, const char *name, bool ro, storage_vdi_info *ret) {
     struct stat st;
+    int rc = storage_check_file(path, &st);
 
-    if (stat(path, &st) < 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-        return -EINVAL;
+    if (rc < 0)
+        return rc;
     if (ret) {
         ret->location = xapi_strdup(location);
         ret->name = xapi_strdup(name ? name : "");
@@ -281,10 +283,10 @@ static int file_vdi_create(const storage_sr *sr, const char *location, int64_t s
 
     if (!p)
         return storage_err_set(e, SM_ERR_VDI_CREATE, EINVAL, "VDI Creation failed", "invalid location");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    fd = storage_open_file(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
-        rc = storage_err_set(e, errno == ENOSPC ? SM_ERR_SR_NO_SPACE : SM_ERR_VDI_CREATE, errno,
-                             errno == ENOSPC ? "There is insufficient space" : "VDI Creation failed", strerror(errno));
+        rc = storage_err_set(e, fd == -ENOSPC ? SM_ERR_SR_NO_SPACE : SM_ERR_VDI_CREATE, fd,
+                             fd == -ENOSPC ? "There is insufficient space" : "VDI Creation failed", strerror(-fd));
         free(p);
         return rc;
     }
@@ -324,18 +326,20 @@ static int file_vdi_resize(const storage_sr *sr, const char *location, int64_t s
                            storage_err *e) {
     char *p = file_vdi_path(sr, location);
     struct stat st;
-    int rc = 0;
+    int fd = -1, rc = 0;
 
-    if (!p || stat(p, &st) < 0) {
-        rc = storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, p ? errno : EINVAL, "The VDI is not available",
-                             p ? strerror(errno) : "invalid location");
+    fd = p ? storage_open_file(p, O_WRONLY, 0) : -EINVAL;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        rc = fd < 0 ? fd : -errno;
+        rc = storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available",
+                             p ? strerror(-rc) : "invalid location");
         goto out;
     }
     if (size < st.st_size) {
         rc = storage_err_set(e, SM_ERR_VDI_SIZE, EINVAL, "VDI Invalid size", "shrinking not allowed");
         goto out;
     }
-    if (size > st.st_size && truncate(p, size) < 0) {
+    if (size > st.st_size && ftruncate(fd, size) < 0) {
         rc = storage_err_set(e, errno == EFBIG ? SM_ERR_VDI_SIZE : SM_ERR_VDI_RESIZE, errno,
                              errno == EFBIG ? "VDI Invalid size" : "VDI resize failed", strerror(errno));
         goto out;
@@ -344,6 +348,8 @@ static int file_vdi_resize(const storage_sr *sr, const char *location, int64_t s
     if (rc < 0)
         rc = storage_err_set(e, SM_ERR_VDI_RESIZE, rc, "VDI resize failed", strerror(-rc));
 out:
+    if (fd >= 0)
+        close(fd);
     free(p);
     return rc;
 }
@@ -356,9 +362,13 @@ static int file_vdi_import(const storage_sr *sr, const char *location, const cha
     if (!plain_name(location))
         return storage_err_set(e, SM_ERR_VDI_CLONE, EINVAL, "Failed to clone VDI", "invalid location");
     p = join(sr->path, location, ".", ".part");
-    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A fresh file: what is there (a leftover, or a link planted to be overwritten) goes first. */
+    if (unlink(p) < 0 && errno != ENOENT)
+        fd = -errno;
+    else
+        fd = storage_open_file(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
-        rc = storage_err_set(e, SM_ERR_VDI_CLONE, errno, "Failed to clone VDI", strerror(errno));
+        rc = storage_err_set(e, SM_ERR_VDI_CLONE, fd, "Failed to clone VDI", strerror(-fd));
         free(p);
         return rc;
     }
@@ -375,11 +385,12 @@ static int file_vdi_import(const storage_sr *sr, const char *location, const cha
 
 static int file_vdi_publish(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
     char *from = join(sr->path, location, ".", ".part"), *to = file_vdi_path(sr, location);
+    struct stat st;
     int rc = 0;
 
     if (!to)
         rc = storage_err_set(e, SM_ERR_VDI_CLONE, EINVAL, "Failed to clone VDI", "invalid location");
-    else if (access(to, F_OK) == 0)
+    else if (lstat(to, &st) == 0)
         rc = storage_err_set(e, SM_ERR_VDI_CLONE, EEXIST, "Failed to clone VDI", "the VDI already exists");
     else if (rename(from, to) < 0)
         rc = storage_err_set(e, SM_ERR_VDI_CLONE, errno, "Failed to clone VDI", strerror(errno));
@@ -406,9 +417,9 @@ static int file_vdi_write(const storage_sr *sr, const char *location, const char
 
     if (!p)
         return storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, EINVAL, "The VDI is not available", "invalid location");
-    fd = open(p, O_WRONLY | O_CLOEXEC);
+    fd = storage_open_file(p, O_WRONLY, 0);
     if (fd < 0) {
-        rc = storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, errno, "The VDI is not available", strerror(errno));
+        rc = storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, fd, "The VDI is not available", strerror(-fd));
         free(p);
         return rc;
     }

@@ -1,5 +1,6 @@
 /* Helpers shared by the drivers that keep VDIs as files: errors, VDI infos,
- * and the sparse-aware copy used by VDI.clone/copy/snapshot. */
+ * opening a VDI's file without leaving the SR, and the sparse-aware copy used
+ * by VDI.clone/copy/snapshot. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -35,6 +36,58 @@ void storage_vdi_infos_free(storage_vdi_info *v, size_t n) {
     for (size_t i = 0; v && i < n; i++)
         storage_vdi_info_free(&v[i]);
     free(v);
+}
+
+/* What an SR directory may hold as a VDI's data: a regular file of its own.
+ * A symlink or a hard link could be anything on the host (planted by whoever
+ * can write to an ISO library share, say), so neither is followed. */
+static int plain_file(const struct stat *st) {
+    if (S_ISLNK(st->st_mode))
+        return -ELOOP;
+    if (!S_ISREG(st->st_mode))
+        return -EINVAL;
+    if (st->st_nlink > 1)
+        return -EMLINK;
+    return 0;
+}
+
+int storage_check_file(const char *path, struct stat *ret_st) {
+    struct stat st;
+    int rc;
+
+    if (lstat(path, &st) < 0)
+        return -errno;
+    rc = plain_file(&st);
+    if (rc == 0 && ret_st)
+        *ret_st = st;
+    return rc;
+}
+
+int storage_open_file(const char *path, int flags, mode_t mode) {
+    struct stat st;
+    int fd = -1, fl, rc;
+
+    /* O_NOFOLLOW: the last component (the entry in the SR directory; the ones
+     * before are the SR's own path) is not followed if it is a symlink;
+     * O_NONBLOCK: a FIFO there does not block the open. */
+    fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
+    if (fd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (fstat(fd, &st) < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    rc = plain_file(&st);
+    if (rc == 0) {
+        rc = fd;
+        fd = -1;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
 }
 
 #define COPY_CHUNK (4u << 20)
@@ -96,9 +149,9 @@ int storage_copy_file(const char *src_path, int dst_fd, int64_t size, bool punch
     off_t off = 0, limit;
     int src, rc = 0;
 
-    src = open(src_path, O_RDONLY | O_CLOEXEC);
+    src = storage_open_file(src_path, O_RDONLY, 0);
     if (src < 0)
-        return -errno;
+        return src;
     if (fstat(src, &st) < 0) {
         rc = -errno;
         goto out;

@@ -328,7 +328,7 @@ static int lookup_sr_attached(xapi_call *c, xapi_obj **ret_sr, storage_sr *h) {
 
 static int sr_scan(xapi_call *c) {
     storage_sr h = {0};
-    xapi_obj *sr;
+    xapi_obj *sr = NULL;
     int rc;
 
     xapi_store_write_begin(c->srv->store);
@@ -343,7 +343,7 @@ static int sr_scan(xapi_call *c) {
 
 static int sr_update(xapi_call *c) {
     storage_sr h = {0};
-    xapi_obj *sr;
+    xapi_obj *sr = NULL;
     int rc;
 
     xapi_store_write_begin(c->srv->store);

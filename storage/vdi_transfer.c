@@ -301,7 +301,8 @@ static int vdi_take(transfer *t, xapi_obj *vdi) {
         rc = storage_vdi_check_op(srv, vdi, "copy", &t->err);
     if (rc < 0)
         goto out;
-    t->fd = open(path, (t->import ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+    /* Not through a symlink or a hard link planted in the SR: it could be any file on the host. */
+    t->fd = storage_open_file(path, t->import ? O_WRONLY : O_RDONLY, 0);
     if (t->fd < 0) {
         rc = xapi_fail(&t->err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
         goto out;

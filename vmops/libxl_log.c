@@ -12,7 +12,9 @@
 #include "vmops/libxl_log.h"
 #include "xapi/value.h"
 
-#define LAST_ERROR_MAX 512
+#define MESSAGE_MAX 1024
+/* Room for a whole message and errno's text after it: the error an operation reports is not cut short. */
+#define LAST_ERROR_MAX (MESSAGE_MAX + 128)
 
 static __thread char last_error[LAST_ERROR_MAX];
 
@@ -36,7 +38,7 @@ static void logger_vmessage(xentoollog_logger *lg, xentoollog_level level, int e
                             const char *format, va_list al) __attribute__((format(printf, 5, 0)));
 static void logger_vmessage(xentoollog_logger *lg, xentoollog_level level, int errnoval, const char *context,
                             const char *format, va_list al) {
-    char msg[1024];
+    char msg[MESSAGE_MAX];
     int n = vsnprintf(msg, sizeof msg, format, al);
 
     if (n < 0)

@@ -89,8 +89,8 @@ static inline size_t fmt_int(char *p, int64_t i) {
 /* --- Escaping ------------------------------------------------------------- */
 
 /* XML: 0 = copy, 1 = drop (control characters but TAB, LF, CR, as rpclib),
- * 2.. = entity. */
-enum { XC_COPY = 0, XC_DROP, XC_AMP, XC_LT, XC_GT, XC_QUOT };
+ * XC_UTF8 = the start of a multi-byte character (or a stray byte), 3.. = entity. */
+enum { XC_COPY = 0, XC_DROP, XC_UTF8, XC_AMP, XC_LT, XC_GT, XC_QUOT };
 
 static const unsigned char xml_class[256] = {
     [0x00 ... 0x08] = XC_DROP,
@@ -100,7 +100,11 @@ static const unsigned char xml_class[256] = {
     ['<'] = XC_LT,
     ['>'] = XC_GT,
     ['"'] = XC_QUOT,
+    [0x80 ... 0xff] = XC_UTF8,
 };
+
+/* U+FFFD: what an encoder writes for bytes that are not a character its format can carry. */
+#define REPLACEMENT_CHAR "\xef\xbf\xbd"
 
 /* Word-at-a-time tests (exact as to whether any byte matches, which is all
  * that is used: the bytes of a flagged word go through the tables). */
@@ -119,15 +123,16 @@ static inline uint64_t has_byte(uint64_t x, unsigned char c) {
     return has_zero(x ^ (ONES * c));
 }
 
-/* Any of & < > " or a control character. x | 2 is 0x3e for '<' and '>';
- * x | 4 is 0x26 for '"' and '&'. */
+/* Any of & < > " , a control character or a byte of a multi-byte character
+ * (checked, so that no stored string makes the document malformed). x | 2 is
+ * 0x3e for '<' and '>'; x | 4 is 0x26 for '"' and '&'. */
 static inline bool xml_word_dirty(uint64_t x) {
-    return (has_less(x, 0x20) | has_byte(x | ONES * 2, 0x3e) | has_byte(x | ONES * 4, 0x26)) != 0;
+    return ((x & HIGHS) | has_less(x, 0x20) | has_byte(x | ONES * 2, 0x3e) | has_byte(x | ONES * 4, 0x26)) != 0;
 }
 
-/* Any of " \ DEL or a control character. */
+/* Any of " \ DEL, a control character or a byte of a multi-byte character. */
 static inline bool json_word_dirty(uint64_t x) {
-    return (has_less(x, 0x20) | has_byte(x, '"') | has_byte(x, '\\') | has_byte(x, 0x7f)) != 0;
+    return ((x & HIGHS) | has_less(x, 0x20) | has_byte(x, '"') | has_byte(x, '\\') | has_byte(x, 0x7f)) != 0;
 }
 
 /* Copies s[*i..n) to p a word at a time up to the first word `dirty` flags
@@ -148,7 +153,10 @@ static inline __attribute__((always_inline)) char *copy_clean_words(char *p, con
 }
 
 /* The escaped form of s, appended without terminating. Clean words are
- * copied as they are scanned; a word with a candidate goes byte by byte. */
+ * copied as they are scanned; a word with a candidate goes character by
+ * character. A byte that does not start a character XML can carry (invalid
+ * UTF-8 from outside, U+FFFE/U+FFFF from a store of an older version) is
+ * written as U+FFFD: the document stays well-formed for every client. */
 static void xml_escape_raw(xapi_buf *b, const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
@@ -162,19 +170,38 @@ static void xml_escape_raw(xapi_buf *b, const char *str, size_t n) {
 
         p = copy_clean_words(p, s, n, &i, xml_word_dirty);
         lim = n - i < 8 ? n : i + 8;
-        for (; i < lim; i++) {
+        while (i < lim) {
             unsigned char cls = xml_class[s[i]];
+            size_t len = 1; /* bytes in for what is written */
 
             if (!cls) {
-                *p++ = (char)s[i];
+                *p++ = (char)s[i++];
                 continue;
             }
-            if (cls == XC_DROP)
+            if (cls == XC_DROP) {
+                i++;
                 continue;
+            }
+            if (cls == XC_UTF8) {
+                uint32_t cp;
+                size_t clen = xapi_utf8_decode(str + i, n - i, &cp);
+
+                if (clen && xapi_xml_char(cp)) {
+                    memcpy(p, s + i, clen); /* a multi-byte character may end past lim: fine */
+                    p += clen;
+                    i += clen;
+                    continue;
+                }
+                if (clen) /* U+FFFE or U+FFFF: one U+FFFD for the character */
+                    len = clen;
+            }
             /* Room for the entity and, as before, a byte per byte left. */
             b->len = (size_t)(p - b->data);
             p = room(b, 6 + (n - i));
             switch (cls) {
+            case XC_UTF8:
+                EMIT_LIT(p, REPLACEMENT_CHAR);
+                break;
             case XC_AMP:
                 EMIT_LIT(p, "&amp;");
                 break;
@@ -188,6 +215,7 @@ static void xml_escape_raw(xapi_buf *b, const char *str, size_t n) {
                 EMIT_LIT(p, "&quot;");
                 break;
             }
+            i += len;
         }
     }
     b->len = (size_t)(p - b->data);
@@ -199,13 +227,15 @@ void xapi_xml_escape(xapi_buf *b, const char *s, size_t n) {
     terminate(b);
 }
 
-/* JSON: 0 = copy, 1 = \u00XX, else the character after the backslash. */
+/* JSON: 0 = copy, 1 = \u00XX, 2 = the start of a multi-byte character (or a
+ * stray byte), else the character after the backslash. */
 static const unsigned char json_class[256] = {
     [0x00 ... 0x07] = 1, ['\b'] = 'b', ['\t'] = 't',  ['\n'] = 'n', [0x0b] = 1,
     ['\f'] = 'f',        ['\r'] = 'r', [0x0e ... 0x1f] = 1, ['"'] = '"', ['\\'] = '\\',
-    [0x7f] = 1,
+    [0x7f] = 1,          [0x80 ... 0xff] = 2,
 };
 
+/* As xml_escape_raw; a byte that is not valid UTF-8 is written as \ufffd. */
 static void json_escape_raw(xapi_buf *b, const char *str, size_t n) {
     static const char hex[16] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
@@ -220,17 +250,28 @@ static void json_escape_raw(xapi_buf *b, const char *str, size_t n) {
 
         p = copy_clean_words(p, s, n, &i, json_word_dirty);
         lim = n - i < 8 ? n : i + 8;
-        for (; i < lim; i++) {
+        while (i < lim) {
             unsigned char c = json_class[s[i]];
+            uint32_t cp;
+            size_t len;
 
             if (!c) {
-                *p++ = (char)s[i];
+                *p++ = (char)s[i++];
+                continue;
+            }
+            /* JSON carries every Unicode scalar value */
+            if (c == 2 && (len = xapi_utf8_decode(str + i, n - i, &cp)) > 0) {
+                memcpy(p, s + i, len);
+                p += len;
+                i += len;
                 continue;
             }
             b->len = (size_t)(p - b->data);
             p = room(b, 6 + (n - i));
-            p[0] = '\\';
-            if (c == 1) {
+            if (c == 2) {
+                EMIT_LIT(p, "\\ufffd");
+            } else if (c == 1) {
+                p[0] = '\\';
                 p[1] = 'u';
                 p[2] = '0';
                 p[3] = '0';
@@ -238,9 +279,11 @@ static void json_escape_raw(xapi_buf *b, const char *str, size_t n) {
                 p[5] = hex[s[i] & 15];
                 p += 6;
             } else {
+                p[0] = '\\';
                 p[1] = (char)c;
                 p += 2;
             }
+            i++;
         }
     }
     b->len = (size_t)(p - b->data);

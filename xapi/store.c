@@ -1912,6 +1912,7 @@ static int load_all(xapi_store *s) {
             if (sqlite3_step(st) != SQLITE_DONE) /* a full disk, say: done at a later start */
                 log_warning("store: cannot prune old tombstones: %s", sqlite3_errmsg(s->db));
         }
+        /* Finalized before st is reused: an unfinalized statement keeps sqlite3_close from closing the store. */
         sqlite3_finalize(st);
         st = NULL;
     }

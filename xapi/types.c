@@ -39,11 +39,19 @@ static int parse_double(const char *s, double *ret) {
     return 0;
 }
 
+/* A string xapi's database would refuse: invalid UTF-8, or a character XML cannot carry (stored, it would
+ * make every XML-RPC reply holding it malformed) or a non-character. */
+static int fail_string(const char *s, size_t n, const char *what, xapi_value *err) {
+    if (!xapi_utf8_valid(s, n))
+        return xapi_fail(err, "INVALID_VALUE", "Invalid UTF-8 string in parameter", what, NULL);
+    return xapi_fail(err, "INVALID_VALUE", "String in parameter holds a character XML cannot carry", what, NULL);
+}
+
 static int coerce_string(const xapi_value *in, const char *what, xapi_value *ret, xapi_value *err) {
     if (in->kind != XAPI_V_STRING)
         return xapi_fail(err, "FIELD_TYPE_ERROR", what, NULL);
-    if (!xapi_utf8_valid(in->s, in->n))
-        return xapi_fail(err, "INVALID_VALUE", "Invalid UTF-8 string in parameter", what, NULL);
+    if (!xapi_string_valid(in->s, in->n))
+        return fail_string(in->s, in->n, what, err);
     *ret = xapi_value_stringn(in->s, in->n);
     return 0;
 }
@@ -182,8 +190,8 @@ int xapi_coerce(const xapi_type *t, const xapi_value *in, const char *what, xapi
             xapi_value item = {0};
             char *key = NULL;
 
-            if (!xapi_utf8_valid(in->members[k].name, strlen(in->members[k].name))) {
-                rc = xapi_fail(err, "INVALID_VALUE", "Invalid UTF-8 string in parameter", what, NULL);
+            if (!xapi_string_valid(in->members[k].name, strlen(in->members[k].name))) {
+                rc = fail_string(in->members[k].name, strlen(in->members[k].name), what, err);
                 goto fail;
             }
             rc = coerce_key(t->key, in->members[k].name, what, &key, err);

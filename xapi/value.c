@@ -439,14 +439,33 @@ int xapi_datetime_parse(const char *s, int64_t *ret_epoch_seconds) {
 
 /* --- UTF-8 -------------------------------------------------------------- */
 
+/* The length of the valid multi-byte sequence at s[0..n) (s[0] >= 0x80), or 0. */
+static inline size_t utf8_seq_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+
+    if (c >= 0xC2 && c <= 0xDF)
+        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
+        unsigned char hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+        return n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned char lo = c == 0xF0 ? 0x90 : 0x80; /* no overlongs */
+        unsigned char hi = c == 0xF4 ? 0x8F : 0xBF; /* max U+10FFFF */
+        return n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
+    }
+    return 0; /* continuation byte, C0/C1 overlong leads, F5..FF */
+}
+
 bool xapi_utf8_valid(const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
 
     while (i < n) {
-        unsigned char c = s[i];
+        size_t len;
 
-        if (c < 0x80) {
+        if (s[i] < 0x80) {
             /* ASCII runs, eight bytes at a time. */
             while (i + 8 <= n) {
                 uint64_t w;
@@ -459,25 +478,58 @@ bool xapi_utf8_valid(const char *str, size_t n) {
                 i++;
             continue;
         }
-        if (c >= 0xC2 && c <= 0xDF) {
-            if (n - i < 2 || (s[i + 1] & 0xC0) != 0x80)
-                return false;
-            i += 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            unsigned char lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
-            unsigned char hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
-            if (n - i < 3 || s[i + 1] < lo || s[i + 1] > hi || (s[i + 2] & 0xC0) != 0x80)
-                return false;
-            i += 3;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            unsigned char lo = c == 0xF0 ? 0x90 : 0x80; /* no overlongs */
-            unsigned char hi = c == 0xF4 ? 0x8F : 0xBF; /* max U+10FFFF */
-            if (n - i < 4 || s[i + 1] < lo || s[i + 1] > hi || (s[i + 2] & 0xC0) != 0x80 ||
-                (s[i + 3] & 0xC0) != 0x80)
-                return false;
-            i += 4;
-        } else
-            return false; /* continuation byte, C0/C1 overlong leads, F5..FF */
+        len = utf8_seq_len(s + i, n - i);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+size_t xapi_utf8_decode(const char *str, size_t n, uint32_t *ret_cp) {
+    const unsigned char *s = (const unsigned char *)str;
+    size_t len;
+
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80) {
+        *ret_cp = s[0];
+        return 1;
+    }
+    len = utf8_seq_len(s, n);
+    if (len == 2)
+        *ret_cp = (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
+    else if (len == 3)
+        *ret_cp = (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+    else if (len == 4)
+        *ret_cp = (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 | (uint32_t)(s[2] & 0x3F) << 6 |
+                  (s[3] & 0x3F);
+    return len;
+}
+
+bool xapi_string_valid(const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+
+    while (i < n) {
+        uint32_t cp;
+        size_t len;
+
+        /* Printable ASCII runs, eight bytes at a time: a byte below 0x20 borrows
+         * into its high bit, one above 0x7f has it set already. */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (((w - UINT64_C(0x2020202020202020)) | w) & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i == n)
+            break;
+        len = xapi_utf8_decode(str + i, n - i, &cp);
+        if (len == 0 || !xapi_xml_char(cp) || (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe)
+            return false;
+        i += len;
     }
     return true;
 }

@@ -94,3 +94,20 @@ int xapi_datetime_parse(const char *s, int64_t *ret_epoch_seconds);
 
 /* Strict UTF-8 check (no overlongs, no surrogates, max U+10FFFF). */
 bool xapi_utf8_valid(const char *s, size_t n);
+
+/* The length (1..4) of the valid UTF-8 sequence at s[0..n), its code point in
+ * *ret_cp; 0 if s does not start with one (or n is 0). */
+size_t xapi_utf8_decode(const char *s, size_t n, uint32_t *ret_cp);
+
+/* Whether XML 1.0 can carry the character: TAB, LF, CR, U+0020..U+D7FF,
+ * U+E000..U+FFFD, U+10000..U+10FFFF. */
+static inline bool xapi_xml_char(uint32_t cp) {
+    return cp >= 0x20 ? cp <= 0xd7ff || (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff)
+                      : cp == '\t' || cp == '\n' || cp == '\r';
+}
+
+/* Whether s[0..n) is a string a client may store: what xapi's database takes
+ * (its UTF8_XML check), so that every reply can carry it. Valid UTF-8 of XML
+ * characters (xapi_xml_char) and no Unicode non-characters (U+FDD0..U+FDEF,
+ * U+nFFFE, U+nFFFF). */
+bool xapi_string_valid(const char *s, size_t n);

@@ -46,23 +46,17 @@ static void encode(const xapi_request *req, xapi_format fmt) {
     xapi_buf_free(&b);
 }
 
-/* Params re-encoded as an XML-RPC call decode again when the strings are
- * valid XML characters: valid UTF-8, and not U+FFFE / U+FFFF, which xapi's
- * printer (and so ours) passes through but XML 1.0 does not allow. */
+/* Params re-encoded as an XML-RPC call decode again, whatever they hold: the
+ * XML encoder drops or replaces what XML 1.0 cannot carry (control
+ * characters, U+FFFE, U+FFFF, bytes that are not UTF-8). */
 static void xml_round_trip(const xapi_request *req) {
-    xapi_buf b = XAPI_BUF_INIT, v = XAPI_BUF_INIT;
+    xapi_buf b = XAPI_BUF_INIT;
     xapi_request again;
     xapi_out o;
     int rc;
 
-    xapi_out_init(&o, XAPI_FMT_XML, &v);
-    for (uint32_t i = 0; i < req->params.n; i++)
-        xapi_out_value(&o, &req->params.items[i]);
-    if (!v.data || !xapi_utf8_valid(v.data, v.len) || memmem(v.data, v.len, "\xef\xbf\xbe", 3) ||
-        memmem(v.data, v.len, "\xef\xbf\xbf", 3))
-        goto out;
+    xapi_out_init(&o, XAPI_FMT_XML, &b);
     XAPI_BUF_LIT(&b, "<methodCall><methodName>m</methodName><params>");
-    o.buf = &b;
     for (uint32_t i = 0; i < req->params.n; i++) {
         XAPI_BUF_LIT(&b, "<param>");
         xapi_out_value(&o, &req->params.items[i]);
@@ -76,9 +70,7 @@ static void xml_round_trip(const xapi_request *req) {
         xapi_request_free(&again);
     } else if (rc != -E2BIG)
         abort();
-out:
     xapi_buf_free(&b);
-    xapi_buf_free(&v);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

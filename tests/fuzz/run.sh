@@ -34,7 +34,7 @@ mkdir -p "$build"
 # CMake instruments all the code (not only the fuzz_*.c files) with
 # -fsanitize=fuzzer-no-link when XENAPID_FUZZ is on, so the fuzzer sees which
 # decoder paths an input reaches; clang builds with the same -Werror as gcc.
-if ! CC="$cc" cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXENAPID_FUZZ=ON -DXENAPID_SANITIZE=ON \
+if ! CC="$cc" cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXENAPID_FUZZ=ON -DXENAPID_SANITIZE=ON -DXENAPID_WERROR=ON \
         >"$build/configure.log" 2>&1; then
     cat "$build/configure.log" >&2
     echo "fuzz: configuring $build failed" >&2

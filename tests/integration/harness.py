@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.environ.get("XENAPID_BUILD_DIR", os.path.join(ROOT, "build"))
 BINARY = os.path.join(BUILD, "xenapid")
 PASSWORD = "test-password-0"
-START_TIMEOUT = 20.0
+START_TIMEOUT = float(os.environ.get("XENAPID_START_TIMEOUT", "20"))
 NULL_REF = "OpaqueRef:NULL"
 REF_RE = re.compile(r"^OpaqueRef:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -30,6 +30,20 @@ CLASSES = SCHEMA["classes"]
 ENUMS = SCHEMA["enums"]
 
 
+# What AddressSanitizer, LeakSanitizer and UBSan write when they find something
+# (a daemon built with -DXENAPID_SANITIZE=ON): any of these in a daemon's log
+# fails the test that ran it.
+SANITIZER_REPORTS = re.compile(r"runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
+                               r"WARNING: AddressSanitizer|SUMMARY: UndefinedBehaviorSanitizer")
+SANITIZER_OPTIONS = {
+    # halt_on_error is not set: the report goes to the log and the test fails on it, while the
+    # daemon keeps answering (the failure points at the first report, not at a timeout).
+    "UBSAN_OPTIONS": "print_stacktrace=1:suppressions=%s" % os.path.join(ROOT, "tests", "ubsan.supp"),
+    "ASAN_OPTIONS": "detect_leaks=1",
+    "LSAN_OPTIONS": "suppressions=%s:print_suppressions=0" % os.path.join(ROOT, "tests", "lsan.supp"),
+}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,16 +51,41 @@ def free_port():
 
 
 class Daemon:
-    """One xenapid process on its own state dir, port and UNIX socket."""
+    """One xenapid process on its own state dir, port and UNIX socket.
 
-    def __init__(self, state_dir=None, extra_config="", env=None, backend="sim"):
+    With config=False no config file is written: the daemon gets --listen and
+    --state-dir (and args) on its command line and runs in cwd, as a user
+    starting it by hand would. Every stop checks the daemon's log for
+    sanitizer reports and, unless it was killed, its exit status."""
+
+    def __init__(self, state_dir=None, extra_config="", env=None, backend="sim", config=True, args=(), cwd=None):
         self.tmp = tempfile.mkdtemp(prefix="xenapid-test-")
         self.state_dir = state_dir or os.path.join(self.tmp, "var")
         self.port = free_port()
-        self.unix_socket = os.path.join(self.tmp, "xapi.sock")
-        self.config = os.path.join(self.tmp, "xenapid.conf")
-        self.accounts = os.path.join(self.tmp, "accounts")
         self.log_path = os.path.join(self.tmp, "xenapid.log")
+        self.log_checked = 0  # how much of the log has been checked for sanitizer reports
+        self.cwd = cwd
+        self.args = list(args)
+        if not config:
+            self.config = None
+            self.unix_socket = os.path.join(self.state_dir, "xapi.sock")
+            self.accounts = os.path.join(self.state_dir, "accounts")
+        else:
+            self.unix_socket = os.path.join(self.tmp, "xapi.sock")
+            self.config = os.path.join(self.tmp, "xenapid.conf")
+            self.accounts = os.path.join(self.tmp, "accounts")
+            self.write_config(backend, extra_config)
+        self.env = dict(os.environ)
+        for k, v in SANITIZER_OPTIONS.items():
+            self.env.setdefault(k, v)
+        self.env["XENAPID_ROOT_PASSWORD"] = PASSWORD
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.env.pop("JOURNAL_STREAM", None)
+        if env:
+            self.env.update(env)
+        self.proc = None
+
+    def write_config(self, backend, extra_config):
         with open(self.config, "w") as f:
             f.write("listen = 127.0.0.1:%d\n" % self.port)
             f.write("state_dir = %s\n" % self.state_dir)
@@ -56,22 +95,21 @@ class Daemon:
             f.write("auth_fail_delay_ms = 300\n")
             f.write("log_level = debug\n")
             f.write(extra_config)
-        self.env = dict(os.environ)
-        self.env["XENAPID_ROOT_PASSWORD"] = PASSWORD
-        self.env.pop("NOTIFY_SOCKET", None)
-        self.env.pop("JOURNAL_STREAM", None)
-        if env:
-            self.env.update(env)
-        self.proc = None
 
     @property
     def url(self):
         return "http://127.0.0.1:%d/" % self.port
 
+    def command(self):
+        if self.config:
+            return [BINARY, "--config", self.config, "--foreground"] + self.args
+        return [BINARY, "--listen", "127.0.0.1:%d" % self.port, "--state-dir", self.state_dir,
+                "--foreground"] + self.args
+
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([BINARY, "--config", self.config, "--foreground"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=self.cwd)
         if wait:
             self.wait_ready()
         return self
@@ -95,18 +133,45 @@ class Daemon:
         except OSError:
             return ""
 
+    def check_log(self):
+        """Fails on a sanitizer report in the log written since the last check."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_checked)
+                data = f.read()
+        except OSError:
+            return
+        self.log_checked += len(data)
+        text = data.decode(errors="replace")
+        m = SANITIZER_REPORTS.search(text)
+        if m:
+            start = text.rfind("\n", 0, max(0, m.start() - 2000)) + 1
+            raise AssertionError("sanitizer report in the log of xenapid (%s):\n%s" %
+                                 (self.log_path, text[start:m.start() + 6000]))
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.proc and self.proc.poll() is None:
+        """Stops the daemon; with SIGTERM (or SIGINT) it must exit with status 0 and
+        its log must hold no sanitizer report, else the test fails."""
+        if not self.proc:
+            return None
+        exited_before = self.proc.poll() is not None
+        hung = False
+        if not exited_before:
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                hung = True
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc:
-            self.log.close()
-        rc = self.proc.returncode if self.proc else None
+        self.log.close()
+        rc = self.proc.returncode
         self.proc = None
+        self.check_log()
+        if sig in (signal.SIGTERM, signal.SIGINT) and (rc != 0 or hung):
+            raise AssertionError("xenapid %s with status %s:\n%s" % (
+                "did not stop within %ss" % timeout if hung else "had exited" if exited_before else "stopped",
+                rc, self.read_log()))
         return rc
 
     def kill9(self):
@@ -121,7 +186,8 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
             self.log.close()
-        self.proc = None
+            self.proc = None
+        self.check_log()
         return rc
 
     def alive(self):
@@ -132,6 +198,7 @@ class Daemon:
         return self.start()
 
     def cleanup(self):
+        """Stops the daemon and removes its files; they stay for a look if the stop failed the test."""
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 

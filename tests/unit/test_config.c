@@ -139,7 +139,7 @@ static void test_defaults_without_file(void **state) {
     assert_null(c.config_file);
     assert_defaults_except_paths(&c);
     assert_string_equal(c.unix_socket, "./var/xapi.sock");
-    assert_string_equal(c.accounts_file, "etc/accounts");
+    assert_string_equal(c.accounts_file, "./var/accounts"); /* in the state directory, not ./etc */
     agent_config_free(&c);
     assert_null(c.listen_host);
     agent_config_free(&c); /* idempotent */
@@ -408,8 +408,12 @@ static void test_argv_without_file(void **state) {
     assert_null(c.config_file);
     assert_string_equal(c.listen_host, "localhost");
     assert_int_equal(c.listen_port, 1);
-    assert_string_equal(c.accounts_file, "etc/accounts");
+    assert_string_equal(c.accounts_file, "/x/accounts");
     assert_string_equal(c.unix_socket, "/x/xapi.sock");
+    agent_config_free(&c);
+    argv[2] = "--state-dir=/y//";
+    assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
+    assert_string_equal(c.accounts_file, "/y/accounts");
     agent_config_free(&c);
 }
 

@@ -259,6 +259,43 @@ static void test_iso_scan(void **state) {
     assert_false(iso.drv->caps & STORAGE_CAP_VDI_DELETE);
 }
 
+/* Only a regular file of the directory's own opens: no symlink, hard link or FIFO. */
+static void test_open_file_refuses_links(void **state) {
+    fixture *f = *state;
+    char plain[128], sym[128], hard[128], fifo[128], outside[128];
+    int fd;
+
+    snprintf(plain, sizeof plain, "%s/plain", f->sr.path);
+    snprintf(sym, sizeof sym, "%s/sym", f->sr.path);
+    snprintf(hard, sizeof hard, "%s/hard", f->sr.path);
+    snprintf(fifo, sizeof fifo, "%s/fifo", f->sr.path);
+    snprintf(outside, sizeof outside, "%s/outside", f->dir);
+    fd = open(outside, O_WRONLY | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(symlink(outside, sym), 0);
+    assert_int_equal(link(outside, hard), 0);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+
+    fd = storage_open_file(plain, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    close(fd);
+    fd = storage_open_file(plain, O_RDONLY, 0);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(storage_check_file(plain, NULL), 0);
+
+    assert_int_equal(storage_open_file(sym, O_WRONLY, 0), -ELOOP);
+    assert_int_equal(storage_open_file(sym, O_WRONLY | O_CREAT | O_EXCL, 0600), -EEXIST);
+    assert_int_equal(storage_check_file(sym, NULL), -ELOOP);
+    assert_int_equal(storage_open_file(hard, O_RDONLY, 0), -EMLINK);
+    assert_int_equal(storage_check_file(hard, NULL), -EMLINK);
+    assert_int_equal(storage_open_file(fifo, O_RDONLY, 0), -EINVAL); /* and without waiting for a writer */
+    assert_int_equal(storage_check_file(fifo, NULL), -EINVAL);
+    assert_int_equal(storage_check_file(f->sr.path, NULL), -EINVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_errors),
@@ -267,6 +304,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_overwrite_punches_holes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sr_delete_and_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iso_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_file_refuses_links, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

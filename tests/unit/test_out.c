@@ -164,6 +164,16 @@ static void test_xml_escaping(void **state) {
     assert_string_equal(f->buf.data, "<value>caf\xc3\xa9 \xf0\x9f\x98\x80</value>");
     reset(f);
 
+    /* what XML cannot carry becomes U+FFFD: U+FFFE and U+FFFF, and each byte
+     * that starts no character (not UTF-8, the three of a surrogate) */
+    xapi_out_cstring(&f->xml, "a\xef\xbf\xbe b\xef\xbf\xbf c\xff d\xc3 e\xed\xa0\x80");
+    assert_string_equal(f->buf.data, "<value>a\xef\xbf\xbd b\xef\xbf\xbd c\xef\xbf\xbd d\xef\xbf\xbd "
+                                     "e\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd</value>");
+    reset(f);
+    xapi_out_cstring(&f->json, "a\xef\xbf\xbe b\xff c\xed\xa0\x80");
+    assert_string_equal(f->jbuf.data, "\"a\xef\xbf\xbe b\\ufffd c\\ufffd\\ufffd\\ufffd\"");
+    reset(f);
+
     /* the public helper */
     xapi_xml_escape(&f->buf, "<>", 2);
     assert_string_equal(f->buf.data, "&lt;&gt;");
@@ -217,10 +227,34 @@ static void test_json_escaping(void **state) {
     reset(f);
 }
 
-/* Byte-at-a-time references for the word-at-a-time escapers. */
+/* A plain UTF-8 decoder for the references: the length of the valid character
+ * at s[0..n) and its code point, 0 for a byte that starts none. */
+static size_t ref_utf8(const unsigned char *s, size_t n, uint32_t *cp) {
+    size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xc0 && s[0] < 0xe0 ? 2 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3
+               : s[0] >= 0xf0 && s[0] < 0xf8 ? 4 : 0;
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+
+    if (len == 0 || len > n)
+        return 0;
+    *cp = len == 1 ? s[0] : s[0] & (0x7f >> len);
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        *cp = *cp << 6 | (s[k] & 0x3f);
+    }
+    if (*cp < min[len] || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* Byte-at-a-time references for the word-at-a-time escapers: a character
+ * the format cannot carry, or a byte that starts no character, becomes U+FFFD. */
 static void ref_xml(xapi_buf *b, const unsigned char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
+        uint32_t cp = 0;
+        size_t len;
+
         if (c == '&')
             xapi_buf_puts(b, "&amp;");
         else if (c == '<')
@@ -231,14 +265,25 @@ static void ref_xml(xapi_buf *b, const unsigned char *s, size_t n) {
             xapi_buf_puts(b, "&quot;");
         else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
             continue;
-        else
+        else if (c < 0x80)
             xapi_buf_putc(b, (char)c);
+        else if ((len = ref_utf8(s + i, n - i, &cp)) > 0) {
+            if (cp == 0xfffe || cp == 0xffff)
+                xapi_buf_puts(b, "\xef\xbf\xbd");
+            else
+                xapi_buf_append(b, (const char *)s + i, len);
+            i += len - 1;
+        } else
+            xapi_buf_puts(b, "\xef\xbf\xbd");
     }
 }
 
 static void ref_json(xapi_buf *b, const unsigned char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
+        uint32_t cp = 0;
+        size_t len;
+
         if (c == '"' || c == '\\')
             xapi_buf_printf(b, "\\%c", c);
         else if (c == '\b')
@@ -253,8 +298,13 @@ static void ref_json(xapi_buf *b, const unsigned char *s, size_t n) {
             xapi_buf_puts(b, "\\t");
         else if (c < 0x20 || c == 0x7f)
             xapi_buf_printf(b, "\\u%04x", c);
-        else
+        else if (c < 0x80)
             xapi_buf_putc(b, (char)c);
+        else if ((len = ref_utf8(s + i, n - i, &cp)) > 0) {
+            xapi_buf_append(b, (const char *)s + i, len);
+            i += len - 1;
+        } else
+            xapi_buf_puts(b, "\\ufffd");
     }
 }
 
@@ -263,7 +313,9 @@ static void test_escape_random(void **state) {
      * alignment the word loop can see. */
     static const unsigned char pool[] = {'a', 'b', 'z', ' ', '&', '<', '>', '"', '\\', '\'', 0x00, 0x01, 0x08, 0x09,
                                          0x0a, 0x0c, 0x0d, 0x1f, 0x20, 0x21, 0x22, 0x26, 0x3c, 0x3d, 0x3e, 0x3f,
-                                         0x5c, 0x7e, 0x7f, 0x80, 0xc3, 0xa9, 0xfe, 0xff};
+                                         0x5c, 0x7e, 0x7f, 0x80, 0xc3, 0xa9, 0xfe, 0xff,
+                                         /* pieces of U+FFFE, U+FFFF, surrogates, 4-byte and overlong forms */
+                                         0xef, 0xbf, 0xbe, 0xbd, 0xed, 0xa0, 0xf0, 0x90, 0xf4, 0x8f, 0xc0, 0xe0};
     unsigned char src[200];
     unsigned seed = 12345;
 

@@ -323,6 +323,54 @@ static void test_utf8(void **state) {
     assert_false(xapi_utf8_valid("\xc3\xa9", 1));
 }
 
+#define STR_OK(s) xapi_string_valid((s), sizeof(s) - 1)
+
+/* What a client may store: xapi's UTF8_XML rule. */
+static void test_string_valid(void **state) {
+    assert_true(STR_OK(""));
+    assert_true(STR_OK("plain ascii, long enough to use the 8-byte path ~\x7f"));
+    assert_true(STR_OK("tab\tlf\ncr\r in text"));
+    assert_true(STR_OK("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+    assert_true(STR_OK("\xef\xbf\xbd"));     /* U+FFFD */
+    assert_true(STR_OK("\xef\xb7\x8f"));     /* U+FDCF */
+    assert_true(STR_OK("\xef\xb7\xb0"));     /* U+FDF0 */
+    assert_true(STR_OK("\xf0\x9f\xbf\xbd")); /* U+1FFFD */
+    assert_true(STR_OK("\xf4\x8f\xbf\xbd")); /* U+10FFFD */
+
+    assert_false(STR_OK("\x00"));
+    assert_false(STR_OK("a\x01"));
+    assert_false(STR_OK("0123456789abcdef\x1b[0m")); /* after a clean word */
+    assert_false(STR_OK("\x08"));
+    assert_false(STR_OK("\x0b"));
+    assert_false(STR_OK("\x1f"));
+    assert_false(STR_OK("abc\xef\xbf\xbe"));     /* U+FFFE */
+    assert_false(STR_OK("\xef\xbf\xbf"));        /* U+FFFF */
+    assert_false(STR_OK("\xef\xb7\x90"));        /* U+FDD0 */
+    assert_false(STR_OK("\xef\xb7\xaf"));        /* U+FDEF */
+    assert_false(STR_OK("\xf0\x9f\xbf\xbe"));    /* U+1FFFE */
+    assert_false(STR_OK("\xf4\x8f\xbf\xbf"));    /* U+10FFFF */
+    assert_false(STR_OK("\xed\xa0\x80"));        /* a surrogate */
+    assert_false(STR_OK("\xc3"));                /* invalid UTF-8 */
+    assert_false(STR_OK("\xc0\x80"));
+}
+
+static void test_utf8_decode(void **state) {
+    uint32_t cp = 0;
+
+    assert_int_equal(xapi_utf8_decode("A", 1, &cp), 1);
+    assert_int_equal(cp, 'A');
+    assert_int_equal(xapi_utf8_decode("\xc3\xa9z", 3, &cp), 2);
+    assert_int_equal(cp, 0xe9);
+    assert_int_equal(xapi_utf8_decode("\xef\xbf\xbe", 3, &cp), 3);
+    assert_int_equal(cp, 0xfffe);
+    assert_int_equal(xapi_utf8_decode("\xf4\x8f\xbf\xbf", 4, &cp), 4);
+    assert_int_equal(cp, 0x10ffff);
+    assert_int_equal(xapi_utf8_decode("\xef\xbf\xbe", 2, &cp), 0); /* cut by n */
+    assert_int_equal(xapi_utf8_decode("\xed\xa0\x80", 3, &cp), 0);
+    assert_int_equal(xapi_utf8_decode("\x80", 1, &cp), 0);
+    assert_int_equal(xapi_utf8_decode("", 0, &cp), 0);
+}
+
 /* --- Buffers ---------------------------------------------------------------- */
 
 static void test_buf(void **state) {
@@ -410,6 +458,8 @@ int main(void) {
         cmocka_unit_test(test_datetime_format),
         cmocka_unit_test(test_datetime_parse),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_string_valid),
+        cmocka_unit_test(test_utf8_decode),
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_alloc_helpers),
     };
