@@ -14,6 +14,13 @@
 #include "storage/internal.h"
 #include "xapi/error.h"
 
+/* Ends a transaction that failed after its slow part: what it did undo (the
+ * operation's marks on its VDIs) is stored, not aborted, or they would stay
+ * busy for good. A store that cannot take even that has logged why. */
+static void end_ops_stored(xapi_store *st) {
+    xapi_store_write_end_durable(st);
+}
+
 static int finish_ref(xapi_server *srv, int rc, const char *ref, char ret[XAPI_REF_LEN + 1], xapi_value *err) {
     if (rc < 0) {
         xapi_store_write_abort(srv->store);
@@ -319,17 +326,17 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     storage_vdi_op_end(srv, src_ref, opid);
     if (rc < 0) {
         rc = clone_fail(mode, err, &e);
-        goto fail_locked;
+        goto fail_after_io;
     }
     dst_sr = xapi_store_get_class(st, storage_cls(XAPI_C_SR), dst_sr_ref);
     if (!dst_sr || !storage_sr_attached(srv, dst_sr)) {
         dst.drv->vdi_discard(&dst, uuid);
         rc = xapi_fail(err, "SR_HAS_NO_PBDS", dst_sr_ref, NULL);
-        goto fail_locked;
+        goto fail_after_io;
     }
     if (dst.drv->vdi_publish(&dst, uuid, &info, &e) < 0) {
         rc = clone_fail(mode, err, &e);
-        goto fail_locked;
+        goto fail_after_io;
     }
     nv = storage_vdi_new(srv, dst_sr, ref, uuid, &info);
     if (!nv) { /* cannot happen: fresh ref and uuid */
@@ -348,6 +355,9 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     storage_sr_refresh(srv, dst_sr, &dst, NULL);
     log_debug("storage: VDI %s: %s -> %s", src_ref, op, uuid);
     rc = finish_ref(srv, 0, ref, ret_ref, err);
+    goto out;
+fail_after_io:
+    end_ops_stored(st);
     goto out;
 fail_locked:
     xapi_store_write_abort(st);
@@ -458,7 +468,7 @@ static int copy_into(xapi_call *c, const char *opid) {
     storage_vdi_op_end(srv, dst_ref, opid);
     if (rc < 0) {
         rc = storage_backend_fail(&c->err, &e);
-        goto fail_locked;
+        goto fail_after_io;
     }
     into = get_vdi(srv, dst_ref);
     if (into && dst.drv->vdi_stat && dst.drv->vdi_stat(&dst, dst_loc, &info, &e) == 0)
@@ -467,6 +477,9 @@ static int copy_into(xapi_call *c, const char *opid) {
     if (dst_sr)
         storage_sr_refresh(srv, dst_sr, &dst, NULL);
     rc = xapi_finish_ref(c, 0, dst_ref);
+    goto out;
+fail_after_io:
+    end_ops_stored(st);
     goto out;
 fail_locked:
     xapi_store_write_abort(st);

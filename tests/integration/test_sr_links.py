@@ -63,6 +63,9 @@ class LinksBase(StorageBase):
         # the planted link as the target of a copy into an existing VDI
         r = fail(self.x.VDI.copy(self.s, other, "OpaqueRef:NULL", "", vdi))
         self.assertTrue(r[0].startswith("SR_BACKEND_FAILURE"), r)
+        # a copy that failed in its I/O leaves neither VDI marked busy
+        self.assertEqual(ok(self.x.VDI.get_current_operations(self.s, vdi)), {})
+        self.assertEqual(ok(self.x.VDI.get_current_operations(self.s, other)), {})
         self.assert_outside_untouched()
         # and as a VM's disk
         vm = self.new_vm()
