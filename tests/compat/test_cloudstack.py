@@ -47,7 +47,11 @@ def sdk_default(type_text):
 
 
 def sdk_record(cls, **fields):
+    """Record.toMap of a record CloudStack filled with fields. CloudStack builds against the 6.2 SDK,
+    whose records lack the fields added since (network.managed among them: then xapi's default, true)."""
     rec = {f["name"]: sdk_default(f["type"]) for f in CLASSES[cls]["fields"] if f["type"] != "<class> record"}
+    if cls == "network":
+        rec["managed"] = True
     rec.update(fields)
     return rec
 
@@ -238,6 +242,7 @@ class Connect(CloudStackTest):
         with self.assertRaises(XenAPIFailure) as cm:
             c.call("pool.get_all")
         self.assertEqual(cm.exception.details[0], "SESSION_INVALID")
+        c.proxy("close")()
 
     def test_check_host_info(self):
         c = Connection(self.server_proxy())
@@ -248,6 +253,7 @@ class Connect(CloudStackTest):
         self.assertEqual(len(pools), 1)
         self.assertEqual(list(pools.values())[0]["master"], host)
         c.logout()
+        c.proxy("close")()
 
     def test_ping_xapi(self):
         host = self.host()
@@ -498,6 +504,20 @@ class Storage(CloudStackTest):
         self.assertIs(rec["is_a_snapshot"], False)
         self.assertNotIn("vhd-parent", rec["sm_config"])
 
+    @unittest.expectedFailure  # issue 11: NFS SRs
+    def test_nfs_primary_pool(self):
+        """CreateStoragePool: SR.create of an nfs SR named by the pool's uuid, content user, shared."""
+        pool_uuid = str(uuid.uuid4())
+        for sr in self.call("SR.get_all"):
+            if self.call("SR.get_type", sr) == "nfs":
+                for pbd in self.call("SR.get_PBDs", sr):
+                    self.assertNotEqual(self.call("PBD.get_device_config", pbd).get("serverpath"), "/export/primary")
+        sr = self.call("SR.create", self.host(), {"server": "127.0.0.1", "serverpath": "/export/primary"}, "0",
+                       pool_uuid, "1", "nfs", "user", True, {"nosubdir": "true"})
+        self.call("SR.scan", sr)
+        self.assertEqual(self.call("SR.get_by_name_label", pool_uuid), [sr])
+        self.assertIs(self.call("SR.get_record", sr)["shared"], True)
+
     def test_async_failure_is_a_bad_async_result(self):
         with self.assertRaises(XenAPIFailure) as cm:
             self.c.async_call("VDI.copy", "OpaqueRef:" + str(uuid.uuid4()), self.primary_sr(), "", "")
@@ -573,6 +593,22 @@ class VMs(CloudStackTest):
                 self.call("VBD.unplug", v)
             self.call("VBD.destroy", v)
         self.assertEqual(self.call("VDI.get_VBDs", vdi), [])
+
+    def test_vlan_nic(self):
+        """A vlan://N NIC: the VLAN-<parent uuid>-N network, and a VLAN on the parent's PIF."""
+        mgmt = self.management_pif()
+        parent = self.call("network.get_record", mgmt["network"])
+        label = "VLAN-%s-%d" % (parent["uuid"], 42)
+        self.assertEqual(self.call("network.get_by_name_label", label), [])
+        net = self.call("network.create", sdk_record("network", name_label=label, name_description="VLAN 42",
+                                                     tags=["CsCreateTime-1700000000000-1"]))
+        self.assertEqual(self.call("network.get_by_name_label", label), [net])
+        vlan = self.call("VLAN.create", self.call("PIF.get_by_uuid", mgmt["uuid"]), "42", net)
+        rec = self.call("VLAN.get_record", vlan)
+        self.assertEqual(rec["tag"], "42")
+        pifs = [self.call("PIF.get_record", p) for p in self.call("network.get_record", net)["PIFs"]]
+        self.assertEqual([(p["host"], p["VLAN"]) for p in pifs], [(self.host(), "42")])
+        self.call("VLAN.destroy", vlan)
 
     @unittest.expectedFailure  # issue 10: consoles (rfb over an https location)
     def test_vnc_console(self):

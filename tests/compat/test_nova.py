@@ -4,11 +4,15 @@ parses. Nova calls through xmlrpc.client with allow_none off, to a URL with
 no path (so /RPC2), blocking calls only (no Async, no events); plugins get
 '.py' appended and host_uuid added, serialized ones pickled params."""
 
+import base64
 import json
 import pickle
 import threading
+import time
 import unittest
 import uuid
+import xmlrpc.client
+import zlib
 
 from compat import NULL_REF, PASSWORD, UUID_RE, CompatTest, XenAPIFailure, check_record, is_ref
 
@@ -110,10 +114,10 @@ class NovaTest(CompatTest):
         return vdi
 
     @staticmethod
-    def vm_record(name, instance_uuid, mem=256 * MiB, vcpus=1):
-        """vm_utils.create_vm for a PV guest booted by pygrub, exactly as Nova fills it."""
+    def vm_record(name, instance_uuid, mem=256 * MiB, vcpus=1, hvm=False):
+        """vm_utils.create_vm for a PV guest booted by pygrub (or an HVM one), exactly as Nova fills it."""
         m = str(mem)
-        return {
+        rec = {
             "actions_after_crash": "destroy", "actions_after_reboot": "restart", "actions_after_shutdown": "destroy",
             "affinity": "", "blocked_operations": {}, "ha_always_run": False, "ha_restart_priority": "",
             "HVM_boot_params": {}, "HVM_boot_policy": "", "is_a_template": False,
@@ -127,6 +131,10 @@ class NovaTest(CompatTest):
             "VCPUs_at_startup": str(vcpus), "VCPUs_max": str(vcpus), "VCPUs_params": {},
             "xenstore_data": {"vm-data/allowvssprovider": "false"},
         }
+        if hvm:
+            rec["platform"]["nx"] = "true"
+            rec.update(HVM_boot_params={"order": "dc"}, HVM_boot_policy="BIOS order", PV_bootloader="")
+        return rec
 
     def vbd_record(self, vm, vdi, userdevice, bootable=False, mode="RW", type="disk", empty=False):
         """vm_utils.create_vbd: Nova writes the enum in lower case."""
@@ -134,7 +142,7 @@ class NovaTest(CompatTest):
                 "unpluggable": type != "cd", "empty": empty, "other_config": {}, "qos_algorithm_type": "",
                 "qos_algorithm_params": {}, "qos_supported_algorithms": []}
 
-    def spawn(self, name):
+    def spawn(self, name, hvm=False):
         """vmops._spawn's calls from create_vm_record to boot_and_configure (the disks from import_disk)."""
         instance_uuid = str(uuid.uuid4())
         self.assertIsNone(self.lookup(name))
@@ -167,7 +175,7 @@ class NovaTest(CompatTest):
         self.call("VDI.resize", root, str(16 * MiB))
         self.assertEqual(self.call("VDI.get_virtual_size", root), str(16 * MiB))
 
-        vm = self.call("VM.create", self.vm_record(name, instance_uuid))
+        vm = self.call("VM.create", self.vm_record(name, instance_uuid, hvm=hvm))
         self.assertTrue(is_ref(vm))
         vbd = self.call("VBD.create", self.vbd_record(vm, root, "0", bootable=True))
         self.assertEqual(self.call("VBD.get_record", vbd)["type"], "Disk")
@@ -228,8 +236,8 @@ class StartUp(NovaTest):
                                                "host.get_API_version_minor"])
         self.assertRegex(self.nova.host_uuid, UUID_RE)
         # the login went to /RPC2 (xmlrpc.client's path for a URL without one): it answers as / does
-        self.assertEqual(self.server_proxy().pool.get_all(self.nova.handle),
-                         self.server_proxy("/").pool.get_all(self.nova.handle))
+        with self.server_proxy() as rpc2, self.server_proxy("/") as root:
+            self.assertEqual(rpc2.pool.get_all(self.nova.handle), root.pool.get_all(self.nova.handle))
 
     def test_five_pooled_sessions_work_in_parallel(self):
         sessions = [NovaSession(self.server_proxy()) for _ in range(5)]
@@ -245,6 +253,18 @@ class StartUp(NovaTest):
         for t in threads:
             t.join()
         self.assertEqual(results, ["2.1"] * 5)
+        for s in sessions:
+            s.proxy("close")()
+
+    def test_task_created_parses(self):
+        """_cancel_stale_tasks: task.get_by_name_label, then created.value parsed as %Y%m%dT%H:%M:%SZ."""
+        task = self.call("task.create", "nova-VDI_IMPORT_for_x", "")
+        for ref in self.call("task.get_by_name_label", "VM.clean_reboot") + [task]:
+            created = self.call("task.get_record", ref)["created"]
+            self.assertIsInstance(created, xmlrpc.client.DateTime)
+            time.strptime(created.value, "%Y%m%dT%H:%M:%SZ")
+        self.assertEqual(self.call("task.get_by_name_label", "nova-VDI_IMPORT_for_x"), [task])
+        self.call("task.destroy", task)
 
     def test_software_version(self):
         sv = self.call("host.get_software_version", self.nova.host_ref)
@@ -270,7 +290,8 @@ class StartUp(NovaTest):
         self.assertEqual(rec["uuid"], self.nova.host_uuid)
 
     def test_session_invalid_is_what_makes_nova_log_in_again(self):
-        r = self.server_proxy().pool.get_all("OpaqueRef:" + str(uuid.uuid4()))
+        with self.server_proxy() as p:
+            r = p.pool.get_all("OpaqueRef:" + str(uuid.uuid4()))
         self.assertEqual(r["Status"], "Failure")
         self.assertEqual(r["ErrorDescription"][0], "SESSION_INVALID")
         self.assertTrue(all(isinstance(e, str) for e in r["ErrorDescription"]))
@@ -365,6 +386,20 @@ class Lifecycle(NovaTest):
                            '"false" and field "resident_on"="%s"' % self.nova.host_ref)
         self.assertIn("instance-00000001", [r["name_label"] for r in listed.values()])
         self.assertIn(self.call("VM.get_power_state", vm), ("Halted", "Running", "Paused", "Suspended", "Crashed"))
+
+    def test_spawn_hvm(self):
+        vm, _ = self.spawn("instance-00000008", hvm=True)
+        rec = self.call("VM.get_record", vm)
+        self.assertEqual((rec["HVM_boot_policy"], rec["HVM_boot_params"]), ("BIOS order", {"order": "dc"}))
+        self.assertEqual(rec["platform"]["nx"], "true")
+
+    @unittest.expectedFailure  # issue 10: consoles (xenconsoled's /var/log/xen/guest/console.<domid>)
+    def test_console_output(self):
+        """get_console_output: lookup, other_config last_dom_id, console.get_console_log."""
+        vm, _ = self.spawn("instance-00000009")
+        dom_id = self.call("VM.get_other_config", vm)["last_dom_id"]
+        log = self.nova.call_plugin("console", "get_console_log", {"dom_id": dom_id})
+        self.assertIsInstance(zlib.decompress(base64.b64decode(log)), bytes)
 
     def test_reboot_power_off_on(self):
         vm, _ = self.spawn("instance-00000002")
