@@ -16,6 +16,8 @@ import ssl
 import sys
 import tempfile
 import unittest
+import urllib.error
+import urllib.request
 import xmlrpc.client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -97,6 +99,18 @@ class CompatTest(unittest.TestCase):
         """The daemon's URL in this class's scheme; path "" is a URL with no path
         (xmlrpc.client then posts to /RPC2, as Nova's session does)."""
         return "%s://127.0.0.1:%d%s" % (cls.scheme, cls.d.port, path)
+
+    @classmethod
+    def http(cls, method, path, body=b"", headers=None, timeout=10):
+        """(status, headers, body) of one request in this class's scheme."""
+        if cls.scheme != "https":
+            return cls.d.http(method, path, body, headers, timeout)
+        req = urllib.request.Request(cls.url(path), data=body or None, headers=headers or {}, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=ssl._create_unverified_context()) as r:
+                return r.status, dict(r.getheaders()), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
 
     @classmethod
     def server_proxy(cls, path="", allow_none=False):

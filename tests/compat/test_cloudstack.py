@@ -622,6 +622,7 @@ class VMs(CloudStackTest):
 
     @unittest.expectedFailure  # issue 10: statistics (rrd_updates)
     def test_host_stats(self):
+        # CloudStack fetches statistics over plain HTTP (port 80), whatever its XML-RPC scheme
         status, _, body = self.d.http("GET", "/rrd_updates?session_id=%s&host=true&cf=AVERAGE&interval=60&start=%d"
                                       % (self.c.session, int(time.time()) - 1100))
         self.assertEqual(status, 200)

@@ -105,7 +105,7 @@ class NovaTest(CompatTest):
             "sharable": False, "read_only": False, "xenstore_data": {}, "other_config": other_config or {},
             "sm_config": {}, "tags": []})
         task = self.call("task.create", "nova-VDI_IMPORT_for_" + name, "")
-        status, _, body = self.d.http("PUT", "/import_raw_vdi?session_id=%s&task_id=%s&vdi=%s" % (
+        status, _, body = self.http("PUT", "/import_raw_vdi?session_id=%s&task_id=%s&vdi=%s" % (
             self.nova.handle, task, vdi), b"\xeb\x63" + b"\0" * (MiB - 2),
             {"Content-Type": "application/octet-stream"})
         self.assertEqual(status, 200, body)
@@ -157,8 +157,8 @@ class NovaTest(CompatTest):
         self.call("VDI.set_name_description", image, "root")
         self.call("VDI.add_to_other_config", image, "image-id", "img-" + name)
         self.call("VDI.add_to_other_config", image, "cached-time", "1700000000")
-        cached = self.call("VDI.get_all_records_where", 'field "name__label"="Glance Image img-%s" and field "SR" = "%s"'
-                           % (name, sr))
+        cached = self.call("VDI.get_all_records_where",
+                           'field "name__label"="Glance Image img-%s" and field "SR" = "%s"' % (name, sr))
         self.assertEqual(list(cached), [image])
         root = self.call("VDI.clone", image)
         self.call("VDI.set_name_label", root, "")
@@ -354,7 +354,7 @@ class HostStats(NovaTest):
         dom0 = list(self.call("VM.get_all_records_where", 'field "domid"="0"'))[0]
         self.assertIsInstance(self.call("VM.query_data_source", dom0, "memory"), float)
         uuid_ = self.call("VM.get_uuid", dom0)
-        status, _, body = self.d.http("GET", "/vm_rrd?uuid=%s&session_id=%s" % (uuid_, self.nova.handle))
+        status, _, body = self.http("GET", "/vm_rrd?uuid=%s&session_id=%s" % (uuid_, self.nova.handle))
         self.assertEqual(status, 200)
         self.assertIn(b"<lastupdate>", body)
         self.assertIn(b"<rra>", body)
