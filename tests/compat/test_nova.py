@@ -369,8 +369,8 @@ class Lifecycle(NovaTest):
         for cls, ref in (("VBD", parts["vbd"]), ("VDI", parts["root"]), ("VIF", parts["vif"]),
                          ("network", parts["net"])):
             check_record(self, cls, self.call(cls + ".get_record", ref))
-        # Nova sends affinity "" and it reads back as "" (not OpaqueRef:NULL); Nova never reads it
-        # back, so only the other fields are held to their types here (reported as a finding).
+        # Nova sends affinity "" and, as with xapi (a ref is the string it was given), it reads back
+        # as "", not a ref; Nova never reads it, so only the other fields are held to their types.
         check_record(self, "VM", dict(rec, affinity=NULL_REF))
         self.assertEqual(rec["other_config"]["nova_uuid"], parts["uuid"])
         self.assertEqual(rec["other_config"]["last_dom_id"], rec["domid"])
