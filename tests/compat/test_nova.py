@@ -306,11 +306,10 @@ class StartUp(NovaTest):
         self.assertTrue(rec["is_control_domain"])
         self.assertEqual(rec["resident_on"], self.nova.host_ref)
 
+    @unittest.expectedFailure  # issue 11: the default SR is "file"
     def test_default_sr_is_one_nova_accepts(self):
         """get_sr_path refuses an SR without a device_config path that is not ext or nfs."""
         self.assertTrue(self.sr_path(self.default_sr()))
-    test_default_sr_is_one_nova_accepts = unittest.expectedFailure(  # issue 11: the default SR is "file"
-        test_default_sr_is_one_nova_accepts)
 
 
 class HostStats(NovaTest):
