@@ -251,6 +251,29 @@ static bool park(xapi_call *c, oplock_entry *e, const char *op, int64_t deadline
     return true;
 }
 
+/* The reason op is blocked on vm (its blocked_operations entry), or NULL. A
+ * blocked start or resume also blocks start_on and resume_on: on one host they
+ * are the same operation, and clients (Nova's rescue, suspend and soft delete)
+ * block "start" to keep the VM from being started by any call. */
+static const char *blocked_reason(const xapi_obj *vm, const char *op) {
+    const xapi_value *blocked = &vm->fields[XAPI_F_VM_blocked_operations];
+    const xapi_value *v;
+    size_t n = strlen(op);
+
+    if (blocked->kind != XAPI_V_STRUCT)
+        return NULL;
+    if ((v = xapi_struct_get(blocked, op)))
+        return v->s;
+    if (n > 3 && strcmp(op + n - 3, "_on") == 0) {
+        char base[32];
+
+        snprintf(base, sizeof base, "%.*s", (int)(n - 3), op);
+        if ((v = xapi_struct_get(blocked, base)))
+            return v->s;
+    }
+    return NULL;
+}
+
 int vmops_op_begin(xapi_call *c, const char *vm_ref, const char *op, bool hidden, vmops_op *ret) {
     xapi_server *srv = c->srv;
     int64_t deadline = xapi_now_ns() + (int64_t)srv->config->op_wait_timeout * 1000000000LL;
@@ -265,6 +288,10 @@ int vmops_op_begin(xapi_call *c, const char *vm_ref, const char *op, bool hidden
     rc = xapi_lookup(c, &xapi_classes[XAPI_C_VM], vm_ref, &vm);
     if (rc == 0)
         memcpy(uuid, vm->uuid, sizeof uuid);
+    /* As xapi, the first check: a client's call of a blocked operation (the
+     * daemon's own, acting on a guest's shutdown say, are not the client's to block). */
+    if (rc == 0 && !hidden && *c->session && blocked_reason(vm, op))
+        rc = xapi_call_fail(c, "OPERATION_BLOCKED", vm_ref, blocked_reason(vm, op));
     xapi_store_rdunlock(srv->store);
     if (rc < 0)
         return rc;
@@ -616,5 +643,14 @@ void vmops_update_allowed_operations(xapi_store *st, xapi_obj *vm) {
         add_ops(&ops, paused);
     else if (strcmp(ps, "Suspended") == 0)
         add_ops(&ops, suspended);
+    if (vm->fields[XAPI_F_VM_blocked_operations].n > 0) {
+        xapi_value kept = xapi_value_array();
+
+        for (uint32_t i = 0; i < ops.n; i++)
+            if (!blocked_reason(vm, ops.items[i].s))
+                xapi_array_append(&kept, xapi_value_copy(&ops.items[i]));
+        xapi_value_free(&ops);
+        ops = kept;
+    }
     xapi_obj_set(st, vm, XAPI_F_VM_allowed_operations, ops);
 }

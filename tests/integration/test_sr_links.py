@@ -38,9 +38,14 @@ class LinksBase(StorageBase):
         return self.d.http("GET", "/export_raw_vdi?" + q, timeout=30)
 
     def import_(self, vdi, body):
+        """(status, headers, body); a refusal may come before the body is sent and close the
+        connection under the client: that is (None, {}, b"")."""
         q = urllib.parse.urlencode({"session_id": self.s, "vdi": vdi})
-        return self.d.http("PUT", "/import_raw_vdi?" + q, body, {"Content-Type": "application/octet-stream"},
-                           timeout=30)
+        try:
+            return self.d.http("PUT", "/import_raw_vdi?" + q, body, {"Content-Type": "application/octet-stream"},
+                               timeout=30)
+        except (BrokenPipeError, ConnectionResetError):
+            return None, {}, b""
 
     def check_file_sr(self):
         sr, path = self.new_sr("links")

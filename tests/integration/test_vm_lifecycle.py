@@ -507,6 +507,41 @@ class TestDomainType(VMTestBase):
         self.assertEqual(self.vm(pv)["domain_type"], "pv")
 
 
+class TestBlockedOperations(VMTestBase):
+    """blocked_operations is enforced, as xapi's first check: OPERATION_BLOCKED [vm, reason]."""
+
+    def test_blocked_start(self):
+        vm = self.new_vm("blocked")
+        host = ok(self.x.session.get_this_host(self.s, self.s))
+        ok(self.x.VM.set_blocked_operations(self.s, vm, {"start": "rescue in progress"}))
+        self.assertNotIn("start", self.vm(vm)["allowed_operations"])
+        self.assertNotIn("start_on", self.vm(vm)["allowed_operations"])
+        self.assertIn("clone", self.vm(vm)["allowed_operations"])
+        self.assertEqual(fail(self.x.VM.start(self.s, vm, False, False)), ["OPERATION_BLOCKED", vm, "rescue in progress"])
+        # start_on is the same operation on a named host: Nova blocks "start" and calls start_on
+        self.assertEqual(fail(self.x.VM.start_on(self.s, vm, host, False, False)),
+                         ["OPERATION_BLOCKED", vm, "rescue in progress"])
+        task = ok(self.x.Async.VM.start(self.s, vm, False, False))
+        for _ in range(200):
+            if ok(self.x.task.get_status(self.s, task)) != "pending":
+                break
+            time.sleep(0.02)
+        self.assertEqual(ok(self.x.task.get_error_info(self.s, task)), ["OPERATION_BLOCKED", vm, "rescue in progress"])
+        self.assertEqual(self.power(vm), "Halted")
+        ok(self.x.VM.remove_from_blocked_operations(self.s, vm, "start"))
+        self.assertIn("start", self.vm(vm)["allowed_operations"])
+        ok(self.x.VM.start(self.s, vm, False, False))
+        self.assertEqual(self.power(vm), "Running")
+
+    def test_blocked_shutdown_leaves_others(self):
+        vm, _, _ = self.start("blocked-running")
+        ok(self.x.VM.add_to_blocked_operations(self.s, vm, "clean_shutdown", ""))
+        self.assertEqual(fail(self.x.VM.clean_shutdown(self.s, vm)), ["OPERATION_BLOCKED", vm, ""])
+        self.assertEqual(self.power(vm), "Running")
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+        self.assertEqual(self.power(vm), "Halted")
+
+
 class TestControlDomainName(unittest.TestCase):
     def control_domain(self, x, s):
         host = ok(x.host.get_all(s))[0]
