@@ -440,8 +440,9 @@ class TestGuestRaces(VMTestBase):
         vm, uuid, domid = self.start("race-pause")
         self.assertEqual(sim_control(self.d, "reboot-before-next-op " + uuid), "ok\n")
         self.assertEqual(fail(self.x.VM.pause(self.s, vm)), ["VM_BAD_POWER_STATE", vm, "running", "halted"])
-        wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1") and self.power(vm) == "Running")
-        self.assertEqual(self.vm(vm)["current_operations"], {})
+        # the daemon's own hard_reboot for the guest's reboot ends (its record updated first)
+        wait_for(lambda: self.vm(vm)["domid"] not in (domid, "-1") and self.power(vm) == "Running" and
+                 self.vm(vm)["current_operations"] == {})
         ok(self.x.VM.pause(self.s, vm))
         ok(self.x.VM.hard_shutdown(self.s, vm))
 
