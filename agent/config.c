@@ -180,6 +180,8 @@ static const struct config_key {
     {"plugin_max_output", KEY_INT, offsetof(agent_config, plugin_max_output), 4096, 1 << 30, NULL},
     {"plugin_max_running", KEY_INT, offsetof(agent_config, plugin_max_running), 1, 4096, NULL},
     {"plugin_queue_timeout", KEY_INT, offsetof(agent_config, plugin_queue_timeout), 0, 3600, NULL},
+    {"stats_interval", KEY_INT, offsetof(agent_config, stats_interval), 1, 60, NULL},
+    {"stats_save_interval", KEY_INT, offsetof(agent_config, stats_save_interval), 1, 86400, NULL},
 };
 
 /* "a, b or c", for messages; static storage (errors only, single-threaded start-up). */
@@ -431,6 +433,8 @@ static int set_defaults(agent_config *c) {
     c->plugin_max_output = 16 << 20;
     c->plugin_max_running = 32;
     c->plugin_queue_timeout = 30;
+    c->stats_interval = 5;
+    c->stats_save_interval = 300;
     if (!c->listen_host || !c->state_dir || !c->backend || !c->log_target || !c->console_log_dir || !c->plugin_dir ||
         !c->plugin_pythonpath)
         return -ENOMEM;

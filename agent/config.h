@@ -33,6 +33,8 @@ typedef struct agent_config {
     int plugin_max_output;    /* bytes of stdout a plugin may print, default 16 MiB */
     int plugin_max_running;   /* plugins running at once, default 32 */
     int plugin_queue_timeout; /* seconds a call waits for a free plugin slot, default 30 */
+    int stats_interval;       /* seconds between two statistics samples (the RRD step), default 5 */
+    int stats_save_interval;  /* seconds between two writes of the RRD archives to state_dir/rrd, default 300 */
 } agent_config;
 
 /* Parses argv (may print usage/version and return 1 meaning "exit 0"),

@@ -113,6 +113,8 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->plugin_max_output, 16 << 20);
     assert_int_equal(c->plugin_max_running, 32);
     assert_int_equal(c->plugin_queue_timeout, 30);
+    assert_int_equal(c->stats_interval, 5);
+    assert_int_equal(c->stats_save_interval, 300);
 }
 
 /* --- defaults -------------------------------------------------------------- */
@@ -194,6 +196,8 @@ static void test_file_every_key(void **state) {
                             "plugin_max_output = 4096\n"
                             "plugin_max_running = 2\n"
                             "plugin_queue_timeout = 0\n"
+                            "stats_interval = 1\n"
+                            "stats_save_interval = 2\n"
                             "max_tasks = 8"); /* last one wins; no final newline */
     assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
     assert_string_equal(c.listen_host, "10.0.0.1");
@@ -218,6 +222,8 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.plugin_max_output, 4096);
     assert_int_equal(c.plugin_max_running, 2);
     assert_int_equal(c.plugin_queue_timeout, 0);
+    assert_int_equal(c.stats_interval, 1);
+    assert_int_equal(c.stats_save_interval, 2);
     agent_config_free(&c);
 }
 
@@ -395,6 +401,9 @@ static void test_bad_values_name_file_and_line(void **state) {
         {"plugin_max_output = 4095\n", "bad.conf:1: invalid plugin_max_output '4095'"},
         {"plugin_max_running = 0\n", "bad.conf:1: invalid plugin_max_running '0'"},
         {"plugin_queue_timeout = -1\n", "bad.conf:1: invalid plugin_queue_timeout '-1'"},
+        {"stats_interval = 0\n", "bad.conf:1: invalid stats_interval '0'"},
+        {"stats_interval = 61\n", "bad.conf:1: invalid stats_interval '61'"},
+        {"stats_save_interval = 0\n", "bad.conf:1: invalid stats_save_interval '0'"},
         {"a\nlisten 127.0.0.1:80\n", "bad.conf:1: expected 'key = value', got 'a'"},
         {"= 3\n", "bad.conf:1: missing key"},
         {"[broken\n", "bad.conf:1: invalid section header"},
@@ -508,6 +517,7 @@ static void test_shipped_config_uncommented(void **state) {
         "log_target",  "log_level",            "max_sessions",       "session_idle_timeout",
         "auth_fail_delay_ms", "max_connections", "connection_timeout", "max_tasks",      "event_batch_delay_ms",
         "plugin_dir",  "plugin_timeout",       "plugin_max_output",  "plugin_max_running", "plugin_queue_timeout",
+        "stats_interval", "stats_save_interval",
     };
     char path[PATH_MAX + 32], line[1024];
     char *argv[] = {"xenapid", "--config", "etc/xenapid.conf"};
