@@ -171,9 +171,7 @@ static void rrd_updates_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply 
     xapi_rrd_db_unlock();
     free(src);
     free(vms.uuid);
-    reply_buf(rep, &out, q.json);
-    xapi_http_reply_header(rep, "Access-Control-Allow-Origin", "*");
-    xapi_http_reply_header(rep, "Access-Control-Allow-Headers", "X-Requested-With");
+    reply_buf(rep, &out, q.json); /* the CORS headers xapi sends here go with every reply (http.c) */
 }
 
 /* ---- /host_rrd, /vm_rrd ---- */

@@ -191,7 +191,7 @@ static char *read_golden(const char *name) {
     size_t n;
     FILE *f;
 
-    snprintf(path, sizeof path, "%s/tests/golden/%s", src ? src : "../..", name);
+    snprintf(path, sizeof path, "%s/tests/golden/%s", src ? src : "..", name);
     f = fopen(path, "r");
     assert_non_null(f);
     n = fread(buf, 1, sizeof buf - 1, f);
