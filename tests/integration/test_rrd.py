@@ -181,6 +181,28 @@ class RrdTest(DaemonTest):
         self.assertGreater(second, first)
         self.assertAlmostEqual(second - first, 0.1 * 2.5, delta=0.15)
 
+    def test_paused_guest_uses_no_cpu(self):
+        x, s = self.x, self.s
+        vm = create_vm(x, s, name_label="paused-vm")
+        vm_uuid = ok(x.VM.get_uuid(s, vm))
+        ok(x.VM.start(s, vm, True, False))  # paused from the start
+
+        def cpu_seconds():
+            m = re.search(r'^xenapid_vm_cpu_seconds_total\{vm="%s",vcpu="0"\} (\S+)$' % vm_uuid,
+                          self.get("/metrics")[2].decode(), re.M)
+            return float(m.group(1)) if m else None
+        deadline = time.monotonic() + 10
+        while cpu_seconds() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        first = cpu_seconds()
+        self.assertIsNotNone(first)
+        time.sleep(2.2)
+        self.assertEqual(cpu_seconds(), first)
+        ok(x.VM.unpause(s, vm))
+        time.sleep(2.2)
+        self.assertGreater(cpu_seconds(), first)
+        ok(x.VM.hard_shutdown(s, vm))
+
     def test_json(self):
         st, headers, body = self.get("/rrd_updates?start=-10&host=true&json=true")
         self.assertEqual(st, 200)
@@ -388,8 +410,12 @@ class RrdPersistenceTest(unittest.TestCase):
         after = self.rows(s, vm_uuid)
         for t, v in before.items():
             self.assertEqual(after.get(t), v, t)
-        # the VM goes: so does its archive, at the next save
+        # halted, the VM keeps its archive (saves go on every second); destroyed, it loses it at the next save
         ok(x.VM.hard_shutdown(s, vm))
+        time.sleep(2.5)
+        self.assertTrue(os.path.exists(path))
+        st, _, _ = self.d.http("GET", "/vm_rrd?session_id=%s&uuid=%s" % (s, vm_uuid))
+        self.assertEqual(st, 200)
         ok(x.VM.destroy(s, vm))
         deadline = time.monotonic() + 10
         while os.path.exists(path) and time.monotonic() < deadline:
