@@ -83,6 +83,11 @@ void xapi_rrd_xport(const xapi_rrd_source *src, size_t n, const xapi_rrd_xport_q
     }
     if (start == INT64_MAX)
         start = q->start < 0 ? 0 : q->start;
+    /* far from the ends of int64, so rounding to a step cannot overflow */
+    if (start > (INT64_C(1) << 62))
+        start = INT64_C(1) << 62;
+    if (start < -(INT64_C(1) << 62))
+        start = -(INT64_C(1) << 62);
     if (first)
         best = best_rra(first, q, start);
     span = best ? rra_span(first, best) : step;

@@ -244,6 +244,14 @@ class RrdTest(DaemonTest):
                   "start=10&vm_uuid=not-a-uuid"):
             st, _, body = self.get("/rrd_updates?" + q)
             self.assertEqual(st, 400, q)
+        # the ends of int64 and far-off times: an answer, no rows
+        for start in ("9223372036854775807", "-9223372036854775808", "4000000000"):
+            st, _, body = self.get("/rrd_updates?host=true&start=" + start)
+            self.assertEqual(st, 200, start)
+            cloudstack_parse(body)
+        st, _, body = self.get("/rrd_updates?host=true&start=4000000000")
+        self.assertEqual(cloudstack_parse(body)[1], 0)
+        self.assertEqual(self.get("/rrd_updates?start=1&interval=9223372036854775807&host=true")[0], 200)
         self.assertEqual(self.get("/vm_rrd")[0], 400)
         self.assertEqual(self.get("/vm_rrd?uuid=x")[0], 400)
         self.assertEqual(self.get("/vm_rrd?uuid=%s" % uuidlib.uuid4())[0], 404)
