@@ -139,8 +139,15 @@ static bool read_counter(const char *dir, const char *dev, const char *what, dou
     return ok;
 }
 
-/* The host's own interfaces: not the loopback, nor the backends of guests'
- * VIFs (vifD.N, tapD.N), which are the VMs' figures. */
+static bool is_bridge(const char *dir, const char *dev) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/bridge", dir, dev);
+    return access(path, F_OK) == 0;
+}
+
+/* The host's own interfaces, as PIFs are: not the loopback, nor bridges
+ * (xenbr0 carries what its PIF does: pif_aggr would count it twice), nor the
+ * backends of guests' VIFs (vifD.N, tapD.N), which are the VMs' figures. */
 static void host_pifs(agent_stats *s, inputs *in) {
     DIR *d = opendir(s->net_dir);
     struct dirent *de;
@@ -153,7 +160,7 @@ static void host_pifs(agent_stats *s, inputs *in) {
         double rx, tx;
         const char *dev = de->d_name;
         if (dev[0] == '.' || strcmp(dev, "lo") == 0 || strncmp(dev, "vif", 3) == 0 || strncmp(dev, "tap", 3) == 0 ||
-            !plain_name(dev))
+            !plain_name(dev) || is_bridge(s->net_dir, dev))
             continue;
         if (!read_counter(s->net_dir, dev, "rx_bytes", &rx) || !read_counter(s->net_dir, dev, "tx_bytes", &tx))
             continue;

@@ -238,6 +238,12 @@ class RrdTest(DaemonTest):
         self.assertTrue(sums)
         self.assertIn("<entry>MIN:host:", body.decode())
         self.assertNotIn(":vm:", body.decode())
+        # no cf, or one xapi does not know: every CF (cf is case-sensitive)
+        for cf in ("", "&cf=average", "&cf=BOGUS"):
+            _, _, body = self.get("/rrd_updates?start=-600&interval=60&host=true&vm_uuid=none" + cf)
+            text = body.decode()
+            for c in ("AVERAGE", "MIN", "MAX"):
+                self.assertIn("<entry>%s:host:%s:memory_total_kib</entry>" % (c, self.host_uuid), text, cf)
 
     def test_bad_arguments_400(self):
         for q in ("", "start=", "start=abc", "start=10&interval=x", "start=10&interval=-5",
