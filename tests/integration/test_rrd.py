@@ -438,6 +438,27 @@ class RrdPersistenceTest(unittest.TestCase):
         st, _, _ = self.d.http("GET", "/vm_rrd?session_id=%s&uuid=%s" % (s, vm_uuid))
         self.assertEqual(st, 404)
 
+    def test_samples_do_not_write_the_store(self):
+        x, s = self.d.login()
+        vm = create_vm(x, s, name_label="quiet")
+        vm_uuid = ok(x.VM.get_uuid(s, vm))
+        ok(x.VM.start(s, vm, False, False))
+        RrdTest.wait_samples(self.d, s, vm_uuid, 2)
+
+        def store_state():
+            out = []
+            for name in ("xenapid.db", "xenapid.db-wal"):
+                p = os.path.join(self.d.state_dir, name)
+                st = os.stat(p) if os.path.exists(p) else None
+                out.append((name, st.st_size, st.st_mtime_ns) if st else (name,))
+            return out
+        before = store_state()
+        rrd_file = os.path.join(self.d.state_dir, "rrd", "vm-%s.rrd" % vm_uuid)
+        rrd_before = os.stat(rrd_file).st_mtime_ns if os.path.exists(rrd_file) else 0
+        time.sleep(3.5)  # 3 samples and 3 saves
+        self.assertEqual(store_state(), before)
+        self.assertGreater(os.stat(rrd_file).st_mtime_ns, rrd_before)
+
     def wait_host_rrd(self, s):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
