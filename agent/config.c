@@ -205,6 +205,8 @@ static const struct config_key {
     {"plugin_queue_timeout", KEY_INT, offsetof(agent_config, plugin_queue_timeout), 0, 3600, NULL},
     {"pam_service", KEY_PATH_EMPTY, offsetof(agent_config, pam_service), 0, 0, NULL},
     {"pam_default_role", KEY_CHOICE, offsetof(agent_config, pam_default_role), 0, 0, role_choices},
+    {"stats_interval", KEY_INT, offsetof(agent_config, stats_interval), 1, 60, NULL},
+    {"stats_save_interval", KEY_INT, offsetof(agent_config, stats_save_interval), 1, 86400, NULL},
 };
 
 /* "a, b or c", for messages; static storage (errors only, single-threaded start-up). */
@@ -479,6 +481,8 @@ static int set_defaults(agent_config *c) {
     c->plugin_max_output = 16 << 20;
     c->plugin_max_running = 32;
     c->plugin_queue_timeout = 30;
+    c->stats_interval = 5;
+    c->stats_save_interval = 300;
     if (!c->plugin_dir || !c->plugin_pythonpath)
         return -ENOMEM;
     c->pam_service = strdup("");

@@ -49,6 +49,8 @@ typedef struct agent_config {
     int plugin_queue_timeout; /* seconds a call waits for a free plugin slot, default 30 */
     char *pam_service;        /* PAM service for host users not in the accounts file; "" (default): no PAM */
     char *pam_default_role;   /* the role of host users logged in through PAM, default "read-only" */
+    int stats_interval;       /* seconds between two statistics samples (the RRD step), default 5 */
+    int stats_save_interval;  /* seconds between two writes of the RRD archives to state_dir/rrd, default 300 */
 } agent_config;
 
 /* Parses argv (may print usage/version and return 1 meaning "exit 0"),

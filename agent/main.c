@@ -10,6 +10,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "agent/notify.h"
+#include "agent/stats.h"
 #include "network/network.h"
 #include "storage/storage.h"
 #include "vmops/backend.h"
@@ -20,6 +21,7 @@
 #include "xapi/host.h"
 #include "xapi/http.h"
 #include "xapi/rbac.h"
+#include "xapi/rrd_api.h"
 #include "xapi/session.h"
 #include "xapi/task.h"
 #include "xapi/unsupported.h"
@@ -39,6 +41,7 @@ static void register_modules(void) {
     storage_register(); network_register();
     xapi_register_handlers(xapi_event_handlers);
     vmops_register();
+    xapi_rrd_register();
 }
 
 /* First start: make sure root can log in, and say how. */
@@ -65,6 +68,7 @@ int main(int argc, char **argv) {
     agent_config cfg = {0};
     xapi_server srv = {0};
     xapi_http *http = NULL;
+    agent_stats *stats = NULL;
     sigset_t sigs;
     uint64_t watchdog_usec;
     int64_t next_housekeeping;
@@ -132,6 +136,9 @@ int main(int argc, char **argv) {
     rc = xapi_tasks_init(&srv);
     if (rc < 0)
         goto out;
+    rc = agent_stats_start(&srv, &stats);
+    if (rc < 0)
+        goto out;
     rc = xapi_http_start(&srv, cfg.listen_host, cfg.listen_port, cfg.unix_socket, &http);
     if (rc < 0)
         goto out;
@@ -192,6 +199,7 @@ out:
     if (srv.store)
         xapi_store_wake_all(srv.store);
     xapi_http_stop(http);
+    agent_stats_stop(stats); /* after the readers, before the backend goes */
     xapi_tasks_shutdown(&srv);
     vmops_shutdown(&srv);
     xapi_dispatch_free();

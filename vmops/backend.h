@@ -97,6 +97,32 @@ typedef struct vmops_domain_info {
     int64_t start_time;           /* epoch seconds */
 } vmops_domain_info;
 
+/* Statistics of one domain at one moment (the sample op), for the RRDs.
+ * Counters are cumulative since the domain started; the sampler turns them
+ * into rates. */
+#define VMOPS_SAMPLE_MAX_VCPUS 64
+#define VMOPS_SAMPLE_MAX_DEVS 16
+
+typedef struct vmops_domain_sample {
+    char uuid[37];
+    int domid;
+    int nvcpus;                                   /* online vCPUs */
+    uint64_t vcpu_time_ns[VMOPS_SAMPLE_MAX_VCPUS]; /* cpu time used by each vCPU */
+    int64_t memory;                               /* bytes allocated */
+    int64_t memory_target;                        /* bytes, balloon target */
+    int64_t memory_internal_free_kib;             /* the guest's own view; -1: unknown */
+    int nvifs;
+    struct {
+        int devid;
+        uint64_t rx_bytes, tx_bytes;              /* as the guest sees them */
+    } vifs[VMOPS_SAMPLE_MAX_DEVS];
+    int nvbds;
+    struct {
+        char dev[16];                             /* "xvda" */
+        uint64_t read_bytes, write_bytes;
+    } vbds[VMOPS_SAMPLE_MAX_DEVS];
+} vmops_domain_sample;
+
 /* Something happened to a domain that nobody asked the backend for at that
  * moment (the guest shut down, rebooted, crashed), or a requested clean
  * shutdown completed. Called from a backend thread. */
@@ -127,6 +153,9 @@ typedef struct vmops_backend_ops {
     int (*nic_detach)(vmops_backend *b, int domid, const vmops_nic *n, char **ret_msg);
     /* Every domain but dom0. */
     int (*list)(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n);
+    /* Statistics of every running or paused domain but dom0, in one call
+     * (cheap: called every few seconds for all domains). */
+    int (*sample)(vmops_backend *b, vmops_domain_sample **ret, size_t *ret_n);
     /* Path of the domain's console log, if the backend captures it (else NULL). */
     char *(*console_log_path)(vmops_backend *b, const char *uuid, int domid);
     void (*free)(vmops_backend *b);

@@ -865,6 +865,100 @@ static int xlb_list(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n) {
     return 0;
 }
 
+/* A counter from sysfs (netback, blkback statistics); 0 when it cannot be read
+ * (the device is going away: the RRD sees a reset, not an error). */
+static uint64_t read_sys_counter(const char *fmt, ...) {
+    char path[256], buf[32];
+    va_list ap;
+    ssize_t n;
+    int fd;
+
+    va_start(ap, fmt);
+    vsnprintf(path, sizeof path, fmt, ap);
+    va_end(ap);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    return strtoull(buf, NULL, 10);
+}
+
+static void sample_domain(xlb *x, const libxl_dominfo *d, vmops_domain_sample *o) {
+    libxl_vcpuinfo *vcpus = NULL;
+    libxl_device_nic *nics = NULL;
+    libxl_device_disk *disks = NULL;
+    int nvcpu = 0, nnic = 0, ndisk = 0;
+    int nrcpus = 0;
+    uint64_t target_kb = 0;
+
+    uuid_string(&d->uuid, o->uuid);
+    o->domid = (int)d->domid;
+    o->memory = (int64_t)d->current_memkb * 1024;
+    o->memory_target = libxl_get_memory_target(x->ctx, d->domid, &target_kb) == 0 ? (int64_t)target_kb * 1024
+                                                                                     : o->memory;
+    o->memory_internal_free_kib = -1; /* needs a guest agent */
+    vcpus = libxl_list_vcpu(x->ctx, d->domid, &nvcpu, &nrcpus);
+    for (int i = 0; vcpus && i < nvcpu && o->nvcpus < VMOPS_SAMPLE_MAX_VCPUS; i++)
+        if (vcpus[i].online)
+            o->vcpu_time_ns[o->nvcpus++] = vcpus[i].vcpu_time;
+    if (vcpus)
+        libxl_vcpuinfo_list_free(vcpus, nvcpu);
+    /* netback counts from the host's side: what the guest receives, vifD.N transmits */
+    nics = libxl_device_nic_list(x->ctx, d->domid, &nnic);
+    for (int i = 0; nics && i < nnic && o->nvifs < VMOPS_SAMPLE_MAX_DEVS; i++) {
+        o->vifs[o->nvifs].devid = nics[i].devid;
+        o->vifs[o->nvifs].rx_bytes =
+            read_sys_counter("/sys/class/net/vif%u.%d/statistics/tx_bytes", d->domid, nics[i].devid);
+        o->vifs[o->nvifs].tx_bytes =
+            read_sys_counter("/sys/class/net/vif%u.%d/statistics/rx_bytes", d->domid, nics[i].devid);
+        o->nvifs++;
+    }
+    if (nics)
+        libxl_device_nic_list_free(nics, nnic);
+    disks = libxl_device_disk_list(x->ctx, d->domid, &ndisk);
+    for (int i = 0; disks && i < ndisk && o->nvbds < VMOPS_SAMPLE_MAX_DEVS; i++) {
+        libxl_diskinfo di;
+
+        if (!disks[i].vdev || libxl_device_disk_getinfo(x->ctx, d->domid, &disks[i], &di) != 0)
+            continue;
+        snprintf(o->vbds[o->nvbds].dev, sizeof o->vbds[o->nvbds].dev, "%s", disks[i].vdev);
+        /* blkback counts 512-byte sectors */
+        o->vbds[o->nvbds].read_bytes =
+            512 * read_sys_counter("/sys/bus/xen-backend/devices/vbd-%u-%d/statistics/rd_sect", d->domid, di.devid);
+        o->vbds[o->nvbds].write_bytes =
+            512 * read_sys_counter("/sys/bus/xen-backend/devices/vbd-%u-%d/statistics/wr_sect", d->domid, di.devid);
+        o->nvbds++;
+        libxl_diskinfo_dispose(&di);
+    }
+    if (disks)
+        libxl_device_disk_list_free(disks, ndisk);
+}
+
+static int xlb_sample(vmops_backend *b, vmops_domain_sample **ret, size_t *ret_n) {
+    xlb *x = b->priv;
+    libxl_dominfo *doms;
+    vmops_domain_sample *v;
+    size_t k = 0;
+    int n = 0;
+
+    vmops_libxl_error_clear();
+    doms = libxl_list_domain(x->ctx, &n);
+    if (!doms)
+        return -EIO;
+    v = xapi_calloc((size_t)n + 1, sizeof *v);
+    for (int i = 0; i < n; i++)
+        if (doms[i].domid != 0 && !doms[i].dying && !doms[i].shutdown)
+            sample_domain(x, &doms[i], &v[k++]);
+    libxl_dominfo_list_free(doms, n);
+    *ret = v;
+    *ret_n = k;
+    return 0;
+}
+
 /* xenconsoled --log=guest --log-dir=DIR writes DIR/guest-<domain name>.log
  * (and keeps it after the domain is gone: then the name the VM last ran under). */
 static char *xlb_console_log_path(vmops_backend *b, const char *uuid, int domid) {
@@ -932,6 +1026,7 @@ static const vmops_backend_ops xlb_ops = {
     .nic_attach = xlb_nic_attach,
     .nic_detach = xlb_nic_detach,
     .list = xlb_list,
+    .sample = xlb_sample,
     .console_log_path = xlb_console_log_path,
     .free = xlb_free,
 };

@@ -51,6 +51,10 @@ typedef struct sim_domain {
     int64_t pending_due_ns;
     char *disks[SIM_MAX_DEVICES]; /* vdev, NULL when free */
     char *nics[SIM_MAX_DEVICES];  /* mac, by devid */
+    /* statistics: time spent running, brought up to date at each sample; not saved, so after
+     * a restart of the daemon a sim guest's counters start again from zero (a counter reset) */
+    uint64_t run_ns;
+    int64_t run_at_ns; /* monotonic time run_ns was last brought up to date; 0: never */
 } sim_domain;
 
 typedef struct sim {
@@ -546,6 +550,60 @@ static int sim_list(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n) {
     return 0;
 }
 
+/* Plausible figures that move with the time a guest has run, so tests can
+ * tell a running guest from a paused one: vCPU i is busy 10 + 5 (i mod 8) %
+ * of the time, VIF devid n receives (n + 1) MB and sends half of that per
+ * second of running, each disk reads 2 MB and writes 0.5 MB per second. */
+static void sample_domain(sim_domain *d, int64_t now, vmops_domain_sample *o) {
+    if (d->state == VMOPS_STATE_RUNNING && d->run_at_ns > 0 && now > d->run_at_ns)
+        d->run_ns += (uint64_t)(now - d->run_at_ns);
+    d->run_at_ns = now;
+    snprintf(o->uuid, sizeof o->uuid, "%s", d->uuid);
+    o->domid = d->domid;
+    o->nvcpus = d->vcpus < 1 ? 1 : d->vcpus > VMOPS_SAMPLE_MAX_VCPUS ? VMOPS_SAMPLE_MAX_VCPUS : d->vcpus;
+    for (int i = 0; i < o->nvcpus; i++)
+        o->vcpu_time_ns[i] = d->run_ns / 100 * (uint64_t)(10 + 5 * (i % 8));
+    o->memory = d->memory;
+    o->memory_target = d->memory;
+    o->memory_internal_free_kib = d->memory / 1024 / 4;
+    for (int k = 0; k < SIM_MAX_DEVICES && o->nvifs < VMOPS_SAMPLE_MAX_DEVS; k++)
+        if (d->nics[k]) {
+            o->vifs[o->nvifs].devid = k;
+            o->vifs[o->nvifs].rx_bytes = d->run_ns / 1000 * (uint64_t)(k + 1);
+            o->vifs[o->nvifs].tx_bytes = d->run_ns / 2000 * (uint64_t)(k + 1);
+            o->nvifs++;
+        }
+    for (int k = 0; k < SIM_MAX_DEVICES && o->nvbds < VMOPS_SAMPLE_MAX_DEVS; k++)
+        if (d->disks[k] && *d->disks[k]) {
+            snprintf(o->vbds[o->nvbds].dev, sizeof o->vbds[o->nvbds].dev, "%s", d->disks[k]);
+            o->vbds[o->nvbds].read_bytes = d->run_ns / 500;
+            o->vbds[o->nvbds].write_bytes = d->run_ns / 2000;
+            o->nvbds++;
+        }
+}
+
+static int sim_sample(vmops_backend *b, vmops_domain_sample **ret, size_t *ret_n) {
+    sim *s = b->priv;
+    vmops_domain_sample *v = NULL;
+    size_t n = 0, cap = 0;
+    int64_t now = xapi_now_ns();
+
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < SIM_MAX_DOMAINS; i++)
+        if (s->doms[i] && (s->doms[i]->state == VMOPS_STATE_RUNNING || s->doms[i]->state == VMOPS_STATE_PAUSED))
+            cap++;
+    v = xapi_calloc(cap ? cap : 1, sizeof *v);
+    for (int i = 0; i < SIM_MAX_DOMAINS && n < cap; i++) {
+        sim_domain *d = s->doms[i];
+        if (d && (d->state == VMOPS_STATE_RUNNING || d->state == VMOPS_STATE_PAUSED))
+            sample_domain(d, now, &v[n++]);
+    }
+    pthread_mutex_unlock(&s->lock);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 static char *sim_console_log_path(vmops_backend *b, const char *uuid, int domid) {
     sim *s = b->priv;
     char *p = NULL;
@@ -759,6 +817,7 @@ static const vmops_backend_ops sim_ops = {
     .nic_attach = sim_nic_attach,
     .nic_detach = sim_nic_detach,
     .list = sim_list,
+    .sample = sim_sample,
     .console_log_path = sim_console_log_path,
     .free = sim_free,
 };

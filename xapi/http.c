@@ -318,6 +318,28 @@ const char *xapi_http_req_arg(xapi_http_req *r, const char *name) {
     return v ? v : MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
 }
 
+typedef struct arg_iter {
+    const char *name;
+    void (*fn)(void *ud, const char *value);
+    void *ud;
+    unsigned n;
+} arg_iter;
+
+static enum MHD_Result each_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    arg_iter *it = cls;
+    if (key && strcmp(key, it->name) == 0) {
+        it->fn(it->ud, value ? value : "");
+        it->n++;
+    }
+    return MHD_YES;
+}
+
+unsigned xapi_http_req_args(xapi_http_req *r, const char *name, void (*fn)(void *ud, const char *value), void *ud) {
+    arg_iter it = {name, fn, ud, 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, each_arg, &it);
+    return it.n;
+}
+
 const char *xapi_http_req_header(xapi_http_req *r, const char *name) {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }

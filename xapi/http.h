@@ -24,6 +24,9 @@ typedef struct xapi_http_req xapi_http_req;
 /* A query argument, else a cookie of that name (NULL if neither). */
 const char *xapi_http_req_arg(xapi_http_req *r, const char *name);
 const char *xapi_http_req_header(xapi_http_req *r, const char *name);
+/* Every value of a query argument given more than once (?vm_uuid=a&vm_uuid=b),
+ * in order: fn is called with each; returns how many there were. */
+unsigned xapi_http_req_args(xapi_http_req *r, const char *name, void (*fn)(void *ud, const char *value), void *ud);
 /* Whether the caller is authenticated, as xapi's HTTP handlers accept it:
  * session_id (query or cookie) naming a live session, or HTTP basic auth with
  * a local account, checked as a login is (xapi_session_authenticate: limited
