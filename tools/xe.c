@@ -1,0 +1,1517 @@
+/* xe: xapi's command-line client for xenapid. The commands run here, over XML-RPC (xapi's own
+ * xe forwards the words to the server's /cli instead); the output, markers, --minimal,
+ * filters, error text and exit codes are xe's (see README "xe"). */
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/xe_fields.h"
+#include "tools/xe_rpc.h"
+
+#define XE_DEFAULT_SOCKET "/var/lib/xcp/xapi"
+#define MAX_ARGS 256
+
+/* ---- output buffer ------------------------------------------------------------------- */
+
+typedef struct sb {
+    char *p;
+    size_t len, cap;
+} sb;
+
+static void sb_grow(sb *b, size_t n) {
+    if (b->len + n + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    b->p = realloc(b->p, cap);
+    if (!b->p)
+        abort();
+    b->cap = cap;
+}
+
+static void sb_addn(sb *b, const char *s, size_t n) {
+    sb_grow(b, n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void sb_add(sb *b, const char *s) {
+    sb_addn(b, s, strlen(s));
+}
+
+static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sb *b, const char *fmt, ...) {
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    sb_grow(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void sb_reset(sb *b) {
+    b->len = 0;
+    if (b->p)
+        b->p[0] = 0;
+}
+
+/* ---- arguments ----------------------------------------------------------------------- */
+
+typedef struct arg {
+    char *key, *value;
+    bool used;
+} arg;
+
+typedef struct xe_cmd_ctx {
+    const char *command;
+    arg args[MAX_ARGS];
+    unsigned nargs;
+    xe_conn *conn;
+    sb out;
+} xe_ctx;
+
+static const char *const std_params[] = {"server", "port", "username", "password", "minimal", "force",
+                                         "multiple", "all", "nossl", "debug", "passwordfile", "params",
+                                         "message-priority", "trace", "cafile", NULL};
+
+static bool is_std(const char *k) {
+    for (unsigned i = 0; std_params[i]; i++)
+        if (strcmp(std_params[i], k) == 0)
+            return true;
+    return strncmp(k, "database:", 9) == 0;
+}
+
+static arg *find_arg(xe_ctx *x, const char *key) {
+    for (unsigned i = 0; i < x->nargs; i++)
+        if (strcmp(x->args[i].key, key) == 0)
+            return &x->args[i];
+    return NULL;
+}
+
+static const char *get(xe_ctx *x, const char *key) {
+    arg *a = find_arg(x, key);
+
+    if (!a)
+        return NULL;
+    a->used = true;
+    return a->value;
+}
+
+static bool flag(xe_ctx *x, const char *key) {
+    const char *v = get(x, key);
+
+    return v && strcmp(v, "false") != 0;
+}
+
+static int add_arg(xe_ctx *x, const char *key, size_t klen, const char *value) {
+    if (x->nargs == MAX_ARGS)
+        return -E2BIG;
+    x->args[x->nargs].key = strndup(key, klen);
+    x->args[x->nargs].value = strdup(value);
+    x->nargs++;
+    return 0;
+}
+
+/* ---- errors -------------------------------------------------------------------------- */
+
+enum { EXIT_OK = 0, EXIT_ERR = 1 };
+
+static int usage_error(const char *what, const char *detail) {
+    fprintf(stderr, "%s%s\nFor usage run: 'xe help'\n", what, detail);
+    return EXIT_ERR;
+}
+
+/* The datamodel's sentence and parameter names for the errors xe users meet most; others are
+ * printed as xe prints codes it does not know. */
+static const struct {
+    const char *code, *doc, *params[4];
+} error_docs[] = {
+    {"UUID_INVALID", "The uuid you supplied was invalid.", {"type", "uuid"}},
+    {"HANDLE_INVALID",
+     "You gave an invalid object reference.  The object may have recently been deleted.  The class parameter "
+     "gives the type of reference given, and the handle parameter echoes the bad value given.",
+     {"class", "handle"}},
+    {"VM_BAD_POWER_STATE",
+     "You attempted an operation on a VM that was not in an appropriate power state at the time; for example, "
+     "you attempted to start a VM that was already running.  The parameters returned are the VM's handle, and "
+     "the expected and actual VM state at the time of the call.",
+     {"vm", "expected", "actual"}},
+    {"VM_IS_TEMPLATE", "The operation attempted is not valid for a template VM", {"vm"}},
+    {"OPERATION_NOT_ALLOWED", "You attempted an operation that was not allowed.", {"reason"}},
+    {"FIELD_TYPE_ERROR", "The value specified is of the wrong type", {"field"}},
+    {"INVALID_VALUE", "The value given is invalid", {"field", "value"}},
+    {"MAP_DUPLICATE_KEY",
+     "You tried to add a key-value pair to a map, but that key is already there.", {"type", "param_name", "uuid", "key"}},
+    {"VDI_IN_USE", "This operation cannot be performed because this VDI is in use by some other operation", {"vdi", "operation"}},
+    {"SR_FULL", "The SR is full. Requested new size exceeds the maximum size", {"requested", "maximum"}},
+    {"INTERNAL_ERROR", "The server failed to handle your request, due to an internal error. The given message may give details useful for debugging the problem.", {"message"}},
+};
+
+static const char *error_item(xmlrpc_env *env, xmlrpc_value *err, int i, const char **tofree) {
+    xmlrpc_value *v = NULL;
+    const char *s = NULL;
+
+    xmlrpc_array_read_item(env, err, i, &v);
+    if (env->fault_occurred) {
+        xmlrpc_env_clean(env);
+        xmlrpc_env_init(env);
+        return "";
+    }
+    if (xmlrpc_value_type(v) == XMLRPC_TYPE_STRING)
+        xmlrpc_read_string(env, v, &s);
+    xmlrpc_DECREF(v);
+    *tofree = s;
+    return s ? s : "";
+}
+
+static int api_error(xe_ctx *x) {
+    xmlrpc_env env;
+    xmlrpc_value *err = xe_conn_error(x->conn);
+    const char *code, *fcode = NULL;
+    int n;
+
+    xmlrpc_env_init(&env);
+    n = xmlrpc_array_size(&env, err);
+    code = error_item(&env, err, 0, &fcode);
+    if (strcmp(code, "SESSION_AUTHENTICATION_FAILED") == 0) {
+        free((char *)fcode);
+        xmlrpc_env_clean(&env);
+        return usage_error("Authentication failed", "");
+    }
+    for (unsigned i = 0; i < sizeof error_docs / sizeof error_docs[0]; i++) {
+        if (strcmp(error_docs[i].code, code) != 0)
+            continue;
+        fprintf(stderr, "%s\n", error_docs[i].doc);
+        for (int k = 1; k < n; k++) {
+            const char *f = NULL, *p = error_item(&env, err, k, &f);
+            const char *name = k <= 4 && error_docs[i].params[k - 1] ? error_docs[i].params[k - 1] : "<extra>";
+
+            fprintf(stderr, "%s: %s\n", name, p);
+            free((char *)f);
+        }
+        for (int k = n; k <= 4 && error_docs[i].params[k - 1]; k++)
+            fprintf(stderr, "%s: <unknown>\n", error_docs[i].params[k - 1]);
+        goto out;
+    }
+    fprintf(stderr, "Error code: %s\nError parameters: ", code);
+    for (int k = 1; k < n; k++) {
+        const char *f = NULL, *p = error_item(&env, err, k, &f);
+
+        fprintf(stderr, "%s%s", k > 1 ? ", " : "", p);
+        free((char *)f);
+    }
+    fputc('\n', stderr);
+out:
+    free((char *)fcode);
+    xmlrpc_env_clean(&env);
+    return EXIT_ERR;
+}
+
+static int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int cli_error(const char *fmt, ...) {
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_ERR;
+}
+
+static int rpc_error(xe_ctx *x, int rc) {
+    if (rc == XE_RPC_FAILURE)
+        return api_error(x);
+    return cli_error("Lost connection to the server.");
+}
+
+/* ---- values -------------------------------------------------------------------------- */
+
+static xmlrpc_env *E(xe_ctx *x) {
+    return xe_env(x->conn);
+}
+
+static xmlrpc_value *member(xe_ctx *x, xmlrpc_value *rec, const char *name) {
+    xmlrpc_value *v = NULL;
+
+    xmlrpc_struct_find_value(E(x), rec, name, &v);
+    xe_check_env(E(x));
+    return v; /* new reference or NULL */
+}
+
+static char *string_of(xe_ctx *x, xmlrpc_value *v) {
+    const char *s = NULL;
+
+    if (!v || xmlrpc_value_type(v) != XMLRPC_TYPE_STRING)
+        return strdup("");
+    xmlrpc_read_string(E(x), v, &s);
+    xe_check_env(E(x));
+    return (char *)s;
+}
+
+static char *member_string(xe_ctx *x, xmlrpc_value *rec, const char *name) {
+    xmlrpc_value *v = member(x, rec, name);
+    char *s = string_of(x, v);
+
+    if (v)
+        xmlrpc_DECREF(v);
+    return s;
+}
+
+/* Objects named by reference: uuid and name_label, fetched a class at a time. */
+typedef struct ref_entry {
+    char *ref, *uuid, *name;
+} ref_entry;
+
+static struct {
+    ref_entry *v;
+    size_t n, cap;
+    bool fetched[64];
+} refs;
+
+static void remember(const char *ref, const char *uuid, const char *name) {
+    if (refs.n == refs.cap) {
+        refs.cap = refs.cap ? refs.cap * 2 : 256;
+        refs.v = realloc(refs.v, refs.cap * sizeof *refs.v);
+        if (!refs.v)
+            abort();
+    }
+    refs.v[refs.n++] = (ref_entry){strdup(ref), strdup(uuid), strdup(name)};
+}
+
+static void remember_records(xe_ctx *x, xmlrpc_value *all) {
+    int n = xmlrpc_struct_size(E(x), all);
+
+    for (int i = 0; i < n; i++) {
+        xmlrpc_value *k = NULL, *rec = NULL;
+        char *ref, *uuid, *name;
+
+        xmlrpc_struct_read_member(E(x), all, i, &k, &rec);
+        ref = string_of(x, k);
+        uuid = member_string(x, rec, "uuid");
+        name = member_string(x, rec, "name_label");
+        remember(ref, uuid, name);
+        free(ref);
+        free(uuid);
+        free(name);
+        xmlrpc_DECREF(k);
+        xmlrpc_DECREF(rec);
+    }
+}
+
+static const ref_entry *lookup_ref(xe_ctx *x, const xapi_class *cls, const char *ref) {
+    char method[96];
+    xmlrpc_value *v = NULL;
+
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = refs.n; i-- > 0;)
+            if (strcmp(refs.v[i].ref, ref) == 0)
+                return &refs.v[i];
+        if (pass || !cls || cls->id < 0 || cls->id >= 64 || refs.fetched[cls->id])
+            return NULL;
+        refs.fetched[cls->id] = true;
+        snprintf(method, sizeof method, "%s.get_all_records", cls->name);
+        if (xe_callf(x->conn, &v, method, "()") != XE_RPC_OK)
+            return NULL;
+        remember_records(x, v);
+        xmlrpc_DECREF(v);
+    }
+    return NULL;
+}
+
+static void render(xe_ctx *x, const xapi_type *t, xmlrpc_value *v, sb *out, const char *sep);
+
+static void render_ref(xe_ctx *x, const xapi_type *t, xmlrpc_value *v, sb *out) {
+    char *ref = string_of(x, v);
+    const ref_entry *e;
+
+    if (strcmp(ref, "OpaqueRef:NULL") == 0 || !*ref)
+        sb_add(out, "OpaqueRef:NULL");
+    else if ((e = lookup_ref(x, t->class_id >= 0 ? &xapi_classes[t->class_id] : NULL, ref)))
+        sb_add(out, e->uuid);
+    else
+        sb_add(out, "<not in database>");
+    free(ref);
+}
+
+static void render(xe_ctx *x, const xapi_type *t, xmlrpc_value *v, sb *out, const char *sep) {
+    xmlrpc_env *env = E(x);
+
+    switch (xmlrpc_value_type(v)) {
+    case XMLRPC_TYPE_BOOL: {
+        xmlrpc_bool b = 0;
+        xmlrpc_read_bool(env, v, &b);
+        sb_add(out, b ? "true" : "false");
+        return;
+    }
+    case XMLRPC_TYPE_INT: {
+        int i = 0;
+        xmlrpc_read_int(env, v, &i);
+        sb_printf(out, "%d", i);
+        return;
+    }
+    case XMLRPC_TYPE_I8: {
+        xmlrpc_int64 i = 0;
+        xmlrpc_read_i8(env, v, &i);
+        sb_printf(out, "%lld", (long long)i);
+        return;
+    }
+    case XMLRPC_TYPE_DOUBLE: {
+        double d = 0;
+        xmlrpc_read_double(env, v, &d);
+        sb_printf(out, "%.3f", d);
+        return;
+    }
+    case XMLRPC_TYPE_DATETIME: {
+        const char *s = NULL;
+        xmlrpc_read_datetime_str(env, v, &s);
+        if (env->fault_occurred) {
+            xmlrpc_env_clean(env);
+            xmlrpc_env_init(env);
+            return;
+        }
+        sb_add(out, s);
+        if (!strchr(s, 'Z'))
+            sb_add(out, "Z");
+        free((char *)s);
+        return;
+    }
+    case XMLRPC_TYPE_ARRAY: {
+        const xapi_type *elem = t && t->kind == XAPI_T_SET ? t->elem : NULL;
+        int n = xmlrpc_array_size(env, v);
+
+        for (int i = 0; i < n; i++) {
+            xmlrpc_value *e = NULL;
+            xmlrpc_array_read_item(env, v, i, &e);
+            if (i)
+                sb_add(out, sep);
+            render(x, elem, e, out, sep);
+            xmlrpc_DECREF(e);
+        }
+        return;
+    }
+    case XMLRPC_TYPE_STRUCT: {
+        const xapi_type *elem = t && t->kind == XAPI_T_MAP ? t->elem : NULL;
+        const xapi_type *key = t && t->kind == XAPI_T_MAP ? t->key : NULL;
+        int n = xmlrpc_struct_size(env, v);
+
+        for (int i = 0; i < n; i++) {
+            xmlrpc_value *k = NULL, *e = NULL;
+            xmlrpc_struct_read_member(env, v, i, &k, &e);
+            if (i)
+                sb_add(out, "; ");
+            render(x, key, k, out, sep);
+            sb_add(out, ": ");
+            render(x, elem, e, out, sep);
+            xmlrpc_DECREF(k);
+            xmlrpc_DECREF(e);
+        }
+        return;
+    }
+    case XMLRPC_TYPE_STRING:
+        if (t && t->kind == XAPI_T_OPTION)
+            t = t->elem;
+        if (t && t->kind == XAPI_T_REF) {
+            render_ref(x, t, v, out);
+        } else if (t && t->kind == XAPI_T_ENUM && t->enumv && strcmp(t->enumv->name, "vm_power_state") == 0) {
+            /* records.ml prints power states in lower case; other enums as on the wire. */
+            char *s = string_of(x, v);
+            for (char *p = s; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+            sb_add(out, s);
+            free(s);
+        } else {
+            char *s = string_of(x, v);
+            sb_add(out, s);
+            free(s);
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+/* One column of a record, rendered. */
+static void render_field(xe_ctx *x, const xe_class *c, const xe_field *f, xmlrpc_value *rec, sb *out) {
+    xmlrpc_value *v = NULL;
+
+    switch (f->synth) {
+    case XE_REAL:
+        v = member(x, rec, f->f->name);
+        if (v)
+            render(x, f->f->type, v, out, "; ");
+        break;
+    case XE_NAME_OF_REF: {
+        const xe_field *rf = &c->fields[f->ref_field];
+        const xapi_type *t = rf->f->type;
+        char *ref;
+        const ref_entry *e;
+
+        v = member(x, rec, rf->f->name);
+        ref = string_of(x, v);
+        if ((e = lookup_ref(x, t->class_id >= 0 ? &xapi_classes[t->class_id] : NULL, ref)))
+            sb_add(out, e->name);
+        else
+            sb_add(out, "<not in database>");
+        free(ref);
+        break;
+    }
+    case XE_SR_HOST: {
+        int n;
+
+        v = member(x, rec, "PBDs");
+        n = v ? xmlrpc_array_size(E(x), v) : 0;
+        if (n > 1) {
+            sb_add(out, "<shared>");
+        } else if (n == 1) {
+            xmlrpc_value *pbd = NULL, *host = NULL;
+            char *pref;
+
+            xmlrpc_array_read_item(E(x), v, 0, &pbd);
+            pref = string_of(x, pbd);
+            if (xe_callf(x->conn, &host, "PBD.get_host", "(s)", pref) == XE_RPC_OK) {
+                char *href = string_of(x, host);
+                const ref_entry *e = lookup_ref(x, xapi_class_by_name("host"), href);
+
+                sb_add(out, e ? e->name : "<not in database>");
+                free(href);
+                xmlrpc_DECREF(host);
+            }
+            free(pref);
+            xmlrpc_DECREF(pbd);
+        }
+        break;
+    }
+    }
+    if (v)
+        xmlrpc_DECREF(v);
+}
+
+/* ---- selection and printing ---------------------------------------------------------- */
+
+typedef struct columns {
+    const xe_field *f[512];
+    unsigned n;
+} columns;
+
+static int choose_columns(xe_ctx *x, const xe_class *c, const char *params, columns *cols) {
+    cols->n = 0;
+    for (unsigned i = 0; i < c->nfields && cols->n < 512; i++) {
+        const xe_field *f = &c->fields[i];
+        bool want = strcmp(params, "all") == 0;
+
+        for (const char *p = params; !want && *p;) {
+            size_t n = strcspn(p, ",");
+
+            want = strlen(f->name) == n && strncmp(p, f->name, n) == 0;
+            p += n + (p[n] == ',');
+        }
+        if (want)
+            cols->f[cols->n++] = f;
+    }
+    return 0;
+}
+
+static void print_record(xe_ctx *x, const xe_class *c, const columns *cols, xmlrpc_value *rec) {
+    sb v = {0};
+    unsigned width = 0;
+
+    for (unsigned i = 0; i < cols->n; i++) {
+        unsigned w = strlen(cols->f[i]->name) + 3 + strlen(cols->f[i]->marker); /* "name (RO)" */
+        if (w > width)
+            width = w;
+    }
+    width += 4;
+    for (unsigned i = 0; i < cols->n; i++) {
+        char label[128];
+
+        snprintf(label, sizeof label, "%s (%s)", cols->f[i]->name, cols->f[i]->marker);
+        sb_reset(&v);
+        render_field(x, c, cols->f[i], rec, &v);
+        sb_printf(&x->out, i == 0 ? "%-*s: %s\n" : "%*s: %s\n", (int)width, label, v.p ? v.p : "");
+    }
+    sb_add(&x->out, "\n\n");
+    free(v.p);
+}
+
+static void minimal_item(sb *out, const char *s, bool first) {
+    if (!first)
+        sb_add(out, ",");
+    for (; *s; s++) {
+        if (*s == ',' || *s == '\\')
+            sb_add(out, "\\");
+        sb_addn(out, s, 1);
+    }
+}
+
+/* A filter key=value: a column, `map:key`, or legacy `map-key`. */
+static bool matches(xe_ctx *x, const xe_class *c, xmlrpc_value *rec, const char *key, const char *want) {
+    const xe_field *f = xe_field_by_name(c, key);
+    sb v = {0};
+    bool ok = false;
+
+    if (f) {
+        render_field(x, c, f, rec, &v);
+        ok = strcmp(v.p ? v.p : "", want) == 0;
+    } else {
+        const char *colon = strchr(key, ':');
+        const xe_field *best = NULL;
+        size_t blen = 0;
+        const char *mkey = NULL;
+
+        if (colon) {
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)(colon - key), key);
+            best = xe_field_by_name(c, name);
+            mkey = colon + 1;
+        } else {
+            for (unsigned i = 0; i < c->nfields; i++) {
+                size_t n = strlen(c->fields[i].name);
+                if (c->fields[i].f && c->fields[i].f->type->kind == XAPI_T_MAP && n > blen &&
+                    strncmp(key, c->fields[i].name, n) == 0 && key[n] == '-') {
+                    best = &c->fields[i];
+                    blen = n;
+                    mkey = key + n + 1;
+                }
+            }
+        }
+        if (best && best->f && best->f->type->kind == XAPI_T_MAP) {
+            xmlrpc_value *m = member(x, rec, best->f->name), *e = NULL;
+
+            if (m)
+                xmlrpc_struct_find_value(E(x), m, mkey, &e);
+            if (e) {
+                render(x, best->f->type->elem, e, &v, "; ");
+                ok = strcmp(v.p ? v.p : "", want) == 0;
+                xmlrpc_DECREF(e);
+            }
+            if (m)
+                xmlrpc_DECREF(m);
+        } else if (best && best->f && best->f->type->kind == XAPI_T_SET && strcmp(mkey, "contains") == 0) {
+            sb_reset(&v);
+            render_field(x, c, best, rec, &v);
+            for (char *tok = strtok(v.p ? v.p : (char *)"", ";"); tok && !ok; tok = strtok(NULL, ";")) {
+                while (*tok == ' ')
+                    tok++;
+                ok = strcmp(tok, want) == 0;
+            }
+        }
+    }
+    free(v.p);
+    return ok;
+}
+
+static bool record_selected(xe_ctx *x, const xe_class *c, xmlrpc_value *rec, bool all) {
+    bool user_overrides_default = false;
+
+    if (all)
+        return true;
+    for (unsigned i = 0; i < x->nargs; i++) {
+        if (is_std(x->args[i].key))
+            continue;
+        x->args[i].used = true;
+        if (c->default_filter && strncmp(c->default_filter, x->args[i].key, strlen(x->args[i].key)) == 0 &&
+            c->default_filter[strlen(x->args[i].key)] == '=')
+            user_overrides_default = true;
+        if (!matches(x, c, rec, x->args[i].key, x->args[i].value))
+            return false;
+    }
+    if (c->default_filter && !user_overrides_default) {
+        const char *eq = strchr(c->default_filter, '=');
+        char key[64];
+
+        snprintf(key, sizeof key, "%.*s", (int)(eq - c->default_filter), c->default_filter);
+        return matches(x, c, rec, key, eq + 1);
+    }
+    return true;
+}
+
+static int fetch_all(xe_ctx *x, const xe_class *c, xmlrpc_value **ret) {
+    char method[96];
+    int rc;
+
+    snprintf(method, sizeof method, "%s.get_all_records", c->cls->name);
+    rc = xe_callf(x->conn, ret, method, "()");
+    return rc == XE_RPC_OK ? 0 : rpc_error(x, rc);
+}
+
+static int cmd_list(xe_ctx *x, xe_class *c) {
+    xmlrpc_value *all = NULL;
+    const char *params = get(x, "params");
+    bool minimal = flag(x, "minimal"), every = flag(x, "all");
+    columns cols;
+    int rc, n, printed = 0;
+
+    choose_columns(x, c, params ? params : c->defaults, &cols);
+    if ((rc = fetch_all(x, c, &all)))
+        return rc;
+    remember_records(x, all);
+    n = xmlrpc_struct_size(E(x), all);
+    for (int i = 0; i < n; i++) {
+        xmlrpc_value *k = NULL, *rec = NULL;
+
+        xmlrpc_struct_read_member(E(x), all, i, &k, &rec);
+        if (record_selected(x, c, rec, every)) {
+            if (minimal) {
+                sb v = {0};
+                if (cols.n)
+                    render_field(x, c, cols.f[0], rec, &v);
+                minimal_item(&x->out, v.p ? v.p : "", printed == 0);
+                free(v.p);
+            } else {
+                print_record(x, c, &cols, rec);
+            }
+            printed++;
+        }
+        xmlrpc_DECREF(k);
+        xmlrpc_DECREF(rec);
+    }
+    if (minimal)
+        sb_add(&x->out, "\n");
+    xmlrpc_DECREF(all);
+    return EXIT_OK;
+}
+
+/* The record named by uuid=, or (for VM commands) vm= name or uuid. */
+static int find_one(xe_ctx *x, const xe_class *c, const char *uuid_key, char **ret_ref, xmlrpc_value **ret_rec) {
+    const char *uuid = get(x, uuid_key);
+    char method[96];
+    xmlrpc_value *ref = NULL, *rec = NULL;
+    int rc;
+
+    if (!uuid)
+        return usage_error("Required parameter not found: ", uuid_key);
+    snprintf(method, sizeof method, "%s.get_by_uuid", c->cls->name);
+    if ((rc = xe_callf(x->conn, &ref, method, "(s)", uuid)) != XE_RPC_OK)
+        return rpc_error(x, rc);
+    *ret_ref = string_of(x, ref);
+    xmlrpc_DECREF(ref);
+    if (ret_rec) {
+        snprintf(method, sizeof method, "%s.get_record", c->cls->name);
+        if ((rc = xe_callf(x->conn, &rec, method, "(s)", *ret_ref)) != XE_RPC_OK) {
+            free(*ret_ref);
+            return rpc_error(x, rc);
+        }
+        *ret_rec = rec;
+    }
+    return 0;
+}
+
+static int cmd_param_list(xe_ctx *x, xe_class *c) {
+    xmlrpc_value *rec = NULL;
+    char *ref = NULL;
+    columns cols;
+    int rc;
+
+    if ((rc = find_one(x, c, "uuid", &ref, &rec)))
+        return rc;
+    choose_columns(x, c, "all", &cols);
+    print_record(x, c, &cols, rec);
+    xmlrpc_DECREF(rec);
+    free(ref);
+    return EXIT_OK;
+}
+
+static int cmd_param_get(xe_ctx *x, xe_class *c) {
+    const char *name = get(x, "param-name"), *key = get(x, "param-key");
+    const xe_field *f;
+    xmlrpc_value *rec = NULL;
+    char *ref = NULL;
+    sb v = {0};
+    int rc;
+
+    if (!name)
+        return usage_error("Required parameter not found: ", "param-name");
+    if ((rc = find_one(x, c, "uuid", &ref, &rec)))
+        return rc;
+    f = xe_field_by_name(c, name);
+    if (!f) {
+        rc = cli_error("Error: Unknown field '%s'", name);
+    } else if (key) {
+        xmlrpc_value *m = f->f ? member(x, rec, f->f->name) : NULL, *e = NULL;
+
+        if (m && xmlrpc_value_type(m) == XMLRPC_TYPE_STRUCT)
+            xmlrpc_struct_find_value(E(x), m, key, &e);
+        if (e) {
+            render(x, f->f->type->elem, e, &v, "; ");
+            sb_printf(&x->out, "%s\n", v.p ? v.p : "");
+            xmlrpc_DECREF(e);
+        } else {
+            rc = cli_error("Error: Key %s not found in map", key);
+        }
+        if (m)
+            xmlrpc_DECREF(m);
+    } else {
+        render_field(x, c, f, rec, &v);
+        sb_printf(&x->out, "%s\n", v.p ? v.p : "");
+    }
+    free(v.p);
+    xmlrpc_DECREF(rec);
+    free(ref);
+    return rc;
+}
+
+/* A command-line string as the wire value of type t (refs given as uuids). */
+static int wire_value(xe_ctx *x, const xapi_type *t, const char *s, xmlrpc_value **ret) {
+    xmlrpc_env *env = E(x);
+
+    switch (t->kind) {
+    case XAPI_T_BOOL:
+        if (strcasecmp(s, "true") && strcasecmp(s, "false") && strcmp(s, "1") && strcmp(s, "0"))
+            return -EINVAL;
+        *ret = xmlrpc_bool_new(env, strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0);
+        return 0;
+    case XAPI_T_FLOAT: {
+        char *end;
+        double d = strtod(s, &end);
+        if (!*s || *end)
+            return -EINVAL;
+        *ret = xmlrpc_double_new(env, d);
+        return 0;
+    }
+    case XAPI_T_REF: {
+        char method[96];
+        xmlrpc_value *r = NULL;
+
+        if (strcmp(s, "OpaqueRef:NULL") == 0 || !*s || t->class_id < 0) {
+            *ret = xmlrpc_string_new(env, "OpaqueRef:NULL");
+            return 0;
+        }
+        snprintf(method, sizeof method, "%s.get_by_uuid", xapi_classes[t->class_id].name);
+        if (xe_callf(x->conn, &r, method, "(s)", s) != XE_RPC_OK)
+            return -ENOENT;
+        *ret = r;
+        return 0;
+    }
+    default:
+        *ret = xmlrpc_string_new(env, s);
+        return 0;
+    }
+}
+
+static int call_on(xe_ctx *x, const xapi_class *cls, const char *msg, const char *ref, xmlrpc_value *extra1,
+                   xmlrpc_value *extra2) {
+    char method[128];
+    xmlrpc_value *params = xmlrpc_array_new(E(x)), *s = xmlrpc_string_new(E(x), ref);
+    int rc;
+
+    xmlrpc_array_append_item(E(x), params, s);
+    xmlrpc_DECREF(s);
+    if (extra1) {
+        xmlrpc_array_append_item(E(x), params, extra1);
+        xmlrpc_DECREF(extra1);
+    }
+    if (extra2) {
+        xmlrpc_array_append_item(E(x), params, extra2);
+        xmlrpc_DECREF(extra2);
+    }
+    snprintf(method, sizeof method, "%s.%s", cls->name, msg);
+    rc = xe_call(x->conn, method, params, &s);
+    if (rc == XE_RPC_OK)
+        xmlrpc_DECREF(s);
+    return rc == XE_RPC_OK ? 0 : rpc_error(x, rc);
+}
+
+static int cmd_param_set(xe_ctx *x, xe_class *c) {
+    char *ref = NULL, msg[128];
+    int rc;
+
+    if ((rc = find_one(x, c, "uuid", &ref, NULL)))
+        return rc;
+    for (unsigned i = 0; i < x->nargs && !rc; i++) {
+        arg *a = &x->args[i];
+        const char *colon = strchr(a->key, ':');
+        char name[64];
+        const xe_field *f;
+        xmlrpc_value *v = NULL;
+
+        if (a->used || is_std(a->key))
+            continue;
+        a->used = true;
+        snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - a->key) : (int)strlen(a->key), a->key);
+        f = xe_field_by_name(c, name);
+        if (!f || !f->f) {
+            rc = cli_error("Error: Unknown field '%s'", name);
+        } else if (colon) {
+            if (f->f->type->kind != XAPI_T_MAP || !f->settable) {
+                rc = cli_error("Error: Field '%s' is read-only.", name);
+                continue;
+            }
+            snprintf(msg, sizeof msg, "remove_from_%s", f->f->name);
+            if (f->map_addable) {
+                char method[160];
+                xmlrpc_value *ignored = NULL;
+
+                snprintf(method, sizeof method, "%s.%s", c->cls->name, msg);
+                if (xe_callf(x->conn, &ignored, method, "(ss)", ref, colon + 1) == XE_RPC_OK)
+                    xmlrpc_DECREF(ignored);
+                snprintf(msg, sizeof msg, "add_to_%s", f->f->name);
+                rc = call_on(x, c->cls, msg, ref, xmlrpc_string_new(E(x), colon + 1), xmlrpc_string_new(E(x), a->value));
+            } else {
+                rc = cli_error("Error: Field '%s' is read-only.", name);
+            }
+        } else if (f->f->type->kind == XAPI_T_MAP || f->f->type->kind == XAPI_T_SET) {
+            rc = cli_error("Error: Field '%s' is a map or set. use the 'name:key=value' syntax.", name);
+        } else if (!f->settable) {
+            rc = cli_error("Error: Field '%s' is read-only.", name);
+        } else if (wire_value(x, f->f->type, a->value, &v) < 0) {
+            rc = cli_error("Error: Invalid value '%s' for field '%s'", a->value, name);
+        } else {
+            snprintf(msg, sizeof msg, "set_%s", f->f->name);
+            rc = call_on(x, c->cls, msg, ref, v, NULL);
+        }
+    }
+    free(ref);
+    return rc;
+}
+
+/* ---- VM commands --------------------------------------------------------------------- */
+
+static bool looks_like_uuid(const char *s) {
+    return strlen(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-';
+}
+
+/* The VM of a lifecycle command: uuid=, vm= (name or uuid) or name-label=; exactly one. */
+static int select_vm(xe_ctx *x, bool templates, char **ret_ref) {
+    const char *uuid = get(x, "uuid"), *vm = get(x, templates ? "template" : "vm");
+    const char *name = get(x, templates ? "template-name-label" : "name-label");
+    xmlrpc_value *v = NULL;
+    int rc, n;
+
+    if (!uuid && vm && looks_like_uuid(vm))
+        uuid = vm, vm = NULL;
+    if (uuid) {
+        if ((rc = xe_callf(x->conn, &v, "VM.get_by_uuid", "(s)", uuid)) != XE_RPC_OK)
+            return rpc_error(x, rc);
+        *ret_ref = string_of(x, v);
+        xmlrpc_DECREF(v);
+        return 0;
+    }
+    if (!vm)
+        vm = name;
+    if (!vm)
+        return usage_error("Required parameter not found: ", templates ? "template" : "vm");
+    if ((rc = xe_callf(x->conn, &v, "VM.get_by_name_label", "(s)", vm)) != XE_RPC_OK)
+        return rpc_error(x, rc);
+    n = xmlrpc_array_size(E(x), v);
+    if (n == 0) {
+        xmlrpc_DECREF(v);
+        return cli_error(templates ? "Error: Template '%s' not found." : "Error: No matching VMs found", vm);
+    }
+    if (n > 1) {
+        xmlrpc_DECREF(v);
+        return cli_error("Error: Multiple matches VMs found. --multiple required to complete the operation");
+    }
+    {
+        xmlrpc_value *r = NULL;
+        xmlrpc_array_read_item(E(x), v, 0, &r);
+        *ret_ref = string_of(x, r);
+        xmlrpc_DECREF(r);
+    }
+    xmlrpc_DECREF(v);
+    return 0;
+}
+
+static int vm_op(xe_ctx *x, const char *clean, const char *hard) {
+    char *ref = NULL;
+    bool force = flag(x, "force");
+    int rc;
+
+    if ((rc = select_vm(x, false, &ref)))
+        return rc;
+    if (strcmp(clean, "start") == 0) {
+        xmlrpc_value *res = NULL;
+        if ((rc = xe_callf(x->conn, &res, "VM.start", "(sbb)", ref, (xmlrpc_bool)flag(x, "paused"),
+                           (xmlrpc_bool)force)) != XE_RPC_OK)
+            rc = rpc_error(x, rc);
+        else
+            xmlrpc_DECREF(res);
+    } else {
+        rc = call_on(x, xapi_class_by_name("VM"), force ? hard : clean, ref, NULL, NULL);
+    }
+    free(ref);
+    return rc;
+}
+
+static int cmd_vm_start(xe_ctx *x) {
+    return vm_op(x, "start", "start");
+}
+
+static int cmd_vm_shutdown(xe_ctx *x) {
+    return vm_op(x, "clean_shutdown", "hard_shutdown");
+}
+
+static int cmd_vm_reboot(xe_ctx *x) {
+    return vm_op(x, "clean_reboot", "hard_reboot");
+}
+
+static int print_uuid_of(xe_ctx *x, const char *cls, const char *ref) {
+    char method[96];
+    xmlrpc_value *v = NULL;
+    int rc;
+
+    snprintf(method, sizeof method, "%s.get_uuid", cls);
+    if ((rc = xe_callf(x->conn, &v, method, "(s)", ref)) != XE_RPC_OK)
+        return rpc_error(x, rc);
+    {
+        char *s = string_of(x, v);
+        sb_printf(&x->out, "%s\n", s);
+        free(s);
+    }
+    xmlrpc_DECREF(v);
+    return EXIT_OK;
+}
+
+static int cmd_vm_install(xe_ctx *x) {
+    const char *name = get(x, "new-name-label"), *sr = get(x, "sr-uuid");
+    char *tref = NULL, *vm = NULL;
+    xmlrpc_value *v = NULL, *srref = NULL;
+    int rc;
+
+    if (!name)
+        return usage_error("Required parameter not found: ", "new-name-label");
+    if ((rc = select_vm(x, true, &tref)))
+        return rc;
+    if (sr) {
+        if ((rc = xe_callf(x->conn, &srref, "SR.get_by_uuid", "(s)", sr)) != XE_RPC_OK) {
+            rc = rpc_error(x, rc);
+            goto out;
+        }
+        rc = xe_callf(x->conn, &v, "VM.copy", "(ssV)", tref, name, srref);
+        xmlrpc_DECREF(srref);
+    } else {
+        rc = xe_callf(x->conn, &v, "VM.clone", "(ss)", tref, name);
+    }
+    if (rc != XE_RPC_OK) {
+        rc = rpc_error(x, rc);
+        goto out;
+    }
+    vm = string_of(x, v);
+    xmlrpc_DECREF(v);
+    if ((rc = call_on(x, xapi_class_by_name("VM"), "provision", vm, NULL, NULL)) ||
+        (rc = call_on(x, xapi_class_by_name("VM"), "set_is_a_template", vm, xmlrpc_bool_new(E(x), 0), NULL)))
+        goto out;
+    rc = print_uuid_of(x, "VM", vm);
+out:
+    free(tref);
+    free(vm);
+    return rc;
+}
+
+/* Destroys the VM and the disks only it uses, as xe: after a confirmation unless --force. */
+static int cmd_vm_uninstall(xe_ctx *x) {
+    char *ref = NULL, *vdis[64];
+    unsigned nvdis = 0;
+    xmlrpc_value *vbds = NULL;
+    int rc;
+
+    if ((rc = select_vm(x, false, &ref)))
+        return rc;
+    if ((rc = xe_callf(x->conn, &vbds, "VM.get_VBDs", "(s)", ref)) != XE_RPC_OK) {
+        rc = rpc_error(x, rc);
+        goto out;
+    }
+    for (int i = 0, n = xmlrpc_array_size(E(x), vbds); i < n && nvdis < 64; i++) {
+        xmlrpc_value *b = NULL, *rec = NULL, *users = NULL;
+        char *bref, *type, *vdi;
+
+        xmlrpc_array_read_item(E(x), vbds, i, &b);
+        bref = string_of(x, b);
+        xmlrpc_DECREF(b);
+        if (xe_callf(x->conn, &rec, "VBD.get_record", "(s)", bref) == XE_RPC_OK) {
+            type = member_string(x, rec, "type");
+            vdi = member_string(x, rec, "VDI");
+            if (strcmp(type, "Disk") == 0 && strcmp(vdi, "OpaqueRef:NULL") != 0 &&
+                xe_callf(x->conn, &users, "VDI.get_VBDs", "(s)", vdi) == XE_RPC_OK) {
+                if (xmlrpc_array_size(E(x), users) == 1)
+                    vdis[nvdis++] = strdup(vdi);
+                xmlrpc_DECREF(users);
+            }
+            free(type);
+            free(vdi);
+            xmlrpc_DECREF(rec);
+        }
+        free(bref);
+    }
+    xmlrpc_DECREF(vbds);
+    if (!flag(x, "force")) {
+        char line[16] = "";
+
+        fprintf(stderr, "The following items are about to be destroyed\nVM : %s\n", ref);
+        for (unsigned i = 0; i < nvdis; i++)
+            fprintf(stderr, "VDI: %s\n", vdis[i]);
+        fprintf(stderr, "Type 'yes' to continue\n");
+        if (!fgets(line, sizeof line, stdin) || strncmp(line, "yes", 3) != 0) {
+            rc = cli_error("Aborted");
+            goto out;
+        }
+    }
+    if ((rc = call_on(x, xapi_class_by_name("VM"), "destroy", ref, NULL, NULL)))
+        goto out;
+    for (unsigned i = 0; i < nvdis && !rc; i++)
+        rc = call_on(x, xapi_class_by_name("VDI"), "destroy", vdis[i], NULL, NULL);
+    if (!rc)
+        sb_add(&x->out, "All objects destroyed\n");
+out:
+    for (unsigned i = 0; i < nvdis; i++)
+        free(vdis[i]);
+    free(ref);
+    return rc;
+}
+
+/* ---- create commands: a constructor record from the schema, then the given parameters ---- */
+
+static xmlrpc_value *zero_of(xe_ctx *x, const xapi_type *t) {
+    xmlrpc_env *env = E(x);
+
+    switch (t->kind) {
+    case XAPI_T_BOOL:
+        return xmlrpc_bool_new(env, 0);
+    case XAPI_T_INT:
+        return xmlrpc_string_new(env, "0");
+    case XAPI_T_FLOAT:
+        return xmlrpc_double_new(env, 0);
+    case XAPI_T_DATETIME:
+        return xmlrpc_datetime_new_str(env, "19700101T00:00:00Z");
+    case XAPI_T_REF:
+        return xmlrpc_string_new(env, "OpaqueRef:NULL");
+    case XAPI_T_SET:
+        return xmlrpc_array_new(env);
+    case XAPI_T_MAP:
+        return xmlrpc_struct_new(env);
+    case XAPI_T_ENUM:
+        return xmlrpc_string_new(env, t->enumv && t->enumv->n ? t->enumv->values[0] : "");
+    default:
+        return xmlrpc_string_new(env, "");
+    }
+}
+
+static int size_value(const char *s, char *out, size_t n) {
+    static const struct {
+        const char *suffix;
+        unsigned long long mul;
+    } units[] = {{"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
+                 {"KB", 1000ull}, {"MB", 1000000ull}, {"GB", 1000000000ull}, {"TB", 1000000000000ull}, {"", 1}};
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (end == s || errno)
+        return -EINVAL;
+    for (unsigned i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].suffix) == 0) {
+            snprintf(out, n, "%llu", v * units[i].mul);
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static void set_member(xe_ctx *x, xmlrpc_value *rec, const char *name, xmlrpc_value *v) {
+    xmlrpc_struct_set_value(E(x), rec, name, v);
+    xmlrpc_DECREF(v);
+}
+
+/* Builds the create record of class c from every create-required field, `fixed` defaults
+ * (field=value pairs), and the parameters given (xe names, `map:key=value`). */
+static int create_record(xe_ctx *x, const xe_class *c, const char *const *fixed, xmlrpc_value **ret) {
+    xmlrpc_value *rec = xmlrpc_struct_new(E(x));
+    int rc = 0;
+
+    for (unsigned i = 0; i < c->cls->nfields; i++)
+        if (c->cls->fields[i].create_required || c->cls->fields[i].has_default)
+            set_member(x, rec, c->cls->fields[i].name, zero_of(x, c->cls->fields[i].type));
+    for (unsigned pass = 0; pass < 2 && !rc; pass++) {
+        unsigned n = pass == 0 ? 0 : x->nargs;
+
+        for (unsigned i = 0; pass == 0 ? fixed && fixed[i] : i < n; i++) {
+            const char *key = pass == 0 ? fixed[i] : x->args[i].key;
+            const char *value = pass == 0 ? fixed[i + 1] : x->args[i].value;
+            const char *colon = strchr(key, ':');
+            char name[64], num[32];
+            const xe_field *f;
+            xmlrpc_value *v = NULL;
+
+            if (pass == 0)
+                i++;
+            else if (x->args[i].used || is_std(key))
+                continue;
+            else
+                x->args[i].used = true;
+            snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - key) : (int)strlen(key), key);
+            f = xe_field_by_name(c, name);
+            if (!f || !f->f) {
+                rc = usage_error("Unknown parameter: ", key);
+                break;
+            }
+            if (colon && f->f->type->kind == XAPI_T_MAP) {
+                xmlrpc_value *m = member(x, rec, f->f->name);
+
+                if (!m)
+                    m = xmlrpc_struct_new(E(x));
+                set_member(x, m, colon + 1, xmlrpc_string_new(E(x), value));
+                set_member(x, rec, f->f->name, m);
+                continue;
+            }
+            if (f->f->type->kind == XAPI_T_INT) {
+                if (size_value(value, num, sizeof num) < 0) {
+                    rc = cli_error("Error: Invalid value '%s' for parameter '%s'", value, key);
+                    break;
+                }
+                value = num;
+            }
+            if (wire_value(x, f->f->type, value, &v) < 0) {
+                rc = cli_error("Error: Invalid value '%s' for parameter '%s'", value, key);
+                break;
+            }
+            set_member(x, rec, f->f->name, v);
+        }
+    }
+    if (rc) {
+        xmlrpc_DECREF(rec);
+        return rc;
+    }
+    *ret = rec;
+    return 0;
+}
+
+static int create_and_print(xe_ctx *x, const char *prefix, const char *const *fixed, const char *const *required) {
+    xe_class *c = xe_class_by_prefix(prefix, strlen(prefix));
+    xmlrpc_value *rec = NULL, *ref = NULL;
+    char method[96], *r;
+    int rc;
+
+    for (unsigned i = 0; required[i]; i++)
+        if (!find_arg(x, required[i]))
+            return usage_error("Required parameter not found: ", required[i]);
+    if ((rc = create_record(x, c, fixed, &rec)))
+        return rc;
+    snprintf(method, sizeof method, "%s.create", c->cls->name);
+    rc = xe_callf(x->conn, &ref, method, "(V)", rec);
+    xmlrpc_DECREF(rec);
+    if (rc != XE_RPC_OK)
+        return rpc_error(x, rc);
+    r = string_of(x, ref);
+    xmlrpc_DECREF(ref);
+    rc = print_uuid_of(x, c->cls->name, r);
+    free(r);
+    return rc;
+}
+
+static int cmd_vdi_create(xe_ctx *x) {
+    static const char *const fixed[] = {"type", "user", NULL};
+    static const char *const required[] = {"sr-uuid", "name-label", "virtual-size", NULL};
+
+    return create_and_print(x, "vdi", fixed, required);
+}
+
+static int cmd_vbd_create(xe_ctx *x) {
+    static const char *const fixed[] = {"type", "Disk", "mode", "RW", "unpluggable", "true", NULL};
+    static const char *const required[] = {"vm-uuid", "device", NULL};
+    arg *vdi = find_arg(x, "vdi-uuid");
+
+    if (!vdi || !*vdi->value) {
+        static const char *const empty[] = {"type", "CD", "mode", "RO", "empty", "true", "unpluggable", "true", NULL};
+        return create_and_print(x, "vbd", empty, required);
+    }
+    /* xe calls the device position `device`; the record's `device` is the guest's name for it. */
+    for (unsigned i = 0; i < x->nargs; i++)
+        if (strcmp(x->args[i].key, "device") == 0) {
+            free(x->args[i].key);
+            x->args[i].key = strdup("userdevice");
+        }
+    return create_and_print(x, "vbd", fixed, (const char *const[]){"vm-uuid", "userdevice", NULL});
+}
+
+static int cmd_vif_create(xe_ctx *x) {
+    static const char *const required[] = {"vm-uuid", "network-uuid", "device", NULL};
+
+    for (unsigned i = 0; i < x->nargs; i++)
+        if (strcmp(x->args[i].key, "mac") == 0) {
+            free(x->args[i].key);
+            x->args[i].key = strdup("MAC");
+        }
+    return create_and_print(x, "vif", NULL, required);
+}
+
+static int cmd_vdi_destroy(xe_ctx *x) {
+    xe_class *c = xe_class_by_prefix("vdi", 3);
+    char *ref = NULL;
+    int rc;
+
+    if ((rc = find_one(x, c, "uuid", &ref, NULL)))
+        return rc;
+    rc = call_on(x, c->cls, "destroy", ref, NULL, NULL);
+    free(ref);
+    return rc;
+}
+
+/* ---- command table ------------------------------------------------------------------- */
+
+typedef struct command {
+    const char *name;
+    int (*fn)(xe_ctx *x);
+    const char *reqd, *optional;
+} command;
+
+static int cmd_help(xe_ctx *x);
+
+static const command commands[] = {
+    {"vm-install", cmd_vm_install, "new-name-label", "template, template-name-label, sr-uuid"},
+    {"vm-start", cmd_vm_start, "", "vm, uuid, name-label, paused, force"},
+    {"vm-shutdown", cmd_vm_shutdown, "", "vm, uuid, name-label, force"},
+    {"vm-reboot", cmd_vm_reboot, "", "vm, uuid, name-label, force"},
+    {"vm-uninstall", cmd_vm_uninstall, "", "vm, uuid, name-label, force"},
+    {"vdi-create", cmd_vdi_create, "sr-uuid, name-label, virtual-size", "type, sharable, read-only, other-config:, sm-config:"},
+    {"vdi-destroy", cmd_vdi_destroy, "uuid", ""},
+    {"vbd-create", cmd_vbd_create, "vm-uuid, device", "vdi-uuid, bootable, type, mode, unpluggable, other-config:"},
+    {"vif-create", cmd_vif_create, "vm-uuid, network-uuid, device", "mac, mtu, other-config:"},
+    {"help", cmd_help, "", "command"},
+};
+
+static const char *const generic_ops[] = {"list", "param-list", "param-get", "param-set", NULL};
+
+static void list_commands(sb *out, const char *sep) {
+    bool first = true;
+
+    for (unsigned i = 0; i < sizeof commands / sizeof commands[0]; i++, first = false)
+        sb_printf(out, "%s%s", first ? "" : sep, commands[i].name);
+    for (unsigned i = 0; i < xe_nclasses; i++)
+        for (unsigned k = 0; generic_ops[k]; k++)
+            sb_printf(out, "%s%s-%s", sep, xe_classes[i].prefix, generic_ops[k]);
+}
+
+static int cmd_help(xe_ctx *x) {
+    const char *cmd = get(x, "command");
+
+    for (unsigned i = 0; !cmd && i < x->nargs; i++)
+        if (!is_std(x->args[i].key) && strcmp(x->args[i].value, "true") == 0)
+            cmd = x->args[i].key;
+    if (cmd) {
+        for (unsigned i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (strcmp(commands[i].name, cmd) == 0) {
+                sb_printf(&x->out, "command name            : %s\n        reqd params     : %s\n        optional params : %s\n",
+                          cmd, commands[i].reqd, commands[i].optional);
+                return EXIT_OK;
+            }
+        const char *dash = strchr(cmd, '-');
+        xe_class *c = dash ? xe_class_by_prefix(cmd, (size_t)(dash - cmd)) : NULL;
+        if (c) {
+            sb_printf(&x->out, "command name            : %s\n        reqd params     : %s\n        optional params : ",
+                      cmd, strcmp(dash + 1, "list") == 0 ? "" : strcmp(dash + 1, "param-get") == 0 ? "uuid, param-name" : "uuid");
+            if (strcmp(dash + 1, "param-get") == 0)
+                sb_add(&x->out, "param-key");
+            else if (strcmp(dash + 1, "param-list") != 0)
+                for (unsigned i = 0; i < c->nfields; i++)
+                    sb_printf(&x->out, "%s%s", i ? ", " : "", c->fields[i].name);
+            sb_add(&x->out, "\n");
+            return EXIT_OK;
+        }
+        return usage_error("Unknown command: ", cmd);
+    }
+    if (flag(x, "minimal")) {
+        list_commands(&x->out, ",");
+        sb_add(&x->out, "\n");
+    } else {
+        sb_add(&x->out, "Usage: xe <command> [-s server] [-p port] [-u user] [-pw password] [--nossl] [args]\n\nCommands:\n  ");
+        list_commands(&x->out, "\n  ");
+        sb_add(&x->out, "\n");
+    }
+    return EXIT_OK;
+}
+
+static bool needs_connection(const char *cmd) {
+    return strcmp(cmd, "help") != 0;
+}
+
+static int run_command(xe_ctx *x) {
+    const char *dash;
+    xe_class *c;
+
+    for (unsigned i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, x->command) == 0)
+            return commands[i].fn(x);
+    dash = strchr(x->command, '-');
+    c = dash ? xe_class_by_prefix(x->command, (size_t)(dash - x->command)) : NULL;
+    if (c && strcmp(dash + 1, "list") == 0)
+        return cmd_list(x, c);
+    if (c && strcmp(dash + 1, "param-list") == 0)
+        return cmd_param_list(x, c);
+    if (c && strcmp(dash + 1, "param-get") == 0)
+        return cmd_param_get(x, c);
+    if (c && strcmp(dash + 1, "param-set") == 0)
+        return cmd_param_set(x, c);
+    return usage_error("Unknown command: ", x->command);
+}
+
+static bool is_known_command(const char *cmd) {
+    sb all = {0};
+    bool found;
+    size_t n = strlen(cmd);
+
+    list_commands(&all, ",");
+    found = false;
+    for (const char *p = all.p; p && *p && !found;) {
+        size_t len = strcspn(p, ",");
+        found = len == n && strncmp(p, cmd, n) == 0;
+        p += len + (p[len] == ',');
+    }
+    free(all.p);
+    return found;
+}
+
+/* ---- main ---------------------------------------------------------------------------- */
+
+static int parse(xe_ctx *x, int argc, char **argv) {
+    static const struct {
+        const char *sw, *key;
+    } switches[] = {{"-u", "username"}, {"-pw", "password"}, {"-s", "server"}, {"-h", "server"},
+                    {"-p", "port"},     {"-pwf", "passwordfile"}};
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *eq;
+        bool sw = false;
+
+        for (unsigned k = 0; k < sizeof switches / sizeof switches[0]; k++)
+            if (strcmp(a, switches[k].sw) == 0) {
+                if (i + 1 >= argc)
+                    return usage_error("Syntax error: ", "");
+                add_arg(x, switches[k].key, strlen(switches[k].key), argv[++i]);
+                sw = true;
+            }
+        if (sw)
+            continue;
+        if (strncmp(a, "--", 2) == 0 && a[2]) {
+            add_arg(x, a + 2, strlen(a + 2), "true");
+        } else if ((eq = strchr(a, '='))) {
+            if (add_arg(x, a, (size_t)(eq - a), eq + 1) < 0)
+                return usage_error("Syntax error: ", "too many arguments");
+        } else if (!x->command) {
+            x->command = a;
+        } else if (x->command && strcmp(x->command, "help") == 0) {
+            add_arg(x, "command", 7, a);
+        } else {
+            return usage_error("Syntax error: ", a);
+        }
+    }
+    return 0;
+}
+
+static int read_password_file(xe_ctx *x, const char *path, char **user, char **pw) {
+    FILE *f = fopen(path, "r");
+    char line[512];
+
+    if (!f)
+        return cli_error("Error: cannot read the password file %s: %s", path, strerror(errno));
+    for (int i = 0; i < 2 && fgets(line, sizeof line, f); i++) {
+        line[strcspn(line, "\r\n")] = 0;
+        *(i == 0 ? user : pw) = strdup(line);
+    }
+    fclose(f);
+    return 0;
+}
+
+static int connect_and_login(xe_ctx *x) {
+    const char *server = get(x, "server"), *port = get(x, "port");
+    const char *user = get(x, "username"), *pw = get(x, "password"), *pwf = get(x, "passwordfile");
+    const char *sock = getenv("XE_LOCAL_SOCKET");
+    bool nossl = flag(x, "nossl");
+    char *fuser = NULL, *fpw = NULL;
+    bool local = !server || strcmp(server, "127.0.0.1") == 0 || strcmp(server, "localhost") == 0;
+    xe_target t = {0};
+    int rc;
+
+    if (pwf && (rc = read_password_file(x, pwf, &fuser, &fpw)))
+        return rc;
+    if (!user)
+        user = fuser ? fuser : "root";
+    if (!pw)
+        pw = fpw ? fpw : "";
+    if (!sock)
+        sock = getenv("XENAPID_LOCAL_SOCKET");
+    if (!sock)
+        sock = XE_DEFAULT_SOCKET;
+    t.server = server ? server : "127.0.0.1";
+    t.tls = !nossl && !local;
+    t.port = port ? atoi(port) : t.tls ? 443 : 80;
+    t.cafile = get(x, "cafile");
+    rc = XE_RPC_TRANSPORT;
+    /* Locally the UNIX socket first, then TCP, as xe. A port given means TCP. */
+    if (local && !port && access(sock, F_OK) == 0) {
+        xe_target u = t;
+        u.unix_socket = sock;
+        if (xe_conn_open(&u, &x->conn) < 0)
+            abort();
+        rc = xe_conn_login(x->conn, user, pw);
+        if (rc == XE_RPC_TRANSPORT) {
+            xe_conn_close(x->conn);
+            x->conn = NULL;
+        }
+    }
+    if (rc == XE_RPC_TRANSPORT) {
+        if (t.port <= 0 || t.port > 65535) {
+            rc = usage_error("Syntax error: ", "port");
+            goto out;
+        }
+        if (xe_conn_open(&t, &x->conn) < 0)
+            abort();
+        rc = xe_conn_login(x->conn, user, pw);
+    }
+    if (rc == XE_RPC_TRANSPORT)
+        rc = cli_error("Unable to contact server. Please check server and port settings.");
+    else if (rc == XE_RPC_FAILURE)
+        rc = api_error(x);
+out:
+    free(fuser);
+    free(fpw);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    xe_ctx *x = calloc(1, sizeof *x);
+    int rc;
+
+    if (!x)
+        return EXIT_ERR;
+    xe_fields_init();
+    if ((rc = parse(x, argc, argv)))
+        goto out;
+    if (!x->command) {
+        x->command = "help";
+    }
+    if (!is_known_command(x->command)) {
+        rc = usage_error("Unknown command: ", x->command);
+        goto out;
+    }
+    if (needs_connection(x->command)) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        if ((rc = connect_and_login(x)))
+            goto out;
+    }
+    rc = run_command(x);
+    if (x->conn)
+        xe_conn_logout(x->conn);
+    if (x->out.len)
+        fwrite(x->out.p, 1, x->out.len, stdout);
+out:
+    if (x->conn)
+        xe_conn_close(x->conn);
+    for (unsigned i = 0; i < x->nargs; i++) {
+        free(x->args[i].key);
+        free(x->args[i].value);
+    }
+    free(x->out.p);
+    free(x);
+    return rc;
+}
