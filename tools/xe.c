@@ -1083,7 +1083,7 @@ static xmlrpc_value *zero_of(xe_ctx *x, const xapi_type *t) {
     case XAPI_T_FLOAT:
         return xmlrpc_double_new(env, 0);
     case XAPI_T_DATETIME:
-        return xmlrpc_datetime_new_str(env, "19700101T00:00:00Z");
+        return xmlrpc_datetime_new_str(env, "19700101T00:00:00");
     case XAPI_T_REF:
         return xmlrpc_string_new(env, "OpaqueRef:NULL");
     case XAPI_T_SET:
@@ -1130,7 +1130,7 @@ static int create_record(xe_ctx *x, const xe_class *c, const char *const *fixed,
     int rc = 0;
 
     for (unsigned i = 0; i < c->cls->nfields; i++)
-        if (c->cls->fields[i].create_required || c->cls->fields[i].has_default)
+        if (c->cls->fields[i].create_required) /* the server fills in the fields with defaults */
             set_member(x, rec, c->cls->fields[i].name, zero_of(x, c->cls->fields[i].type));
     for (unsigned pass = 0; pass < 2 && !rc; pass++) {
         unsigned n = pass == 0 ? 0 : x->nargs;

@@ -78,6 +78,21 @@ static const struct {
     {"PIF", "host-uuid", "network-name-label"},
 };
 
+/* Explicit setters in the API that records.ml does not offer to xe (the field prints RO). */
+static const struct {
+    const char *cls, *field;
+} api_only_setters[] = {
+    {"VDI", "sharable"}, {"VDI", "read_only"}, {"task", "status"},
+    {"task", "progress"}, {"task", "result"}, {"task", "error_info"},
+};
+
+static bool api_only_setter(const xapi_class *cls, const char *field) {
+    for (size_t i = 0; i < sizeof api_only_setters / sizeof api_only_setters[0]; i++)
+        if (strcmp(api_only_setters[i].cls, cls->name) == 0 && strcmp(api_only_setters[i].field, field) == 0)
+            return true;
+    return false;
+}
+
 static void xe_name(const xapi_class *cls, const char *field, char *out, size_t size) {
     size_t i;
 
@@ -135,7 +150,7 @@ static void build(xe_class *c) {
         xe_name(cls, f->name, x->name, sizeof x->name);
         x->f = f;
         x->field_index = (int)i;
-        x->settable = rw || has_message(cls, "set_", f->name);
+        x->settable = rw || (has_message(cls, "set_", f->name) && !api_only_setter(cls, f->name));
         if (kind == XAPI_T_MAP) {
             x->map_addable = rw || has_message(cls, "add_to_", f->name);
             snprintf(x->marker, sizeof x->marker, "%s", x->map_addable ? "MRW" : "MRO");

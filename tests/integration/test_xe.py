@@ -1,0 +1,270 @@
+"""The xe command (tools/xe.c) against a real daemon: output layout, --minimal, params=,
+filters, map parameters, VM lifecycle, create commands, errors and exit codes, remote flags."""
+
+import os
+import subprocess
+import unittest
+
+from harness import BUILD, PASSWORD, UUID_RE, Daemon
+
+XE = os.path.join(BUILD, "xe")
+MiB = 1 << 20
+
+
+def ok(r):
+    assert r["Status"] == "Success", r
+    return r["Value"]
+
+
+class XeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon().start()
+        cls.x, cls.s = cls.d.login()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def xe(self, *args, local=True, stdin=None):
+        env = dict(os.environ)
+        env.pop("XENAPID_LOCAL_SOCKET", None)
+        env["XE_LOCAL_SOCKET"] = self.d.unix_socket if local else "/nonexistent/xapi"
+        return subprocess.run([XE] + list(args), capture_output=True, text=True, env=env, input=stdin, timeout=60)
+
+    def out(self, *args):
+        r = self.xe(*args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def uuid(self, cls, ref):
+        return ok(getattr(self.x, cls).get_uuid(self.s, ref))
+
+    def dom0(self):
+        for ref, rec in ok(self.x.VM.get_all_records(self.s)).items():
+            if rec["is_control_domain"]:
+                return ref, rec
+        raise AssertionError("no dom0")
+
+    def install(self, name):
+        r = self.xe("vm-install", "template=Generic Linux PV", "new-name-label=" + name)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        u = r.stdout.strip()
+        self.assertRegex(u, UUID_RE)
+        return u, ok(self.x.VM.get_by_uuid(self.s, u))
+
+    # ---- layout ----
+    def test_vm_list_layout_is_xes(self):
+        _, dom0 = self.dom0()
+        out = self.out("vm-list", "is-control-domain=true")
+        self.assertEqual(out, "uuid ( RO)           : %s\n"
+                              "     name-label ( RW): %s\n"
+                              "    power-state ( RO): running\n\n\n" % (dom0["uuid"], dom0["name_label"]))
+
+    def test_templates_are_not_in_vm_list(self):
+        out = self.out("vm-list")
+        self.assertNotIn("Generic Linux PV", out)
+        self.assertIn("Generic Linux PV", self.out("template-list"))
+
+    def test_minimal_and_params(self):
+        u, _ = self.install("minimal-a")
+        _, dom0 = self.dom0()
+        got = self.out("vm-list", "--minimal").strip().split(",")
+        self.assertIn(u, got)
+        self.assertIn(dom0["uuid"], got)
+        self.assertEqual(self.out("vm-list", "uuid=" + u, "params=name-label", "--minimal"), "minimal-a\n")
+        self.assertEqual(self.out("vm-list", "name-label=nothing-has-this", "--minimal"), "\n")
+        # params= prints in record order, not in the order asked
+        self.assertEqual(self.out("vm-list", "uuid=" + u, "params=power-state,uuid"),
+                         "uuid ( RO)           : %s\n    power-state ( RO): halted\n\n\n" % u)
+
+    def test_minimal_escapes_commas(self):
+        u, ref = self.install("a,b\\c")
+        self.assertEqual(self.out("vm-list", "uuid=" + u, "params=name-label", "--minimal"), "a\\,b\\\\c\n")
+
+    def test_filters(self):
+        u, ref = self.install("filter-me")
+        ok(self.x.VM.add_to_other_config(self.s, ref, "team", "blue"))
+        self.assertEqual(self.out("vm-list", "other-config:team=blue", "--minimal"), u + "\n")
+        self.assertEqual(self.out("vm-list", "other-config-team=blue", "--minimal"), u + "\n")
+        self.assertEqual(self.out("vm-list", "other-config:team=red", "--minimal"), "\n")
+        halted = self.out("vm-list", "power-state=halted", "--minimal").strip().split(",")
+        self.assertIn(u, halted)
+        self.assertNotIn(self.dom0()[1]["uuid"], halted)
+
+    # ---- params ----
+    def test_param_set_get_and_maps(self):
+        u, ref = self.install("param-vm")
+        self.assertEqual(self.out("vm-param-set", "uuid=" + u, "name-description=hello", "other-config:k=v"), "")
+        rec = ok(self.x.VM.get_record(self.s, ref))
+        self.assertEqual(rec["name_description"], "hello")
+        self.assertEqual(rec["other_config"]["k"], "v")
+        self.out("vm-param-set", "uuid=" + u, "other-config:k=w")
+        self.assertEqual(ok(self.x.VM.get_other_config(self.s, ref))["k"], "w")
+        self.assertEqual(self.out("vm-param-get", "uuid=" + u, "param-name=other-config", "param-key=k"), "w\n")
+        self.assertEqual(self.out("vm-param-get", "uuid=" + u, "param-name=name-description"), "hello\n")
+        self.out("vm-param-set", "uuid=" + u, "VCPUs-at-startup=1", "HVM-shadow-multiplier=2.0")
+        self.assertEqual(self.out("vm-param-get", "uuid=" + u, "param-name=HVM-shadow-multiplier"), "2.000\n")
+        r = self.xe("vm-param-get", "uuid=" + u, "param-name=other-config", "param-key=absent")
+        self.assertEqual((r.returncode, r.stderr), (1, "Error: Key absent not found in map\n"))
+        r = self.xe("vm-param-set", "uuid=" + u, "power-state=running")
+        self.assertEqual((r.returncode, r.stderr), (1, "Error: Field 'power-state' is read-only.\n"))
+        r = self.xe("vm-param-set", "uuid=" + u, "other-config=x")
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "Error: Field 'other-config' is a map or set. use the 'name:key=value' syntax.\n"))
+
+    def test_param_list_markers(self):
+        u, _ = self.install("markers")
+        out = self.out("vm-param-list", "uuid=" + u)
+        lines = out.split("\n")
+        self.assertTrue(lines[0].startswith("uuid ( RO)"))
+        width = lines[0].index(":")
+        for line in lines[1:]:
+            if line:
+                self.assertEqual(line.index(": ") if ": " in line else line.index(":"), width, line)
+        self.assertRegex(out, r"\n +name-label \( RW\): markers\n")
+        self.assertRegex(out, r"\n +other-config \(MRW\): ")
+        self.assertRegex(out, r"\n +allowed-operations \(SRO\): ")
+        self.assertRegex(out, r"\n +is-a-template \( RW\): false\n")
+        self.assertTrue(out.endswith("\n\n\n"))
+
+    # ---- lifecycle ----
+    def test_vm_lifecycle(self):
+        u, ref = self.install("life")
+        self.assertFalse(ok(self.x.VM.get_is_a_template(self.s, ref)))
+        self.assertEqual(self.out("vm-start", "uuid=" + u), "")
+        self.assertEqual(ok(self.x.VM.get_power_state(self.s, ref)), "Running")
+        self.assertEqual(self.out("vm-list", "power-state=running", "uuid=" + u, "--minimal"), u + "\n")
+        r = self.xe("vm-start", "vm=life")
+        self.assertEqual(r.returncode, 1)
+        self.assertTrue(r.stderr.startswith("You attempted an operation on a VM that was not in an appropriate "
+                                            "power state"), r.stderr)
+        self.assertIn("\nexpected: halted\nactual: running\n", r.stderr)
+        self.out("vm-reboot", "vm=" + u, "--force")
+        self.assertEqual(ok(self.x.VM.get_power_state(self.s, ref)), "Running")
+        self.out("vm-shutdown", "uuid=" + u, "--force")
+        self.assertEqual(ok(self.x.VM.get_power_state(self.s, ref)), "Halted")
+        vbds = ok(self.x.VM.get_VBDs(self.s, ref))
+        disks = [ok(self.x.VBD.get_VDI(self.s, b)) for b in vbds if ok(self.x.VBD.get_type(self.s, b)) == "Disk"]
+        r = self.xe("vm-uninstall", "uuid=" + u, stdin="no\n")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(ok(self.x.VM.get_uuid(self.s, ref)), u)
+        self.assertEqual(self.out("vm-uninstall", "uuid=" + u, "--force"), "All objects destroyed\n")
+        self.assertEqual(self.x.VM.get_uuid(self.s, ref)["ErrorDescription"][0], "HANDLE_INVALID")
+        for vdi in disks:
+            self.assertEqual(self.x.VDI.get_uuid(self.s, vdi)["ErrorDescription"][0], "HANDLE_INVALID")
+
+    # ---- create commands and the other classes ----
+    def test_vdi_vbd_vif(self):
+        sr_uuid = self.out("sr-list", "type=file", "--minimal").strip()
+        self.assertRegex(sr_uuid, UUID_RE)
+        vdi = self.out("vdi-create", "sr-uuid=" + sr_uuid, "name-label=disk1", "virtual-size=4MiB",
+                       "other-config:purpose=test").strip()
+        self.assertRegex(vdi, UUID_RE)
+        vref = ok(self.x.VDI.get_by_uuid(self.s, vdi))
+        rec = ok(self.x.VDI.get_record(self.s, vref))
+        self.assertEqual((rec["virtual_size"], rec["type"], rec["other_config"]["purpose"]),
+                         (str(4 * MiB), "user", "test"))
+        out = self.out("vdi-list", "uuid=" + vdi)
+        self.assertEqual(out, "uuid ( RO)                : %s\n"
+                              "          name-label ( RW): disk1\n"
+                              "    name-description ( RW): \n"
+                              "             sr-uuid ( RO): %s\n"
+                              "        virtual-size ( RO): %d\n"
+                              "            sharable ( RO): false\n"
+                              "           read-only ( RO): false\n\n\n" % (vdi, sr_uuid, 4 * MiB))
+        vm, vmref = self.install("devices")
+        vbd = self.out("vbd-create", "vm-uuid=" + vm, "vdi-uuid=" + vdi, "device=3").strip()
+        bref = ok(self.x.VBD.get_by_uuid(self.s, vbd))
+        brec = ok(self.x.VBD.get_record(self.s, bref))
+        self.assertEqual((brec["VM"], brec["VDI"], brec["userdevice"], brec["mode"], brec["type"]),
+                         (vmref, vref, "3", "RW", "Disk"))
+        self.assertIn("vm-name-label ( RO): devices\n", self.out("vbd-list", "uuid=" + vbd))
+        net = self.out("network-list", "bridge=xenbr0", "--minimal").strip()
+        vif = self.out("vif-create", "vm-uuid=" + vm, "network-uuid=" + net, "device=0").strip()
+        fref = ok(self.x.VIF.get_by_uuid(self.s, vif))
+        self.assertEqual(ok(self.x.VIF.get_network(self.s, fref)), ok(self.x.network.get_by_uuid(self.s, net)))
+        self.assertEqual(self.out("vif-list", "vm-uuid=" + vm, "--minimal"), vif + "\n")
+        ok(self.x.VBD.destroy(self.s, bref))
+        self.assertEqual(self.out("vdi-destroy", "uuid=" + vdi), "")
+        self.assertEqual(self.out("vdi-list", "uuid=" + vdi, "--minimal"), "\n")
+        r = self.xe("vdi-create", "sr-uuid=" + sr_uuid, "name-label=x")
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "Required parameter not found: virtual-size\nFor usage run: 'xe help'\n"))
+
+    def test_host_sr_pbd_network_pif_task(self):
+        host = ok(self.x.host.get_all(self.s))[0]
+        hrec = ok(self.x.host.get_record(self.s, host))
+        self.assertEqual(self.out("host-list"),
+                         "uuid ( RO)                : %s\n"
+                         "          name-label ( RW): %s\n"
+                         "    name-description ( RW): %s\n\n\n"
+                         % (hrec["uuid"], hrec["name_label"], hrec["name_description"]))
+        self.assertEqual(self.out("host-param-get", "uuid=" + hrec["uuid"], "param-name=API-version-major"),
+                         "%s\n" % hrec["API_version_major"])
+        plist = self.out("host-param-list", "uuid=" + hrec["uuid"])
+        self.assertRegex(plist, r"\n +cpu_info \(MRO\): ")
+        self.assertRegex(plist, r"\n +enabled \( RO\): true\n")
+        sr = self.out("sr-list", "type=file")
+        self.assertIn("               host ( RO): %s\n" % hrec["name_label"], sr)
+        self.assertIn("       content-type ( RO): ", sr)
+        pif = ok(self.x.PIF.get_all(self.s))[0]
+        prec = ok(self.x.PIF.get_record(self.s, pif))
+        out = self.out("pif-list", "uuid=" + prec["uuid"])
+        labels = [line.split("(")[0].strip() for line in out.strip().split("\n")]
+        self.assertEqual(labels, ["uuid", "device", "MAC", "currently-attached", "VLAN", "network-uuid", "host-uuid"])
+        self.assertIn("host-uuid ( RO): %s\n" % hrec["uuid"], out)
+        pbd = self.out("pbd-list", "host-uuid=" + hrec["uuid"])
+        self.assertIn("device-config (MRO): location: ", pbd)
+        self.assertIn("xenbr0", self.out("network-list", "params=bridge"))
+        task = ok(self.x.task.create(self.s, "xe-task", "for xe"))
+        tu = self.uuid("task", task)
+        out = self.out("task-list", "uuid=" + tu)
+        self.assertEqual(out, "uuid ( RO)                : %s\n"
+                              "          name-label ( RO): xe-task\n"
+                              "    name-description ( RO): for xe\n"
+                              "              status ( RO): pending\n"
+                              "            progress ( RO): 0.000\n\n\n" % tu)
+
+    # ---- errors, exit codes, connection ----
+    def test_errors_and_exit_codes(self):
+        r = self.xe("vm-param-list", "uuid=nonexistent")
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (1, "", "The uuid you supplied was invalid.\ntype: VM\nuuid: nonexistent\n"))
+        r = self.xe("no-such-command")
+        self.assertEqual((r.returncode, r.stderr), (1, "Unknown command: no-such-command\nFor usage run: 'xe help'\n"))
+        r = self.xe("vm-param-get", "uuid=x")
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "Required parameter not found: param-name\nFor usage run: 'xe help'\n"))
+        r = self.xe("vm-list", "stray")
+        self.assertEqual((r.returncode, r.stderr), (1, "Syntax error: stray\nFor usage run: 'xe help'\n"))
+        r = self.xe("vm-list", "-p", str(self.d.port), "-u", "root", "-pw", "wrong", "--nossl", local=False)
+        self.assertEqual((r.returncode, r.stderr), (1, "Authentication failed\nFor usage run: 'xe help'\n"))
+
+    def test_remote_flags(self):
+        _, dom0 = self.dom0()
+        args = ["-s", "127.0.0.1", "-p", str(self.d.port), "-u", "root", "-pw", PASSWORD, "--nossl"]
+        r = self.xe("vm-list", "is-control-domain=true", "--minimal", *args, local=False)
+        self.assertEqual((r.returncode, r.stdout), (0, dom0["uuid"] + "\n"), r.stderr)
+        pwf = os.path.join(self.d.tmp, "pwfile")
+        with open(pwf, "w") as f:
+            f.write("root\n%s\n" % PASSWORD)
+        r = self.xe("host-list", "--minimal", "-p", str(self.d.port), "-pwf", pwf, "--nossl", local=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # no local socket and nothing on the port: xe's message
+        r = self.xe("vm-list", "-s", "127.0.0.1", "-p", "1", "--nossl", local=False)
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "Unable to contact server. Please check server and port settings.\n"))
+        # a remote host is HTTPS by default: the plain-HTTP test port does not answer TLS
+        r = self.xe("vm-list", "-s", "localhost.localdomain", "-p", str(self.d.port), "-pw", PASSWORD, local=False)
+        self.assertEqual(r.returncode, 1)
+
+    def test_help_lists_commands_for_completion(self):
+        cmds = self.out("help", "--minimal").strip().split(",")
+        for c in ("vm-list", "vm-install", "vm-param-set", "vdi-create", "task-list", "pif-list"):
+            self.assertIn(c, cmds)
+        self.assertIn("name-label", self.out("help", "vm-param-set"))
+
+
+if __name__ == "__main__":
+    unittest.main()
