@@ -159,63 +159,29 @@ static const struct {
     {"INTERNAL_ERROR", "The server failed to handle your request, due to an internal error. The given message may give details useful for debugging the problem.", {"message"}},
 };
 
-static const char *error_item(xmlrpc_env *env, xmlrpc_value *err, int i, const char **tofree) {
-    xmlrpc_value *v = NULL;
-    const char *s = NULL;
-
-    xmlrpc_array_read_item(env, err, i, &v);
-    if (env->fault_occurred) {
-        xmlrpc_env_clean(env);
-        xmlrpc_env_init(env);
-        return "";
-    }
-    if (xmlrpc_value_type(v) == XMLRPC_TYPE_STRING)
-        xmlrpc_read_string(env, v, &s);
-    xmlrpc_DECREF(v);
-    *tofree = s;
-    return s ? s : "";
-}
-
 static int api_error(xe_ctx *x) {
-    xmlrpc_env env;
-    xmlrpc_value *err = xe_conn_error(x->conn);
-    const char *code, *fcode = NULL;
-    int n;
+    const xv *err = xe_conn_error(x->conn), *p;
+    const char *code = xv_str(err->first);
 
-    xmlrpc_env_init(&env);
-    n = xmlrpc_array_size(&env, err);
-    code = error_item(&env, err, 0, &fcode);
-    if (strcmp(code, "SESSION_AUTHENTICATION_FAILED") == 0) {
-        free((char *)fcode);
-        xmlrpc_env_clean(&env);
+    if (strcmp(code, "SESSION_AUTHENTICATION_FAILED") == 0)
         return usage_error("Authentication failed", "");
-    }
     for (unsigned i = 0; i < sizeof error_docs / sizeof error_docs[0]; i++) {
+        unsigned k = 0;
+
         if (strcmp(error_docs[i].code, code) != 0)
             continue;
         fprintf(stderr, "%s\n", error_docs[i].doc);
-        for (int k = 1; k < n; k++) {
-            const char *f = NULL, *p = error_item(&env, err, k, &f);
-            const char *name = k <= 4 && error_docs[i].params[k - 1] ? error_docs[i].params[k - 1] : "<extra>";
-
-            fprintf(stderr, "%s: %s\n", name, p);
-            free((char *)f);
-        }
-        for (int k = n; k <= 4 && error_docs[i].params[k - 1]; k++)
-            fprintf(stderr, "%s: <unknown>\n", error_docs[i].params[k - 1]);
-        goto out;
+        for (p = err->first->next; p; p = p->next, k++)
+            fprintf(stderr, "%s: %s\n", k < 4 && error_docs[i].params[k] ? error_docs[i].params[k] : "<extra>",
+                    xv_str(p));
+        for (; k < 4 && error_docs[i].params[k]; k++)
+            fprintf(stderr, "%s: <unknown>\n", error_docs[i].params[k]);
+        return EXIT_ERR;
     }
     fprintf(stderr, "Error code: %s\nError parameters: ", code);
-    for (int k = 1; k < n; k++) {
-        const char *f = NULL, *p = error_item(&env, err, k, &f);
-
-        fprintf(stderr, "%s%s", k > 1 ? ", " : "", p);
-        free((char *)f);
-    }
+    for (p = err->first->next; p; p = p->next)
+        fprintf(stderr, "%s%s", p == err->first->next ? "" : ", ", xv_str(p));
     fputc('\n', stderr);
-out:
-    free((char *)fcode);
-    xmlrpc_env_clean(&env);
     return EXIT_ERR;
 }
 
@@ -242,30 +208,15 @@ static xmlrpc_env *E(xe_ctx *x) {
     return xe_env(x->conn);
 }
 
-static xmlrpc_value *member(xe_ctx *x, xmlrpc_value *rec, const char *name) {
-    xmlrpc_value *v = NULL;
-
-    xmlrpc_struct_find_value(E(x), rec, name, &v);
-    xe_check_env(E(x));
-    return v; /* new reference or NULL */
+static const xv *member(xe_ctx *x, const xv *rec, const char *name) {
+    return xv_member(rec, name);
 }
 
-static char *string_of(xe_ctx *x, xmlrpc_value *v) {
-    const char *s = NULL;
+static char *string_of(xe_ctx *x, const xv *v) {
+    char *s = strdup(xv_str(v));
 
-    if (!v || xmlrpc_value_type(v) != XMLRPC_TYPE_STRING)
-        return strdup("");
-    xmlrpc_read_string(E(x), v, &s);
-    xe_check_env(E(x));
-    return (char *)s;
-}
-
-static char *member_string(xe_ctx *x, xmlrpc_value *rec, const char *name) {
-    xmlrpc_value *v = member(x, rec, name);
-    char *s = string_of(x, v);
-
-    if (v)
-        xmlrpc_DECREF(v);
+    if (!s)
+        abort();
     return s;
 }
 
@@ -290,29 +241,14 @@ static void remember(const char *ref, const char *uuid, const char *name) {
     refs.v[refs.n++] = (ref_entry){strdup(ref), strdup(uuid), strdup(name)};
 }
 
-static void remember_records(xe_ctx *x, xmlrpc_value *all) {
-    int n = xmlrpc_struct_size(E(x), all);
-
-    for (int i = 0; i < n; i++) {
-        xmlrpc_value *k = NULL, *rec = NULL;
-        char *ref, *uuid, *name;
-
-        xmlrpc_struct_read_member(E(x), all, i, &k, &rec);
-        ref = string_of(x, k);
-        uuid = member_string(x, rec, "uuid");
-        name = member_string(x, rec, "name_label");
-        remember(ref, uuid, name);
-        free(ref);
-        free(uuid);
-        free(name);
-        xmlrpc_DECREF(k);
-        xmlrpc_DECREF(rec);
-    }
+static void remember_records(xe_ctx *x, const xv *all) {
+    for (const xv *rec = all->kind == XV_STRUCT ? all->first : NULL; rec; rec = rec->next)
+        remember(rec->key, xv_str(xv_member(rec, "uuid")), xv_str(xv_member(rec, "name_label")));
 }
 
 static const ref_entry *lookup_ref(xe_ctx *x, const xapi_class *cls, const char *ref) {
     char method[96];
-    xmlrpc_value *v = NULL;
+    const xv *v = NULL;
 
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = refs.n; i-- > 0;)
@@ -325,15 +261,13 @@ static const ref_entry *lookup_ref(xe_ctx *x, const xapi_class *cls, const char 
         if (xe_callf(x->conn, &v, method, "()") != XE_RPC_OK)
             return NULL;
         remember_records(x, v);
-        xmlrpc_DECREF(v);
     }
     return NULL;
 }
 
-static void render(xe_ctx *x, const xapi_type *t, xmlrpc_value *v, sb *out, const char *sep);
+static void render(xe_ctx *x, const xapi_type *t, const xv *v, sb *out, const char *sep);
 
-static void render_ref(xe_ctx *x, const xapi_type *t, xmlrpc_value *v, sb *out) {
-    char *ref = string_of(x, v);
+static void render_ref(xe_ctx *x, const xapi_type *t, const char *ref, sb *out) {
     const ref_entry *e;
 
     if (strcmp(ref, "OpaqueRef:NULL") == 0 || !*ref)
@@ -342,109 +276,60 @@ static void render_ref(xe_ctx *x, const xapi_type *t, xmlrpc_value *v, sb *out) 
         sb_add(out, e->uuid);
     else
         sb_add(out, "<not in database>");
-    free(ref);
 }
 
-static void render(xe_ctx *x, const xapi_type *t, xmlrpc_value *v, sb *out, const char *sep) {
-    xmlrpc_env *env = E(x);
-
-    switch (xmlrpc_value_type(v)) {
-    case XMLRPC_TYPE_BOOL: {
-        xmlrpc_bool b = 0;
-        xmlrpc_read_bool(env, v, &b);
-        sb_add(out, b ? "true" : "false");
+static void render(xe_ctx *x, const xapi_type *t, const xv *v, sb *out, const char *sep) {
+    switch (v->kind) {
+    case XV_BOOL:
+        sb_add(out, strcmp(v->s, "1") == 0 || strcasecmp(v->s, "true") == 0 ? "true" : "false");
         return;
-    }
-    case XMLRPC_TYPE_INT: {
-        int i = 0;
-        xmlrpc_read_int(env, v, &i);
-        sb_printf(out, "%d", i);
+    case XV_DOUBLE:
+        sb_printf(out, "%.3f", strtod(v->s, NULL));
         return;
-    }
-    case XMLRPC_TYPE_I8: {
-        xmlrpc_int64 i = 0;
-        xmlrpc_read_i8(env, v, &i);
-        sb_printf(out, "%lld", (long long)i);
-        return;
-    }
-    case XMLRPC_TYPE_DOUBLE: {
-        double d = 0;
-        xmlrpc_read_double(env, v, &d);
-        sb_printf(out, "%.3f", d);
-        return;
-    }
-    case XMLRPC_TYPE_DATETIME: {
-        const char *s = NULL;
-        xmlrpc_read_datetime_str(env, v, &s);
-        if (env->fault_occurred) {
-            xmlrpc_env_clean(env);
-            xmlrpc_env_init(env);
-            return;
-        }
-        sb_add(out, s);
-        if (!strchr(s, 'Z'))
+    case XV_DATETIME:
+        sb_add(out, v->s);
+        if (*v->s && !strchr(v->s, 'Z'))
             sb_add(out, "Z");
-        free((char *)s);
         return;
-    }
-    case XMLRPC_TYPE_ARRAY: {
-        const xapi_type *elem = t && t->kind == XAPI_T_SET ? t->elem : NULL;
-        int n = xmlrpc_array_size(env, v);
-
-        for (int i = 0; i < n; i++) {
-            xmlrpc_value *e = NULL;
-            xmlrpc_array_read_item(env, v, i, &e);
-            if (i)
+    case XV_ARRAY:
+        for (const xv *e = v->first; e; e = e->next) {
+            if (e != v->first)
                 sb_add(out, sep);
-            render(x, elem, e, out, sep);
-            xmlrpc_DECREF(e);
+            render(x, t && t->kind == XAPI_T_SET ? t->elem : NULL, e, out, sep);
         }
         return;
-    }
-    case XMLRPC_TYPE_STRUCT: {
-        const xapi_type *elem = t && t->kind == XAPI_T_MAP ? t->elem : NULL;
-        const xapi_type *key = t && t->kind == XAPI_T_MAP ? t->key : NULL;
-        int n = xmlrpc_struct_size(env, v);
-
-        for (int i = 0; i < n; i++) {
-            xmlrpc_value *k = NULL, *e = NULL;
-            xmlrpc_struct_read_member(env, v, i, &k, &e);
-            if (i)
+    case XV_STRUCT:
+        for (const xv *e = v->first; e; e = e->next) {
+            if (e != v->first)
                 sb_add(out, "; ");
-            render(x, key, k, out, sep);
+            sb_add(out, e->key);
             sb_add(out, ": ");
-            render(x, elem, e, out, sep);
-            xmlrpc_DECREF(k);
-            xmlrpc_DECREF(e);
+            render(x, t && t->kind == XAPI_T_MAP ? t->elem : NULL, e, out, sep);
         }
         return;
-    }
-    case XMLRPC_TYPE_STRING:
+    case XV_NIL:
+        return;
+    default:
         if (t && t->kind == XAPI_T_OPTION)
             t = t->elem;
         if (t && t->kind == XAPI_T_REF) {
-            render_ref(x, t, v, out);
+            render_ref(x, t, v->s, out);
         } else if (t && t->kind == XAPI_T_ENUM && t->enumv && strcmp(t->enumv->name, "vm_power_state") == 0) {
             /* records.ml prints power states in lower case; other enums as on the wire. */
-            char *s = string_of(x, v);
-            for (char *p = s; *p; p++)
-                *p = (char)tolower((unsigned char)*p);
-            sb_add(out, s);
-            free(s);
+            for (const char *p = v->s; *p; p++) {
+                char c = (char)tolower((unsigned char)*p);
+                sb_addn(out, &c, 1);
+            }
         } else {
-            char *s = string_of(x, v);
-            sb_add(out, s);
-            free(s);
+            sb_add(out, v->s);
         }
-        return;
-    default:
         return;
     }
 }
 
 /* One column of a record, rendered. */
-static void render_field(xe_ctx *x, const xe_class *c, const xe_field *f, xmlrpc_value *rec, sb *out) {
-    xmlrpc_value *v = NULL;
+static void render_field(xe_ctx *x, const xe_class *c, const xe_field *f, const xv *rec, sb *out) {
+    const xv *v = NULL;
 
     switch (f->synth) {
     case XE_REAL:
@@ -455,47 +340,29 @@ static void render_field(xe_ctx *x, const xe_class *c, const xe_field *f, xmlrpc
     case XE_NAME_OF_REF: {
         const xe_field *rf = &c->fields[f->ref_field];
         const xapi_type *t = rf->f->type;
-        char *ref;
         const ref_entry *e;
 
         v = member(x, rec, rf->f->name);
-        ref = string_of(x, v);
-        if ((e = lookup_ref(x, t->class_id >= 0 ? &xapi_classes[t->class_id] : NULL, ref)))
+        if ((e = lookup_ref(x, t->class_id >= 0 ? &xapi_classes[t->class_id] : NULL, xv_str(v))))
             sb_add(out, e->name);
         else
             sb_add(out, "<not in database>");
-        free(ref);
         break;
     }
     case XE_SR_HOST: {
-        int n;
+        const xv *host = NULL;
 
         v = member(x, rec, "PBDs");
-        n = v ? xmlrpc_array_size(E(x), v) : 0;
-        if (n > 1) {
+        if (v && v->n > 1) {
             sb_add(out, "<shared>");
-        } else if (n == 1) {
-            xmlrpc_value *pbd = NULL, *host = NULL;
-            char *pref;
+        } else if (v && v->n == 1 && xe_callf(x->conn, &host, "PBD.get_host", "(s)", xv_str(v->first)) == XE_RPC_OK) {
+            const ref_entry *e = lookup_ref(x, xapi_class_by_name("host"), xv_str(host));
 
-            xmlrpc_array_read_item(E(x), v, 0, &pbd);
-            pref = string_of(x, pbd);
-            if (xe_callf(x->conn, &host, "PBD.get_host", "(s)", pref) == XE_RPC_OK) {
-                char *href = string_of(x, host);
-                const ref_entry *e = lookup_ref(x, xapi_class_by_name("host"), href);
-
-                sb_add(out, e ? e->name : "<not in database>");
-                free(href);
-                xmlrpc_DECREF(host);
-            }
-            free(pref);
-            xmlrpc_DECREF(pbd);
+            sb_add(out, e ? e->name : "<not in database>");
         }
         break;
     }
     }
-    if (v)
-        xmlrpc_DECREF(v);
 }
 
 /* ---- selection and printing ---------------------------------------------------------- */
@@ -523,7 +390,7 @@ static int choose_columns(xe_ctx *x, const xe_class *c, const char *params, colu
     return 0;
 }
 
-static void print_record(xe_ctx *x, const xe_class *c, const columns *cols, xmlrpc_value *rec) {
+static void print_record(xe_ctx *x, const xe_class *c, const columns *cols, const xv *rec) {
     sb v = {0};
     unsigned width = 0;
 
@@ -556,7 +423,7 @@ static void minimal_item(sb *out, const char *s, bool first) {
 }
 
 /* A filter key=value: a column, `map:key`, or legacy `map-key`. */
-static bool matches(xe_ctx *x, const xe_class *c, xmlrpc_value *rec, const char *key, const char *want) {
+static bool matches(xe_ctx *x, const xe_class *c, const xv *rec, const char *key, const char *want) {
     const xe_field *f = xe_field_by_name(c, key);
     sb v = {0};
     bool ok = false;
@@ -587,17 +454,12 @@ static bool matches(xe_ctx *x, const xe_class *c, xmlrpc_value *rec, const char 
             }
         }
         if (best && best->f && best->f->type->kind == XAPI_T_MAP) {
-            xmlrpc_value *m = member(x, rec, best->f->name), *e = NULL;
+            const xv *e = xv_member(member(x, rec, best->f->name), mkey);
 
-            if (m)
-                xmlrpc_struct_find_value(E(x), m, mkey, &e);
             if (e) {
                 render(x, best->f->type->elem, e, &v, "; ");
                 ok = strcmp(v.p ? v.p : "", want) == 0;
-                xmlrpc_DECREF(e);
             }
-            if (m)
-                xmlrpc_DECREF(m);
         } else if (best && best->f && best->f->type->kind == XAPI_T_SET && strcmp(mkey, "contains") == 0) {
             sb_reset(&v);
             render_field(x, c, best, rec, &v);
@@ -612,7 +474,7 @@ static bool matches(xe_ctx *x, const xe_class *c, xmlrpc_value *rec, const char 
     return ok;
 }
 
-static bool record_selected(xe_ctx *x, const xe_class *c, xmlrpc_value *rec, bool all) {
+static bool record_selected(xe_ctx *x, const xe_class *c, const xv *rec, bool all) {
     bool user_overrides_default = false;
 
     if (all)
@@ -637,7 +499,7 @@ static bool record_selected(xe_ctx *x, const xe_class *c, xmlrpc_value *rec, boo
     return true;
 }
 
-static int fetch_all(xe_ctx *x, const xe_class *c, xmlrpc_value **ret) {
+static int fetch_all(xe_ctx *x, const xe_class *c, const xv **ret) {
     char method[96];
     int rc;
 
@@ -647,21 +509,17 @@ static int fetch_all(xe_ctx *x, const xe_class *c, xmlrpc_value **ret) {
 }
 
 static int cmd_list(xe_ctx *x, xe_class *c) {
-    xmlrpc_value *all = NULL;
+    const xv *all = NULL;
     const char *params = get(x, "params");
     bool minimal = flag(x, "minimal"), every = flag(x, "all");
     columns cols;
-    int rc, n, printed = 0;
+    int rc, printed = 0;
 
     choose_columns(x, c, params ? params : c->defaults, &cols);
     if ((rc = fetch_all(x, c, &all)))
         return rc;
     remember_records(x, all);
-    n = xmlrpc_struct_size(E(x), all);
-    for (int i = 0; i < n; i++) {
-        xmlrpc_value *k = NULL, *rec = NULL;
-
-        xmlrpc_struct_read_member(E(x), all, i, &k, &rec);
+    for (const xv *rec = all->kind == XV_STRUCT ? all->first : NULL; rec; rec = rec->next) {
         if (record_selected(x, c, rec, every)) {
             if (minimal) {
                 sb v = {0};
@@ -674,20 +532,17 @@ static int cmd_list(xe_ctx *x, xe_class *c) {
             }
             printed++;
         }
-        xmlrpc_DECREF(k);
-        xmlrpc_DECREF(rec);
     }
     if (minimal)
         sb_add(&x->out, "\n");
-    xmlrpc_DECREF(all);
     return EXIT_OK;
 }
 
 /* The record named by uuid=, or (for VM commands) vm= name or uuid. */
-static int find_one(xe_ctx *x, const xe_class *c, const char *uuid_key, char **ret_ref, xmlrpc_value **ret_rec) {
+static int find_one(xe_ctx *x, const xe_class *c, const char *uuid_key, char **ret_ref, const xv **ret_rec) {
     const char *uuid = get(x, uuid_key);
     char method[96];
-    xmlrpc_value *ref = NULL, *rec = NULL;
+    const xv *ref = NULL, *rec = NULL;
     int rc;
 
     if (!uuid)
@@ -695,21 +550,18 @@ static int find_one(xe_ctx *x, const xe_class *c, const char *uuid_key, char **r
     snprintf(method, sizeof method, "%s.get_by_uuid", c->cls->name);
     if ((rc = xe_callf(x->conn, &ref, method, "(s)", uuid)) != XE_RPC_OK)
         return rpc_error(x, rc);
-    *ret_ref = string_of(x, ref);
-    xmlrpc_DECREF(ref);
     if (ret_rec) {
         snprintf(method, sizeof method, "%s.get_record", c->cls->name);
-        if ((rc = xe_callf(x->conn, &rec, method, "(s)", *ret_ref)) != XE_RPC_OK) {
-            free(*ret_ref);
+        if ((rc = xe_callf(x->conn, &rec, method, "(s)", xv_str(ref))) != XE_RPC_OK)
             return rpc_error(x, rc);
-        }
         *ret_rec = rec;
     }
+    *ret_ref = string_of(x, ref);
     return 0;
 }
 
 static int cmd_param_list(xe_ctx *x, xe_class *c) {
-    xmlrpc_value *rec = NULL;
+    const xv *rec = NULL;
     char *ref = NULL;
     columns cols;
     int rc;
@@ -718,7 +570,6 @@ static int cmd_param_list(xe_ctx *x, xe_class *c) {
         return rc;
     choose_columns(x, c, "all", &cols);
     print_record(x, c, &cols, rec);
-    xmlrpc_DECREF(rec);
     free(ref);
     return EXIT_OK;
 }
@@ -726,7 +577,7 @@ static int cmd_param_list(xe_ctx *x, xe_class *c) {
 static int cmd_param_get(xe_ctx *x, xe_class *c) {
     const char *name = get(x, "param-name"), *key = get(x, "param-key");
     const xe_field *f;
-    xmlrpc_value *rec = NULL;
+    const xv *rec = NULL;
     char *ref = NULL;
     sb v = {0};
     int rc;
@@ -739,25 +590,19 @@ static int cmd_param_get(xe_ctx *x, xe_class *c) {
     if (!f) {
         rc = cli_error("Error: Unknown field '%s'", name);
     } else if (key) {
-        xmlrpc_value *m = f->f ? member(x, rec, f->f->name) : NULL, *e = NULL;
+        const xv *e = f->f ? xv_member(member(x, rec, f->f->name), key) : NULL;
 
-        if (m && xmlrpc_value_type(m) == XMLRPC_TYPE_STRUCT)
-            xmlrpc_struct_find_value(E(x), m, key, &e);
         if (e) {
             render(x, f->f->type->elem, e, &v, "; ");
             sb_printf(&x->out, "%s\n", v.p ? v.p : "");
-            xmlrpc_DECREF(e);
         } else {
             rc = cli_error("Error: Key %s not found in map", key);
         }
-        if (m)
-            xmlrpc_DECREF(m);
     } else {
         render_field(x, c, f, rec, &v);
         sb_printf(&x->out, "%s\n", v.p ? v.p : "");
     }
     free(v.p);
-    xmlrpc_DECREF(rec);
     free(ref);
     return rc;
 }
@@ -782,7 +627,7 @@ static int wire_value(xe_ctx *x, const xapi_type *t, const char *s, xmlrpc_value
     }
     case XAPI_T_REF: {
         char method[96];
-        xmlrpc_value *r = NULL;
+        const xv *r = NULL;
 
         if (strcmp(s, "OpaqueRef:NULL") == 0 || !*s || t->class_id < 0) {
             *ret = xmlrpc_string_new(env, "OpaqueRef:NULL");
@@ -791,7 +636,7 @@ static int wire_value(xe_ctx *x, const xapi_type *t, const char *s, xmlrpc_value
         snprintf(method, sizeof method, "%s.get_by_uuid", xapi_classes[t->class_id].name);
         if (xe_callf(x->conn, &r, method, "(s)", s) != XE_RPC_OK)
             return -ENOENT;
-        *ret = r;
+        *ret = xmlrpc_string_new(env, xv_str(r));
         return 0;
     }
     default:
@@ -804,6 +649,7 @@ static int call_on(xe_ctx *x, const xapi_class *cls, const char *msg, const char
                    xmlrpc_value *extra2) {
     char method[128];
     xmlrpc_value *params = xmlrpc_array_new(E(x)), *s = xmlrpc_string_new(E(x), ref);
+    const xv *ignored = NULL;
     int rc;
 
     xmlrpc_array_append_item(E(x), params, s);
@@ -817,9 +663,7 @@ static int call_on(xe_ctx *x, const xapi_class *cls, const char *msg, const char
         xmlrpc_DECREF(extra2);
     }
     snprintf(method, sizeof method, "%s.%s", cls->name, msg);
-    rc = xe_call(x->conn, method, params, &s);
-    if (rc == XE_RPC_OK)
-        xmlrpc_DECREF(s);
+    rc = xe_call(x->conn, method, params, &ignored);
     return rc == XE_RPC_OK ? 0 : rpc_error(x, rc);
 }
 
@@ -851,11 +695,9 @@ static int cmd_param_set(xe_ctx *x, xe_class *c) {
             snprintf(msg, sizeof msg, "remove_from_%s", f->f->name);
             if (f->map_addable) {
                 char method[160];
-                xmlrpc_value *ignored = NULL;
 
                 snprintf(method, sizeof method, "%s.%s", c->cls->name, msg);
-                if (xe_callf(x->conn, &ignored, method, "(ss)", ref, colon + 1) == XE_RPC_OK)
-                    xmlrpc_DECREF(ignored);
+                (void)xe_callf(x->conn, NULL, method, "(ss)", ref, colon + 1); /* absent is fine */
                 snprintf(msg, sizeof msg, "add_to_%s", f->f->name);
                 rc = call_on(x, c->cls, msg, ref, xmlrpc_string_new(E(x), colon + 1), xmlrpc_string_new(E(x), a->value));
             } else {
@@ -886,8 +728,8 @@ static bool looks_like_uuid(const char *s) {
 static int select_vm(xe_ctx *x, bool templates, char **ret_ref) {
     const char *uuid = get(x, "uuid"), *vm = get(x, templates ? "template" : "vm");
     const char *name = get(x, templates ? "template-name-label" : "name-label");
-    xmlrpc_value *v = NULL;
-    int rc, n;
+    const xv *v = NULL;
+    int rc;
 
     if (!uuid && vm && looks_like_uuid(vm))
         uuid = vm, vm = NULL;
@@ -895,7 +737,6 @@ static int select_vm(xe_ctx *x, bool templates, char **ret_ref) {
         if ((rc = xe_callf(x->conn, &v, "VM.get_by_uuid", "(s)", uuid)) != XE_RPC_OK)
             return rpc_error(x, rc);
         *ret_ref = string_of(x, v);
-        xmlrpc_DECREF(v);
         return 0;
     }
     if (!vm)
@@ -904,22 +745,11 @@ static int select_vm(xe_ctx *x, bool templates, char **ret_ref) {
         return usage_error("Required parameter not found: ", templates ? "template" : "vm");
     if ((rc = xe_callf(x->conn, &v, "VM.get_by_name_label", "(s)", vm)) != XE_RPC_OK)
         return rpc_error(x, rc);
-    n = xmlrpc_array_size(E(x), v);
-    if (n == 0) {
-        xmlrpc_DECREF(v);
+    if (v->kind != XV_ARRAY || v->n == 0)
         return cli_error(templates ? "Error: Template '%s' not found." : "Error: No matching VMs found", vm);
-    }
-    if (n > 1) {
-        xmlrpc_DECREF(v);
+    if (v->n > 1)
         return cli_error("Error: Multiple matches VMs found. --multiple required to complete the operation");
-    }
-    {
-        xmlrpc_value *r = NULL;
-        xmlrpc_array_read_item(E(x), v, 0, &r);
-        *ret_ref = string_of(x, r);
-        xmlrpc_DECREF(r);
-    }
-    xmlrpc_DECREF(v);
+    *ret_ref = string_of(x, v->first);
     return 0;
 }
 
@@ -931,12 +761,9 @@ static int vm_op(xe_ctx *x, const char *clean, const char *hard) {
     if ((rc = select_vm(x, false, &ref)))
         return rc;
     if (strcmp(clean, "start") == 0) {
-        xmlrpc_value *res = NULL;
-        if ((rc = xe_callf(x->conn, &res, "VM.start", "(sbb)", ref, (xmlrpc_bool)flag(x, "paused"),
+        if ((rc = xe_callf(x->conn, NULL, "VM.start", "(sbb)", ref, (xmlrpc_bool)flag(x, "paused"),
                            (xmlrpc_bool)force)) != XE_RPC_OK)
             rc = rpc_error(x, rc);
-        else
-            xmlrpc_DECREF(res);
     } else {
         rc = call_on(x, xapi_class_by_name("VM"), force ? hard : clean, ref, NULL, NULL);
     }
@@ -958,25 +785,20 @@ static int cmd_vm_reboot(xe_ctx *x) {
 
 static int print_uuid_of(xe_ctx *x, const char *cls, const char *ref) {
     char method[96];
-    xmlrpc_value *v = NULL;
+    const xv *v = NULL;
     int rc;
 
     snprintf(method, sizeof method, "%s.get_uuid", cls);
     if ((rc = xe_callf(x->conn, &v, method, "(s)", ref)) != XE_RPC_OK)
         return rpc_error(x, rc);
-    {
-        char *s = string_of(x, v);
-        sb_printf(&x->out, "%s\n", s);
-        free(s);
-    }
-    xmlrpc_DECREF(v);
+    sb_printf(&x->out, "%s\n", xv_str(v));
     return EXIT_OK;
 }
 
 static int cmd_vm_install(xe_ctx *x) {
     const char *name = get(x, "new-name-label"), *sr = get(x, "sr-uuid");
     char *tref = NULL, *vm = NULL;
-    xmlrpc_value *v = NULL, *srref = NULL;
+    const xv *v = NULL, *srref = NULL;
     int rc;
 
     if (!name)
@@ -988,8 +810,7 @@ static int cmd_vm_install(xe_ctx *x) {
             rc = rpc_error(x, rc);
             goto out;
         }
-        rc = xe_callf(x->conn, &v, "VM.copy", "(ssV)", tref, name, srref);
-        xmlrpc_DECREF(srref);
+        rc = xe_callf(x->conn, &v, "VM.copy", "(sss)", tref, name, xv_str(srref));
     } else {
         rc = xe_callf(x->conn, &v, "VM.clone", "(ss)", tref, name);
     }
@@ -998,7 +819,6 @@ static int cmd_vm_install(xe_ctx *x) {
         goto out;
     }
     vm = string_of(x, v);
-    xmlrpc_DECREF(v);
     if ((rc = call_on(x, xapi_class_by_name("VM"), "provision", vm, NULL, NULL)) ||
         (rc = call_on(x, xapi_class_by_name("VM"), "set_is_a_template", vm, xmlrpc_bool_new(E(x), 0), NULL)))
         goto out;
@@ -1013,7 +833,7 @@ out:
 static int cmd_vm_uninstall(xe_ctx *x) {
     char *ref = NULL, *vdis[64];
     unsigned nvdis = 0;
-    xmlrpc_value *vbds = NULL;
+    const xv *vbds = NULL;
     int rc;
 
     if ((rc = select_vm(x, false, &ref)))
@@ -1022,29 +842,17 @@ static int cmd_vm_uninstall(xe_ctx *x) {
         rc = rpc_error(x, rc);
         goto out;
     }
-    for (int i = 0, n = xmlrpc_array_size(E(x), vbds); i < n && nvdis < 64; i++) {
-        xmlrpc_value *b = NULL, *rec = NULL, *users = NULL;
-        char *bref, *type, *vdi;
+    for (const xv *b = vbds->kind == XV_ARRAY ? vbds->first : NULL; b && nvdis < 64; b = b->next) {
+        const xv *rec = NULL, *users = NULL;
+        const char *vdi;
 
-        xmlrpc_array_read_item(E(x), vbds, i, &b);
-        bref = string_of(x, b);
-        xmlrpc_DECREF(b);
-        if (xe_callf(x->conn, &rec, "VBD.get_record", "(s)", bref) == XE_RPC_OK) {
-            type = member_string(x, rec, "type");
-            vdi = member_string(x, rec, "VDI");
-            if (strcmp(type, "Disk") == 0 && strcmp(vdi, "OpaqueRef:NULL") != 0 &&
-                xe_callf(x->conn, &users, "VDI.get_VBDs", "(s)", vdi) == XE_RPC_OK) {
-                if (xmlrpc_array_size(E(x), users) == 1)
-                    vdis[nvdis++] = strdup(vdi);
-                xmlrpc_DECREF(users);
-            }
-            free(type);
-            free(vdi);
-            xmlrpc_DECREF(rec);
-        }
-        free(bref);
+        if (xe_callf(x->conn, &rec, "VBD.get_record", "(s)", xv_str(b)) != XE_RPC_OK)
+            continue;
+        vdi = xv_str(xv_member(rec, "VDI"));
+        if (strcmp(xv_str(xv_member(rec, "type")), "Disk") == 0 && strcmp(vdi, "OpaqueRef:NULL") != 0 &&
+            xe_callf(x->conn, &users, "VDI.get_VBDs", "(s)", vdi) == XE_RPC_OK && users->n == 1)
+            vdis[nvdis++] = strdup(vdi);
     }
-    xmlrpc_DECREF(vbds);
     if (!flag(x, "force")) {
         char line[16] = "";
 
@@ -1156,8 +964,9 @@ static int create_record(xe_ctx *x, const xe_class *c, const char *const *fixed,
                 break;
             }
             if (colon && f->f->type->kind == XAPI_T_MAP) {
-                xmlrpc_value *m = member(x, rec, f->f->name);
+                xmlrpc_value *m = NULL;
 
+                xmlrpc_struct_find_value(E(x), rec, f->f->name, &m);
                 if (!m)
                     m = xmlrpc_struct_new(E(x));
                 set_member(x, m, colon + 1, xmlrpc_string_new(E(x), value));
@@ -1188,8 +997,9 @@ static int create_record(xe_ctx *x, const xe_class *c, const char *const *fixed,
 
 static int create_and_print(xe_ctx *x, const char *prefix, const char *const *fixed, const char *const *required) {
     xe_class *c = xe_class_by_prefix(prefix, strlen(prefix));
-    xmlrpc_value *rec = NULL, *ref = NULL;
-    char method[96], *r;
+    xmlrpc_value *rec = NULL;
+    const xv *ref = NULL;
+    char method[96];
     int rc;
 
     for (unsigned i = 0; required[i]; i++)
@@ -1202,11 +1012,7 @@ static int create_and_print(xe_ctx *x, const char *prefix, const char *const *fi
     xmlrpc_DECREF(rec);
     if (rc != XE_RPC_OK)
         return rpc_error(x, rc);
-    r = string_of(x, ref);
-    xmlrpc_DECREF(ref);
-    rc = print_uuid_of(x, c->cls->name, r);
-    free(r);
-    return rc;
+    return print_uuid_of(x, c->cls->name, xv_str(ref));
 }
 
 static int cmd_vdi_create(xe_ctx *x) {
@@ -1446,6 +1252,8 @@ static int connect_and_login(xe_ctx *x) {
     t.tls = !nossl && !local;
     t.port = port ? atoi(port) : t.tls ? 443 : 80;
     t.cafile = get(x, "cafile");
+    /* OpenSSL's start-up (its configuration, engines) is a good part of a local command's time. */
+    curl_global_init(t.tls ? CURL_GLOBAL_DEFAULT : CURL_GLOBAL_NOTHING);
     rc = XE_RPC_TRANSPORT;
     /* Locally the UNIX socket first, then TCP, as xe. A port given means TCP. */
     if (local && !port && access(sock, F_OK) == 0) {
@@ -1495,7 +1303,6 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (needs_connection(x->command)) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
         if ((rc = connect_and_login(x)))
             goto out;
     }

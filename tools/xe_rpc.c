@@ -17,7 +17,11 @@ struct xe_conn {
     xmlrpc_env env;
     char *url;
     char *session;
-    xmlrpc_value *error;
+    const xv *error;
+    xv_doc **docs; /* every reply of the command: values handed out stay valid */
+    size_t ndocs;
+    xv *synthetic[8];
+    unsigned nsynthetic;
     char message[CURL_ERROR_SIZE + 64];
     char curl_error[CURL_ERROR_SIZE];
     char *reply;
@@ -35,7 +39,18 @@ xmlrpc_env *xe_env(xe_conn *c) {
     return &c->env;
 }
 
-xmlrpc_value *xe_conn_error(xe_conn *c) {
+static const xv empty_value = {.kind = XV_STRING, .s = ""};
+
+static void doc_keep(xe_conn *c, xv_doc *d) {
+    xv_doc **p = realloc(c->docs, (c->ndocs + 1) * sizeof *p);
+
+    if (!p)
+        abort();
+    c->docs = p;
+    c->docs[c->ndocs++] = d;
+}
+
+const xv *xe_conn_error(xe_conn *c) {
     return c->error;
 }
 
@@ -50,7 +65,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg) {
     if (c->reply_len + len > XE_MAX_REPLY)
         return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
     if (c->reply_len + len > c->reply_cap) {
-        size_t cap = c->reply_cap ? c->reply_cap : 1 << 16;
+        size_t cap = c->reply_cap ? c->reply_cap : 1 << 20;
         char *p;
 
         while (cap < c->reply_len + len)
@@ -112,6 +127,7 @@ int xe_conn_open(const xe_target *t, xe_conn **ret_conn) {
     curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_BUFFERSIZE, 256L << 10); /* fewer reads of a large list */
     *ret_conn = c;
     c = NULL;
     rc = 0;
@@ -123,8 +139,11 @@ out:
 void xe_conn_close(xe_conn *c) {
     if (!c)
         return;
-    if (c->error)
-        xmlrpc_DECREF(c->error);
+    for (size_t i = 0; i < c->ndocs; i++)
+        xv_doc_free(c->docs[i]);
+    free(c->docs);
+    for (unsigned i = 0; i < 8; i++)
+        free(c->synthetic[i]);
     if (c->curl)
         curl_easy_cleanup(c->curl);
     curl_slist_free_all(c->headers);
@@ -135,71 +154,62 @@ void xe_conn_close(xe_conn *c) {
     free(c);
 }
 
-static void set_failure(xe_conn *c, xmlrpc_value *error) {
-    if (c->error)
-        xmlrpc_DECREF(c->error);
-    c->error = error;
+static const xv *synthetic_error(xe_conn *c, const char *code, const char *why) {
+    xv *e = calloc(3, sizeof *e);
+
+    if (!e)
+        abort();
+    c->synthetic[c->nsynthetic++ % 8] = e; /* freed at close */
+    e[0].kind = XV_ARRAY;
+    e[0].n = 2;
+    e[0].first = &e[1];
+    e[0].last = &e[2];
+    e[1] = (xv){.kind = XV_STRING, .s = code, .next = &e[2]};
+    e[2] = (xv){.kind = XV_STRING, .s = why};
+    return e;
 }
 
-/* A reply that is not {Status, Value|ErrorDescription} becomes INTERNAL_ERROR, as a server bug. */
-static void set_bad_reply(xe_conn *c, const char *why) {
-    set_failure(c, xmlrpc_build_value(&c->env, "(ss)", "INTERNAL_ERROR", why));
-    xe_check_env(&c->env);
+static int decode(xe_conn *c, const xv **ret_value) {
+    xv_doc *doc = NULL;
+    const xv *root = NULL, *value;
+    const char *why = NULL, *status;
+    bool fault = false;
+
+    /* The reply buffer becomes the doc's (its strings point into it); the next call starts a new one. */
+    char *buf = c->reply;
+    size_t len = c->reply_len;
+
+    c->reply = NULL;
+    c->reply_len = c->reply_cap = 0;
+    if (!buf) {
+        c->error = synthetic_error(c, "INTERNAL_ERROR", "empty reply");
+        return XE_RPC_FAILURE;
+    }
+    if (xv_parse(buf, len, &doc, &root, &fault, &why) < 0) {
+        c->error = synthetic_error(c, "INTERNAL_ERROR", why);
+        return XE_RPC_FAILURE;
+    }
+    doc_keep(c, doc);
+    if (fault) {
+        c->error = synthetic_error(c, "XMLRPC_FAULT", xv_str(xv_member(root, "faultString")));
+        return XE_RPC_FAILURE;
+    }
+    status = xv_str(xv_member(root, "Status"));
+    if (strcmp(status, "Success") == 0) {
+        value = xv_member(root, "Value");
+        *ret_value = value ? value : &empty_value; /* void results may omit it */
+        return XE_RPC_OK;
+    }
+    value = xv_member(root, "ErrorDescription");
+    if (!*status || !value || value->kind != XV_ARRAY || value->n < 1) {
+        c->error = synthetic_error(c, "INTERNAL_ERROR", "the reply is not {Status, Value|ErrorDescription}");
+        return XE_RPC_FAILURE;
+    }
+    c->error = value;
+    return XE_RPC_FAILURE;
 }
 
-static int decode(xe_conn *c, xmlrpc_value **ret_value) {
-    xmlrpc_env env;
-    xmlrpc_value *result = NULL, *status = NULL, *value = NULL;
-    const char *fault_string = NULL, *s = NULL;
-    int fault_code = 0, rc = XE_RPC_FAILURE;
-
-    xmlrpc_env_init(&env);
-    xmlrpc_parse_response2(&env, c->reply, c->reply_len, &result, &fault_code, &fault_string);
-    if (env.fault_occurred) {
-        set_bad_reply(c, env.fault_string);
-        goto out;
-    }
-    if (fault_string) {
-        set_failure(c, xmlrpc_build_value(&c->env, "(ssis)", "XMLRPC_FAULT", "", fault_code, fault_string));
-        xe_check_env(&c->env);
-        goto out;
-    }
-    xmlrpc_struct_find_value(&env, result, "Status", &status);
-    if (env.fault_occurred || !status || xmlrpc_value_type(status) != XMLRPC_TYPE_STRING) {
-        set_bad_reply(c, "reply without a Status");
-        goto out;
-    }
-    xmlrpc_read_string(&env, status, &s);
-    if (strcmp(s, "Success") == 0) {
-        xmlrpc_struct_find_value(&env, result, "Value", &value);
-        if (!value)
-            value = xmlrpc_string_new(&c->env, ""); /* void results may omit it */
-        *ret_value = value;
-        value = NULL;
-        rc = XE_RPC_OK;
-    } else {
-        xmlrpc_struct_find_value(&env, result, "ErrorDescription", &value);
-        if (!value || xmlrpc_value_type(value) != XMLRPC_TYPE_ARRAY || xmlrpc_array_size(&env, value) < 1) {
-            set_bad_reply(c, "failure without an ErrorDescription");
-            goto out;
-        }
-        set_failure(c, value);
-        value = NULL;
-    }
-out:
-    free((char *)s);
-    free((char *)fault_string);
-    if (value)
-        xmlrpc_DECREF(value);
-    if (status)
-        xmlrpc_DECREF(status);
-    if (result)
-        xmlrpc_DECREF(result);
-    xmlrpc_env_clean(&env);
-    return rc;
-}
-
-int xe_call(xe_conn *c, const char *method, xmlrpc_value *params, xmlrpc_value **ret_value) {
+int xe_call(xe_conn *c, const char *method, xmlrpc_value *params, const xv **ret_value) {
     xmlrpc_env *env = &c->env;
     xmlrpc_mem_block *body = NULL;
     xmlrpc_value *all = NULL;
@@ -249,8 +259,9 @@ out:
     return rc;
 }
 
-int xe_callf(xe_conn *c, xmlrpc_value **ret_value, const char *method, const char *format, ...) {
-    xmlrpc_value *params = NULL, *v = NULL;
+int xe_callf(xe_conn *c, const xv **ret_value, const char *method, const char *format, ...) {
+    xmlrpc_value *params = NULL;
+    const xv *v = NULL;
     const char *tail = NULL;
     va_list ap;
     int rc;
@@ -262,24 +273,17 @@ int xe_callf(xe_conn *c, xmlrpc_value **ret_value, const char *method, const cha
     rc = xe_call(c, method, params, &v);
     if (rc == XE_RPC_OK && ret_value)
         *ret_value = v;
-    else if (rc == XE_RPC_OK)
-        xmlrpc_DECREF(v);
     return rc;
 }
 
 int xe_conn_login(xe_conn *c, const char *user, const char *password) {
-    xmlrpc_value *v = NULL;
-    const char *s = NULL;
+    const xv *v = NULL;
     int rc;
 
     rc = xe_callf(c, &v, "session.login_with_password", "(ssss)", user, password, "1.0", "xe");
     if (rc != XE_RPC_OK)
         return rc;
-    if (xmlrpc_value_type(v) == XMLRPC_TYPE_STRING) {
-        xmlrpc_read_string(&c->env, v, &s);
-        c->session = (char *)s;
-    }
-    xmlrpc_DECREF(v);
+    c->session = strdup(xv_str(v));
     return c->session ? XE_RPC_OK : XE_RPC_FAILURE;
 }
 

@@ -1,11 +1,14 @@
 /* xe's connection to the daemon: XML-RPC calls over libcurl (the local UNIX socket, plain HTTP
  * or HTTPS). xmlrpc-c only encodes calls and decodes replies: its curl transport (1.33 on
  * Debian 12) has no UNIX socket option and no hook to set one, so the transport is libcurl's
- * easy interface directly, one handle kept alive for every call of the command. */
+ * easy interface directly, one handle kept alive for every call of the command. Replies are
+ * decoded by xe_value.c (xmlrpc-c's decoder is too slow for large lists). */
 #pragma once
 
 #include <stdbool.h>
 #include <xmlrpc-c/base.h>
+
+#include "tools/xe_value.h"
 
 typedef struct xe_target {
     const char *unix_socket; /* non-NULL: connect there (the host part of the URL is ignored) */
@@ -30,12 +33,12 @@ int xe_conn_login(xe_conn *c, const char *user, const char *password);
 void xe_conn_logout(xe_conn *c);
 
 /* Calls method with the session prepended to params (an array, consumed: NULL = no params).
- * On XE_RPC_OK *ret_value is the Value (caller decrefs). */
-int xe_call(xe_conn *c, const char *method, xmlrpc_value *params, xmlrpc_value **ret_value);
+ * On XE_RPC_OK *ret_value is the Value, valid until xe_conn_close. */
+int xe_call(xe_conn *c, const char *method, xmlrpc_value *params, const xv **ret_value);
 /* Like xe_call with a format for xmlrpc_build_value of the params after the session, e.g. "(s)". */
-int xe_callf(xe_conn *c, xmlrpc_value **ret_value, const char *method, const char *format, ...);
+int xe_callf(xe_conn *c, const xv **ret_value, const char *method, const char *format, ...);
 
-xmlrpc_value *xe_conn_error(xe_conn *c); /* the last ErrorDescription array, borrowed */
+const xv *xe_conn_error(xe_conn *c);     /* the last ErrorDescription array */
 const char *xe_conn_message(xe_conn *c); /* the last transport error */
 xmlrpc_env *xe_env(xe_conn *c);          /* for building values; a fault there is a bug (abort) */
 void xe_check_env(xmlrpc_env *env);

@@ -82,6 +82,15 @@ class XeTest(unittest.TestCase):
         u, ref = self.install("a,b\\c")
         self.assertEqual(self.out("vm-list", "uuid=" + u, "params=name-label", "--minimal"), "a\\,b\\\\c\n")
 
+    def test_markup_and_utf8_in_values(self):
+        # the reply decoder (tools/xe_value.c) decodes entities and passes UTF-8 through
+        name = "<web & \"db\" 'é' ☃>"
+        u, ref = self.install(name)
+        ok(self.x.VM.add_to_other_config(self.s, ref, "a&b", "x<y"))
+        self.assertEqual(self.out("vm-param-get", "uuid=" + u, "param-name=name-label"), name + "\n")
+        self.assertEqual(self.out("vm-param-get", "uuid=" + u, "param-name=other-config", "param-key=a&b"), "x<y\n")
+        self.assertEqual(self.out("vm-list", "name-label=" + name, "--minimal"), u + "\n")
+
     def test_filters(self):
         u, ref = self.install("filter-me")
         ok(self.x.VM.add_to_other_config(self.s, ref, "team", "blue"))
