@@ -1118,7 +1118,18 @@ static int cmd_help(xe_ctx *x) {
                       cmd, strcmp(dash + 1, "list") == 0 ? "" : strcmp(dash + 1, "param-get") == 0 ? "uuid, param-name" : "uuid");
             if (strcmp(dash + 1, "param-get") == 0)
                 sb_add(&x->out, "param-key");
-            else if (strcmp(dash + 1, "param-list") != 0)
+            else if (strcmp(dash + 1, "param-set") == 0) {
+                bool first = true;
+                for (unsigned i = 0; i < c->nfields; i++) {
+                    const xe_field *f = &c->fields[i];
+                    bool map = f->f && f->f->type->kind == XAPI_T_MAP;
+
+                    if (!f->settable || (f->f && f->f->type->kind == XAPI_T_SET))
+                        continue;
+                    sb_printf(&x->out, "%s%s%s", first ? "" : ", ", f->name, map ? ":" : "");
+                    first = false;
+                }
+            } else if (strcmp(dash + 1, "param-list") != 0)
                 for (unsigned i = 0; i < c->nfields; i++)
                     sb_printf(&x->out, "%s%s", i ? ", " : "", c->fields[i].name);
             sb_add(&x->out, "\n");

@@ -272,7 +272,31 @@ class XeTest(unittest.TestCase):
         cmds = self.out("help", "--minimal").strip().split(",")
         for c in ("vm-list", "vm-install", "vm-param-set", "vdi-create", "task-list", "pif-list"):
             self.assertIn(c, cmds)
-        self.assertIn("name-label", self.out("help", "vm-param-set"))
+        params = self.out("help", "vm-param-set")
+        self.assertIn(" name-label,", params)
+        self.assertIn(" other-config:,", params)
+        self.assertNotIn(" power-state,", params)
+
+    def complete(self, line):
+        """COMPREPLY of tools/xe-completion.bash for the command line typed so far."""
+        script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "tools", "xe-completion.bash")
+        prog = ('source "$1"; COMP_LINE="$2"; COMP_POINT=${#2}; read -ra COMP_WORDS <<< "$2"; '
+                '[[ $2 == *" " ]] && COMP_WORDS+=(""); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _xe; '
+                'printf "%s\\n" "${COMPREPLY[@]}"')
+        env = dict(os.environ, PATH=BUILD + ":" + os.environ["PATH"], XE_LOCAL_SOCKET=self.d.unix_socket)
+        r = subprocess.run(["bash", "-c", prog, "bash", script, line], capture_output=True, text=True, env=env,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return sorted(w for w in r.stdout.split("\n") if w)
+
+    def test_bash_completion(self):
+        u, _ = self.install("complete-me")
+        self.assertEqual(self.complete("xe vm-par"), ["vm-param-get", "vm-param-list", "vm-param-set"])
+        self.assertIn("uuid=", self.complete("xe vm-start "))
+        self.assertIn(u, self.complete("xe vm-start uuid="))
+        self.assertEqual(self.complete("xe vm-param-get param-name=power"), ["power-state"])
+        self.assertIn("other-config:", self.complete("xe vm-param-set other"))
 
 
 if __name__ == "__main__":
