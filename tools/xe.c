@@ -1245,7 +1245,7 @@ static int connect_and_login(xe_ctx *x) {
     const char *sock = getenv("XE_LOCAL_SOCKET");
     bool nossl = flag(x, "nossl");
     char *fuser = NULL, *fpw = NULL;
-    bool local = !server || strcmp(server, "127.0.0.1") == 0 || strcmp(server, "localhost") == 0;
+    bool local = !server || strcmp(server, "127.0.0.1") == 0; /* as xe: only this is never TLS */
     xe_target t = {0};
     int rc;
 

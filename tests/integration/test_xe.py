@@ -2,7 +2,10 @@
 filters, map parameters, VM lifecycle, create commands, errors and exit codes, remote flags."""
 
 import os
+import socket
+import ssl
 import subprocess
+import threading
 import unittest
 
 from harness import BUILD, PASSWORD, UUID_RE, Daemon
@@ -265,8 +268,68 @@ class XeTest(unittest.TestCase):
         self.assertEqual((r.returncode, r.stderr),
                          (1, "Unable to contact server. Please check server and port settings.\n"))
         # a remote host is HTTPS by default: the plain-HTTP test port does not answer TLS
-        r = self.xe("vm-list", "-s", "localhost.localdomain", "-p", str(self.d.port), "-pw", PASSWORD, local=False)
+        r = self.xe("vm-list", "-s", "localhost", "-p", str(self.d.port), "-pw", PASSWORD, local=False)
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "Unable to contact server. Please check server and port settings.\n"))
+
+    def tls_proxy(self):
+        """A TLS front for the daemon's plain port (as stunnel on a xapi host): (port, cert file)."""
+        cert, key = os.path.join(self.d.tmp, "cert.pem"), os.path.join(self.d.tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        lsock = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(lsock.close)
+
+        def pipe(a, b):
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    s.close()
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = lsock.accept()
+                    tls = ctx.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    if lsock.fileno() < 0:
+                        return
+                    continue
+                up = socket.create_connection(("127.0.0.1", self.d.port))
+                threading.Thread(target=pipe, args=(tls, up), daemon=True).start()
+                threading.Thread(target=pipe, args=(up, tls), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return lsock.getsockname()[1], cert
+
+    def test_https_to_a_remote_host(self):
+        port, cert = self.tls_proxy()
+        _, dom0 = self.dom0()
+        args = ["-s", "localhost", "-p", str(port), "-pw", PASSWORD, "vm-list", "is-control-domain=true", "--minimal"]
+        r = self.xe(*args, local=False)  # not verified by default, as xe's stunnel
+        self.assertEqual((r.returncode, r.stdout), (0, dom0["uuid"] + "\n"), r.stderr)
+        r = self.xe(*args, "cafile=" + cert, local=False)
+        self.assertEqual((r.returncode, r.stdout), (0, dom0["uuid"] + "\n"), r.stderr)
+        other = os.path.join(self.d.tmp, "other.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=other", "-keyout", other + ".key", "-out", other], check=True, capture_output=True)
+        r = self.xe(*args, "cafile=" + other, local=False)
         self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, "")
 
     def test_help_lists_commands_for_completion(self):
         cmds = self.out("help", "--minimal").strip().split(",")
