@@ -331,6 +331,54 @@ class XeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stdout, "")
 
+    def test_bad_replies_are_errors_not_crashes(self):
+        """A server answering garbage: xe says so and exits 1, whatever the bytes."""
+        import http.server
+
+        ok_login = (b"<?xml version='1.0'?><methodResponse><params><param><value><struct><member><name>Status"
+                    b"</name><value>Success</value></member><member><name>Value</name><value>OpaqueRef:x</value>"
+                    b"</member></struct></value></param></params></methodResponse>")
+        replies = [
+            b"", b"<", b"not xml", b"<methodResponse>", b"<methodResponse><params><param><value>",
+            b"<methodResponse><params><param>" + b"<value><array><data>" * 5000 + b"</methodResponse>",
+            b"<methodResponse><params><param><value><struct><member><name>Status</name><value>&bogus;"
+            b"</value></member></struct></value></param></params></methodResponse>",
+            b"<methodResponse><params><param><value><struct><member><name>Status</name><value>&#0;</value>"
+            b"</member></struct></value></param></params></methodResponse>",
+            b"<methodResponse><params><param><value><struct></struct></value></param></params></methodResponse>",
+            b"<methodResponse><params><param><value><struct><member><name>Status</name><value>Failure</value>"
+            b"</member><member><name>ErrorDescription</name><value><array><data/></array></value></member>"
+            b"</struct></value></param></params></methodResponse>",
+            b"<!DOCTYPE x [<!ENTITY a 'b'>]><methodResponse/>",
+            b"<methodResponse><fault><value><struct><member><name>faultString</name><value>boom</value>"
+            b"</member></struct></value></fault></methodResponse>",
+            b"<methodResponse><params><param><value><int>1</int>\x00\xff</value></param></params></methodResponse>",
+        ]
+        state = {"reply": b""}
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                out = ok_login if b"login_with_password" in body else state["reply"]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        for reply in replies:
+            state["reply"] = reply
+            r = self.xe("vm-list", "-p", str(srv.server_address[1]), "--nossl", local=False)
+            self.assertEqual(r.returncode, 1, (reply[:80], r.stdout, r.stderr))
+            self.assertEqual(r.stdout, "")
+            self.assertNotEqual(r.stderr, "")
+
     def test_help_lists_commands_for_completion(self):
         cmds = self.out("help", "--minimal").strip().split(",")
         for c in ("vm-list", "vm-install", "vm-param-set", "vdi-create", "task-list", "pif-list"):
