@@ -225,13 +225,43 @@ typedef struct ref_entry {
     char *ref, *uuid, *name;
 } ref_entry;
 
+/* A hash of ref -> entry: a params=all list of hundreds of VMs looks up thousands of refs. */
 static struct {
     ref_entry *v;
     size_t n, cap;
+    size_t *slots; /* index + 1 into v, 0 = free; nslots a power of two */
+    size_t nslots;
     bool fetched[64];
 } refs;
 
+static size_t ref_hash(const char *s) {
+    size_t h = 1469598103934665603ull;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void slot_insert(size_t index) {
+    size_t i = ref_hash(refs.v[index].ref) & (refs.nslots - 1);
+
+    while (refs.slots[i])
+        i = (i + 1) & (refs.nslots - 1);
+    refs.slots[i] = index + 1;
+}
+
+static const ref_entry *find_ref(const char *ref) {
+    if (!refs.nslots)
+        return NULL;
+    for (size_t i = ref_hash(ref) & (refs.nslots - 1); refs.slots[i]; i = (i + 1) & (refs.nslots - 1))
+        if (strcmp(refs.v[refs.slots[i] - 1].ref, ref) == 0)
+            return &refs.v[refs.slots[i] - 1];
+    return NULL;
+}
+
 static void remember(const char *ref, const char *uuid, const char *name) {
+    if (find_ref(ref))
+        return;
     if (refs.n == refs.cap) {
         refs.cap = refs.cap ? refs.cap * 2 : 256;
         refs.v = realloc(refs.v, refs.cap * sizeof *refs.v);
@@ -239,6 +269,17 @@ static void remember(const char *ref, const char *uuid, const char *name) {
             abort();
     }
     refs.v[refs.n++] = (ref_entry){strdup(ref), strdup(uuid), strdup(name)};
+    if (refs.n * 2 > refs.nslots) {
+        free(refs.slots);
+        refs.nslots = refs.nslots ? refs.nslots * 2 : 512;
+        refs.slots = calloc(refs.nslots, sizeof *refs.slots);
+        if (!refs.slots)
+            abort();
+        for (size_t i = 0; i < refs.n; i++)
+            slot_insert(i);
+    } else {
+        slot_insert(refs.n - 1);
+    }
 }
 
 static void remember_records(xe_ctx *x, const xv *all) {
@@ -251,9 +292,10 @@ static const ref_entry *lookup_ref(xe_ctx *x, const xapi_class *cls, const char 
     const xv *v = NULL;
 
     for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = refs.n; i-- > 0;)
-            if (strcmp(refs.v[i].ref, ref) == 0)
-                return &refs.v[i];
+        const ref_entry *e = find_ref(ref);
+
+        if (e)
+            return e;
         if (pass || !cls || cls->id < 0 || cls->id >= 64 || refs.fetched[cls->id])
             return NULL;
         refs.fetched[cls->id] = true;
@@ -831,7 +873,7 @@ out:
 
 /* Destroys the VM and the disks only it uses, as xe: after a confirmation unless --force. */
 static int cmd_vm_uninstall(xe_ctx *x) {
-    char *ref = NULL, *vdis[64];
+    char *ref = NULL, **vdis = NULL;
     unsigned nvdis = 0;
     const xv *vbds = NULL;
     int rc;
@@ -842,7 +884,10 @@ static int cmd_vm_uninstall(xe_ctx *x) {
         rc = rpc_error(x, rc);
         goto out;
     }
-    for (const xv *b = vbds->kind == XV_ARRAY ? vbds->first : NULL; b && nvdis < 64; b = b->next) {
+    vdis = calloc(vbds->n + 1, sizeof *vdis);
+    if (!vdis)
+        abort();
+    for (const xv *b = vbds->kind == XV_ARRAY ? vbds->first : NULL; b; b = b->next) {
         const xv *rec = NULL, *users = NULL;
         const char *vdi;
 
@@ -874,6 +919,7 @@ static int cmd_vm_uninstall(xe_ctx *x) {
 out:
     for (unsigned i = 0; i < nvdis; i++)
         free(vdis[i]);
+    free(vdis);
     free(ref);
     return rc;
 }
@@ -1204,20 +1250,23 @@ static int parse(xe_ctx *x, int argc, char **argv) {
             if (strcmp(a, switches[k].sw) == 0) {
                 if (i + 1 >= argc)
                     return usage_error("Syntax error: ", "");
-                add_arg(x, switches[k].key, strlen(switches[k].key), argv[++i]);
+                if (add_arg(x, switches[k].key, strlen(switches[k].key), argv[++i]) < 0)
+                    return usage_error("Syntax error: ", "too many arguments");
                 sw = true;
             }
         if (sw)
             continue;
         if (strncmp(a, "--", 2) == 0 && a[2]) {
-            add_arg(x, a + 2, strlen(a + 2), "true");
-        } else if ((eq = strchr(a, '='))) {
-            if (add_arg(x, a, (size_t)(eq - a), eq + 1) < 0)
+            if (add_arg(x, a + 2, strlen(a + 2), "true") < 0)
                 return usage_error("Syntax error: ", "too many arguments");
+        } else if ((eq = strchr(a, '='))) {
+            if (eq == a || add_arg(x, a, (size_t)(eq - a), eq + 1) < 0)
+                return usage_error("Syntax error: ", eq == a ? a : "too many arguments");
         } else if (!x->command) {
             x->command = a;
-        } else if (x->command && strcmp(x->command, "help") == 0) {
-            add_arg(x, "command", 7, a);
+        } else if (strcmp(x->command, "help") == 0) {
+            if (add_arg(x, "command", 7, a) < 0)
+                return usage_error("Syntax error: ", "too many arguments");
         } else {
             return usage_error("Syntax error: ", a);
         }
