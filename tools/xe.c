@@ -1274,6 +1274,63 @@ static int parse(xe_ctx *x, int argc, char **argv) {
     return 0;
 }
 
+/* XE_EXTRA_ARGS: comma-separated key=value (`\,` a comma), then ~/.xe's key=value lines. Both
+ * come after the command line, so the command line wins (get() takes the first). */
+static int add_extra_arg(xe_ctx *x, const char *kv) {
+    const char *eq = strchr(kv, '=');
+
+    if (!eq || eq == kv)
+        return 0;
+    return add_arg(x, kv, (size_t)(eq - kv), eq + 1) < 0 ? usage_error("Syntax error: ", "too many arguments") : 0;
+}
+
+static int read_defaults(xe_ctx *x) {
+    const char *extra = getenv("XE_EXTRA_ARGS"), *home = getenv("HOME");
+    char line[1024];
+    int rc = 0;
+
+    if (extra && *extra) {
+        char *item = malloc(strlen(extra) + 1);
+        size_t n = 0;
+
+        if (!item)
+            abort();
+        for (const char *p = extra;; p++) {
+            if (*p == '\\' && p[1] == ',') {
+                item[n++] = *++p;
+                continue;
+            }
+            if (*p == ',' || !*p) {
+                item[n] = 0;
+                if ((rc = add_extra_arg(x, item)))
+                    break;
+                n = 0;
+                if (!*p)
+                    break;
+                continue;
+            }
+            item[n++] = *p;
+        }
+        free(item);
+        if (rc)
+            return rc;
+    }
+    if (home && *home) {
+        FILE *f;
+
+        snprintf(line, sizeof line, "%s/.xe", home);
+        f = fopen(line, "r");
+        while (f && !rc && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = 0;
+            if (line[0] && line[0] != '#')
+                rc = add_extra_arg(x, line);
+        }
+        if (f)
+            fclose(f);
+    }
+    return rc;
+}
+
 static int read_password_file(xe_ctx *x, const char *path, char **user, char **pw) {
     FILE *f = fopen(path, "r");
     char line[512];
@@ -1353,7 +1410,7 @@ int main(int argc, char **argv) {
     if (!x)
         return EXIT_ERR;
     xe_fields_init();
-    if ((rc = parse(x, argc, argv)))
+    if ((rc = parse(x, argc, argv)) || (rc = read_defaults(x)))
         goto out;
     if (!x->command) {
         x->command = "help";

@@ -263,6 +263,20 @@ class XeTest(unittest.TestCase):
             f.write("root\n%s\n" % PASSWORD)
         r = self.xe("host-list", "--minimal", "-p", str(self.d.port), "-pwf", pwf, "--nossl", local=False)
         self.assertEqual(r.returncode, 0, r.stderr)
+        # XE_EXTRA_ARGS and ~/.xe, the command line first
+        home = os.path.join(self.d.tmp, "home")
+        os.makedirs(home, exist_ok=True)
+        with open(os.path.join(home, ".xe"), "w") as f:
+            f.write("# defaults\nport=%d\nnossl=true\nusername=root\n" % self.d.port)
+        env = dict(os.environ, HOME=home, XE_LOCAL_SOCKET="/nonexistent/xapi",
+                   XE_EXTRA_ARGS="password=%s,name-label=a\\,b" % PASSWORD)
+        self.install("a,b")
+        r = subprocess.run([XE, "vm-list", "--minimal", "params=name-label"], capture_output=True, text=True,
+                           env=env, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "a\\,b\n"), r.stderr)
+        r = subprocess.run([XE, "vm-list", "--minimal", "-pw", "wrong"], capture_output=True, text=True, env=env,
+                           timeout=60)
+        self.assertEqual((r.returncode, r.stderr), (1, "Authentication failed\nFor usage run: 'xe help'\n"))
         # no local socket and nothing on the port: xe's message
         r = self.xe("vm-list", "-s", "127.0.0.1", "-p", "1", "--nossl", local=False)
         self.assertEqual((r.returncode, r.stderr),
