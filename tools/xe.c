@@ -837,6 +837,37 @@ static int print_uuid_of(xe_ctx *x, const char *cls, const char *ref) {
     return EXIT_OK;
 }
 
+/* other-config:disks with every <disk> on SR sr_uuid, as xe's vm-install sr-uuid= does; NULL if
+ * there is nothing to rewrite. */
+static char *disks_on_sr(const char *disks, const char *sr_uuid) {
+    sb out = {0};
+    const char *p = disks;
+
+    for (const char *d; (d = strstr(p, "<disk")); ) {
+        const char *end = strchr(d, '>'), *sr;
+
+        if (!end)
+            break;
+        sb_addn(&out, p, (size_t)(d - p));
+        sb_printf(&out, "<disk sr=\"%s\"", sr_uuid);
+        p = d + 5;
+        while ((sr = strstr(p, " sr=\"")) && sr < end) { /* drop the old attribute */
+            const char *q = strchr(sr + 5, '"');
+
+            if (!q || q > end)
+                break;
+            sb_addn(&out, p, (size_t)(sr - p));
+            p = q + 1;
+        }
+        sb_addn(&out, p, (size_t)(end + 1 - p));
+        p = end + 1;
+    }
+    if (!out.p)
+        return NULL;
+    sb_add(&out, p);
+    return out.p;
+}
+
 static int cmd_vm_install(xe_ctx *x) {
     const char *name = get(x, "new-name-label"), *sr = get(x, "sr-uuid");
     char *tref = NULL, *vm = NULL;
@@ -847,20 +878,33 @@ static int cmd_vm_install(xe_ctx *x) {
         return usage_error("Required parameter not found: ", "new-name-label");
     if ((rc = select_vm(x, true, &tref)))
         return rc;
-    if (sr) {
-        if ((rc = xe_callf(x->conn, &srref, "SR.get_by_uuid", "(s)", sr)) != XE_RPC_OK) {
-            rc = rpc_error(x, rc);
-            goto out;
-        }
-        rc = xe_callf(x->conn, &v, "VM.copy", "(sss)", tref, name, xv_str(srref));
-    } else {
-        rc = xe_callf(x->conn, &v, "VM.clone", "(ss)", tref, name);
+    if (sr && (rc = xe_callf(x->conn, &srref, "SR.get_by_uuid", "(s)", sr)) != XE_RPC_OK) {
+        rc = rpc_error(x, rc);
+        goto out;
     }
-    if (rc != XE_RPC_OK) {
+    if ((rc = xe_callf(x->conn, &v, "VM.clone", "(ss)", tref, name)) != XE_RPC_OK) {
         rc = rpc_error(x, rc);
         goto out;
     }
     vm = string_of(x, v);
+    if (sr) { /* the disks the template describes go to that SR */
+        const xv *oc = NULL;
+        char *disks = NULL;
+
+        if ((rc = xe_callf(x->conn, &oc, "VM.get_other_config", "(s)", vm)) != XE_RPC_OK) {
+            rc = rpc_error(x, rc);
+            goto out;
+        }
+        disks = disks_on_sr(xv_str(xv_member(oc, "disks")), sr);
+        if (disks) {
+            (void)xe_callf(x->conn, NULL, "VM.remove_from_other_config", "(ss)", vm, "disks");
+            rc = call_on(x, xapi_class_by_name("VM"), "add_to_other_config", vm, xmlrpc_string_new(E(x), "disks"),
+                         xmlrpc_string_new(E(x), disks));
+            free(disks);
+            if (rc)
+                goto out;
+        }
+    }
     if ((rc = call_on(x, xapi_class_by_name("VM"), "provision", vm, NULL, NULL)) ||
         (rc = call_on(x, xapi_class_by_name("VM"), "set_is_a_template", vm, xmlrpc_bool_new(E(x), 0), NULL)))
         goto out;

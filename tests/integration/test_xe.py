@@ -50,11 +50,9 @@ class XeTest(unittest.TestCase):
         raise AssertionError("no dom0")
 
     def install(self, name):
-        r = self.xe("vm-install", "template=Generic Linux PV", "new-name-label=" + name)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        u = r.stdout.strip()
+        u, ref = self.install_with(name)
         self.assertRegex(u, UUID_RE)
-        return u, ok(self.x.VM.get_by_uuid(self.s, u))
+        return u, ref
 
     # ---- layout ----
     def test_vm_list_layout_is_xes(self):
@@ -166,9 +164,33 @@ class XeTest(unittest.TestCase):
         for vdi in disks:
             self.assertEqual(self.x.VDI.get_uuid(self.s, vdi)["ErrorDescription"][0], "HANDLE_INVALID")
 
+    def test_vm_install_puts_disks_on_the_sr_given(self):
+        host = ok(self.x.host.get_all(self.s))[0]
+        where = os.path.join(self.d.tmp, "sr2")
+        os.makedirs(where)
+        sr = ok(self.x.SR.create(self.s, host, {"location": where}, "0", "second", "", "file", "user", False, {}))
+        sr_uuid = self.uuid("SR", sr)
+        for args, want in ((["sr-uuid=" + sr_uuid], sr), ([], None)):
+            u, ref = self.install_with("on-sr", *args)
+            vdis = [ok(self.x.VBD.get_VDI(self.s, b)) for b in ok(self.x.VM.get_VBDs(self.s, ref))
+                    if ok(self.x.VBD.get_type(self.s, b)) == "Disk"]
+            self.assertTrue(vdis)
+            for vdi in vdis:
+                if want:
+                    self.assertEqual(ok(self.x.VDI.get_SR(self.s, vdi)), want)
+                else:
+                    self.assertNotEqual(ok(self.x.VDI.get_SR(self.s, vdi)), sr)
+            self.out("vm-uninstall", "uuid=" + u, "--force")
+
+    def install_with(self, name, *args):
+        r = self.xe("vm-install", "template=Generic Linux PV", "new-name-label=" + name, *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        u = r.stdout.strip()
+        return u, ok(self.x.VM.get_by_uuid(self.s, u))
+
     # ---- create commands and the other classes ----
     def test_vdi_vbd_vif(self):
-        sr_uuid = self.out("sr-list", "type=file", "--minimal").strip()
+        sr_uuid = self.out("sr-list", "type=file", "name-label=Local storage", "--minimal").strip()
         self.assertRegex(sr_uuid, UUID_RE)
         vdi = self.out("vdi-create", "sr-uuid=" + sr_uuid, "name-label=disk1", "virtual-size=4MiB",
                        "other-config:purpose=test").strip()
