@@ -17,6 +17,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "xapi/accounts.h"
+#include "xapi/cli.h"
 #include "xapi/http.h"
 #include "xapi/session.h"
 
@@ -33,7 +34,7 @@ struct xapi_http {
 
 #define STOP_DRAIN_MS 3000 /* how long stopping waits for in-flight calls to answer */
 
-typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT } endpoint;
+typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT, EP_RAW } endpoint;
 
 
 /* ---- streaming handlers ---------------------------------------------------- */
@@ -75,6 +76,28 @@ void xapi_http_register_put(const char *path, const xapi_http_put_ops *ops) {
             return;
         }
     abort();
+}
+
+static struct {
+    const char *path;
+    xapi_http_raw_post_fn fn;
+} raw_post_handlers[MAX_STREAM_HANDLERS];
+
+void xapi_http_register_raw_post(const char *path, xapi_http_raw_post_fn fn) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS; i++)
+        if (!raw_post_handlers[i].path || strcmp(raw_post_handlers[i].path, path) == 0) {
+            raw_post_handlers[i].path = path;
+            raw_post_handlers[i].fn = fn;
+            return;
+        }
+    abort();
+}
+
+static xapi_http_raw_post_fn find_raw_post(const char *url) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS && raw_post_handlers[i].path; i++)
+        if (strcmp(raw_post_handlers[i].path, url) == 0)
+            return raw_post_handlers[i].fn;
+    return NULL;
 }
 
 static xapi_http_stream_get_fn find_stream_get(const char *url) {
@@ -217,6 +240,7 @@ typedef struct request_ctx {
     bool put_refused;  /* data said no more: the rest is dropped */
     bool inflight;     /* counted in xapi_http.inflight */
     uint64_t dropped;
+    xapi_http_raw_post_fn raw; /* EP_RAW */
 } request_ctx;
 
 /* A PUT to a streaming handler: headers (first call), body pieces, end. */
@@ -386,6 +410,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             return send_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", true);
         ctx = xapi_calloc(1, sizeof *ctx);
         ctx->ep = strcmp(url, "/jsonrpc") == 0 ? EP_JSONRPC : EP_XMLRPC;
+        if ((ctx->raw = find_raw_post(url)))
+            ctx->ep = EP_RAW;
         *con_cls = ctx;
         return MHD_YES;
     }
@@ -400,6 +426,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     if (ctx->too_large)
         return send_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", true);
+    peer.local_root = h->local && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->local &&
+                      peer_is_local_root(conn);
+    peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
+    if (ctx->ep == EP_RAW) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        if (ci)
+            ctx->raw(h->srv, &peer, ctx->body.data ? ctx->body.data : "", ctx->body.len, ci->connect_fd);
+        return MHD_NO; /* closes the connection without an HTTP reply */
+    }
 
     rc = ctx->ep == EP_JSONRPC ? xapi_jsonrpc_decode(ctx->body.data ? ctx->body.data : "", ctx->body.len, &req)
                                : xapi_xmlrpc_decode(ctx->body.data ? ctx->body.data : "", ctx->body.len, &req);
@@ -408,9 +444,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return send_text(conn, MHD_HTTP_BAD_REQUEST,
                          rc == -E2BIG ? "request nested too deeply or too large\n" : "malformed request\n", true);
     }
-    peer.local_root = h->local && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->local &&
-                      peer_is_local_root(conn);
-    peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
     reply = reply_buffer();
     /* counted until its answer is sent (completed) */
     __atomic_add_fetch(&h->inflight, 1, __ATOMIC_SEQ_CST);
@@ -525,6 +558,7 @@ int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, 
 
     h->srv = srv;
     h->tcp_fd = h->local_fd = -1;
+    xapi_cli_register();
     rc = listen_tcp(listen_host, listen_port, &h->tcp_fd, &h->port);
     if (rc < 0)
         goto fail;

@@ -4,6 +4,7 @@ filters, map parameters, VM lifecycle, create commands, errors and exit codes, r
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import unittest
@@ -414,6 +415,62 @@ class XeTest(unittest.TestCase):
             self.assertEqual(r.returncode, 1, (reply[:80], r.stdout, r.stderr))
             self.assertEqual(r.stdout, "")
             self.assertNotEqual(r.stderr, "")
+
+    # ---- the server side: xapi's thin CLI protocol on POST /cli, as a stock xe speaks it ----
+    def thin_cli(self, *args, user="root", password=PASSWORD, hello=b"XenSource thin CLI protocol"):
+        """A client of the protocol as xapi's xe (newcli.ml) speaks it: (exit code, stdout, stderr)."""
+        body = "\n".join(list(args) + ["username=" + user, "password=" + password]).encode()
+        s = socket.create_connection(("127.0.0.1", self.d.port), timeout=60)
+        self.addCleanup(s.close)
+        s.sendall(b"POST /cli HTTP/1.0\r\nUser-agent: xe-cli/Unix/0.2\r\noriginator: cli\r\n"
+                  b"content-length: %d\r\n\r\n" % len(body) + body)
+
+        def recvn(n):
+            data = b""
+            while len(data) < n:
+                chunk = s.recv(n - len(data))
+                if not chunk:
+                    raise EOFError(data)
+                data += chunk
+            return data
+
+        self.assertEqual(recvn(27), b"XenSource thin CLI protocol")
+        self.assertEqual(struct.unpack("<ii", recvn(8)), (0, 2))
+        s.sendall(hello + struct.pack("<ii", 0, 2))
+        out, err = "", ""
+        while True:
+            (length,) = struct.unpack("<i", recvn(4))
+            payload = recvn(length)
+            msg, cmd = struct.unpack_from("<ii", payload)
+            self.assertEqual(msg, 9)
+            if cmd in (0, 16):
+                (slen,) = struct.unpack_from("<i", payload, 8)
+                self.assertEqual(len(payload), 12 + slen)
+                text = payload[12:12 + slen].decode()
+                if cmd == 0:
+                    out += text + "\n"
+                else:
+                    err += text
+            else:
+                self.assertEqual(cmd, 4)
+                return struct.unpack_from("<i", payload, 8)[0], out, err
+
+    def test_thin_cli_protocol(self):
+        u, _ = self.install("over-cli")
+        for args in (["vm-list"], ["vm-list", "--minimal", "params=uuid"], ["vm-param-list", "uuid=" + u],
+                     ["vm-param-get", "uuid=" + u, "param-name=name-label"], ["host-list"],
+                     ["vm-param-list", "uuid=nonexistent"], ["no-such-command"]):
+            r = self.xe(*args)
+            self.assertEqual(self.thin_cli(*args), (r.returncode, r.stdout, r.stderr), args)
+        code, out, err = self.thin_cli("vm-param-set", "uuid=" + u, "name-description=set over /cli")
+        self.assertEqual((code, out, err), (0, "", ""))
+        self.assertEqual(self.out("vm-param-get", "uuid=" + u, "param-name=name-description"), "set over /cli\n")
+        self.assertEqual(self.thin_cli("vm-list", password="wrong"),
+                         (1, "", "Authentication failed\nFor usage run: 'xe help'\n"))
+        # not a thin CLI client: the connection just closes, the daemon goes on
+        with self.assertRaises(EOFError):
+            self.thin_cli("vm-list", hello=b"GET / HTTP/1.0\r\n\r\n" + b" " * 16)
+        self.assertEqual(self.out("vm-list", "uuid=" + u, "--minimal"), u + "\n")
 
     def test_help_lists_commands_for_completion(self):
         cmds = self.out("help", "--minimal").strip().split(",")
