@@ -25,6 +25,7 @@
 #include "xapi/cli.h"
 #include "xapi/http.h"
 #include "xapi/session.h"
+#include "xapi/store.h"
 
 #define CLI_PREFIX "XenSource thin CLI protocol"
 #define CLI_MAJOR 0
@@ -187,8 +188,17 @@ static bool authorized(xapi_server *srv, const xapi_peer *peer, const char *sess
 
     if (peer->local_root)
         return true;
-    if (session && xapi_session_check(srv, session) == 0)
-        return true;
+    if (session && xapi_session_check(srv, session) == 0) {
+        const xapi_obj *o;
+        bool super = false;
+
+        xapi_store_rdlock(srv->store);
+        o = xapi_store_get_class(srv->store, xapi_class_by_name("session"), session);
+        super = o && o->fields[XAPI_F_session_is_local_superuser].b;
+        xapi_store_rdunlock(srv->store);
+        if (super)
+            return true;
+    }
     /* The command runs as root over the local socket: only root's password opens it. */
     if (user && password && strcmp(user, "root") == 0 && xapi_accounts_verify(cfg->accounts_file, user, password))
         return true;

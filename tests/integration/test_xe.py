@@ -467,6 +467,11 @@ class XeTest(unittest.TestCase):
         self.assertEqual(self.out("vm-param-get", "uuid=" + u, "param-name=name-description"), "set over /cli\n")
         self.assertEqual(self.thin_cli("vm-list", password="wrong"),
                          (1, "", "Authentication failed\nFor usage run: 'xe help'\n"))
+        # a first line session_id= (xapi's member-to-master forwarding) stands for the password
+        r = self.xe("vm-list", "--minimal")
+        self.assertEqual(self.thin_cli("session_id=" + self.s, "vm-list", "--minimal", password=""),
+                         (0, r.stdout, ""))
+        self.assertEqual(self.thin_cli("session_id=OpaqueRef:nonsense", "vm-list", password="")[0], 1)
         # not a thin CLI client: the connection just closes, the daemon goes on
         with self.assertRaises(EOFError):
             self.thin_cli("vm-list", hello=b"GET / HTTP/1.0\r\n\r\n" + b" " * 16)
