@@ -147,17 +147,21 @@ static const struct {
      "You attempted an operation on a VM that was not in an appropriate power state at the time; for example, "
      "you attempted to start a VM that was already running.  The parameters returned are the VM's handle, and "
      "the expected and actual VM state at the time of the call.",
-     {"vm", "expected", "actual"}},
-    {"VM_IS_TEMPLATE", "The operation attempted is not valid for a template VM", {"vm"}},
+     {"vm:VM", "expected", "actual"}},
+    {"VM_IS_TEMPLATE", "The operation attempted is not valid for a template VM", {"vm:VM"}},
     {"OPERATION_NOT_ALLOWED", "You attempted an operation that was not allowed.", {"reason"}},
     {"FIELD_TYPE_ERROR", "The value specified is of the wrong type", {"field"}},
     {"INVALID_VALUE", "The value given is invalid", {"field", "value"}},
     {"MAP_DUPLICATE_KEY",
      "You tried to add a key-value pair to a map, but that key is already there.", {"type", "param_name", "uuid", "key"}},
-    {"VDI_IN_USE", "This operation cannot be performed because this VDI is in use by some other operation", {"vdi", "operation"}},
+    {"VDI_IN_USE", "This operation cannot be performed because this VDI is in use by some other operation", {"vdi:VDI", "operation"}},
     {"SR_FULL", "The SR is full. Requested new size exceeds the maximum size", {"requested", "maximum"}},
     {"INTERNAL_ERROR", "The server failed to handle your request, due to an internal error. The given message may give details useful for debugging the problem.", {"message"}},
 };
+
+typedef struct ref_entry ref_entry;
+static const ref_entry *lookup_ref(xe_ctx *x, const xapi_class *cls, const char *ref);
+static void print_error_param(xe_ctx *x, const char *spec, const char *value);
 
 static int api_error(xe_ctx *x) {
     const xv *err = xe_conn_error(x->conn), *p;
@@ -172,10 +176,9 @@ static int api_error(xe_ctx *x) {
             continue;
         fprintf(stderr, "%s\n", error_docs[i].doc);
         for (p = err->first->next; p; p = p->next, k++)
-            fprintf(stderr, "%s: %s\n", k < 4 && error_docs[i].params[k] ? error_docs[i].params[k] : "<extra>",
-                    xv_str(p));
+            print_error_param(x, k < 4 && error_docs[i].params[k] ? error_docs[i].params[k] : "<extra>", xv_str(p));
         for (; k < 4 && error_docs[i].params[k]; k++)
-            fprintf(stderr, "%s: <unknown>\n", error_docs[i].params[k]);
+            fprintf(stderr, "%.*s: <unknown>\n", (int)strcspn(error_docs[i].params[k], ":"), error_docs[i].params[k]);
         return EXIT_ERR;
     }
     fprintf(stderr, "Error code: %s\nError parameters: ", code);
@@ -221,9 +224,9 @@ static char *string_of(xe_ctx *x, const xv *v) {
 }
 
 /* Objects named by reference: uuid and name_label, fetched a class at a time. */
-typedef struct ref_entry {
+struct ref_entry {
     char *ref, *uuid, *name;
-} ref_entry;
+};
 
 /* A hash of ref -> entry: a params=all list of hundreds of VMs looks up thousands of refs. */
 static struct {
@@ -305,6 +308,19 @@ static const ref_entry *lookup_ref(xe_ctx *x, const xapi_class *cls, const char 
         remember_records(x, v);
     }
     return NULL;
+}
+
+/* An error parameter "name[:Class]": a ref of Class is shown as xe shows it, "uuid (name)". */
+static void print_error_param(xe_ctx *x, const char *spec, const char *value) {
+    const char *colon = strchr(spec, ':');
+    const ref_entry *e = NULL;
+
+    if (colon && strncmp(value, "OpaqueRef:", 10) == 0)
+        e = lookup_ref(x, xapi_class_by_name(colon + 1), value);
+    if (e)
+        fprintf(stderr, "%.*s: %s (%s)\n", (int)(colon - spec), spec, e->uuid, e->name);
+    else
+        fprintf(stderr, "%.*s: %s\n", colon ? (int)(colon - spec) : (int)strlen(spec), spec, value);
 }
 
 static void render(xe_ctx *x, const xapi_type *t, const xv *v, sb *out, const char *sep);

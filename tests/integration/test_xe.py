@@ -150,7 +150,7 @@ class XeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertTrue(r.stderr.startswith("You attempted an operation on a VM that was not in an appropriate "
                                             "power state"), r.stderr)
-        self.assertIn("\nexpected: halted\nactual: running\n", r.stderr)
+        self.assertIn("\nvm: %s (life)\nexpected: halted\nactual: running\n" % u, r.stderr)
         self.out("vm-reboot", "vm=" + u, "--force")
         self.assertEqual(ok(self.x.VM.get_power_state(self.s, ref)), "Running")
         self.out("vm-shutdown", "uuid=" + u, "--force")
