@@ -16,6 +16,7 @@
 
 #include "agent/config.h"
 #include "agent/log.h"
+#include "xapi/cli.h"
 #include "xapi/http.h"
 #include "xapi/rbac.h"
 #include "xapi/session.h"
@@ -70,7 +71,7 @@ const char *xapi_http_caller_scheme(void) {
     return thread_conn_tls < 0 ? NULL : thread_conn_tls ? "https" : "http";
 }
 
-typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT } endpoint;
+typedef enum endpoint { EP_XMLRPC, EP_JSONRPC, EP_PUT, EP_RAW } endpoint;
 
 /* ---- connection limits and the request deadline ----------------------------- */
 
@@ -298,6 +299,28 @@ void xapi_http_register_put(const char *path, const xapi_http_put_ops *ops) {
     abort();
 }
 
+static struct {
+    const char *path;
+    xapi_http_raw_post_fn fn;
+} raw_post_handlers[MAX_STREAM_HANDLERS];
+
+void xapi_http_register_raw_post(const char *path, xapi_http_raw_post_fn fn) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS; i++)
+        if (!raw_post_handlers[i].path || strcmp(raw_post_handlers[i].path, path) == 0) {
+            raw_post_handlers[i].path = path;
+            raw_post_handlers[i].fn = fn;
+            return;
+        }
+    abort();
+}
+
+static xapi_http_raw_post_fn find_raw_post(const char *url) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS && raw_post_handlers[i].path; i++)
+        if (strcmp(raw_post_handlers[i].path, url) == 0)
+            return raw_post_handlers[i].fn;
+    return NULL;
+}
+
 static xapi_http_stream_get_fn find_stream_get(const char *url) {
     for (unsigned i = 0; i < MAX_STREAM_HANDLERS && stream_get_handlers[i].path; i++)
         if (strcmp(stream_get_handlers[i].path, url) == 0)
@@ -478,6 +501,7 @@ typedef struct request_ctx {
     bool put_refused;  /* data said no more: the rest is dropped */
     bool inflight;     /* counted in xapi_http.inflight */
     uint64_t dropped;
+    xapi_http_raw_post_fn raw; /* EP_RAW */
 } request_ctx;
 
 /* A PUT to a streaming handler: headers (first call), body pieces, end. */
@@ -646,6 +670,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             return send_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", true);
         ctx = xapi_calloc(1, sizeof *ctx);
         ctx->ep = strcmp(url, "/jsonrpc") == 0 ? EP_JSONRPC : EP_XMLRPC;
+        if ((ctx->raw = find_raw_post(url)))
+            ctx->ep = EP_RAW;
         *con_cls = ctx;
         return MHD_YES;
     }
@@ -661,6 +687,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     set_phase(conn, PHASE_RECEIVED); /* the call may take long (event.from, VM.start): no deadline */
     if (ctx->too_large)
         return send_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", true);
+    track = track_of(conn);
+    /* Root on the UNIX socket is the only caller trusted without a password. */
+    peer.local_root = track && track->local && track->uid == 0;
+    peer.address = track ? track->peer : NULL;
+    peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
+    if (ctx->ep == EP_RAW) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        /* The protocol speaks on the socket itself, which under TLS carries records, not bytes. */
+        if (thread_conn_tls > 0)
+            return send_text(conn, MHD_HTTP_NOT_IMPLEMENTED,
+                             "the CLI protocol is served over plain HTTP and the local socket\n", true);
+
+        if (ci)
+            ctx->raw(h->srv, &peer, ctx->body.data ? ctx->body.data : "", ctx->body.len, ci->connect_fd);
+        return MHD_NO; /* closes the connection without an HTTP reply */
+    }
 
     rc = ctx->ep == EP_JSONRPC ? xapi_jsonrpc_decode(ctx->body.data ? ctx->body.data : "", ctx->body.len, &req)
                                : xapi_xmlrpc_decode(ctx->body.data ? ctx->body.data : "", ctx->body.len, &req);
@@ -669,11 +712,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return send_text(conn, MHD_HTTP_BAD_REQUEST,
                          rc == -E2BIG ? "request nested too deeply or too large\n" : "malformed request\n", true);
     }
-    track = track_of(conn);
-    /* Root on the UNIX socket is the only caller trusted without a password. */
-    peer.local_root = track && track->local && track->uid == 0;
-    peer.address = track ? track->peer : NULL;
-    peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
     reply = reply_buffer();
     /* counted until its answer is sent (completed) */
     __atomic_add_fetch(&h->inflight, 1, __ATOMIC_SEQ_CST);
@@ -823,6 +861,7 @@ int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, 
     h->srv = srv;
     h->tcp_fd = h->tls_fd = h->local_fd = -1;
     pthread_mutex_init(&h->lock, NULL);
+    xapi_cli_register();
     rc = reaper_start(h);
     if (rc < 0)
         goto fail;

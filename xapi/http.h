@@ -88,6 +88,12 @@ typedef struct xapi_http_put_ops {
 } xapi_http_put_ops;
 void xapi_http_register_put(const char *path, const xapi_http_put_ops *ops);
 
+/* POST path answered outside HTTP (xapi's thin CLI protocol): once the body is in, fn gets the
+ * connection's socket (blocking, on the connection's own thread) and speaks on it; no HTTP reply
+ * is sent and the connection closes when fn returns. Plain HTTP and the UNIX socket only. */
+typedef void (*xapi_http_raw_post_fn)(xapi_server *srv, const xapi_peer *peer, const char *body, size_t len, int fd);
+void xapi_http_register_raw_post(const char *path, xapi_http_raw_post_fn fn);
+
 /* Plain HTTP on listen_host:listen_port (none if listen_host is NULL or ""),
  * HTTPS on srv->config's listen_tls (none if empty), and the UNIX socket. */
 int xapi_http_start(xapi_server *srv, const char *listen_host, int listen_port, const char *unix_path,

@@ -5,6 +5,7 @@ plain HTTP beside it or switched off; console locations in the client's
 scheme; stalled handshakes dropped by the same limits as any connection."""
 
 import json
+import http.client
 import os
 import socket
 import ssl
@@ -96,6 +97,18 @@ class TestHTTPS(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.d.cleanup()
+
+    def test_cli_protocol_refused_over_tls(self):
+        """POST /cli speaks on the raw socket: over TLS it is refused with an HTTP error, not garbled."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.d.tls_port, timeout=10,
+                                           context=ssl._create_unverified_context())
+        try:
+            conn.request("POST", "/cli", body=b"vm-list\n", headers={"Content-Type": "text/plain"})
+            r = conn.getresponse()
+            self.assertEqual(r.status, 501)
+            self.assertIn(b"plain HTTP", r.read())
+        finally:
+            conn.close()
 
     def test_generated_certificate(self):
         d = self.d
