@@ -26,6 +26,10 @@ struct agent_stats {
     xapi_server *srv;
     char host_uuid[XAPI_UUID_LEN + 1];
     double memory_total_kib;
+    /* The control domain's VM: its domain 0 sample (a backend's uuid for it is Xen's,
+     * not the record's) or, from a backend with no domain 0 (sim), its memory. */
+    char dom0_uuid[XAPI_UUID_LEN + 1];
+    int64_t dom0_memory;
     const char *proc_dir; /* "/proc" */
     const char *net_dir;  /* "/sys/class/net" */
     xapi_rrd_input *in;   /* scratch: one object's inputs */
@@ -204,6 +208,25 @@ static void vm_inputs(const vmops_domain_sample *d, inputs *in) {
     }
 }
 
+/* The control domain's sample under its VM's uuid, as xapi keeps dom0's RRD
+ * (Nova reads its memory): the backend's domain 0 renamed, or made up from the
+ * record where the backend has none. */
+static void add_dom0(const agent_stats *s, vmops_domain_sample **doms, size_t *ndoms) {
+    vmops_domain_sample *d;
+
+    for (size_t i = 0; i < *ndoms; i++)
+        if ((*doms)[i].domid == 0) {
+            memcpy((*doms)[i].uuid, s->dom0_uuid, sizeof s->dom0_uuid);
+            return;
+        }
+    *doms = xapi_realloc(*doms, (*ndoms + 1) * sizeof **doms);
+    d = &(*doms)[(*ndoms)++];
+    memset(d, 0, sizeof *d);
+    memcpy(d->uuid, s->dom0_uuid, sizeof s->dom0_uuid);
+    d->memory = d->memory_target = s->dom0_memory;
+    d->memory_internal_free_kib = -1;
+}
+
 void agent_stats_round(agent_stats *s, double t) {
     vmops_backend *b = s->srv->backend;
     vmops_domain_sample *doms = NULL;
@@ -216,6 +239,8 @@ void agent_stats_round(agent_stats *s, double t) {
         doms = NULL;
         ndoms = 0;
     }
+    if (*s->dom0_uuid)
+        add_dom0(s, &doms, &ndoms);
     for (size_t i = 0; i < ndoms; i++) {
         inputs vin = {s->in, 0, VM_MAX_INPUTS};
         vcpus += doms[i].nvcpus;
@@ -323,6 +348,11 @@ int agent_stats_new(xapi_server *srv, agent_stats **ret) {
     if (h)
         memcpy(s->host_uuid, h->uuid, sizeof s->host_uuid);
     s->memory_total_kib = m ? (double)(m->fields[XAPI_F_host_metrics_memory_total].i / 1024) : NAN;
+    for (xapi_obj *vm = xapi_store_first(srv->store, &xapi_classes[XAPI_C_VM]); vm; vm = xapi_store_next(vm))
+        if (vm->fields[XAPI_F_VM_is_control_domain].b && strcmp(vm->fields[XAPI_F_VM_resident_on].s, srv->host_ref) == 0) {
+            memcpy(s->dom0_uuid, vm->uuid, sizeof s->dom0_uuid);
+            s->dom0_memory = vm->fields[XAPI_F_VM_memory_dynamic_max].i;
+        }
     xapi_store_rdunlock(srv->store);
     rc = xapi_rrd_db_open(srv->config->state_dir, (unsigned)srv->config->stats_interval);
     if (rc < 0) {
@@ -349,6 +379,9 @@ int agent_stats_start(xapi_server *srv, agent_stats **ret) {
 
     if (rc < 0)
         return rc;
+    /* A first round before the API opens: the first /rrd_updates after a start
+     * (CloudStack asks as soon as it has connected) lists every data source. */
+    agent_stats_round(s, wall_now());
     rc = -pthread_create(&s->thread, NULL, sampler, s);
     if (rc < 0) {
         agent_stats_free(s);

@@ -348,7 +348,6 @@ class HostStats(NovaTest):
             self.assertIntString(rec["VCPUs_max"], "VM.VCPUs_max")
             self.assertIntString(rec["memory_static_max"], "VM.memory_static_max")
 
-    @unittest.expectedFailure  # issue 10: statistics (VM.query_data_source, /vm_rrd)
     def test_diagnostics_data_sources(self):
         dom0 = list(self.call("VM.get_all_records_where", 'field "domid"="0"'))[0]
         self.assertIsInstance(self.call("VM.query_data_source", dom0, "memory"), float)

@@ -378,7 +378,10 @@ class RrdTest(DaemonTest):
         for name in ("cpu0", "cpu_avg", "loadavg", "memory_total_kib", "memory_free_kib", "running_domains"):
             self.assertIn(name, names)
         self.assertGreater(ok(x.host.query_data_source(s, self.host, "memory_total_kib")), 0)
-        self.assertEqual(ok(x.host.query_data_source(s, self.host, "running_domains")), 1.0)
+        # the running guest and the control domain, as Xen counts domains
+        self.assertEqual(ok(x.host.query_data_source(s, self.host, "running_domains")), 2.0)
+        dom0 = ok(x.VM.get_all_records_where(s, 'field "is_control_domain"="true"'))
+        self.assertGreater(ok(x.VM.query_data_source(s, list(dom0)[0], "memory")), 0)
 
         def known_loadavg():
             _, _, body = self.get("/rrd_updates?start=-60&host=true&vm_uuid=none")
