@@ -1,7 +1,7 @@
 """Host networking over rtnetlink (host_networking = on), each test class in a
 network namespace of its own (the test process enters a fresh one, the daemon
 inherits it): veth pairs stand for the physical NICs. PIF.scan reads them
-over netlink; a VIF's start makes its network's bridge with the network's
+over netlink (MAC, MTU, up); a VIF's start makes its network's bridge with the network's
 MTU; network.destroy removes the bridges xenapid made and only those; VLANs
 and bonds get their kernel devices, or a clear XenAPI error on a kernel
 without 802.1q / bonding (then the test says so and skips). `ip` here only
@@ -98,7 +98,7 @@ class HostNetBase(unittest.TestCase):
 
 
 class TestPIFScan(HostNetBase):
-    def test_veths_are_pifs_with_mac_mtu_carrier(self):
+    def test_veths_are_pifs_with_mac_mtu_and_state(self):
         ok(self.x.PIF.scan(self.s, self.host()))
         l = links()
         for dev in ("eth1", "eth2", "eth3"):
@@ -106,7 +106,7 @@ class TestPIFScan(HostNetBase):
             self.assertEqual(rec["MAC"], l[dev]["address"])
             self.assertEqual(rec["MTU"], str(l[dev]["mtu"]))
         self.assertEqual(self.pif_of("eth1")[1]["MTU"], "9000")
-        # eth1 is up with its peer up: carrier; eth2 is down: none
+        # eth1 is up, eth2 down (the datamodel has no PIF_metrics for the carrier itself)
         self.assertEqual(self.pif_of("eth1")[1]["currently_attached"], True)
         self.assertEqual(self.pif_of("eth2")[1]["currently_attached"], False)
         self.assertNotIn("lo", [r["device"] for r in ok(self.x.PIF.get_all_records(self.s)).values()])
