@@ -155,6 +155,7 @@ typedef enum key_kind {
 } key_kind;
 
 static const char *const backend_choices[] = {"sim", "libxl", NULL};
+static const char *const host_networking_choices[] = {"auto", "on", "off", NULL};
 static const char *const log_target_choices[] = {"auto", "journal", "stderr", NULL};
 static const char *const role_choices[] = {"pool-admin", "pool-operator", "vm-power-admin", "vm-admin",
                                            "vm-operator", "read-only", NULL};
@@ -196,6 +197,7 @@ static const struct config_key {
     {"op_wait_timeout", KEY_INT, offsetof(agent_config, op_wait_timeout), 0, 3600, NULL},
     {"clean_shutdown_timeout", KEY_INT, offsetof(agent_config, clean_shutdown_timeout), 1, 86400, NULL},
     {"sim_guest_delay_ms", KEY_INT, offsetof(agent_config, sim_guest_delay_ms), 0, 60000, NULL},
+    {"host_networking", KEY_CHOICE, offsetof(agent_config, host_networking), 0, 0, host_networking_choices},
     {"console_log_dir", KEY_PATH, offsetof(agent_config, console_log_dir), 0, 0, NULL},
     {"plugin_dir", KEY_PATH, offsetof(agent_config, plugin_dir), 0, 0, NULL},
     {"plugin_pythonpath", KEY_PATH_EMPTY, offsetof(agent_config, plugin_pythonpath), 0, 0, NULL},
@@ -472,7 +474,8 @@ static int set_defaults(agent_config *c) {
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
     c->console_log_dir = strdup("/var/log/xen/console");
-    if (!c->listen_host || !c->listen_tls_host || !c->tls_priorities || !c->state_dir || !c->backend ||
+    c->host_networking = strdup("auto");
+    if (!c->host_networking || !c->listen_host || !c->listen_tls_host || !c->tls_priorities || !c->state_dir || !c->backend ||
         !c->log_target || !c->console_log_dir)
         return -ENOMEM;
     c->plugin_dir = strdup("/etc/xapi.d/plugins");
@@ -622,6 +625,7 @@ void agent_config_free(agent_config *c) {
     free(c->backend);
     free(c->log_target);
     free(c->console_log_dir);
+    free(c->host_networking);
     free(c->plugin_dir);
     free(c->plugin_pythonpath);
     free(c->pam_service);

@@ -1,8 +1,7 @@
-/* Introspection of the host's network interfaces. Best effort everywhere:
- * a container without netlink or an odd sysfs gives fewer facts, not errors. */
+/* Introspection of the host's network interfaces: links and addresses over
+ * rtnetlink. Best effort everywhere: a container without netlink gives fewer
+ * facts, not errors. */
 #include <errno.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/if_addr.h>
 #include <linux/netlink.h>
@@ -15,33 +14,8 @@
 #include <unistd.h>
 
 #include "network/ifaces.h"
+#include "network/netlink.h"
 #include "xapi/value.h"
-
-#define SYS_NET "/sys/class/net"
-
-static bool sys_exists(const char *iface, const char *what) {
-    char p[PATH_MAX];
-    struct stat st;
-
-    snprintf(p, sizeof p, SYS_NET "/%s/%s", iface, what);
-    return lstat(p, &st) == 0;
-}
-
-static bool sys_read(const char *iface, const char *what, char *buf, size_t size) {
-    char p[PATH_MAX];
-    FILE *f;
-    bool ok;
-
-    snprintf(p, sizeof p, SYS_NET "/%s/%s", iface, what);
-    f = fopen(p, "re");
-    if (!f)
-        return false;
-    ok = fgets(buf, (int)size, f) != NULL;
-    fclose(f);
-    if (ok)
-        buf[strcspn(buf, "\n")] = '\0';
-    return ok;
-}
 
 static bool skipped_name(const char *n) {
     static const char *const prefixes[] = {"vif", "tap", "veth", "xenbr", "xapi", "virbr", "docker", "br-"};
@@ -238,11 +212,10 @@ static bool has_lease(const char *iface) {
         if (stat(p, &st) == 0 && st.st_size > 0)
             return true;
     }
-    if (sys_read(iface, "ifindex", idx, sizeof idx)) {
-        snprintf(p, sizeof p, "/run/systemd/netif/leases/%s", idx);
-        if (stat(p, &st) == 0)
-            return true;
-    }
+    snprintf(idx, sizeof idx, "%u", if_nametoindex(iface));
+    snprintf(p, sizeof p, "/run/systemd/netif/leases/%s", idx);
+    if (stat(p, &st) == 0)
+        return true;
     return false;
 }
 
@@ -294,49 +267,39 @@ static void fill_ipv6(net_iface *it, const char *from, const addr *addrs, size_t
     }
 }
 
+/* A NIC a PIF stands for: hardware, or a veth (a container's uplink, a test's NIC). */
+static bool physical(const network_nl_link *l) {
+    return !skipped_name(l->name) && (l->hardware || strcmp(l->kind, "veth") == 0);
+}
+
 int net_ifaces_read(net_iface **ret, size_t *ret_n) {
+    network_nl_link *links = NULL;
     net_iface *v = NULL;
     addr *addrs = NULL;
-    size_t n = 0, naddrs = 0;
-    struct dirent *de;
-    DIR *d;
+    size_t n = 0, nlinks = 0, naddrs = 0;
+    int rc;
 
-    d = opendir(SYS_NET);
-    if (!d)
-        return -errno;
-    while ((de = readdir(d)) && n < NET_MAX_IFACES) {
-        const char *name = de->d_name;
-        char buf[64], link[PATH_MAX], path[PATH_MAX];
+    rc = network_nl_links(&links, &nlinks);
+    if (rc < 0)
+        return rc;
+    v = xapi_calloc(nlinks + 1, sizeof *v);
+    for (size_t i = 0; i < nlinks && n < NET_MAX_IFACES; i++) {
+        const network_nl_link *l = &links[i];
         net_iface *it;
-        ssize_t k;
 
-        if (name[0] == '.' || strlen(name) >= IF_NAMESIZE || skipped_name(name))
+        if (!physical(l))
             continue;
-        /* Physical: backed by a device; bridges and bonds are not. */
-        if (!sys_exists(name, "device") || sys_exists(name, "bridge") || sys_exists(name, "bonding"))
-            continue;
-        if (n % 16 == 0)
-            v = xapi_realloc(v, (n + 16) * sizeof *v);
         it = &v[n++];
-        memset(it, 0, sizeof *it);
-        memcpy(it->name, name, strlen(name) + 1);
-        if (sys_read(name, "address", buf, sizeof buf))
-            snprintf(it->mac, sizeof it->mac, "%.17s", buf);
-        it->mtu = sys_read(name, "mtu", buf, sizeof buf) ? strtoll(buf, NULL, 10) : 1500;
-        if (sys_read(name, "flags", buf, sizeof buf))
-            it->up = strtoul(buf, NULL, 0) & IFF_UP;
-        snprintf(path, sizeof path, SYS_NET "/%s/master", name);
-        k = readlink(path, link, sizeof link - 1);
-        if (k > 0) {
-            const char *base;
-            link[k] = '\0';
-            base = strrchr(link, '/');
-            base = base ? base + 1 : link;
-            if (strlen(base) < IF_NAMESIZE && sys_exists(base, "bridge"))
-                memcpy(it->master, base, strlen(base) + 1);
-        }
+        memcpy(it->name, l->name, sizeof it->name);
+        memcpy(it->mac, l->mac, sizeof it->mac);
+        it->mtu = l->mtu > 0 ? l->mtu : 1500;
+        it->up = l->up;
+        it->carrier = l->carrier;
+        for (size_t k = 0; k < nlinks; k++)
+            if (*l->master && strcmp(links[k].name, l->master) == 0 && strcmp(links[k].kind, "bridge") == 0)
+                memcpy(it->master, l->master, sizeof it->master);
     }
-    closedir(d);
+    free(links);
     if (dump_addrs(&addrs, &naddrs) < 0)
         naddrs = 0;
     for (size_t i = 0; i < n; i++) {

@@ -1,4 +1,4 @@
-/* The host's network interfaces as the kernel shows them (sysfs, netlink,
+/* The host's network interfaces as the kernel shows them (rtnetlink,
  * /proc/net/route, resolv.conf): what network_bootstrap turns into PIFs. */
 #pragma once
 
@@ -17,6 +17,7 @@ typedef struct net_iface {
     char mac[18];                 /* lowercase aa:bb:cc:dd:ee:ff */
     int64_t mtu;
     bool up;                      /* administratively up */
+    bool carrier;                 /* link detected */
     char master[IF_NAMESIZE];     /* the bridge it is a port of, "" if none */
     /* IPv4 configuration, of the interface or else of its bridge */
     char ip[INET_ADDRSTRLEN], netmask[INET_ADDRSTRLEN], gateway[INET_ADDRSTRLEN];
@@ -26,8 +27,8 @@ typedef struct net_iface {
     bool ipv6_autoconf;
 } net_iface;
 
-/* The physical interfaces (those with a device link; not lo, bridges, bonds,
- * veth, tap, vif), sorted by name (eth2 before eth10). */
+/* The physical interfaces (hardware NICs and veths; not lo, bridges, bonds,
+ * VLANs, tap, vif, nor veth* names), sorted by name (eth2 before eth10). */
 int net_ifaces_read(net_iface **ret, size_t *ret_n);
 /* The interface of the IPv4 default route ("" if none). */
 void net_default_route_iface(char ret[IF_NAMESIZE]);

@@ -25,3 +25,21 @@ static inline bool net_null_ref(const char *ref) {
 const char *net_map_get(const xapi_value *map, const char *key);
 /* MTU in range, else INVALID_VALUE ["MTU", value]. */
 int net_check_mtu(xapi_value *err, int64_t mtu);
+
+/* ---- host devices (host.c) ---- */
+#include <net/if.h>
+/* Whether xenapid makes host devices (config host_networking). */
+bool net_host_enabled(const xapi_server *srv);
+int net_vlan_device_name(const char *parent, int64_t tag, char out[IF_NAMESIZE]);
+/* xapi's bond mode -> the Linux bonding mode (network_nl_bond_mode); -EINVAL if unknown. */
+int net_bond_mode_linux(const char *mode, int *ret);
+bool net_created_has(const xapi_server *srv, const char *name);
+/* Remove a device / a port-less bridge xenapid made; others are left alone. */
+int net_device_release(const xapi_server *srv, const char *name);
+int net_bridge_release(const xapi_server *srv, const char *bridge);
+/* The network's bridge and uplinks on this host, made now (store lock held; quick kernel calls):
+ * PIF_CONFIGURATION_ERROR [PIF, reason] or HOST_CANNOT_ATTACH_NETWORK [host, network] on failure. */
+int net_network_apply_locked(xapi_server *srv, xapi_obj *net, xapi_value *err);
+/* MAC syntax (vif.c). */
+bool net_mac_valid(const char *mac);
+extern const xapi_handler network_bond_handlers[];

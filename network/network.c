@@ -135,6 +135,8 @@ static int network_before_destroy(xapi_call *c, xapi_obj *o) {
             xapi_obj_destroy(st, v);
     }
     xapi_value_free(&all);
+    /* Its bridge goes with it when xenapid made it and no device is left on it. */
+    net_bridge_release(c->srv, o->fields[XAPI_F_network_bridge].s);
     return 0;
 }
 
@@ -362,6 +364,7 @@ static const xapi_handler network_handlers[] = {
 void network_register(void) {
     xapi_register_handlers(network_handlers);
     xapi_register_handlers(network_vlan_handlers);
+    xapi_register_handlers(network_bond_handlers); /* after xapi_unsupported_register: replaces its Bond.create/destroy */
     xapi_register_handlers(network_vif_handlers);
     xapi_register_hooks(XAPI_C_network, &network_hooks);
     xapi_register_hooks(XAPI_C_VIF, &network_vif_hooks);

@@ -1,4 +1,5 @@
-/* Networking: networks (Linux bridges), PIFs of this host, VLANs, VIF checks. */
+/* Networking: networks (Linux bridges), PIFs of this host, VLANs, bonds, VIF
+ * checks, and the host devices they stand for (made over rtnetlink). */
 #pragma once
 
 #include "xapi/api.h"
@@ -12,7 +13,12 @@ char *network_bridge_of(xapi_server *srv, const char *network_ref);
 
 /* For a VLAN network: its untagged PIF's device and tag on this host, and the
  * bridge of the tagged PIF's network (malloc'd). 1 if it is one, 0 otherwise.
- * Caller holds the store lock. The kernel VLAN device and its bridge are not
- * made by this module: the backend creates them when a guest uses the network. */
+ * Caller holds the store lock. (network_prepare_for_vif makes the devices.) */
 int network_vlan_of(xapi_server *srv, const char *network_ref, char **ret_device, int64_t *ret_tag,
                     char **ret_parent_bridge);
+/* Before a VIF on the network of this bridge is plugged (a domain built, a
+ * hot-plug): the bridge exists, is up, has the network's MTU, and its VLAN
+ * device, bond or NIC is a port of it. Caller holds no store lock. Nothing
+ * when host_networking is off or no network has this bridge.
+ * HOST_CANNOT_ATTACH_NETWORK [host, network] on failure. */
+int network_prepare_for_vif(xapi_server *srv, const char *bridge, xapi_value *err);

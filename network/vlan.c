@@ -1,7 +1,8 @@
 /* VLANs: VLAN.create/destroy and the older PIF.create_VLAN / pool.create_VLAN
  * forms. A VLAN is a record and an untagged PIF (same device as the tagged
- * one, VLAN = tag) on the given network; the kernel's VLAN device and bridge
- * are made by the backend when a guest is plugged into the network. */
+ * one, VLAN = tag) on the given network; with host_networking, the 802.1q
+ * device <tagged device>.<tag> is made at once, a port of the network's
+ * bridge (host.c), and removed with the VLAN. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ static int vlan_create_locked(xapi_server *srv, xapi_obj *tagged, int64_t tag, x
     const xapi_value *slaves = &tagged->fields[XAPI_F_PIF_VLAN_slave_of];
     xapi_obj *vlan, *pif;
     char text[32];
+    int rc;
 
     if (!net->fields[XAPI_F_network_managed].b)
         return xapi_fail(err, "NETWORK_UNMANAGED", net->ref, NULL);
@@ -52,7 +54,7 @@ static int vlan_create_locked(xapi_server *srv, xapi_obj *tagged, int64_t tag, x
     xapi_obj_set_int(st, pif, XAPI_F_PIF_VLAN, tag);
     xapi_obj_set_string(st, pif, XAPI_F_PIF_metrics, tagged->fields[XAPI_F_PIF_metrics].s);
     xapi_obj_set_bool(st, pif, XAPI_F_PIF_physical, false);
-    /* Plugged as far as the API goes: the device itself appears when a guest needs it. */
+    /* Plugged: its device is made below (host_networking), or left to the host's admin. */
     xapi_obj_set_bool(st, pif, XAPI_F_PIF_currently_attached, true);
     xapi_obj_set_string(st, pif, XAPI_F_PIF_ip_configuration_mode, "None");
     xapi_obj_set_string(st, pif, XAPI_F_PIF_VLAN_master_of, vlan->ref);
@@ -64,6 +66,10 @@ static int vlan_create_locked(xapi_server *srv, xapi_obj *tagged, int64_t tag, x
     xapi_obj_set_string(st, vlan, XAPI_F_VLAN_untagged_PIF, pif->ref);
     xapi_obj_set_int(st, vlan, XAPI_F_VLAN_tag, tag);
     xapi_obj_set(st, vlan, XAPI_F_VLAN_other_config, xapi_value_struct());
+    /* As xapi plugs the new PIF: the 802.1q device, a port of the network's bridge. */
+    rc = net_network_apply_locked(srv, net, err);
+    if (rc < 0)
+        return rc;
     if (ret_vlan)
         memcpy(ret_vlan, vlan->ref, XAPI_REF_LEN + 1);
     if (ret_pif)
@@ -71,6 +77,15 @@ static int vlan_create_locked(xapi_server *srv, xapi_obj *tagged, int64_t tag, x
     log_info("network: VLAN %" PRId64 " on %s, network %s", tag, tagged->fields[XAPI_F_PIF_device].s,
              net->fields[XAPI_F_network_bridge].s);
     return 0;
+}
+
+/* The 802.1q device goes when xenapid made it. */
+static void release_vlan_device(xapi_server *srv, xapi_obj *vlan) {
+    xapi_obj *tagged = xapi_store_get_class(srv->store, net_cls(XAPI_C_PIF), vlan->fields[XAPI_F_VLAN_tagged_PIF].s);
+    char dev[IF_NAMESIZE];
+
+    if (tagged && net_vlan_device_name(tagged->fields[XAPI_F_PIF_device].s, vlan->fields[XAPI_F_VLAN_tag].i, dev) == 0)
+        net_device_release(srv, dev);
 }
 
 static int vlan_destroy_locked(xapi_server *srv, xapi_obj *vlan, xapi_value *err) {
@@ -82,6 +97,7 @@ static int vlan_destroy_locked(xapi_server *srv, xapi_obj *vlan, xapi_value *err
             return xapi_fail(err, "PIF_IS_PHYSICAL", NULL);
         if (pif->fields[XAPI_F_PIF_management].b)
             return xapi_fail(err, "PIF_IS_MANAGEMENT_INTERFACE", pif->ref, NULL);
+        release_vlan_device(srv, vlan);
         xapi_obj_destroy(st, pif);
     }
     xapi_obj_destroy(st, vlan);

@@ -16,14 +16,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/sockios.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -33,6 +31,7 @@
 #include <libxl_utils.h>
 
 #include "agent/log.h"
+#include "network/netlink.h"
 #include "vmops/backend.h"
 #include "vmops/libxl_config.h"
 #include "vmops/libxl_events.h"
@@ -186,60 +185,17 @@ static vmops_shutdown_reason reason_of(int r) {
     }
 }
 
-/* A bridge for the guest's vif (what vif-bridge adds it to), created if
- * missing and brought up: idempotent, so a network whose bridge the network
- * layer has not made yet still works. */
-static int ensure_bridge(const char *name, char **ret_msg) {
-    struct ifreq ifr;
-    char path[64 + IFNAMSIZ];
-    int fd = -1, rc;
-
+/* The bridge for the guest's vif (what vif-bridge adds it to) must be there:
+ * network/ makes it before a domain is built or a NIC plugged
+ * (network_prepare_for_vif), or the host's admin did (host_networking = off). */
+static int check_bridge(const char *name, char **ret_msg) {
     if (!name || !*name)
         name = DEFAULT_BRIDGE;
-    if (strlen(name) >= IFNAMSIZ || strchr(name, '/')) {
-        set_msg(ret_msg, "'%s' is not a valid bridge name", name);
-        return -EINVAL;
+    if (!network_nl_link_exists(name, "bridge")) {
+        set_msg(ret_msg, "there is no bridge %s on this host", name);
+        return -ENODEV;
     }
-    fd = socket(AF_LOCAL, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        rc = -errno;
-        set_msg(ret_msg, "bridge %s: socket: %s", name, strerror(errno));
-        goto out;
-    }
-    if (if_nametoindex(name) == 0) {
-        if (ioctl(fd, SIOCBRADDBR, name) < 0 && errno != EEXIST) {
-            rc = -errno;
-            set_msg(ret_msg, "cannot create bridge %s: %s", name, strerror(errno));
-            goto out;
-        }
-        log_notice("libxl backend: created bridge %s", name);
-    }
-    snprintf(path, sizeof path, "/sys/class/net/%s/bridge", name);
-    if (access(path, F_OK) < 0) {
-        rc = -EINVAL;
-        set_msg(ret_msg, "network device %s is not a bridge", name);
-        goto out;
-    }
-    memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
-        rc = -errno;
-        set_msg(ret_msg, "bridge %s: %s", name, strerror(errno));
-        goto out;
-    }
-    if (!(ifr.ifr_flags & IFF_UP)) {
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) {
-            rc = -errno;
-            set_msg(ret_msg, "cannot bring bridge %s up: %s", name, strerror(errno));
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    return rc;
+    return 0;
 }
 
 /* ---- death watches ------------------------------------------------------------------------- */
@@ -441,7 +397,7 @@ static int prepare_domain(xlb *x, const vmops_domain_config *cfg, libxl_domain_c
         d->c_info.name = name;
     }
     for (int i = 0; i < d->num_nics; i++) {
-        rc = ensure_bridge(d->nics[i].bridge, ret_msg);
+        rc = check_bridge(d->nics[i].bridge, ret_msg);
         if (rc < 0)
             goto out;
     }
@@ -780,7 +736,7 @@ static int attach_or_detach_nic(vmops_backend *b, int domid, const vmops_nic *n,
     if (attach) {
         rc = vmops_libxl_nic(n, &nic, ret_msg);
         if (rc == 0)
-            rc = ensure_bridge(nic.bridge, ret_msg);
+            rc = check_bridge(nic.bridge, ret_msg);
     } else if (libxl_devid_to_device_nic(x->ctx, (uint32_t)domid, n->devid, &nic) != 0) {
         set_msg(ret_msg, "domain %d has no NIC %d", domid, n->devid);
         rc = -ENOENT;

@@ -9,6 +9,7 @@
 
 #include "agent/config.h"
 #include "agent/log.h"
+#include "network/network.h"
 #include "storage/storage.h"
 #include "vmops/config.h"
 #include "vmops/console.h"
@@ -470,7 +471,15 @@ static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *
     if (ret->memory_target > srv->backend->host_memory_free) {
         rc = not_enough_memory(c, ret->memory_target);
         vmops_domain_config_free(ret);
+        goto out;
     }
+    xapi_store_rdunlock(srv->store);
+    /* the networks' devices on this host, before the domain needs them (no store lock: I/O) */
+    for (size_t i = 0; i < ret->nnics && rc == 0; i++)
+        rc = network_prepare_for_vif(srv, ret->nics[i].bridge, &c->err);
+    if (rc < 0)
+        vmops_domain_config_free(ret);
+    return rc;
 out:
     xapi_store_rdunlock(srv->store);
     return rc;
@@ -1182,6 +1191,8 @@ static int device_plug(xapi_call *c, bool vbd, bool plug, bool force) {
     rc = vbd ? vmops_disk_from_vbd(c->srv, vm, dev, &disk, &c->err) : vmops_nic_from_vif(c->srv, dev, &nic, &c->err);
 unlock:
     xapi_store_rdunlock(c->srv->store);
+    if (rc == 0 && !vbd && plug)
+        rc = network_prepare_for_vif(c->srv, nic.bridge, &c->err);
     if (rc < 0)
         goto out;
 

@@ -77,9 +77,9 @@ class TestProbedClasses(DaemonTest):
         net = ok(self.x.network.get_all(s))[0]
         pif = ok(self.x.PIF.get_all(s))[0]
         vm = ok(self.x.VM.get_all(s))[0]
-        # Bond.create: the arguments are checked as xapi does, then NOT_IMPLEMENTED (bonds: issue 12)
+        # Bond.create is network/'s (test_network_host.py): the arguments are checked as xapi does
         self.assertEqual(fail(self.x.Bond.create(s, net, [pif], "", "balance-slb", {})),
-                         ["NOT_IMPLEMENTED", "Bond.create"])
+                         ["PIF_BOND_NEEDS_MORE_MEMBERS"])
         self.assertEqual(fail(self.x.Bond.create(s, NO_SUCH_REF, [pif], "", "balance-slb", {})),
                          ["HANDLE_INVALID", "network", NO_SUCH_REF])
         self.assertEqual(fail(self.x.Bond.create(s, net, [pif, NO_SUCH_REF], "", "lacp", {})),

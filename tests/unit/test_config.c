@@ -119,6 +119,7 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->max_tasks, 200);
     assert_int_equal(c->event_batch_delay_ms, 50);
     assert_string_equal(c->console_log_dir, "/var/log/xen/console");
+    assert_string_equal(c->host_networking, "auto");
     assert_string_equal(c->plugin_dir, "/etc/xapi.d/plugins");
     assert_string_equal(c->plugin_pythonpath, "");
     assert_int_equal(c->plugin_timeout, 3600);
@@ -213,6 +214,7 @@ static void test_file_every_key(void **state) {
                             "max_tasks = 7\n"
                             "event_batch_delay_ms = 0\r\n"
                             "console_log_dir = /srv/consoles\n"
+                            "host_networking = on\n"
                             "plugin_dir = /srv/plugins\n"
                             "plugin_pythonpath = /srv/python\n"
                             "plugin_timeout = 5\n"
@@ -250,6 +252,7 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.max_tasks, 8);
     assert_int_equal(c.event_batch_delay_ms, 0);
     assert_string_equal(c.console_log_dir, "/srv/consoles");
+    assert_string_equal(c.host_networking, "on");
     assert_string_equal(c.plugin_dir, "/srv/plugins");
     assert_string_equal(c.plugin_pythonpath, "/srv/python");
     assert_int_equal(c.plugin_timeout, 5);
@@ -468,6 +471,7 @@ static void test_bad_values_name_file_and_line(void **state) {
         {"listen = [::1]8080\n", "bad.conf:1: invalid listen address '[::1]8080'"},
         {"listen = []:8080\n", "bad.conf:1: invalid listen address '[]:8080'"},
         {"backend = sim\nbackend = xen\n", "bad.conf:2: invalid backend 'xen': expected sim or libxl"},
+        {"host_networking = yes\n", "bad.conf:1: invalid host_networking 'yes': expected auto, on or off"},
         {"log_target = syslog\n", "bad.conf:1: invalid log_target 'syslog': expected auto, journal or stderr"},
         {"log_level = loud\n", "bad.conf:1: invalid log_level 'loud'"},
         {"log_level = 8\n", "bad.conf:1: invalid log_level '8'"},

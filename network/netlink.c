@@ -1,0 +1,421 @@
+/* rtnetlink operations on the host's devices, through libnl-route-3 (see
+ * netlink.h). One socket per call: calls come from API threads, rarely, and
+ * a libnl socket is not to be shared between threads. */
+#include <errno.h>
+#include <net/if_arp.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <netlink/errno.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/bonding.h>
+#include <netlink/route/link/vlan.h>
+
+#include "network/netlink.h"
+#include "xapi/value.h"
+
+/* libnl's error numbers as errnos. */
+static int nl_errno(int nlerr) {
+    switch (nlerr < 0 ? -nlerr : nlerr) {
+    case 0:
+        return 0;
+    case NLE_NOMEM:
+        return -ENOMEM;
+    case NLE_EXIST:
+        return -EEXIST;
+    case NLE_INVAL:
+    case NLE_RANGE:
+        return -EINVAL;
+    case NLE_OPNOTSUPP:
+    case NLE_AF_NOSUPPORT:
+    case NLE_MSGTYPE_NOSUPPORT:
+        return -EOPNOTSUPP;
+    case NLE_OBJ_NOTFOUND:
+    case NLE_NODEV:
+        return -ENODEV;
+    case NLE_BUSY:
+        return -EBUSY;
+    case NLE_PERM:
+    case NLE_NOACCESS:
+        return -EPERM;
+    case NLE_AGAIN:
+        return -EAGAIN;
+    default:
+        return -EIO;
+    }
+}
+
+static int nl_open(struct nl_sock **ret) {
+    struct nl_sock *sk = nl_socket_alloc();
+    int rc;
+
+    if (!sk)
+        return -ENOMEM;
+    rc = nl_connect(sk, NETLINK_ROUTE);
+    if (rc < 0) {
+        nl_socket_free(sk);
+        return nl_errno(rc);
+    }
+    *ret = sk;
+    return 0;
+}
+
+static bool name_ok(const char *name) {
+    return name && *name && strlen(name) < IF_NAMESIZE && !strchr(name, '/') && !strchr(name, ' ');
+}
+
+static bool kind_is(struct rtnl_link *l, const char *kind) {
+    const char *k = rtnl_link_get_type(l);
+    return k && strcmp(k, kind) == 0;
+}
+
+enum { LEAVE = -1, DOWN = 0, UP = 1 };
+
+/* Applies state/mtu/master changes to the named link. master: -1 leaves it, 0 removes it. */
+static int link_change(struct nl_sock *sk, const char *name, int state, int64_t mtu, int master) {
+    struct rtnl_link *orig = NULL, *ch = NULL;
+    int rc;
+
+    rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &orig));
+    if (rc < 0)
+        goto out;
+    ch = rtnl_link_alloc();
+    if (!ch) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (mtu > 0 && (int64_t)rtnl_link_get_mtu(orig) != mtu)
+        rtnl_link_set_mtu(ch, (unsigned)mtu);
+    if (master >= 0 && rtnl_link_get_master(orig) != master)
+        rtnl_link_set_master(ch, master);
+    if (state == UP)
+        rtnl_link_set_flags(ch, IFF_UP);
+    else if (state == DOWN)
+        rtnl_link_unset_flags(ch, IFF_UP);
+    rc = nl_errno(rtnl_link_change(sk, orig, ch, 0));
+out:
+    if (ch)
+        rtnl_link_put(ch);
+    if (orig)
+        rtnl_link_put(orig);
+    return rc;
+}
+
+/* Adds new (named name) unless a link of that name exists: then it must be of kind. */
+static int add_or_adopt(struct nl_sock *sk, struct rtnl_link *new, const char *name, const char *kind,
+                        bool *ret_created) {
+    struct rtnl_link *have = NULL;
+    bool created = false;
+    int rc;
+
+    if (rtnl_link_get_kernel(sk, 0, name, &have) == 0) {
+        rc = kind_is(have, kind) ? 0 : -ENOTUNIQ;
+        rtnl_link_put(have);
+        if (rc < 0)
+            return rc;
+    } else {
+        rtnl_link_set_name(new, name);
+        rc = nl_errno(rtnl_link_add(sk, new, NLM_F_CREATE | NLM_F_EXCL));
+        if (rc == -EEXIST) /* made meanwhile by someone else: adopted */
+            rc = 0;
+        else if (rc < 0)
+            return rc;
+        else
+            created = true;
+    }
+    if (ret_created)
+        *ret_created = created;
+    return 0;
+}
+
+int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL;
+    bool created = false;
+    int rc;
+
+    if (!name_ok(name))
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    l = rtnl_link_alloc();
+    if (!l) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = nl_errno(rtnl_link_set_type(l, "bridge"));
+    if (rc == 0)
+        rc = add_or_adopt(sk, l, name, "bridge", &created);
+    if (rc == 0)
+        rc = link_change(sk, name, UP, mtu, -1);
+    if (rc < 0 && created)
+        rtnl_link_delete(sk, l);
+    if (rc == 0 && ret_created)
+        *ret_created = created;
+out:
+    if (l)
+        rtnl_link_put(l);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_vlan_ensure(const char *parent, int tag, const char *name, bool *ret_created) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL, *p = NULL;
+    bool created = false;
+    int rc;
+
+    if (!name_ok(parent) || !name_ok(name) || tag < 0 || tag > 4094)
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    rc = nl_errno(rtnl_link_get_kernel(sk, 0, parent, &p));
+    if (rc < 0)
+        goto out;
+    l = rtnl_link_vlan_alloc();
+    if (!l) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rtnl_link_set_link(l, rtnl_link_get_ifindex(p));
+    rc = nl_errno(rtnl_link_vlan_set_id(l, (uint16_t)tag));
+    if (rc == 0)
+        rc = add_or_adopt(sk, l, name, "vlan", &created);
+    if (rc == 0)
+        rc = link_change(sk, parent, UP, 0, -1); /* a VLAN carries nothing over a parent that is down */
+    if (rc == 0)
+        rc = link_change(sk, name, UP, 0, -1);
+    if (rc < 0 && created)
+        rtnl_link_delete(sk, l);
+    if (rc == 0 && ret_created)
+        *ret_created = created;
+out:
+    if (p)
+        rtnl_link_put(p);
+    if (l)
+        rtnl_link_put(l);
+    nl_socket_free(sk);
+    return rc;
+}
+
+/* RTM_NEWLINK of a bond in mode: libnl 3.7 has no setter for IFLA_BOND_MODE. */
+static int bond_add(struct nl_sock *sk, const char *name, network_nl_bond_mode mode) {
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+    struct nl_msg *m = nlmsg_alloc_simple(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+    struct nlattr *info, *data;
+    int rc = -ENOMEM;
+
+    if (!m)
+        return -ENOMEM;
+    if (nlmsg_append(m, &ifi, sizeof ifi, NLMSG_ALIGNTO) < 0 || nla_put_string(m, IFLA_IFNAME, name) < 0)
+        goto out;
+    info = nla_nest_start(m, IFLA_LINKINFO);
+    if (!info || nla_put_string(m, IFLA_INFO_KIND, "bond") < 0)
+        goto out;
+    data = nla_nest_start(m, IFLA_INFO_DATA);
+    if (!data || nla_put_u8(m, IFLA_BOND_MODE, (uint8_t)mode) < 0)
+        goto out;
+    nla_nest_end(m, data);
+    nla_nest_end(m, info);
+    rc = nl_errno(nl_send_sync(sk, m)); /* frees m */
+    m = NULL;
+out:
+    if (m)
+        nlmsg_free(m);
+    return rc;
+}
+
+int network_nl_bond_ensure(const char *name, network_nl_bond_mode mode, const char *const *members, size_t nmembers,
+                           bool *ret_created) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *have = NULL, *bond = NULL;
+    bool created = false;
+    int rc;
+
+    if (!name_ok(name))
+        return -EINVAL;
+    for (size_t i = 0; i < nmembers; i++)
+        if (!name_ok(members[i]))
+            return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    if (rtnl_link_get_kernel(sk, 0, name, &have) == 0) {
+        rc = kind_is(have, "bond") ? 0 : -ENOTUNIQ;
+    } else {
+        rc = bond_add(sk, name, mode);
+        created = rc == 0;
+        if (rc == -EEXIST)
+            rc = 0;
+    }
+    if (rc == 0)
+        rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &bond));
+    for (size_t i = 0; rc == 0 && i < nmembers; i++) {
+        struct rtnl_link *m = NULL;
+
+        rc = nl_errno(rtnl_link_get_kernel(sk, 0, members[i], &m));
+        if (rc == 0 && rtnl_link_get_master(m) != rtnl_link_get_ifindex(bond)) {
+            rc = link_change(sk, members[i], DOWN, 0, -1); /* bonding enslaves only devices that are down */
+            if (rc == 0)
+                rc = nl_errno(rtnl_link_bond_enslave(sk, bond, m));
+        }
+        if (m)
+            rtnl_link_put(m);
+    }
+    if (rc == 0)
+        rc = link_change(sk, name, UP, 0, -1);
+    if (rc < 0 && created && bond)
+        rtnl_link_delete(sk, bond);
+    if (rc == 0 && ret_created)
+        *ret_created = created;
+    if (have)
+        rtnl_link_put(have);
+    if (bond)
+        rtnl_link_put(bond);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_link_set_master(const char *dev, const char *master) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *m = NULL;
+    int rc, idx = 0;
+
+    if (!name_ok(dev) || (master && !name_ok(master)))
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    if (master) {
+        rc = nl_errno(rtnl_link_get_kernel(sk, 0, master, &m));
+        if (rc < 0)
+            goto out;
+        idx = rtnl_link_get_ifindex(m);
+    }
+    rc = link_change(sk, dev, UP, 0, idx);
+out:
+    if (m)
+        rtnl_link_put(m);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_link_set_mtu(const char *dev, int64_t mtu) {
+    struct nl_sock *sk = NULL;
+    int rc;
+
+    if (!name_ok(dev) || mtu <= 0)
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    rc = link_change(sk, dev, LEAVE, mtu, -1);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_link_delete(const char *name) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL;
+    int rc;
+
+    if (!name_ok(name))
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &l));
+    if (rc == 0)
+        rc = nl_errno(rtnl_link_delete(sk, l));
+    if (l)
+        rtnl_link_put(l);
+    nl_socket_free(sk);
+    return rc;
+}
+
+static void fill_link(struct rtnl_link *l, struct nl_cache *cache, network_nl_link *out) {
+    struct nl_addr *a = rtnl_link_get_addr(l);
+    const char *kind = rtnl_link_get_type(l);
+    int master = rtnl_link_get_master(l);
+
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", rtnl_link_get_name(l));
+    snprintf(out->kind, sizeof out->kind, "%s", kind ? kind : "");
+    if (a && nl_addr_get_len(a) == 6) {
+        const unsigned char *b = nl_addr_get_binary_addr(a);
+        snprintf(out->mac, sizeof out->mac, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+    }
+    out->mtu = rtnl_link_get_mtu(l);
+    out->up = rtnl_link_get_flags(l) & IFF_UP;
+    out->carrier = rtnl_link_get_carrier(l) != 0;
+    out->hardware = !kind && rtnl_link_get_arptype(l) == ARPHRD_ETHER && !(rtnl_link_get_flags(l) & IFF_LOOPBACK);
+    if (master > 0 && cache)
+        rtnl_link_i2name(cache, master, out->master, sizeof out->master);
+}
+
+int network_nl_links(network_nl_link **ret, size_t *ret_n) {
+    struct nl_sock *sk = NULL;
+    struct nl_cache *cache = NULL;
+    network_nl_link *v = NULL;
+    size_t n = 0;
+    int rc;
+
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    rc = nl_errno(rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache));
+    if (rc < 0)
+        goto out;
+    v = xapi_calloc((size_t)nl_cache_nitems(cache) + 1, sizeof *v);
+    for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o))
+        fill_link((struct rtnl_link *)o, cache, &v[n++]);
+    *ret = v;
+    *ret_n = n;
+    v = NULL;
+out:
+    free(v);
+    if (cache)
+        nl_cache_free(cache);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_ports(const char *master, char (**ret)[IF_NAMESIZE], size_t *ret_n) {
+    network_nl_link *links = NULL;
+    char (*v)[IF_NAMESIZE] = NULL;
+    size_t n = 0, k = 0;
+    int rc;
+
+    rc = network_nl_links(&links, &n);
+    if (rc < 0)
+        return rc;
+    v = xapi_calloc(n + 1, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(links[i].master, master) == 0)
+            memcpy(v[k++], links[i].name, IF_NAMESIZE);
+    free(links);
+    *ret = v;
+    *ret_n = k;
+    return 0;
+}
+
+bool network_nl_link_exists(const char *name, const char *kind) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL;
+    bool found;
+
+    if (!name_ok(name) || nl_open(&sk) < 0)
+        return false;
+    found = rtnl_link_get_kernel(sk, 0, name, &l) == 0 && (!kind || kind_is(l, kind));
+    if (l)
+        rtnl_link_put(l);
+    nl_socket_free(sk);
+    return found;
+}
