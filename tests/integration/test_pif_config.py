@@ -4,10 +4,9 @@ a storage PIF's address and moves management onto a bond). The host's own
 interfaces are not touched yet (issue 12)."""
 
 import subprocess
-import time
 import unittest
 
-from harness import NULL_REF, DaemonTest, fail, ok
+from harness import NULL_REF, DaemonTest, fail, ok, wait_task
 
 
 def host_addresses():
@@ -124,11 +123,7 @@ class TestPIFConfig(DaemonTest):
     def test_async(self):
         pif = self.vlan_pif(105)
         task = ok(self.x.Async.PIF.reconfigure_ip(self.s, pif, "DHCP", "", "", "", ""))
-        for _ in range(500):
-            if ok(self.x.task.get_status(self.s, task)) != "pending":
-                break
-            time.sleep(0.01)
-        self.assertEqual(ok(self.x.task.get_status(self.s, task)), "success")
+        self.assertEqual(wait_task(self.x, self.s, task)["status"], "success")
         self.assertEqual(self.pif(pif)["ip_configuration_mode"], "DHCP")
 
 

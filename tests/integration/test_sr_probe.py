@@ -5,12 +5,11 @@ sm's SRlist XML, and the drivers' errors are sm's."""
 import os
 import shutil
 import tempfile
-import time
 import unittest
 import uuid
 from xml.sax.saxutils import escape as xml_escape
 
-from harness import NULL_REF, DaemonTest, fail, ok
+from harness import NULL_REF, DaemonTest, fail, ok, wait_task
 
 EMPTY = '<?xml version="1.0" ?>\n<SRlist/>\n'
 
@@ -51,11 +50,7 @@ class TestSRProbe(DaemonTest):
         u = str(uuid.uuid4())
         os.mkdir(os.path.join(self.dir, u))
         task = ok(self.x.Async.SR.probe(self.s, self.host, {"location": self.dir}, "file", {}))
-        for _ in range(500):
-            if ok(self.x.task.get_status(self.s, task)) != "pending":
-                break
-            time.sleep(0.01)
-        rec = ok(self.x.task.get_record(self.s, task))
+        rec = wait_task(self.x, self.s, task)
         self.assertEqual(rec["status"], "success", rec)
         # As xapi: the task's result is the XML-RPC <value> of the string.
         self.assertEqual(rec["result"], "<value>%s</value>" % xml_escape(srlist([u]), {'"': "&quot;"}))
