@@ -381,7 +381,7 @@ static const int revert_fields[] = {
 static int vm_revert(xapi_call *c) {
     const char *snap_ref = c->args[0].s;
     xapi_store *st = c->srv->store;
-    char vm_ref[XAPI_REF_LEN + 1] = "";
+    char vm_ref[XAPI_REF_LEN + 1] = "", image[XAPI_REF_LEN + 1] = "";
     source_vm snap = {0};
     xapi_value old_vdis = xapi_value_array();
     xapi_obj *s, *vm;
@@ -429,6 +429,13 @@ static int vm_revert(xapi_call *c) {
             if (rc < 0)
                 goto out;
         }
+    /* A checkpoint brings the VM back suspended, on a copy of its memory image. */
+    if (strcmp(snap.vm[XAPI_F_VM_power_state].s, "Suspended") == 0 &&
+        strcmp(snap.vm[XAPI_F_VM_suspend_VDI].s, XAPI_NULL_REF) != 0) {
+        rc = storage_vdi_clone(c->srv, snap.vm[XAPI_F_VM_suspend_VDI].s, STORAGE_CLONE, NULL, image, &c->err);
+        if (rc < 0)
+            goto out;
+    }
 
     xapi_store_write_begin(st);
     vm = xapi_store_get_class(st, C_VM, vm_ref);
@@ -464,6 +471,10 @@ static int vm_revert(xapi_call *c) {
             xapi_obj_set_string(st, vbd, XAPI_F_VBD_VM, vm_ref);
             xapi_obj_set_string(st, vbd, XAPI_F_VBD_VDI, snap.new_vdi[i]);
         }
+    }
+    if (*image) {
+        vmops_record_stopped(c->srv, vm, true);
+        xapi_obj_set_string(st, vm, XAPI_F_VM_suspend_VDI, image);
     }
     vmops_update_allowed_operations(st, vm);
     rc = xapi_commit(c);

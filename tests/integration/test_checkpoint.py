@@ -92,6 +92,25 @@ class TestCheckpoint(DaemonTest):
         ok(self.x.VDI.get_record(self.s, r["suspend_VDI"]))  # the snapshot's image stays
         ok(self.x.VM.hard_shutdown(self.s, vm))
 
+    def test_revert_to_a_checkpoint(self):
+        """The VM comes back suspended on a copy of the checkpoint's image, and resumes from it;
+        the checkpoint keeps its own image for another revert."""
+        vm, vdi = self.new_vm("revert")
+        ok(self.x.VM.start(self.s, vm, False, False))
+        snap = ok(self.x.VM.checkpoint(self.s, vm, "cp"))
+        image = self.rec(snap)["suspend_VDI"]
+        for _ in range(2):
+            ok(self.x.VM.revert(self.s, snap))
+            v = self.rec(vm)
+            self.assertEqual(v["power_state"], "Suspended")
+            self.assertNotIn(v["suspend_VDI"], (NULL_REF, image))
+            self.assertEqual(ok(self.x.VDI.get_type(self.s, v["suspend_VDI"])), "suspend")
+            self.assertNotEqual(self.disk_of(vm), vdi)
+            ok(self.x.VM.resume(self.s, vm, False, False))
+            self.assertEqual(self.rec(vm)["power_state"], "Running")
+            self.assertEqual(self.rec(snap)["suspend_VDI"], image)
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
     def test_paused_vm(self):
         vm, vdi = self.new_vm("paused")
         ok(self.x.VM.start(self.s, vm, True, False))
