@@ -12,6 +12,7 @@
 
 extern const xapi_handler network_vlan_handlers[];
 extern const xapi_handler network_vif_handlers[];
+extern const xapi_handler network_pif_config_handlers[];
 extern const xapi_class_hooks network_vif_hooks;
 
 static inline const xapi_class *net_cls(int id) {

@@ -126,6 +126,11 @@ typedef struct storage_driver {
     void (*vdi_discard)(const storage_sr *sr, const char *location);
     /* Overwrites an existing VDI's first size bytes with src_path's (VDI.copy into_vdi; no lock held). */
     int (*vdi_write)(const storage_sr *sr, const char *location, const char *src_path, int64_t size, storage_err *e);
+
+    /* SR.probe (optional; no store lock held, may do I/O): the SRs the storage
+     * named by device_config holds, as sm's probe XML (malloc'd). A driver
+     * without it answers what sm does for a driver without SR_PROBE. */
+    int (*sr_probe)(const xapi_value *device_config, const xapi_value *sm_config, char **ret_xml, storage_err *e);
 } storage_driver;
 
 const storage_driver *storage_driver_find(const char *type);

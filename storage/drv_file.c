@@ -26,6 +26,7 @@
 
 #define MAX_SR_PATH 1024
 #define MAX_LOCATION 255
+#define MAX_PROBE_SRS 4096 /* SRs one probe lists */
 
 static const char *dc_get(const xapi_value *dc, const char *key) {
     const xapi_value *v = dc ? xapi_struct_get(dc, key) : NULL;
@@ -159,8 +160,78 @@ static bool is_uuid(const char *s, size_t n) {
     return true;
 }
 
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* SR.probe of a directory, as sm's NFS driver probes an export: every
+ * uuid-named subdirectory is an SR (the layout of /run/sr-mount, where a
+ * host mounts its SRs), listed in sm's SRlist XML (minidom's pretty print).
+ * Symlinks are not followed. */
+static int dir_probe(const xapi_value *dc, int missing_code, char **ret_xml, storage_err *e) {
+    char *path = NULL, **names = NULL, *xml = NULL;
+    size_t n = 0, cap = 0, len = 0;
+    struct dirent *de;
+    FILE *f = NULL;
+    DIR *d = NULL;
+    int rc;
+
+    rc = location_path(dc, missing_code, &path, e);
+    if (rc < 0)
+        return rc;
+    d = opendir(path);
+    if (!d) {
+        rc = storage_err_set(e, SM_ERR_SR_UNAVAILABLE, errno, "The SR is not available", strerror(errno));
+        goto out;
+    }
+    while ((de = readdir(d))) {
+        struct stat st;
+
+        if (!is_uuid(de->d_name, strlen(de->d_name)) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISDIR(st.st_mode))
+            continue;
+        if (n == MAX_PROBE_SRS) {
+            rc = storage_err_set(e, SM_ERR_SR_SCAN, E2BIG, "The SR scan failed", "too many SRs");
+            goto out;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            names = xapi_realloc(names, cap * sizeof *names);
+        }
+        names[n++] = xapi_strdup(de->d_name);
+    }
+    qsort(names, n, sizeof *names, name_cmp);
+    f = open_memstream(&xml, &len);
+    if (!f)
+        xapi_oom();
+    fputs("<?xml version=\"1.0\" ?>\n", f);
+    if (n == 0)
+        fputs("<SRlist/>\n", f);
+    else {
+        fputs("<SRlist>\n", f);
+        for (size_t i = 0; i < n; i++)
+            fprintf(f, "\t<SR>\n\t\t<UUID>%s</UUID>\n\t</SR>\n", names[i]);
+        fputs("</SRlist>\n", f);
+    }
+    if (fclose(f) != 0)
+        xapi_oom();
+    *ret_xml = xml;
+out:
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    free(path);
+    return rc;
+}
+
 static int file_config(const xapi_value *dc, char **ret_path, storage_err *e) {
     return location_path(dc, SM_ERR_CONFIG_LOCATION_MISSING, ret_path, e);
+}
+
+static int file_sr_probe(const xapi_value *dc, const xapi_value *sm_config, char **ret_xml, storage_err *e) {
+    return dir_probe(dc, SM_ERR_CONFIG_LOCATION_MISSING, ret_xml, e);
 }
 
 /* mkdir -p */
@@ -456,6 +527,7 @@ static const storage_driver file_driver = {
     .vdi_publish = file_vdi_publish,
     .vdi_discard = file_vdi_discard,
     .vdi_write = file_vdi_write,
+    .sr_probe = file_sr_probe,
 };
 
 /* ---- "iso" ----------------------------------------------------------------- */
@@ -466,12 +538,19 @@ static bool iso_name(const char *s) {
     return plain_name(s) && n > 4 && (strcasecmp(s + n - 4, ".iso") == 0 || strcasecmp(s + n - 4, ".img") == 0);
 }
 
-static int iso_config(const xapi_value *dc, char **ret_path, storage_err *e) {
-    int rc = location_path(dc, SM_ERR_ISO_LOCATION_MISSING, ret_path, e);
-
+/* sm's ISO driver names a bad location its own way. */
+static int iso_location_error(int rc, storage_err *e) {
     if (rc < 0 && e->code == SM_ERR_INVALID_ARG)
         storage_err_set(e, SM_ERR_ISO_LOCAL_PATH, EINVAL, "Invalid local path", "location must be an absolute path");
     return rc;
+}
+
+static int iso_config(const xapi_value *dc, char **ret_path, storage_err *e) {
+    return iso_location_error(location_path(dc, SM_ERR_ISO_LOCATION_MISSING, ret_path, e), e);
+}
+
+static int iso_sr_probe(const xapi_value *dc, const xapi_value *sm_config, char **ret_xml, storage_err *e) {
+    return iso_location_error(dir_probe(dc, SM_ERR_ISO_LOCATION_MISSING, ret_xml, e), e);
 }
 
 static int iso_sr_attach(const storage_sr *sr, storage_err *e) {
@@ -528,6 +607,7 @@ static const storage_driver iso_driver = {
     .sr_scan = iso_sr_scan,
     .vdi_stat = iso_vdi_stat,
     .vdi_path = iso_vdi_path,
+    .sr_probe = iso_sr_probe,
 };
 
 /* ---- the table ---------------------------------------------------------------- */

@@ -129,6 +129,12 @@ static void lower_copy(const char *s, char *out, size_t size) {
     out[i] = '\0';
 }
 
+/* The driver of an SR type as a client spells it (xapi lowercases it), and the type lowercased in type. */
+static const storage_driver *find_driver(const char *type_arg, char *type, size_t size) {
+    lower_copy(type_arg, type, size);
+    return strlen(type_arg) < size ? storage_driver_find(type) : NULL;
+}
+
 int storage_sr_create_locked(xapi_server *srv, const char *host_ref, const xapi_value *device_config,
                              const char *name_label, const char *name_description, const char *type_arg,
                              const char *content_type, bool shared, const xapi_value *sm_config,
@@ -142,8 +148,7 @@ int storage_sr_create_locked(xapi_server *srv, const char *host_ref, const xapi_
     char type[64], uuid[XAPI_UUID_LEN + 1];
     int rc;
 
-    lower_copy(type_arg, type, sizeof type);
-    drv = strlen(type_arg) < sizeof type ? storage_driver_find(type) : NULL;
+    drv = find_driver(type_arg, type, sizeof type);
     if (!drv)
         return xapi_fail(err, "SR_UNKNOWN_DRIVER", type_arg, NULL);
     if (!(drv->caps & STORAGE_CAP_SR_CREATE))
@@ -232,6 +237,39 @@ static int sr_introduce(xapi_call *c) {
     storage_sr_update_allowed(c->srv, sr);
     memcpy(ref, sr->ref, sizeof ref);
     return xapi_finish_ref(c, 0, ref);
+}
+
+/* ---- SR.probe ------------------------------------------------------------------- */
+
+/* SR.probe(host, device_config, type, sm_config): the driver looks at the
+ * storage (no store lock held: it may be slow) and answers sm's probe XML. */
+static int sr_probe(xapi_call *c) {
+    const xapi_value *sm_config = c->nargs > 3 ? &c->args[3] : NULL;
+    const storage_driver *drv;
+    storage_err e = {0};
+    char type[64], *xml = NULL;
+    xapi_obj *host;
+    int rc;
+
+    rc = check_device_config(c, &c->args[1]);
+    if (rc < 0)
+        return rc;
+    xapi_store_rdlock(c->srv->store);
+    rc = xapi_lookup(c, storage_cls(XAPI_C_host), c->args[0].s, &host);
+    xapi_store_rdunlock(c->srv->store);
+    if (rc < 0)
+        return rc;
+    drv = find_driver(c->args[2].s, type, sizeof type);
+    if (!drv)
+        return xapi_call_fail(c, "SR_UNKNOWN_DRIVER", c->args[2].s);
+    /* As the layer refuses what a driver cannot do (sm's drivers without SR_PROBE). */
+    if (!drv->sr_probe)
+        return xapi_call_fail(c, "SR_OPERATION_NOT_SUPPORTED", XAPI_NULL_REF);
+    if (drv->sr_probe(&c->args[1], sm_config, &xml, &e) < 0)
+        return storage_backend_fail(&c->err, &e);
+    xapi_out_cstring(c->out, xml);
+    free(xml);
+    return 0;
 }
 
 /* ---- SR.forget / destroy ---------------------------------------------------------- */
@@ -524,6 +562,7 @@ static int pbd_set_device_config(xapi_call *c) {
 const xapi_handler storage_sr_handlers[] = {
     {"SR", "create", sr_create},
     {"SR", "introduce", sr_introduce},
+    {"SR", "probe", sr_probe},
     {"SR", "forget", sr_forget},
     {"SR", "destroy", sr_destroy},
     {"SR", "scan", sr_scan},

@@ -1,5 +1,5 @@
-/* VM.clone, copy, snapshot, revert and provision: new VM records with their
- * devices, and disks cloned, copied or created by the storage layer. */
+/* VM.clone, copy, snapshot, checkpoint, revert and provision: new VM records
+ * with their devices, and disks cloned, copied or created by the storage layer. */
 #include <errno.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent/log.h"
+#include "storage/driver.h"
 #include "storage/storage.h"
 #include "vmops/config.h"
 #include "vmops/oplock.h"
@@ -134,7 +135,13 @@ static void create_devices(xapi_store *st, const source_vm *s, const char *vm_re
     }
 }
 
-typedef enum copy_kind { KIND_CLONE, KIND_COPY, KIND_SNAPSHOT } copy_kind;
+typedef enum copy_kind { KIND_CLONE, KIND_COPY, KIND_SNAPSHOT, KIND_CHECKPOINT } copy_kind;
+
+static const char *const op_names[] = {"clone", "copy", "snapshot", "checkpoint"};
+
+static bool is_snapshot_kind(copy_kind kind) {
+    return kind == KIND_SNAPSHOT || kind == KIND_CHECKPOINT;
+}
 
 /* Reads the VM to copy, unless it cannot be (store read lock held). */
 static int read_source(xapi_call *c, copy_kind kind, const char *vm_ref, source_vm *src) {
@@ -146,9 +153,9 @@ static int read_source(xapi_call *c, copy_kind kind, const char *vm_ref, source_
         return rc;
     if (vm->fields[XAPI_F_VM_is_control_domain].b)
         return xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be copied");
-    if (kind == KIND_SNAPSHOT && vm->fields[XAPI_F_VM_is_a_snapshot].b)
-        return xapi_call_fail(c, "VM_IS_SNAPSHOT", vm_ref, "snapshot");
-    if (kind != KIND_SNAPSHOT) {
+    if (is_snapshot_kind(kind) && vm->fields[XAPI_F_VM_is_a_snapshot].b)
+        return xapi_call_fail(c, "VM_IS_SNAPSHOT", vm_ref, op_names[kind]);
+    if (!is_snapshot_kind(kind)) {
         rc = vmops_check_power_state(c, vm_ref, vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_HALTED);
         if (rc < 0)
             return rc;
@@ -157,12 +164,102 @@ static int read_source(xapi_call *c, copy_kind kind, const char *vm_ref, source_
     return 0;
 }
 
+/* Whether every disk of the VM (CDs aside) is on an SR whose driver can snapshot (store lock held). */
+static bool disks_can_snapshot(xapi_store *st, const xapi_obj *vm) {
+    const xapi_value *vbds = &vm->fields[XAPI_F_VM_VBDs];
+
+    for (uint32_t i = 0; i < vbds->n; i++) {
+        const xapi_obj *vbd = xapi_store_get_class(st, C_VBD, vbds->items[i].s), *vdi, *sr;
+        const storage_driver *drv;
+
+        if (!vbd || vbd->fields[XAPI_F_VBD_empty].b || strcmp(vbd->fields[XAPI_F_VBD_type].s, "CD") == 0)
+            continue;
+        vdi = xapi_store_get_class(st, &xapi_classes[XAPI_C_VDI], vbd->fields[XAPI_F_VBD_VDI].s);
+        sr = vdi ? xapi_store_get_class(st, &xapi_classes[XAPI_C_SR], vdi->fields[XAPI_F_VDI_SR].s) : NULL;
+        drv = sr ? storage_driver_find(sr->fields[XAPI_F_SR_type].s) : NULL;
+        if (vdi && !(drv && drv->caps & STORAGE_CAP_VDI_SNAPSHOT))
+            return false;
+    }
+    return true;
+}
+
+/* VM.checkpoint's checks (xapi's order: power state, template, snapshot),
+ * then, for a running VM, its memory saved as by VM.suspend: the snapshot
+ * then copies the suspend image with the disks, and the VM is resumed after.
+ * ret_power_state: the VM's state before (VM lock held). */
+static int checkpoint_begin(xapi_call *c, vmops_op *op, const char *vm_ref, char ret_power_state[16]) {
+    xapi_store *st = c->srv->store;
+    int64_t domid = -1;
+    xapi_obj *vm;
+    int rc;
+
+    xapi_store_rdlock(st);
+    rc = xapi_lookup(c, C_VM, vm_ref, &vm);
+    if (rc == 0 && vm->fields[XAPI_F_VM_is_control_domain].b)
+        rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "The control domain cannot be checkpointed");
+    if (rc == 0)
+        rc = vmops_check_power_state(c, vm_ref, vm->fields[XAPI_F_VM_power_state].s,
+                                     VMOPS_PS_PAUSED | VMOPS_PS_SUSPENDED | VMOPS_PS_RUNNING);
+    if (rc == 0 && vm->fields[XAPI_F_VM_is_a_template].b && !vm->fields[XAPI_F_VM_is_a_snapshot].b)
+        rc = xapi_call_fail(c, "VM_IS_TEMPLATE", vm_ref, "checkpoint");
+    if (rc == 0 && vm->fields[XAPI_F_VM_is_a_snapshot].b)
+        rc = xapi_call_fail(c, "VM_IS_SNAPSHOT", vm_ref, "checkpoint");
+    if (rc == 0 && vmops_power_state_in(vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_RUNNING) &&
+        !disks_can_snapshot(st, vm))
+        rc = xapi_call_fail(c, "SR_OPERATION_NOT_SUPPORTED", vm_ref);
+    if (rc == 0 && vmops_power_state_in(vm->fields[XAPI_F_VM_power_state].s, VMOPS_PS_SUSPENDED) &&
+        !xapi_store_get_class(st, &xapi_classes[XAPI_C_VDI], vm->fields[XAPI_F_VM_suspend_VDI].s))
+        /* An image an earlier version kept as a file: not a VDI the snapshot could copy. */
+        rc = xapi_call_fail(c, "VM_HAS_NO_SUSPEND_VDI", vm_ref);
+    if (rc == 0) {
+        snprintf(ret_power_state, 16, "%s", vm->fields[XAPI_F_VM_power_state].s);
+        domid = vm->fields[XAPI_F_VM_domid].i;
+    }
+    xapi_store_rdunlock(st);
+    if (rc == 0 && strcmp(ret_power_state, "Running") == 0)
+        rc = vmops_suspend_domain(c, op, (int)domid);
+    return rc;
+}
+
+/* A checkpointed VM that was running runs again. The call's outcome stays
+ * the snapshot's if that failed (the resume's own failure is logged). */
+static int checkpoint_end(xapi_call *c, vmops_op *op, const char *power_state_before, int rc) {
+    xapi_value snapshot_err = {0};
+    int resume_rc;
+
+    if (strcmp(power_state_before, "Running") != 0)
+        return rc;
+    if (rc < 0) {
+        snapshot_err = c->err;
+        c->err = (xapi_value){0};
+    }
+    resume_rc = vmops_resume_domain(c, op, false);
+    if (rc == 0)
+        return resume_rc;
+    if (resume_rc < 0) {
+        log_warning("VM %s: not resumed after a failed checkpoint: %s", op->vm_uuid,
+                    c->err.kind == XAPI_V_ARRAY && c->err.n > 0 ? c->err.items[0].s : "?");
+        xapi_value_free(&c->err);
+    }
+    c->err = snapshot_err;
+    return rc;
+}
+
+/* xapi's VM.snapshot_info of a snapshot. */
+static xapi_value snapshot_info(const char *power_state) {
+    xapi_value info = xapi_value_struct();
+
+    xapi_struct_set(&info, "disk-snapshot-type", xapi_value_string("crash_consistent"));
+    xapi_struct_set(&info, "power-state-at-snapshot", xapi_value_string(power_state));
+    return info;
+}
+
 static int copy_vm(xapi_call *c, copy_kind kind, const char *vm_ref, const char *new_name, const char *sr_ref,
                    const xapi_value *ignore_vdis) {
-    static const char *const op_names[] = {"clone", "copy", "snapshot"};
     xapi_store *st = c->srv->store;
     source_vm src = {0};
-    char new_ref[XAPI_REF_LEN + 1];
+    char new_ref[XAPI_REF_LEN + 1], suspend_vdi[XAPI_REF_LEN + 1] = "", power_state_before[16] = "";
+    bool with_memory;
     xapi_obj *nvm;
     vmops_op op;
     int rc;
@@ -179,6 +276,14 @@ static int copy_vm(xapi_call *c, copy_kind kind, const char *vm_ref, const char 
     rc = vmops_op_begin(c, vm_ref, op_names[kind], false, &op);
     if (rc < 0)
         return rc;
+    if (kind == KIND_CHECKPOINT) {
+        rc = checkpoint_begin(c, &op, vm_ref, power_state_before);
+        if (rc < 0) {
+            /* A VM whose suspend failed is as it was: nothing to resume. */
+            power_state_before[0] = '\0';
+            goto out;
+        }
+    }
     xapi_store_rdlock(st);
     rc = read_source(c, kind, vm_ref, &src);
     xapi_store_rdunlock(st);
@@ -189,14 +294,21 @@ static int copy_vm(xapi_call *c, copy_kind kind, const char *vm_ref, const char 
         const char *vdi = src.vbds[i][XAPI_F_VBD_VDI].s;
         if (!has_disk(src.vbds[i]))
             continue;
-        if (kind == KIND_SNAPSHOT && in_set(ignore_vdis, vdi)) {
+        if (is_snapshot_kind(kind) && in_set(ignore_vdis, vdi)) {
             snprintf(src.new_vdi[i], sizeof src.new_vdi[i], "%s", XAPI_NULL_REF);
             continue;
         }
         rc = storage_vdi_clone(c->srv, vdi,
-                               kind == KIND_SNAPSHOT ? STORAGE_SNAPSHOT : kind == KIND_COPY ? STORAGE_COPY
-                                                                                             : STORAGE_CLONE,
+                               is_snapshot_kind(kind) ? STORAGE_SNAPSHOT : kind == KIND_COPY ? STORAGE_COPY
+                                                                                              : STORAGE_CLONE,
                                sr_ref, src.new_vdi[i], &c->err);
+        if (rc < 0)
+            goto out;
+    }
+    /* A checkpoint of a suspended (or just suspended) VM has its own copy of the memory image. */
+    with_memory = kind == KIND_CHECKPOINT && strcmp(src.vm[XAPI_F_VM_power_state].s, "Suspended") == 0;
+    if (with_memory) {
+        rc = storage_vdi_clone(c->srv, src.vm[XAPI_F_VM_suspend_VDI].s, STORAGE_SNAPSHOT, NULL, suspend_vdi, &c->err);
         if (rc < 0)
             goto out;
     }
@@ -207,11 +319,13 @@ static int copy_vm(xapi_call *c, copy_kind kind, const char *vm_ref, const char 
         if (!C_VM->fields[f].derived && !vm_field_is_own((int)f))
             xapi_obj_set(st, nvm, (int)f, xapi_value_copy(&src.vm[f]));
     xapi_obj_set_string(st, nvm, XAPI_F_VM_name_label, new_name);
-    if (kind == KIND_SNAPSHOT) {
+    if (is_snapshot_kind(kind)) {
         xapi_obj_set_bool(st, nvm, XAPI_F_VM_is_a_snapshot, true);
         xapi_obj_set_bool(st, nvm, XAPI_F_VM_is_a_template, true);
         xapi_obj_set_string(st, nvm, XAPI_F_VM_snapshot_of, vm_ref);
         xapi_obj_set(st, nvm, XAPI_F_VM_snapshot_time, xapi_value_datetime(xapi_wall_seconds()));
+        xapi_obj_set(st, nvm, XAPI_F_VM_snapshot_info,
+                     snapshot_info(*power_state_before ? power_state_before : src.vm[XAPI_F_VM_power_state].s));
     } else {
         /* A copy of a default template is the user's own. */
         xapi_value oc = xapi_value_copy(&src.vm[XAPI_F_VM_other_config]);
@@ -222,12 +336,16 @@ static int copy_vm(xapi_call *c, copy_kind kind, const char *vm_ref, const char 
     xapi_obj_set_int(st, nvm, XAPI_F_VM_domid, -1);
     memcpy(new_ref, nvm->ref, sizeof new_ref);
     create_devices(st, &src, new_ref);
-    vmops_record_stopped(c->srv, nvm, false);
+    vmops_record_stopped(c->srv, nvm, with_memory);
+    if (with_memory)
+        xapi_obj_set_string(st, nvm, XAPI_F_VM_suspend_VDI, suspend_vdi);
     rc = xapi_commit(c);
     if (rc == 0)
         log_info("VM %s: %s '%s' made as %s", op.vm_uuid, op_names[kind], new_name, nvm->uuid);
 out:
     source_free(&src);
+    if (kind == KIND_CHECKPOINT)
+        rc = checkpoint_end(c, &op, power_state_before, rc);
     vmops_op_end(c->srv, &op);
     if (rc == 0)
         xapi_out_cstring(c->out, new_ref);
@@ -246,6 +364,10 @@ static int vm_snapshot(xapi_call *c) {
     return copy_vm(c, KIND_SNAPSHOT, c->args[0].s, c->args[1].s, NULL, c->nargs > 2 ? &c->args[2] : NULL);
 }
 
+static int vm_checkpoint(xapi_call *c) {
+    return copy_vm(c, KIND_CHECKPOINT, c->args[0].s, c->args[1].s, NULL, NULL);
+}
+
 /* Fields a revert restores from the snapshot. */
 static const int revert_fields[] = {
     XAPI_F_VM_memory_static_max, XAPI_F_VM_memory_dynamic_max, XAPI_F_VM_memory_dynamic_min,
@@ -259,7 +381,7 @@ static const int revert_fields[] = {
 static int vm_revert(xapi_call *c) {
     const char *snap_ref = c->args[0].s;
     xapi_store *st = c->srv->store;
-    char vm_ref[XAPI_REF_LEN + 1] = "";
+    char vm_ref[XAPI_REF_LEN + 1] = "", image[XAPI_REF_LEN + 1] = "";
     source_vm snap = {0};
     xapi_value old_vdis = xapi_value_array();
     xapi_obj *s, *vm;
@@ -307,6 +429,13 @@ static int vm_revert(xapi_call *c) {
             if (rc < 0)
                 goto out;
         }
+    /* A checkpoint brings the VM back suspended, on a copy of its memory image. */
+    if (strcmp(snap.vm[XAPI_F_VM_power_state].s, "Suspended") == 0 &&
+        strcmp(snap.vm[XAPI_F_VM_suspend_VDI].s, XAPI_NULL_REF) != 0) {
+        rc = storage_vdi_clone(c->srv, snap.vm[XAPI_F_VM_suspend_VDI].s, STORAGE_CLONE, NULL, image, &c->err);
+        if (rc < 0)
+            goto out;
+    }
 
     xapi_store_write_begin(st);
     vm = xapi_store_get_class(st, C_VM, vm_ref);
@@ -342,6 +471,10 @@ static int vm_revert(xapi_call *c) {
             xapi_obj_set_string(st, vbd, XAPI_F_VBD_VM, vm_ref);
             xapi_obj_set_string(st, vbd, XAPI_F_VBD_VDI, snap.new_vdi[i]);
         }
+    }
+    if (*image) {
+        vmops_record_stopped(c->srv, vm, true);
+        xapi_obj_set_string(st, vm, XAPI_F_VM_suspend_VDI, image);
     }
     vmops_update_allowed_operations(st, vm);
     rc = xapi_commit(c);
@@ -534,6 +667,7 @@ const xapi_handler vmops_copy_handlers[] = {
     {"VM", "clone", vm_clone},
     {"VM", "copy", vm_copy},
     {"VM", "snapshot", vm_snapshot},
+    {"VM", "checkpoint", vm_checkpoint},
     {"VM", "revert", vm_revert},
     {"VM", "provision", vm_provision},
     {NULL, NULL, NULL},

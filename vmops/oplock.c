@@ -606,9 +606,9 @@ void vmops_update_allowed_operations(xapi_store *st, xapi_obj *vm) {
                                           "shutdown", "pause", "suspend", "snapshot", "checkpoint",
                                           "changing_dynamic_range", "changing_VCPUs_live", "power_state_reset", NULL};
     static const char *const paused[] = {"unpause", "hard_shutdown", "hard_reboot", "shutdown", "snapshot",
-                                         "power_state_reset", NULL};
-    static const char *const suspended[] = {"resume", "resume_on", "hard_shutdown", "shutdown", "snapshot", "clone",
-                                            "copy", "export", "power_state_reset", NULL};
+                                         "checkpoint", "power_state_reset", NULL};
+    static const char *const suspended[] = {"resume", "resume_on", "hard_shutdown", "shutdown", "snapshot",
+                                            "checkpoint", "clone", "copy", "export", "power_state_reset", NULL};
     static const char *const template_ops[] = {"clone", "copy", "provision", "export", NULL};
     static const char *const snapshot_ops[] = {"revert", "clone", "copy", "export", "destroy", NULL};
     const char *ps = vm->fields[XAPI_F_VM_power_state].s;

@@ -791,6 +791,11 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
     char vdi[XAPI_REF_LEN + 1], *msg = NULL, *img = NULL;
     int domid = -1, rc;
 
+    /* A checkpoint is Suspended too, but is not a VM that runs. */
+    if (v->is_snapshot)
+        return xapi_call_fail(c, "VM_IS_SNAPSHOT", op->vm_ref, op->op);
+    if (v->is_template)
+        return xapi_call_fail(c, "VM_IS_TEMPLATE", op->vm_ref, op->op);
     rc = prepare_start(c, op->vm_ref, &cfg);
     if (rc < 0)
         goto out;
@@ -817,6 +822,18 @@ out:
     free(img);
     vmops_domain_config_free(&cfg);
     return rc;
+}
+
+int vmops_suspend_domain(xapi_call *c, vmops_op *op, int domid) {
+    vm_view v = {.domid = domid};
+
+    return suspend_vm(c, op, &v, false);
+}
+
+int vmops_resume_domain(xapi_call *c, vmops_op *op, bool paused) {
+    vm_view v = {.domid = -1};
+
+    return resume_vm(c, op, &v, paused);
 }
 
 static int reset_power_state(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {

@@ -43,5 +43,10 @@ int vmops_halt_domain(xapi_call *c, const char *vm_ref, int domid);
 /* Halts the VM whatever it has: its domain (running, paused) is destroyed, its
  * suspend image (suspended) discarded. A halted VM is left as it is. */
 int vmops_force_halt(xapi_call *c, const vmops_op *op, const char *power_state, int domid);
+/* VM.suspend's and VM.resume's work on the VM whose lock op holds (VM.checkpoint
+ * suspends and resumes around its snapshot): the image in a new suspend VDI and
+ * the VM recorded Suspended; the VM rebuilt from its image, which goes. */
+int vmops_suspend_domain(xapi_call *c, vmops_op *op, int domid);
+int vmops_resume_domain(xapi_call *c, vmops_op *op, bool paused);
 /* Applies actions_after_* to a domain that shut down without being asked. */
 void vmops_handle_guest_event(xapi_server *srv, const char *uuid, int domid, vmops_shutdown_reason reason);

@@ -350,6 +350,15 @@ def fail(r):
     return r["ErrorDescription"]
 
 
+def wait_task(x, s, task, timeout=10.0):
+    """The record of an Async call's task once it is no longer pending."""
+    deadline = time.monotonic() + timeout
+    while ok(x.task.get_status(s, task)) == "pending":
+        assert time.monotonic() < deadline, "task %s still pending" % task
+        time.sleep(0.01)
+    return ok(x.task.get_record(s, task))
+
+
 # ---- object builders: complete constructor records ------------------------------
 
 def vm_record(**over):

@@ -16,7 +16,7 @@ import time
 import unittest
 import xmlrpc.client
 
-from harness import PASSWORD, Daemon, fail, free_port, ok
+from harness import PASSWORD, ROOT, Daemon, fail, free_port, ok, wait_task
 
 MiB = 1 << 20
 
@@ -207,6 +207,50 @@ class TestHTTPS(unittest.TestCase):
         self.assertEqual(ok(xp.task.get_status(sp, task)), "success")
         con, loc = location(vm)
         self.assertEqual(loc, "https://127.0.0.1:%d/console?ref=%s" % (d.tls_port, con))
+
+
+class TestCloudStackConnectOverHTTPS(unittest.TestCase):
+    """CloudStack's XenServer resource end to end over HTTPS, verification off
+    (cloudstack.md: discovery, CheckXenHostInfo, then pingXAPI with the
+    shipped echo plugin, sync and Async)."""
+
+    @classmethod
+    def setUpClass(cls):
+        plugins = os.path.join(ROOT, "host", "plugins")
+        cls.d = tls_daemon("plugin_dir = %s\nplugin_pythonpath = %s\n" % (plugins, os.path.join(ROOT, "host", "python")))
+        cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def test_connect_sequence(self):
+        x = https_proxy(self.d, ssl._create_unverified_context())
+        # discovery
+        s = ok(x.session.login_with_password("root", PASSWORD, "1.0", "cloudstack"))
+        host = ok(x.session.get_this_host(s, s))
+        self.assertGreaterEqual(int(ok(x.host.get_API_version_major(s, host))), 2)
+        ok(x.host.get_API_version_minor(s, host))
+        pool = ok(x.pool.get_all(s))[0]
+        pool_uuid = ok(x.pool.get_record(s, pool))["uuid"]
+        hosts = ok(x.host.get_all_records(s))
+        self.assertEqual(list(hosts), [host])
+        self.assertEqual(fail(x.pool_patch.get_by_uuid(s, "95ac709c-e408-423f-8d22-84b8134a149e"))[0], "UUID_INVALID")
+        ok(x.session.logout(s))
+        # CheckXenHostInfo, then the long-lived session
+        s = ok(x.session.login_with_password("root", PASSWORD, "1.0", "cloudstack"))
+        h = ok(x.host.get_by_uuid(s, hosts[host]["uuid"]))
+        self.assertEqual(ok(x.host.get_record(s, h))["address"], hosts[host]["address"])
+        self.assertEqual(ok(x.pool.get_all_records(s))[pool]["uuid"], pool_uuid)
+        # pingXAPI
+        self.assertTrue(ok(x.host.get_enabled(s, h)))
+        self.assertEqual(ok(x.host.call_plugin(s, h, "echo", "main", {})), "args were: {}")
+        task = ok(x.Async.host.call_plugin(s, h, "echo", "main", {"a": "1"}))
+        rec = wait_task(x, s, task)
+        self.assertEqual(rec["status"], "success", rec)
+        self.assertEqual(rec["result"], "<value>args were: {'a': '1'}</value>")
+        ok(x.task.destroy(s, task))
+        ok(x.session.logout(s))
 
 
 class TestHTTPSLimits(unittest.TestCase):
