@@ -140,6 +140,15 @@ static int build_fail(xapi_call *c, const char *vm_ref, const char *what, int rc
         free(msg);
         return rc;
     }
+    if (rc == -EMEDIUMTYPE) { /* a disk the backend cannot attach: SM's VDIUnavailable, as xapi reports it */
+        char *text = NULL;
+        if (asprintf(&text, "The VDI is not available [opterr=%s]", msg ? msg : "unsupported disk format") < 0)
+            xapi_oom();
+        rc = xapi_call_fail(c, "SR_BACKEND_FAILURE_46", "", text, "");
+        free(text);
+        free(msg);
+        return rc;
+    }
     return backend_fail(c, what, rc, msg, needed);
 }
 
