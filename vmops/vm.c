@@ -206,6 +206,12 @@ int vmops_suspend_image_create(xapi_call *c, const char *vm_ref, char ret_vdi[XA
     v = xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VDI], vdi);
     rc = v ? storage_vdi_attach_info(srv, v, &path, &format, &c->err) : xapi_call_fail(c, "HANDLE_INVALID", "VDI", vdi);
     xapi_store_rdunlock(srv->store);
+    /* The backends write the image as plain bytes: into a VHD (an ext SR) they would destroy it. */
+    if (rc == 0 && strcmp(format, "raw") != 0) {
+        free(path);
+        path = NULL;
+        rc = xapi_call_fail(c, "SR_OPERATION_NOT_SUPPORTED", sr);
+    }
     free(format);
     if (rc < 0) {
         xapi_value ignored = {0};

@@ -196,6 +196,18 @@ class ExtSrTest(DaemonTest):
         self.assertEqual(self.put(b, image, "vhd")[0], 200)
         self.assertEqual(self.export(b)[:3 * MiB], b"E" * (3 * MiB))
 
+    def test_suspend_image_on_ext_refused(self):
+        sr = self.make_sr()
+        t = ok(self.x.VM.get_by_name_label(self.s, "Generic Linux PV"))[0]
+        vm = ok(self.x.VM.clone(self.s, t, "ext suspend"))
+        ok(self.x.VM.set_is_a_template(self.s, vm, False))
+        ok(self.x.VM.set_suspend_SR(self.s, vm, sr))
+        ok(self.x.VM.start(self.s, vm, False, False))
+        self.addCleanup(self.x.VM.hard_shutdown, self.s, vm)
+        self.assertEqual(fail(self.x.VM.suspend(self.s, vm)), ["SR_OPERATION_NOT_SUPPORTED", sr])
+        self.assertEqual(ok(self.x.VM.get_power_state(self.s, vm)), "Running")
+        self.assertEqual(os.listdir(self.sr_dir(sr)), [])
+
     # ---- scan ----
 
     def test_scan_introduces_a_dropped_chain_and_forgets_vanished(self):
