@@ -227,6 +227,21 @@ class ExtSrTest(DaemonTest):
         ok(self.x.SR.scan(self.s, sr))
         self.assertNotIn(child, self.by_uuid(sr))
 
+    def test_destroying_a_parent_hides_it_for_its_child(self):
+        sr = self.make_sr()
+        d = self.sr_dir(sr)
+        parent, child = str(uuid.uuid4()), str(uuid.uuid4())
+        vhd_util("create", "-n", os.path.join(d, parent + ".vhd"), "-s", "8")
+        vhd_util("snapshot", "-n", os.path.join(d, child + ".vhd"), "-p", os.path.join(d, parent + ".vhd"))
+        ok(self.x.SR.scan(self.s, sr))
+        ok(self.x.VDI.destroy(self.s, ok(self.x.VDI.get_by_uuid(self.s, parent))))
+        self.assertEqual(vhd_util("query", "-n", os.path.join(d, parent + ".vhd"), "-f").split()[-1], "1")
+        ok(self.x.SR.scan(self.s, sr))
+        self.assertFalse(self.by_uuid(sr)[parent]["managed"])
+        ok(self.x.VDI.destroy(self.s, ok(self.x.VDI.get_by_uuid(self.s, child))))
+        self.assertEqual(os.listdir(d), [])
+        self.assertEqual(self.by_uuid(sr), {})
+
     def test_symlink_is_not_followed(self):
         sr = self.make_sr()
         d = self.sr_dir(sr)
@@ -261,6 +276,31 @@ class ExtSrTest(DaemonTest):
                                             "name_label": "too big"}))
         self.assertTrue(f[0].startswith("SR_BACKEND_FAILURE"), f)
         self.assertEqual(os.listdir(d), [])
+
+    def test_snapshot_on_a_full_sr_leaves_no_half_chain(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a tmpfs")
+        d = tempfile.mkdtemp(prefix="xenapid-full-")
+        self.addCleanup(shutil.rmtree, d, True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", d], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", d])
+        sr = self.make_sr({"path": d})
+        vdi = self.new_vdi(sr, 16 * MiB)
+        before = sorted(os.listdir(d))
+        fd = os.open(os.path.join(d, "filler"), os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\1" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        f = fail(self.x.VDI.snapshot(self.s, vdi, {}))
+        self.assertEqual(f[0], "SR_BACKEND_FAILURE_44", f)
+        self.assertEqual(sorted(os.listdir(d)), sorted(before + ["filler"]))
+        self.assertNotIn("vhd-parent", self.rec(vdi)["sm_config"])
+        self.assertEqual(len(ok(self.x.SR.get_VDIs(self.s, sr))), 1)
+        self.assertEqual(self.rec(vdi)["current_operations"], {})
 
 
 if __name__ == "__main__":
