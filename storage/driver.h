@@ -156,6 +156,11 @@ typedef struct storage_driver {
      * reading and writing its disk (VDI import/export) instead of the file's bytes. */
     int (*vdi_open_vhd)(const storage_sr *sr, const char *location, bool writable, struct storage_vhd_file **ret,
                         storage_err *e);
+    /* Optional: folds location (a VHD leaf, its parent's only child) into its
+     * parent, which then takes its name: the chain is one shorter. -E2BIG
+     * (nothing changed) when the leaf holds more than max_bytes of data. A
+     * failure midway leaves the chain reading as before. */
+    int (*vdi_coalesce_leaf)(const storage_sr *sr, const char *location, int64_t max_bytes, storage_err *e);
 } storage_driver;
 
 const storage_driver *storage_driver_find(const char *type);

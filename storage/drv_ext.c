@@ -682,6 +682,46 @@ static int ext_vdi_open_vhd(const storage_sr *sr, const char *loc, bool writable
     return rc < 0 ? storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", err) : 0;
 }
 
+static int ext_vdi_coalesce_leaf(const storage_sr *sr, const char *loc, int64_t max_bytes, storage_err *e) {
+    char *leaf_path = ext_path(sr, loc), *ploc = NULL, *parent_path = NULL, err[256] = "invalid location";
+    storage_vhd_file *f = NULL;
+    uint64_t sectors = 0;
+    int rc = leaf_path ? open_image(leaf_path, false, &f, err, sizeof err) : -EINVAL;
+
+    if (rc == 0 && ((rc = parent_location(f, &ploc)) < 0 || !ploc)) {
+        snprintf(err, sizeof err, "not a VHD over a parent of this SR");
+        rc = -EINVAL;
+    }
+    if (rc == 0 && (uint64_t)storage_vhd_info_allocated(&f->info) * f->info.block_size > (uint64_t)max_bytes)
+        rc = -E2BIG;
+    if (rc == 0) {
+        parent_path = ext_path(sr, ploc);
+        rc = open_image(parent_path, true, &f->parent, err, sizeof err);
+    }
+    if (rc == 0 && memcmp(f->parent->info.uuid, f->info.parent_uuid, 16) != 0) {
+        snprintf(err, sizeof err, "%s is not the parent %s.vhd was made over", parent_path, loc);
+        rc = -EINVAL;
+    }
+    if (rc == 0 && (rc = storage_vhd_file_coalesce(f, &sectors)) < 0)
+        snprintf(err, sizeof err, "%s", f->error[0] ? f->error : strerror(-rc));
+    /* The parent now reads as the leaf did: it becomes the leaf, visible. */
+    if (rc == 0 && (rc = storage_vhd_file_set_hidden(f->parent, false)) == 0 && fsync(f->parent->fd) < 0)
+        rc = -errno;
+    if (rc == 0 && rename(parent_path, leaf_path) < 0) {
+        rc = -errno;
+        storage_vhd_file_set_hidden(f->parent, true); /* still the leaf's parent */
+    }
+    if (rc == 0)
+        rc = sync_dir(sr);
+    storage_vhd_file_close(f);
+    free(leaf_path);
+    free(parent_path);
+    free(ploc);
+    if (rc == -E2BIG)
+        return rc;
+    return rc < 0 ? ext_err(e, SM_ERR_VDI_DELETE, rc, "Failed to coalesce VDI", err) : 0;
+}
+
 const storage_driver storage_ext_driver = {
     .type = "ext",
     .description = "Local EXT SR: VHD files in a directory (mounted or plain)",
@@ -710,4 +750,5 @@ const storage_driver storage_ext_driver = {
     .vdi_chain = ext_vdi_chain,
     .vdi_set_hidden = ext_vdi_set_hidden,
     .vdi_open_vhd = ext_vdi_open_vhd,
+    .vdi_coalesce_leaf = ext_vdi_coalesce_leaf,
 };

@@ -149,6 +149,65 @@ static bool has_children(xapi_server *srv, const xapi_obj *sr, const char *locat
     return false;
 }
 
+/* The only VDI of the SR other than `except` over location, or NULL (none, or several). */
+static xapi_obj *only_child(xapi_server *srv, const xapi_obj *sr, const char *location, const xapi_obj *except) {
+    const xapi_value *vdis = &sr->fields[XAPI_F_SR_VDIs];
+    xapi_obj *found = NULL;
+
+    for (uint32_t i = 0; i < vdis->n; i++) {
+        xapi_obj *v = get_vdi(srv, vdis->items[i].s);
+        const char *p = v && v != except && !v->deleted ? storage_map_get(&v->fields[XAPI_F_VDI_sm_config], "vhd-parent")
+                                                        : NULL;
+        if (!p || strcmp(p, location) != 0)
+            continue;
+        if (found)
+            return NULL;
+        found = v;
+    }
+    return found;
+}
+
+#define LEAF_COALESCE_MAX (INT64_C(20) << 20) /* sm's live leaf-coalesce limit: quick enough under the lock */
+
+/* A hidden parent left with one child that is a leaf no guest, no operation
+ * uses and holds little data: the leaf is folded into it (sm's leaf
+ * coalesce), so snapshot-and-delete cycles (Nova's image upload) do not
+ * grow the chain. A bigger leaf stays a leaf. */
+static void coalesce_leaf(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const char *parent,
+                          const xapi_obj *leaving) {
+    xapi_obj *child = only_child(srv, sr, parent, leaving), *p;
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    char *loc;
+    int rc;
+
+    if (!h->drv->vdi_coalesce_leaf || !child || !child->fields[XAPI_F_VDI_managed].b ||
+        child->fields[XAPI_F_VDI_current_operations].n > 0 ||
+        storage_any_set(srv, &child->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached) ||
+        has_children(srv, sr, child->fields[XAPI_F_VDI_location].s, NULL))
+        return;
+    p = vdi_at(srv, sr, parent);
+    if (p && (p->fields[XAPI_F_VDI_managed].b || p->fields[XAPI_F_VDI_current_operations].n > 0))
+        return;
+    loc = xapi_strdup(child->fields[XAPI_F_VDI_location].s);
+    rc = h->drv->vdi_coalesce_leaf(h, loc, LEAF_COALESCE_MAX, &e);
+    if (rc < 0) {
+        if (rc != -E2BIG)
+            log_warning("storage: SR %s: VDI %s not coalesced into %s: %s", sr->uuid, loc, parent, e.text);
+        free(loc);
+        return;
+    }
+    log_info("storage: SR %s: VDI %s coalesced into its base copy %s", sr->uuid, loc, parent);
+    if (p) {
+        storage_sr_refresh(srv, sr, NULL, p);
+        xapi_obj_destroy(srv->store, p);
+    }
+    if (h->drv->vdi_stat(h, loc, &info, &e) == 0)
+        storage_vdi_set_info(srv, child, &info);
+    storage_vdi_info_free(&info);
+    free(loc);
+}
+
 /* After `leaving` (a VHD over parent) is destroyed: the hidden parents no VDI
  * needs any more go, up the chain (sm's GC of garbage base copies). A
  * visible parent is a VDI of its own and stays. */
@@ -161,7 +220,12 @@ static void gc_parents(xapi_server *srv, xapi_obj *sr, const storage_sr *h, cons
         storage_err e = {0};
         xapi_obj *p;
 
-        if (has_children(srv, sr, loc, leaving) || h->drv->vdi_stat(h, loc, &info, &e) < 0 || !info.hidden) {
+        if (h->drv->vdi_stat(h, loc, &info, &e) < 0 || !info.hidden) {
+            storage_vdi_info_free(&info);
+            break;
+        }
+        if (has_children(srv, sr, loc, leaving)) {
+            coalesce_leaf(srv, sr, h, loc, leaving);
             storage_vdi_info_free(&info);
             break;
         }
@@ -412,6 +476,13 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     chain = mode != STORAGE_COPY && src.drv->vdi_chain && dst_sr == src_sr;
     /* A chain moves the VDI's name to a new leaf: a guest's QEMU would go on
      * writing the old file, now the base. Only the simulator has no such writer. */
+    /* ... and it moves the VDI's file under whatever has it open: nothing else may run on it meanwhile. */
+    if (chain && vdi->fields[XAPI_F_VDI_current_operations].n > 0) {
+        const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
+        rc = xapi_fail(err, "OTHER_OPERATION_IN_PROGRESS", "VDI", vdi->ref, xapi_value_str(&cur->members[0].value),
+                       cur->members[0].name, NULL);
+        goto fail_locked;
+    }
     if (chain && storage_any_set(srv, &vdi->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached) &&
         !(srv->backend && strcmp(srv->backend->ops->name, "sim") == 0)) {
         rc = xapi_fail(err, "VDI_IN_USE", vdi->ref, op, NULL);

@@ -5,11 +5,13 @@ image plugin does) and forgetting vanished files, base copies collected when
 nothing needs them, import/export through a chain, and no file left by a
 failure or followed through a link."""
 
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 import urllib.parse
 import uuid
@@ -163,12 +165,32 @@ class ExtSrTest(DaemonTest):
         base = self.rec(vdi)["sm_config"]["vhd-parent"]
         base_file = os.path.join(self.sr_dir(sr), base + ".vhd")
         self.assertTrue(os.path.exists(base_file))
-        ok(self.x.VDI.destroy(self.s, clone))
-        self.assertTrue(os.path.exists(base_file))  # the VDI still needs it
         ok(self.x.VDI.destroy(self.s, vdi))
+        # the clone, the base's only child left, is folded into it: one file again
         self.assertFalse(os.path.exists(base_file))
         self.assertNotIn(base, self.by_uuid(sr))
+        self.assertNotIn("vhd-parent", self.rec(clone)["sm_config"])
+        self.assertEqual(os.listdir(self.sr_dir(sr)), [self.rec(clone)["location"] + ".vhd"])
+        ok(self.x.VDI.destroy(self.s, clone))
         self.assertEqual(os.listdir(self.sr_dir(sr)), [])
+
+    def test_snapshot_then_delete_coalesces_the_chain(self):
+        """Nova snapshots, uploads, deletes the snapshot: the chain must not grow each time."""
+        sr = self.make_sr()
+        vdi = self.new_vdi(sr, 8 * MiB)
+        self.assertEqual(self.put(vdi, b"F" * (2 * MiB))[0], 200)
+        for i in range(35):  # past sm's chain limit of 30
+            snap = ok(self.x.VDI.snapshot(self.s, vdi, {}))
+            self.assertEqual(self.put(vdi, bytes([i + 1]) * 512)[0], 200)
+            ok(self.x.VDI.destroy(self.s, snap))
+        rec = self.rec(vdi)
+        self.assertNotIn("vhd-parent", rec["sm_config"])
+        self.assertEqual(os.listdir(self.sr_dir(sr)), [rec["location"] + ".vhd"])
+        self.assertEqual(vhd_util("query", "-n", self.file_of(sr, vdi), "-f").split()[-1], "0")
+        data = self.export(vdi)
+        self.assertEqual(data[:512], bytes([35]) * 512)
+        self.assertEqual(data[512:2 * MiB], b"F" * (2 * MiB - 512))
+        self.assertEqual(list(self.by_uuid(sr)), [rec["uuid"]])
 
     def test_copy_reads_through_the_chain(self):
         sr = self.make_sr()
@@ -207,6 +229,27 @@ class ExtSrTest(DaemonTest):
         self.assertEqual(fail(self.x.VM.suspend(self.s, vm)), ["SR_OPERATION_NOT_SUPPORTED", sr])
         self.assertEqual(ok(self.x.VM.get_power_state(self.s, vm)), "Running")
         self.assertEqual(os.listdir(self.sr_dir(sr)), [])
+
+    def test_no_chain_under_an_import(self):
+        """A snapshot moves the VDI's file: an import writing the old one meanwhile would write the base."""
+        sr = self.make_sr()
+        vdi = self.new_vdi(sr, 8 * MiB)
+        q = urllib.parse.urlencode({"session_id": self.s, "vdi": vdi})
+        c = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=30)
+        c.putrequest("PUT", "/import_raw_vdi?" + q)
+        c.putheader("Content-Length", str(4 * MiB))
+        c.endheaders()
+        c.send(b"G" * MiB)
+        for _ in range(200):
+            if ok(self.x.VDI.get_current_operations(self.s, vdi)):
+                break
+            time.sleep(0.05)
+        self.assertEqual(fail(self.x.VDI.snapshot(self.s, vdi, {}))[0], "OTHER_OPERATION_IN_PROGRESS")
+        self.assertEqual(fail(self.x.VDI.clone(self.s, vdi, {}))[0], "OTHER_OPERATION_IN_PROGRESS")
+        c.send(b"G" * (3 * MiB))
+        self.assertEqual(c.getresponse().status, 200)
+        c.close()
+        self.assertEqual(len(os.listdir(self.sr_dir(sr))), 1)
 
     # ---- scan ----
 
