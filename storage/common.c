@@ -382,12 +382,30 @@ static bool vdi_attached(xapi_server *srv, const xapi_obj *vdi) {
     return storage_any_set(srv, &vdi->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached);
 }
 
+static bool chain_in_progress(xapi_server *srv, const xapi_obj *sr) {
+    const storage_driver *drv = storage_driver_find(sr->fields[XAPI_F_SR_type].s);
+    const xapi_value *vdis = &sr->fields[XAPI_F_SR_VDIs];
+
+    if (!drv || !drv->vdi_chain)
+        return false;
+    for (uint32_t i = 0; i < vdis->n; i++) {
+        xapi_obj *v = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VDI), vdis->items[i].s);
+        const xapi_value *cur = v ? &v->fields[XAPI_F_VDI_current_operations] : NULL;
+        for (uint32_t k = 0; cur && k < cur->n; k++) {
+            const char *op = xapi_value_str(&cur->members[k].value);
+            if (strcmp(op, "snapshot") == 0 || strcmp(op, "clone") == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
 int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, xapi_value *err) {
     xapi_store *st = srv->store;
     storage_vdi_info *infos = NULL;
     storage_err e = {0};
     size_t n = 0, introduced = 0, forgotten = 0;
-    bool *seen;
+    bool *seen, chaining;
     xapi_value refs;
     int rc;
 
@@ -430,8 +448,10 @@ int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, 
     }
     xapi_value_free(&refs);
 
-    /* Then what has no record yet. */
-    for (size_t i = 0; i < n; i++) {
+    /* Then what has no record yet, unless a VHD chain is being made in the SR:
+     * its base has its name before it is hidden and has its record. */
+    chaining = chain_in_progress(srv, sr);
+    for (size_t i = 0; i < n && !chaining; i++) {
         char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1];
         xapi_obj *v;
 
