@@ -123,6 +123,18 @@ class ExtSrTest(DaemonTest):
         vdi = self.new_vdi(sr)
         self.assertTrue(os.path.exists(os.path.join(d, self.rec(vdi)["location"] + ".vhd")))
 
+    def test_bad_device_config(self):
+        host = self.host()
+        for dc in ({"path": "relative/dir"}, {"path": "/a/../b"}, {"device": "sda"}, {"device": "/dev/a,/dev/b"}):
+            f = fail(self.x.SR.create(self.s, host, dc, "0", "bad", "", "ext", "user", False, {}))
+            self.assertEqual(f[0], "SR_BACKEND_FAILURE_1", (dc, f))
+        # a directory that is not empty is not made an SR
+        d = tempfile.mkdtemp(prefix="xenapid-ext-busy-")
+        self.addCleanup(shutil.rmtree, d, True)
+        open(os.path.join(d, "someone's"), "w").close()
+        f = fail(self.x.SR.create(self.s, host, {"path": d}, "0", "busy", "", "ext", "user", False, {}))
+        self.assertEqual(f[0], "SR_BACKEND_FAILURE_42")
+
     # ---- chains ----
 
     def test_snapshot_makes_a_chain(self):
