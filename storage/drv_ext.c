@@ -117,7 +117,7 @@ static int ext_config_at(const xapi_value *dc, const char *sr_uuid, const char *
     return 0;
 }
 
-/* Not used: sr_config_at is. Kept for the interface's callers that have no uuid. */
+/* The layer calls sr_config_at; without the SR's uuid only a device_config path resolves. */
 static int ext_config(const xapi_value *dc, char **ret_path, storage_err *e) {
     storage_sr h = {0};
     int rc = ext_config_at(dc, NULL, NULL, &h, e);
