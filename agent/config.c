@@ -200,6 +200,7 @@ static const struct config_key {
     {"host_networking", KEY_CHOICE, offsetof(agent_config, host_networking), 0, 0, host_networking_choices},
     {"console_log_dir", KEY_PATH, offsetof(agent_config, console_log_dir), 0, 0, NULL},
     {"plugin_dir", KEY_PATH, offsetof(agent_config, plugin_dir), 0, 0, NULL},
+    {"sr_mount_root", KEY_PATH, offsetof(agent_config, sr_mount_root), 0, 0, NULL},
     {"plugin_pythonpath", KEY_PATH_EMPTY, offsetof(agent_config, plugin_pythonpath), 0, 0, NULL},
     {"plugin_timeout", KEY_INT, offsetof(agent_config, plugin_timeout), 1, 7 * 86400, NULL},
     {"plugin_max_output", KEY_INT, offsetof(agent_config, plugin_max_output), 4096, 1 << 30, NULL},
@@ -488,6 +489,9 @@ static int set_defaults(agent_config *c) {
     c->stats_save_interval = 300;
     if (!c->plugin_dir || !c->plugin_pythonpath)
         return -ENOMEM;
+    c->sr_mount_root = strdup("/var/run/sr-mount");
+    if (!c->sr_mount_root)
+        return -ENOMEM;
     c->pam_service = strdup("");
     c->pam_default_role = strdup("read-only");
     if (!c->pam_service || !c->pam_default_role)
@@ -627,6 +631,7 @@ void agent_config_free(agent_config *c) {
     free(c->console_log_dir);
     free(c->host_networking);
     free(c->plugin_dir);
+    free(c->sr_mount_root);
     free(c->plugin_pythonpath);
     free(c->pam_service);
     free(c->pam_default_role);

@@ -76,29 +76,42 @@ bool storage_any_set(xapi_server *srv, const xapi_value *refs, int cls_id, int f
     return false;
 }
 
+char storage_mount_root[1024] = "/var/run/sr-mount";
+
+int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const char *sr_uuid,
+                      storage_sr *ret, storage_err *e) {
+    ret->drv = drv;
+    ret->device = NULL;
+    if (drv->sr_config_at)
+        return drv->sr_config_at(device_config, sr_uuid, storage_mount_root, ret, e);
+    return drv->sr_config(device_config, &ret->path, e);
+}
+
 int storage_sr_handle(xapi_server *srv, const xapi_obj *sr, const xapi_obj *pbd, storage_sr *ret, xapi_value *err) {
     const storage_driver *drv = storage_driver_find(sr->fields[XAPI_F_SR_type].s);
     storage_err e = {0};
-    char *path = NULL;
+    storage_sr h = {0};
     xapi_value empty = xapi_value_struct();
     int rc;
 
     (void)srv;
     if (!drv)
         return xapi_fail(err, "SR_UNKNOWN_DRIVER", sr->fields[XAPI_F_SR_type].s, NULL);
-    rc = drv->sr_config(pbd ? &pbd->fields[XAPI_F_PBD_device_config] : &empty, &path, &e);
+    rc = storage_sr_config(drv, pbd ? &pbd->fields[XAPI_F_PBD_device_config] : &empty, sr->uuid, &h, &e);
     xapi_value_free(&empty);
     if (rc < 0)
         return storage_backend_fail(err, &e);
-    *ret = (storage_sr){drv, "", path};
-    snprintf(ret->uuid, sizeof ret->uuid, "%s", sr->uuid);
+    snprintf(h.uuid, sizeof h.uuid, "%s", sr->uuid);
+    *ret = h;
     return 0;
 }
 
 void storage_sr_handle_free(storage_sr *h) {
     if (h) {
         free(h->path);
+        free(h->device);
         h->path = NULL;
+        h->device = NULL;
     }
 }
 
@@ -124,7 +137,8 @@ void storage_sr_refresh(xapi_server *srv, xapi_obj *sr, const storage_sr *h, con
 
     for (uint32_t i = 0; i < vdis->n; i++) {
         xapi_obj *v = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), vdis->items[i].s);
-        if (v && v != leaving && !v->deleted)
+        /* a hidden base copy is no disk of its own: its data is in the SR's physical use */
+        if (v && v != leaving && !v->deleted && v->fields[XAPI_F_VDI_managed].b)
             alloc += v->fields[XAPI_F_VDI_virtual_size].i;
     }
     xapi_obj_set_int(st, sr, XAPI_F_SR_virtual_allocation, alloc);
@@ -303,13 +317,37 @@ void storage_vdi_op_end(xapi_server *srv, const char *vdi_ref, const char *opid)
 
 /* ---- VDI records ------------------------------------------------------------ */
 
-void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info) {
+/* What a scan or a stat learns: sizes, and for a VHD the sm_config keys sm's
+ * drivers keep (vdi_type, vhd-parent) and whether it is a hidden base copy. */
+static void set_found(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info) {
     xapi_store *st = srv->store;
+    xapi_value sm;
 
-    xapi_obj_set_string(st, vdi, XAPI_F_VDI_location, info->location);
     xapi_obj_set_int(st, vdi, XAPI_F_VDI_virtual_size, info->virtual_size);
     xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info->physical_utilisation);
     xapi_obj_set_bool(st, vdi, XAPI_F_VDI_missing, false);
+    if (!info->vhd)
+        return;
+    sm = xapi_value_copy(&vdi->fields[XAPI_F_VDI_sm_config]);
+    if (sm.kind != XAPI_V_STRUCT) {
+        xapi_value_free(&sm);
+        sm = xapi_value_struct();
+    }
+    xapi_struct_set(&sm, "vdi_type", xapi_value_string("vhd"));
+    if (info->parent)
+        xapi_struct_set(&sm, "vhd-parent", xapi_value_string(info->parent));
+    else
+        xapi_struct_remove(&sm, "vhd-parent");
+    xapi_obj_set(st, vdi, XAPI_F_VDI_sm_config, sm);
+    if (info->hidden) {
+        xapi_obj_set_bool(st, vdi, XAPI_F_VDI_managed, false);
+        xapi_obj_set_bool(st, vdi, XAPI_F_VDI_read_only, true);
+    }
+}
+
+void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info) {
+    xapi_obj_set_string(srv->store, vdi, XAPI_F_VDI_location, info->location);
+    set_found(srv, vdi, info);
 }
 
 xapi_obj *storage_vdi_new(xapi_server *srv, xapi_obj *sr, const char *ref, const char *uuid,
@@ -328,6 +366,8 @@ xapi_obj *storage_vdi_new(xapi_server *srv, xapi_obj *sr, const char *ref, const
     xapi_obj_set_bool(st, v, XAPI_F_VDI_sharable, false);
     xapi_obj_set_bool(st, v, XAPI_F_VDI_managed, true);
     xapi_obj_set_bool(st, v, XAPI_F_VDI_storage_lock, false);
+    if (info->hidden && !(info->name && *info->name))
+        xapi_obj_set_string(st, v, XAPI_F_VDI_name_label, "base copy");
     storage_vdi_set_info(srv, v, info);
     return v;
 }
@@ -342,12 +382,30 @@ static bool vdi_attached(xapi_server *srv, const xapi_obj *vdi) {
     return storage_any_set(srv, &vdi->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached);
 }
 
+static bool chain_in_progress(xapi_server *srv, const xapi_obj *sr) {
+    const storage_driver *drv = storage_driver_find(sr->fields[XAPI_F_SR_type].s);
+    const xapi_value *vdis = &sr->fields[XAPI_F_SR_VDIs];
+
+    if (!drv || !drv->vdi_chain)
+        return false;
+    for (uint32_t i = 0; i < vdis->n; i++) {
+        xapi_obj *v = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VDI), vdis->items[i].s);
+        const xapi_value *cur = v ? &v->fields[XAPI_F_VDI_current_operations] : NULL;
+        for (uint32_t k = 0; cur && k < cur->n; k++) {
+            const char *op = xapi_value_str(&cur->members[k].value);
+            if (strcmp(op, "snapshot") == 0 || strcmp(op, "clone") == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
 int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, xapi_value *err) {
     xapi_store *st = srv->store;
     storage_vdi_info *infos = NULL;
     storage_err e = {0};
     size_t n = 0, introduced = 0, forgotten = 0;
-    bool *seen;
+    bool *seen, chaining;
     xapi_value refs;
     int rc;
 
@@ -373,9 +431,8 @@ int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, 
         found = n ? bsearch(&key, infos, n, sizeof *infos, info_cmp) : NULL;
         if (found) {
             seen[found - infos] = true;
-            xapi_obj_set_int(st, v, XAPI_F_VDI_virtual_size, found->virtual_size);
-            xapi_obj_set_int(st, v, XAPI_F_VDI_physical_utilisation, found->physical_utilisation);
-            xapi_obj_set_bool(st, v, XAPI_F_VDI_missing, false);
+            set_found(srv, v, found);
+            storage_vdi_update_allowed_operations(srv, v);
             continue;
         }
         if (v->fields[XAPI_F_VDI_current_operations].n > 0)
@@ -391,8 +448,10 @@ int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, 
     }
     xapi_value_free(&refs);
 
-    /* Then what has no record yet. */
-    for (size_t i = 0; i < n; i++) {
+    /* Then what has no record yet, unless a VHD chain is being made in the SR:
+     * its base has its name before it is hidden and has its record. */
+    chaining = chain_in_progress(srv, sr);
+    for (size_t i = 0; i < n && !chaining; i++) {
         char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1];
         xapi_obj *v;
 

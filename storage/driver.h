@@ -39,6 +39,8 @@ enum {
     SM_ERR_VDI_CLONE = 81,
     SM_ERR_VDI_SNAPSHOT = 82,
     SM_ERR_CONFIG_LOCATION_MISSING = 94,
+    SM_ERR_CONFIG_DEVICE_MISSING = 90,
+    SM_ERR_SNAPSHOT_CHAIN_TOO_LONG = 109,
     SM_ERR_VDI_RESIZE = 110,
     SM_ERR_ISO_LOCATION_MISSING = 220,
     SM_ERR_ISO_LOCAL_PATH = 226,
@@ -72,6 +74,7 @@ typedef struct storage_sr {
     const struct storage_driver *drv;
     char uuid[37];
     char *path;                     /* device_config "location", resolved by the driver */
+    char *device;                   /* a block device the driver mounts at path, or NULL */
 } storage_sr;
 
 /* One VDI as the driver knows it (scan, stat, create). */
@@ -81,10 +84,18 @@ typedef struct storage_vdi_info {
     int64_t virtual_size;           /* bytes */
     int64_t physical_utilisation;   /* bytes actually allocated */
     bool read_only;
+    /* VHD drivers: the image's format is VHD (sm_config vdi_type=vhd), its
+     * parent's location (sm_config vhd-parent; NULL: none), and whether it
+     * is hidden (a "base copy": not managed, read-only). */
+    bool vhd;
+    char *parent;
+    bool hidden;
 } storage_vdi_info;
 
 void storage_vdi_info_free(storage_vdi_info *v);
 void storage_vdi_infos_free(storage_vdi_info *v, size_t n);
+
+struct storage_vhd_file; /* storage/vhd_file.h */
 
 typedef struct storage_driver {
     const char *type;               /* SR.type: "file", "iso" */
@@ -131,12 +142,44 @@ typedef struct storage_driver {
      * named by device_config holds, as sm's probe XML (malloc'd). A driver
      * without it answers what sm does for a driver without SR_PROBE. */
     int (*sr_probe)(const xapi_value *device_config, const xapi_value *sm_config, char **ret_xml, storage_err *e);
+    /* Optional, instead of sr_config: the SR's place may depend on its uuid
+     * (ext: <mount_root>/<uuid> unless device_config names a path). Fills
+     * ret->path and ret->device (malloc'd). No I/O. */
+    int (*sr_config_at)(const xapi_value *device_config, const char *sr_uuid, const char *mount_root,
+                        storage_sr *ret, storage_err *e);
+    /* Optional: VDI.snapshot/clone as a VHD chain in constant time (no lock
+     * held): location's image becomes the hidden parent `base` (a new
+     * location), location a new empty leaf over it, and a second leaf over
+     * base is staged for new_location (then vdi_publish or vdi_discard, as
+     * after vdi_import; the chain is whole either way). */
+    int (*vdi_chain)(const storage_sr *sr, const char *location, const char *base, const char *new_location,
+                     storage_err *e);
+    /* Optional: marks an image hidden (a parent whose VDI was destroyed while children need it). */
+    int (*vdi_set_hidden)(const storage_sr *sr, const char *location, bool hidden, storage_err *e);
+    /* Optional: the VDI's image opened with its chain (storage/vhd_file.h; writable: the leaf), for
+     * reading and writing its disk (VDI import/export) instead of the file's bytes. */
+    int (*vdi_open_vhd)(const storage_sr *sr, const char *location, bool writable, struct storage_vhd_file **ret,
+                        storage_err *e);
+    /* Optional: folds location (a VHD leaf, its parent's only child) into its
+     * parent, which then takes its name: the chain is one shorter. -E2BIG
+     * (nothing changed) when the leaf holds more than max_bytes of data. A
+     * failure midway leaves the chain reading as before. */
+    int (*vdi_coalesce_leaf)(const storage_sr *sr, const char *location, int64_t max_bytes, storage_err *e);
 } storage_driver;
 
 const storage_driver *storage_driver_find(const char *type);
+/* "ext" (storage/drv_ext.c). */
+extern const storage_driver storage_ext_driver;
+/* Where SRs of drivers with sr_config_at live by default (config sr_mount_root). */
+extern char storage_mount_root[1024];
+/* The SR's place from device_config: sr_config_at when the driver has it, else sr_config. */
+int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const char *sr_uuid,
+                      storage_sr *ret, storage_err *e);
 /* NULL-terminated list of every driver. */
 extern const storage_driver *const storage_drivers[];
 
+/* mkdir -p: the parents 0755, the last one 0700 (storage/drv_file.c). */
+int storage_mkdirs(const char *path);
 /* Shared by drivers that keep VDIs as files (storage/fileops.c). */
 /* Opens path, a VDI's file in an SR directory (flags as open(2), never
  * O_TRUNC: a hard link would be cut before it is seen), only if it is a
@@ -146,6 +189,10 @@ int storage_open_file(const char *path, int flags, mode_t mode);
 /* The same check on path without opening it (lstat): 0 (its stat in
  * *ret_st if not NULL) or a negative errno. */
 int storage_check_file(const char *path, struct stat *ret_st);
+/* Unlinks the files (vdi_path) of the locations, for sr_delete. */
+int storage_unlink_vdis(const storage_sr *sr, char *const *locations, size_t n, storage_err *e);
+/* Removes the .<name>.part staging files an interrupted operation left (sr_cleanup). */
+void storage_remove_parts(const storage_sr *sr);
 /* Copies src to dst (an open, empty or existing file): FICLONE reflink when
  * the filesystem can and dst is empty, else only the data extents
  * (SEEK_DATA/SEEK_HOLE), leaving holes as holes. Copies [0, size); with

@@ -235,7 +235,7 @@ static int file_sr_probe(const xapi_value *dc, const xapi_value *sm_config, char
 }
 
 /* mkdir -p */
-static int mkdirs(const char *path) {
+int storage_mkdirs(const char *path) {
     char tmp[MAX_SR_PATH];
     size_t n = strlen(path);
 
@@ -256,7 +256,7 @@ static int mkdirs(const char *path) {
 
 /* As sm's FileSR: the directory is made if missing, and must be empty. */
 static int file_sr_create(const storage_sr *sr, storage_err *e) {
-    int rc = mkdirs(sr->path);
+    int rc = storage_mkdirs(sr->path);
     struct dirent *de;
     DIR *d;
 
@@ -291,34 +291,12 @@ static char *file_vdi_path(const storage_sr *sr, const char *location) {
     return join(sr->path, location, "", ".raw");
 }
 
-static void file_sr_cleanup(const storage_sr *sr) {
-    DIR *d = opendir(sr->path);
-    struct dirent *de;
-
-    while (d && (de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (de->d_name[0] == '.' && n > 5 && strcmp(de->d_name + n - 5, ".part") == 0) {
-            char *p = join(sr->path, de->d_name, "", "");
-            if (unlink(p) == 0)
-                log_notice("storage: removed %s left by an interrupted copy", p);
-            free(p);
-        }
-    }
-    if (d)
-        closedir(d);
-}
-
 static int file_sr_delete(const storage_sr *sr, char *const *locations, size_t n, storage_err *e) {
-    for (size_t i = 0; i < n; i++) {
-        char *p = file_vdi_path(sr, locations[i]);
-        if (p && unlink(p) < 0 && errno != ENOENT) {
-            int rc = storage_err_set(e, SM_ERR_VDI_DELETE, errno, "Failed to mark VDI hidden", strerror(errno));
-            free(p);
-            return rc;
-        }
-        free(p);
-    }
-    file_sr_cleanup(sr);
+    int rc = storage_unlink_vdis(sr, locations, n, e);
+
+    if (rc < 0)
+        return rc;
+    storage_remove_parts(sr);
     if (rmdir(sr->path) < 0 && errno != ENOENT) {
         if (errno == ENOTEMPTY || errno == EEXIST) {
             /* Files we do not own stay, and so does their directory. */
@@ -517,7 +495,7 @@ static const storage_driver file_driver = {
     .sr_delete = file_sr_delete,
     .sr_stat = dir_stat,
     .sr_scan = file_sr_scan,
-    .sr_cleanup = file_sr_cleanup,
+    .sr_cleanup = storage_remove_parts,
     .vdi_create = file_vdi_create,
     .vdi_delete = file_vdi_delete,
     .vdi_resize = file_vdi_resize,
@@ -612,7 +590,7 @@ static const storage_driver iso_driver = {
 
 /* ---- the table ---------------------------------------------------------------- */
 
-const storage_driver *const storage_drivers[] = {&file_driver, &iso_driver, NULL};
+const storage_driver *const storage_drivers[] = {&file_driver, &storage_ext_driver, &iso_driver, NULL};
 
 const storage_driver *storage_driver_find(const char *type) {
     for (size_t i = 0; storage_drivers[i]; i++)

@@ -1,6 +1,7 @@
 /* Helpers shared by the drivers that keep VDIs as files: errors, VDI infos,
  * opening a VDI's file without leaving the SR, and the sparse-aware copy used
  * by VDI.clone/copy/snapshot. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/log.h"
 #include "storage/driver.h"
 
 int storage_err_set(storage_err *e, int code, int errno_value, const char *description, const char *detail) {
@@ -29,6 +31,7 @@ void storage_vdi_info_free(storage_vdi_info *v) {
         return;
     free(v->location);
     free(v->name);
+    free(v->parent);
     *v = (storage_vdi_info){0};
 }
 
@@ -210,4 +213,31 @@ sync:
 out:
     close(src);
     return rc;
+}
+
+int storage_unlink_vdis(const storage_sr *sr, char *const *locations, size_t n, storage_err *e) {
+    for (size_t i = 0; i < n; i++) {
+        char *p = sr->drv->vdi_path(sr, locations[i]);
+        if (p && unlink(p) < 0 && errno != ENOENT) {
+            int rc = storage_err_set(e, SM_ERR_VDI_DELETE, errno, "Failed to mark VDI hidden", strerror(errno));
+            free(p);
+            return rc;
+        }
+        free(p);
+    }
+    return 0;
+}
+
+void storage_remove_parts(const storage_sr *sr) {
+    DIR *d = opendir(sr->path);
+    struct dirent *de;
+
+    while (d && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.' && n > 5 && strcmp(de->d_name + n - 5, ".part") == 0 &&
+            unlinkat(dirfd(d), de->d_name, 0) == 0)
+            log_notice("storage: removed %s/%s left by an interrupted operation", sr->path, de->d_name);
+    }
+    if (d)
+        closedir(d);
 }

@@ -49,15 +49,15 @@ static xapi_obj *sr_at_path(xapi_server *srv, const storage_driver *drv, const c
     for (xapi_obj *p = xapi_store_first(srv->store, storage_cls(XAPI_C_PBD)); p; p = xapi_store_next(p)) {
         xapi_obj *sr = xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), p->fields[XAPI_F_PBD_SR].s);
         storage_err e = {0};
-        char *other = NULL;
+        storage_sr other = {0};
         bool same;
 
         if (!sr || strcmp(sr->fields[XAPI_F_SR_type].s, drv->type) != 0)
             continue;
-        if (drv->sr_config(&p->fields[XAPI_F_PBD_device_config], &other, &e) < 0)
+        if (storage_sr_config(drv, &p->fields[XAPI_F_PBD_device_config], sr->uuid, &other, &e) < 0)
             continue;
-        same = strcmp(other, path) == 0;
-        free(other);
+        same = strcmp(other.path, path) == 0;
+        storage_sr_handle_free(&other);
         if (same)
             return sr;
     }
@@ -153,9 +153,12 @@ int storage_sr_create_locked(xapi_server *srv, const char *host_ref, const xapi_
         return xapi_fail(err, "SR_UNKNOWN_DRIVER", type_arg, NULL);
     if (!(drv->caps & STORAGE_CAP_SR_CREATE))
         return xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", XAPI_NULL_REF, NULL);
-    if (drv->sr_config(device_config, &h.path, &e) < 0)
+    if (uuid_in)
+        snprintf(uuid, sizeof uuid, "%s", uuid_in);
+    else
+        xapi_uuid_generate(uuid);
+    if (storage_sr_config(drv, device_config, uuid, &h, &e) < 0)
         return storage_backend_fail(err, &e);
-    h.drv = drv;
     if ((drv->caps & STORAGE_CAP_VDI_CREATE) && (other = sr_at_path(srv, drv, h.path))) {
         char detail[200];
         snprintf(detail, sizeof detail, "SR %s already uses %s", other->uuid, h.path);
@@ -163,10 +166,6 @@ int storage_sr_create_locked(xapi_server *srv, const char *host_ref, const xapi_
         storage_sr_handle_free(&h);
         return storage_backend_fail(err, &e);
     }
-    if (uuid_in)
-        snprintf(uuid, sizeof uuid, "%s", uuid_in);
-    else
-        xapi_uuid_generate(uuid);
     snprintf(h.uuid, sizeof h.uuid, "%s", uuid);
     if (drv->sr_create && drv->sr_create(&h, &e) < 0) {
         storage_sr_handle_free(&h);

@@ -20,17 +20,20 @@ void storage_register(void) {
     storage_transfer_register();
 }
 
-/* The local SR: a file SR of this host at <state_dir>/sr/<its uuid>. */
+/* The local SR: an ext SR of this host at <state_dir>/sr/<its uuid> (device_config
+ * "path"), or the file SR (device_config "location") stores made before ext had. */
 static xapi_obj *find_local_sr(xapi_server *srv, const char *sr_dir) {
     xapi_store *st = srv->store;
 
     for (xapi_obj *p = xapi_store_first(st, storage_cls(XAPI_C_PBD)); p; p = xapi_store_next(p)) {
         xapi_obj *sr = xapi_store_get_class(st, storage_cls(XAPI_C_SR), p->fields[XAPI_F_PBD_SR].s);
-        const char *loc = storage_map_get(&p->fields[XAPI_F_PBD_device_config], "location");
+        const char *type = sr ? sr->fields[XAPI_F_SR_type].s : "";
+        const char *loc = storage_map_get(&p->fields[XAPI_F_PBD_device_config],
+                                          strcmp(type, "ext") == 0 ? "path" : "location");
         size_t n = strlen(sr_dir);
 
         if (!sr || !loc || strcmp(p->fields[XAPI_F_PBD_host].s, srv->host_ref) != 0 ||
-            strcmp(sr->fields[XAPI_F_SR_type].s, "file") != 0)
+            (strcmp(type, "file") != 0 && strcmp(type, "ext") != 0))
             continue;
         if (strncmp(loc, sr_dir, n) == 0 && loc[n] == '/' && strcmp(loc + n + 1, sr->uuid) == 0)
             return sr;
@@ -86,6 +89,7 @@ int storage_bootstrap(xapi_server *srv) {
                                srv->config->state_dir);
     if (asprintf(&sr_dir, "%s/sr", state) < 0)
         xapi_oom();
+    snprintf(storage_mount_root, sizeof storage_mount_root, "%s", srv->config->sr_mount_root);
 
     xapi_store_write_begin(st);
     /* Operations the previous run left in progress ended with it. */

@@ -12,6 +12,7 @@
 
 #include "agent/log.h"
 #include "storage/internal.h"
+#include "vmops/backend.h"
 #include "xapi/error.h"
 
 /* Ends a transaction that failed after its slow part: what it did undo (the
@@ -122,6 +123,134 @@ int storage_vdi_create(xapi_server *srv, const char *sr_ref, const char *name, i
 
 /* ---- destroy ---------------------------------------------------------------- */
 
+/* The VDI of the SR at location, or NULL. */
+static xapi_obj *vdi_at(xapi_server *srv, const xapi_obj *sr, const char *location) {
+    const xapi_value *vdis = &sr->fields[XAPI_F_SR_VDIs];
+
+    for (uint32_t i = 0; i < vdis->n; i++) {
+        xapi_obj *v = get_vdi(srv, vdis->items[i].s);
+        if (v && !v->deleted && strcmp(v->fields[XAPI_F_VDI_location].s, location) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* Whether a VDI of the SR other than `except` is a VHD over location. */
+static bool has_children(xapi_server *srv, const xapi_obj *sr, const char *location, const xapi_obj *except) {
+    const xapi_value *vdis = &sr->fields[XAPI_F_SR_VDIs];
+
+    for (uint32_t i = 0; i < vdis->n; i++) {
+        xapi_obj *v = get_vdi(srv, vdis->items[i].s);
+        const char *p = v && v != except && !v->deleted ? storage_map_get(&v->fields[XAPI_F_VDI_sm_config], "vhd-parent")
+                                                        : NULL;
+        if (p && strcmp(p, location) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The only VDI of the SR other than `except` over location, or NULL (none, or several). */
+static xapi_obj *only_child(xapi_server *srv, const xapi_obj *sr, const char *location, const xapi_obj *except) {
+    const xapi_value *vdis = &sr->fields[XAPI_F_SR_VDIs];
+    xapi_obj *found = NULL;
+
+    for (uint32_t i = 0; i < vdis->n; i++) {
+        xapi_obj *v = get_vdi(srv, vdis->items[i].s);
+        const char *p = v && v != except && !v->deleted ? storage_map_get(&v->fields[XAPI_F_VDI_sm_config], "vhd-parent")
+                                                        : NULL;
+        if (!p || strcmp(p, location) != 0)
+            continue;
+        if (found)
+            return NULL;
+        found = v;
+    }
+    return found;
+}
+
+#define LEAF_COALESCE_MAX (INT64_C(20) << 20) /* sm's live leaf-coalesce limit: quick enough under the lock */
+
+/* A hidden parent left with one child that is a leaf no guest, no operation
+ * uses and holds little data: the leaf is folded into it (sm's leaf
+ * coalesce), so snapshot-and-delete cycles (Nova's image upload) do not
+ * grow the chain. A bigger leaf stays a leaf. */
+static void coalesce_leaf(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const char *parent,
+                          const xapi_obj *leaving) {
+    xapi_obj *child = only_child(srv, sr, parent, leaving), *p;
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    char *loc;
+    int rc;
+
+    if (!h->drv->vdi_coalesce_leaf || !child || !child->fields[XAPI_F_VDI_managed].b ||
+        child->fields[XAPI_F_VDI_current_operations].n > 0 ||
+        storage_any_set(srv, &child->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached) ||
+        has_children(srv, sr, child->fields[XAPI_F_VDI_location].s, NULL))
+        return;
+    p = vdi_at(srv, sr, parent);
+    if (p && (p->fields[XAPI_F_VDI_managed].b || p->fields[XAPI_F_VDI_current_operations].n > 0))
+        return;
+    loc = xapi_strdup(child->fields[XAPI_F_VDI_location].s);
+    rc = h->drv->vdi_coalesce_leaf(h, loc, LEAF_COALESCE_MAX, &e);
+    if (rc < 0) {
+        if (rc != -E2BIG)
+            log_warning("storage: SR %s: VDI %s not coalesced into %s: %s", sr->uuid, loc, parent, e.text);
+        free(loc);
+        return;
+    }
+    log_info("storage: SR %s: VDI %s coalesced into its base copy %s", sr->uuid, loc, parent);
+    if (p) {
+        storage_sr_refresh(srv, sr, NULL, p);
+        xapi_obj_destroy(srv->store, p);
+    }
+    if (h->drv->vdi_stat(h, loc, &info, &e) == 0)
+        storage_vdi_set_info(srv, child, &info);
+    storage_vdi_info_free(&info);
+    free(loc);
+}
+
+/* After `leaving` (a VHD over parent) is destroyed: the hidden parents no VDI
+ * needs any more go, up the chain (sm's GC of garbage base copies). A
+ * visible parent is a VDI of its own and stays. */
+static void gc_parents(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const char *parent,
+                       const xapi_obj *leaving) {
+    char *loc = parent ? xapi_strdup(parent) : NULL;
+
+    for (unsigned depth = 0; loc && depth < 64; depth++) {
+        storage_vdi_info info = {0};
+        storage_err e = {0};
+        xapi_obj *p;
+
+        if (h->drv->vdi_stat(h, loc, &info, &e) < 0 || !info.hidden) {
+            storage_vdi_info_free(&info);
+            break;
+        }
+        if (has_children(srv, sr, loc, leaving)) {
+            coalesce_leaf(srv, sr, h, loc, leaving);
+            storage_vdi_info_free(&info);
+            break;
+        }
+        p = vdi_at(srv, sr, loc);
+        if (p && p->fields[XAPI_F_VDI_current_operations].n > 0) {
+            storage_vdi_info_free(&info);
+            break;
+        }
+        if (h->drv->vdi_delete(h, loc, &e) < 0) {
+            log_warning("storage: SR %s: base copy %s left: %s", sr->uuid, loc, e.text);
+            storage_vdi_info_free(&info);
+            break;
+        }
+        log_info("storage: SR %s: base copy %s no longer needed, deleted", sr->uuid, loc);
+        if (p) {
+            storage_sr_refresh(srv, sr, NULL, p);
+            xapi_obj_destroy(srv->store, p);
+        }
+        free(loc);
+        loc = info.parent ? xapi_strdup(info.parent) : NULL;
+        storage_vdi_info_free(&info);
+    }
+    free(loc);
+}
+
 /* The VDI's data goes, and what refers to it. Write lock held. */
 static int vdi_delete(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     xapi_store *st = srv->store;
@@ -129,6 +258,7 @@ static int vdi_delete(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     storage_sr h = {0};
     storage_err e = {0};
     xapi_value vbds;
+    char *parent;
     int rc;
 
     if (!sr)
@@ -137,8 +267,16 @@ static int vdi_delete(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     if (rc < 0)
         return rc;
     rc = storage_vdi_check_op(srv, o, "destroy", err);
-    if (rc == 0 && h.drv->vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
+    parent = xapi_strdup(storage_map_get(&o->fields[XAPI_F_VDI_sm_config], "vhd-parent") ?: "");
+    /* A VHD other VDIs are made over stays for them, hidden (sm's FileSR does the same). */
+    if (rc == 0 && h.drv->vdi_set_hidden && has_children(srv, sr, o->fields[XAPI_F_VDI_location].s, o)) {
+        if (h.drv->vdi_set_hidden(&h, o->fields[XAPI_F_VDI_location].s, true, &e) < 0)
+            rc = storage_backend_fail(err, &e);
+    } else if (rc == 0 && h.drv->vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
         rc = storage_backend_fail(err, &e);
+    else if (rc == 0 && *parent)
+        gc_parents(srv, sr, &h, parent, o);
+    free(parent);
     if (rc < 0) {
         storage_sr_handle_free(&h);
         return rc;
@@ -254,6 +392,28 @@ static int clone_fail(storage_clone_mode mode, xapi_value *err, storage_err *e) 
     return storage_backend_fail(err, e);
 }
 
+/* After a chain was made: the base copy's record (hidden, not managed), and
+ * the source VDI's record refreshed (now a leaf over the base). */
+static void chain_records(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const char *src_ref,
+                          const char *base_uuid) {
+    storage_vdi_info info = {0};
+    storage_err e = {0};
+    xapi_obj *src = get_vdi(srv, src_ref), *base;
+    char ref[XAPI_REF_LEN + 1];
+
+    xapi_ref_generate(ref);
+    if (h->drv->vdi_stat(h, base_uuid, &info, &e) == 0) {
+        base = storage_vdi_new(srv, sr, ref, base_uuid, &info);
+        if (base)
+            storage_vdi_update_allowed_operations(srv, base);
+    } else
+        log_warning("storage: SR %s: base copy %s: %s", sr->uuid, base_uuid, e.text);
+    storage_vdi_info_free(&info);
+    if (src && h->drv->vdi_stat(h, src->fields[XAPI_F_VDI_location].s, &info, &e) == 0)
+        storage_vdi_set_info(srv, src, &info);
+    storage_vdi_info_free(&info);
+}
+
 static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref, storage_clone_mode mode,
                         const char *sr_ref, char ret_ref[XAPI_REF_LEN + 1], xapi_value *err) {
     xapi_store *st = srv->store;
@@ -264,7 +424,9 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     vdi_meta meta;
     xapi_obj *vdi, *src_sr, *dst_sr, *nv;
     char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1], dst_sr_ref[XAPI_REF_LEN + 1], src_ref[XAPI_REF_LEN + 1];
-    char *src_path = NULL;
+    char base_uuid[XAPI_UUID_LEN + 1];
+    char *src_path = NULL, *src_loc = NULL;
+    bool chain = false;
     int64_t size;
     int rc;
 
@@ -300,12 +462,34 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         rc = storage_sr_cap(dst_sr, dst.drv, STORAGE_CAP_VDI_CREATE, err);
     if (rc < 0)
         goto fail_locked;
+    /* A VHD's bytes are not its disk: only a driver that reads VHD chains can copy one. */
+    if (strcmp(src.drv->format, "vhd") == 0 && !dst.drv->vdi_open_vhd) {
+        rc = xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", dst_sr->ref, NULL);
+        goto fail_locked;
+    }
     src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
     if (!src_path || storage_check_file(src_path, NULL) < 0) {
         rc = xapi_fail(err, "VDI_MISSING", src_sr->ref, vdi->ref, NULL);
         goto fail_locked;
     }
     size = vdi->fields[XAPI_F_VDI_virtual_size].i;
+    chain = mode != STORAGE_COPY && src.drv->vdi_chain && dst_sr == src_sr;
+    /* A chain moves the VDI's name to a new leaf: a guest's QEMU would go on
+     * writing the old file, now the base. Only the simulator has no such writer. */
+    /* ... and it moves the VDI's file under whatever has it open: nothing else may run on it meanwhile. */
+    if (chain && vdi->fields[XAPI_F_VDI_current_operations].n > 0) {
+        const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
+        rc = xapi_fail(err, "OTHER_OPERATION_IN_PROGRESS", "VDI", vdi->ref, xapi_value_str(&cur->members[0].value),
+                       cur->members[0].name, NULL);
+        goto fail_locked;
+    }
+    if (chain && storage_any_set(srv, &vdi->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached) &&
+        !(srv->backend && strcmp(srv->backend->ops->name, "sim") == 0)) {
+        rc = xapi_fail(err, "VDI_IN_USE", vdi->ref, op, NULL);
+        goto fail_locked;
+    }
+    src_loc = xapi_strdup(vdi->fields[XAPI_F_VDI_location].s);
+    xapi_uuid_generate(base_uuid);
     memcpy(dst_sr_ref, dst_sr->ref, sizeof dst_sr_ref);
     memcpy(src_ref, vdi->ref, sizeof src_ref);
     meta_take(&meta, vdi);
@@ -319,8 +503,11 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         goto fail_locked;
     }
 
-    /* The data, without the lock: this is the slow part. */
-    rc = dst.drv->vdi_import(&dst, uuid, src_path, size, &e);
+    /* The data, without the lock: this is the slow part (a VHD chain: quick, still unlocked). */
+    if (chain)
+        rc = src.drv->vdi_chain(&src, src_loc, base_uuid, uuid, &e);
+    else
+        rc = dst.drv->vdi_import(&dst, uuid, src_path, size, &e);
 
     xapi_store_write_begin(st);
     storage_vdi_op_end(srv, src_ref, opid);
@@ -334,6 +521,8 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         rc = xapi_fail(err, "SR_HAS_NO_PBDS", dst_sr_ref, NULL);
         goto fail_after_io;
     }
+    if (chain) /* whatever follows, the chain is made: its records too */
+        chain_records(srv, dst_sr, &dst, src_ref, base_uuid);
     if (dst.drv->vdi_publish(&dst, uuid, &info, &e) < 0) {
         rc = clone_fail(mode, err, &e);
         goto fail_after_io;
@@ -367,6 +556,7 @@ out:
     storage_sr_handle_free(&src);
     storage_sr_handle_free(&dst);
     free(src_path);
+    free(src_loc);
     return rc;
 }
 
@@ -441,6 +631,10 @@ static int copy_into(xapi_call *c, const char *opid) {
         goto fail_locked;
     if (into == vdi) {
         rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "cannot copy a VDI into itself");
+        goto fail_locked;
+    }
+    if (strcmp(src.drv->format, "vhd") == 0 && !dst.drv->vdi_open_vhd) {
+        rc = xapi_call_fail(c, "SR_OPERATION_NOT_SUPPORTED", dst_sr->ref);
         goto fail_locked;
     }
     src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
@@ -747,7 +941,11 @@ int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_pa
         return xapi_fail(err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
     }
     *ret_path = path;
-    *ret_format = xapi_strdup(h.drv->format);
+    /* A VHD over a parent is a chain: backends that cannot read one refuse "vhd-chain". */
+    *ret_format = xapi_strdup(strcmp(h.drv->format, "vhd") == 0 &&
+                                      storage_map_get(&vdi->fields[XAPI_F_VDI_sm_config], "vhd-parent")
+                                  ? "vhd-chain"
+                                  : h.drv->format);
     storage_sr_handle_free(&h);
     return 0;
 }

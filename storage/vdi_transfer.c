@@ -19,6 +19,7 @@
 #include "agent/log.h"
 #include "storage/internal.h"
 #include "storage/vhd.h"
+#include "storage/vhd_file.h"
 #include "xapi/error.h"
 #include "xapi/http.h"
 #include "xapi/task.h"
@@ -53,6 +54,7 @@ static int task_take(xapi_server *srv, const char *given, const char *label, cha
  * GRAIN-aligned zero runs (and the ranges a VHD leaves out) punched as holes. */
 typedef struct writer {
     int fd;
+    storage_vhd_file *vf; /* a VHD VDI (ext): written through the image's blocks, not the file */
     uint64_t limit;     /* the VDI's virtual size */
     bool strict;        /* raw: any byte past limit is an error; VHD: zeros past it are dropped */
     char *stage;
@@ -67,6 +69,7 @@ typedef struct transfer {
     char task[XAPI_REF_LEN + 1], vdi[XAPI_REF_LEN + 1];
     char uuid[XAPI_UUID_LEN + 1];
     int fd;
+    storage_vhd_file *vf; /* a VHD VDI, opened with its chain (then fd is -1) */
     int64_t size;       /* the VDI's virtual size */
     uint64_t expected;  /* import: Content-Length (0: unknown); export: bytes of the reply */
     uint64_t done;      /* bytes received / produced */
@@ -96,12 +99,57 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off) {
     return 0;
 }
 
+/* Into a VHD: whole sectors, so a partial one at either end is read first and merged. */
+static int vhd_pwrite(storage_vhd_file *vf, const char *p, size_t n, uint64_t off) {
+    uint64_t start = off / 512 * 512, end = (off + n + 511) / 512 * 512;
+    char *buf;
+    int rc = 0;
+
+    if (start == off && end == off + n)
+        return storage_vhd_file_write(vf, off, p, n);
+    buf = xapi_malloc((size_t)(end - start));
+    if (start < off)
+        rc = storage_vhd_file_read(vf, start, buf, 512);
+    if (rc == 0 && end > off + n)
+        rc = storage_vhd_file_read(vf, end - 512, buf + (end - 512 - start), 512);
+    if (rc == 0) {
+        memcpy(buf + (off - start), p, n);
+        rc = storage_vhd_file_write(vf, start, buf, (size_t)(end - start));
+    }
+    free(buf);
+    return rc;
+}
+
+static int writer_pwrite(writer *w, const char *p, size_t n, uint64_t off) {
+    return w->vf ? vhd_pwrite(w->vf, p, n, off) : pwrite_all(w->fd, p, n, off);
+}
+
+/* Zeros into a VHD: only where it does not read as zeros already (a fresh
+ * image stays sparse; a leaf over a parent gets them written). */
+static int vhd_zero(storage_vhd_file *vf, uint64_t off, uint64_t end) {
+    char *buf = xapi_malloc(STAGE_SIZE);
+    int rc = 0;
+
+    for (; off < end && rc == 0; off += STAGE_SIZE) {
+        size_t k = end - off < STAGE_SIZE ? (size_t)(end - off) : STAGE_SIZE;
+        rc = storage_vhd_file_read(vf, off, buf, k);
+        if (rc == 0 && !all_zero(buf, k)) {
+            memset(buf, 0, k);
+            rc = vhd_pwrite(vf, buf, k, off);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
 static int hole_flush(writer *w) {
     static const char zeros[65536];
     uint64_t off = w->hole_off, end = w->hole_off + w->hole_len;
     int rc = 0;
 
     w->hole_len = 0;
+    if (w->vf)
+        return vhd_zero(w->vf, off, end);
     if (off == end || fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(end - off)) == 0)
         return 0;
     if (errno != EOPNOTSUPP)
@@ -136,7 +184,7 @@ static int stage_flush(writer *w) {
 
         if ((next - off == GRAIN || next == w->limit) && all_zero(p, (size_t)(next - off))) {
             if (run < off)
-                rc = pwrite_all(w->fd, w->stage + (run - w->stage_off), (size_t)(off - run), run);
+                rc = writer_pwrite(w, w->stage + (run - w->stage_off), (size_t)(off - run), run);
             if (rc == 0)
                 rc = hole_add(w, off, next - off);
             run = next;
@@ -144,7 +192,7 @@ static int stage_flush(writer *w) {
         off = next;
     }
     if (rc == 0 && run < end)
-        rc = pwrite_all(w->fd, w->stage + (run - w->stage_off), (size_t)(end - run), run);
+        rc = writer_pwrite(w, w->stage + (run - w->stage_off), (size_t)(end - run), run);
     w->stage_len = 0;
     return rc;
 }
@@ -184,7 +232,7 @@ static int writer_finish(writer *w) {
 
     if (rc == 0 && w->hole_len)
         rc = hole_flush(w);
-    if (rc == 0 && fdatasync(w->fd) < 0)
+    if (rc == 0 && fdatasync(w->vf ? w->vf->fd : w->fd) < 0)
         rc = -errno;
     return rc;
 }
@@ -198,6 +246,7 @@ static void transfer_free(transfer *t) {
         return;
     if (t->fd >= 0)
         close(t->fd);
+    storage_vhd_file_close(t->vf);
     free(t->w.stage);
     storage_vhd_decoder_free(t->dec);
     storage_vhd_layout_free(&t->layout);
@@ -276,7 +325,7 @@ static int vdi_take(transfer *t, xapi_obj *vdi) {
         rc = storage_vdi_attach_info(srv, vdi, &path, &format, &t->err);
     if (rc < 0)
         goto out;
-    if (strcmp(format, "raw") != 0) {
+    if (strcmp(format, "raw") != 0 && !h.drv->vdi_open_vhd) {
         rc = xapi_fail(&t->err, "SR_OPERATION_NOT_SUPPORTED", sr->ref, NULL);
         goto out;
     }
@@ -302,8 +351,15 @@ static int vdi_take(transfer *t, xapi_obj *vdi) {
     if (rc < 0)
         goto out;
     /* Not through a symlink or a hard link planted in the SR: it could be any file on the host. */
-    t->fd = storage_open_file(path, t->import ? O_WRONLY : O_RDONLY, 0);
-    if (t->fd < 0) {
+    if (h.drv->vdi_open_vhd) {
+        storage_err e = {0};
+        if (h.drv->vdi_open_vhd(&h, vdi->fields[XAPI_F_VDI_location].s, t->import, &t->vf, &e) < 0) {
+            rc = storage_backend_fail(&t->err, &e);
+            goto out;
+        }
+    } else
+        t->fd = storage_open_file(path, t->import ? O_WRONLY : O_RDONLY, 0);
+    if (t->fd < 0 && !t->vf) {
         rc = xapi_fail(&t->err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
         goto out;
     }
@@ -441,7 +497,7 @@ static int import_begin(xapi_server *srv, xapi_http_req *r, void **ret_state, xa
         transfer_close(t);
         return -EFBIG;
     }
-    t->w = (writer){.fd = t->fd, .limit = (uint64_t)t->size, .strict = !t->vhd, .stage = xapi_malloc(STAGE_SIZE)};
+    t->w = (writer){.fd = t->fd, .vf = t->vf, .limit = (uint64_t)t->size, .strict = !t->vhd, .stage = xapi_malloc(STAGE_SIZE)};
     if (t->vhd)
         t->dec = storage_vhd_decoder_new(vhd_write, &t->w);
     if (t->vhd && !t->dec)
@@ -524,6 +580,8 @@ static int disk_read(void *opaque, uint64_t off, void *buf, size_t len) {
     transfer *t = opaque;
     char *p = buf;
 
+    if (t->vf) /* through the chain */
+        return storage_vhd_file_read(t->vf, off, buf, len);
     while (len > 0) {
         ssize_t k = pread(t->fd, p, len, (off_t)off);
         if (k < 0 && errno == EINTR)
@@ -543,7 +601,7 @@ static int disk_read(void *opaque, uint64_t off, void *buf, size_t len) {
 
 /* Whether [off, off + len) of the file holds anything but zeros. */
 static int range_has_data(transfer *t, uint64_t off, uint64_t len, char *buf, size_t buf_len, bool *ret) {
-    off_t data = lseek(t->fd, (off_t)off, SEEK_DATA);
+    off_t data = t->vf ? -1 : lseek(t->fd, (off_t)off, SEEK_DATA);
     uint64_t end = off + len;
     int rc;
 

@@ -532,6 +532,33 @@ int storage_vhd_file_open(storage_vhd_file **ret, const char *path, bool writabl
     return 0;
 }
 
+int storage_vhd_file_open_fd(storage_vhd_file **ret, int fd, const char *path, bool writable, char *err,
+                             size_t errlen) {
+    storage_vhd_file *f = calloc(1, sizeof *f);
+    int rc;
+
+    if (!f) {
+        close(fd);
+        return -ENOMEM;
+    }
+    f->fd = fd;
+    f->path = strdup(path);
+    f->writable = writable;
+    if (!f->path) {
+        storage_vhd_file_close(f);
+        return -ENOMEM;
+    }
+    rc = file_size_of(f->fd, &f->file_size);
+    if (rc == 0)
+        rc = storage_vhd_info_parse(&f->info, fd_read, f, f->file_size, err, errlen);
+    if (rc < 0) {
+        storage_vhd_file_close(f);
+        return rc;
+    }
+    *ret = f;
+    return 0;
+}
+
 int storage_vhd_file_open_raw(storage_vhd_file **ret, const char *path, bool writable) {
     storage_vhd_file *f = NULL;
     int rc = open_common(&f, path, writable);

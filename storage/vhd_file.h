@@ -99,6 +99,11 @@ struct storage_vhd_file {
 /* Opens an image (writable: O_RDWR). 0 or a negative errno; on -EINVAL the
  * reason in err. */
 int storage_vhd_file_open(storage_vhd_file **ret, const char *path, bool writable, char *err, size_t errlen);
+/* The same over fd, already open on path (O_RDWR if writable), which f owns
+ * from now on (closed on failure too): for callers that open the file
+ * themselves, without following links (storage_open_file). */
+int storage_vhd_file_open_fd(storage_vhd_file **ret, int fd, const char *path, bool writable, char *err,
+                             size_t errlen);
 /* Opens a file as a raw parent. */
 int storage_vhd_file_open_raw(storage_vhd_file **ret, const char *path, bool writable);
 /* Closes f and its opened parents. */

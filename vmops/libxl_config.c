@@ -192,6 +192,14 @@ int vmops_libxl_disk(const vmops_disk *in, libxl_device_disk *out, char **ret_ms
         return fail(ret_msg, "disk %s (%s) has no image", in->vbd_uuid, in->vdev);
     out->vdev = xapi_strdup(in->vdev);
     out->pdev_path = dup_nonempty(in->target);
+    /* An ext SR's VHD with a parent (a snapshot chain): neither blkback nor
+     * QEMU's vpc driver (which ignores parents) reads it whole, and blktap is
+     * not in Debian 12; a parentless VHD goes to QEMU's qdisk (vpc). */
+    if (!empty && in->format && strcmp(in->format, "vhd-chain") == 0) {
+        fail(ret_msg, "disk %s (%s): %s is a VHD with a parent, which the libxl backend cannot read yet",
+             in->vbd_uuid, in->vdev, in->target);
+        return -EMEDIUMTYPE;
+    }
     if (empty)
         out->format = LIBXL_DISK_FORMAT_EMPTY;
     else {

@@ -141,6 +141,15 @@ static int build_fail(xapi_call *c, const char *vm_ref, const char *what, int rc
         free(msg);
         return rc;
     }
+    if (rc == -EMEDIUMTYPE) { /* a disk the backend cannot attach: SM's VDIUnavailable, as xapi reports it */
+        char *text = NULL;
+        if (asprintf(&text, "The VDI is not available [opterr=%s]", msg ? msg : "unsupported disk format") < 0)
+            xapi_oom();
+        rc = xapi_call_fail(c, "SR_BACKEND_FAILURE_46", "", text, "");
+        free(text);
+        free(msg);
+        return rc;
+    }
     return backend_fail(c, what, rc, msg, needed);
 }
 
@@ -198,6 +207,12 @@ int vmops_suspend_image_create(xapi_call *c, const char *vm_ref, char ret_vdi[XA
     v = xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VDI], vdi);
     rc = v ? storage_vdi_attach_info(srv, v, &path, &format, &c->err) : xapi_call_fail(c, "HANDLE_INVALID", "VDI", vdi);
     xapi_store_rdunlock(srv->store);
+    /* The backends write the image as plain bytes: into a VHD (an ext SR) they would destroy it. */
+    if (rc == 0 && strcmp(format, "raw") != 0) {
+        free(path);
+        path = NULL;
+        rc = xapi_call_fail(c, "SR_OPERATION_NOT_SUPPORTED", sr);
+    }
     free(format);
     if (rc < 0) {
         xapi_value ignored = {0};

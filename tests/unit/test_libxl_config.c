@@ -543,6 +543,21 @@ static void test_devices(void **state) {
     free(msg);
     msg = NULL;
 
+    /* An ext SR's VHD: alone through QEMU's vpc; over a parent refused, with the reason. */
+    disk.target = "/sr/a.vhd";
+    disk.format = "vhd";
+    libxl_device_disk_init(&dd);
+    assert_int_equal(vmops_libxl_disk(&disk, &dd, &msg), 0);
+    assert_int_equal(dd.format, LIBXL_DISK_FORMAT_VHD);
+    libxl_device_disk_dispose(&dd);
+    disk.format = "vhd-chain";
+    libxl_device_disk_init(&dd);
+    assert_int_equal(vmops_libxl_disk(&disk, &dd, &msg), -EMEDIUMTYPE);
+    assert_non_null(strstr(msg, "VHD with a parent"));
+    libxl_device_disk_dispose(&dd);
+    free(msg);
+    msg = NULL;
+
     libxl_device_nic_init(&nn);
     assert_int_equal(vmops_libxl_nic(&nic, &nn, &msg), 0);
     assert_int_equal(nn.devid, 2);
