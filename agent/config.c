@@ -152,6 +152,7 @@ typedef enum key_kind {
     KEY_CHOICE,     /* one of choices[] */
     KEY_LOG_LEVEL,
     KEY_INT, /* min..max */
+    KEY_BOOL, /* true/false, yes/no, on/off, 1/0 */
 } key_kind;
 
 static const char *const backend_choices[] = {"sim", "libxl", NULL};
@@ -196,6 +197,7 @@ static const struct config_key {
     {"op_wait_timeout", KEY_INT, offsetof(agent_config, op_wait_timeout), 0, 3600, NULL},
     {"clean_shutdown_timeout", KEY_INT, offsetof(agent_config, clean_shutdown_timeout), 1, 86400, NULL},
     {"sim_guest_delay_ms", KEY_INT, offsetof(agent_config, sim_guest_delay_ms), 0, 60000, NULL},
+    {"register_machines", KEY_BOOL, offsetof(agent_config, register_machines), 0, 0, NULL},
     {"console_log_dir", KEY_PATH, offsetof(agent_config, console_log_dir), 0, 0, NULL},
     {"plugin_dir", KEY_PATH, offsetof(agent_config, plugin_dir), 0, 0, NULL},
     {"plugin_pythonpath", KEY_PATH_EMPTY, offsetof(agent_config, plugin_pythonpath), 0, 0, NULL},
@@ -277,6 +279,16 @@ static int apply_key(agent_config *c, const char *where, const char *key, const 
     case KEY_INT:
         if (parse_int(value, k->min, k->max, (int *)(base + k->offset)) < 0)
             return config_error(where, "invalid %s '%s': expected an integer in %d..%d", key, value, k->min, k->max);
+        return 0;
+    case KEY_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0 ||
+            strcmp(value, "1") == 0)
+            *(bool *)(base + k->offset) = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "off") == 0 ||
+                 strcmp(value, "0") == 0)
+            *(bool *)(base + k->offset) = false;
+        else
+            return config_error(where, "invalid %s '%s': expected true or false", key, value);
         return 0;
     }
     return -EINVAL;
@@ -469,6 +481,7 @@ static int set_defaults(agent_config *c) {
     c->op_wait_timeout = 30;
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
+    c->register_machines = true;
     c->console_log_dir = strdup("/var/log/xen/console");
     if (!c->listen_host || !c->listen_tls_host || !c->tls_priorities || !c->state_dir || !c->backend ||
         !c->log_target || !c->console_log_dir)

@@ -40,6 +40,7 @@ typedef struct agent_config {
     int op_wait_timeout;      /* seconds an operation waits for a busy VM, default 30 */
     int clean_shutdown_timeout; /* seconds a guest has to honour a clean shutdown/reboot, default 1200 */
     int sim_guest_delay_ms;   /* sim backend: how long a simulated guest takes to react, default 20 */
+    bool register_machines;   /* running guests registered with systemd-machined, default true */
     char *console_log_dir;    /* libxl backend: where xenconsoled logs guests, default "/var/log/xen/console" */
     char *plugin_dir;         /* host.call_plugin programs, default "/etc/xapi.d/plugins" */
     char *plugin_pythonpath;  /* PYTHONPATH given to plugins, default "" (none: modules installed) */

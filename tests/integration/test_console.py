@@ -13,10 +13,9 @@ import subprocess
 import time
 import unittest
 
-from harness import BUILD, PASSWORD, Daemon, ok
+from harness import BUILD, PASSWORD, Daemon, new_pv_vm, ok
 from test_https import tls_daemon
 
-MiB = 1 << 20
 ACCOUNT_TOOL = os.path.join(BUILD, "xenapid-account")
 
 
@@ -81,14 +80,10 @@ class ConsoleTest(unittest.TestCase):
         return self.d.raw_socket()
 
     def new_vm(self, name, hvm=False):
-        tpl = ok(self.x.VM.get_by_name_label(self.s, "Generic Linux PV"))[0]
-        vm = ok(self.x.VM.clone(self.s, tpl, name))
-        ok(self.x.VM.set_is_a_template(self.s, vm, False))
-        ok(self.x.VM.set_memory_limits(self.s, vm, str(128 * MiB), str(128 * MiB), str(128 * MiB), str(128 * MiB)))
+        vm = new_pv_vm(self.x, self.s, name)
         if hvm:
+            ok(self.x.VM.set_PV_kernel(self.s, vm, ""))
             ok(self.x.VM.set_HVM_boot_policy(self.s, vm, "BIOS order"))
-        else:
-            ok(self.x.VM.set_PV_kernel(self.s, vm, "/boot/vmlinuz"))
         return vm
 
     def running_vm(self, name, hvm=False):

@@ -118,6 +118,7 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->upload_min_rate_kib, 16);
     assert_int_equal(c->max_tasks, 200);
     assert_int_equal(c->event_batch_delay_ms, 50);
+    assert_true(c->register_machines);
     assert_string_equal(c->console_log_dir, "/var/log/xen/console");
     assert_string_equal(c->plugin_dir, "/etc/xapi.d/plugins");
     assert_string_equal(c->plugin_pythonpath, "");
@@ -210,6 +211,7 @@ static void test_file_every_key(void **state) {
                             "upload_min_rate_kib = 0\n"
                             "max_tasks = 7\n"
                             "event_batch_delay_ms = 0\r\n"
+                            "register_machines = no\n"
                             "console_log_dir = /srv/consoles\n"
                             "plugin_dir = /srv/plugins\n"
                             "plugin_pythonpath = /srv/python\n"
@@ -245,6 +247,7 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.upload_min_rate_kib, 0);
     assert_int_equal(c.max_tasks, 8);
     assert_int_equal(c.event_batch_delay_ms, 0);
+    assert_false(c.register_machines);
     assert_string_equal(c.console_log_dir, "/srv/consoles");
     assert_string_equal(c.plugin_dir, "/srv/plugins");
     assert_string_equal(c.plugin_pythonpath, "/srv/python");
@@ -464,6 +467,7 @@ static void test_bad_values_name_file_and_line(void **state) {
         {"backend = sim\nbackend = xen\n", "bad.conf:2: invalid backend 'xen': expected sim or libxl"},
         {"log_target = syslog\n", "bad.conf:1: invalid log_target 'syslog': expected auto, journal or stderr"},
         {"log_level = loud\n", "bad.conf:1: invalid log_level 'loud'"},
+        {"register_machines = maybe\n", "bad.conf:1: invalid register_machines 'maybe': expected true or false"},
         {"log_level = 8\n", "bad.conf:1: invalid log_level '8'"},
         {"max_sessions = 0\n", "bad.conf:1: invalid max_sessions '0'"},
         {"max_sessions = -1\n", "bad.conf:1: invalid max_sessions '-1'"},
@@ -600,11 +604,11 @@ static void test_shipped_config_uncommented(void **state) {
         "plugin_dir",  "plugin_timeout",       "plugin_max_output",  "plugin_max_running", "plugin_queue_timeout",
         "max_sessions_per_originator", "max_sessions_per_user", "max_sessions_total", "auth_parallel_per_peer",
         "auth_parallel_per_user", "auth_queue", "max_connections_per_peer", "request_timeout", "upload_min_rate_kib",
-        "tls_certificate", "tls_key", "tls_priorities",
+        "tls_certificate", "tls_key", "tls_priorities", "register_machines",
     };
     char path[PATH_MAX + 32], line[1024];
     char *argv[] = {"xenapid", "--config", "etc/xenapid.conf"};
-    unsigned seen = 0;
+    uint64_t seen = 0;
     agent_config c = {0};
     FILE *in, *out;
 
@@ -620,14 +624,14 @@ static void test_shipped_config_uncommented(void **state) {
         if (line[0] == '#' && k > 0 && strncmp(line + 1 + k, " = ", 3) == 0) {
             for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
                 if (strlen(keys[i]) == k && strncmp(line + 1, keys[i], k) == 0)
-                    seen |= 1u << i;
+                    seen |= 1ull << i;
             fputs(line + 1, out);
         } else
             fputs(line, out);
     }
     fclose(in);
     fclose(out);
-    assert_int_equal(seen, (1u << (sizeof keys / sizeof keys[0])) - 1);
+    assert_int_equal(seen, (1ull << (sizeof keys / sizeof keys[0])) - 1);
 
     assert_int_equal(agent_config_load(ARGC(argv), argv, &c), 0);
     assert_defaults_except_paths(&c);
