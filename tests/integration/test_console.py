@@ -19,9 +19,9 @@ from test_https import tls_daemon
 ACCOUNT_TOOL = os.path.join(BUILD, "xenapid-account")
 
 
-def read_until(sk, token, timeout=10):
-    """Reads until token has come (the bytes so far), or fails on EOF or timeout."""
-    data = b""
+def read_until(sk, token, timeout=10, data=b""):
+    """Reads until token has come (the bytes so far, after data: what came already), or fails on EOF or
+    timeout."""
     deadline = time.monotonic() + timeout
     while token not in data:
         left = deadline - time.monotonic()
@@ -117,8 +117,7 @@ class ConsoleTest(unittest.TestCase):
         sk, head, rest = self.connect("/console?ref=%s&session_id=%s" % (con, self.s))
         self.assertEqual(head, b"HTTP/1.1 200 OK")
         marker = b"SIM-CONSOLE domain %s uuid %s\r\n" % (domid.encode(), uuid.encode())
-        got = rest if marker in rest else rest + read_until(sk, marker)
-        self.assertIn(marker, got)
+        self.assertIn(marker, read_until(sk, marker, data=rest))
         sk.sendall(b"hello console\n")
         self.assertIn(b"hello console\n", read_until(sk, b"hello console\n"))
         # A second line, bigger than one read: everything comes back, in order.
@@ -134,7 +133,7 @@ class ConsoleTest(unittest.TestCase):
         sk, head, rest = self.connect("/console?uuid=" + ok(self.x.console.get_uuid(self.s, con)),
                                       [("Authorization", "Basic " + cred)])
         self.assertEqual(head, b"HTTP/1.1 200 OK")
-        read_until(sk, b"SIM-CONSOLE")
+        read_until(sk, b"SIM-CONSOLE", data=rest)
 
     def test_vm_ref_gets_its_console_and_hvm_is_rfb(self):
         """Nova sends the VM's ref; an HVM guest's console is its VNC server."""
@@ -143,8 +142,7 @@ class ConsoleTest(unittest.TestCase):
         for ref in (vm, con):
             sk, head, rest = self.connect("/console?ref=%s&session_id=%s" % (ref, self.s))
             self.assertEqual(head, b"HTTP/1.1 200 OK")
-            greeting = rest if b"\n" in rest else rest + read_until(sk, b"\n")
-            self.assertEqual(greeting, b"RFB 003.008\n")
+            self.assertEqual(read_until(sk, b"\n", data=rest), b"RFB 003.008\n")
             sk.sendall(b"RFB 003.008\n")
             self.assertEqual(read_until(sk, b"\n"), b"RFB 003.008\n")
 
@@ -174,14 +172,14 @@ class ConsoleTest(unittest.TestCase):
         vm, con = self.running_vm("stops")
         sk, head, rest = self.connect("/console?ref=%s&session_id=%s" % (con, self.s))
         self.assertEqual(head, b"HTTP/1.1 200 OK")
-        read_until(sk, b"SIM-CONSOLE")
+        read_until(sk, b"SIM-CONSOLE", data=rest)
         ok(self.x.VM.hard_shutdown(self.s, vm))
         read_to_eof(sk)
         # The daemon goes on serving, consoles included.
         vm2, con2 = self.running_vm("after")
-        sk2, head, _ = self.connect("/console?ref=%s&session_id=%s" % (con2, self.s))
+        sk2, head, rest = self.connect("/console?ref=%s&session_id=%s" % (con2, self.s))
         self.assertEqual(head, b"HTTP/1.1 200 OK")
-        read_until(sk2, b"SIM-CONSOLE")
+        read_until(sk2, b"SIM-CONSOLE", data=rest)
 
     def test_client_closing_frees_its_connection(self):
         """A proxied console is one of the connections max_connections_per_peer counts; closing it gives
@@ -198,6 +196,22 @@ class ConsoleTest(unittest.TestCase):
                 sk.close()
             time.sleep(1)  # the relays see the close within one check
         self.assertEqual(ok(self.x.VM.get_power_state(self.s, vm)), "Running")
+
+
+class ConsoleAtStop(unittest.TestCase):
+    def test_daemon_stops_with_a_console_open(self):
+        """Stopping the daemon ends the proxied consoles (their connections are shut down) and exits 0."""
+        d = Daemon().start()
+        self.addCleanup(d.cleanup)
+        x, s = d.login()
+        vm = new_pv_vm(x, s, "open-at-stop")
+        ok(x.VM.start(s, vm, False, False))
+        con = ok(x.VM.get_consoles(s, vm))[0]
+        with d.raw_socket() as sk:
+            sk.sendall(connect_request("/console?ref=%s&session_id=%s" % (con, s)))
+            read_until(sk, b"SIM-CONSOLE")
+            d.stop()  # fails the test if the daemon hangs or exits non-zero
+            read_to_eof(sk)
 
 
 class ConsoleOverHTTPS(ConsoleTest):
