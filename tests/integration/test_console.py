@@ -198,20 +198,34 @@ class ConsoleTest(unittest.TestCase):
         self.assertEqual(ok(self.x.VM.get_power_state(self.s, vm)), "Running")
 
 
-class ConsoleAtStop(unittest.TestCase):
-    def test_daemon_stops_with_a_console_open(self):
-        """Stopping the daemon ends the proxied consoles (their connections are shut down) and exits 0."""
-        d = Daemon().start()
+class ConsoleLifetime(unittest.TestCase):
+    def open_console(self, extra=""):
+        """A daemon of its own, a running VM and its console connected: (daemon, socket past the marker)."""
+        d = Daemon(extra_config=extra).start()
         self.addCleanup(d.cleanup)
         x, s = d.login()
-        vm = new_pv_vm(x, s, "open-at-stop")
+        vm = new_pv_vm(x, s, "lifetime")
         ok(x.VM.start(s, vm, False, False))
         con = ok(x.VM.get_consoles(s, vm))[0]
-        with d.raw_socket() as sk:
-            sk.sendall(connect_request("/console?ref=%s&session_id=%s" % (con, s)))
-            read_until(sk, b"SIM-CONSOLE")
-            d.stop()  # fails the test if the daemon hangs or exits non-zero
-            read_to_eof(sk)
+        sk = d.raw_socket()
+        self.addCleanup(sk.close)
+        sk.sendall(connect_request("/console?ref=%s&session_id=%s" % (con, s)))
+        read_until(sk, b"SIM-CONSOLE")
+        return d, sk
+
+    def test_an_idle_console_outlives_the_idle_timeouts(self):
+        """A console left idle (a VNC viewer nobody looks at) is not cut by connection_timeout or
+        request_timeout, which are for HTTP requests."""
+        d, sk = self.open_console("connection_timeout = 1\nrequest_timeout = 1\n")
+        time.sleep(2.5)  # past both timeouts and a reaper round
+        sk.sendall(b"still here\n")
+        self.assertIn(b"still here\n", read_until(sk, b"still here\n"))
+
+    def test_daemon_stops_with_a_console_open(self):
+        """Stopping the daemon ends the proxied consoles (their connections are shut down) and exits 0."""
+        d, sk = self.open_console()
+        d.stop()  # fails the test if the daemon hangs or exits non-zero
+        read_to_eof(sk)
 
 
 class ConsoleOverHTTPS(ConsoleTest):

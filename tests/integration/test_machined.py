@@ -44,7 +44,7 @@ def have_dbus():
 class MockMachined(unittest.TestCase):
     """A private bus as the daemon's system bus (DBUS_SYSTEM_BUS_ADDRESS), a stand-in machined on it."""
 
-    def start_bus(self, delay=0):
+    def start_bus(self, delay=0, mock=True):
         tmp = tempfile.mkdtemp(prefix="xenapid-dbus-")
         self.addCleanup(shutil.rmtree, tmp, True)
         conf = os.path.join(tmp, "bus.conf")
@@ -58,6 +58,8 @@ class MockMachined(unittest.TestCase):
         address = bus.stdout.readline().strip()
         self.assertTrue(address.startswith("unix:"), address)
         self.record = os.path.join(tmp, "calls.jsonl")
+        if not mock:
+            return address
         mock = subprocess.Popen([SYSTEM_PYTHON, MOCK, address, self.record, str(delay)], stdout=subprocess.PIPE,
                                 text=True)
         self.addCleanup(mock.stdout.close)
@@ -111,6 +113,18 @@ class MockMachined(unittest.TestCase):
         wait_for(lambda: [c for c in self.calls() if c.get("phase") == "end"], what="the registration to complete")
         ok(x.VM.hard_shutdown(s, vm))
         wait_for(lambda: [c for c in self.calls() if c["call"] == "UnregisterMachine"], what="UnregisterMachine")
+
+    def test_bus_without_machined(self):
+        """A system bus on which org.freedesktop.machine1 is neither running nor activatable."""
+        d, x, s = self.daemon(self.start_bus(mock=False))
+        for name in ("one", "two"):
+            vm = new_pv_vm(x, s, name)
+            ok(x.VM.start(s, vm, False, False))
+            ok(x.VM.hard_shutdown(s, vm))
+        log = wait_for(lambda: (lambda t: t if "not registering xenapid-two" in t else None)(d.read_log()),
+                       what="the skip in the log")
+        self.assertEqual(log.count("running guests are not registered with systemd-machined"), 1)
+        self.assertIn("org.freedesktop.machine1", log)
 
     def test_off_makes_no_call(self):
         d, x, s = self.daemon(self.start_bus(), "register_machines = false\n")
