@@ -143,6 +143,9 @@ typedef struct vmops_backend_ops {
      * protocol (an HVM guest without VNC). */
     int (*console_open)(vmops_backend *b, const char *uuid, int domid, vmops_console_protocol protocol, int *ret_fd,
                         char **ret_msg);
+    /* The pid of the domain's device model (qemu) on this host, 0 if it has
+     * none (a PV guest without one) or it is not known. May be NULL. */
+    int (*device_model_pid)(vmops_backend *b, int domid);
     void (*free)(vmops_backend *b);
 } vmops_backend_ops;
 

@@ -980,6 +980,25 @@ out:
     return rc;
 }
 
+/* libxl spawns the device model with its pid in the domain's image/device-model-pid. */
+static int xlb_device_model_pid(vmops_backend *b, int domid) {
+    struct xs_handle *xs = xs_open(0);
+    char key[96], *v = NULL;
+    unsigned int len;
+    long pid = 0;
+
+    (void)b;
+    if (!xs)
+        return 0;
+    snprintf(key, sizeof key, "/local/domain/%d/image/device-model-pid", domid);
+    v = xs_read(xs, XBT_NULL, key, &len);
+    if (v)
+        pid = strtol(v, NULL, 10);
+    free(v);
+    xs_close(xs);
+    return pid > 1 && pid <= INT32_MAX ? (int)pid : 0;
+}
+
 static int xlb_console_open(vmops_backend *b, const char *uuid, int domid, vmops_console_protocol protocol,
                             int *ret_fd, char **ret_msg) {
     (void)uuid;
@@ -1037,6 +1056,7 @@ static const vmops_backend_ops xlb_ops = {
     .list = xlb_list,
     .console_log_path = xlb_console_log_path,
     .console_open = xlb_console_open,
+    .device_model_pid = xlb_device_model_pid,
     .free = xlb_free,
 };
 

@@ -330,7 +330,7 @@ int vmops_init(xapi_server *srv) {
     b->on_event = on_domain_event;
     b->event_ud = srv;
     srv->backend = b;
-    rc = vmops_machined_start(cfg->register_machines);
+    rc = vmops_machined_start(cfg->register_machines, b);
     if (rc < 0)
         return rc;
     install_templates(srv);

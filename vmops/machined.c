@@ -9,8 +9,10 @@
  * Why UnregisterMachine and not TerminateMachine: a machine registered (not
  * created) belongs to the caller's unit, here xenapid.service, and
  * TerminateMachine stops that unit; UnregisterMachine only forgets the
- * machine. The leader is 0, the caller itself: Xen guests have no process
- * of their own on the host (PV guests none at all). */
+ * machine. The leader is the guest's device model (qemu) when it has one;
+ * else 0, the caller itself, which machined takes for one machine only (it
+ * keys machines by leader pid): a second guest without a device model is
+ * then not registered, and the log says why. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +32,7 @@
 
 typedef struct job {
     bool running;
+    int domid;
     char uuid[37];
     char name[MACHINE_NAME_MAX + 1];
 } job;
@@ -45,6 +48,7 @@ static struct {
     pthread_cond_t wake;
     bool started, stop;
     pthread_t thread;
+    vmops_backend *backend;
     job queue[QUEUE_MAX];
     unsigned head, len;
     /* the worker's own */
@@ -137,6 +141,7 @@ static void do_register(const job *j) {
     sd_bus_message *m = NULL, *reply = NULL;
     sd_bus_error e = SD_BUS_ERROR_NULL;
     uint8_t id[16];
+    uint32_t leader = 0;
     int r;
 
     if (find_registered(j->uuid))
@@ -147,6 +152,8 @@ static void do_register(const job *j) {
         log_debug("machined: not registering %s (VM %s): no machined", j->name, j->uuid);
         return;
     }
+    if (M.backend->ops->device_model_pid && j->domid > 0)
+        leader = (uint32_t)M.backend->ops->device_model_pid(M.backend, j->domid);
     r = sd_bus_message_new_method_call(M.bus, &m, "org.freedesktop.machine1", "/org/freedesktop/machine1",
                                        "org.freedesktop.machine1.Manager", "RegisterMachine");
     if (r >= 0)
@@ -154,7 +161,7 @@ static void do_register(const job *j) {
     if (r >= 0)
         r = sd_bus_message_append_array(m, 'y', id, sizeof id);
     if (r >= 0)
-        r = sd_bus_message_append(m, "ssus", "xenapid", "vm", (uint32_t)0, "");
+        r = sd_bus_message_append(m, "ssus", "xenapid", "vm", leader, "");
     if (r >= 0)
         r = sd_bus_call(M.bus, m, CALL_TIMEOUT_USEC, &e, &reply);
     if (r >= 0 || sd_bus_error_has_name(&e, "org.freedesktop.machine1.MachineExists")) {
@@ -165,11 +172,16 @@ static void do_register(const job *j) {
         g = &M.reg[M.nreg++];
         memcpy(g->uuid, j->uuid, sizeof g->uuid);
         memcpy(g->name, j->name, sizeof g->name);
-        log_info("machined: registered VM %s as %s", j->uuid, j->name);
+        log_info("machined: registered VM %s as %s (leader %s)", j->uuid, j->name,
+                 leader ? "its device model" : "xenapid");
     } else if (service_missing(&e)) {
         unavailable(e.message ? e.message : "org.freedesktop.machine1 is not there");
         log_debug("machined: not registering %s (VM %s): no machined", j->name, j->uuid);
-    } else
+    } else if (!leader && sd_bus_error_get_errno(&e) == EEXIST)
+        log_info("machined: VM %s (%s) not registered: it has no device model, and xenapid leads another "
+                 "machine already",
+                 j->uuid, j->name);
+    else
         log_warning("machined: cannot register VM %s as %s: %s", j->uuid, j->name,
                     e.message ? e.message : strerror(-r));
     sd_bus_error_free(&e);
@@ -222,7 +234,7 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-int vmops_machined_start(bool enabled) {
+int vmops_machined_start(bool enabled, vmops_backend *b) {
     int rc;
 
     if (!enabled) {
@@ -230,6 +242,7 @@ int vmops_machined_start(bool enabled) {
         return 0;
     }
     pthread_mutex_lock(&M.lock);
+    M.backend = b;
     M.stop = false;
     rc = pthread_create(&M.thread, NULL, worker_main, NULL);
     M.started = rc == 0;
@@ -270,8 +283,8 @@ static void enqueue(const job *j) {
     pthread_mutex_unlock(&M.lock);
 }
 
-void vmops_machined_running(const char *vm_uuid, const char *name_label) {
-    job j = {.running = true};
+void vmops_machined_running(const char *vm_uuid, const char *name_label, int domid) {
+    job j = {.running = true, .domid = domid};
 
     snprintf(j.uuid, sizeof j.uuid, "%s", vm_uuid);
     if (vmops_machined_name(name_label, vm_uuid, j.name, sizeof j.name) < 0)

@@ -23,19 +23,25 @@ class Manager(dbus.service.Object):
         self.record_path = record
         self.delay = delay
         self.machines = set()
+        self.leaders = {}  # machined keys machines by leader pid too
 
     def record(self, **entry):
         with open(self.record_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
-    @dbus.service.method(MANAGER, in_signature="sayssus", out_signature="o")
-    def RegisterMachine(self, name, machine_id, service, cls, leader, root):
+    @dbus.service.method(MANAGER, in_signature="sayssus", out_signature="o", sender_keyword="sender")
+    def RegisterMachine(self, name, machine_id, service, cls, leader, root, sender=None):
         self.record(call="RegisterMachine", phase="begin", name=str(name))
         if self.delay:
             time.sleep(self.delay)  # a slow machined: the daemon must not wait for it
         if name in self.machines:
             raise dbus.exceptions.DBusException("Machine '%s' already exists" % name,
                                                 name="org.freedesktop.machine1.MachineExists")
+        key = int(leader) or sender  # 0: the caller's own pid, as machined resolves it
+        if key in self.leaders:
+            self.record(call="RegisterMachine", phase="refused", name=str(name))
+            raise dbus.exceptions.DBusException("File exists", name="System.Error.EEXIST")
+        self.leaders[key] = str(name)
         self.machines.add(str(name))
         self.record(call="RegisterMachine", phase="end", name=str(name), id=bytes(machine_id).hex(),
                     service=str(service), cls=str(cls), leader=int(leader), root=str(root))
@@ -44,6 +50,7 @@ class Manager(dbus.service.Object):
     @dbus.service.method(MANAGER, in_signature="s", out_signature="")
     def UnregisterMachine(self, name):
         self.machines.discard(str(name))
+        self.leaders = {k: v for k, v in self.leaders.items() if v != name}
         self.record(call="UnregisterMachine", name=str(name))
 
     @dbus.service.method(MANAGER, in_signature="s", out_signature="")

@@ -100,7 +100,23 @@ class MockMachined(unittest.TestCase):
         wait_for(lambda: [c for c in self.calls() if c["call"] == "UnregisterMachine"], what="UnregisterMachine")
         calls = [(c["call"], c["name"]) for c in self.calls() if c.get("phase") != "begin"]
         self.assertEqual(calls, [("RegisterMachine", "xenapid-web-01"), ("UnregisterMachine", "xenapid-web-01")])
-        self.assertIn("machined: registered VM %s as xenapid-web-01" % uuid, d.read_log())
+        self.assertIn("machined: registered VM %s as xenapid-web-01 (leader xenapid)" % uuid, d.read_log())
+
+    def test_second_guest_without_device_model(self):
+        """machined keys machines by leader too: with xenapid leading one already (a simulated guest has no
+        device model), a second is refused, said in the log, and the daemon carries on."""
+        d, x, s = self.daemon(self.start_bus())
+        first, second = new_pv_vm(x, s, "first"), new_pv_vm(x, s, "second")
+        ok(x.VM.start(s, first, False, False))
+        wait_for(lambda: [c for c in self.calls() if c.get("phase") == "end"], what="the first registration")
+        ok(x.VM.start(s, second, False, False))
+        wait_for(lambda: "leads another machine already" in d.read_log(), what="the refusal in the log")
+        self.assertEqual([(c["phase"], c["name"]) for c in self.calls() if c.get("phase") != "begin"],
+                         [("end", "xenapid-first"), ("refused", "xenapid-second")])
+        ok(x.VM.hard_shutdown(s, first))
+        ok(x.VM.hard_shutdown(s, second))
+        wait_for(lambda: [c for c in self.calls() if c["call"] == "UnregisterMachine"], what="UnregisterMachine")
+        self.assertEqual([c["name"] for c in self.calls() if c["call"] == "UnregisterMachine"], ["xenapid-first"])
 
     def test_slow_machined_does_not_hold_up_start(self):
         d, x, s = self.daemon(self.start_bus(delay=3))
