@@ -152,6 +152,7 @@ typedef enum key_kind {
     KEY_CHOICE,     /* one of choices[] */
     KEY_LOG_LEVEL,
     KEY_INT, /* min..max */
+    KEY_BOOL, /* true/false, yes/no, on/off, 1/0 */
 } key_kind;
 
 static const char *const backend_choices[] = {"sim", "libxl", NULL};
@@ -198,6 +199,7 @@ static const struct config_key {
     {"clean_shutdown_timeout", KEY_INT, offsetof(agent_config, clean_shutdown_timeout), 1, 86400, NULL},
     {"sim_guest_delay_ms", KEY_INT, offsetof(agent_config, sim_guest_delay_ms), 0, 60000, NULL},
     {"host_networking", KEY_CHOICE, offsetof(agent_config, host_networking), 0, 0, host_networking_choices},
+    {"register_machines", KEY_BOOL, offsetof(agent_config, register_machines), 0, 0, NULL},
     {"console_log_dir", KEY_PATH, offsetof(agent_config, console_log_dir), 0, 0, NULL},
     {"plugin_dir", KEY_PATH, offsetof(agent_config, plugin_dir), 0, 0, NULL},
     {"sr_mount_root", KEY_PATH, offsetof(agent_config, sr_mount_root), 0, 0, NULL},
@@ -282,6 +284,16 @@ static int apply_key(agent_config *c, const char *where, const char *key, const 
     case KEY_INT:
         if (parse_int(value, k->min, k->max, (int *)(base + k->offset)) < 0)
             return config_error(where, "invalid %s '%s': expected an integer in %d..%d", key, value, k->min, k->max);
+        return 0;
+    case KEY_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0 ||
+            strcmp(value, "1") == 0)
+            *(bool *)(base + k->offset) = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "off") == 0 ||
+                 strcmp(value, "0") == 0)
+            *(bool *)(base + k->offset) = false;
+        else
+            return config_error(where, "invalid %s '%s': expected true or false", key, value);
         return 0;
     }
     return -EINVAL;
@@ -474,6 +486,7 @@ static int set_defaults(agent_config *c) {
     c->op_wait_timeout = 30;
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
+    c->register_machines = true;
     c->console_log_dir = strdup("/var/log/xen/console");
     c->host_networking = strdup("auto");
     if (!c->host_networking || !c->listen_host || !c->listen_tls_host || !c->tls_priorities || !c->state_dir || !c->backend ||

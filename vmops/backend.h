@@ -87,6 +87,13 @@ typedef enum vmops_shutdown_reason {
     VMOPS_REASON_SOFT_RESET,
 } vmops_shutdown_reason;
 
+/* What a console carries: the guest's text console (xenconsoled's pty), or
+ * the device model's VNC server (RFB). */
+typedef enum vmops_console_protocol {
+    VMOPS_CONSOLE_VT100 = 0,
+    VMOPS_CONSOLE_RFB,
+} vmops_console_protocol;
+
 typedef struct vmops_domain_info {
     char uuid[37];
     int domid;
@@ -158,6 +165,16 @@ typedef struct vmops_backend_ops {
     int (*sample)(vmops_backend *b, vmops_domain_sample **ret, size_t *ret_n);
     /* Path of the domain's console log, if the backend captures it (else NULL). */
     char *(*console_log_path)(vmops_backend *b, const char *uuid, int domid);
+    /* Opens the running domain's console: a non-blocking, close-on-exec
+     * descriptor carrying the guest's output and taking its input, which
+     * reads its end (or an error) when the guest or its device model stops.
+     * -ESRCH: no such running domain; -ENODEV: it has no console of that
+     * protocol (an HVM guest without VNC). */
+    int (*console_open)(vmops_backend *b, const char *uuid, int domid, vmops_console_protocol protocol, int *ret_fd,
+                        char **ret_msg);
+    /* The pid of the domain's device model (qemu) on this host, 0 if it has
+     * none (a PV guest without one) or it is not known. May be NULL. */
+    int (*device_model_pid)(vmops_backend *b, int domid);
     void (*free)(vmops_backend *b);
 } vmops_backend_ops;
 

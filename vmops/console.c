@@ -1,5 +1,8 @@
-/* Text consoles: a console record for each running VM, and GET /console, which
- * returns what the guest printed (the backend captures it in a log file). */
+/* Consoles: a console record for each running VM (rfb for HVM guests, whose
+ * device model serves VNC; vt100 for PV and PVH guests), and GET /console,
+ * which returns what the guest printed on its text console (the backend
+ * captures it in a log file). CONNECT /console: console_proxy.c. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -10,6 +13,7 @@
 
 #include "agent/config.h"
 #include "vmops/backend.h"
+#include "vmops/config.h"
 #include "vmops/console.h"
 #include "xapi/http.h"
 #include "xapi/session.h"
@@ -57,7 +61,7 @@ void vmops_console_ensure(xapi_server *srv, xapi_obj *vm) {
     h = xapi_store_get_class(st, &xapi_classes[XAPI_C_host], srv->host_ref);
     con = xapi_obj_create(st, C_console);
     loc = console_location(srv, h, con->ref);
-    xapi_obj_set_string(st, con, XAPI_F_console_protocol, "vt100");
+    xapi_obj_set_string(st, con, XAPI_F_console_protocol, vmops_domain_type_of(vm) == VMOPS_HVM ? "rfb" : "vt100");
     xapi_obj_set_string(st, con, XAPI_F_console_location, loc);
     xapi_obj_set_string(st, con, XAPI_F_console_VM, vm->ref);
     free(loc);
@@ -99,13 +103,47 @@ static char *read_tail(const char *path, size_t *ret_len) {
     return buf;
 }
 
-static void console_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep) {
+void vmops_console_reply_error(xapi_http_reply *rep, unsigned status, const char *code, const char *p1,
+                               const char *p2, const char *p3) {
+    char *text = NULL;
+
+    if (asprintf(&text, "%s%s%s%s%s%s%s\n", code, p1 ? " " : "", p1 ? p1 : "", p2 ? " " : "", p2 ? p2 : "",
+                 p3 ? " " : "", p3 ? p3 : "") < 0)
+        xapi_oom();
+    xapi_http_reply_text(rep, status, text);
+    free(text);
+}
+
+/* The console a ref names: a console, or a VM's (its rfb one first). Read lock held. */
+static xapi_obj *console_of_ref(xapi_store *st, const char *ref, xapi_obj **ret_vm) {
+    xapi_obj *con = xapi_store_get_class(st, C_console, ref), *vm, *first = NULL;
+    const xapi_value *refs;
+
+    if (con) {
+        *ret_vm = xapi_store_get_class(st, &xapi_classes[XAPI_C_VM], con->fields[XAPI_F_console_VM].s);
+        return con;
+    }
+    vm = xapi_store_get_class(st, &xapi_classes[XAPI_C_VM], ref);
+    *ret_vm = vm;
+    if (!vm)
+        return NULL;
+    refs = &vm->fields[XAPI_F_VM_consoles];
+    for (uint32_t i = 0; i < refs->n; i++) {
+        con = xapi_store_get_class(st, C_console, refs->items[i].s);
+        if (con && strcmp(con->fields[XAPI_F_console_protocol].s, "rfb") == 0)
+            return con;
+        if (con && !first)
+            first = con;
+    }
+    return first;
+}
+
+int vmops_console_resolve(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep, vmops_console_target *ret) {
     const char *ref = xapi_http_req_arg(r, "ref"), *uuid = xapi_http_req_arg(r, "uuid");
-    char vm_uuid[XAPI_UUID_LEN + 1] = "";
-    int64_t domid = -1;
-    xapi_obj *con = NULL, *vm;
+    vmops_console_target t = {.domid = -1};
+    xapi_obj *con = NULL, *vm = NULL;
     xapi_value denied = {0};
-    char *path;
+    char state[32] = "";
     int rc;
 
     rc = xapi_http_req_authorize(r, "connect_console", XAPI_ROLE_VM_OPERATOR, &denied);
@@ -114,24 +152,61 @@ static void console_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep
                              rc == -EPERM ? "RBAC_PERMISSION_DENIED http/connect_console\n"
                                           : "a valid session_id is needed\n");
         xapi_value_free(&denied);
-        return;
+        return rc;
     }
     xapi_store_rdlock(srv->store);
     if (ref)
-        con = xapi_store_get_class(srv->store, C_console, ref);
-    else if (uuid)
+        con = console_of_ref(srv->store, ref, &vm);
+    else if (uuid) {
         con = xapi_store_get_by_uuid(srv->store, C_console, uuid);
-    vm = con ? xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VM], con->fields[XAPI_F_console_VM].s) : NULL;
+        vm = con ? xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VM], con->fields[XAPI_F_console_VM].s)
+                 : NULL;
+    }
     if (vm) {
-        memcpy(vm_uuid, vm->uuid, sizeof vm_uuid);
-        domid = vm->fields[XAPI_F_VM_domid].i;
+        snprintf(t.vm_ref, sizeof t.vm_ref, "%s", vm->ref);
+        memcpy(t.vm_uuid, vm->uuid, sizeof t.vm_uuid);
+        t.domid = (int)vm->fields[XAPI_F_VM_domid].i;
+        snprintf(state, sizeof state, "%s", vm->fields[XAPI_F_VM_power_state].s);
+    }
+    if (con && vm) {
+        snprintf(t.ref, sizeof t.ref, "%s", con->ref);
+        t.protocol = strcmp(con->fields[XAPI_F_console_protocol].s, "rfb") == 0 ? VMOPS_CONSOLE_RFB
+                                                                                : VMOPS_CONSOLE_VT100;
     }
     xapi_store_rdunlock(srv->store);
-    if (!vm) {
-        xapi_http_reply_text(rep, 404, "no such console\n");
-        return;
+    if (vm && !con) {
+        for (char *p = state; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        vmops_console_reply_error(rep, 409, "VM_BAD_POWER_STATE", t.vm_ref, "running", state);
+        return -ESRCH;
     }
-    path = srv->backend->ops->console_log_path(srv->backend, vm_uuid, (int)domid);
+    if (!con) {
+        vmops_console_reply_error(rep, 404, "HANDLE_INVALID", "console", ref ? ref : uuid ? uuid : "", NULL);
+        return -ENOENT;
+    }
+    *ret = t;
+    return 0;
+}
+
+bool vmops_console_alive(xapi_server *srv, const vmops_console_target *t) {
+    xapi_obj *con, *vm;
+    bool alive;
+
+    xapi_store_rdlock(srv->store);
+    con = xapi_store_get_class(srv->store, C_console, t->ref);
+    vm = con ? xapi_store_get_class(srv->store, &xapi_classes[XAPI_C_VM], t->vm_ref) : NULL;
+    alive = vm && vm->fields[XAPI_F_VM_domid].i == t->domid;
+    xapi_store_rdunlock(srv->store);
+    return alive;
+}
+
+static void console_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep) {
+    vmops_console_target t;
+    char *path;
+
+    if (vmops_console_resolve(srv, r, rep, &t) < 0)
+        return;
+    path = srv->backend->ops->console_log_path(srv->backend, t.vm_uuid, t.domid);
     rep->body = path ? read_tail(path, &rep->len) : NULL;
     free(path);
     if (!rep->body) {
@@ -144,4 +219,5 @@ static void console_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep
 
 void vmops_console_register(void) {
     xapi_http_register_stream_get("/console", console_get);
+    xapi_http_register_connect("/console", vmops_console_connect);
 }

@@ -23,12 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netdb.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <libxl.h>
 #include <libxl_utils.h>
+#include <xenstore.h>
 
 #include "agent/log.h"
 #include "network/netlink.h"
@@ -938,6 +941,125 @@ static char *xlb_console_log_path(vmops_backend *b, const char *uuid, int domid)
     return path;
 }
 
+/* "<what> <arg>: <errno's text>", for the API error. */
+static char *msg_errno(const char *what, const char *arg, int err) {
+    char *m = NULL;
+
+    if (asprintf(&m, "%s %s: %s", what, arg, strerror(err)) < 0)
+        xapi_oom();
+    return m;
+}
+
+/* The text console: xenconsoled's pty for the domain (the PV console, the
+ * emulated serial port of an HVM guest), raw as `xl console` sets it. */
+static int open_tty_console(xlb *x, int domid, int *ret_fd, char **ret_msg) {
+    struct termios tio;
+    char *path = NULL;
+    int fd, rc;
+
+    rc = libxl_primary_console_get_tty(x->ctx, (uint32_t)domid, &path);
+    if (rc) {
+        *ret_msg = xapi_strdup("the domain has no text console");
+        return rc == ERROR_DOMAIN_NOTFOUND || rc == ERROR_INVAL ? -ESRCH : -ENODEV;
+    }
+    fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        *ret_msg = msg_errno("cannot open the console", path, -rc);
+        free(path);
+        return rc;
+    }
+    free(path);
+    if (tcgetattr(fd, &tio) == 0) {
+        cfmakeraw(&tio);
+        tcsetattr(fd, TCSANOW, &tio);
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* The device model's VNC server: libxl writes where it listens (qemu's
+ * answer to query-vnc) to /local/domain/<domid>/console/vnc-listen and
+ * vnc-port, which is what `xl vncviewer` connects to. */
+static int open_vnc_console(int domid, int *ret_fd, char **ret_msg) {
+    struct xs_handle *xs = xs_open(0);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char key[96], *listen = NULL, *port = NULL;
+    unsigned int len;
+    int fd = -1, rc;
+
+    if (!xs) {
+        *ret_msg = xapi_strdup("cannot reach xenstore");
+        return -EIO;
+    }
+    snprintf(key, sizeof key, "/local/domain/%d/console/vnc-listen", domid);
+    listen = xs_read(xs, XBT_NULL, key, &len);
+    snprintf(key, sizeof key, "/local/domain/%d/console/vnc-port", domid);
+    port = xs_read(xs, XBT_NULL, key, &len);
+    if (!port) {
+        *ret_msg = xapi_strdup("the domain has no VNC console");
+        rc = -ENODEV;
+        goto out;
+    }
+    /* A server on every address is reached on the loopback one. */
+    rc = getaddrinfo(!listen || strcmp(listen, "0.0.0.0") == 0 ? "127.0.0.1" : strcmp(listen, "::") == 0 ? "::1" : listen,
+                     port, &hints, &res);
+    if (rc != 0) {
+        *ret_msg = xapi_strdup("the domain's VNC address is not an address");
+        rc = -ENODEV;
+        goto out;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        rc = -errno;
+        *ret_msg = msg_errno("cannot connect to the VNC server on port", port, -rc);
+        goto out;
+    }
+    *ret_fd = fd;
+    fd = -1;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (res)
+        freeaddrinfo(res);
+    free(listen);
+    free(port);
+    xs_close(xs);
+    return rc;
+}
+
+/* libxl spawns the device model with its pid in the domain's image/device-model-pid. */
+static int xlb_device_model_pid(vmops_backend *b, int domid) {
+    struct xs_handle *xs = xs_open(0);
+    char key[96], *v = NULL;
+    unsigned int len;
+    long pid = 0;
+
+    (void)b;
+    if (!xs)
+        return 0;
+    snprintf(key, sizeof key, "/local/domain/%d/image/device-model-pid", domid);
+    v = xs_read(xs, XBT_NULL, key, &len);
+    if (v)
+        pid = strtol(v, NULL, 10);
+    free(v);
+    xs_close(xs);
+    return pid > 1 && pid <= INT32_MAX ? (int)pid : 0;
+}
+
+static int xlb_console_open(vmops_backend *b, const char *uuid, int domid, vmops_console_protocol protocol,
+                            int *ret_fd, char **ret_msg) {
+    (void)uuid;
+    if (domid <= 0) {
+        *ret_msg = xapi_strdup("no such running domain");
+        return -ESRCH;
+    }
+    return protocol == VMOPS_CONSOLE_RFB ? open_vnc_console(domid, ret_fd, ret_msg)
+                                         : open_tty_console(b->priv, domid, ret_fd, ret_msg);
+}
+
 static void xlb_free(vmops_backend *b) {
     xlb *x;
 
@@ -984,6 +1106,8 @@ static const vmops_backend_ops xlb_ops = {
     .list = xlb_list,
     .sample = xlb_sample,
     .console_log_path = xlb_console_log_path,
+    .console_open = xlb_console_open,
+    .device_model_pid = xlb_device_model_pid,
     .free = xlb_free,
 };
 

@@ -10,6 +10,7 @@
 
 #include "agent/config.h"
 #include "agent/log.h"
+#include "vmops/machined.h"
 #include "vmops/oplock.h"
 #include "vmops/vm_internal.h"
 #include "vmops/vmops.h"
@@ -329,11 +330,15 @@ int vmops_init(xapi_server *srv) {
     b->on_event = on_domain_event;
     b->event_ud = srv;
     srv->backend = b;
+    rc = vmops_machined_start(cfg->register_machines, b);
+    if (rc < 0)
+        return rc;
     install_templates(srv);
     return reconcile(srv);
 }
 
 void vmops_shutdown(xapi_server *srv) {
+    vmops_machined_stop();
     if (srv->backend) {
         srv->backend->ops->free(srv->backend);
         srv->backend = NULL;

@@ -72,6 +72,7 @@ typedef struct sim {
     bool stop;
     pthread_t guest_thread, control_thread;
     bool threads;
+    unsigned consoles; /* console threads running (sim_console_main) */
 } sim;
 
 /* fmt holds one "%s", replaced by arg: messages for the API error. */
@@ -614,6 +615,124 @@ static char *sim_console_log_path(vmops_backend *b, const char *uuid, int domid)
 }
 
 /* The guest "runs": acts on due requests, reporting them like a hypervisor would. */
+/* A simulated live console: the guest's end of a socket pair, served by its
+ * own thread. It greets (the RFB version line a VNC server sends first, or a
+ * marker line naming the domain), echoes what is typed, and closes when the
+ * domain stops running or the client's end closes. */
+#define SIM_CONSOLE_TICK_MS 200
+#define SIM_CONSOLES_MAX 256
+
+typedef struct sim_console {
+    vmops_backend *b;
+    int fd;
+    int domid;
+    vmops_console_protocol protocol;
+    char uuid[37];
+} sim_console;
+
+static bool sim_console_live(sim *s, int domid) {
+    sim_domain *d = find_domid(s, domid);
+
+    return !s->stop && d && (d->state == VMOPS_STATE_RUNNING || d->state == VMOPS_STATE_PAUSED);
+}
+
+static void write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return;
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+static void *sim_console_main(void *arg) {
+    sim_console *c = arg;
+    sim *s = c->b->priv;
+    char buf[4096];
+    int len;
+
+    len = c->protocol == VMOPS_CONSOLE_RFB
+              ? snprintf(buf, sizeof buf, "RFB 003.008\n")
+              : snprintf(buf, sizeof buf, "SIM-CONSOLE domain %d uuid %s\r\n", c->domid, c->uuid);
+    write_all(c->fd, buf, (size_t)len);
+    for (;;) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int ready = poll(&p, 1, SIM_CONSOLE_TICK_MS);
+        bool live;
+        ssize_t n;
+
+        pthread_mutex_lock(&s->lock);
+        live = sim_console_live(s, c->domid);
+        pthread_mutex_unlock(&s->lock);
+        if (!live || (ready < 0 && errno != EINTR))
+            break;
+        if (ready <= 0)
+            continue;
+        n = recv(c->fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            break;
+        write_all(c->fd, buf, (size_t)n);
+    }
+    close(c->fd);
+    pthread_mutex_lock(&s->lock);
+    s->consoles--;
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    free(c);
+    return NULL;
+}
+
+static int sim_console_open(vmops_backend *b, const char *uuid, int domid, vmops_console_protocol protocol,
+                            int *ret_fd, char **ret_msg) {
+    sim *s = b->priv;
+    sim_console *c = NULL;
+    pthread_attr_t attr;
+    pthread_t thread;
+    int sv[2] = {-1, -1}, rc;
+
+    pthread_mutex_lock(&s->lock);
+    if (!sim_console_live(s, domid)) {
+        pthread_mutex_unlock(&s->lock);
+        *ret_msg = xapi_strdup("no such running domain");
+        return -ESRCH;
+    }
+    if (s->consoles >= SIM_CONSOLES_MAX) {
+        pthread_mutex_unlock(&s->lock);
+        *ret_msg = xapi_strdup("too many simulated consoles open");
+        return -EMFILE;
+    }
+    s->consoles++;
+    pthread_mutex_unlock(&s->lock);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    c = xapi_calloc(1, sizeof *c);
+    *c = (sim_console){.b = b, .fd = sv[1], .domid = domid, .protocol = protocol};
+    snprintf(c->uuid, sizeof c->uuid, "%s", uuid ? uuid : "");
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 128 * 1024);
+    rc = -pthread_create(&thread, &attr, sim_console_main, c);
+    pthread_attr_destroy(&attr);
+    if (rc < 0)
+        goto fail;
+    *ret_fd = sv[0];
+    return 0;
+fail:
+    free(c);
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    pthread_mutex_lock(&s->lock);
+    s->consoles--;
+    pthread_mutex_unlock(&s->lock);
+    *ret_msg = xapi_strdup("cannot start the simulated console");
+    return rc;
+}
+
 static void *guest_main(void *arg) {
     vmops_backend *b = arg;
     sim *s = b->priv;
@@ -781,6 +900,11 @@ static void sim_free(vmops_backend *b) {
             pthread_join(s->guest_thread, NULL);
             pthread_join(s->control_thread, NULL);
         }
+        pthread_mutex_lock(&s->lock); /* console threads see stop within a tick */
+        s->stop = true;
+        while (s->consoles > 0)
+            pthread_cond_wait(&s->wake, &s->lock);
+        pthread_mutex_unlock(&s->lock);
         if (s->control_fd >= 0) {
             close(s->control_fd);
             unlink(s->control_path);
@@ -819,6 +943,7 @@ static const vmops_backend_ops sim_ops = {
     .list = sim_list,
     .sample = sim_sample,
     .console_log_path = sim_console_log_path,
+    .console_open = sim_console_open,
     .free = sim_free,
 };
 

@@ -13,6 +13,7 @@
 #include "storage/storage.h"
 #include "vmops/config.h"
 #include "vmops/console.h"
+#include "vmops/machined.h"
 #include "vmops/oplock.h"
 #include "vmops/vm_internal.h"
 #include "vmops/vmops.h"
@@ -409,6 +410,7 @@ void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused
     xapi_obj_set(st, g, XAPI_F_VM_guest_metrics_last_updated, xapi_value_datetime(now));
     set_devices_attached(srv, vm, true);
     vmops_console_ensure(srv, vm);
+    vmops_machined_running(vm->uuid, vm->fields[XAPI_F_VM_name_label].s, domid);
     update_host_memory(srv);
     vmops_update_allowed_operations(st, vm);
 }
@@ -434,6 +436,7 @@ void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
         xapi_obj_set_bool(st, g, XAPI_F_VM_guest_metrics_live, false);
     set_devices_attached(srv, vm, false);
     vmops_console_remove(srv, vm);
+    vmops_machined_stopped(vm->uuid);
     update_host_memory(srv);
     vmops_update_allowed_operations(st, vm);
 }

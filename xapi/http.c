@@ -1,8 +1,10 @@
 /* HTTP server on libmicrohttpd: see http.h. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -264,9 +266,16 @@ static void reaper_stop(xapi_http *h) {
 #define STREAM_BLOCK (256 * 1024)        /* bytes a streamed reply produces per call */
 #define PUT_DROP_MAX (16 * 1024 * 1024)  /* body bytes read and dropped after a refusal */
 
+struct xapi_http_tunnel {
+    int fd;
+    gnutls_session_t tls; /* NULL on plain HTTP and the UNIX socket */
+};
+
 struct xapi_http_req {
     xapi_http *h;
     struct MHD_Connection *conn;
+    bool tunneled;
+    xapi_http_tunnel tunnel;
 };
 
 static struct {
@@ -278,6 +287,106 @@ static struct {
     const char *path;
     const xapi_http_put_ops *ops;
 } put_handlers[MAX_STREAM_HANDLERS];
+
+static struct {
+    const char *path;
+    xapi_http_connect_fn fn;
+} connect_handlers[MAX_STREAM_HANDLERS];
+
+void xapi_http_register_connect(const char *path, xapi_http_connect_fn fn) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS; i++)
+        if (!connect_handlers[i].path) {
+            connect_handlers[i].path = path;
+            connect_handlers[i].fn = fn;
+            return;
+        }
+    abort();
+}
+
+static xapi_http_connect_fn find_connect(const char *url) {
+    for (unsigned i = 0; i < MAX_STREAM_HANDLERS && connect_handlers[i].path; i++)
+        if (strcmp(connect_handlers[i].path, url) == 0)
+            return connect_handlers[i].fn;
+    return NULL;
+}
+
+/* ---- CONNECT tunnels: the connection's socket (or TLS session) used directly,
+ * from the connection's own thread, while MHD waits in the handler call ---- */
+
+int xapi_http_tunnel_fd(const xapi_http_tunnel *t) {
+    return t->fd;
+}
+
+bool xapi_http_tunnel_pending(const xapi_http_tunnel *t) {
+    return t->tls && gnutls_record_check_pending(t->tls) > 0;
+}
+
+ssize_t xapi_http_tunnel_recv(xapi_http_tunnel *t, void *buf, size_t max) {
+    ssize_t n;
+
+    if (t->tls) {
+        n = gnutls_record_recv(t->tls, buf, max);
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+            return -EAGAIN;
+        if (n == GNUTLS_E_PREMATURE_TERMINATION)
+            return 0;
+        return n < 0 ? -EIO : n;
+    }
+    n = recv(t->fd, buf, max, 0);
+    if (n < 0)
+        return errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+    return n;
+}
+
+ssize_t xapi_http_tunnel_send(xapi_http_tunnel *t, const void *buf, size_t len) {
+    ssize_t n;
+
+    if (t->tls) {
+        n = gnutls_record_send(t->tls, buf, len);
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+            return -EAGAIN;
+        return n < 0 ? -EIO : n;
+    }
+    n = send(t->fd, buf, len, MSG_NOSIGNAL);
+    if (n < 0)
+        return errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+    return n;
+}
+
+#define TUNNEL_GREETING_MS 10000 /* for the client to take the 200 line */
+
+xapi_http_tunnel *xapi_http_req_tunnel(xapi_http_req *r) {
+    static const char ok[] = "HTTP/1.1 200 OK\r\n\r\n";
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    xapi_http_tunnel *t = &r->tunnel;
+    size_t off = 0;
+
+    if (!ci)
+        return NULL;
+    t->fd = ci->connect_fd;
+    t->tls = NULL;
+    if (r->h->tls && MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_DAEMON)->daemon == r->h->tls) {
+        ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (!ci || !ci->tls_session)
+            return NULL;
+        t->tls = ci->tls_session;
+    }
+    r->tunneled = true; /* from here on the connection closes when the handler returns */
+    while (off < sizeof ok - 1) {
+        struct pollfd p = {.fd = t->fd, .events = POLLOUT};
+        ssize_t n = xapi_http_tunnel_send(t, ok + off, sizeof ok - 1 - off);
+
+        if (n == -EAGAIN) {
+            if (poll(&p, 1, TUNNEL_GREETING_MS) <= 0)
+                return NULL;
+            continue;
+        }
+        if (n < 0)
+            return NULL;
+        off += (size_t)n;
+    }
+    return t;
+}
 
 void xapi_http_register_stream_get(const char *path, xapi_http_stream_get_fn fn) {
     for (unsigned i = 0; i < MAX_STREAM_HANDLERS; i++)
@@ -512,7 +621,7 @@ static enum MHD_Result handle_put(xapi_http *h, struct MHD_Connection *conn, con
     void *state = NULL;
 
     if (!ctx) {
-        xapi_http_req r = {h, conn};
+        xapi_http_req r = {.h = h, .conn = conn};
         if (ops->begin(h->srv, &r, &state, &rep) < 0)
             return send_http_reply(conn, &rep);
         ctx = xapi_calloc(1, sizeof *ctx);
@@ -640,6 +749,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!ctx) {
         const xapi_http_put_ops *put;
         xapi_http_stream_get_fn sget;
+        xapi_http_connect_fn cfn;
 
         if (strcmp(method, "OPTIONS") == 0) /* CORS preflight */
             return send_buffer(conn, MHD_HTTP_OK, xapi_strdup(""), 0, "text/plain", false);
@@ -649,10 +759,21 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             return handle_put(h, conn, put, (request_ctx **)con_cls, upload_data, upload_data_size);
         }
         if (strcmp(method, "GET") == 0 && (sget = find_stream_get(url))) {
-            xapi_http_req r = {h, conn};
+            xapi_http_req r = {.h = h, .conn = conn};
             xapi_http_reply rep = {0};
             set_phase(conn, PHASE_RECEIVED);
             sget(h->srv, &r, &rep);
+            return send_http_reply(conn, &rep);
+        }
+        if (strcmp(method, "CONNECT") == 0 && (cfn = find_connect(url))) {
+            xapi_http_req r = {.h = h, .conn = conn, .tunnel = {.fd = -1}};
+            xapi_http_reply rep = {0};
+            set_phase(conn, PHASE_RECEIVED); /* a console is open as long as it is used */
+            cfn(h->srv, &r, &rep);
+            if (r.tunneled) {
+                free(rep.body);
+                return MHD_NO; /* MHD closes the connection */
+            }
             return send_http_reply(conn, &rep);
         }
         if (strcmp(method, "GET") == 0 && strcmp(url, "/") == 0)

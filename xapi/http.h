@@ -93,6 +93,31 @@ void xapi_http_register_put(const char *path, const xapi_http_put_ops *ops);
  * is sent and the connection closes when fn returns. Plain HTTP and the UNIX socket only. */
 typedef void (*xapi_http_raw_post_fn)(xapi_server *srv, const xapi_peer *peer, const char *body, size_t len, int fd);
 void xapi_http_register_raw_post(const char *path, xapi_http_raw_post_fn fn);
+/* CONNECT path (consoles): the handler either fills rep (an error, answered
+ * as any reply), or takes the connection over with xapi_http_req_tunnel and
+ * carries raw bytes both ways until it returns; the connection then closes.
+ * It stays one of MHD's connections meanwhile (counted against
+ * max_connections and max_connections_per_peer, shut down when the server
+ * stops) and runs on its own thread. MHD 0.9.75 only hands a connection over
+ * after a 101 (MHD_create_response_for_upgrade), and console clients (Nova's
+ * proxy, xapi's) want "200 OK", so the status line is written here. Bytes a
+ * client sends after its request and before reading the 200 are lost. */
+typedef void (*xapi_http_connect_fn)(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep);
+void xapi_http_register_connect(const char *path, xapi_http_connect_fn fn);
+
+/* The client's connection, taken over (plain or TLS). */
+typedef struct xapi_http_tunnel xapi_http_tunnel;
+/* Answers "HTTP/1.1 200 OK" and hands the connection over; NULL if the client is gone. */
+xapi_http_tunnel *xapi_http_req_tunnel(xapi_http_req *r);
+/* The socket, to poll (POLLIN/POLLOUT) between calls that said -EAGAIN. */
+int xapi_http_tunnel_fd(const xapi_http_tunnel *t);
+/* Bytes already decrypted and waiting (TLS): read them before polling. */
+bool xapi_http_tunnel_pending(const xapi_http_tunnel *t);
+/* Non-blocking: > 0 bytes; 0 at the client's end; -EAGAIN; or another negative errno. */
+ssize_t xapi_http_tunnel_recv(xapi_http_tunnel *t, void *buf, size_t max);
+/* Non-blocking: > 0 bytes taken; -EAGAIN (then call again with the same
+ * bytes once the socket is writable, as TLS requires); or a negative errno. */
+ssize_t xapi_http_tunnel_send(xapi_http_tunnel *t, const void *buf, size_t len);
 
 /* Plain HTTP on listen_host:listen_port (none if listen_host is NULL or ""),
  * HTTPS on srv->config's listen_tls (none if empty), and the UNIX socket. */

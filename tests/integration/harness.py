@@ -398,6 +398,27 @@ def create_pbd(x, s, host, sr=None, device_config=None):
     return ok(x.PBD.create(s, rec))
 
 
+def new_pv_vm(x, s, name, memory=128 << 20):
+    """A halted PV VM from the "Generic Linux PV" template, ready to start on the simulator."""
+    tpl = ok(x.VM.get_by_name_label(s, "Generic Linux PV"))[0]
+    vm = ok(x.VM.clone(s, tpl, name))
+    ok(x.VM.set_is_a_template(s, vm, False))
+    ok(x.VM.set_memory_limits(s, vm, str(memory), str(memory), str(memory), str(memory)))
+    ok(x.VM.set_PV_kernel(s, vm, "/boot/vmlinuz"))
+    return vm
+
+
+def wait_for(pred, timeout=15.0, what="condition"):
+    """pred()'s first true value, polled; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def create_vm(x, s, **over):
     return ok(x.VM.create(s, vm_record(**over)))
 

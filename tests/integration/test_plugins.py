@@ -20,7 +20,7 @@ import time
 import unittest
 import xmlrpc.client
 
-from harness import Daemon, ROOT, ok, fail
+from harness import Daemon, ROOT, ok, fail, wait_for
 
 TEST_PLUGINS = os.path.join(ROOT, "tests", "integration", "plugins")
 SHIPPED_PLUGINS = os.path.join(ROOT, "host", "plugins")
@@ -58,16 +58,6 @@ def gone(pid):
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def read_pids(path):

@@ -118,6 +118,7 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->upload_min_rate_kib, 16);
     assert_int_equal(c->max_tasks, 200);
     assert_int_equal(c->event_batch_delay_ms, 50);
+    assert_true(c->register_machines);
     assert_string_equal(c->console_log_dir, "/var/log/xen/console");
     assert_string_equal(c->host_networking, "auto");
     assert_string_equal(c->plugin_dir, "/etc/xapi.d/plugins");
@@ -213,6 +214,7 @@ static void test_file_every_key(void **state) {
                             "upload_min_rate_kib = 0\n"
                             "max_tasks = 7\n"
                             "event_batch_delay_ms = 0\r\n"
+                            "register_machines = no\n"
                             "console_log_dir = /srv/consoles\n"
                             "host_networking = on\n"
                             "plugin_dir = /srv/plugins\n"
@@ -251,6 +253,7 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.upload_min_rate_kib, 0);
     assert_int_equal(c.max_tasks, 8);
     assert_int_equal(c.event_batch_delay_ms, 0);
+    assert_false(c.register_machines);
     assert_string_equal(c.console_log_dir, "/srv/consoles");
     assert_string_equal(c.host_networking, "on");
     assert_string_equal(c.plugin_dir, "/srv/plugins");
@@ -474,6 +477,7 @@ static void test_bad_values_name_file_and_line(void **state) {
         {"host_networking = yes\n", "bad.conf:1: invalid host_networking 'yes': expected auto, on or off"},
         {"log_target = syslog\n", "bad.conf:1: invalid log_target 'syslog': expected auto, journal or stderr"},
         {"log_level = loud\n", "bad.conf:1: invalid log_level 'loud'"},
+        {"register_machines = maybe\n", "bad.conf:1: invalid register_machines 'maybe': expected true or false"},
         {"log_level = 8\n", "bad.conf:1: invalid log_level '8'"},
         {"max_sessions = 0\n", "bad.conf:1: invalid max_sessions '0'"},
         {"max_sessions = -1\n", "bad.conf:1: invalid max_sessions '-1'"},
@@ -614,7 +618,7 @@ static void test_shipped_config_uncommented(void **state) {
         "max_sessions_per_originator", "max_sessions_per_user", "max_sessions_total", "auth_parallel_per_peer",
         "auth_parallel_per_user", "auth_queue", "max_connections_per_peer", "request_timeout", "upload_min_rate_kib",
         "tls_certificate", "tls_key", "tls_priorities",
-        "stats_interval", "stats_save_interval",
+        "stats_interval", "stats_save_interval", "register_machines",
     };
     char path[PATH_MAX + 32], line[1024];
     char *argv[] = {"xenapid", "--config", "etc/xenapid.conf"};
