@@ -826,6 +826,7 @@ static int xlb_list(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n) {
 
 /* A counter from sysfs (netback, blkback statistics); 0 when it cannot be read
  * (the device is going away: the RRD sees a reset, not an error). */
+static uint64_t read_sys_counter(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static uint64_t read_sys_counter(const char *fmt, ...) {
     char path[256], buf[32];
     va_list ap;
