@@ -129,6 +129,10 @@ typedef struct vmops_backend_ops {
     int (*list)(vmops_backend *b, vmops_domain_info **ret, size_t *ret_n);
     /* Path of the domain's console log, if the backend captures it (else NULL). */
     char *(*console_log_path)(vmops_backend *b, const char *uuid, int domid);
+    /* Where the graphical console (an RFB/VNC server) of the VM's HVM domain
+     * listens: "unix:PATH" or "HOST:PORT", malloc'd; NULL when the backend
+     * gives HVM guests none (and for backends without the op). No I/O. */
+    char *(*vnc_address)(vmops_backend *b, const char *uuid);
     void (*free)(vmops_backend *b);
 } vmops_backend_ops;
 

@@ -483,6 +483,9 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
     rc = prepare_domain(x, cfg, &d, ret_msg);
     if (rc < 0)
         goto out;
+    /* QEMU binds the VNC socket there (Xen's tools make the folder at boot; a host may lack it) */
+    if (d.b_info.type == LIBXL_DOMAIN_TYPE_HVM && mkdir(VMOPS_LIBXL_VNC_DIR, 0755) < 0 && errno != EEXIST)
+        log_warning("libxl backend: cannot make %s for the VNC socket: %s", VMOPS_LIBXL_VNC_DIR, strerror(errno));
     vmops_libxl_error_clear();
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (restore_fd < 0)
@@ -888,6 +891,11 @@ static char *xlb_console_log_path(vmops_backend *b, const char *uuid, int domid)
     return path;
 }
 
+static char *xlb_vnc_address(vmops_backend *b, const char *uuid) {
+    (void)b;
+    return vmops_libxl_vnc_address(uuid);
+}
+
 static void xlb_free(vmops_backend *b) {
     xlb *x;
 
@@ -933,6 +941,7 @@ static const vmops_backend_ops xlb_ops = {
     .nic_detach = xlb_nic_detach,
     .list = xlb_list,
     .console_log_path = xlb_console_log_path,
+    .vnc_address = xlb_vnc_address,
     .free = xlb_free,
 };
 
