@@ -77,7 +77,7 @@ T_SHUTDOWN = 180     # clean shutdown/reboot requests
 T_SUSPEND = 240
 T_PLUG = 120
 T_DAEMON = 60        # daemon stop / start
-T_HVM_BOOT = 150     # HVM: hvmloader, SeaBIOS and the kernel under nested emulation (see s_hvm)
+T_HVM_BOOT = 240     # HVM: hvmloader, SeaBIOS and the kernel under nested emulation (see s_hvm)
 
 
 def now():
