@@ -175,6 +175,10 @@ typedef struct vmops_backend_ops {
     /* The pid of the domain's device model (qemu) on this host, 0 if it has
      * none (a PV guest without one) or it is not known. May be NULL. */
     int (*device_model_pid)(vmops_backend *b, int domid);
+    /* Where the graphical console (an RFB/VNC server) of the VM's HVM domain
+     * listens: "unix:PATH" or "HOST:PORT", malloc'd; NULL when the backend
+     * gives HVM guests none (and for backends without the op). No I/O. */
+    char *(*vnc_address)(vmops_backend *b, const char *uuid);
     void (*free)(vmops_backend *b);
 } vmops_backend_ops;
 

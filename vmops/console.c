@@ -51,20 +51,42 @@ static char *console_location(xapi_server *srv, const xapi_obj *host, const char
     return loc;
 }
 
+static void console_add(xapi_server *srv, const xapi_obj *host, xapi_obj *vm, const char *protocol,
+                        const char *vnc) {
+    xapi_store *st = srv->store;
+    xapi_obj *con = xapi_obj_create(st, C_console);
+    char *loc = console_location(srv, host, con->ref);
+
+    xapi_obj_set_string(st, con, XAPI_F_console_protocol, protocol);
+    xapi_obj_set_string(st, con, XAPI_F_console_location, loc);
+    xapi_obj_set_string(st, con, XAPI_F_console_VM, vm->ref);
+    if (vnc) {
+        xapi_value oc = xapi_value_struct();
+        xapi_struct_set(&oc, "vnc", xapi_value_string(vnc));
+        xapi_obj_set(st, con, XAPI_F_console_other_config, oc);
+    }
+    free(loc);
+}
+
+/* A PV guest has its text console (vt100); an HVM guest, as on xapi, its
+ * graphical one first (rfb, other_config:vnc the VNC server's address in
+ * dom0), and its text console (the PV console) after it. */
 void vmops_console_ensure(xapi_server *srv, xapi_obj *vm) {
     xapi_store *st = srv->store;
-    xapi_obj *h, *con;
-    char *loc = NULL;
+    const vmops_backend *b = srv->backend;
+    xapi_obj *h;
+    char *vnc = NULL;
 
     if (vm->fields[XAPI_F_VM_consoles].n > 0)
         return;
     h = xapi_store_get_class(st, &xapi_classes[XAPI_C_host], srv->host_ref);
-    con = xapi_obj_create(st, C_console);
-    loc = console_location(srv, h, con->ref);
-    xapi_obj_set_string(st, con, XAPI_F_console_protocol, vmops_domain_type_of(vm) == VMOPS_HVM ? "rfb" : "vt100");
-    xapi_obj_set_string(st, con, XAPI_F_console_location, loc);
-    xapi_obj_set_string(st, con, XAPI_F_console_VM, vm->ref);
-    free(loc);
+    if (vmops_domain_type_of(vm) == VMOPS_HVM) {
+        if (b && b->ops->vnc_address)
+            vnc = b->ops->vnc_address(srv->backend, vm->uuid);
+        console_add(srv, h, vm, "rfb", vnc);
+    }
+    console_add(srv, h, vm, "vt100", NULL);
+    free(vnc);
 }
 
 void vmops_console_remove(xapi_server *srv, xapi_obj *vm) {

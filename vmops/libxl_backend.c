@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <netdb.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -442,6 +443,9 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
     rc = prepare_domain(x, cfg, &d, ret_msg);
     if (rc < 0)
         goto out;
+    /* QEMU binds the VNC socket there (Xen's tools make the folder at boot; a host may lack it) */
+    if (d.b_info.type == LIBXL_DOMAIN_TYPE_HVM && mkdir(VMOPS_LIBXL_VNC_DIR, 0755) < 0 && errno != EEXIST)
+        log_warning("libxl backend: cannot make %s for the VNC socket: %s", VMOPS_LIBXL_VNC_DIR, strerror(errno));
     vmops_libxl_error_clear();
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (restore_fd < 0)
@@ -979,9 +983,39 @@ static int open_tty_console(xlb *x, int domid, int *ret_fd, char **ret_msg) {
     return 0;
 }
 
-/* The device model's VNC server: libxl writes where it listens (qemu's
- * answer to query-vnc) to /local/domain/<domid>/console/vnc-listen and
- * vnc-port, which is what `xl vncviewer` connects to. */
+/* The device model's VNC server on the UNIX socket the domain's config gives
+ * it (vmops_libxl_vnc_address). -ENOENT when there is no such socket. */
+static int open_vnc_socket(const char *uuid, int *ret_fd, char **ret_msg) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char *addr = vmops_libxl_vnc_address(uuid);
+    int fd = -1, rc;
+
+    if (strncmp(addr, "unix:", 5) != 0 || strlen(addr + 5) >= sizeof sa.sun_path) {
+        rc = -ENOENT;
+        goto out;
+    }
+    strcpy(sa.sun_path, addr + 5);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        rc = -errno;
+        if (rc != -ENOENT)
+            *ret_msg = msg_errno("cannot connect to the VNC server at", sa.sun_path, -rc);
+        goto out;
+    }
+    *ret_fd = fd;
+    fd = -1;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(addr);
+    return rc;
+}
+
+/* The device model's VNC server on TCP (a domain started before VNC moved to
+ * a UNIX socket): libxl writes where it listens to
+ * /local/domain/<domid>/console/vnc-listen and vnc-port, which is what
+ * `xl vncviewer` connects to. */
 static int open_vnc_console(int domid, int *ret_fd, char **ret_msg) {
     struct xs_handle *xs = xs_open(0);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
@@ -1052,13 +1086,21 @@ static int xlb_device_model_pid(vmops_backend *b, int domid) {
 
 static int xlb_console_open(vmops_backend *b, const char *uuid, int domid, vmops_console_protocol protocol,
                             int *ret_fd, char **ret_msg) {
-    (void)uuid;
     if (domid <= 0) {
         *ret_msg = xapi_strdup("no such running domain");
         return -ESRCH;
     }
-    return protocol == VMOPS_CONSOLE_RFB ? open_vnc_console(domid, ret_fd, ret_msg)
-                                         : open_tty_console(b->priv, domid, ret_fd, ret_msg);
+    if (protocol == VMOPS_CONSOLE_RFB) {
+        int rc = open_vnc_socket(uuid, ret_fd, ret_msg);
+
+        return rc == -ENOENT ? open_vnc_console(domid, ret_fd, ret_msg) : rc;
+    }
+    return open_tty_console(b->priv, domid, ret_fd, ret_msg);
+}
+
+static char *xlb_vnc_address(vmops_backend *b, const char *uuid) {
+    (void)b;
+    return vmops_libxl_vnc_address(uuid);
 }
 
 static void xlb_free(vmops_backend *b) {
@@ -1109,6 +1151,7 @@ static const vmops_backend_ops xlb_ops = {
     .console_log_path = xlb_console_log_path,
     .console_open = xlb_console_open,
     .device_model_pid = xlb_device_model_pid,
+    .vnc_address = xlb_vnc_address,
     .free = xlb_free,
 };
 

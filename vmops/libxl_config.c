@@ -24,6 +24,7 @@
 #define VIF_SCRIPT "vif-bridge"
 #define HVM_DEFAULT_BOOT "cd"
 #define HVM_DEFAULT_SERIAL "pty"
+#define VNC_SOCKET_PREFIX "vnc-"
 #define VIRIDIAN_BITS 32
 
 static int fail(char **ret_msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -380,6 +381,18 @@ static int build_boot(const vmops_domain_config *in, libxl_domain_build_info *b,
                 return fail(ret_msg, "HVM boot order '%s': devices are a, c, d, n", order);
         b->u.hvm.boot = xapi_strdup(order);
         b->u.hvm.serial = xapi_strdup(HVM_DEFAULT_SERIAL);
+        /* The graphical console: QEMU's VNC server on a UNIX socket named
+         * after the VM (known before the domain exists; only root reaches
+         * it), which CONNECT /console proxies. A port range makes no sense
+         * for a socket, and QEMU refuses one. */
+        libxl_defbool_set(&b->u.hvm.vnc.enable, true);
+        libxl_defbool_set(&b->u.hvm.vnc.findunused, false);
+        b->u.hvm.vnc.listen = vmops_libxl_vnc_address(in->uuid);
+        /* A given kernel is booted directly (QEMU's -kernel; BIOS and
+         * boot order do not matter then), as xl does for HVM. */
+        b->kernel = dup_nonempty(in->kernel);
+        b->ramdisk = b->kernel ? dup_nonempty(in->ramdisk) : NULL;
+        b->cmdline = b->kernel ? dup_nonempty(in->cmdline) : NULL;
         return 0;
     }
     /* PV and PVH: as xapi, a bootloader when PV_bootloader is set, else the given kernel. */
@@ -470,6 +483,14 @@ int vmops_libxl_domain_config(const vmops_domain_config *in, libxl_domain_config
             return rc;
     }
     return 0;
+}
+
+char *vmops_libxl_vnc_address(const char *uuid) {
+    char *s = NULL;
+
+    if (asprintf(&s, "unix:%s/" VNC_SOCKET_PREFIX "%s", VMOPS_LIBXL_VNC_DIR, uuid) < 0)
+        xapi_oom();
+    return s;
 }
 
 const char *const vmops_libxl_device_models[] = {

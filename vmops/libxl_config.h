@@ -23,6 +23,11 @@ int vmops_libxl_nic(const vmops_nic *in, libxl_device_nic *out, char **ret_msg);
  * replaces by a random 00:16:3e MAC. */
 int vmops_libxl_parse_mac(const char *s, libxl_mac *out);
 
+/* Where an HVM guest's VNC server listens: "unix:<VMOPS_LIBXL_VNC_DIR>/vnc-<VM uuid>"
+ * (malloc'd; the form QEMU's -vnc takes). The backend makes the folder. */
+#define VMOPS_LIBXL_VNC_DIR "/run/xen"
+char *vmops_libxl_vnc_address(const char *uuid);
+
 /* Where libxl's builds look for qemu-xen, the device model of HVM guests
  * (Debian's qemu-system-xen package first, then upstream Xen's default). */
 extern const char *const vmops_libxl_device_models[];

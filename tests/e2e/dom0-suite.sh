@@ -14,7 +14,9 @@
 #
 #   XENAPID_E2E_BACKEND=sim tests/e2e/dom0-suite.sh
 #
-# Options: --bin XENAPID (default $XENAPID_BIN, else <repo>/build/xenapid).
+# Options: --bin XENAPID (default $XENAPID_BIN, else <repo>/build/xenapid);
+# --only STEP,STEP... runs only those steps of suite.py (the others are
+# reported as skipped; for working on a step, not for CI).
 # Environment: XENAPID_E2E_BACKEND (libxl in the lab, sim elsewhere);
 # E2E_TRACE_HOTPLUG=0 leaves Xen's hotplug scripts as they are (by default, in
 # the lab only, /etc/xen/scripts/block and vif-bridge are wrapped in dom0's RAM
@@ -51,7 +53,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin="$2"; shift 2 ;;
     --bin=*) bin="${1#--bin=}"; shift ;;
-    *) echo "usage: $0 [--bin XENAPID]" >&2; exit 2 ;;
+    --only) export E2E_ONLY="$2"; shift 2 ;;
+    --only=*) export E2E_ONLY="${1#--only=}"; shift ;;
+    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...]" >&2; exit 2 ;;
   esac
 done
 
@@ -102,6 +106,8 @@ log_level = debug
 auth_fail_delay_ms = 300
 clean_shutdown_timeout = 120
 op_wait_timeout = 60
+plugin_dir = $here/plugins
+plugin_pythonpath = $repo/host/python
 EOF
 
 if [ "$backend" = libxl ]; then

@@ -4,7 +4,9 @@
 # tests/e2e/dom0-suite.sh in dom0, which starts xenapid --backend libxl there
 # and drives it with tests/e2e/suite.py over XML-RPC: a file SR and VDI, a PV
 # guest from a template with a disk and a NIC, its console, pause, reboot,
-# shutdown, suspend/resume, hot-plug, a restart of xenapid, destroy; then the
+# shutdown, suspend/resume, hot-plug, a restart of xenapid, a host plugin
+# (tests/e2e/plugins/xenstore.py) reading and writing the guest's xenstore,
+# destroy; an HVM guest (qemu-xen, its VNC socket, its console); then the
 # VM.start vs `xl create` benchmark.
 #
 #   tests/e2e/run.sh
@@ -16,6 +18,8 @@
 #   XENAPID_E2E=0       skip the suite (prints so and exits 0)
 #   XENAPID_E2E_TIMEOUT hard limit of the whole command in seconds (default 900)
 #   XENAPID_E2E_NO_BUILD=1  use build/xenapid as it is
+#   XENAPID_E2E_ONLY=STEP,STEP...  run only those steps of suite.py (while
+#                       working on them; the others are reported as skipped)
 #   XENLAB_*            passed on to the lab (see tests/e2e/lab/README.md)
 # Logs of the run: the run folder it names at the end, var/xenlab/runs/<id>/
 # (script.log: the suite's output; logs/e2e/: xenapid.log with epoch timestamps,
@@ -79,6 +83,8 @@ if [ "$lab_timeout" -lt 240 ]; then
   echo "FAIL  lab-run: only $lab_timeout s left of the ${budget} s budget"
   finish 2 1
 fi
+# Xen prints HVM guests' firmware lines (hvmloader, SeaBIOS) only at this log level: the HVM step reads them.
+export XENLAB_XEN_ARGS="${XENLAB_XEN_ARGS:-guest_loglvl=all}"
 # dom0 reads the host's files through a cached 9p share: run a snapshot of the
 # binary, so that a rebuild on the host during the run cannot change it under dom0.
 mkdir -p var/e2e
@@ -98,7 +104,8 @@ sampler_log="var/e2e/host-load.log"
   done ) &
 sampler=$!
 timeout --kill-after=20 "$((lab_timeout + 5))" \
-  tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" 2>&1 | tee "$out"
+  tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" \
+    ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true

@@ -169,6 +169,20 @@ static void case_hvm(vmops_domain_config *c) {
     add_nic(c, 1, "00:16:3e:aa:bb:02", "xapi1", 1400, 100000);
 }
 
+/* HVM booted from a given kernel (QEMU's -kernel), as the e2e suite's HVM
+ * guest is: the boot order stays, BIOS output on QEMU's serial port. */
+static void case_hvm_kernel(vmops_domain_config *c) {
+    base(c, VMOPS_HVM, "1a2b3c4d-5e6f-4a0b-9c1d-2e3f4a5b6c7d", "hvm-kernel");
+    c->memory_static_max = c->memory_dynamic_max = c->memory_target = 256 * MiB;
+    c->kernel = sdup("/srv/boot/vmlinuz");
+    c->ramdisk = sdup("/srv/boot/initrd.img");
+    c->cmdline = sdup("console=ttyS0 console=hvc0");
+    c->bootloader = sdup("pygrub"); /* PV only: ignored */
+    platform(c, "acpi", "1");
+    platform(c, "hvm_serial", "file:/srv/work/hvm-serial.log");
+    add_disk(c, 0, "hda", "/srv/sr/hvm.img", "raw", false, false);
+}
+
 /* HVM: every platform key libxl knows, some it does not (ignored), an empty
  * CD drive, a VHD disk, the default boot order. */
 static void case_hvm_platform(vmops_domain_config *c) {
@@ -401,6 +415,11 @@ static void test_hvm(void **state) {
     assert_true(libxl_defbool_val(d.b_info.u.hvm.pae));
     assert_true(libxl_defbool_val(d.b_info.u.hvm.nx));
     assert_true(libxl_defbool_val(d.b_info.u.hvm.viridian));
+    /* the graphical console: QEMU's VNC server on the VM's UNIX socket, no port range */
+    assert_true(libxl_defbool_val(d.b_info.u.hvm.vnc.enable));
+    assert_false(libxl_defbool_val(d.b_info.u.hvm.vnc.findunused));
+    assert_string_equal(d.b_info.u.hvm.vnc.listen, "unix:/run/xen/vnc-e5f60718-293a-4b4c-9d5e-6f708192a3b4");
+    assert_null(d.b_info.kernel);
     assert_int_equal(d.num_disks, 2);
     assert_int_equal(d.disks[1].is_cdrom, 1);
     assert_int_equal(d.disks[1].readwrite, 0);
@@ -412,6 +431,24 @@ static void test_hvm(void **state) {
     assert_int_equal(d.nics[1].devid, 1);
     assert_int_equal(d.nics[1].mtu, 1400);
     assert_int_equal(d.nics[1].rate_bytes_per_interval, 100000ULL * 1024 * 50000 / 1000000);
+    libxl_domain_config_dispose(&d);
+    vmops_domain_config_free(&c);
+}
+
+static void test_hvm_kernel(void **state) {
+    vmops_domain_config c;
+    libxl_domain_config d;
+
+    case_hvm_kernel(&c);
+    check_golden("hvm_kernel", &c, &d);
+    assert_int_equal(d.b_info.type, LIBXL_DOMAIN_TYPE_HVM);
+    assert_string_equal(d.b_info.kernel, "/srv/boot/vmlinuz");
+    assert_string_equal(d.b_info.ramdisk, "/srv/boot/initrd.img");
+    assert_string_equal(d.b_info.cmdline, "console=ttyS0 console=hvc0");
+    assert_null(d.b_info.bootloader);
+    assert_string_equal(d.b_info.u.hvm.boot, "cd");
+    assert_string_equal(d.b_info.u.hvm.serial, "file:/srv/work/hvm-serial.log");
+    assert_true(libxl_defbool_val(d.b_info.u.hvm.vnc.enable));
     libxl_domain_config_dispose(&d);
     vmops_domain_config_free(&c);
 }
@@ -702,7 +739,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pv_direct),    cmocka_unit_test(test_pv_pygrub),
         cmocka_unit_test(test_pvh),          cmocka_unit_test(test_hvm),
-        cmocka_unit_test(test_hvm_platform), cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_hvm_platform), cmocka_unit_test(test_hvm_kernel),
+        cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_devices),      cmocka_unit_test(test_new_without_xen),
         cmocka_unit_test(test_daemon_without_xen), cmocka_unit_test(test_device_model_check),
     };
