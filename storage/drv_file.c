@@ -200,7 +200,8 @@ static int dir_probe(const xapi_value *dc, int missing_code, char **ret_xml, sto
         }
         names[n++] = xapi_strdup(de->d_name);
     }
-    qsort(names, n, sizeof *names, name_cmp);
+    if (n > 1) /* no array at all when nothing was found: qsort(NULL, 0) is undefined */
+        qsort(names, n, sizeof *names, name_cmp);
     f = open_memstream(&xml, &len);
     if (!f)
         xapi_oom();

@@ -219,7 +219,8 @@ static int bat_done(storage_vhd_decoder *d) {
     }
     if (in_zeros && (rc = d->write(d->opaque, zero_from, NULL, d->size - zero_from)) < 0)
         return rc;
-    qsort(d->order, d->norder, sizeof *d->order, by_offset);
+    if (d->norder > 1) /* an image without blocks may have no array: qsort(NULL, 0) is undefined */
+        qsort(d->order, d->norder, sizeof *d->order, by_offset);
     for (uint32_t k = 1; k < d->norder; k++)
         if (d->order[k - 1].offset + d->bitmap_len + d->block_size > d->order[k].offset)
             return fail(d, "blocks %u and %u overlap", d->order[k - 1].block, d->order[k].block);
