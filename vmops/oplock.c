@@ -278,6 +278,7 @@ int vmops_op_begin(xapi_call *c, const char *vm_ref, const char *op, bool hidden
     xapi_server *srv = c->srv;
     int64_t deadline = xapi_now_ns() + (int64_t)srv->config->op_wait_timeout * 1000000000LL;
     char uuid[XAPI_UUID_LEN + 1];
+    const char *reason;
     parked_call *done = NULL;
     xapi_task_job *job = NULL;
     oplock_entry *e;
@@ -290,8 +291,8 @@ int vmops_op_begin(xapi_call *c, const char *vm_ref, const char *op, bool hidden
         memcpy(uuid, vm->uuid, sizeof uuid);
     /* As xapi, the first check: a client's call of a blocked operation (the
      * daemon's own, acting on a guest's shutdown say, are not the client's to block). */
-    if (rc == 0 && !hidden && *c->session && blocked_reason(vm, op))
-        rc = xapi_call_fail(c, "OPERATION_BLOCKED", vm_ref, blocked_reason(vm, op));
+    if (rc == 0 && !hidden && *c->session && (reason = blocked_reason(vm, op)))
+        rc = xapi_call_fail(c, "OPERATION_BLOCKED", vm_ref, reason);
     xapi_store_rdunlock(srv->store);
     if (rc < 0)
         return rc;
