@@ -355,22 +355,31 @@ ssize_t xapi_http_tunnel_send(xapi_http_tunnel *t, const void *buf, size_t len) 
 
 #define TUNNEL_GREETING_MS 10000 /* for the client to take the 200 line */
 
+/* The connection's socket, and its TLS session when it came in over TLS: 0 or -EIO. */
+static int tunnel_attach(xapi_http *h, struct MHD_Connection *conn, xapi_http_tunnel *ret_t) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    xapi_http_tunnel t = {.fd = -1};
+
+    if (!ci)
+        return -EIO;
+    t.fd = ci->connect_fd;
+    if (h->tls && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->tls) {
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (!ci || !ci->tls_session)
+            return -EIO;
+        t.tls = ci->tls_session;
+    }
+    *ret_t = t;
+    return 0;
+}
+
 xapi_http_tunnel *xapi_http_req_tunnel(xapi_http_req *r) {
     static const char ok[] = "HTTP/1.1 200 OK\r\n\r\n";
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     xapi_http_tunnel *t = &r->tunnel;
     size_t off = 0;
 
-    if (!ci)
+    if (tunnel_attach(r->h, r->conn, t) < 0)
         return NULL;
-    t->fd = ci->connect_fd;
-    t->tls = NULL;
-    if (r->h->tls && MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_DAEMON)->daemon == r->h->tls) {
-        ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-        if (!ci || !ci->tls_session)
-            return NULL;
-        t->tls = ci->tls_session;
-    }
     r->tunneled = true; /* from here on the connection closes when the handler returns */
     while (off < sizeof ok - 1) {
         struct pollfd p = {.fd = t->fd, .events = POLLOUT};
@@ -814,15 +823,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     peer.address = track ? track->peer : NULL;
     peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
     if (ctx->ep == EP_RAW) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        xapi_http_tunnel t;
 
-        /* The protocol speaks on the socket itself, which under TLS carries records, not bytes. */
-        if (thread_conn_tls > 0)
-            return send_text(conn, MHD_HTTP_NOT_IMPLEMENTED,
-                             "the CLI protocol is served over plain HTTP and the local socket\n", true);
-
-        if (ci)
-            ctx->raw(h->srv, &peer, ctx->body.data ? ctx->body.data : "", ctx->body.len, ci->connect_fd);
+        /* The protocol speaks on the connection itself: bytes on the socket, or records of its TLS session. */
+        if (tunnel_attach(h, conn, &t) == 0)
+            ctx->raw(h->srv, &peer, ctx->body.data ? ctx->body.data : "", ctx->body.len, &t);
         return MHD_NO; /* closes the connection without an HTTP reply */
     }
 
