@@ -110,8 +110,7 @@ static void put_command(xapi_buf *b, uint32_t tag, const char *s, size_t len, ui
     }
 }
 
-/* The xe next to the daemon (the build tree), else the installed one. */
-static void find_xe(char *out, size_t size) {
+void xapi_cli_xe_path(char *out, size_t size) {
     char self[PATH_MAX - 16];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 
@@ -144,7 +143,7 @@ static int run_xe(const agent_config *cfg, char **argv, xapi_buf *out, xapi_buf 
     pid_t pid = -1;
     time_t deadline = time(NULL) + CLI_TIMEOUT_S;
 
-    find_xe(xe, sizeof xe);
+    xapi_cli_xe_path(xe, sizeof xe);
     argv[0] = xe;
     snprintf(sock_env, sizeof sock_env, "XE_LOCAL_SOCKET=%s", cfg->unix_socket ? cfg->unix_socket : "");
     if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
