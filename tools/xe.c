@@ -407,6 +407,20 @@ static void render_field(xe_ctx *x, const xe_class *c, const xe_field *f, const 
             sb_add(out, "<not in database>");
         break;
     }
+    case XE_HOST_MEMORY: {
+        const xv *host = NULL, *n = NULL;
+
+        if (strcmp(f->name, "memory-free-computed") == 0) {
+            if (xe_callf(x->conn, &host, "host.get_by_uuid", "(s)", xv_str(member(x, rec, "uuid"))) == XE_RPC_OK &&
+                xe_callf(x->conn, &n, "host.compute_free_memory", "(s)", xv_str(host)) == XE_RPC_OK)
+                sb_add(out, xv_str(n));
+        } else if (xe_callf(x->conn, &n, strcmp(f->name, "memory-total") == 0 ? "host_metrics.get_memory_total"
+                                                                                : "host_metrics.get_memory_free",
+                            "(s)", xv_str(member(x, rec, "metrics"))) == XE_RPC_OK) {
+            sb_add(out, xv_str(n));
+        }
+        break;
+    }
     case XE_SR_HOST: {
         const xv *host = NULL;
 

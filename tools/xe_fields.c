@@ -65,6 +65,10 @@ static const struct {
     {"PIF", "network-uuid", "network-name-label", XE_NAME_OF_REF},
     {"PIF", "host-uuid", "host-name-label", XE_NAME_OF_REF},
     {"SR", "name-description", "host", XE_SR_HOST},
+    /* records.ml's, read by os-xenapi's xenhost.host_data from `xe host-param-list` */
+    {"host", "name-description", "memory-total", XE_HOST_MEMORY},
+    {"host", "memory-total", "memory-free", XE_HOST_MEMORY},
+    {"host", "memory-free", "memory-free-computed", XE_HOST_MEMORY},
 };
 
 /* Columns records.ml prints later than the schema has them: moved (with the computed column

@@ -9,6 +9,7 @@ typedef enum xe_synth {
     XE_REAL = 0,       /* a field of the record */
     XE_NAME_OF_REF,    /* name_label of the object a ref field (ref_field) points at */
     XE_SR_HOST,        /* SR `host`: its one PBD's host name, `<shared>` if several */
+    XE_HOST_MEMORY,    /* host memory-total, -free (its host_metrics), -free-computed */
 } xe_synth;
 
 typedef struct xe_field {

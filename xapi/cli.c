@@ -1,7 +1,8 @@
 /* POST /cli: xapi's thin CLI protocol (see cli.h). The server speaks first, without an HTTP
  * status line: "XenSource thin CLI protocol", major 0, minor 2 (int32 little-endian each); the
  * client answers the same. Then every message is an int32 length and a payload of int32 tags
- * and strings (int32 length + bytes): Command (9) Print (0) / PrintStderr (16) / Exit (4). */
+ * and strings (int32 length + bytes): Command (9) Print (0) / PrintStderr (16) / Exit (4).
+ * The same over TLS (a stock `xe -s HOST` talks to port 443): the bytes go in its records. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,12 +42,34 @@ static void put_int(xapi_buf *b, uint32_t v) {
     xapi_buf_append(b, (const char *)le, 4);
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+/* Waits until t can go on in direction events: 0, or -ETIMEDOUT past deadline (ms, monotonic). */
+static int wait_ready(xapi_http_tunnel *t, short events, int64_t deadline) {
+    struct pollfd p = {.fd = xapi_http_tunnel_fd(t), .events = events};
+    int64_t left;
 
-        if (w < 0 && errno == EINTR)
-            continue;
+    if (events == POLLIN && xapi_http_tunnel_pending(t))
+        return 0;
+    for (;;) {
+        left = deadline - xapi_now_ns() / 1000000;
+        if (left <= 0)
+            return -ETIMEDOUT;
+        if (poll(&p, 1, (int)left) > 0 || errno != EINTR)
+            return 0;
+    }
+}
+
+/* Both bounded by CLI_IO_TIMEOUT_S: a client that stops reading or writing holds only its own thread. */
+static int write_all(xapi_http_tunnel *t, const char *p, size_t n) {
+    int64_t deadline = xapi_now_ns() / 1000000 + CLI_IO_TIMEOUT_S * 1000;
+
+    while (n) {
+        ssize_t w = xapi_http_tunnel_send(t, p, n);
+
+        if (w == -EAGAIN) {
+            if (wait_ready(t, POLLOUT, deadline) < 0)
+                return -ETIMEDOUT;
+            continue; /* TLS: again with the same bytes */
+        }
         if (w <= 0)
             return -EIO;
         p += w;
@@ -57,12 +78,17 @@ static int write_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
-static int read_all(int fd, char *p, size_t n) {
-    while (n) {
-        ssize_t r = recv(fd, p, n, 0);
+static int read_all(xapi_http_tunnel *t, char *p, size_t n) {
+    int64_t deadline = xapi_now_ns() / 1000000 + CLI_IO_TIMEOUT_S * 1000;
 
-        if (r < 0 && errno == EINTR)
+    while (n) {
+        ssize_t r = xapi_http_tunnel_recv(t, p, n);
+
+        if (r == -EAGAIN) {
+            if (wait_ready(t, POLLIN, deadline) < 0)
+                return -ETIMEDOUT;
             continue;
+        }
         if (r <= 0)
             return -EIO;
         p += r;
@@ -84,8 +110,7 @@ static void put_command(xapi_buf *b, uint32_t tag, const char *s, size_t len, ui
     }
 }
 
-/* The xe next to the daemon (the build tree), else the installed one. */
-static void find_xe(char *out, size_t size) {
+void xapi_cli_xe_path(char *out, size_t size) {
     char self[PATH_MAX - 16];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 
@@ -118,7 +143,7 @@ static int run_xe(const agent_config *cfg, char **argv, xapi_buf *out, xapi_buf 
     pid_t pid = -1;
     time_t deadline = time(NULL) + CLI_TIMEOUT_S;
 
-    find_xe(xe, sizeof xe);
+    xapi_cli_xe_path(xe, sizeof xe);
     argv[0] = xe;
     snprintf(sock_env, sizeof sock_env, "XE_LOCAL_SOCKET=%s", cfg->unix_socket ? cfg->unix_socket : "");
     if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
@@ -210,24 +235,22 @@ static bool authorized(xapi_server *srv, const xapi_peer *peer, const char *sess
     return false;
 }
 
-static void serve(xapi_server *srv, const xapi_peer *peer, const char *body, size_t len, int fd) {
+static void serve(xapi_server *srv, const xapi_peer *peer, const char *body, size_t len, xapi_http_tunnel *t) {
     char *copy = NULL, *argv[CLI_MAX_ARGS + 2];
     const char *user = NULL, *password = NULL, *session = NULL;
     char hello[sizeof CLI_PREFIX - 1 + 8];
     xapi_buf msg = {0}, out = {0}, err = {0};
-    struct timeval tv = {CLI_IO_TIMEOUT_S, 0};
     unsigned argc = 1;
     int flags, status;
 
-    flags = fcntl(fd, F_GETFL);
+    /* The waits are ours (poll with a deadline), whatever mode MHD left the socket in. */
+    flags = fcntl(xapi_http_tunnel_fd(t), F_GETFL);
     if (flags >= 0)
-        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        fcntl(xapi_http_tunnel_fd(t), F_SETFL, flags | O_NONBLOCK);
     xapi_buf_append(&msg, CLI_PREFIX, sizeof CLI_PREFIX - 1);
     put_int(&msg, CLI_MAJOR);
     put_int(&msg, CLI_MINOR);
-    if (write_all(fd, msg.data, msg.len) < 0 || read_all(fd, hello, sizeof hello) < 0 ||
+    if (write_all(t, msg.data, msg.len) < 0 || read_all(t, hello, sizeof hello) < 0 ||
         memcmp(hello, CLI_PREFIX, sizeof CLI_PREFIX - 1) != 0 || hello[sizeof CLI_PREFIX - 1] != CLI_MAJOR) {
         log_info("cli: not a thin CLI client, or another major version");
         goto out;
@@ -275,7 +298,7 @@ static void serve(xapi_server *srv, const xapi_peer *peer, const char *body, siz
             put_command(&msg, CMD_PRINT_STDERR, err.data, err.len, 0);
     }
     put_command(&msg, CMD_EXIT, NULL, 0, (uint32_t)status);
-    (void)write_all(fd, msg.data, msg.len);
+    (void)write_all(t, msg.data, msg.len);
 out:
     free(copy);
     xapi_buf_free(&msg);

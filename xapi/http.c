@@ -4,6 +4,8 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -355,22 +357,31 @@ ssize_t xapi_http_tunnel_send(xapi_http_tunnel *t, const void *buf, size_t len) 
 
 #define TUNNEL_GREETING_MS 10000 /* for the client to take the 200 line */
 
+/* The connection's socket, and its TLS session when it came in over TLS: 0 or -EIO. */
+static int tunnel_attach(xapi_http *h, struct MHD_Connection *conn, xapi_http_tunnel *ret_t) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    xapi_http_tunnel t = {.fd = -1};
+
+    if (!ci)
+        return -EIO;
+    t.fd = ci->connect_fd;
+    if (h->tls && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->tls) {
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (!ci || !ci->tls_session)
+            return -EIO;
+        t.tls = ci->tls_session;
+    }
+    *ret_t = t;
+    return 0;
+}
+
 xapi_http_tunnel *xapi_http_req_tunnel(xapi_http_req *r) {
     static const char ok[] = "HTTP/1.1 200 OK\r\n\r\n";
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     xapi_http_tunnel *t = &r->tunnel;
     size_t off = 0;
 
-    if (!ci)
+    if (tunnel_attach(r->h, r->conn, t) < 0)
         return NULL;
-    t->fd = ci->connect_fd;
-    t->tls = NULL;
-    if (r->h->tls && MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_DAEMON)->daemon == r->h->tls) {
-        ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-        if (!ci || !ci->tls_session)
-            return NULL;
-        t->tls = ci->tls_session;
-    }
     r->tunneled = true; /* from here on the connection closes when the handler returns */
     while (off < sizeof ok - 1) {
         struct pollfd p = {.fd = t->fd, .events = POLLOUT};
@@ -611,6 +622,7 @@ typedef struct request_ctx {
     bool inflight;     /* counted in xapi_http.inflight */
     uint64_t dropped;
     xapi_http_raw_post_fn raw; /* EP_RAW */
+    gnutls_session_t corked;   /* a small reply's TLS records held until it is all queued */
 } request_ctx;
 
 /* A PUT to a streaming handler: headers (first call), body pieces, end. */
@@ -711,6 +723,49 @@ static xapi_buf *reply_buffer(void) {
         xapi_buf_free(b); /* the last reply was much smaller than the storage it left */
     xapi_buf_truncate(b, 0);
     return b;
+}
+
+/* MHD 0.9.75 writes a reply's header and body with one gnutls_record_send each: two
+ * records, two TCP segments, two wake-ups of the client for one small call. Corked, the
+ * session packs what MHD sends into as few records as fit, and completed() sends them. */
+#define TLS_CORK_MAX (12 * 1024) /* of body: larger replies fill whole records anyway */
+
+static gnutls_session_t cork(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+
+    if (!ci || !ci->tls_session)
+        return NULL;
+    gnutls_record_cork(ci->tls_session);
+    return ci->tls_session;
+}
+
+#define TLS_UNCORK_MS 10000 /* for the client to take a small reply */
+
+/* Sends what cork() held. A client that does not take it in TLS_UNCORK_MS (or a reply that
+ * ended otherwise) loses the connection: corked data would pile up under the next replies. */
+static void uncork(struct MHD_Connection *conn, gnutls_session_t tls, bool send) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int64_t deadline = xapi_now_ns() / 1000000 + TLS_UNCORK_MS;
+    int r = GNUTLS_E_AGAIN;
+
+    if (!ci)
+        return;
+    while (send) {
+        struct pollfd p = {.fd = ci->connect_fd, .events = POLLOUT};
+        int64_t left = deadline - xapi_now_ns() / 1000000;
+
+        r = gnutls_record_uncork(tls, 0);
+        if (r >= 0 || (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED) || left <= 0)
+            break;
+        (void)poll(&p, 1, (int)left);
+    }
+    if (r < 0) {
+        shutdown(ci->connect_fd, SHUT_RDWR);
+        return;
+    }
+    /* MHD corks the socket itself (TCP_CORK) while it thinks the reply is going out, and took
+     * it off before these bytes were written: without a push they would wait Linux's 200 ms. */
+    (void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_CORK, &(int){0}, sizeof(int));
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *conn, const xapi_buf *reply, const char *content_type) {
@@ -814,15 +869,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     peer.address = track ? track->peer : NULL;
     peer.originator = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "originator");
     if (ctx->ep == EP_RAW) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        xapi_http_tunnel t;
 
-        /* The protocol speaks on the socket itself, which under TLS carries records, not bytes. */
-        if (thread_conn_tls > 0)
-            return send_text(conn, MHD_HTTP_NOT_IMPLEMENTED,
-                             "the CLI protocol is served over plain HTTP and the local socket\n", true);
-
-        if (ci)
-            ctx->raw(h->srv, &peer, ctx->body.data ? ctx->body.data : "", ctx->body.len, ci->connect_fd);
+        /* The protocol speaks on the connection itself: bytes on the socket, or records of its TLS session. */
+        if (tunnel_attach(h, conn, &t) == 0)
+            ctx->raw(h->srv, &peer, ctx->body.data ? ctx->body.data : "", ctx->body.len, &t);
         return MHD_NO; /* closes the connection without an HTTP reply */
     }
 
@@ -839,6 +890,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     ctx->inflight = true;
     xapi_dispatch(h->srv, &peer, &req, reply);
     xapi_request_free(&req);
+    if (thread_conn_tls > 0 && reply->len <= TLS_CORK_MAX)
+        ctx->corked = cork(conn);
     return send_reply(conn, reply, ctx->ep == EP_JSONRPC ? "application/json" : "text/xml");
 }
 
@@ -849,6 +902,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
     set_phase(conn, PHASE_WAITING); /* the next request's deadline starts now */
 
     if (ctx) {
+        if (ctx->corked)
+            uncork(conn, ctx->corked, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
         if (ctx->inflight)
             __atomic_sub_fetch(&h->inflight, 1, __ATOMIC_SEQ_CST);
         if (ctx->put_state)

@@ -88,10 +88,12 @@ typedef struct xapi_http_put_ops {
 } xapi_http_put_ops;
 void xapi_http_register_put(const char *path, const xapi_http_put_ops *ops);
 
+typedef struct xapi_http_tunnel xapi_http_tunnel;
 /* POST path answered outside HTTP (xapi's thin CLI protocol): once the body is in, fn gets the
- * connection's socket (blocking, on the connection's own thread) and speaks on it; no HTTP reply
- * is sent and the connection closes when fn returns. Plain HTTP and the UNIX socket only. */
-typedef void (*xapi_http_raw_post_fn)(xapi_server *srv, const xapi_peer *peer, const char *body, size_t len, int fd);
+ * connection (plain, TLS or the UNIX socket; see xapi_http_tunnel_* below, on the connection's
+ * own thread) and speaks on it; no HTTP reply is sent and the connection closes when fn returns. */
+typedef void (*xapi_http_raw_post_fn)(xapi_server *srv, const xapi_peer *peer, const char *body, size_t len,
+                                      xapi_http_tunnel *t);
 void xapi_http_register_raw_post(const char *path, xapi_http_raw_post_fn fn);
 /* CONNECT path (consoles): the handler either fills rep (an error, answered
  * as any reply), or takes the connection over with xapi_http_req_tunnel and
@@ -106,7 +108,6 @@ typedef void (*xapi_http_connect_fn)(xapi_server *srv, xapi_http_req *r, xapi_ht
 void xapi_http_register_connect(const char *path, xapi_http_connect_fn fn);
 
 /* The client's connection, taken over (plain or TLS). */
-typedef struct xapi_http_tunnel xapi_http_tunnel;
 /* Answers "HTTP/1.1 200 OK" and hands the connection over; NULL if the client is gone. */
 xapi_http_tunnel *xapi_http_req_tunnel(xapi_http_req *r);
 /* The socket, to poll (POLLIN/POLLOUT) between calls that said -EAGAIN. */

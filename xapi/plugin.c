@@ -3,6 +3,7 @@
  * No store lock is held while a plugin runs: plugins call back into the API
  * (XenAPI.xapi_local()), often with the caller's own session. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "agent/plugin_runner.h"
+#include "xapi/cli.h"
 #include "xapi/error.h"
 #include "xapi/plugin.h"
 #include "xapi/rpc.h"
@@ -69,10 +71,18 @@ static char *env_entry(const char *name, const char *value) {
 
 static void fixed_init(void) {
     const agent_config *cfg = fixed_config;
+    char xe[PATH_MAX], *slash, *path = NULL;
     unsigned n = 0;
 
     fixed.dir = absolute(cfg->plugin_dir);
-    fixed.env_strings[n++] = env_entry("PATH", PLUGIN_PATH);
+    xapi_cli_xe_path(xe, sizeof xe);
+    slash = strrchr(xe, '/'); /* an absolute path: its directory, "" for "/" */
+    if (slash)
+        *slash = 0;
+    if (asprintf(&path, "%s:%s", xe, PLUGIN_PATH) < 0)
+        xapi_oom();
+    fixed.env_strings[n++] = env_entry("PATH", path);
+    free(path);
     fixed.env_strings[n++] = env_entry("LANG", PLUGIN_LANG);
     if (*cfg->plugin_pythonpath) {
         char *p = absolute(cfg->plugin_pythonpath);

@@ -24,17 +24,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 from test_plugins import wait_for  # noqa: E402
-from harness import NULL_REF, PASSWORD, REF_RE, ROOT, UUID_RE, Daemon, check_record  # noqa: E402
+from harness import NULL_REF, PASSWORD, REF_RE, ROOT, UUID_RE, check_record  # noqa: E402
+from harness import free_port  # noqa: E402
+from test_https import TLSDaemon  # noqa: E402
 
 COMPAT_PLUGINS = os.path.join(HERE, "plugins")
 SHIPPED_PLUGINS = os.path.join(ROOT, "host", "plugins")
 HOST_PYTHON = os.path.join(ROOT, "host", "python")
 
-# CloudStack speaks HTTPS only; until the daemon serves it the tests run over
-# plain HTTP. Setting XENAPID_COMPAT_SCHEME=https (with a daemon configured
-# for TLS by COMPAT_TLS_CONFIG) runs the same tests over TLS.
-SCHEME = os.environ.get("XENAPID_COMPAT_SCHEME", "http")
-COMPAT_TLS_CONFIG = os.environ.get("XENAPID_COMPAT_TLS_CONFIG", "")
+# Each client's scheme is its class's (CloudStack speaks HTTPS only, Nova's
+# connection_url is usually http://); XENAPID_COMPAT_SCHEME=http|https runs
+# them all in one. Over HTTPS the daemon also listens on plain HTTP (as a
+# XenServer host does on 80 and 443: CloudStack fetches statistics there).
+SCHEME = os.environ.get("XENAPID_COMPAT_SCHEME")
 
 __all__ = ["NULL_REF", "PASSWORD", "REF_RE", "UUID_RE", "check_record", "CompatTest", "XenAPIFailure", "is_ref",
            "wait_for"]
@@ -67,14 +69,17 @@ class CompatTest(unittest.TestCase):
     logged-in client (client_class(proxy)) whose call() the tests use."""
 
     extra_config = ""
-    scheme = SCHEME
+    scheme = "http"
     client_class = None
 
     @classmethod
     def setUpClass(cls):
+        cls.scheme = SCHEME or cls.scheme
         cls.plugin_dir = make_plugin_dir()
-        cls.d = Daemon(extra_config="plugin_dir = %s\nplugin_pythonpath = %s\n%s%s" % (
-            cls.plugin_dir, HOST_PYTHON, cls.extra_config, COMPAT_TLS_CONFIG if cls.scheme == "https" else ""))
+        tls_port = free_port()
+        cls.d = TLSDaemon(extra_config="plugin_dir = %s\nplugin_pythonpath = %s\nlisten_tls = 127.0.0.1:%d\n%s" % (
+            cls.plugin_dir, HOST_PYTHON, tls_port, cls.extra_config))
+        cls.d.tls_port = tls_port
         cls.d.start()
         cls.client = cls.client_class(cls.server_proxy())
 
@@ -98,7 +103,7 @@ class CompatTest(unittest.TestCase):
     def url(cls, path=""):
         """The daemon's URL in this class's scheme; path "" is a URL with no path
         (xmlrpc.client then posts to /RPC2, as Nova's session does)."""
-        return "%s://127.0.0.1:%d%s" % (cls.scheme, cls.d.port, path)
+        return "%s://127.0.0.1:%d%s" % (cls.scheme, cls.d.tls_port if cls.scheme == "https" else cls.d.port, path)
 
     @classmethod
     def http(cls, method, path, body=b"", headers=None, timeout=10):

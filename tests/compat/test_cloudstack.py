@@ -7,14 +7,17 @@ placeholder UNRECOGNIZED), ints as strings, nulls as "", and polls Async
 tasks with task.get_status; results of Async calls are parsed out of
 task.result's `<value>...</value>`.
 
-CloudStack connects over HTTPS only; the URL scheme is CompatTest.scheme
-(XENAPID_COMPAT_SCHEME), plain HTTP until the daemon serves TLS."""
+CloudStack connects over HTTPS only, so these tests do (XENAPID_COMPAT_SCHEME
+overrides it)."""
 
 import os
 import re
+import socket
+import ssl
 import sys
 import time
 import unittest
+import urllib.parse
 import uuid
 import xmlrpc.client
 
@@ -123,6 +126,7 @@ def value_of(result):
 
 class CloudStackTest(CompatTest):
     client_class = Connection
+    scheme = "https"
 
     @classmethod
     def setUpClass(cls):
@@ -606,8 +610,10 @@ class VMs(CloudStackTest):
         self.assertEqual([(p["host"], p["VLAN"]) for p in pifs], [(self.host(), "42")])
         self.call("VLAN.destroy", vlan)
 
-    @unittest.expectedFailure  # issue 10: consoles (rfb over an https location)
     def test_vnc_console(self):
+        """GetVncPort's location, then the console proxy's RawHTTP: TLS to the location's host
+        (443 unless a port is given), CONNECT with the session as a cookie, "HTTP/1.x 200",
+        headers, a blank line, then RFB."""
         vm, _ = self.start_vm("i-2-14-VM")
         consoles = self.call("VM.get_record", vm)["consoles"]
         rfb = [c for c in consoles if self.call("console.get_protocol", c) == "rfb"]
@@ -615,6 +621,18 @@ class VMs(CloudStackTest):
         location = self.call("console.get_location", rfb[0])
         self.assertTrue(location.startswith("https://"), location)
         self.assertNotIn("&", location)
+        url = urllib.parse.urlsplit(location)
+        raw = socket.create_connection((url.hostname, url.port or 443), timeout=10)
+        with ssl._create_unverified_context().wrap_socket(raw, server_hostname=url.hostname) as s:
+            s.sendall(b"CONNECT %s?%s HTTP/1.0\r\nHost: %s\r\nCookie: session_id=%s\r\n\r\n"
+                      % (url.path.encode(), url.query.encode(), url.hostname.encode(), self.c.session.encode()))
+            data = b""
+            while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 16:
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, data)
+                data += chunk
+            self.assertRegex(data, rb"^HTTP/1\.[01] 200 ")
+            self.assertTrue(data.split(b"\r\n\r\n", 1)[1].startswith(b"RFB 003.008\n"), data)
 
     def test_host_stats(self):
         # CloudStack fetches statistics over plain HTTP (port 80), whatever its XML-RPC scheme

@@ -98,18 +98,6 @@ class TestHTTPS(unittest.TestCase):
     def tearDownClass(cls):
         cls.d.cleanup()
 
-    def test_cli_protocol_refused_over_tls(self):
-        """POST /cli speaks on the raw socket: over TLS it is refused with an HTTP error, not garbled."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.d.tls_port, timeout=10,
-                                           context=ssl._create_unverified_context())
-        try:
-            conn.request("POST", "/cli", body=b"vm-list\n", headers={"Content-Type": "text/plain"})
-            r = conn.getresponse()
-            self.assertEqual(r.status, 501)
-            self.assertIn(b"plain HTTP", r.read())
-        finally:
-            conn.close()
-
     def test_generated_certificate(self):
         d = self.d
         self.assertEqual(stat.S_IMODE(os.stat(d.key).st_mode), 0o600)

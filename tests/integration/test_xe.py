@@ -10,6 +10,7 @@ import threading
 import unittest
 
 from harness import BUILD, PASSWORD, UUID_RE, Daemon
+from test_https import tls_daemon
 
 XE = os.path.join(BUILD, "xe")
 MiB = 1 << 20
@@ -23,7 +24,7 @@ def ok(r):
 class XeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon().start()
+        cls.d = tls_daemon().start()  # plain HTTP and HTTPS, as a XenServer host's 80 and 443
         cls.x, cls.s = cls.d.login()
 
     @classmethod
@@ -417,10 +418,13 @@ class XeTest(unittest.TestCase):
             self.assertNotEqual(r.stderr, "")
 
     # ---- the server side: xapi's thin CLI protocol on POST /cli, as a stock xe speaks it ----
-    def thin_cli(self, *args, user="root", password=PASSWORD, hello=b"XenSource thin CLI protocol"):
-        """A client of the protocol as xapi's xe (newcli.ml) speaks it: (exit code, stdout, stderr)."""
+    def thin_cli(self, *args, user="root", password=PASSWORD, hello=b"XenSource thin CLI protocol", tls=False):
+        """A client of the protocol as xapi's xe (newcli.ml) speaks it: (exit code, stdout, stderr).
+        tls: as a stock `xe -s HOST` does by default, over TLS to the HTTPS port (stunnel there)."""
         body = "\n".join(list(args) + ["username=" + user, "password=" + password]).encode()
-        s = socket.create_connection(("127.0.0.1", self.d.port), timeout=60)
+        s = socket.create_connection(("127.0.0.1", self.d.tls_port if tls else self.d.port), timeout=60)
+        if tls:
+            s = ssl._create_unverified_context().wrap_socket(s, server_hostname="127.0.0.1")
         self.addCleanup(s.close)
         s.sendall(b"POST /cli HTTP/1.0\r\nUser-agent: xe-cli/Unix/0.2\r\noriginator: cli\r\n"
                   b"content-length: %d\r\n\r\n" % len(body) + body)
@@ -475,6 +479,26 @@ class XeTest(unittest.TestCase):
         # not a thin CLI client: the connection just closes, the daemon goes on
         with self.assertRaises(EOFError):
             self.thin_cli("vm-list", hello=b"GET / HTTP/1.0\r\n\r\n" + b" " * 16)
+        self.assertEqual(self.out("vm-list", "uuid=" + u, "--minimal"), u + "\n")
+
+    def test_thin_cli_protocol_over_tls(self):
+        u, _ = self.install("over-cli-tls")
+        for args in (["vm-list"], ["vm-param-list", "uuid=" + u], ["no-such-command"]):
+            r = self.xe(*args)
+            self.assertEqual(self.thin_cli(*args, tls=True), (r.returncode, r.stdout, r.stderr), args)
+        self.assertEqual(self.thin_cli("vm-param-set", "uuid=" + u, "name-description=set over TLS", tls=True),
+                         (0, "", ""))
+        self.assertEqual(self.out("vm-param-get", "uuid=" + u, "param-name=name-description"), "set over TLS\n")
+        self.assertEqual(self.thin_cli("vm-list", password="wrong", tls=True),
+                         (1, "", "Authentication failed\nFor usage run: 'xe help'\n"))
+        # an output larger than one TLS record (16 KiB) comes whole
+        long_text = "".join("%05d " % i for i in range(5000))
+        self.assertEqual(self.thin_cli("vm-param-set", "uuid=" + u, "name-description=" + long_text, tls=True),
+                         (0, "", ""))
+        self.assertEqual(self.thin_cli("vm-param-get", "uuid=" + u, "param-name=name-description", tls=True),
+                         (0, long_text + "\n", ""))
+        with self.assertRaises((EOFError, ssl.SSLError, ConnectionError)):
+            self.thin_cli("vm-list", hello=b"GET / HTTP/1.0\r\n\r\n" + b" " * 16, tls=True)
         self.assertEqual(self.out("vm-list", "uuid=" + u, "--minimal"), u + "\n")
 
     def test_help_lists_commands_for_completion(self):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """os-xenapi style host facts. host_data parses `xe host-param-list` as
-os-xenapi's does, so it needs the xe CLI on the host (issue 10)."""
+os-xenapi's does, so it needs xe on the plugin's PATH (xenapid's own, tools/xe.c)."""
 
 import re
 
