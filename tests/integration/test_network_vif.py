@@ -9,6 +9,8 @@ the rules at unplug. `ip`, `tc` and `nft` here only look; the daemon forks
 nothing."""
 
 import json
+import socket
+import struct
 import subprocess
 import unittest
 
@@ -25,6 +27,22 @@ def have_nf_tables():
         return run("nft", "list", "tables", check=False).returncode == 0
     except FileNotFoundError:
         return False
+
+
+def checksum(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def udp_frame(src_mac, dst_mac, src_ip, dst_ip, port, payload):
+    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                      socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
+    mac = lambda m: bytes.fromhex(m.replace(":", ""))
+    return mac(dst_mac) + mac(src_mac) + b"\x08\x00" + hdr + udp
 
 
 class VifPolicyTest(unittest.TestCase):
@@ -106,6 +124,36 @@ class VifPolicyTest(unittest.TestCase):
 
         ok(self.x.VIF.unplug(self.s, vif))
         self.assertIsNone(self.chain(dev), "unplug removes the VIF's rules")
+
+    def guest_sends(self, dev, src_mac, src_ip):
+        """Whether a UDP datagram the 'guest' (the veth peer) sends from src_mac/src_ip reaches the host."""
+        ip("addr", "replace", "10.77.0.1/24", "dev", dev)
+        ip("link", "set", "p" + dev, "up")
+        host_mac = json.loads(ip("-j", "link", "show", dev).stdout)[0]["address"]
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("10.77.0.1", 0))
+        rx.settimeout(1.0)
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        tx.bind(("p" + dev, 0))
+        try:
+            tx.send(udp_frame(src_mac, host_mac, src_ip, "10.77.0.1", rx.getsockname()[1], b"hello"))
+            return rx.recv(64) == b"hello"
+        except socket.timeout:
+            return False
+        finally:
+            rx.close()
+            tx.close()
+
+    def test_locked_vif_passes_only_its_mac_and_allowed_address(self):
+        vm, vif, dev = self.running_vm_with_device("enforced")
+        mac = ok(self.x.VIF.get_MAC(self.s, vif))
+        ok(self.x.VIF.plug(self.s, vif))
+        self.assertTrue(self.guest_sends(dev, mac, "10.77.0.9"), "unlocked: anything passes")
+        ok(self.x.VIF.set_locking_mode(self.s, vif, "locked"))
+        ok(self.x.VIF.set_ipv4_allowed(self.s, vif, ["10.77.0.5"]))
+        self.assertTrue(self.guest_sends(dev, mac, "10.77.0.5"), "locked: the allowed address passes")
+        self.assertFalse(self.guest_sends(dev, mac, "10.77.0.9"), "locked: another address is dropped")
+        self.assertFalse(self.guest_sends(dev, "02:99:99:99:99:99", "10.77.0.5"), "locked: another MAC is dropped")
 
     def test_network_default_follows_the_network(self):
         vm, vif, dev = self.running_vm_with_device("netdefault")
