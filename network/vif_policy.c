@@ -73,16 +73,19 @@ static int apply_rate(const char *devname, const xapi_obj *vif) {
 static int apply_locking(xapi_server *srv, const char *devname, const xapi_obj *vif) {
     const char *mode = effective_locking_mode(srv, vif);
     network_nft_vif_rules r = {.device = devname, .mac = vif->fields[XAPI_F_VIF_MAC].s};
+    const char **v4 = NULL, **v6 = NULL;
     int rc;
 
     if (strcmp(mode, "unlocked") == 0)
         return network_nft_vif_remove(devname);
     r.drop_all = strcmp(mode, "disabled") == 0;
-    strings_of(&vif->fields[XAPI_F_VIF_ipv4_allowed], (const char ***)&r.ipv4, &r.nipv4);
-    strings_of(&vif->fields[XAPI_F_VIF_ipv6_allowed], (const char ***)&r.ipv6, &r.nipv6);
+    strings_of(&vif->fields[XAPI_F_VIF_ipv4_allowed], &v4, &r.nipv4);
+    strings_of(&vif->fields[XAPI_F_VIF_ipv6_allowed], &v6, &r.nipv6);
+    r.ipv4 = v4;
+    r.ipv6 = v6;
     rc = network_nft_vif_apply(&r);
-    free((void *)r.ipv4);
-    free((void *)r.ipv6);
+    free(v4);
+    free(v6);
     return rc;
 }
 
