@@ -85,8 +85,10 @@ class VifPolicyTest(unittest.TestCase):
         return chains[0], json.dumps(rules)
 
     def qdisc_kind(self, dev):
-        return [q["kind"] for q in json.loads(run("tc", "-j", "qdisc", "show", "dev", dev).stdout)
-                if q.get("root")]
+        return [q["kind"] for q in self.root_qdiscs(dev)]
+
+    def root_qdiscs(self, dev):
+        return [q for q in json.loads(run("tc", "-j", "qdisc", "show", "dev", dev).stdout) if q.get("root")]
 
     def test_plug_applies_mtu_rate_and_locking_and_unplug_removes_the_rules(self):
         vm, vif, dev = self.running_vm_with_device("locked")
@@ -99,6 +101,12 @@ class VifPolicyTest(unittest.TestCase):
         link = json.loads(ip("-j", "link", "show", dev).stdout)[0]
         self.assertEqual(link["mtu"], 1400, "the VIF's MTU is the network's")
         self.assertEqual(self.qdisc_kind(dev), ["tbf"])
+        self.assertEqual(self.root_qdiscs(dev)[0]["options"]["rate"], 100 * 1024, "kbps are kilobytes per second")
+        ok(self.x.VIF.set_qos_algorithm_params(self.s, vif, {"kbps": "250"}))
+        self.assertEqual(self.root_qdiscs(dev)[0]["options"]["rate"], 250 * 1024, "a new rate applies at once")
+        ok(self.x.VIF.set_qos_algorithm_params(self.s, vif, {"kbps": "fast"}))
+        self.assertNotEqual(self.qdisc_kind(dev), ["tbf"], "a kbps that is not a number: no limit, as xapi")
+        ok(self.x.VIF.set_qos_algorithm_params(self.s, vif, {"kbps": "100"}))
         chain, rules = self.chain(dev)
         self.assertEqual(chain.get("hook"), "ingress")
         self.assertEqual(chain.get("policy"), "drop")
