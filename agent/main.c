@@ -130,6 +130,7 @@ int main(int argc, char **argv) {
     rc = vmops_init(&srv);
     if (rc < 0)
         goto out;
+    network_vif_repair(&srv);
     rc = xapi_host_set_xen_version(&srv, srv.backend->xen_version);
     if (rc < 0)
         goto out;

@@ -8,12 +8,15 @@
 #define NETWORK_MTU_MIN 68
 #define NETWORK_MTU_MAX 65535
 #define NETWORK_VIF_DEVICES 16 /* VM.get_allowed_VIF_devices: "0".."15", as xapi */
+#define NETWORK_VIF_MAX_ALLOWED 64 /* addresses in a VIF's ipv4_allowed / ipv6_allowed */
 #define NETWORK_VLAN_MAC "fe:ff:ff:ff:ff:ff"
 
 extern const xapi_handler network_vlan_handlers[];
 extern const xapi_handler network_vif_handlers[];
 extern const xapi_handler network_pif_config_handlers[];
 extern const xapi_class_hooks network_vif_hooks;
+extern const xapi_class_hooks network_vif_policy_hooks;
+extern const xapi_handler network_vif_policy_handlers[];
 
 static inline const xapi_class *net_cls(int id) {
     return &xapi_classes[id];

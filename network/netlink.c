@@ -15,6 +15,10 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/bonding.h>
 #include <netlink/route/link/vlan.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/qdisc/tbf.h>
+#include <netlink/route/tc.h>
+#include <linux/pkt_sched.h>
 
 #include "network/netlink.h"
 #include "xapi/value.h"
@@ -418,4 +422,86 @@ bool network_nl_link_exists(const char *name, const char *kind) {
         rtnl_link_put(l);
     nl_socket_free(sk);
     return found;
+}
+
+/* Traffic control on a VIF's backend device: a TBF root qdisc shapes what the
+ * host sends to the guest (the device's egress is the guest's receive side). */
+
+/* An open socket and a qdisc object for dev's root, for the caller to fill and send. */
+static int root_qdisc_open(const char *dev, struct nl_sock **ret_sk, struct rtnl_qdisc **ret_q) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL;
+    struct rtnl_qdisc *q = NULL;
+    int rc;
+
+    if (!name_ok(dev))
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        goto out;
+    rc = nl_errno(rtnl_link_get_kernel(sk, 0, dev, &l));
+    if (rc < 0)
+        goto out;
+    q = rtnl_qdisc_alloc();
+    if (!q) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rtnl_tc_set_ifindex(TC_CAST(q), rtnl_link_get_ifindex(l));
+    rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
+    *ret_sk = sk;
+    *ret_q = q;
+    sk = NULL;
+    q = NULL;
+out:
+    rtnl_qdisc_put(q);
+    rtnl_link_put(l);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_qdisc *q = NULL;
+    uint64_t burst, limit;
+    int rc;
+
+    if (bytes_per_sec == 0 || bytes_per_sec > INT32_MAX)
+        return -EINVAL;
+    /* a burst of 20 ms of traffic, at least a few full frames */
+    burst = bytes_per_sec / 50 < 16384 ? 16384 : bytes_per_sec / 50;
+    limit = burst + bytes_per_sec / 4;
+    if (limit > INT32_MAX)
+        limit = INT32_MAX;
+    rc = root_qdisc_open(dev, &sk, &q);
+    if (rc < 0)
+        return rc;
+    rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(1, 0));
+    rc = nl_errno(rtnl_tc_set_kind(TC_CAST(q), "tbf"));
+    if (rc < 0)
+        goto out;
+    rtnl_qdisc_tbf_set_limit(q, (int)limit);
+    rtnl_qdisc_tbf_set_rate(q, (int)bytes_per_sec, (int)burst, 0);
+    rc = nl_errno(rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_REPLACE));
+out:
+    rtnl_qdisc_put(q);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_link_clear_rate(const char *dev) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_qdisc *q = NULL;
+    int rc;
+
+    rc = root_qdisc_open(dev, &sk, &q);
+    if (rc < 0)
+        return rc;
+    rc = nl_errno(rtnl_qdisc_delete(sk, q));
+    /* no root qdisc of ours: nothing to remove */
+    if (rc == -ENODEV || rc == -EINVAL)
+        rc = 0;
+    rtnl_qdisc_put(q);
+    nl_socket_free(sk);
+    return rc;
 }

@@ -47,3 +47,7 @@ int network_nl_ports(const char *master, char (**ret)[IF_NAMESIZE], size_t *ret_
 int network_nl_links(network_nl_link **ret, size_t *ret_n);
 /* Whether the device exists (and, if kind is not NULL, is of that kind). */
 bool network_nl_link_exists(const char *name, const char *kind);
+/* A TBF root qdisc on dev at bytes_per_sec: shapes what the host sends out of dev. */
+int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec);
+/* Removes dev's root qdisc (back to the kernel's default); 0 when there was none. */
+int network_nl_link_clear_rate(const char *dev);

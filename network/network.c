@@ -367,6 +367,8 @@ void network_register(void) {
     xapi_register_handlers(network_bond_handlers); /* after xapi_unsupported_register: replaces its Bond.create/destroy */
     xapi_register_handlers(network_vif_handlers);
     xapi_register_handlers(network_pif_config_handlers);
+    xapi_register_handlers(network_vif_policy_handlers);
     xapi_register_hooks(XAPI_C_network, &network_hooks);
     xapi_register_hooks(XAPI_C_VIF, &network_vif_hooks);
+    xapi_register_hooks(XAPI_C_VIF, &network_vif_policy_hooks);
 }

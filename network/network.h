@@ -22,3 +22,11 @@ int network_vlan_of(xapi_server *srv, const char *network_ref, char **ret_device
  * when host_networking is off or no network has this bridge.
  * HOST_CANNOT_ATTACH_NETWORK [host, network] on failure. */
 int network_prepare_for_vif(xapi_server *srv, const char *bridge, xapi_value *err);
+/* A VIF's backend device enforces the VIF's MTU, rate limit and locking mode
+ * (vif_policy.c): call when it becomes attached (true) or detached (false),
+ * once the backend device exists / before it goes, with the store lock held
+ * (quick kernel calls). Nothing without host_networking or the device. */
+void network_vif_attached_changed(xapi_server *srv, const xapi_obj *vm, const xapi_obj *vif, bool attached);
+/* At start, after vmops_init: the networks' devices and the rules of every
+ * attached VIF of a running VM made again where missing. */
+void network_vif_repair(xapi_server *srv);

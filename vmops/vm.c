@@ -378,8 +378,13 @@ static void set_devices_attached(xapi_server *srv, xapi_obj *vm, bool attached) 
     }
     for (uint32_t i = 0; i < vifs->n; i++) {
         xapi_obj *vif = xapi_store_get_class(st, C_VIF, vifs->items[i].s);
-        if (vif)
-            xapi_obj_set_bool(st, vif, XAPI_F_VIF_currently_attached, attached);
+        if (!vif)
+            continue;
+        if (!attached && vif->fields[XAPI_F_VIF_currently_attached].b)
+            network_vif_attached_changed(srv, vm, vif, false);
+        xapi_obj_set_bool(st, vif, XAPI_F_VIF_currently_attached, attached);
+        if (attached)
+            network_vif_attached_changed(srv, vm, vif, true);
     }
 }
 
@@ -425,6 +430,7 @@ void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
     xapi_store *st = srv->store;
     xapi_obj *m = metrics_of(st, vm), *g;
 
+    set_devices_attached(srv, vm, false); /* first: a VIF's device name needs the domid */
     xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, suspended ? "Suspended" : "Halted");
     xapi_obj_set_int(st, vm, XAPI_F_VM_domid, -1);
     xapi_obj_set_string(st, vm, XAPI_F_VM_resident_on, XAPI_NULL_REF);
@@ -434,7 +440,6 @@ void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
     g = xapi_store_get_class(st, &xapi_classes[XAPI_C_VM_guest_metrics], vm->fields[XAPI_F_VM_guest_metrics].s);
     if (g)
         xapi_obj_set_bool(st, g, XAPI_F_VM_guest_metrics_live, false);
-    set_devices_attached(srv, vm, false);
     vmops_console_remove(srv, vm);
     vmops_machined_stopped(vm->uuid);
     update_host_memory(srv);
@@ -1247,6 +1252,9 @@ unlock:
                           plug);
         if (vbd && plug)
             xapi_obj_set_string(c->srv->store, dev, XAPI_F_VBD_device, disk.vdev);
+        vm = vbd ? NULL : xapi_store_get_class(c->srv->store, C_VM, vm_ref);
+        if (vm)
+            network_vif_attached_changed(c->srv, vm, dev, plug);
         if (vbd)
             update_vdi_of(c->srv, dev);
     }

@@ -295,6 +295,21 @@ class TestVIF(NetBase):
         self.assertEqual(ok(self.x.VM.get_allowed_VIF_devices(self.s, vm)),
                          [str(i) for i in range(16) if i not in (0, 1, 7)])
 
+    def test_generated_mac_is_unique_on_the_host(self):
+        """Two VMs with the same mac_seed (a VM copied outside xapi) do not get the same MAC."""
+        net = self.new_net("mac clash")
+        seed = "5d1e1a52-3f0e-4a5c-8f61-1b2c3d4e5f60"
+        macs = []
+        for name in ("copy 1", "copy 2"):
+            vm = self.new_vm(name)
+            ok(self.x.VM.remove_from_other_config(self.s, vm, "mac_seed"))
+            ok(self.x.VM.add_to_other_config(self.s, vm, "mac_seed", seed))
+            vif = ok(self.x.VIF.create(self.s, self.vif_rec(vm, net, device="3")))
+            macs.append(ok(self.x.VIF.get_MAC(self.s, vif)))
+        self.assertEqual(macs[0], xapi_mac(3, seed))
+        self.assertNotEqual(macs[0], macs[1])
+        self.assertEqual(int(macs[1][:2], 16) & 3, 2)  # still locally administered, unicast
+
     def test_mac_without_seed_and_given(self):
         net = self.new_net("macs 2")
         vm = self.new_vm("unseeded")
