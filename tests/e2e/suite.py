@@ -246,6 +246,32 @@ def proc_cpu(pid):
         return None
 
 
+def thread_cpu(pid):
+    """{thread name: CPU s} of a process's threads (xenapid names its own: libxl-loop, xenapid-stats,
+    http-reaper, machined, store-commit, op-timer, task; MHD's and the API calls' are MHD-*)."""
+    res = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return res
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                head, rest = f.read().rsplit(")", 1)
+            name = head.split("(", 1)[1]
+            ut, st = (int(x) for x in rest.split()[11:13])
+            res[name] = res.get(name, 0.0) + (ut + st) / CLK_TCK
+        except (OSError, ValueError, IndexError):
+            pass
+    return res
+
+
+def thread_cpu_delta(before, after):
+    """'name 1.23, ...' of the threads that used CPU between two thread_cpu()s, busiest first."""
+    d = sorted(((after[n] - before.get(n, 0.0), n) for n in after), reverse=True)
+    return ", ".join("%s %.2f" % (n, v) for v, n in d if v >= 0.01) or "none"
+
+
 def system_cpu():
     """(busy, total) jiffies of the whole machine (dom0's vCPUs) from /proc/stat."""
     with open("/proc/stat") as f:
@@ -548,10 +574,12 @@ class Suite:
         log_off = self.daemon_log_size()
         pid = self.daemon_pid()
         cpu0, sys0 = proc_cpu(pid) if pid else None, system_cpu()
+        thr0 = thread_cpu(pid) if pid else {}
         t0 = now()
         self.api.call("VM.start", self.vm, False, False, timeout=T_START)
         t1 = now()
         cpu1, sys1 = proc_cpu(pid) if pid else None, system_cpu()
+        thr1 = thread_cpu(pid) if pid else {}
         self.expect_power("Running", "after VM.start")
         domid = self.domid()
         check(domid > 0, "after VM.start: domid %d" % domid)
@@ -578,6 +606,8 @@ class Suite:
             self.bench_starts.append(sample)
         out("      VM.start returned after %.1fs; %s after %.1fs; READY after %.1fs (domid %d)"
             % (t1 - t0, self.m_up(), t2 - t0, t3 - t0, domid))
+        if pid:
+            out("      xenapid's CPU s by thread in the call: %s" % thread_cpu_delta(thr0, thr1))
         return domid
 
     # ---- the steps ----
