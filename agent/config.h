@@ -42,6 +42,7 @@ typedef struct agent_config {
     int sim_guest_delay_ms;   /* sim backend: how long a simulated guest takes to react, default 20 */
     char *host_networking;    /* "auto" (default: with the libxl backend only), "on", "off": network/ makes host devices */
     bool register_machines;   /* running guests registered with systemd-machined, default true */
+    char *hotplug_helper;     /* libxl backend: device script, "auto" (xenapid-hotplug beside the daemon), "xen", a path */
     char *console_log_dir;    /* libxl backend: where xenconsoled logs guests, default "/var/log/xen/console" */
     char *sr_mount_root;      /* where ext SRs without a "path" live (<root>/<sr uuid>), default "/var/run/sr-mount" */
     char *plugin_dir;         /* host.call_plugin programs, default "/etc/xapi.d/plugins" */

@@ -307,6 +307,7 @@ static void *sampler(void *arg) {
     int64_t save_every = s->srv->config->stats_save_interval;
     double next_save = wall_now() + (double)save_every;
 
+    pthread_setname_np(pthread_self(), "xenapid-stats");
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
         double now = wall_now();

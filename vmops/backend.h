@@ -200,4 +200,6 @@ struct vmops_backend {
  * reboot-before-next-op (it reboots just as the next operation on its domain reaches the backend: races). */
 int vmops_sim_new(const char *state_dir, int guest_delay_ms, int64_t memory_total, vmops_backend **ret);
 /* console_log_dir: where xenconsoled writes guest console logs (config console_log_dir). */
-int vmops_libxl_new(const char *state_dir, const char *console_log_dir, vmops_backend **ret);
+/* hotplug_helper: the device script of xenapid's disks and NICs (config hotplug_helper: "auto", "xen", a path). */
+int vmops_libxl_new(const char *state_dir, const char *console_log_dir, const char *hotplug_helper,
+                    vmops_backend **ret);

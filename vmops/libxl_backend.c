@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -74,6 +75,7 @@ typedef struct xlb {
     uint64_t next_key;
     last_name *names;
     char *console_dir;
+    char *hotplug_helper; /* the device script of our disks and NICs; NULL: Xen's own */
 } xlb;
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -443,6 +445,7 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
     rc = prepare_domain(x, cfg, &d, ret_msg);
     if (rc < 0)
         goto out;
+    vmops_libxl_device_scripts(&d, x->hotplug_helper);
     /* QEMU binds the VNC socket there (Xen's tools make the folder at boot; a host may lack it) */
     if (d.b_info.type == LIBXL_DOMAIN_TYPE_HVM && mkdir(VMOPS_LIBXL_VNC_DIR, 0755) < 0 && errno != EEXIST)
         log_warning("libxl backend: cannot make %s for the VNC socket: %s", VMOPS_LIBXL_VNC_DIR, strerror(errno));
@@ -700,9 +703,10 @@ static int attach_or_detach_disk(vmops_backend *b, int domid, const vmops_disk *
     rc = check_domain(x, domid, NULL, ret_msg);
     if (rc < 0)
         goto out;
-    if (attach)
+    if (attach) {
         rc = vmops_libxl_disk(d, &disk, ret_msg);
-    else if (!d->vdev || libxl_vdev_to_device_disk(x->ctx, (uint32_t)domid, d->vdev, &disk) != 0) {
+        vmops_libxl_disk_script(&disk, x->hotplug_helper);
+    } else if (!d->vdev || libxl_vdev_to_device_disk(x->ctx, (uint32_t)domid, d->vdev, &disk) != 0) {
         set_msg(ret_msg, "domain %d has no disk %s", domid, d->vdev ? d->vdev : "(none)");
         rc = -ENOENT;
     }
@@ -742,6 +746,7 @@ static int attach_or_detach_nic(vmops_backend *b, int domid, const vmops_nic *n,
         goto out;
     if (attach) {
         rc = vmops_libxl_nic(n, &nic, ret_msg);
+        vmops_libxl_nic_script(&nic, x->hotplug_helper);
         if (rc == 0)
             rc = check_bridge(nic.bridge, ret_msg);
     } else if (libxl_devid_to_device_nic(x->ctx, (uint32_t)domid, n->devid, &nic) != 0) {
@@ -1126,6 +1131,7 @@ static void xlb_free(vmops_backend *b) {
         vmops_libxl_logger_free(x->lg);
         pthread_mutex_destroy(&x->lock);
         free(x->console_dir);
+        free(x->hotplug_helper);
         free(x);
     }
     free(b->xen_version);
@@ -1155,7 +1161,38 @@ static const vmops_backend_ops xlb_ops = {
     .free = xlb_free,
 };
 
-int vmops_libxl_new(const char *state_dir, const char *console_log_dir, vmops_backend **ret) {
+/* "auto": xenapid-hotplug beside the daemon, when it is there; "xen": none (Xen's scripts). */
+static char *find_hotplug_helper(const char *setting) {
+    char exe[PATH_MAX], *slash, *path = NULL;
+    ssize_t n;
+
+    if (setting && strcmp(setting, "xen") == 0)
+        return NULL;
+    if (setting && *setting && strcmp(setting, "auto") != 0) {
+        if (access(setting, X_OK) == 0)
+            return xapi_strdup(setting);
+        log_warning("libxl backend: hotplug_helper %s: %s; Xen's hotplug scripts are used", setting, strerror(errno));
+        return NULL;
+    }
+    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = 0;
+    slash = strrchr(exe, '/');
+    if (!slash)
+        return NULL;
+    *slash = 0;
+    if (asprintf(&path, "%s/xenapid-hotplug", exe) < 0)
+        xapi_oom();
+    if (access(path, X_OK) == 0)
+        return path;
+    log_warning("libxl backend: no %s beside the daemon; Xen's hotplug scripts are used", path);
+    free(path);
+    return NULL;
+}
+
+int vmops_libxl_new(const char *state_dir, const char *console_log_dir, const char *hotplug_helper,
+                    vmops_backend **ret) {
     vmops_backend *b = NULL;
     xlb *x = NULL;
     const libxl_version_info *vi;
@@ -1198,8 +1235,10 @@ int vmops_libxl_new(const char *state_dir, const char *console_log_dir, vmops_ba
     } else
         b->xen_version = xapi_strdup("unknown");
     update_free_memory(x);
-    log_info("libxl backend: Xen %s, %" PRId64 " MiB free for guests, guest consoles in %s", b->xen_version,
-             b->host_memory_free >> 20, x->console_dir);
+    x->hotplug_helper = find_hotplug_helper(hotplug_helper);
+    log_info("libxl backend: Xen %s, %" PRId64 " MiB free for guests, guest consoles in %s, device script %s",
+             b->xen_version, b->host_memory_free >> 20, x->console_dir,
+             x->hotplug_helper ? x->hotplug_helper : "Xen's (block, vif-bridge)");
     *ret = b;
     return 0;
 fail:

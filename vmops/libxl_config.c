@@ -242,6 +242,27 @@ int vmops_libxl_nic(const vmops_nic *in, libxl_device_nic *out, char **ret_msg) 
     return 0;
 }
 
+void vmops_libxl_disk_script(libxl_device_disk *disk, const char *helper) {
+    if (!helper || disk->is_cdrom || disk->format != LIBXL_DISK_FORMAT_RAW || !disk->pdev_path)
+        return;
+    free(disk->script);
+    disk->script = xapi_strdup(helper);
+}
+
+void vmops_libxl_nic_script(libxl_device_nic *nic, const char *helper) {
+    if (!helper)
+        return;
+    free(nic->script);
+    nic->script = xapi_strdup(helper);
+}
+
+void vmops_libxl_device_scripts(libxl_domain_config *d, const char *helper) {
+    for (int i = 0; i < d->num_disks; i++)
+        vmops_libxl_disk_script(&d->disks[i], helper);
+    for (int i = 0; i < d->num_nics; i++)
+        vmops_libxl_nic_script(&d->nics[i], helper);
+}
+
 /* ---- platform keys -------------------------------------------------------------- */
 
 static const struct viridian_key {

@@ -239,6 +239,7 @@ static void *loop_main(void *arg) {
     poll_tag *tags = NULL;
     size_t cap = 0;
 
+    pthread_setname_np(pthread_self(), "libxl-loop");
     for (;;) {
         loop_timer *due = NULL;
         loop_event *events = NULL;

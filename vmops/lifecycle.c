@@ -319,7 +319,7 @@ int vmops_init(xapi_server *srv) {
         rc = vmops_sim_new(cfg->state_dir, cfg->sim_guest_delay_ms, memory, &b);
     else {
 #ifdef XENAPID_HAVE_LIBXL
-        rc = vmops_libxl_new(cfg->state_dir, cfg->console_log_dir, &b);
+        rc = vmops_libxl_new(cfg->state_dir, cfg->console_log_dir, cfg->hotplug_helper, &b);
 #else
         log_error("this xenapid was built without the libxl backend");
         rc = -ENOTSUP;

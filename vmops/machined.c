@@ -211,6 +211,8 @@ static void do_unregister(const job *j) {
 }
 
 static void *worker_main(void *arg) {
+    pthread_setname_np(pthread_self(), "machined");
+
     (void)arg;
     pthread_mutex_lock(&M.lock);
     for (;;) {

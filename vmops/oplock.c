@@ -427,6 +427,7 @@ static bool any_cancelling(xapi_server *srv, char (*refs)[XAPI_REF_LEN + 1], boo
 /* Ends parked calls past their deadline, cancelled, or cut by the daemon's
  * stop; runs while any call is parked. */
 static void *timer_main(void *arg) {
+    pthread_setname_np(pthread_self(), "op-timer");
     pthread_mutex_lock(&L);
     for (;;) {
         xapi_server *srv = timer_srv;

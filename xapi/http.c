@@ -205,6 +205,7 @@ static void *reaper_main(void *arg) {
     int64_t limit = (int64_t)cfg->request_timeout * 1000;
     char why[96];
 
+    pthread_setname_np(pthread_self(), "http-reaper");
     pthread_mutex_lock(&h->lock);
     while (!h->reaper_stop) {
         int64_t now = now_ms();

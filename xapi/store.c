@@ -1257,6 +1257,7 @@ static bool commit_queued(xapi_store *s) {
 static void *committer_main(void *arg) {
     xapi_store *s = arg;
 
+    pthread_setname_np(pthread_self(), "store-commit");
     pthread_mutex_lock(&s->qlock);
     s->committer_watching = true;
     for (;;) {

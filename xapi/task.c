@@ -188,6 +188,7 @@ static job *slot_release_locked(void) {
 static void *worker_main(void *arg) {
     job *j = arg;
 
+    pthread_setname_np(pthread_self(), "task");
     while (j) {
         while (job_run(j))
             ;

@@ -125,25 +125,40 @@ if [ "$backend" = libxl ]; then
     export E2E_HOTPLUG_TRACE="$work/hotplug-trace.log"
     export E2E_HOTPLUG_FAIL_DIR="$work"
     : > "$E2E_HOTPLUG_TRACE"
+    # wrap DEST PROGRAM NAME FLAG: DEST runs PROGRAM, logs it as NAME, fails
+    # an "add" when $work/hotplug-fail-FLAG exists (FLAG is evaluated at run time)
+    wrap() {
+      cat > "$1" <<EOF
+#!/bin/bash
+# e2e: times $2 for the benchmark's breakdown
+s=\$(date +%s.%N)
+f=$4
+if [ "\$1" = add ] && rm "$work/hotplug-fail-\$f" 2>/dev/null; then
+  echo "\$s \$(date +%s.%N) $3 \$* \${XENBUS_PATH:-} rc=1 (injected failure)" >> "$E2E_HOTPLUG_TRACE"
+  exit 1
+fi
+"$2" "\$@"
+rc=\$?
+echo "\$s \$(date +%s.%N) $3 \$* \${XENBUS_PATH:-} rc=\$rc" >> "$E2E_HOTPLUG_TRACE"
+exit \$rc
+EOF
+      chmod 755 "$1"
+    }
     for s in block vif-bridge; do
       f="/etc/xen/scripts/$s"
       [ -f "$f" ] && [ ! -e "$f.e2e-orig" ] || continue
       mv "$f" "$f.e2e-orig"
-      cat > "$f" <<EOF
-#!/bin/bash
-# e2e: times the real script ($s.e2e-orig) for the benchmark's breakdown
-s=\$(date +%s.%N)
-if [ "\$1" = add ] && rm "$work/hotplug-fail-$s" 2>/dev/null; then
-  echo "\$s \$(date +%s.%N) $s \$* \${XENBUS_PATH:-} rc=1 (injected failure)" >> "$E2E_HOTPLUG_TRACE"
-  exit 1
-fi
-"\$0.e2e-orig" "\$@"
-rc=\$?
-echo "\$s \$(date +%s.%N) $s \$* \${XENBUS_PATH:-} rc=\$rc" >> "$E2E_HOTPLUG_TRACE"
-exit \$rc
-EOF
-      chmod 755 "$f"
+      wrap "$f" "$f.e2e-orig" "$s" "$s"
     done
+    # xenapid's own device script (beside the daemon; the build is read-only
+    # here) is wrapped the same way, through hotplug_helper; a disk's failure
+    # flag keeps the name of the script it replaces (hotplug-fail-block).
+    helper="$(dirname "$bin")/xenapid-hotplug"
+    if [ -x "$helper" ]; then
+      wrap "$work/xenapid-hotplug" "$helper" xenapid-hotplug \
+        '$([ "${XENBUS_TYPE:-}" = vbd ] && echo block || echo vif-bridge)'
+      echo "hotplug_helper = $work/xenapid-hotplug" >> "$E2E_CONFIG"
+    fi
     say "hotplug scripts wrapped for timing: $E2E_HOTPLUG_TRACE"
   fi
 fi

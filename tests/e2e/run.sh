@@ -89,6 +89,10 @@ export XENLAB_XEN_ARGS="${XENLAB_XEN_ARGS:-guest_loglvl=all}"
 # binary, so that a rebuild on the host during the run cannot change it under dom0.
 mkdir -p var/e2e
 cp -f "$bin" var/e2e/xenapid.tmp && mv -f var/e2e/xenapid.tmp var/e2e/xenapid
+# the device script xenapid looks for beside itself
+if [ -x "$(dirname "$bin")/xenapid-hotplug" ]; then
+  cp -f "$(dirname "$bin")/xenapid-hotplug" var/e2e/xenapid-hotplug.tmp && mv -f var/e2e/xenapid-hotplug.tmp var/e2e/xenapid-hotplug
+fi
 out="var/e2e/run.out"
 # Timings under emulation depend on what else the machine runs: say so.
 others="$(pgrep -c "^qemu-system-x86" 2>/dev/null || true)"

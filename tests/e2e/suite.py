@@ -60,7 +60,10 @@ ONLY = [n for n in os.environ.get("E2E_ONLY", "").split(",") if n]
 # boot under nested TCG takes minutes and did not reach its guest's marker in
 # 240 s (SeaBIOS "Booting from ROM", then the VM stopped): kept out of the
 # default run until it boots (issue 10).
-OPT_IN = {"hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; the HVM boot does not finish yet"}
+# The boot storm (20 guests twice, ~2 min alone under TCG) is a benchmark run by hand.
+OPT_IN = {"hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; the HVM boot does not finish yet",
+          "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI"}
+STORM_GUESTS, STORM_CLIENTS, STORM_MIB = 20, 4, 32
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VM_NAME = "e2e-vm"
@@ -70,6 +73,8 @@ XL_NAME = "e2e-xl"
 MAC0 = "00:16:3e:e2:e0:01"
 MAC1 = "00:16:3e:e2:e0:02"
 XL_MAC = "00:16:3e:e2:e0:10"
+MAC2 = "00:16:3e:e2:e0:03"
+XL_MAC2 = "00:16:3e:e2:e0:11"
 HEARTBEAT_S = 3
 PV_ARGS = "console=hvc0 xenlab.heartbeat=%d" % HEARTBEAT_S
 NULL_REF = "OpaqueRef:NULL"
@@ -246,6 +251,32 @@ def proc_cpu(pid):
         return None
 
 
+def thread_cpu(pid):
+    """{thread name: CPU s} of a process's threads (xenapid names its own: libxl-loop, xenapid-stats,
+    http-reaper, machined, store-commit, op-timer, task; MHD's and the API calls' are MHD-*)."""
+    res = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return res
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                head, rest = f.read().rsplit(")", 1)
+            name = head.split("(", 1)[1]
+            ut, st = (int(x) for x in rest.split()[11:13])
+            res[name] = res.get(name, 0.0) + (ut + st) / CLK_TCK
+        except (OSError, ValueError, IndexError):
+            pass
+    return res
+
+
+def thread_cpu_delta(before, after):
+    """'name 1.23, ...' of the threads that used CPU between two thread_cpu()s, busiest first."""
+    d = sorted(((after[n] - before.get(n, 0.0), n) for n in after), reverse=True)
+    return ", ".join("%s %.2f" % (n, v) for v, n in d if v >= 0.01) or "none"
+
+
 def system_cpu():
     """(busy, total) jiffies of the whole machine (dom0's vCPUs) from /proc/stat."""
     with open("/proc/stat") as f:
@@ -291,6 +322,8 @@ class Suite:
         self.o = {}                 # refs and facts the steps share
         self.bench_starts = []      # per VM.start: dict
         self.bench_xl = []          # per xl create: dict
+        self.bench_storm = {}       # the boot storm's figures
+        self.bench_vif = {}         # VIF hot-plug: {"xenapid"|"xl": {"call_s", "seen_s"}}
         self.daemon_log_start = 0   # offset of the current daemon's first line
         self.sr_dir = os.path.join(WORK, "sr")
         self.time_up = False
@@ -548,10 +581,12 @@ class Suite:
         log_off = self.daemon_log_size()
         pid = self.daemon_pid()
         cpu0, sys0 = proc_cpu(pid) if pid else None, system_cpu()
+        thr0 = thread_cpu(pid) if pid else {}
         t0 = now()
         self.api.call("VM.start", self.vm, False, False, timeout=T_START)
         t1 = now()
         cpu1, sys1 = proc_cpu(pid) if pid else None, system_cpu()
+        thr1 = thread_cpu(pid) if pid else {}
         self.expect_power("Running", "after VM.start")
         domid = self.domid()
         check(domid > 0, "after VM.start: domid %d" % domid)
@@ -578,6 +613,8 @@ class Suite:
             self.bench_starts.append(sample)
         out("      VM.start returned after %.1fs; %s after %.1fs; READY after %.1fs (domid %d)"
             % (t1 - t0, self.m_up(), t2 - t0, t3 - t0, domid))
+        if pid:
+            out("      xenapid's CPU s by thread in the call: %s" % thread_cpu_delta(thr0, thr1))
         return domid
 
     # ---- the steps ----
@@ -1004,6 +1041,128 @@ class Suite:
                   "vif%d.1 is not on bridge %s" % (domid, self.o["bridge"]))
         out("      VIF.plug returned after %.1fs; the guest saw eth1 after %.1fs" % (t1 - t0, now() - t0))
 
+    def s_vif_hotplug_bench(self):
+        """VIF hot-plug, from the call to the guest printing the new NIC: VIF.plug (xenapid's device
+        script) beside `xl network-attach` to the xl benchmark's domain (Xen's vif-bridge). Both NICs
+        are taken out again, so the later steps see the domains as before."""
+        self.ensure_power("Running")
+        check(xl_domain(XL_NAME), "no xl domain %s (the xl-create-benchmark step leaves one)" % XL_NAME)
+        vif = self.new_vif("2", MAC2)
+        need = [self.m_mac("eth2", MAC2)]
+        base = self.counts(need)
+        t0 = now()
+        self.api.call("VIF.plug", vif, timeout=T_PLUG)
+        t1 = now()
+        self.wait_console(need, T_PLUG, "the hot-plugged NIC in the guest (eth2)", base)
+        self.bench_vif["xenapid"] = {"call_s": t1 - t0, "seen_s": now() - t0}
+        self.api.call("VIF.unplug", vif, timeout=T_PLUG)
+        self.api.call("VIF.destroy", vif)
+
+        get = lambda: self.console_text_file(XL_NAME)  # noqa: E731
+        need = ["XENLAB-MAC eth1: " + XL_MAC2]
+        base = self.counts(need, get())
+        t0 = now()
+        run(["xl", "network-attach", XL_NAME, "mac=" + XL_MAC2, "bridge=" + self.o["bridge"]], timeout=capped(T_PLUG))
+        t1 = now()
+        self.wait_console(need, T_PLUG, "the NIC xl network-attach plugged (eth1 of %s)" % XL_NAME, base, get=get)
+        self.bench_vif["xl"] = {"call_s": t1 - t0, "seen_s": now() - t0}
+        run(["xl", "network-detach", XL_NAME, XL_MAC2], timeout=capped(T_PLUG), check_rc=False)
+        out("      NIC seen by the guest: VIF.plug %.1f s (returned %.1f s), xl network-attach %.1f s (returned %.1f s)"
+            % (self.bench_vif["xenapid"]["seen_s"], self.bench_vif["xenapid"]["call_s"],
+               self.bench_vif["xl"]["seen_s"], self.bench_vif["xl"]["call_s"]))
+
+    def s_boot_storm(self):
+        """Boot storm: STORM_GUESTS small PV guests (STORM_MIB MiB, one NIC, no disk) started paused by
+        STORM_CLIENTS concurrent API clients, then the same guests by `xl create -p` in a shell loop:
+        the wall time of each, and xenapid's CPU per start (libxl's domain build runs in xenapid, so
+        that is also given without it: the call's wall time less the libxl time xenapid logs)."""
+        c = self.api.call
+        tpl = c("VM.get_by_name_label", "Generic Linux PV")[0]
+        vms = []
+        try:
+            for i in range(STORM_GUESTS):
+                vm = c("VM.clone", tpl, "e2e-storm-%02d" % i)
+                vms.append(vm)
+                c("VM.set_is_a_template", vm, False)
+                c("VM.set_PV_bootloader", vm, "")
+                c("VM.set_PV_kernel", vm, GUEST_KERNEL or "/boot/vmlinuz-e2e")
+                c("VM.set_PV_ramdisk", vm, GUEST_INITRD or "/boot/initrd-e2e")
+                c("VM.set_PV_args", vm, PV_ARGS)
+                m = str(STORM_MIB * MiB)
+                c("VM.set_memory_limits", vm, m, m, m, m)
+                c("VIF.create", {"device": "0", "network": self.o["net"], "VM": vm, "MAC": "", "MTU": "1500",
+                                 "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
+            todo, lock, calls, errors = list(vms), threading.Lock(), [], []
+
+            def client():
+                while True:
+                    with lock:
+                        if not todo or errors:
+                            return
+                        vm = todo.pop(0)
+                    t = now()
+                    try:
+                        c("VM.start", vm, True, False, timeout=T_START)
+                        calls.append(now() - t)
+                    except StepFailed as e:
+                        errors.append(str(e))
+            pid = self.daemon_pid()
+            log_off = self.daemon_log_size()
+            cpu0 = proc_cpu(pid)
+            t0 = now()
+            ths = [threading.Thread(target=client, daemon=True) for _ in range(STORM_CLIENTS)]
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join(capped(T_START * STORM_GUESTS))
+            wall = now() - t0
+            cpu1 = proc_cpu(pid)
+            check(not errors, "boot storm: %d of %d starts failed, first: %s" % (len(errors), STORM_GUESTS,
+                                                                                   errors[0] if errors else ""))
+            libxl_ms = [int(x) for x in re.findall(r"libxl took (\d+) ms", self.daemon_log(log_off))]
+            st = self.bench_storm
+            st["xenapid_wall_s"] = wall
+            st["xenapid_cpu_ms_per_start"] = 1000 * (cpu1[0] - cpu0[0]) / STORM_GUESTS if cpu0 and cpu1 else None
+            st["call_s_median"] = statistics.median(calls)
+            st["libxl_s_median"] = statistics.median(libxl_ms) / 1000 if libxl_ms else None
+            if len(libxl_ms) == len(calls):
+                st["outside_libxl_ms_per_start"] = 1000 * (sum(calls) - sum(libxl_ms) / 1000) / STORM_GUESTS
+            for vm in vms:
+                c("VM.hard_shutdown", vm, timeout=T_SHUTDOWN)
+        finally:
+            for vm in vms:
+                try:
+                    if c("VM.get_power_state", vm) != "Halted":
+                        c("VM.hard_shutdown", vm, timeout=T_SHUTDOWN)
+                    c("VM.destroy", vm)
+                except StepFailed:
+                    pass
+        if not self.xen:
+            return
+        cfgs = []
+        for i in range(STORM_GUESTS):
+            cfg = os.path.join(WORK, "e2e-xlstorm-%02d.cfg" % i)
+            with open(cfg, "w") as f:
+                f.write('name = "e2e-xlstorm-%02d"\ntype = "pv"\nkernel = "%s"\nramdisk = "%s"\nextra = "%s"\n'
+                        'memory = %d\nvcpus = 1\nvif = [ "bridge=%s" ]\n'
+                        % (i, GUEST_KERNEL, GUEST_INITRD, PV_ARGS, STORM_MIB, self.o["bridge"]))
+            cfgs.append(cfg)
+        try:
+            t0 = now()
+            rc, o = run(["sh", "-c", 'for f in "$@"; do xl create -p "$f" || exit 1; done', "storm"] + cfgs,
+                        timeout=T_START * STORM_GUESTS, check_rc=False)
+            st["xl_wall_s"] = now() - t0
+            check(rc == 0, "xl create loop failed: %s" % o.strip()[-300:])
+        finally:
+            for i in range(STORM_GUESTS):
+                if xl_domain("e2e-xlstorm-%02d" % i):
+                    run(["xl", "destroy", "e2e-xlstorm-%02d" % i], timeout=60, check_rc=False)
+        out("      boot storm of %d guests (%d MiB, 1 NIC, paused): %d API clients %.1f s, xl create loop %.1f s "
+            "(%.2fx); xenapid CPU %.0f ms per start, %s ms per start outside libxl"
+            % (STORM_GUESTS, STORM_MIB, STORM_CLIENTS, st["xenapid_wall_s"], st["xl_wall_s"],
+               st["xl_wall_s"] / st["xenapid_wall_s"], st["xenapid_cpu_ms_per_start"] or -1,
+               "%.0f" % st["outside_libxl_ms_per_start"] if "outside_libxl_ms_per_start" in st else "?"))
+
     def stop_daemon(self):
         pid = self.daemon_pid()
         check(pid, "no daemon pid in %s" % PIDFILE)
@@ -1419,7 +1578,11 @@ class Suite:
             out("    xl create: the same domain from an equivalent xl config (%s)" % os.path.join(WORK, XL_NAME + ".cfg"))
         res = {"xenapid_starts": [{k: v for k, v in smp.items() if k != "log_off"} for smp in self.bench_starts],
                "xl_creates": [{k: v for k, v in x.items() if k != "lines"} for x in xs],
-               "phases": {t: ph for t, ph in cols}}
+               "phases": {t: ph for t, ph in cols}, "vif_hotplug": self.bench_vif,
+               "boot_storm": self.bench_storm}
+        if len(self.bench_vif) == 2:
+            out("  VIF hot-plug, call to the guest's new NIC: xenapid VIF.plug %.1f s, xl network-attach %.1f s"
+                % (self.bench_vif["xenapid"]["seen_s"], self.bench_vif["xl"]["seen_s"]))
         warm = [smp for smp in self.bench_starts if "cold" not in smp["label"]] or self.bench_starts
         med = statistics.median(smp["marker_s"] for smp in warm)
         medc = statistics.median(smp["call_s"] for smp in warm)
@@ -1481,12 +1644,14 @@ class Suite:
             ("hotplug-failure-rolled-back", self.s_hotplug_failure, True, ["vm-create-from-template", "sr-create"]),
             ("hotplug-disk", self.s_hotplug_disk, False, ["vm-create-from-template", "sr-create"]),
             ("hotplug-nic", self.s_hotplug_nic, False, ["vm-create-from-template", "network-create"]),
+            ("vif-hotplug-benchmark", self.s_vif_hotplug_bench, True, ["xl-create-benchmark", "hotplug-nic"]),
             ("restart-xenapid", self.s_restart, False, ["vm-create-from-template"]),
             ("foreign-domain-left-alone", self.s_foreign, True, ["restart-xenapid"]),
             ("guest-reboot-behind-xenapid", self.s_reboot_behind, True, ["vm-create-from-template"]),
             ("domain-destroyed-behind-xenapid", self.s_destroy_behind, True, ["vm-create-from-template"]),
             ("vcpus-live", self.s_vcpus_live, True, ["vm-create-from-template"]),
             ("plugin-xenstore", self.s_plugin_xenstore, True, ["vm-create-from-template"]),
+            ("boot-storm", self.s_boot_storm, False, ["vm-create-from-template", "network-create"]),
             ("hard-shutdown-and-destroy", self.s_final, False, ["vm-create-from-template"]),
             ("hvm-kernel-boot-vnc", self.s_hvm, True, ["sr-create"]),
         ]

@@ -120,6 +120,7 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->event_batch_delay_ms, 50);
     assert_true(c->register_machines);
     assert_string_equal(c->console_log_dir, "/var/log/xen/console");
+    assert_string_equal(c->hotplug_helper, "auto");
     assert_string_equal(c->host_networking, "auto");
     assert_string_equal(c->plugin_dir, "/etc/xapi.d/plugins");
     assert_string_equal(c->plugin_pythonpath, "");
@@ -216,6 +217,7 @@ static void test_file_every_key(void **state) {
                             "event_batch_delay_ms = 0\r\n"
                             "register_machines = no\n"
                             "console_log_dir = /srv/consoles\n"
+                            "hotplug_helper = xen\n"
                             "host_networking = on\n"
                             "plugin_dir = /srv/plugins\n"
                             "plugin_pythonpath = /srv/python\n"
@@ -255,6 +257,7 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.event_batch_delay_ms, 0);
     assert_false(c.register_machines);
     assert_string_equal(c.console_log_dir, "/srv/consoles");
+    assert_string_equal(c.hotplug_helper, "xen");
     assert_string_equal(c.host_networking, "on");
     assert_string_equal(c.plugin_dir, "/srv/plugins");
     assert_string_equal(c.plugin_pythonpath, "/srv/python");

@@ -557,6 +557,40 @@ static void test_refusals(void **state) {
     expect_refusal(&c, "both are device 0");
 }
 
+/* xenapid's device script goes on every NIC and on the raw images blkback
+ * serves through a loop device; a CD (medium changed in place) and the
+ * images QEMU reads (qdisk refuses a script) keep none; without a helper
+ * the NICs keep Xen's vif-bridge. */
+static void test_device_scripts(void **state) {
+    vmops_domain_config c;
+    libxl_domain_config d;
+    char *msg = NULL;
+
+    (void)state;
+    case_hvm(&c);
+    add_disk(&c, 1, "hdb", "/srv/sr/data.vhd", "vhd", false, false);
+    libxl_domain_config_init(&d);
+    assert_int_equal(vmops_libxl_domain_config(&c, &d, &msg), 0);
+    assert_int_equal(d.num_disks, 3);
+    vmops_libxl_device_scripts(&d, NULL);
+    for (int i = 0; i < d.num_disks; i++)
+        assert_null(d.disks[i].script);
+    assert_string_equal(d.nics[0].script, "vif-bridge");
+
+    vmops_libxl_device_scripts(&d, "/usr/sbin/xenapid-hotplug");
+    for (int i = 0; i < d.num_disks; i++) {
+        if (strcmp(d.disks[i].vdev, "hda") == 0)
+            assert_string_equal(d.disks[i].script, "/usr/sbin/xenapid-hotplug");
+        else
+            assert_null(d.disks[i].script); /* hdd the CD, hdb the VHD */
+    }
+    assert_int_equal(d.num_nics, 2);
+    assert_string_equal(d.nics[0].script, "/usr/sbin/xenapid-hotplug");
+    assert_string_equal(d.nics[1].script, "/usr/sbin/xenapid-hotplug");
+    libxl_domain_config_dispose(&d);
+    vmops_domain_config_free(&c);
+}
+
 /* The hot-plug paths build single devices with the same functions. */
 static void test_devices(void **state) {
     vmops_disk disk = {.devid = 1, .vdev = "xvdb", .target = "/dev/vg/lv", .format = "raw"};
@@ -661,7 +695,7 @@ static void test_new_without_xen(void **state) {
 
     if (have_xen())
         skip();
-    assert_true(vmops_libxl_new("/tmp", "/tmp", &b) < 0);
+    assert_true(vmops_libxl_new("/tmp", "/tmp", "auto", &b) < 0);
     assert_ptr_equal(b, (vmops_backend *)0x1); /* untouched */
 }
 
@@ -742,6 +776,7 @@ int main(void) {
         cmocka_unit_test(test_hvm_platform), cmocka_unit_test(test_hvm_kernel),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_devices),      cmocka_unit_test(test_new_without_xen),
+        cmocka_unit_test(test_device_scripts),
         cmocka_unit_test(test_daemon_without_xen), cmocka_unit_test(test_device_model_check),
     };
 
