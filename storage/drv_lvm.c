@@ -116,8 +116,24 @@ static int lvm_config_at(const xapi_value *dc, const char *sr_uuid, const char *
 
 /* Runs an lvm2 command; a failure becomes the SM error code with the command's last stderr line as detail. */
 static int lvm_cmd(const char *const *argv, char **ret_out, int code, const char *description, storage_err *e) {
+    /* Without udevd (a minimal dom0) lvm2 would wait for udev to make the
+     * volumes' /dev nodes, and fail: then it makes them itself. */
+    static const char no_udev[] = "activation{udev_sync=0 udev_rules=0}";
+    const char *args[24];
+    size_t n = 0;
     char *err = NULL;
-    int rc = storage_run(argv, STORAGE_CMD_TIMEOUT_MS, ret_out, &err);
+    int rc;
+
+    args[n++] = argv[0];
+    if (access("/run/udev/control", F_OK) < 0) {
+        args[n++] = "--config";
+        args[n++] = no_udev;
+    }
+    for (size_t i = 1; argv[i - 1] && n < sizeof args / sizeof *args; i++)
+        args[n++] = argv[i];
+    if (n == sizeof args / sizeof *args)
+        return storage_err_set(e, SM_ERR_INVALID_ARG, E2BIG, "Invalid argument", "too many arguments");
+    rc = storage_run(args, STORAGE_CMD_TIMEOUT_MS, ret_out, &err);
 
     if (rc < 0) {
         agent_log(LOG_WARNING, "%s failed: %s", argv[0], err && *err ? err : strerror(-rc));
