@@ -60,8 +60,7 @@ ONLY = [n for n in os.environ.get("E2E_ONLY", "").split(",") if n]
 # boot under nested TCG takes minutes and did not reach its guest's marker in
 # 240 s (SeaBIOS "Booting from ROM", then the VM stopped): kept out of the
 # default run until it boots (issue 10).
-OPT_IN = {"hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; the HVM boot does not finish yet",
-          "lvm-sr-disk": "opt-in: XENAPID_E2E_ONLY=...,lvm-sr-disk; not yet run in the lab"}
+OPT_IN = {"hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; the HVM boot does not finish yet"}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VM_NAME = "e2e-vm"
