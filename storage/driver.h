@@ -31,6 +31,7 @@ enum {
     SM_ERR_SR_NO_SPACE = 44,
     SM_ERR_VDI_UNAVAILABLE = 46,
     SM_ERR_SR_UNAVAILABLE = 47,
+    SM_ERR_LVM_MOUNT = 52,
     SM_ERR_FILE_SR_CREATE = 61,
     SM_ERR_FILE_SR_RMDIR = 62,
     SM_ERR_VDI_CREATE = 78,
@@ -103,6 +104,7 @@ typedef struct storage_driver {
     const char *content_type;       /* default SR.content_type */
     const char *format;             /* data format of its VDIs for the backend: "raw" */
     unsigned caps;                  /* STORAGE_CAP_* */
+    bool block;                     /* VDIs are block devices (vdi_path under /dev), not files in a directory */
 
     /* Checks device_config and gives the path the SR lives at (malloc'd). No I/O. */
     int (*sr_config)(const xapi_value *device_config, char **ret_path, storage_err *e);
@@ -110,6 +112,8 @@ typedef struct storage_driver {
     int (*sr_create)(const storage_sr *sr, storage_err *e);
     /* PBD.plug: checks the storage is there and usable. */
     int (*sr_attach)(const storage_sr *sr, storage_err *e);
+    /* PBD.unplug (optional): releases the storage (deactivates a VG). */
+    int (*sr_detach)(const storage_sr *sr, storage_err *e);
     /* SR.destroy: removes the storage; `locations` are the VDIs the database still knows. */
     int (*sr_delete)(const storage_sr *sr, char *const *locations, size_t n, storage_err *e);
     /* Total and used bytes of the storage (statvfs). */
@@ -170,6 +174,8 @@ typedef struct storage_driver {
 const storage_driver *storage_driver_find(const char *type);
 /* "ext" (storage/drv_ext.c). */
 extern const storage_driver storage_ext_driver;
+/* "lvm" (storage/drv_lvm.c). */
+extern const storage_driver storage_lvm_driver;
 /* Where SRs of drivers with sr_config_at live by default (config sr_mount_root). */
 extern char storage_mount_root[1024];
 /* The SR's place from device_config: sr_config_at when the driver has it, else sr_config. */
@@ -189,6 +195,11 @@ int storage_open_file(const char *path, int flags, mode_t mode);
 /* The same check on path without opening it (lstat): 0 (its stat in
  * *ret_st if not NULL) or a negative errno. */
 int storage_check_file(const char *path, struct stat *ret_st);
+/* A VDI's data at path as its driver keeps it: a plain file (storage_check_file,
+ * storage_open_file) or, for a block driver, a block device (the driver's own
+ * names under /dev, which are udev's symlinks). 0 / an fd, or a negative errno. */
+int storage_check_vdi(const storage_driver *drv, const char *path);
+int storage_open_vdi(const storage_driver *drv, const char *path, int flags);
 /* Unlinks the files (vdi_path) of the locations, for sr_delete. */
 int storage_unlink_vdis(const storage_sr *sr, char *const *locations, size_t n, storage_err *e);
 /* Removes the .<name>.part staging files an interrupted operation left (sr_cleanup). */

@@ -591,7 +591,7 @@ static const storage_driver iso_driver = {
 
 /* ---- the table ---------------------------------------------------------------- */
 
-const storage_driver *const storage_drivers[] = {&file_driver, &storage_ext_driver, &iso_driver, NULL};
+const storage_driver *const storage_drivers[] = {&file_driver, &storage_ext_driver, &iso_driver, &storage_lvm_driver, NULL};
 
 const storage_driver *storage_driver_find(const char *type) {
     for (size_t i = 0; storage_drivers[i]; i++)

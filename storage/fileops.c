@@ -241,3 +241,29 @@ void storage_remove_parts(const storage_sr *sr) {
     if (d)
         closedir(d);
 }
+
+int storage_check_vdi(const storage_driver *drv, const char *path) {
+    struct stat st;
+
+    if (!drv->block)
+        return storage_check_file(path, NULL);
+    if (stat(path, &st) < 0)
+        return -errno;
+    return S_ISBLK(st.st_mode) ? 0 : -ENOTBLK;
+}
+
+int storage_open_vdi(const storage_driver *drv, const char *path, int flags) {
+    struct stat st;
+    int fd;
+
+    if (!drv->block)
+        return storage_open_file(path, flags, 0);
+    fd = open(path, flags | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode)) {
+        close(fd);
+        return -ENOTBLK;
+    }
+    return fd;
+}

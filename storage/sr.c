@@ -495,6 +495,7 @@ static int pbd_plug(xapi_call *c) {
 
 static int pbd_unplug(xapi_call *c) {
     xapi_store *st = c->srv->store;
+    const storage_driver *drv;
     xapi_obj *pbd, *sr;
     xapi_value in_use = xapi_value_array();
     int rc;
@@ -533,6 +534,16 @@ static int pbd_unplug(xapi_call *c) {
             params[i] = in_use.items[i].s;
         rc = xapi_failv(&c->err, "VDI_IN_USE", params, in_use.n);
         free(params);
+    }
+    drv = sr ? storage_driver_find(sr->fields[XAPI_F_SR_type].s) : NULL;
+    if (rc == 0 && drv && drv->sr_detach) {
+        storage_sr h = {0};
+        storage_err e = {0};
+        /* The store lock is held: sr_detach is one bounded command (storage/lvm.h). */
+        rc = storage_sr_handle(c->srv, sr, pbd, &h, &c->err);
+        if (rc == 0 && h.drv->sr_detach(&h, &e) < 0)
+            rc = storage_backend_fail(&c->err, &e);
+        storage_sr_handle_free(&h);
     }
     if (rc == 0) {
         xapi_obj_set_bool(st, pbd, XAPI_F_PBD_currently_attached, false);

@@ -468,7 +468,7 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         goto fail_locked;
     }
     src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
-    if (!src_path || storage_check_file(src_path, NULL) < 0) {
+    if (!src_path || storage_check_vdi(src.drv, src_path) < 0) {
         rc = xapi_fail(err, "VDI_MISSING", src_sr->ref, vdi->ref, NULL);
         goto fail_locked;
     }
@@ -638,7 +638,7 @@ static int copy_into(xapi_call *c, const char *opid) {
         goto fail_locked;
     }
     src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
-    if (!src_path || storage_check_file(src_path, NULL) < 0) {
+    if (!src_path || storage_check_vdi(src.drv, src_path) < 0) {
         rc = xapi_call_fail(c, "VDI_MISSING", src_sr->ref, vdi->ref);
         goto fail_locked;
     }
@@ -935,7 +935,7 @@ int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_pa
     if (rc < 0)
         return rc;
     path = h.drv->vdi_path(&h, vdi->fields[XAPI_F_VDI_location].s);
-    if (!path || vdi->fields[XAPI_F_VDI_missing].b || storage_check_file(path, NULL) < 0) {
+    if (!path || vdi->fields[XAPI_F_VDI_missing].b || storage_check_vdi(h.drv, path) < 0) {
         free(path);
         storage_sr_handle_free(&h);
         return xapi_fail(err, "VDI_MISSING", sr->ref, vdi->ref, NULL);

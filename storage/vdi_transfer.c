@@ -358,7 +358,7 @@ static int vdi_take(transfer *t, xapi_obj *vdi) {
             goto out;
         }
     } else
-        t->fd = storage_open_file(path, t->import ? O_WRONLY : O_RDONLY, 0);
+        t->fd = storage_open_vdi(h.drv, path, t->import ? O_WRONLY : O_RDONLY);
     if (t->fd < 0 && !t->vf) {
         rc = xapi_fail(&t->err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
         goto out;

@@ -211,6 +211,9 @@ int vmops_libxl_disk(const vmops_disk *in, libxl_device_disk *out, char **ret_ms
     /* libxl picks the backend: blkback (through a loop device for a raw
      * file) when it can, else QEMU's qdisk (qcow2, vhd, an empty CD). */
     out->backend = LIBXL_DISK_BACKEND_UNKNOWN;
+    /* A block device (an LVM SR's logical volume, an iSCSI LUN) goes to blkback as phy. */
+    if (!empty && out->format == LIBXL_DISK_FORMAT_RAW && strncmp(in->target, "/dev/", 5) == 0)
+        out->backend = LIBXL_DISK_BACKEND_PHY;
     out->readwrite = !in->readonly && !in->cdrom;
     out->is_cdrom = in->cdrom;
     out->removable = in->cdrom;

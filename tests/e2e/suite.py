@@ -1024,6 +1024,53 @@ class Suite:
             check("51728" in o, "xl block-list lacks xvdb (51728):\n%s" % o)
         out("      VBD.plug returned after %.1fs; the guest saw xvdb after %.1fs" % (t1 - t0, now() - t0))
 
+    def s_lvm_sr_disk(self):
+        """An LVM SR on a loop device in dom0 carries a disk whose known bytes, written through
+        PUT /import_raw_vdi, the running guest reads when its VBD is plugged (blkback, phy)."""
+        self.ensure_power("Running")
+        run(["modprobe", "dm-mod"], timeout=30)  # device-mapper: lvm2's volumes (not among the lab's boot modules)
+        img = os.path.join(os.path.dirname(self.sr_dir), "e2e-lvm.img")
+        with open(img, "wb") as f:
+            f.truncate(64 * MiB)
+        _, loop = run(["losetup", "-f", "--show", img], timeout=30)
+        loop = loop.strip()
+        sr = None
+        try:
+            sr = self.api.call("SR.create", self.o["host"], {"device": loop}, "0", "e2e-lvm", "", "lvm", "user",
+                               False, {}, timeout=T_PLUG)
+            pattern = "XENAPID-E2E-LVM-%08x" % random.getrandbits(32)
+            vdi = self.api.call("VDI.create", {"name_label": "e2e-lvm", "name_description": "", "SR": sr,
+                                               "virtual_size": str(8 * MiB), "type": "user", "sharable": False,
+                                               "read_only": False, "other_config": {}})
+            loc = self.api.call("VDI.get_location", vdi)
+            dev = "/dev/VG_XenStorage-%s/LV-%s" % (self.api.call("SR.get_uuid", sr), loc)
+            check(os.path.exists(dev), "no logical volume %s" % dev)
+            head = (pattern + "\n").encode().ljust(4096, b"\0")
+            u = urllib.parse.urlsplit(URL)
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=capped(T_CALL))
+            conn.request("PUT", "/import_raw_vdi?session_id=%s&vdi=%s&format=raw"
+                         % (urllib.parse.quote(self.api.session), urllib.parse.quote(vdi)), head,
+                         {"Content-Type": "application/octet-stream", "Content-Length": str(len(head))})
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            check(r.status == 200, "PUT /import_raw_vdi into the LV: HTTP %d" % r.status)
+            vbd = self.new_vbd(vdi, "3", False)
+            need = [self.m_disk("xvdd", pattern)]
+            base = self.counts(need)
+            self.api.call("VBD.plug", vbd, timeout=T_PLUG)
+            self.wait_console(need, T_PLUG, "the LVM SR disk's bytes in the guest (xvdd)", base)
+            self.api.call("VBD.unplug", vbd, timeout=T_PLUG)
+            self.api.call("VBD.destroy", vbd)
+            self.api.call("VDI.destroy", vdi)
+        finally:
+            if sr:
+                pbd = self.api.call("SR.get_PBDs", sr)[0]
+                self.api.call("PBD.unplug", pbd)
+                self.api.call("SR.destroy", sr)
+            run(["losetup", "-d", loop], timeout=30, check_rc=False)
+            os.unlink(img)
+
     def s_hotplug_nic(self):
         self.ensure_power("Running")
         vif = self.new_vif("1", MAC1)
@@ -1645,6 +1692,7 @@ class Suite:
             ("hotplug-disk", self.s_hotplug_disk, False, ["vm-create-from-template", "sr-create"]),
             ("hotplug-nic", self.s_hotplug_nic, False, ["vm-create-from-template", "network-create"]),
             ("vif-hotplug-benchmark", self.s_vif_hotplug_bench, True, ["xl-create-benchmark", "hotplug-nic"]),
+            ("lvm-sr-disk", self.s_lvm_sr_disk, True, ["vm-create-from-template"]),
             ("restart-xenapid", self.s_restart, False, ["vm-create-from-template"]),
             ("foreign-domain-left-alone", self.s_foreign, True, ["restart-xenapid"]),
             ("guest-reboot-behind-xenapid", self.s_reboot_behind, True, ["vm-create-from-template"]),

@@ -134,8 +134,8 @@ class TestFileSR(StorageBase):
 
     def test_create_errors(self):
         host = self.host()
-        r = fail(self.x.SR.create(self.s, host, {"location": self.tmpdir()}, "0", "x", "", "lvm", "", False, {}))
-        self.assertEqual(r, ["SR_UNKNOWN_DRIVER", "lvm"])
+        r = fail(self.x.SR.create(self.s, host, {"location": self.tmpdir()}, "0", "x", "", "cslg", "", False, {}))
+        self.assertEqual(r, ["SR_UNKNOWN_DRIVER", "cslg"])
         r = fail(self.x.SR.create(self.s, host, {}, "0", "x", "", "file", "", False, {}))
         self.assertEqual(r[0], "SR_BACKEND_FAILURE_94")
         self.assertEqual((r[1], r[3]), ("", ""))

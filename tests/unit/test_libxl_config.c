@@ -605,6 +605,8 @@ static void test_devices(void **state) {
     assert_string_equal(dd.vdev, "xvdb");
     assert_string_equal(dd.pdev_path, "/dev/vg/lv");
     assert_int_equal(dd.readwrite, 1);
+    /* A logical volume (an LVM SR's VDI) goes to blkback as phy. */
+    assert_int_equal(dd.backend, LIBXL_DISK_BACKEND_PHY);
     libxl_device_disk_dispose(&dd);
 
     disk.target = NULL; /* an empty non-CD disk makes no sense */
