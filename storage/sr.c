@@ -534,6 +534,15 @@ static int pbd_unplug(xapi_call *c) {
         rc = xapi_failv(&c->err, "VDI_IN_USE", params, in_use.n);
         free(params);
     }
+    if (rc == 0 && sr) {
+        storage_sr h = {0};
+        storage_err e = {0};
+
+        rc = storage_sr_handle(c->srv, sr, pbd, &h, &c->err);
+        if (rc == 0 && h.drv->sr_detach && h.drv->sr_detach(&h, &e) < 0)
+            rc = storage_backend_fail(&c->err, &e);
+        storage_sr_handle_free(&h);
+    }
     if (rc == 0) {
         xapi_obj_set_bool(st, pbd, XAPI_F_PBD_currently_attached, false);
         if (sr)
