@@ -196,6 +196,7 @@ static const struct config_key {
     {"max_tasks", KEY_INT, offsetof(agent_config, max_tasks), 1, INT_MAX, NULL},
     {"event_batch_delay_ms", KEY_INT, offsetof(agent_config, event_batch_delay_ms), 0, 60000, NULL},
     {"op_wait_timeout", KEY_INT, offsetof(agent_config, op_wait_timeout), 0, 3600, NULL},
+    {"storage_io_timeout", KEY_INT, offsetof(agent_config, storage_io_timeout), 1, 3600, NULL},
     {"clean_shutdown_timeout", KEY_INT, offsetof(agent_config, clean_shutdown_timeout), 1, 86400, NULL},
     {"sim_guest_delay_ms", KEY_INT, offsetof(agent_config, sim_guest_delay_ms), 0, 60000, NULL},
     {"host_networking", KEY_CHOICE, offsetof(agent_config, host_networking), 0, 0, host_networking_choices},
@@ -485,6 +486,7 @@ static int set_defaults(agent_config *c) {
     c->max_tasks = 200;
     c->event_batch_delay_ms = 50;
     c->op_wait_timeout = 30;
+    c->storage_io_timeout = 60;
     c->clean_shutdown_timeout = 1200;
     c->sim_guest_delay_ms = 20;
     c->register_machines = true;

@@ -38,6 +38,7 @@ typedef struct agent_config {
     int max_tasks;            /* default 200 */
     int event_batch_delay_ms; /* default 50 */
     int op_wait_timeout;      /* seconds an operation waits for a busy VM, default 30 */
+    int storage_io_timeout;   /* seconds a storage driver's mount/umount/showmount may run, default 60 */
     int clean_shutdown_timeout; /* seconds a guest has to honour a clean shutdown/reboot, default 1200 */
     int sim_guest_delay_ms;   /* sim backend: how long a simulated guest takes to react, default 20 */
     char *host_networking;    /* "auto" (default: with the libxl backend only), "on", "off": network/ makes host devices */

@@ -48,7 +48,7 @@ int storage_backend_fail(xapi_value *err, const storage_err *e) {
     char code[48];
 
     snprintf(code, sizeof code, "SR_BACKEND_FAILURE_%d", e->code ? e->code : 1);
-    return xapi_fail(err, code, "", e->text, "", NULL);
+    return xapi_fail(err, code, "", e->text, e->out, NULL);
 }
 
 xapi_obj *storage_my_pbd(xapi_server *srv, const xapi_obj *sr) {
@@ -82,6 +82,7 @@ int storage_sr_config(const storage_driver *drv, const xapi_value *device_config
                       storage_sr *ret, storage_err *e) {
     ret->drv = drv;
     ret->device = NULL;
+    ret->options = NULL;
     if (drv->sr_config_at)
         return drv->sr_config_at(device_config, sr_uuid, storage_mount_root, ret, e);
     return drv->sr_config(device_config, &ret->path, e);
@@ -110,8 +111,10 @@ void storage_sr_handle_free(storage_sr *h) {
     if (h) {
         free(h->path);
         free(h->device);
+        free(h->options);
         h->path = NULL;
         h->device = NULL;
+        h->options = NULL;
     }
 }
 

@@ -33,6 +33,15 @@ enum {
     SM_ERR_SR_UNAVAILABLE = 47,
     SM_ERR_LVM_MOUNT = 52,
     SM_ERR_FILE_SR_CREATE = 61,
+    SM_ERR_NFS_VERSION = 72,
+    SM_ERR_NFS_MOUNT = 73,
+    SM_ERR_NFS_UNMOUNT = 74,
+    SM_ERR_NFS_DELETE = 76,
+    SM_ERR_NFS_CREATE = 88,
+    SM_ERR_CONFIG_SERVER_MISSING = 100,
+    SM_ERR_CONFIG_SERVER_PATH_MISSING = 101,
+    SM_ERR_CONFIG_SERVER_PATH_BAD = 102,
+    SM_ERR_NFS_TARGET = 108,
     SM_ERR_FILE_SR_RMDIR = 62,
     SM_ERR_VDI_CREATE = 78,
     SM_ERR_VDI_SIZE = 79,
@@ -50,6 +59,7 @@ enum {
 typedef struct storage_err {
     int code;       /* SM error number, 0 if none */
     char text[512]; /* "<description> [opterr=<detail>]" */
+    char out[4096]; /* the third parameter (sm's stderr: nfs probe's exports list), "" if none */
 } storage_err;
 
 /* Fills e and returns -abs(errno_value). */
@@ -75,7 +85,8 @@ typedef struct storage_sr {
     const struct storage_driver *drv;
     char uuid[37];
     char *path;                     /* device_config "location", resolved by the driver */
-    char *device;                   /* a block device the driver mounts at path, or NULL */
+    char *device;                   /* a block device (ext) or an export (nfs: server:/path/<sr uuid>) the driver mounts at path, or NULL */
+    char *options;                  /* mount options (nfs), or NULL */
 } storage_sr;
 
 /* One VDI as the driver knows it (scan, stat, create). */
@@ -176,6 +187,10 @@ const storage_driver *storage_driver_find(const char *type);
 extern const storage_driver storage_ext_driver;
 /* "lvm" (storage/drv_lvm.c). */
 extern const storage_driver storage_lvm_driver;
+/* "nfs" (storage/drv_nfs.c). */
+extern const storage_driver storage_nfs_driver;
+/* The time limit in seconds of a driver's external command (mount, umount, showmount: config storage_io_timeout). */
+extern unsigned storage_io_timeout;
 /* Where SRs of drivers with sr_config_at live by default (config sr_mount_root). */
 extern char storage_mount_root[1024];
 /* The SR's place from device_config: sr_config_at when the driver has it, else sr_config. */
@@ -184,6 +199,10 @@ int storage_sr_config(const storage_driver *drv, const xapi_value *device_config
 /* NULL-terminated list of every driver. */
 extern const storage_driver *const storage_drivers[];
 
+/* sm's probe XML of the SRs in a directory: its uuid-named subdirectories (storage/drv_file.c). */
+int storage_dir_srlist_xml(const char *path, char **ret_xml, storage_err *e);
+/* path is a mount point (another filesystem than its parent's). */
+bool storage_is_mountpoint(const char *path);
 /* mkdir -p: the parents 0755, the last one 0700 (storage/drv_file.c). */
 int storage_mkdirs(const char *path);
 /* Shared by drivers that keep VDIs as files (storage/fileops.c). */

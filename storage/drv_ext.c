@@ -28,6 +28,7 @@
 
 #include "agent/log.h"
 #include "storage/driver.h"
+#include "storage/vhd_dir.h"
 #include "storage/vhd_file.h"
 
 #define EXT_MAX_PATH 1024
@@ -128,7 +129,7 @@ static int ext_config(const xapi_value *dc, char **ret_path, storage_err *e) {
     return rc;
 }
 
-static bool is_mountpoint(const char *path) {
+bool storage_is_mountpoint(const char *path) {
     char *up = NULL;
     struct stat a, b;
     bool yes;
@@ -147,7 +148,7 @@ static int ext_ready(const storage_sr *sr, int code, const char *what, storage_e
 
     if (rc < 0)
         return storage_err_set(e, code, rc, what, strerror(-rc));
-    if (sr->device && !is_mountpoint(sr->path) && mount(sr->device, sr->path, "ext4", MS_NOATIME, "") < 0)
+    if (sr->device && !storage_is_mountpoint(sr->path) && mount(sr->device, sr->path, "ext4", MS_NOATIME, "") < 0)
         return storage_err_set(e, code, errno, what, strerror(errno));
     if (lstat(sr->path, &st) < 0 || !S_ISDIR(st.st_mode))
         return storage_err_set(e, code, ENOTDIR, what, "not a directory");
@@ -185,14 +186,14 @@ static int ext_sr_delete(const storage_sr *sr, char *const *locations, size_t n,
     if (rc < 0)
         return rc;
     storage_remove_parts(sr);
-    if (sr->device && is_mountpoint(sr->path) && umount(sr->path) < 0)
+    if (sr->device && storage_is_mountpoint(sr->path) && umount(sr->path) < 0)
         return storage_err_set(e, SM_ERR_SR_UNAVAILABLE, errno, "The SR is not available", strerror(errno));
     if (rmdir(sr->path) < 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
         return storage_err_set(e, SM_ERR_FILE_SR_RMDIR, errno, "File SR failed to remove directory", strerror(errno));
     return 0;
 }
 
-static int ext_sr_stat(const storage_sr *sr, int64_t *ret_size, int64_t *ret_used, storage_err *e) {
+int storage_vhd_dir_sr_stat(const storage_sr *sr, int64_t *ret_size, int64_t *ret_used, storage_err *e) {
     struct statvfs vfs;
 
     if (statvfs(sr->path, &vfs) < 0)
@@ -304,7 +305,7 @@ static int image_info(const char *path, const char *loc, storage_vdi_info *ret, 
     return rc;
 }
 
-static int ext_vdi_stat(const storage_sr *sr, const char *loc, storage_vdi_info *ret, storage_err *e) {
+int storage_vhd_dir_vdi_stat(const storage_sr *sr, const char *loc, storage_vdi_info *ret, storage_err *e) {
     char *p = ext_path(sr, loc), err[256] = "invalid location";
     int rc = p ? image_info(p, loc, ret, err, sizeof err) : -EINVAL;
 
@@ -312,7 +313,7 @@ static int ext_vdi_stat(const storage_sr *sr, const char *loc, storage_vdi_info 
     return rc < 0 ? storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", err) : 0;
 }
 
-static int ext_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
+int storage_vhd_dir_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
     storage_vdi_info *v = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
@@ -350,7 +351,7 @@ static int ext_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret,
     return 0;
 }
 
-static char *ext_vdi_path(const storage_sr *sr, const char *loc) {
+char *storage_vhd_dir_vdi_path(const storage_sr *sr, const char *loc) {
     return ext_path(sr, loc);
 }
 
@@ -410,7 +411,7 @@ static int create_part(const storage_sr *sr, const char *loc, uint64_t size, con
     return rc;
 }
 
-static int ext_vdi_create(const storage_sr *sr, const char *loc, int64_t size, storage_vdi_info *ret,
+int storage_vhd_dir_vdi_create(const storage_sr *sr, const char *loc, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
     char err[256] = "";
     int rc;
@@ -423,13 +424,13 @@ static int ext_vdi_create(const storage_sr *sr, const char *loc, int64_t size, s
         rc = publish_part(sr, loc);
     if (rc < 0)
         return ext_err(e, SM_ERR_VDI_CREATE, rc, "VDI Creation failed", err);
-    rc = ext_vdi_stat(sr, loc, ret, e);
+    rc = storage_vhd_dir_vdi_stat(sr, loc, ret, e);
     if (rc == 0 && size == 0)
         ret->virtual_size = 0;
     return rc;
 }
 
-static int ext_vdi_delete(const storage_sr *sr, const char *loc, storage_err *e) {
+int storage_vhd_dir_vdi_delete(const storage_sr *sr, const char *loc, storage_err *e) {
     char *p = ext_path(sr, loc);
     int rc = 0;
 
@@ -439,7 +440,7 @@ static int ext_vdi_delete(const storage_sr *sr, const char *loc, storage_err *e)
     return rc;
 }
 
-static int ext_vdi_set_hidden(const storage_sr *sr, const char *loc, bool hidden, storage_err *e) {
+int storage_vhd_dir_vdi_set_hidden(const storage_sr *sr, const char *loc, bool hidden, storage_err *e) {
     char *p = ext_path(sr, loc), err[256] = "invalid location";
     storage_vhd_file *f = NULL;
     int rc = p ? open_image(p, true, &f, err, sizeof err) : -EINVAL;
@@ -451,7 +452,7 @@ static int ext_vdi_set_hidden(const storage_sr *sr, const char *loc, bool hidden
     return rc < 0 ? ext_err(e, SM_ERR_VDI_DELETE, rc, "Failed to mark VDI hidden", err) : 0;
 }
 
-static int ext_vdi_resize(const storage_sr *sr, const char *loc, int64_t size, storage_vdi_info *ret,
+int storage_vhd_dir_vdi_resize(const storage_sr *sr, const char *loc, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
     char *p = ext_path(sr, loc), err[256] = "invalid location";
     storage_vhd_file *f = NULL;
@@ -470,7 +471,7 @@ static int ext_vdi_resize(const storage_sr *sr, const char *loc, int64_t size, s
     storage_vhd_file_close(f);
     if (rc < 0)
         return ext_err(e, SM_ERR_VDI_RESIZE, rc, "VDI resize failed", NULL);
-    return ext_vdi_stat(sr, loc, ret, e);
+    return storage_vhd_dir_vdi_stat(sr, loc, ret, e);
 }
 
 /* ---- data in ------------------------------------------------------------------- */
@@ -554,7 +555,7 @@ static int copy_into(storage_vhd_file *dst, const char *src_path, uint64_t size,
     return rc;
 }
 
-static int ext_vdi_import(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
+int storage_vhd_dir_vdi_import(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
                           storage_err *e) {
     char *part = ext_part(sr, loc), err[256] = "";
     storage_vhd_file *f = NULL;
@@ -574,16 +575,16 @@ static int ext_vdi_import(const storage_sr *sr, const char *loc, const char *src
     return rc < 0 ? ext_err(e, SM_ERR_VDI_CLONE, rc, "Failed to clone VDI", err) : 0;
 }
 
-static int ext_vdi_publish(const storage_sr *sr, const char *loc, storage_vdi_info *ret, storage_err *e) {
+int storage_vhd_dir_vdi_publish(const storage_sr *sr, const char *loc, storage_vdi_info *ret, storage_err *e) {
     int rc = publish_part(sr, loc);
 
     if (rc < 0)
         return storage_err_set(e, SM_ERR_VDI_CLONE, rc, "Failed to clone VDI",
                                rc == -EEXIST ? "the VDI already exists" : strerror(-rc));
-    return ext_vdi_stat(sr, loc, ret, e);
+    return storage_vhd_dir_vdi_stat(sr, loc, ret, e);
 }
 
-static void ext_vdi_discard(const storage_sr *sr, const char *loc) {
+void storage_vhd_dir_vdi_discard(const storage_sr *sr, const char *loc) {
     char *p = ext_part(sr, loc);
 
     if (p)
@@ -591,7 +592,7 @@ static void ext_vdi_discard(const storage_sr *sr, const char *loc) {
     free(p);
 }
 
-static int ext_vdi_write(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
+int storage_vhd_dir_vdi_write(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
                          storage_err *e) {
     char *p = ext_path(sr, loc), err[256] = "invalid location";
     storage_vhd_file *f = NULL;
@@ -607,7 +608,7 @@ static int ext_vdi_write(const storage_sr *sr, const char *loc, const char *src_
 
 /* ---- chains ------------------------------------------------------------------------ */
 
-static int ext_vdi_chain(const storage_sr *sr, const char *loc, const char *base, const char *new_loc,
+int storage_vhd_dir_vdi_chain(const storage_sr *sr, const char *loc, const char *base, const char *new_loc,
                          storage_err *e) {
     char *orig = ext_path(sr, loc), *base_path = ext_path(sr, base), *leaf_part = ext_part(sr, loc);
     char err[256] = "";
@@ -665,16 +666,16 @@ out:
             unlink(leaf_part);
         if (linked)
             unlink(base_path); /* the data keeps its first name */
-        ext_vdi_discard(sr, new_loc);
+        storage_vhd_dir_vdi_discard(sr, new_loc);
     } else if (rc < 0)
-        ext_vdi_discard(sr, new_loc); /* the VDI is a leaf over a base: consistent */
+        storage_vhd_dir_vdi_discard(sr, new_loc); /* the VDI is a leaf over a base: consistent */
     free(orig);
     free(base_path);
     free(leaf_part);
     return rc;
 }
 
-static int ext_vdi_open_vhd(const storage_sr *sr, const char *loc, bool writable, storage_vhd_file **ret,
+int storage_vhd_dir_vdi_open_vhd(const storage_sr *sr, const char *loc, bool writable, storage_vhd_file **ret,
                             storage_err *e) {
     char err[256] = "invalid location";
     int rc = open_chain(sr, loc, writable, ret, err, sizeof err);
@@ -682,7 +683,7 @@ static int ext_vdi_open_vhd(const storage_sr *sr, const char *loc, bool writable
     return rc < 0 ? storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", err) : 0;
 }
 
-static int ext_vdi_coalesce_leaf(const storage_sr *sr, const char *loc, int64_t max_bytes, storage_err *e) {
+int storage_vhd_dir_vdi_coalesce_leaf(const storage_sr *sr, const char *loc, int64_t max_bytes, storage_err *e) {
     char *leaf_path = ext_path(sr, loc), *ploc = NULL, *parent_path = NULL, err[256] = "invalid location";
     storage_vhd_file *f = NULL;
     uint64_t sectors = 0;
@@ -726,29 +727,10 @@ const storage_driver storage_ext_driver = {
     .type = "ext",
     .description = "Local EXT SR: VHD files in a directory (mounted or plain)",
     .content_type = "user",
-    .format = "vhd",
-    .caps = STORAGE_CAP_SR_CREATE | STORAGE_CAP_SR_DELETE | STORAGE_CAP_SR_SCAN | STORAGE_CAP_VDI_CREATE |
-            STORAGE_CAP_VDI_DELETE | STORAGE_CAP_VDI_CLONE | STORAGE_CAP_VDI_SNAPSHOT | STORAGE_CAP_VDI_RESIZE |
-            STORAGE_CAP_VDI_RESIZE_ONLINE | STORAGE_CAP_VDI_INTRODUCE | STORAGE_CAP_VDI_WRITE,
+    STORAGE_VHD_DIR_OPS,
     .sr_config = ext_config,
+    .sr_config_at = ext_config_at,
     .sr_create = ext_sr_create,
     .sr_attach = ext_sr_attach,
     .sr_delete = ext_sr_delete,
-    .sr_stat = ext_sr_stat,
-    .sr_scan = ext_sr_scan,
-    .sr_cleanup = storage_remove_parts,
-    .vdi_create = ext_vdi_create,
-    .vdi_delete = ext_vdi_delete,
-    .vdi_resize = ext_vdi_resize,
-    .vdi_stat = ext_vdi_stat,
-    .vdi_path = ext_vdi_path,
-    .vdi_import = ext_vdi_import,
-    .vdi_publish = ext_vdi_publish,
-    .vdi_discard = ext_vdi_discard,
-    .vdi_write = ext_vdi_write,
-    .sr_config_at = ext_config_at,
-    .vdi_chain = ext_vdi_chain,
-    .vdi_set_hidden = ext_vdi_set_hidden,
-    .vdi_open_vhd = ext_vdi_open_vhd,
-    .vdi_coalesce_leaf = ext_vdi_coalesce_leaf,
 };

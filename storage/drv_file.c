@@ -168,17 +168,14 @@ static int name_cmp(const void *a, const void *b) {
  * uuid-named subdirectory is an SR (the layout of /run/sr-mount, where a
  * host mounts its SRs), listed in sm's SRlist XML (minidom's pretty print).
  * Symlinks are not followed. */
-static int dir_probe(const xapi_value *dc, int missing_code, char **ret_xml, storage_err *e) {
-    char *path = NULL, **names = NULL, *xml = NULL;
+int storage_dir_srlist_xml(const char *path, char **ret_xml, storage_err *e) {
+    char **names = NULL, *xml = NULL;
     size_t n = 0, cap = 0, len = 0;
     struct dirent *de;
     FILE *f = NULL;
     DIR *d = NULL;
-    int rc;
+    int rc = 0;
 
-    rc = location_path(dc, missing_code, &path, e);
-    if (rc < 0)
-        return rc;
     d = opendir(path);
     if (!d) {
         rc = storage_err_set(e, SM_ERR_SR_UNAVAILABLE, errno, "The SR is not available", strerror(errno));
@@ -223,6 +220,15 @@ out:
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
+    return rc;
+}
+
+static int dir_probe(const xapi_value *dc, int missing_code, char **ret_xml, storage_err *e) {
+    char *path = NULL;
+    int rc = location_path(dc, missing_code, &path, e);
+
+    if (rc == 0)
+        rc = storage_dir_srlist_xml(path, ret_xml, e);
     free(path);
     return rc;
 }
@@ -591,7 +597,7 @@ static const storage_driver iso_driver = {
 
 /* ---- the table ---------------------------------------------------------------- */
 
-const storage_driver *const storage_drivers[] = {&file_driver, &storage_ext_driver, &iso_driver, &storage_lvm_driver, NULL};
+const storage_driver *const storage_drivers[] = {&file_driver, &storage_ext_driver, &iso_driver, &storage_lvm_driver, &storage_nfs_driver, NULL};
 
 const storage_driver *storage_driver_find(const char *type) {
     for (size_t i = 0; storage_drivers[i]; i++)

@@ -90,6 +90,7 @@ int storage_bootstrap(xapi_server *srv) {
     if (asprintf(&sr_dir, "%s/sr", state) < 0)
         xapi_oom();
     snprintf(storage_mount_root, sizeof storage_mount_root, "%s", srv->config->sr_mount_root);
+    storage_io_timeout = (unsigned)srv->config->storage_io_timeout;
 
     xapi_store_write_begin(st);
     /* Operations the previous run left in progress ended with it. */

@@ -200,9 +200,20 @@ class TestFileSR(StorageBase):
         self.assertTrue(os.path.exists(os.path.join(path, disk_uuid + ".raw")))  # forget keeps the data
 
     def test_unknown_driver_at_plug(self):
-        sr = ok(self.x.SR.introduce(self.s, "", "odd", "", "nfs", "user", True, {}))
+        sr = ok(self.x.SR.introduce(self.s, "", "odd", "", "cifs", "user", True, {}))
         pbd = ok(self.x.PBD.create(self.s, {"host": self.host(), "SR": sr, "device_config": {}, "other_config": {}}))
-        self.assertEqual(fail(self.x.PBD.plug(self.s, pbd)), ["SR_UNKNOWN_DRIVER", "nfs"])
+        self.assertEqual(fail(self.x.PBD.plug(self.s, pbd)), ["SR_UNKNOWN_DRIVER", "cifs"])
+        # nfs is a driver: its PBD without a server fails as sm's NFSSR (ConfigServerMissing).
+        nsr = ok(self.x.SR.introduce(self.s, "", "nfs", "", "nfs", "user", True, {}))
+        npbd = ok(self.x.PBD.create(self.s, {"host": self.host(), "SR": nsr, "device_config": {},
+                                             "other_config": {}}))
+        self.assertEqual(fail(self.x.PBD.plug(self.s, npbd))[:2],
+                         ["SR_BACKEND_FAILURE_100", ""])
+        bad = {"server": "127.0.0.1", "serverpath": "/a/../b"}
+        r = fail(self.x.SR.create(self.s, self.host(), bad, 0, "n", "", "nfs", "user", True, {}))
+        self.assertEqual(r[0], "SR_BACKEND_FAILURE_102")
+        r = fail(self.x.SR.create(self.s, self.host(), {"server": "127.0.0.1"}, 0, "n", "", "nfs", "user", True, {}))
+        self.assertEqual(r[0], "SR_BACKEND_FAILURE_101")
         r = fail(self.x.PBD.create(self.s, {"host": self.host(), "SR": "OpaqueRef:gone", "device_config": {},
                                             "other_config": {}}))
         self.assertEqual(r, ["HANDLE_INVALID", "SR", "OpaqueRef:gone"])

@@ -128,6 +128,7 @@ static void assert_defaults_except_paths(const agent_config *c) {
     assert_int_equal(c->plugin_max_output, 16 << 20);
     assert_int_equal(c->plugin_max_running, 32);
     assert_int_equal(c->plugin_queue_timeout, 30);
+    assert_int_equal(c->storage_io_timeout, 60);
     assert_string_equal(c->pam_service, "");
     assert_string_equal(c->pam_default_role, "read-only");
     assert_int_equal(c->stats_interval, 5);
@@ -225,6 +226,7 @@ static void test_file_every_key(void **state) {
                             "plugin_max_output = 4096\n"
                             "plugin_max_running = 2\n"
                             "plugin_queue_timeout = 0\n"
+                            "storage_io_timeout = 7\n"
                             "pam_service = xenapid\n"
                             "pam_default_role = vm-operator\n"
                             "stats_interval = 1\n"
@@ -265,6 +267,7 @@ static void test_file_every_key(void **state) {
     assert_int_equal(c.plugin_max_output, 4096);
     assert_int_equal(c.plugin_max_running, 2);
     assert_int_equal(c.plugin_queue_timeout, 0);
+    assert_int_equal(c.storage_io_timeout, 7);
     assert_string_equal(c.pam_service, "xenapid");
     assert_string_equal(c.pam_default_role, "vm-operator");
     assert_int_equal(c.stats_interval, 1);
