@@ -218,4 +218,6 @@ static struct nbdkit_plugin plugin = {
     .flush = xvhd_flush,
 };
 
+/* The entry point the macro defines, declared for -Wmissing-prototypes. */
+NBDKIT_DLL_PUBLIC struct nbdkit_plugin *plugin_init(void);
 NBDKIT_REGISTER_PLUGIN(plugin)
