@@ -727,9 +727,7 @@ const storage_driver storage_ext_driver = {
     .description = "Local EXT SR: VHD files in a directory (mounted or plain)",
     .content_type = "user",
     .format = "vhd",
-    .caps = STORAGE_CAP_SR_CREATE | STORAGE_CAP_SR_DELETE | STORAGE_CAP_SR_SCAN | STORAGE_CAP_VDI_CREATE |
-            STORAGE_CAP_VDI_DELETE | STORAGE_CAP_VDI_CLONE | STORAGE_CAP_VDI_SNAPSHOT | STORAGE_CAP_VDI_RESIZE |
-            STORAGE_CAP_VDI_RESIZE_ONLINE | STORAGE_CAP_VDI_INTRODUCE | STORAGE_CAP_VDI_WRITE,
+    .caps = STORAGE_CAPS_DIRECTORY,
     .sr_config = ext_config,
     .sr_create = ext_sr_create,
     .sr_attach = ext_sr_attach,
