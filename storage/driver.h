@@ -79,6 +79,11 @@ enum {
     STORAGE_CAP_VDI_INTRODUCE = 1u << 9,
     STORAGE_CAP_VDI_WRITE = 1u << 10,  /* data may be overwritten (VDI.copy into an existing VDI) */
 };
+/* What a writable directory of VDI files (ext, file) can do: everything above. */
+#define STORAGE_CAPS_DIRECTORY                                                                                  \
+    (STORAGE_CAP_SR_CREATE | STORAGE_CAP_SR_DELETE | STORAGE_CAP_SR_SCAN | STORAGE_CAP_VDI_CREATE |              \
+     STORAGE_CAP_VDI_DELETE | STORAGE_CAP_VDI_CLONE | STORAGE_CAP_VDI_SNAPSHOT | STORAGE_CAP_VDI_RESIZE |         \
+     STORAGE_CAP_VDI_RESIZE_ONLINE | STORAGE_CAP_VDI_INTRODUCE | STORAGE_CAP_VDI_WRITE)
 
 /* An SR as a driver sees it: built by the layer from the SR and PBD records. */
 typedef struct storage_sr {

@@ -493,9 +493,7 @@ static const storage_driver file_driver = {
     .description = "Local directory of sparse raw files",
     .content_type = "user",
     .format = "raw",
-    .caps = STORAGE_CAP_SR_CREATE | STORAGE_CAP_SR_DELETE | STORAGE_CAP_SR_SCAN | STORAGE_CAP_VDI_CREATE |
-            STORAGE_CAP_VDI_DELETE | STORAGE_CAP_VDI_CLONE | STORAGE_CAP_VDI_SNAPSHOT | STORAGE_CAP_VDI_RESIZE |
-            STORAGE_CAP_VDI_RESIZE_ONLINE | STORAGE_CAP_VDI_INTRODUCE | STORAGE_CAP_VDI_WRITE,
+    .caps = STORAGE_CAPS_DIRECTORY,
     .sr_config = file_config,
     .sr_create = file_sr_create,
     .sr_attach = file_sr_attach,

@@ -28,13 +28,9 @@ int storage_vhd_dir_vdi_open_vhd(const storage_sr *sr, const char *loc, bool wri
                                  struct storage_vhd_file **ret, storage_err *e);
 int storage_vhd_dir_vdi_coalesce_leaf(const storage_sr *sr, const char *loc, int64_t max_bytes, storage_err *e);
 
-/* The capabilities and operations of a VHD directory driver, for its storage_driver initializer. */
-#define STORAGE_VHD_DIR_CAPS                                                                                       \
-    (STORAGE_CAP_SR_CREATE | STORAGE_CAP_SR_DELETE | STORAGE_CAP_SR_SCAN | STORAGE_CAP_VDI_CREATE |               \
-     STORAGE_CAP_VDI_DELETE | STORAGE_CAP_VDI_CLONE | STORAGE_CAP_VDI_SNAPSHOT | STORAGE_CAP_VDI_RESIZE |          \
-     STORAGE_CAP_VDI_RESIZE_ONLINE | STORAGE_CAP_VDI_INTRODUCE | STORAGE_CAP_VDI_WRITE)
+/* The operations (and STORAGE_CAPS_DIRECTORY) of a VHD directory driver, for its storage_driver initializer. */
 #define STORAGE_VHD_DIR_OPS                                                                                        \
-    .format = "vhd", .caps = STORAGE_VHD_DIR_CAPS, .sr_stat = storage_vhd_dir_sr_stat,                           \
+    .format = "vhd", .caps = STORAGE_CAPS_DIRECTORY, .sr_stat = storage_vhd_dir_sr_stat,                           \
     .sr_scan = storage_vhd_dir_sr_scan, .sr_cleanup = storage_remove_parts,                                       \
     .vdi_create = storage_vhd_dir_vdi_create, .vdi_delete = storage_vhd_dir_vdi_delete,                           \
     .vdi_resize = storage_vhd_dir_vdi_resize, .vdi_stat = storage_vhd_dir_vdi_stat,                               \
