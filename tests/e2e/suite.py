@@ -57,18 +57,27 @@ GUEST_INITRD = os.environ.get("XENLAB_GUEST_INITRD", "")
 GUEST_BZIMAGE = os.environ.get("XENLAB_KERNEL", "")   # QEMU's -kernel (HVM) takes a bzImage, not an ELF
 ONLY = [n for n in os.environ.get("E2E_ONLY", "").split(",") if n]
 # Steps run only when E2E_ONLY (XENAPID_E2E_ONLY) names them, and why. The HVM
-# boot under nested TCG takes minutes and did not reach its guest's marker in
-# 240 s (SeaBIOS "Booting from ROM", then the VM stopped): kept out of the
-# default run until it boots (issue 10).
+# boot reached its marker in 200 s on an idle host (XENAPID_E2E_ONLY run), but not
+# in 300 s with other labs running (load 7 on 2 cores: still in SeaBIOS's
+# "Booting from ROM", i.e. loading the kernel through fw_cfg). The console echo
+# and busy-loop steps are new and have not passed in the lab yet (the guest's
+# echo loop read /dev/null: fixed, not yet re-run).
 # The boot storm (20 guests twice, ~2 min alone under TCG) is a benchmark run by hand.
-OPT_IN = {"hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; the HVM boot does not finish yet",
-          "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI"}
+OPT_IN = {
+    "hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; ~200 s on an idle host, more under load",
+    "console-connect-echo": "opt-in: XENAPID_E2E_ONLY=...,console-connect-echo; not yet passed in the lab",
+    "rrd-cpu-busy-loop": "opt-in: XENAPID_E2E_ONLY=...,rrd-cpu-busy-loop; not yet passed in the lab",
+    "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI",
+}
 STORM_GUESTS, STORM_CLIENTS, STORM_MIB = 20, 4, 32
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VM_NAME = "e2e-vm"
 HVM_NAME = "e2e-hvm"
-HVM_ARGS = "console=ttyS0 console=hvc0"
+# ttyS0 last: the guest's /dev/console (its markers, its echo) is QEMU's serial port, the HVM
+# guest's vt100 console. quiet: under nested TCG every byte out of the serial port is a trap to
+# the device model in dom0; the kernel's full log there cost about a minute of the boot.
+HVM_ARGS = "console=hvc0 console=ttyS0 quiet"
 XL_NAME = "e2e-xl"
 MAC0 = "00:16:3e:e2:e0:01"
 MAC1 = "00:16:3e:e2:e0:02"
@@ -87,7 +96,7 @@ T_SHUTDOWN = 180     # clean shutdown/reboot requests
 T_SUSPEND = 240
 T_PLUG = 120
 T_DAEMON = 60        # daemon stop / start
-T_HVM_BOOT = 240     # HVM: hvmloader, SeaBIOS and the kernel under nested emulation (see s_hvm)
+T_HVM_BOOT = 300     # HVM: hvmloader, SeaBIOS and the kernel under nested emulation (~200 s seen)
 
 
 def now():
@@ -312,6 +321,96 @@ def xl_cpu_rates(secs=4.0):
 
 
 # ---- the suite ------------------------------------------------------------------------------------
+
+class ConsoleTap:
+    """A live console through xenapid's proxy (CONNECT /console?ref=...), as Nova's and
+    CloudStack's console proxies open it: what the guest sends is gathered by a thread
+    (and copied to a file when one is given), lines can be typed to the guest."""
+
+    def __init__(self, url, session, ref, copy_to=None, timeout=T_CALL):
+        u = urllib.parse.urlsplit(url)
+        self.lock = threading.Lock()
+        self.data = b""
+        self.closed = False
+        self.copy = open(copy_to, "ab") if copy_to else None
+        self.sk = socket.create_connection((u.hostname, u.port or 80), timeout=timeout)
+        path = "/console?ref=%s&session_id=%s" % (urllib.parse.quote(ref), urllib.parse.quote(session))
+        self.sk.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, u.netloc)).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = self.sk.recv(4096)
+            if not b:
+                break
+            head += b
+        head, _, rest = head.partition(b"\r\n\r\n")
+        self.status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+        if not self.status.startswith("HTTP/1.1 200"):
+            self.sk.close()
+            raise StepFailed("CONNECT /console?ref=%s answered %r" % (ref, self.status))
+        self.add(rest)
+        self.sk.settimeout(None)
+        self.thread = threading.Thread(target=self.reader, daemon=True)
+        self.thread.start()
+
+    def add(self, b):
+        with self.lock:
+            self.data += b
+        if self.copy and b:
+            self.copy.write(b)
+            self.copy.flush()
+
+    def reader(self):
+        try:
+            while True:
+                b = self.sk.recv(65536)
+                if not b:
+                    break
+                self.add(b)
+        except OSError:
+            pass
+        self.closed = True
+
+    def text(self):
+        with self.lock:
+            return self.data.decode(errors="replace")
+
+    def mark(self):
+        with self.lock:
+            return len(self.data)
+
+    def send(self, b):
+        self.sk.sendall(b)
+
+    def recv_exact(self, n, timeout):
+        """For a binary protocol (RFB): the next n bytes the proxy relays, from what is gathered."""
+        def got():
+            with self.lock:
+                if len(self.data) >= n:
+                    b, self.data = self.data[:n], self.data[n:]
+                    return b
+            return None
+        return wait_until("%d bytes through the console proxy" % n, timeout, got, step=0.1)
+
+    def wait(self, needle, timeout, what, since=0):
+        """Until needle shows in what came after offset since; returns the text after since."""
+        def found():
+            with self.lock:
+                t = self.data[since:].decode(errors="replace")
+            return t if needle in t else None
+        return wait_until(what, timeout, found, step=0.2,
+                          detail=lambda: "through the proxy came %d bytes, ending %r%s"
+                          % (self.mark(), self.text()[-300:], " (closed)" if self.closed else ""))
+
+    def close(self):
+        try:
+            self.sk.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sk.close()
+        self.thread.join(5)
+        if self.copy:
+            self.copy.close()
+
 
 class Suite:
     def __init__(self):
@@ -1373,10 +1472,74 @@ class Suite:
         check(name == label, "/local/domain/%d/name is %r, the VM's name_label %r" % (domid, name, label))
         out("      plugin wrote and read /local/domain/%d/%s = %s (xenstore-read agrees); name %s" % (domid, key, value, name))
 
+    def open_console(self, vm, protocol, copy_to=None):
+        recs = {self.api.call("console.get_protocol", x): x for x in self.api.call("VM.get_consoles", vm)}
+        check(protocol in recs, "VM %s has no %s console (it has %s)" % (vm, protocol, sorted(recs)))
+        return ConsoleTap(URL, self.api.session, recs[protocol], copy_to=copy_to)
+
+    def s_console_connect(self):
+        """The PV guest's live console through CONNECT /console: its output (a heartbeat printed
+        after the proxy opened) comes out, a typed line goes in and the guest echoes it."""
+        self.ensure_power("Running")
+        tap = self.open_console(self.vm, "vt100")
+        try:
+            t0 = now()
+            tap.wait("XENLAB-HEARTBEAT", 3 * HEARTBEAT_S + 20, "a heartbeat of the guest through CONNECT /console")
+            word = "e2e-echo-%08x" % random.getrandbits(32)
+            since = tap.mark()
+            tap.send((word + "\n").encode())
+            tap.wait("XENLAB-ECHO " + word, 30, "the guest's echo of the line typed through CONNECT /console", since)
+            out("      CONNECT /console: heartbeat after %.1fs, the guest echoed %s after %.1fs" % (now() - t0, word, now() - t0))
+        finally:
+            tap.close()
+
+    def rrd_cpu(self, uuid, start):
+        """(t, cpu0 fraction) rows of the VM's 5 s archive from /rrd_updates (JSON), oldest first."""
+        q = urllib.parse.urlencode({"session_id": self.api.session, "start": str(start), "json": "true",
+                                    "vm_uuid": uuid})
+        st, _, body = self.http_get(URL.rstrip("/") + "/rrd_updates?" + q)
+        check(st == 200, "GET /rrd_updates answered HTTP %d: %s" % (st, body[:200]))
+        doc = json.loads(body)
+        legend = doc["meta"]["legend"]
+        col = "AVERAGE:vm:%s:cpu0" % uuid
+        check(col in legend, "/rrd_updates has no %s (legend: %s)" % (col, legend[:12]))
+        i = legend.index(col)
+        rows = [(int(r["t"]), float(r["values"][i])) for r in doc["data"]]
+        return sorted((t, v) for t, v in rows if v == v)
+
+    def s_rrd_cpu_busy(self):
+        """On Xen the guest's CPU time, as /rrd_updates reports it (cpu0, a DERIVE of libxl's vCPU
+        time), grows while the guest spins: "busy N" typed on its console starts a busy loop."""
+        self.ensure_power("Running")
+        uuid = self.api.call("VM.get_uuid", self.vm)
+        tap = self.open_console(self.vm, "vt100")
+        try:
+            busy_s = 25
+            since = tap.mark()
+            tap.send(b"busy %d\n" % busy_s)
+            tap.wait("XENLAB-BUSY-START", 30, "the guest starting its busy loop", since)
+            t_busy = int(now())
+            # the 5 s rows that fall inside the loop (the first and last partly), then the archive
+            tap.wait("XENLAB-BUSY-END", busy_s + 60, "the end of the guest's busy loop", since)
+            t_end = int(now())
+            time.sleep(6)  # the next sample, so the last row inside the loop is written
+            rows = self.rrd_cpu(uuid, t_busy - 60)
+        finally:
+            tap.close()
+        before = [v for t, v in rows if t <= t_busy]
+        during = [v for t, v in rows if t_busy + 5 < t <= t_end]
+        check(before and during, "rows of /rrd_updates: %d before the loop, %d inside it: %r" % (len(before), len(during), rows))
+        b, d = statistics.mean(before), statistics.mean(during)
+        out("      VM cpu0 in /rrd_updates: %.3f before the busy loop (%d rows), %.3f during it (%d rows)"
+            % (b, len(before), d, len(during)))
+        check(d >= 0.3 and d > b + 0.2, "cpu0 did not grow with the busy loop: %.3f before, %.3f during (rows %r)"
+              % (b, d, rows))
+
     def s_hvm(self):
         """An HVM guest ("Other install media" template, xapi's platform keys) booted from the lab's
-        kernel (QEMU's -kernel): qemu-xen runs, the VM's VNC server answers RFB on its
-        socket (the rfb console record names it), the guest's marker and disk bytes reach its console."""
+        kernel (QEMU's -kernel): qemu-xen runs, the VM's VNC server answers RFB on its socket and
+        through CONNECT /console (the rfb console), the guest's marker comes out of its serial port
+        through CONNECT /console (the vt100 console) and a line typed there is echoed."""
         c = self.api.call
         tpl = c("VM.get_by_name_label", "Other install media")
         check(len(tpl) == 1, "template 'Other install media': %r" % (tpl,))
@@ -1388,22 +1551,22 @@ class Suite:
         c("VM.set_PV_ramdisk", vm, GUEST_INITRD)
         c("VM.set_PV_args", vm, HVM_ARGS)
         c("VM.set_memory_limits", vm, str(192 * MiB), str(192 * MiB), str(192 * MiB), str(192 * MiB))
-        # QEMU's serial port (SeaBIOS, the kernel's ttyS0) into a file: shows how far a slow boot got
+        # QEMU's serial port (SeaBIOS, the kernel's ttyS0) is the vt100 console; what comes through
+        # the proxy is copied to a file: it shows how far a slow boot got
         serial = os.path.join(WORK, "hvm-serial.log")
-        c("VM.add_to_platform", vm, "hvm_serial", "file:" + serial)
         rec = c("VM.get_record", vm)
         check(rec["domain_type"] == "hvm" and rec["HVM_boot_policy"] == "BIOS order", "template gave domain_type %r, "
               "HVM_boot_policy %r" % (rec["domain_type"], rec["HVM_boot_policy"]))
         platform = rec["platform"]
         # No disk: the PV steps cover blkback, and its hotplug script alone can pass libxl's 40 s
         # limit on a loaded machine (seen); the guest needs none to boot from its kernel.
-        get = lambda: self.console_text_file(HVM_NAME)  # noqa: E731
-        need = ["XENLAB-GUEST-UP", "XENLAB-GUEST-READY"]
-        base = self.counts(need, get())
         t0 = now()
         c("VM.start", vm, False, False, timeout=T_START)
         t1 = now()
         check(c("VM.get_power_state", vm) == "Running", "HVM VM not Running after VM.start")
+        # at once: QEMU drops what the serial port sends while nobody holds its pty open
+        tap = self.open_console(vm, "vt100", copy_to=serial)
+        self.o["hvm_tap"] = tap
         domid = int(c("VM.get_domid", vm))
         out("      HVM VM.start returned after %.1fs (domid %d)" % (t1 - t0, domid))
         check(c("VM_metrics.get_current_domain_type", c("VM.get_metrics", vm)) == "hvm", "current_domain_type")
@@ -1450,42 +1613,56 @@ class Suite:
         banner = wait_until("an RFB banner on %s" % vnc, 60, rfb, step=0.5)
         check(banner.startswith(b"RFB 003."), "VNC socket %s said %r" % (vnc, banner))
         out("      qemu-xen up, VNC %s answers %r after %.1fs" % (vnc, banner.strip().decode(errors="replace"), now() - t0))
+        # the same through the proxy, as a VNC client does: version, then the security types
+        rfbtap = self.open_console(vm, "rfb")
+        try:
+            ver = rfbtap.recv_exact(12, 30)
+            check(ver.startswith(b"RFB 003."), "RFB through CONNECT /console said %r" % ver)
+            rfbtap.send(b"RFB 003.008\n")
+            n = rfbtap.recv_exact(1, 30)[0]
+            check(n > 0, "the VNC server offered no security type through the proxy (reason follows: %r)"
+                  % rfbtap.text()[:200])
+            types = list(rfbtap.recv_exact(n, 30))
+        finally:
+            rfbtap.close()
+        out("      RFB through CONNECT /console: %r, security types %s" % (ver.strip().decode(errors="replace"), types))
 
         def how_far():
             """What the guest got through: its CPU time, hvmloader's lines (Xen's guest_loglvl=all,
-            which tests/e2e/run.sh sets), the serial port (kernel), the console (the marker)."""
-            d = {}
+            which tests/e2e/run.sh sets), its serial port (SeaBIOS, the kernel) through the proxy."""
+            d = {"serial": tap.text().splitlines()[-6:]}
             try:
                 _, o = run(["xl", "list", HVM_NAME], timeout=30, check_rc=False)
                 f = o.splitlines()[-1].split()
                 d["cpu_s"] = f[5] if len(f) >= 6 else "?"
                 _, o = run(["xl", "dmesg"], timeout=30, check_rc=False)
-                d["hvmloader"] = [l for l in o.splitlines() if "(d%d)" % domid in l][-6:]
-                with open(serial, "rb") as fh:
-                    d["serial"] = fh.read().decode(errors="replace").splitlines()[-6:]
+                d["hvmloader"] = [l for l in o.splitlines() if "(d%d)" % domid in l][-4:]
             except (OSError, StepFailed, IndexError) as e:
                 d["error"] = str(e)
-            return d
-        # Nested HVM under TCG (QEMU emulating SVM+NPT for Xen's HVM guest) may be too slow to
-        # boot a kernel in the suite's time: then the step says how far it got, as a note, and
-        # passes on what it checked above (device model, VNC, consoles, platform keys).
+            return "domain CPU time %s s; xl dmesg: %s; serial: %s%s" % (
+                d.get("cpu_s"), d.get("hvmloader"), d["serial"], " (%s)" % d["error"] if "error" in d else "")
         try:
-            self.wait_console(["XENLAB-GUEST-UP"], T_HVM_BOOT, "the HVM guest's marker", base, get=get)
+            tap.wait("XENLAB-GUEST-UP", T_HVM_BOOT, "the HVM guest's marker through CONNECT /console (vt100)")
             t2 = now()
-            self.wait_console(need, T_BOOT, "the HVM guest's READY", base, get=get)
+            tap.wait("XENLAB-GUEST-READY", T_BOOT, "the HVM guest's READY through CONNECT /console (vt100)")
             t3 = now()
-            out("      HVM guest: XENLAB-GUEST-UP after %.1fs, READY after %.1fs from VM.start"
-                % (t2 - t0, t3 - t0))
-            self.o["hvm_boot_s"] = t2 - t0
         except StepFailed as e:
-            d = how_far()
-            self.note("the HVM guest did not boot to its marker in %ds (nested HVM under TCG): %s; domain CPU "
-                      "time %s s; hvmloader/SeaBIOS (xl dmesg): %s; serial: %s"
-                      % (T_HVM_BOOT, str(e).splitlines()[0][:120], d.get("cpu_s"), d.get("hvmloader"),
-                         d.get("serial")) + (" (%s)" % d["error"] if "error" in d else ""))
+            raise StepFailed("%s; %s" % (e, how_far()))
+        out("      HVM guest: XENLAB-GUEST-UP after %.1fs, READY after %.1fs from VM.start (through the proxy)"
+            % (t2 - t0, t3 - t0))
+        self.o["hvm_boot_s"] = t2 - t0
+        word = "e2e-hvm-echo-%08x" % random.getrandbits(32)
+        since = tap.mark()
+        tap.send((word + "\n").encode())
+        tap.wait("XENLAB-ECHO " + word, 60, "the HVM guest's echo of a line typed through CONNECT /console", since)
+        out("      the HVM guest echoed %s (typed through the proxy)" % word)
         check(c("VM.get_power_state", vm) == "Running", "the HVM VM is not Running after its boot")
         self.xl_check_running_name(HVM_NAME, domid, "the HVM guest")
         c("VM.hard_shutdown", vm, timeout=T_SHUTDOWN)
+        # the proxy ends the console when the guest stops
+        wait_until("the vt100 console's end after VM.hard_shutdown", 30, lambda: tap.closed, step=0.5)
+        tap.close()
+        self.o.pop("hvm_tap")
         check(c("VM.get_power_state", vm) == "Halted", "HVM VM not Halted after VM.hard_shutdown")
         check(not c("VM.get_consoles", vm), "a halted HVM VM still has consoles")
         c("VM.destroy", vm)
@@ -1677,6 +1854,8 @@ class Suite:
             ("vm-start", self.s_start, False, ["vbd-create", "vif-create"]),
             ("console-xenconsoled-log", self.s_console_file, True, ["vm-start"]),
             ("console-through-api", self.s_console_api, False, ["vm-start"]),
+            ("console-connect-echo", self.s_console_connect, True, ["vm-start"]),
+            ("rrd-cpu-busy-loop", self.s_rrd_cpu_busy, True, ["vm-start"]),
             ("backend-bridge-blkback", self.s_backend_devices, True, ["vm-start"]),
             ("pause-unpause", self.s_pause, False, ["vm-create-from-template"]),
             ("clean-reboot", self.s_clean_reboot, False, ["vm-create-from-template"]),

@@ -14,6 +14,9 @@
 #                                          started with has shown up (or after 60 s)
 #   XENLAB-HEARTBEAT <n> <uptime>          every N s if booted with xenlab.heartbeat=N
 #   XENLAB-GUEST-SHUTDOWN <poweroff|reboot> when the toolstack asks it to shut down
+#   XENLAB-ECHO <line>                     for each line typed on the console
+#   XENLAB-BUSY-START <n> / XENLAB-BUSY-END  around a busy loop of n s (1..60) that
+#                                          the line "busy <n>" typed on the console starts
 # Disks and NICs hot-plugged later (xl block-attach / network-attach) are
 # reported with the same lines as they appear.  Then it waits forever, so that
 # pause, save/restore, shutdown and reboot requests can be tested.
@@ -41,6 +44,27 @@ done
 while read -r m; do
   insmod "/lib/modules/$m" || echo "XENLAB-ERROR: insmod $m failed"
 done < /lib/modules/load-order
+
+# Lines typed on the console come back (a console proxy's input reaches the
+# guest); "busy N" spins the vCPU for N seconds (its CPU time shows in the
+# toolstack's statistics). Only shell builtins in the loop: no fork per turn.
+busy() {
+  n="$1"
+  case "$n" in ''|*[!0-9]*) n=0 ;; esac
+  [ "$n" -ge 1 ] && [ "$n" -le 60 ] || { echo "XENLAB-ERROR: busy wants 1..60 seconds, not '$1'"; return; }
+  read -r up _ < /proc/uptime
+  end=$(( ${up%.*} + n ))
+  echo "XENLAB-BUSY-START $n"
+  while [ "${up%.*}" -lt "$end" ]; do read -r up _ < /proc/uptime; done
+  echo "XENLAB-BUSY-END"
+}
+( while read -r line; do
+    line="$(echo "$line" | tr -d '\r')"
+    case "$line" in
+      "busy "*) busy "${line#busy }" ;;
+      *) echo "XENLAB-ECHO $line" ;;
+    esac
+  done < /dev/console ) &   # (an asynchronous list's stdin is /dev/null unless redirected)
 
 heartbeat=0
 for arg in $(cat /proc/cmdline); do
