@@ -3,9 +3,13 @@
 
 #include <stddef.h>
 
-/* Runs argv (argv[0] found on PATH) for at most timeout_s seconds, its
- * stdout and stderr together in out (NUL-terminated, truncated to outsize,
- * trailing newlines cut): 0 with the exit status (128 + signal when killed)
- * in *ret_status, -ETIMEDOUT when it was killed at the time limit, or -errno
- * when it could not start (-ENOENT: no such program). */
-int storage_command_run(const char *const *argv, unsigned timeout_s, char *out, size_t outsize, int *ret_status);
+#define STORAGE_CMD_MAX_OUTPUT (4u << 20) /* stdout + stderr of one command */
+
+/* Runs argv[0] (an absolute path, or found on /usr/sbin:/usr/bin:/sbin:/bin)
+ * with /dev/null as stdin and a clean environment, in its own process group
+ * (killed at timeout_ms or beyond STORAGE_CMD_MAX_OUTPUT). 0 on exit status
+ * 0; -ETIME (timeout), -E2BIG (too much output), -EIO (non-zero exit or a
+ * signal), or -errno (could not run). *ret_out (stdout) and *ret_err (the
+ * stderr's last line, for error texts) are set whatever the result, when
+ * not NULL (malloc'd, NUL-terminated). */
+int storage_run(const char *const *argv, int timeout_ms, char **ret_out, char **ret_err);

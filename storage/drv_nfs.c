@@ -106,23 +106,24 @@ static char *export_of(const storage_sr *sr) {
 
 static int nfs_mount(const char *src, const char *at, const char *opts, storage_err *e) {
     const char *argv[] = {"mount", "-t", "nfs", "-o", opts, src, at, NULL};
-    char out[400];
-    int status = 0, rc = storage_mkdirs(at);
+    char out[400], *err = NULL;
+    int rc = storage_mkdirs(at);
 
     if (rc < 0)
         return storage_err_set(e, SM_ERR_NFS_MOUNT, rc, "NFS mount error", strerror(-rc));
     if (storage_is_mountpoint(at))
         return 0;
-    rc = storage_command_run(argv, storage_io_timeout, out, sizeof out, &status);
-    if (rc == -ETIMEDOUT)
+    rc = storage_run(argv, (int)storage_io_timeout * 1000, NULL, &err);
+    if (rc == -ETIME)
         snprintf(out, sizeof out, "mount of %s timed out after %u s", src, storage_io_timeout);
+    else if (rc == -EIO)
+        snprintf(out, sizeof out, "%s", *err ? err : "mount exited with an error");
     else if (rc < 0)
         snprintf(out, sizeof out, "mount: %s", strerror(-rc));
-    else if (status != 0 && !*out)
-        snprintf(out, sizeof out, "mount of %s exited with status %d", src, status);
-    if (rc < 0 || status != 0) {
+    free(err);
+    if (rc < 0) {
         rmdir(at);
-        return storage_err_set(e, SM_ERR_NFS_MOUNT, rc < 0 ? rc : EIO, "NFS mount error", out);
+        return storage_err_set(e, SM_ERR_NFS_MOUNT, rc, "NFS mount error", out);
     }
     return 0;
 }
@@ -130,19 +131,22 @@ static int nfs_mount(const char *src, const char *at, const char *opts, storage_
 /* Unmounts at (if mounted); a server that does not answer gets a lazy unmount at the time limit. */
 static int nfs_umount(const char *at, storage_err *e) {
     const char *argv[] = {"umount", at, NULL}, *lazy[] = {"umount", "-l", at, NULL};
-    char out[400];
-    int status = 0, rc;
+    char out[400], *err = NULL;
+    int rc;
 
     if (!storage_is_mountpoint(at)) {
         rmdir(at);
         return 0;
     }
-    rc = storage_command_run(argv, storage_io_timeout, out, sizeof out, &status);
-    if (rc == -ETIMEDOUT)
-        rc = storage_command_run(lazy, storage_io_timeout, out, sizeof out, &status);
-    if (rc < 0 || status != 0)
-        return storage_err_set(e, SM_ERR_NFS_UNMOUNT, rc < 0 ? rc : EIO, "NFS unmount error",
-                               rc < 0 ? strerror(-rc) : out);
+    rc = storage_run(argv, (int)storage_io_timeout * 1000, NULL, &err);
+    if (rc == -ETIME) {
+        free(err);
+        rc = storage_run(lazy, (int)storage_io_timeout * 1000, NULL, &err);
+    }
+    snprintf(out, sizeof out, "%s", rc == -EIO ? err : rc < 0 ? strerror(-rc) : "");
+    free(err);
+    if (rc < 0)
+        return storage_err_set(e, SM_ERR_NFS_UNMOUNT, rc, "NFS unmount error", out);
     rmdir(at);
     return 0;
 }
@@ -228,17 +232,19 @@ static void xml_text(FILE *f, const char *s) {
  * exports (showmount -e) as its stderr, the third error parameter. */
 static int probe_exports(const char *server, storage_err *e) {
     const char *argv[] = {"showmount", "--no-headers", "-e", server, NULL};
-    char out[sizeof e->out], *save = NULL, *xml = NULL;
+    char out[sizeof e->out], *save = NULL, *xml = NULL, *listing = NULL, *err = NULL;
     size_t len = 0, count = 0;
-    int status = 0, rc = storage_command_run(argv, storage_io_timeout, out, sizeof out, &status);
+    int rc = storage_run(argv, (int)storage_io_timeout * 1000, &listing, &err);
     FILE *f;
 
-    if (rc == -ETIMEDOUT)
+    if (rc == -ETIME)
         snprintf(out, sizeof out, "showmount -e %s timed out after %u s", server, storage_io_timeout);
-    if (rc < 0 || status != 0)
-        return storage_err_set(e, SM_ERR_NFS_TARGET, rc < 0 ? rc : EIO,
-                               "Unable to detect an NFS service on this target.",
-                               rc < 0 && rc != -ETIMEDOUT ? strerror(-rc) : out);
+    else
+        snprintf(out, sizeof out, "%s", rc == -EIO ? err : rc < 0 ? strerror(-rc) : listing);
+    free(listing);
+    free(err);
+    if (rc < 0)
+        return storage_err_set(e, SM_ERR_NFS_TARGET, rc, "Unable to detect an NFS service on this target.", out);
     f = open_memstream(&xml, &len);
     if (!f)
         xapi_oom();

@@ -8,17 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORAGE_CMD_TIMEOUT_MS 60000     /* one lvm2 command */
-#define STORAGE_CMD_MAX_OUTPUT (4u << 20) /* stdout + stderr of one command */
+#include "storage/command.h"
 
-/* Runs argv[0] (an absolute path, or found on /usr/sbin:/usr/bin:/sbin:/bin)
- * with /dev/null as stdin and a clean environment, in its own process group
- * (killed at timeout_ms or beyond STORAGE_CMD_MAX_OUTPUT). 0 on exit status
- * 0; -ETIME (timeout), -E2BIG (too much output), -EIO (non-zero exit or a
- * signal), or -errno (could not run). *ret_out (stdout) and *ret_err (the
- * stderr's last line, for error texts) are set whatever the result, when
- * not NULL (malloc'd, NUL-terminated). */
-int storage_run(const char *const *argv, int timeout_ms, char **ret_out, char **ret_err);
+#define STORAGE_CMD_TIMEOUT_MS 60000     /* one lvm2 command */
 
 /* One row of a report: the values of the requested fields, in their order. */
 typedef struct storage_lvm_row {
