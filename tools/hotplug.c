@@ -78,6 +78,7 @@ static int be_write(hotplug *h, const char *const *kv) {
 }
 
 /* Says why in hotplug-error (libxl puts it in its log and the failure). */
+static int fail(hotplug *h, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(hotplug *h, int err, const char *fmt, ...) {
     char msg[512];
     va_list ap;

@@ -112,7 +112,12 @@ static void put_command(xapi_buf *b, uint32_t tag, const char *s, size_t len, ui
 
 void xapi_cli_xe_path(char *out, size_t size) {
     char self[PATH_MAX - 16];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    ssize_t n;
+
+    /* Also keeps GCC's sanitizer build from seeing a NULL out (-Wformat-truncation). */
+    if (!out || size == 0)
+        return;
+    n = readlink("/proc/self/exe", self, sizeof self - 1);
 
     if (n > 0) {
         char *slash;
