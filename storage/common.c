@@ -329,14 +329,14 @@ static void set_found(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *i
     xapi_obj_set_int(st, vdi, XAPI_F_VDI_virtual_size, info->virtual_size);
     xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info->physical_utilisation);
     xapi_obj_set_bool(st, vdi, XAPI_F_VDI_missing, false);
-    if (!info->vhd)
+    if (!info->vhd && !info->raw)
         return;
     sm = xapi_value_copy(&vdi->fields[XAPI_F_VDI_sm_config]);
     if (sm.kind != XAPI_V_STRUCT) {
         xapi_value_free(&sm);
         sm = xapi_value_struct();
     }
-    xapi_struct_set(&sm, "vdi_type", xapi_value_string("vhd"));
+    xapi_struct_set(&sm, "vdi_type", xapi_value_string(info->raw ? "raw" : "vhd"));
     if (info->parent)
         xapi_struct_set(&sm, "vhd-parent", xapi_value_string(info->parent));
     else
@@ -346,6 +346,12 @@ static void set_found(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *i
         xapi_obj_set_bool(st, vdi, XAPI_F_VDI_managed, false);
         xapi_obj_set_bool(st, vdi, XAPI_F_VDI_read_only, true);
     }
+}
+
+bool storage_path_is_vhd(const storage_driver *drv, const char *path) {
+    size_t n = path ? strlen(path) : 0;
+
+    return strcmp(drv->format, "vhd") == 0 && !(n > 4 && strcmp(path + n - 4, ".raw") == 0);
 }
 
 void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info) {
