@@ -244,6 +244,26 @@ static unsigned cap_of(const char *op) {
     return 0;
 }
 
+/* The VBD's disk is being attached though the VBD does not say so yet: a
+ * VBD.plug in progress (its current_operations), or its VM being started,
+ * resumed or rebooted (from the VM's checks to its record of the disks). */
+static bool being_attached(xapi_server *srv, const xapi_obj *vbd) {
+    static const char *const attaching[] = {"start", "start_on", "resume", "resume_on", "hard_reboot",
+                                            "clean_reboot"};
+    const xapi_obj *vm;
+    const xapi_value *cur;
+
+    if (vbd->fields[XAPI_F_VBD_current_operations].n > 0)
+        return true;
+    vm = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VM), vbd->fields[XAPI_F_VBD_VM].s);
+    cur = vm ? &vm->fields[XAPI_F_VM_current_operations] : NULL;
+    for (uint32_t i = 0; cur && i < cur->n; i++)
+        for (size_t k = 0; k < sizeof attaching / sizeof attaching[0]; k++)
+            if (strcmp(xapi_value_str(&cur->members[i].value), attaching[k]) == 0)
+                return true;
+    return false;
+}
+
 int storage_vdi_check_op(xapi_server *srv, xapi_obj *vdi, const char *op, xapi_value *err) {
     xapi_store *st = srv->store;
     const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
@@ -265,7 +285,7 @@ int storage_vdi_check_op(xapi_server *srv, xapi_obj *vdi, const char *op, xapi_v
         return xapi_fail(err, "VDI_NOT_MANAGED", vdi->ref, NULL);
     for (uint32_t i = 0; i < vbds->n && !live_ok(op); i++) {
         xapi_obj *b = xapi_store_get_class(st, storage_cls(XAPI_C_VBD), vbds->items[i].s);
-        if (!b || !b->fields[XAPI_F_VBD_currently_attached].b)
+        if (!b || (!b->fields[XAPI_F_VBD_currently_attached].b && !being_attached(srv, b)))
             continue;
         if (strcmp(op, "copy") == 0 && strcmp(b->fields[XAPI_F_VBD_mode].s, "RO") == 0)
             continue;

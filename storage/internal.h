@@ -68,6 +68,10 @@ xapi_obj *storage_vdi_new(xapi_server *srv, xapi_obj *sr, const char *ref, const
 void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info);
 /* Scans the SR (plugged, handle h) and reconciles the VDI records with what is there. */
 int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, xapi_value *err);
+/* The start-up sweep (storage/sweep.c), after the scan of a plugged directory SR:
+ * each entry no VDI owns is logged and listed in other_config xenapid-leftovers;
+ * nothing is deleted. Write lock held. */
+void storage_sr_sweep(xapi_server *srv, xapi_obj *sr, const storage_sr *h);
 /* The power state of a VM in lowercase, for VM_BAD_POWER_STATE. */
 const char *storage_power_lower(const xapi_obj *vm);
 

@@ -122,6 +122,10 @@ int storage_bootstrap(xapi_server *srv) {
         if (storage_pbd_plug_locked(srv, o, &err) < 0)
             log_warning("storage: SR %s (%s) could not be plugged: %s %s", sr->uuid, sr->fields[XAPI_F_SR_type].s,
                         err.n ? xapi_value_str(&err.items[0]) : "?", err.n > 2 ? xapi_value_str(&err.items[2]) : "");
+        else if (storage_sr_handle(srv, sr, o, &h, &err) == 0) {
+            storage_sr_sweep(srv, sr, &h); /* the scan made the records: what is left is no VDI's */
+            storage_sr_handle_free(&h);
+        }
     }
     for (o = xapi_store_first(st, storage_cls(XAPI_C_SR)); o; o = xapi_store_next(o))
         storage_sr_update_allowed_all(srv, o);

@@ -32,7 +32,9 @@ def vhd_util(*args):
     return p.stdout.strip()
 
 
-class ExtSrTest(DaemonTest):
+class ExtBase(DaemonTest):
+    """A daemon with its own sr_mount_root, and helpers for ext SRs (also tests/integration/test_ext_safety.py)."""
+
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="xenapid-sr-mount-")
@@ -65,12 +67,15 @@ class ExtSrTest(DaemonTest):
             pass
 
     def sr_dir(self, sr):
-        return os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, sr)))
+        pbd = ok(self.x.SR.get_PBDs(self.s, sr))[0]
+        return ok(self.x.PBD.get_device_config(self.s, pbd)).get("path") or \
+            os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, sr)))
 
-    def new_vdi(self, sr, size=16 * MiB):
-        return ok(self.x.VDI.create(self.s, {"SR": sr, "virtual_size": str(size), "type": "user",
-                                             "sharable": False, "read_only": False, "other_config": {},
-                                             "name_label": "ext"}))
+    def new_vdi(self, sr, size=16 * MiB, **extra):
+        rec = {"SR": sr, "virtual_size": str(size), "type": "user", "sharable": False, "read_only": False,
+               "other_config": {}, "name_label": "ext"}
+        rec.update(extra)
+        return ok(self.x.VDI.create(self.s, rec))
 
     def rec(self, vdi):
         return ok(self.x.VDI.get_record(self.s, vdi))
@@ -92,6 +97,8 @@ class ExtSrTest(DaemonTest):
     def by_uuid(self, sr):
         return {self.rec(v)["uuid"]: self.rec(v) for v in ok(self.x.SR.get_VDIs(self.s, sr))}
 
+
+class ExtSrTest(ExtBase):
     # ---- the SR and its VDIs ----
 
     def test_create_under_mount_root_and_vdi_is_a_vhd(self):

@@ -740,6 +740,50 @@ class TestRestart(unittest.TestCase):
         finally:
             d.cleanup()
 
+    def test_start_reports_what_no_vdi_owns(self):
+        """The start-up sweep: entries of the local SR no VDI owns are listed in the SR's
+        other_config xenapid-leftovers (and logged), never deleted; staging files go."""
+        d = Daemon().start()
+        try:
+            x, s = d.login()
+            pool = ok(x.pool.get_all(s))[0]
+            sr = ok(x.pool.get_default_SR(s, pool))
+            path = ok(x.PBD.get_device_config(s, ok(x.SR.get_PBDs(s, sr))[0]))["path"]
+            vdi = ok(x.VDI.create(s, {"SR": sr, "virtual_size": str(2 * MiB), "type": "user", "sharable": False,
+                                      "read_only": False, "other_config": {}}))
+            loc = ok(x.VDI.get_location(s, vdi))
+            self.assertNotIn("xenapid-leftovers", ok(x.SR.get_other_config(s, sr)))
+            d.stop()
+            junk = {"notes.txt": b"mine", loc + ".raw": b"beside the vhd",
+                    "0d0e0f10-1112-4314-9516-1718191a1b1c.vhd": b"not a vhd"}
+            for name, data in junk.items():
+                with open(os.path.join(path, name), "wb") as f:
+                    f.write(data)
+            os.symlink("/etc/passwd", os.path.join(path, "1d0e0f10-1112-4314-9516-1718191a1b1c.vhd"))
+            with open(os.path.join(path, ".%s.vhd.part" % loc), "wb") as f:
+                f.write(b"half a copy")
+            d.start()
+            x, s = d.login()
+            listed = ok(x.SR.get_other_config(s, sr)).get("xenapid-leftovers", "")
+            self.assertEqual(sorted(listed.split()), sorted(list(junk) + ["1d0e0f10-1112-4314-9516-1718191a1b1c.vhd"]))
+            for name, data in junk.items():
+                with open(os.path.join(path, name), "rb") as f:
+                    self.assertEqual(f.read(), data, name)
+            self.assertTrue(os.path.islink(os.path.join(path, "1d0e0f10-1112-4314-9516-1718191a1b1c.vhd")))
+            self.assertFalse(os.path.exists(os.path.join(path, ".%s.vhd.part" % loc)))
+            self.assertEqual(ok(x.SR.get_VDIs(s, sr)), [vdi])
+            with open(d.log_path) as f:
+                self.assertIn("notes.txt is no VDI's", f.read())
+            # once they are gone, so is the key
+            for name in list(junk) + ["1d0e0f10-1112-4314-9516-1718191a1b1c.vhd"]:
+                os.unlink(os.path.join(path, name))
+            d.stop()
+            d.start()
+            x, s = d.login()
+            self.assertNotIn("xenapid-leftovers", ok(x.SR.get_other_config(s, sr)))
+        finally:
+            d.cleanup()
+
     def test_a_local_file_sr_of_an_earlier_version_stays(self):
         """A store made before the local SR was ext: its file SR at <state_dir>/sr/<uuid> stays the
         local SR, with its raw VDIs, and no ext SR is made beside it."""
