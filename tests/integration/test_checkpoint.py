@@ -65,6 +65,9 @@ class TestCheckpoint(DaemonTest):
         image = ok(self.x.VDI.get_record(self.s, r["suspend_VDI"]))
         self.assertEqual((image["type"], image["SR"]), ("suspend", self.sr))
         self.assertGreaterEqual(int(image["virtual_size"]), 128 * MiB)
+        # on the local ext SR the snapshot's copy of the memory image is raw too, no VHD chain over it
+        self.assertEqual(image["sm_config"].get("vdi_type"), "raw")
+        self.assertNotIn("vhd-parent", image["sm_config"])
         # The VM runs again; its own image was consumed by the resume.
         v = self.rec(vm)
         self.assertEqual((v["power_state"], v["suspend_VDI"]), ("Running", NULL_REF))
