@@ -244,6 +244,26 @@ static unsigned cap_of(const char *op) {
     return 0;
 }
 
+/* The VBD's disk is being attached though the VBD does not say so yet: a
+ * VBD.plug in progress (its current_operations), or its VM being started,
+ * resumed or rebooted (from the VM's checks to its record of the disks). */
+static bool being_attached(xapi_server *srv, const xapi_obj *vbd) {
+    static const char *const attaching[] = {"start", "start_on", "resume", "resume_on", "hard_reboot",
+                                            "clean_reboot"};
+    const xapi_obj *vm;
+    const xapi_value *cur;
+
+    if (vbd->fields[XAPI_F_VBD_current_operations].n > 0)
+        return true;
+    vm = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VM), vbd->fields[XAPI_F_VBD_VM].s);
+    cur = vm ? &vm->fields[XAPI_F_VM_current_operations] : NULL;
+    for (uint32_t i = 0; cur && i < cur->n; i++)
+        for (size_t k = 0; k < sizeof attaching / sizeof attaching[0]; k++)
+            if (strcmp(xapi_value_str(&cur->members[i].value), attaching[k]) == 0)
+                return true;
+    return false;
+}
+
 int storage_vdi_check_op(xapi_server *srv, xapi_obj *vdi, const char *op, xapi_value *err) {
     xapi_store *st = srv->store;
     const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
@@ -265,7 +285,7 @@ int storage_vdi_check_op(xapi_server *srv, xapi_obj *vdi, const char *op, xapi_v
         return xapi_fail(err, "VDI_NOT_MANAGED", vdi->ref, NULL);
     for (uint32_t i = 0; i < vbds->n && !live_ok(op); i++) {
         xapi_obj *b = xapi_store_get_class(st, storage_cls(XAPI_C_VBD), vbds->items[i].s);
-        if (!b || !b->fields[XAPI_F_VBD_currently_attached].b)
+        if (!b || (!b->fields[XAPI_F_VBD_currently_attached].b && !being_attached(srv, b)))
             continue;
         if (strcmp(op, "copy") == 0 && strcmp(b->fields[XAPI_F_VBD_mode].s, "RO") == 0)
             continue;
@@ -329,14 +349,14 @@ static void set_found(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *i
     xapi_obj_set_int(st, vdi, XAPI_F_VDI_virtual_size, info->virtual_size);
     xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info->physical_utilisation);
     xapi_obj_set_bool(st, vdi, XAPI_F_VDI_missing, false);
-    if (!info->vhd)
+    if (!info->vhd && !info->raw)
         return;
     sm = xapi_value_copy(&vdi->fields[XAPI_F_VDI_sm_config]);
     if (sm.kind != XAPI_V_STRUCT) {
         xapi_value_free(&sm);
         sm = xapi_value_struct();
     }
-    xapi_struct_set(&sm, "vdi_type", xapi_value_string("vhd"));
+    xapi_struct_set(&sm, "vdi_type", xapi_value_string(info->raw ? "raw" : "vhd"));
     if (info->parent)
         xapi_struct_set(&sm, "vhd-parent", xapi_value_string(info->parent));
     else
@@ -346,6 +366,12 @@ static void set_found(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *i
         xapi_obj_set_bool(st, vdi, XAPI_F_VDI_managed, false);
         xapi_obj_set_bool(st, vdi, XAPI_F_VDI_read_only, true);
     }
+}
+
+bool storage_path_is_vhd(const storage_driver *drv, const char *path) {
+    size_t n = path ? strlen(path) : 0;
+
+    return strcmp(drv->format, "vhd") == 0 && !(n > 4 && strcmp(path + n - 4, ".raw") == 0);
 }
 
 void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info) {

@@ -107,6 +107,8 @@ typedef struct storage_vdi_info {
     bool vhd;
     char *parent;
     bool hidden;
+    /* A raw image in a driver whose VDIs are otherwise VHDs (sm_config vdi_type=raw). */
+    bool raw;
 } storage_vdi_info;
 
 void storage_vdi_info_free(storage_vdi_info *v);
@@ -185,6 +187,15 @@ typedef struct storage_driver {
      * (nothing changed) when the leaf holds more than max_bytes of data. A
      * failure midway leaves the chain reading as before. */
     int (*vdi_coalesce_leaf)(const storage_sr *sr, const char *location, int64_t max_bytes, storage_err *e);
+    /* Optional, drivers whose VDIs are VHDs: a raw VDI instead, for what must
+     * be plain bytes (a suspend image, which the backends write as such;
+     * sm_config type=raw at VDI.create, as sm's FileSR takes it) and for
+     * copies of one. Then vdi_publish / vdi_discard as after vdi_import; the
+     * other operations tell raw from VHD by what is there. */
+    int (*vdi_create_raw)(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
+                          storage_err *e);
+    int (*vdi_import_raw)(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
+                          storage_err *e);
 } storage_driver;
 
 const storage_driver *storage_driver_find(const char *type);

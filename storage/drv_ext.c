@@ -12,8 +12,15 @@
  * a link (storage_open_file): nothing in a chain leads outside the SR.
  * Whatever is read from an image goes through the validated parser.
  *
- * New images are made as .<uuid>.part (invisible to scans), synced, then
- * renamed into place without replacing anything; a failure unlinks them. */
+ * New images are made as .<uuid>.vhd.part (invisible to scans), synced, then
+ * renamed into place without replacing anything; a failure unlinks them.
+ *
+ * A VDI may also be raw, <vdi uuid>.raw (sm_config vdi_type=raw, as sm's
+ * FileSR keeps one made with sm_config type=raw): the daemon's suspend
+ * images, which the backends write as plain bytes. Its location is the uuid
+ * too; the operations tell the two apart by what is there, and a .raw beside
+ * a .vhd of the same uuid is never used (the .vhd is the VDI; the start-up
+ * sweep reports the .raw). A raw image is never a parent: chains are VHDs. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -60,23 +67,55 @@ static bool vhd_name(const char *name) {
     return strlen(name) == 40 && strcmp(name + 36, ".vhd") == 0 && is_uuid(name, 36);
 }
 
-/* <sr>/<prefix><location>.vhd[suffix], NULL for a location that is no uuid. */
-static char *ext_file(const storage_sr *sr, const char *loc, const char *prefix, const char *suffix) {
+/* <uuid>.raw */
+static bool raw_name(const char *name) {
+    return strlen(name) == 40 && strcmp(name + 36, ".raw") == 0 && is_uuid(name, 36);
+}
+
+/* <sr>/<prefix><location><ext>[suffix], NULL for a location that is no uuid. */
+static char *ext_file(const storage_sr *sr, const char *loc, const char *prefix, const char *ext,
+                      const char *suffix) {
     char *p = NULL;
 
     if (!valid_location(loc))
         return NULL;
-    if (asprintf(&p, "%s/%s%s.vhd%s", sr->path, prefix, loc, suffix) < 0)
+    if (asprintf(&p, "%s/%s%s%s%s", sr->path, prefix, loc, ext, suffix) < 0)
         xapi_oom();
     return p;
 }
 
 static char *ext_path(const storage_sr *sr, const char *loc) {
-    return ext_file(sr, loc, "", "");
+    return ext_file(sr, loc, "", ".vhd", "");
 }
 
 static char *ext_part(const storage_sr *sr, const char *loc) {
-    return ext_file(sr, loc, ".", ".part");
+    return ext_file(sr, loc, ".", ".vhd", ".part");
+}
+
+static char *raw_path(const storage_sr *sr, const char *loc) {
+    return ext_file(sr, loc, "", ".raw", "");
+}
+
+static char *raw_part(const storage_sr *sr, const char *loc) {
+    return ext_file(sr, loc, ".", ".raw", ".part");
+}
+
+/* The image of location: its .vhd, or its .raw when only that is there (*ret_raw then). */
+static char *ext_image(const storage_sr *sr, const char *loc, bool *ret_raw) {
+    char *vhd = ext_path(sr, loc), *raw;
+    struct stat st;
+
+    *ret_raw = false;
+    if (!vhd || lstat(vhd, &st) == 0 || errno != ENOENT)
+        return vhd;
+    raw = raw_path(sr, loc);
+    if (lstat(raw, &st) < 0) {
+        free(raw);
+        return vhd;
+    }
+    free(vhd);
+    *ret_raw = true;
+    return raw;
 }
 
 static int ext_err(storage_err *e, int code, int rc, const char *what, const char *detail) {
@@ -305,9 +344,30 @@ static int image_info(const char *path, const char *loc, storage_vdi_info *ret, 
     return rc;
 }
 
+/* A raw image: a plain file of its own, its size the disk's. */
+static int raw_info(const char *path, const char *loc, storage_vdi_info *ret, char *err, size_t errlen) {
+    struct stat st;
+    int rc = storage_check_file(path, &st);
+
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", strerror(-rc));
+        return rc;
+    }
+    if (ret) {
+        ret->location = xapi_strdup(loc);
+        ret->name = xapi_strdup("");
+        ret->virtual_size = (int64_t)st.st_size;
+        ret->physical_utilisation = (int64_t)st.st_blocks * 512;
+        ret->raw = true;
+    }
+    return 0;
+}
+
 int storage_vhd_dir_vdi_stat(const storage_sr *sr, const char *loc, storage_vdi_info *ret, storage_err *e) {
-    char *p = ext_path(sr, loc), err[256] = "invalid location";
-    int rc = p ? image_info(p, loc, ret, err, sizeof err) : -EINVAL;
+    char err[256] = "invalid location";
+    bool raw;
+    char *p = ext_image(sr, loc, &raw);
+    int rc = !p ? -EINVAL : raw ? raw_info(p, loc, ret, err, sizeof err) : image_info(p, loc, ret, err, sizeof err);
 
     free(p);
     return rc < 0 ? storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", err) : 0;
@@ -323,8 +383,10 @@ int storage_vhd_dir_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info *
         return storage_err_set(e, SM_ERR_SR_SCAN, errno, "The SR scan failed", strerror(errno));
     while ((de = readdir(d))) {
         char loc[37], *p, err[256] = "";
+        bool raw = raw_name(de->d_name);
+        struct stat st;
 
-        if (!vhd_name(de->d_name))
+        if (!vhd_name(de->d_name) && !raw)
             continue;
         if (n == max) {
             closedir(d);
@@ -339,7 +401,16 @@ int storage_vhd_dir_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info *
         loc[36] = '\0';
         p = ext_path(sr, loc);
         v[n] = (storage_vdi_info){0};
-        if (image_info(p, loc, &v[n], err, sizeof err) == 0)
+        if (raw && lstat(p, &st) == 0)
+            log_warning("storage: SR %s: %s left out: %s.vhd is that VDI", sr->uuid, de->d_name, loc);
+        else if (raw) {
+            free(p);
+            p = raw_path(sr, loc);
+            if (raw_info(p, loc, &v[n], err, sizeof err) == 0)
+                n++;
+            else
+                log_warning("storage: SR %s: %s left out: %s", sr->uuid, de->d_name, err);
+        } else if (image_info(p, loc, &v[n], err, sizeof err) == 0)
             n++;
         else
             log_warning("storage: SR %s: %s left out: %s", sr->uuid, de->d_name, err);
@@ -352,7 +423,9 @@ int storage_vhd_dir_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info *
 }
 
 char *storage_vhd_dir_vdi_path(const storage_sr *sr, const char *loc) {
-    return ext_path(sr, loc);
+    bool raw;
+
+    return ext_image(sr, loc, &raw);
 }
 
 static int sync_dir(const storage_sr *sr) {
@@ -371,10 +444,19 @@ static int clear_part(const char *part) {
     return unlink(part) < 0 && errno != ENOENT ? -errno : 0;
 }
 
-/* Makes the staged image of loc its real one, never over an existing entry. */
+/* Makes the staged image of loc its real one, never over an existing entry:
+ * its VHD, or its raw image when that is what was staged. */
 static int publish_part(const storage_sr *sr, const char *loc) {
     char *from = ext_part(sr, loc), *to = ext_path(sr, loc);
+    struct stat st;
     int rc = 0;
+
+    if (from && lstat(from, &st) < 0 && errno == ENOENT) {
+        free(from);
+        free(to);
+        from = raw_part(sr, loc);
+        to = raw_path(sr, loc);
+    }
 
     if (!from || !to)
         rc = -EINVAL;
@@ -431,7 +513,8 @@ int storage_vhd_dir_vdi_create(const storage_sr *sr, const char *loc, int64_t si
 }
 
 int storage_vhd_dir_vdi_delete(const storage_sr *sr, const char *loc, storage_err *e) {
-    char *p = ext_path(sr, loc);
+    bool raw;
+    char *p = ext_image(sr, loc, &raw);
     int rc = 0;
 
     if (p && unlink(p) < 0 && errno != ENOENT)
@@ -452,11 +535,38 @@ int storage_vhd_dir_vdi_set_hidden(const storage_sr *sr, const char *loc, bool h
     return rc < 0 ? ext_err(e, SM_ERR_VDI_DELETE, rc, "Failed to mark VDI hidden", err) : 0;
 }
 
+/* A raw image grows as a sparse file does. */
+static int raw_resize(const storage_sr *sr, const char *path, const char *loc, int64_t size, storage_vdi_info *ret,
+                      storage_err *e) {
+    struct stat st;
+    int fd = storage_open_file(path, O_RDWR, 0), rc = 0;
+
+    if (fd < 0)
+        return storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, fd, "The VDI is not available", strerror(-fd));
+    if (fstat(fd, &st) < 0)
+        rc = ext_err(e, SM_ERR_VDI_UNAVAILABLE, -errno, "The VDI is not available", NULL);
+    else if (size < st.st_size)
+        rc = storage_err_set(e, SM_ERR_VDI_SIZE, EINVAL, "VDI Invalid size", "shrinking not allowed");
+    else if (ftruncate(fd, size) < 0 || fsync(fd) < 0)
+        rc = ext_err(e, SM_ERR_VDI_RESIZE, -errno, "VDI resize failed", NULL);
+    close(fd);
+    return rc < 0 ? rc : storage_vhd_dir_vdi_stat(sr, loc, ret, e);
+}
+
 int storage_vhd_dir_vdi_resize(const storage_sr *sr, const char *loc, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
-    char *p = ext_path(sr, loc), err[256] = "invalid location";
+    char err[256] = "invalid location";
     storage_vhd_file *f = NULL;
-    int rc = p ? open_image(p, true, &f, err, sizeof err) : -EINVAL;
+    bool raw;
+    char *p = ext_image(sr, loc, &raw);
+    int rc;
+
+    if (p && raw) {
+        rc = raw_resize(sr, p, loc, size, ret, e);
+        free(p);
+        return rc;
+    }
+    rc = p ? open_image(p, true, &f, err, sizeof err) : -EINVAL;
 
     free(p);
     if (rc < 0)
@@ -575,6 +685,96 @@ int storage_vhd_dir_vdi_import(const storage_sr *sr, const char *loc, const char
     return rc < 0 ? ext_err(e, SM_ERR_VDI_CLONE, rc, "Failed to clone VDI", err) : 0;
 }
 
+/* Copies [0, size) of the source (a VHD chain or a raw file) into fd, a raw
+ * image: fresh (size bytes of holes), where zeros stay holes, or existing,
+ * where zeros are punched or written. */
+static int copy_to_raw(int fd, const char *src_path, uint64_t size, bool fresh, char *err, size_t errlen) {
+    storage_vhd_file *src = NULL;
+    uint8_t *a = NULL;
+    int sfd = -1, rc = open_source(src_path, &src, &sfd, err, errlen);
+
+    if (rc == 0 && !src)
+        rc = storage_copy_file(src_path, fd, (int64_t)size, !fresh);
+    if (rc < 0 || !src)
+        goto out;
+    a = xapi_malloc(EXT_CHUNK);
+    for (uint64_t off = 0; off < size && rc == 0; off += EXT_CHUNK) {
+        size_t len = size - off < EXT_CHUNK ? (size_t)(size - off) : EXT_CHUNK, done = 0;
+        if ((rc = read_source(src, -1, off, a, len)) < 0)
+            break;
+        if (all_zero(a, len) &&
+            (fresh || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0))
+            continue;
+        while (done < len && rc == 0) {
+            ssize_t k = pwrite(fd, a + done, len - done, (off_t)(off + done));
+            if (k < 0 && errno != EINTR)
+                rc = -errno;
+            else if (k > 0)
+                done += (size_t)k;
+        }
+    }
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+out:
+    free(a);
+    storage_vhd_file_close(src);
+    if (sfd >= 0)
+        close(sfd);
+    if (rc < 0 && !err[0])
+        snprintf(err, errlen, "%s", strerror(-rc));
+    return rc;
+}
+
+/* A staged raw image of size bytes (holes), open for writing: the fd. */
+static int create_raw_part(const storage_sr *sr, const char *loc, int64_t size) {
+    char *part = raw_part(sr, loc);
+    int fd = part ? clear_part(part) : -EINVAL;
+
+    if (fd == 0)
+        fd = storage_open_file(part, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0 && ftruncate(fd, size) < 0) {
+        int rc = -errno;
+        close(fd);
+        fd = rc;
+    }
+    if (fd < 0 && part && fd != -EEXIST)
+        unlink(part);
+    free(part);
+    return fd;
+}
+
+int storage_vhd_dir_vdi_create_raw(const storage_sr *sr, const char *loc, int64_t size, storage_vdi_info *ret,
+                                   storage_err *e) {
+    int fd = valid_location(loc) ? create_raw_part(sr, loc, size) : -EINVAL, rc = 0;
+
+    if (fd < 0)
+        return ext_err(e, SM_ERR_VDI_CREATE, fd, "VDI Creation failed", fd == -EINVAL ? "invalid location" : NULL);
+    if (fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    if (rc == 0)
+        rc = publish_part(sr, loc);
+    if (rc < 0) {
+        storage_vhd_dir_vdi_discard(sr, loc);
+        return ext_err(e, SM_ERR_VDI_CREATE, rc, "VDI Creation failed", NULL);
+    }
+    return storage_vhd_dir_vdi_stat(sr, loc, ret, e);
+}
+
+int storage_vhd_dir_vdi_import_raw(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
+                                   storage_err *e) {
+    char err[256] = "";
+    int fd = valid_location(loc) ? create_raw_part(sr, loc, size) : -EINVAL, rc;
+
+    if (fd < 0)
+        return ext_err(e, SM_ERR_VDI_CLONE, fd, "Failed to clone VDI", fd == -EINVAL ? "invalid location" : NULL);
+    rc = copy_to_raw(fd, src_path, (uint64_t)size, true, err, sizeof err);
+    close(fd);
+    if (rc < 0)
+        storage_vhd_dir_vdi_discard(sr, loc);
+    return rc < 0 ? ext_err(e, SM_ERR_VDI_CLONE, rc, "Failed to clone VDI", err) : 0;
+}
+
 int storage_vhd_dir_vdi_publish(const storage_sr *sr, const char *loc, storage_vdi_info *ret, storage_err *e) {
     int rc = publish_part(sr, loc);
 
@@ -585,19 +785,35 @@ int storage_vhd_dir_vdi_publish(const storage_sr *sr, const char *loc, storage_v
 }
 
 void storage_vhd_dir_vdi_discard(const storage_sr *sr, const char *loc) {
-    char *p = ext_part(sr, loc);
+    char *p = ext_part(sr, loc), *r = raw_part(sr, loc);
 
     if (p)
         unlink(p);
+    if (r)
+        unlink(r);
     free(p);
+    free(r);
 }
 
 int storage_vhd_dir_vdi_write(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
                          storage_err *e) {
-    char *p = ext_path(sr, loc), err[256] = "invalid location";
+    char err[256] = "invalid location";
     storage_vhd_file *f = NULL;
-    int rc = p ? open_chain(sr, loc, true, &f, err, sizeof err) : -EINVAL;
+    bool raw;
+    char *p = ext_image(sr, loc, &raw);
+    int rc, fd;
 
+    if (p && raw) {
+        fd = storage_open_file(p, O_WRONLY, 0);
+        free(p);
+        if (fd < 0)
+            return storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, fd, "The VDI is not available", strerror(-fd));
+        err[0] = '\0';
+        rc = copy_to_raw(fd, src_path, (uint64_t)size, false, err, sizeof err);
+        close(fd);
+        return rc < 0 ? ext_err(e, SM_ERR_VDI_CLONE, rc, "Failed to clone VDI", err) : 0;
+    }
+    rc = p ? open_chain(sr, loc, true, &f, err, sizeof err) : -EINVAL;
     free(p);
     if (rc < 0)
         return storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", err);

@@ -58,12 +58,20 @@ int storage_vdi_check_op(xapi_server *srv, xapi_obj *vdi, const char *op, xapi_v
 void storage_vdi_op_begin(xapi_server *srv, xapi_obj *vdi, const char *opid, const char *op);
 void storage_vdi_op_end(xapi_server *srv, const char *vdi_ref, const char *opid);
 
+/* The VDI whose data is at path (vdi_path) is a VHD: its driver's format,
+ * unless it is one of the driver's raw images (<uuid>.raw, vdi_create_raw).
+ * Known from the file, not from sm_config, which clients may change. */
+bool storage_path_is_vhd(const storage_driver *drv, const char *path);
 /* A new VDI record in sr with what the driver reports (managed, location, sizes). */
 xapi_obj *storage_vdi_new(xapi_server *srv, xapi_obj *sr, const char *ref, const char *uuid,
                           const storage_vdi_info *info);
 void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info);
 /* Scans the SR (plugged, handle h) and reconciles the VDI records with what is there. */
 int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, xapi_value *err);
+/* The start-up sweep (storage/sweep.c), after the scan of a plugged directory SR:
+ * each entry no VDI owns is logged and listed in other_config xenapid-leftovers;
+ * nothing is deleted. Write lock held. */
+void storage_sr_sweep(xapi_server *srv, xapi_obj *sr, const storage_sr *h);
 /* The power state of a VM in lowercase, for VM_BAD_POWER_STATE. */
 const char *storage_power_lower(const xapi_obj *vm);
 

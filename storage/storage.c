@@ -51,10 +51,10 @@ static int create_local_sr(xapi_server *srv, const char *sr_dir, xapi_value *err
     xapi_uuid_generate(uuid);
     if (asprintf(&path, "%s/%s", sr_dir, uuid) < 0)
         xapi_oom();
-    xapi_struct_set(&dc, "location", xapi_value_string(path));
+    xapi_struct_set(&dc, "path", xapi_value_string(path));
     xapi_struct_set(&oc, "i18n-key", xapi_value_string("local-storage"));
     xapi_struct_set(&oc, "i18n-original-value-name_label", xapi_value_string("Local storage"));
-    rc = storage_sr_create_locked(srv, srv->host_ref, &dc, "Local storage", "", "file", "user", false, &sm, &oc, uuid,
+    rc = storage_sr_create_locked(srv, srv->host_ref, &dc, "Local storage", "", "ext", "user", false, &sm, &oc, uuid,
                                   ref, err);
     if (rc == 0) {
         pool = xapi_store_get_class(st, storage_cls(XAPI_C_pool), srv->pool_ref);
@@ -122,6 +122,10 @@ int storage_bootstrap(xapi_server *srv) {
         if (storage_pbd_plug_locked(srv, o, &err) < 0)
             log_warning("storage: SR %s (%s) could not be plugged: %s %s", sr->uuid, sr->fields[XAPI_F_SR_type].s,
                         err.n ? xapi_value_str(&err.items[0]) : "?", err.n > 2 ? xapi_value_str(&err.items[2]) : "");
+        else if (storage_sr_handle(srv, sr, o, &h, &err) == 0) {
+            storage_sr_sweep(srv, sr, &h); /* the scan made the records: what is left is no VDI's */
+            storage_sr_handle_free(&h);
+        }
     }
     for (o = xapi_store_first(st, storage_cls(XAPI_C_SR)); o; o = xapi_store_next(o))
         storage_sr_update_allowed_all(srv, o);

@@ -6,8 +6,9 @@
 
 /* Registers storage handlers and class hooks (call before xapi_dispatch_init). */
 void storage_register(void);
-/* First start: a local file SR ("Local storage", under <state_dir>/sr/<uuid>) with its
- * PBD plugged on this host, made the pool's default SR; every start: PBDs re-plugged. */
+/* First start: a local ext SR ("Local storage", device_config path <state_dir>/sr/<uuid>)
+ * with its PBD plugged on this host, made the pool's default SR (a store made by an earlier
+ * version keeps its local file SR); every start: PBDs re-plugged. */
 int storage_bootstrap(xapi_server *srv);
 
 /* The path and format a VDI is attached from. Caller holds the store lock;

@@ -54,6 +54,15 @@ static xapi_obj *sr_of(xapi_server *srv, const xapi_obj *vdi) {
 
 /* ---- create ---------------------------------------------------------------- */
 
+/* A VDI of a VHD driver made raw: asked for (sm_config type=raw, as sm's
+ * FileSR takes it), or a suspend image, which the backends write as plain bytes. */
+static bool want_raw(const storage_driver *drv, const xapi_obj *o) {
+    const char *t = storage_map_get(&o->fields[XAPI_F_VDI_sm_config], "type");
+
+    return drv->vdi_create_raw &&
+           ((t && strcmp(t, "raw") == 0) || strcmp(o->fields[XAPI_F_VDI_type].s, "suspend") == 0);
+}
+
 /* The data of a new VDI record whose fields are set (SR, virtual_size, type...). */
 static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     xapi_obj *sr = sr_of(srv, o);
@@ -72,7 +81,8 @@ static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_CREATE, err);
     if (rc == 0)
         rc = size_check(o->fields[XAPI_F_VDI_virtual_size].i, err);
-    if (rc == 0 && h.drv->vdi_create(&h, o->uuid, o->fields[XAPI_F_VDI_virtual_size].i, &info, &e) < 0)
+    if (rc == 0 && (want_raw(h.drv, o) ? h.drv->vdi_create_raw : h.drv->vdi_create)(
+                       &h, o->uuid, o->fields[XAPI_F_VDI_virtual_size].i, &info, &e) < 0)
         rc = storage_backend_fail(err, &e);
     if (rc == 0) {
         storage_vdi_set_info(srv, o, &info);
@@ -426,7 +436,7 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1], dst_sr_ref[XAPI_REF_LEN + 1], src_ref[XAPI_REF_LEN + 1];
     char base_uuid[XAPI_UUID_LEN + 1];
     char *src_path = NULL, *src_loc = NULL;
-    bool chain = false;
+    bool chain = false, src_vhd, raw_copy;
     int64_t size;
     int rc;
 
@@ -462,18 +472,21 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         rc = storage_sr_cap(dst_sr, dst.drv, STORAGE_CAP_VDI_CREATE, err);
     if (rc < 0)
         goto fail_locked;
-    /* A VHD's bytes are not its disk: only a driver that reads VHD chains can copy one. */
-    if (strcmp(src.drv->format, "vhd") == 0 && !dst.drv->vdi_open_vhd) {
-        rc = xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", dst_sr->ref, NULL);
-        goto fail_locked;
-    }
     src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
     if (!src_path || storage_check_vdi(src.drv, src_path) < 0) {
         rc = xapi_fail(err, "VDI_MISSING", src_sr->ref, vdi->ref, NULL);
         goto fail_locked;
     }
+    /* A VHD's bytes are not its disk: only a driver that reads VHD chains can copy one. */
+    src_vhd = storage_path_is_vhd(src.drv, src_path);
+    if (src_vhd && !dst.drv->vdi_open_vhd) {
+        rc = xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", dst_sr->ref, NULL);
+        goto fail_locked;
+    }
+    /* A raw VDI of a VHD SR (a suspend image) stays raw in one: no chain over it. */
+    raw_copy = !src_vhd && strcmp(src.drv->format, "vhd") == 0 && dst.drv->vdi_import_raw;
     size = vdi->fields[XAPI_F_VDI_virtual_size].i;
-    chain = mode != STORAGE_COPY && src.drv->vdi_chain && dst_sr == src_sr;
+    chain = mode != STORAGE_COPY && src.drv->vdi_chain && dst_sr == src_sr && src_vhd;
     /* A chain moves the VDI's name to a new leaf: a guest's QEMU would go on
      * writing the old file, now the base. Only the simulator has no such writer. */
     /* ... and it moves the VDI's file under whatever has it open: nothing else may run on it meanwhile. */
@@ -507,7 +520,7 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     if (chain)
         rc = src.drv->vdi_chain(&src, src_loc, base_uuid, uuid, &e);
     else
-        rc = dst.drv->vdi_import(&dst, uuid, src_path, size, &e);
+        rc = (raw_copy ? dst.drv->vdi_import_raw : dst.drv->vdi_import)(&dst, uuid, src_path, size, &e);
 
     xapi_store_write_begin(st);
     storage_vdi_op_end(srv, src_ref, opid);
@@ -633,13 +646,13 @@ static int copy_into(xapi_call *c, const char *opid) {
         rc = xapi_call_fail(c, "OPERATION_NOT_ALLOWED", "cannot copy a VDI into itself");
         goto fail_locked;
     }
-    if (strcmp(src.drv->format, "vhd") == 0 && !dst.drv->vdi_open_vhd) {
-        rc = xapi_call_fail(c, "SR_OPERATION_NOT_SUPPORTED", dst_sr->ref);
-        goto fail_locked;
-    }
     src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
     if (!src_path || storage_check_vdi(src.drv, src_path) < 0) {
         rc = xapi_call_fail(c, "VDI_MISSING", src_sr->ref, vdi->ref);
+        goto fail_locked;
+    }
+    if (storage_path_is_vhd(src.drv, src_path) && !dst.drv->vdi_open_vhd) {
+        rc = xapi_call_fail(c, "SR_OPERATION_NOT_SUPPORTED", dst_sr->ref);
         goto fail_locked;
     }
     dst_loc = xapi_strdup(into->fields[XAPI_F_VDI_location].s);
@@ -942,10 +955,9 @@ int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_pa
     }
     *ret_path = path;
     /* A VHD over a parent is a chain: backends that cannot read one refuse "vhd-chain". */
-    *ret_format = xapi_strdup(strcmp(h.drv->format, "vhd") == 0 &&
-                                      storage_map_get(&vdi->fields[XAPI_F_VDI_sm_config], "vhd-parent")
-                                  ? "vhd-chain"
-                                  : h.drv->format);
+    *ret_format = xapi_strdup(!storage_path_is_vhd(h.drv, path) ? "raw"
+                              : storage_map_get(&vdi->fields[XAPI_F_VDI_sm_config], "vhd-parent") ? "vhd-chain"
+                                                                                                    : "vhd");
     storage_sr_handle_free(&h);
     return 0;
 }

@@ -351,7 +351,7 @@ static int vdi_take(transfer *t, xapi_obj *vdi) {
     if (rc < 0)
         goto out;
     /* Not through a symlink or a hard link planted in the SR: it could be any file on the host. */
-    if (h.drv->vdi_open_vhd) {
+    if (strcmp(format, "raw") != 0) {
         storage_err e = {0};
         if (h.drv->vdi_open_vhd(&h, vdi->fields[XAPI_F_VDI_location].s, t->import, &t->vf, &e) < 0) {
             rc = storage_backend_fail(&t->err, &e);

@@ -17,6 +17,11 @@ int storage_vhd_dir_vdi_stat(const storage_sr *sr, const char *loc, storage_vdi_
 char *storage_vhd_dir_vdi_path(const storage_sr *sr, const char *loc);
 int storage_vhd_dir_vdi_import(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
                                storage_err *e);
+/* A raw VDI (<uuid>.raw) instead of a VHD: storage_driver's vdi_create_raw and vdi_import_raw. */
+int storage_vhd_dir_vdi_create_raw(const storage_sr *sr, const char *loc, int64_t size, storage_vdi_info *ret,
+                                   storage_err *e);
+int storage_vhd_dir_vdi_import_raw(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
+                                   storage_err *e);
 int storage_vhd_dir_vdi_publish(const storage_sr *sr, const char *loc, storage_vdi_info *ret, storage_err *e);
 void storage_vhd_dir_vdi_discard(const storage_sr *sr, const char *loc);
 int storage_vhd_dir_vdi_write(const storage_sr *sr, const char *loc, const char *src_path, int64_t size,
@@ -38,4 +43,5 @@ int storage_vhd_dir_vdi_coalesce_leaf(const storage_sr *sr, const char *loc, int
     .vdi_publish = storage_vhd_dir_vdi_publish, .vdi_discard = storage_vhd_dir_vdi_discard,                       \
     .vdi_write = storage_vhd_dir_vdi_write, .vdi_chain = storage_vhd_dir_vdi_chain,                               \
     .vdi_set_hidden = storage_vhd_dir_vdi_set_hidden, .vdi_open_vhd = storage_vhd_dir_vdi_open_vhd,               \
-    .vdi_coalesce_leaf = storage_vhd_dir_vdi_coalesce_leaf
+    .vdi_coalesce_leaf = storage_vhd_dir_vdi_coalesce_leaf, .vdi_create_raw = storage_vhd_dir_vdi_create_raw,    \
+    .vdi_import_raw = storage_vhd_dir_vdi_import_raw

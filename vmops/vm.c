@@ -1180,6 +1180,19 @@ static int vm_get_boot_record(xapi_call *c) {
 
 /* ---- hot-plug -------------------------------------------------------------------- */
 
+/* VBD.current_operations "plug" while a disk is being attached (write lock held):
+ * its VDI is in use from the checks on, not only once the VBD is attached. */
+static void mark_plug(xapi_server *srv, xapi_obj *vbd, const char *op_ref, bool on) {
+    xapi_value cur = xapi_value_copy(&vbd->fields[XAPI_F_VBD_current_operations]);
+
+    if (on)
+        xapi_struct_set(&cur, op_ref, xapi_value_string("plug"));
+    else
+        xapi_struct_remove(&cur, op_ref);
+    xapi_obj_set(srv->store, vbd, XAPI_F_VBD_current_operations, cur);
+    update_vdi_of(srv, vbd);
+}
+
 static int device_plug(xapi_call *c, bool vbd, bool plug, bool force) {
     const xapi_class *cls = vbd ? C_VBD : C_VIF;
     const char *dev_ref = c->args[0].s;
@@ -1190,7 +1203,7 @@ static int device_plug(xapi_call *c, bool vbd, bool plug, bool force) {
     char *msg = NULL;
     xapi_obj *dev, *vm;
     vmops_op op = {0};
-    bool attached;
+    bool attached, marked = false;
     int domid = -1, rc;
 
     xapi_store_rdlock(c->srv->store);
@@ -1204,7 +1217,9 @@ static int device_plug(xapi_call *c, bool vbd, bool plug, bool force) {
     if (rc < 0)
         return rc;
 
-    xapi_store_rdlock(c->srv->store);
+    /* A write: a disk being plugged is marked (VBD.current_operations "plug") in the same
+     * transaction as the checks, so that VDI.destroy meanwhile finds it in use. */
+    xapi_store_write_begin(c->srv->store);
     dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
     vm = xapi_store_get_class(c->srv->store, C_VM, vm_ref);
     if (!dev || !vm) {
@@ -1229,8 +1244,12 @@ static int device_plug(xapi_call *c, bool vbd, bool plug, bool force) {
     }
     domid = (int)vm->fields[XAPI_F_VM_domid].i;
     rc = vbd ? vmops_disk_from_vbd(c->srv, vm, dev, &disk, &c->err) : vmops_nic_from_vif(c->srv, dev, &nic, &c->err);
+    if (rc == 0 && vbd && plug) {
+        mark_plug(c->srv, dev, op.op_ref, true);
+        marked = true;
+    }
 unlock:
-    xapi_store_rdunlock(c->srv->store);
+    xapi_store_write_end(c->srv->store);
     if (rc == 0 && !vbd && plug)
         rc = network_prepare_for_vif(c->srv, nic.bridge, &c->err);
     if (rc < 0)
@@ -1247,6 +1266,10 @@ unlock:
     }
     xapi_store_write_begin(c->srv->store);
     dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
+    if (dev && marked) {
+        mark_plug(c->srv, dev, op.op_ref, false);
+        marked = false;
+    }
     if (dev) {
         xapi_obj_set_bool(c->srv->store, dev, vbd ? XAPI_F_VBD_currently_attached : XAPI_F_VIF_currently_attached,
                           plug);
@@ -1260,6 +1283,13 @@ unlock:
     }
     rc = xapi_commit(c);
 out:
+    if (marked) {
+        xapi_store_write_begin(c->srv->store);
+        dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
+        if (dev)
+            mark_plug(c->srv, dev, op.op_ref, false);
+        xapi_store_write_end(c->srv->store);
+    }
     free(disk.vdev);
     free(disk.target);
     free(disk.format);

@@ -32,7 +32,9 @@ def vhd_util(*args):
     return p.stdout.strip()
 
 
-class ExtSrTest(DaemonTest):
+class ExtBase(DaemonTest):
+    """A daemon with its own sr_mount_root, and helpers for ext SRs (also tests/integration/test_ext_safety.py)."""
+
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="xenapid-sr-mount-")
@@ -65,12 +67,15 @@ class ExtSrTest(DaemonTest):
             pass
 
     def sr_dir(self, sr):
-        return os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, sr)))
+        pbd = ok(self.x.SR.get_PBDs(self.s, sr))[0]
+        return ok(self.x.PBD.get_device_config(self.s, pbd)).get("path") or \
+            os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, sr)))
 
-    def new_vdi(self, sr, size=16 * MiB):
-        return ok(self.x.VDI.create(self.s, {"SR": sr, "virtual_size": str(size), "type": "user",
-                                             "sharable": False, "read_only": False, "other_config": {},
-                                             "name_label": "ext"}))
+    def new_vdi(self, sr, size=16 * MiB, **extra):
+        rec = {"SR": sr, "virtual_size": str(size), "type": "user", "sharable": False, "read_only": False,
+               "other_config": {}, "name_label": "ext"}
+        rec.update(extra)
+        return ok(self.x.VDI.create(self.s, rec))
 
     def rec(self, vdi):
         return ok(self.x.VDI.get_record(self.s, vdi))
@@ -92,6 +97,8 @@ class ExtSrTest(DaemonTest):
     def by_uuid(self, sr):
         return {self.rec(v)["uuid"]: self.rec(v) for v in ok(self.x.SR.get_VDIs(self.s, sr))}
 
+
+class ExtSrTest(ExtBase):
     # ---- the SR and its VDIs ----
 
     def test_create_under_mount_root_and_vdi_is_a_vhd(self):
@@ -217,7 +224,9 @@ class ExtSrTest(DaemonTest):
         self.assertEqual(data[512:MiB], b"C" * (MiB - 512))
         self.assertEqual(data[MiB:], bytes(len(data) - MiB))
         # into a raw SR the VHD's bytes would be taken for the disk: refused
-        file_sr = ok(self.x.pool.get_default_SR(self.s, ok(self.x.pool.get_all(self.s))[0]))
+        file_sr = ok(self.x.SR.create(self.s, self.host(), {"location": tempfile.mkdtemp(dir=self.root)}, "0",
+                                      "raw files", "", "file", "user", False, {}))
+        self.addCleanup(self.destroy_sr, file_sr)
         self.assertEqual(fail(self.x.VDI.copy(self.s, vdi, file_sr))[0], "SR_OPERATION_NOT_SUPPORTED")
 
     def test_export_vhd_and_import_vhd(self):
@@ -230,7 +239,8 @@ class ExtSrTest(DaemonTest):
         self.assertEqual(self.put(b, image, "vhd")[0], 200)
         self.assertEqual(self.export(b)[:3 * MiB], b"E" * (3 * MiB))
 
-    def test_suspend_image_on_ext_refused(self):
+    def test_suspend_image_on_ext_is_raw(self):
+        """The backends write a suspend image as plain bytes: on ext it is a raw VDI, <uuid>.raw."""
         sr = self.make_sr()
         t = ok(self.x.VM.get_by_name_label(self.s, "Generic Linux PV"))[0]
         vm = ok(self.x.VM.clone(self.s, t, "ext suspend"))
@@ -238,9 +248,79 @@ class ExtSrTest(DaemonTest):
         ok(self.x.VM.set_suspend_SR(self.s, vm, sr))
         ok(self.x.VM.start(self.s, vm, False, False))
         self.addCleanup(self.x.VM.hard_shutdown, self.s, vm)
-        self.assertEqual(fail(self.x.VM.suspend(self.s, vm)), ["SR_OPERATION_NOT_SUPPORTED", sr])
+        ok(self.x.VM.suspend(self.s, vm))
+        self.assertEqual(ok(self.x.VM.get_power_state(self.s, vm)), "Suspended")
+        img = ok(self.x.VM.get_suspend_VDI(self.s, vm))
+        rec = self.rec(img)
+        self.assertEqual(rec["type"], "suspend")
+        self.assertEqual(rec["sm_config"].get("vdi_type"), "raw")
+        self.assertEqual(os.listdir(self.sr_dir(sr)), [rec["location"] + ".raw"])
+        # a scan keeps it as it is, raw
+        ok(self.x.SR.scan(self.s, sr))
+        self.assertEqual(self.rec(img)["sm_config"].get("vdi_type"), "raw")
+        self.assertIn(img, ok(self.x.SR.get_VDIs(self.s, sr)))
+        # a checkpoint's copy of the image is raw too (no VHD chain over it)
+        ok(self.x.VM.resume(self.s, vm, False, False))
         self.assertEqual(ok(self.x.VM.get_power_state(self.s, vm)), "Running")
         self.assertEqual(os.listdir(self.sr_dir(sr)), [])
+
+    def test_raw_vdi_by_sm_config_type(self):
+        """sm_config type=raw (sm's FileSR): <uuid>.raw of the exact size, copied as raw, never chained."""
+        sr = self.make_sr()
+        vdi = ok(self.x.VDI.create(self.s, {"SR": sr, "virtual_size": str(3 * MiB + 512), "type": "user",
+                                            "sharable": False, "read_only": False, "other_config": {},
+                                            "name_label": "raw", "sm_config": {"type": "raw"}}))
+        rec = self.rec(vdi)
+        raw = os.path.join(self.sr_dir(sr), rec["location"] + ".raw")
+        self.assertEqual(rec["sm_config"].get("vdi_type"), "raw")
+        self.assertEqual((rec["virtual_size"], os.path.getsize(raw)), (str(3 * MiB + 512), 3 * MiB + 512))
+        self.assertEqual(os.listdir(self.sr_dir(sr)), [rec["location"] + ".raw"])
+        self.assertEqual(self.put(vdi, b"R" * MiB)[0], 200)
+        with open(raw, "rb") as f:
+            self.assertEqual(f.read(MiB), b"R" * MiB)  # the bytes as they are: no VHD around them
+        self.assertEqual(self.export(vdi, "vhd")[-512:][:8], b"conectix")
+        clone = ok(self.x.VDI.clone(self.s, vdi, {}))
+        crec = self.rec(clone)
+        self.assertEqual(crec["sm_config"].get("vdi_type"), "raw")
+        self.assertNotIn("vhd-parent", crec["sm_config"])
+        self.assertEqual(sorted(os.listdir(self.sr_dir(sr))),
+                         sorted([rec["location"] + ".raw", crec["location"] + ".raw"]))  # no base copy
+        self.assertEqual(self.export(clone)[:MiB], b"R" * MiB)
+        ok(self.x.VDI.resize(self.s, clone, str(5 * MiB)))
+        self.assertEqual(os.path.getsize(os.path.join(self.sr_dir(sr), crec["location"] + ".raw")), 5 * MiB)
+        self.assertEqual(self.rec(clone)["virtual_size"], str(5 * MiB))
+        # a copy into a VHD of the SR reads the raw bytes
+        into = self.new_vdi(sr, 4 * MiB)
+        ok(self.x.VDI.copy(self.s, vdi, sr, "", into))
+        self.assertEqual(self.export(into)[:MiB], b"R" * MiB)
+        ok(self.x.SR.scan(self.s, sr))
+        self.assertEqual(len(self.by_uuid(sr)), 3)
+        ok(self.x.VDI.destroy(self.s, clone))
+        ok(self.x.VDI.destroy(self.s, vdi))
+        self.assertEqual(os.listdir(self.sr_dir(sr)), [self.rec(into)["location"] + ".vhd"])
+
+    def test_raw_beside_a_vhd_is_not_the_vdi(self):
+        """A <uuid>.raw dropped beside the <uuid>.vhd of a VDI: the VHD stays that VDI; the .raw is left
+        out, and a .raw alone is introduced as a raw VDI."""
+        sr = self.make_sr()
+        vdi = self.new_vdi(sr, 2 * MiB)
+        self.assertEqual(self.put(vdi, b"V" * 512)[0], 200)
+        loc = self.rec(vdi)["location"]
+        with open(os.path.join(self.sr_dir(sr), loc + ".raw"), "wb") as f:
+            f.write(b"X" * (4 * MiB))
+        alone = str(uuid.uuid4())
+        with open(os.path.join(self.sr_dir(sr), alone + ".raw"), "wb") as f:
+            f.truncate(MiB)
+        ok(self.x.SR.scan(self.s, sr))
+        found = self.by_uuid(sr)
+        self.assertEqual(sorted(found), sorted([self.rec(vdi)["uuid"], alone]))
+        self.assertEqual(found[self.rec(vdi)["uuid"]]["sm_config"]["vdi_type"], "vhd")
+        self.assertEqual(found[self.rec(vdi)["uuid"]]["virtual_size"], str(2 * MiB))
+        self.assertEqual(found[alone]["sm_config"]["vdi_type"], "raw")
+        self.assertEqual(self.export(vdi)[:513], b"V" * 512 + b"\0")
+        ok(self.x.VDI.destroy(self.s, vdi))
+        self.assertTrue(os.path.exists(os.path.join(self.sr_dir(sr), loc + ".raw")))  # not the VDI's: left
+        os.unlink(os.path.join(self.sr_dir(sr), loc + ".raw"))
 
     def test_no_chain_under_an_import(self):
         """A snapshot moves the VDI's file: an import writing the old one meanwhile would write the base."""

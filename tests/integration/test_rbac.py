@@ -152,8 +152,8 @@ class Rbac(DaemonTest):
     def test_http_handlers_check_roles(self):
         import base64
         from harness import create_vdi
-        vdi = create_vdi(self.x, self.s, virtual_size=str(1 << 20))
-        data = b"\x01" * (1 << 20)
+        vdi = create_vdi(self.x, self.s, virtual_size=str(2 << 20))  # a whole VHD block on the local ext SR
+        data = b"\x01" * (2 << 20)
 
         def basic(user):
             return {"Authorization": "Basic " + base64.b64encode(("%s:%s-pw" % (user, user)).encode()).decode()}

@@ -23,13 +23,20 @@ class StorageBase(DaemonTest):
     def local_sr(self):
         return ok(self.x.pool.get_default_SR(self.s, self.pool()))
 
+    def file_sr(self):
+        """A file SR of the test's own (the local SR is ext): raw files checked on disk."""
+        if not getattr(self, "_file_sr", None):
+            self._file_sr = self.new_sr("raw files")[0]
+        return self._file_sr
+
     def pbd_of(self, sr):
         pbds = ok(self.x.SR.get_PBDs(self.s, sr))
         self.assertEqual(len(pbds), 1)
         return pbds[0]
 
     def sr_path(self, sr):
-        return ok(self.x.PBD.get_device_config(self.s, self.pbd_of(sr)))["location"]
+        dc = ok(self.x.PBD.get_device_config(self.s, self.pbd_of(sr)))
+        return dc.get("location") or dc["path"]
 
     def tmpdir(self):
         return tempfile.mkdtemp(dir=self.d.tmp)
@@ -78,11 +85,11 @@ class StorageBase(DaemonTest):
 
 
 class TestLocalSR(StorageBase):
-    def test_default_sr_is_local_file_sr(self):
+    def test_default_sr_is_local_ext_sr(self):
         sr = self.local_sr()
         rec = ok(self.x.SR.get_record(self.s, sr))
         self.assertEqual(rec["name_label"], "Local storage")
-        self.assertEqual(rec["type"], "file")
+        self.assertEqual(rec["type"], "ext")
         self.assertEqual(rec["content_type"], "user")
         self.assertFalse(rec["shared"])
         self.assertEqual(rec["other_config"].get("i18n-key"), "local-storage")
@@ -99,7 +106,7 @@ class TestLocalSR(StorageBase):
         self.assertEqual(pbd["host"], self.host())
         uuid = ok(self.x.SR.get_uuid(self.s, sr))
         expected = os.path.join(os.path.realpath(self.d.state_dir), "sr", uuid)
-        self.assertEqual(pbd["device_config"]["location"], expected)
+        self.assertEqual(pbd["device_config"], {"path": expected})
         self.assertTrue(os.path.isdir(expected))
         self.assertIn(self.pbd_of(sr), ok(self.x.host.get_PBDs(self.s, self.host())))
 
@@ -322,7 +329,7 @@ class TestFileSR(StorageBase):
         ok(self.x.SR.scan(self.s, sr))
         self.assertEqual(len(ok(self.x.SR.get_VDIs(self.s, sr))), 3)
         # An image copied to a file SR becomes an ordinary writable disk.
-        copy = ok(self.x.VDI.copy(self.s, vdis["install.iso"], self.local_sr(), "", ""))
+        copy = ok(self.x.VDI.copy(self.s, vdis["install.iso"], self.file_sr(), "", ""))
         with open(self.vdi_file(copy), "rb") as f:
             self.assertEqual(f.read(), b"CD001" * 1000)
         self.assertFalse(self.vdi(copy)["read_only"])
@@ -369,7 +376,7 @@ class TestVDI(StorageBase):
         self.assertEqual(ok(self.x.SR.get_virtual_allocation(self.s, sr)), str(64 * MiB))
 
     def test_create_errors(self):
-        sr = self.local_sr()
+        sr = self.file_sr()
         r = fail(self.x.VDI.create(self.s, self.vdi_rec(sr, size=-1)))
         self.assertEqual(r[0], "SR_BACKEND_FAILURE_79")
         self.assertEqual((r[1], r[3]), ("", ""))
@@ -411,7 +418,7 @@ class TestVDI(StorageBase):
 
     def test_parallel_clones(self):
         """Nova clones one cached image for several instances at once."""
-        sr = self.local_sr()
+        sr = self.file_sr()
         src = self.new_vdi(sr, size=64 * MiB, name="cached image")
         f = self.vdi_file(src)
         for i in range(8):
@@ -436,7 +443,7 @@ class TestVDI(StorageBase):
             ok(self.x.VDI.destroy(self.s, c))
 
     def test_snapshot(self):
-        sr = self.local_sr()
+        sr = self.file_sr()
         src = self.new_vdi(sr, size=8 * MiB, name="live")
         self.write_at(self.vdi_file(src), 4096, b"point in time")
         t0 = time.time()
@@ -454,7 +461,7 @@ class TestVDI(StorageBase):
         ok(self.x.VDI.destroy(self.s, src))
 
     def test_snapshot_rules(self):
-        sr = self.local_sr()
+        sr = self.file_sr()
         shared = self.new_vdi(sr, sharable=True)
         self.assertEqual(fail(self.x.VDI.snapshot(self.s, shared, {})), ["VDI_IS_SHARABLE", shared])
         reset = self.new_vdi(sr)
@@ -463,7 +470,7 @@ class TestVDI(StorageBase):
         self.assertEqual(fail(self.x.VDI.clone(self.s, "OpaqueRef:x", {})), ["HANDLE_INVALID", "VDI", "OpaqueRef:x"])
 
     def test_copy_to_another_sr(self):
-        src_sr = self.local_sr()
+        src_sr = self.file_sr()
         dst_sr, dst_path = self.new_sr("copies")
         src = self.new_vdi(src_sr, size=4 * MiB, name="original", read_only=True)
         os.chmod(self.vdi_file(src), 0o600)
@@ -490,7 +497,7 @@ class TestVDI(StorageBase):
         self.assertEqual(r, ["HANDLE_INVALID", "SR", "OpaqueRef:nosr"])
 
     def test_copy_into_existing(self):
-        sr = self.local_sr()
+        sr = self.file_sr()
         src = self.new_vdi(sr, size=2 * MiB)
         into = self.new_vdi(sr, size=4 * MiB)
         self.write_at(self.vdi_file(into), 0, b"old old old")
@@ -506,7 +513,7 @@ class TestVDI(StorageBase):
         self.assertEqual(fail(self.x.VDI.copy(self.s, src, "", "", ro)), ["VDI_READONLY", ro])
 
     def test_resize(self):
-        sr = self.local_sr()
+        sr = self.file_sr()
         vdi = self.new_vdi(sr, size=4 * MiB)
         ok(self.x.VDI.resize(self.s, vdi, str(12 * MiB)))
         self.assertEqual(os.stat(self.vdi_file(vdi)).st_size, 12 * MiB)
@@ -521,7 +528,7 @@ class TestVDI(StorageBase):
         self.assertEqual(fail(self.x.VDI.resize(self.s, vdi, str(1 << 60)))[0], "SR_BACKEND_FAILURE_79")
 
     def test_destroy_removes_the_file(self):
-        sr = self.local_sr()
+        sr = self.file_sr()
         vdi = self.new_vdi(sr)
         f = self.vdi_file(vdi)
         self.assertTrue(os.path.exists(f))
@@ -533,7 +540,7 @@ class TestVDI(StorageBase):
         self.assertNotIn(vdi, ok(self.x.SR.get_VDIs(self.s, sr)))
 
     def test_destroy_takes_detached_vbds(self):
-        sr = self.local_sr()
+        sr = self.file_sr()
         vm = self.new_vm("vbd owner")
         vdi = self.new_vdi(sr)
         vbd = ok(self.x.VBD.create(self.s, self.vbd_rec(vm, vdi)))
@@ -542,7 +549,7 @@ class TestVDI(StorageBase):
         self.assertNotIn(vbd, ok(self.x.VM.get_VBDs(self.s, vm)))
 
     def test_in_use_while_attached(self):
-        sr = self.local_sr()
+        sr = self.file_sr()
         vm = self.new_vm("user of a disk")
         mem = str(256 * MiB)
         ok(self.x.VM.set_memory_limits(self.s, vm, mem, mem, mem, mem))
@@ -566,7 +573,7 @@ class TestVDI(StorageBase):
         ok(self.x.VDI.destroy(self.s, vdi))
 
     def test_setters_and_update(self):
-        vdi = self.new_vdi(self.local_sr())
+        vdi = self.new_vdi(self.file_sr())
         ok(self.x.VDI.set_name_label(self.s, vdi, "renamed"))
         ok(self.x.VDI.set_name_description(self.s, vdi, "described"))
         ok(self.x.VDI.set_read_only(self.s, vdi, True))
@@ -579,7 +586,7 @@ class TestVDI(StorageBase):
         ok(self.x.VDI.update(self.s, vdi))
         self.assertEqual(self.vdi(vdi)["virtual_size"], str(20 * MiB))
         os.unlink(self.vdi_file(vdi))
-        self.assertEqual(fail(self.x.VDI.update(self.s, vdi)), ["VDI_MISSING", self.local_sr(), vdi])
+        self.assertEqual(fail(self.x.VDI.update(self.s, vdi)), ["VDI_MISSING", self.file_sr(), vdi])
         ok(self.x.VDI.forget(self.s, vdi))
 
     def test_introduce(self):
@@ -605,7 +612,7 @@ class TestVDI(StorageBase):
 class TestVBD(StorageBase):
     def test_autodetect_picks_the_lowest_free_slot(self):
         vm = self.new_vm("autodetect")
-        sr = self.local_sr()
+        sr = self.file_sr()
         first = ok(self.x.VBD.create(self.s, self.vbd_rec(vm, self.new_vdi(sr), userdevice="1")))
         second = ok(self.x.VBD.create(self.s, self.vbd_rec(vm, self.new_vdi(sr))))
         third = ok(self.x.VBD.create(self.s, self.vbd_rec(vm, self.new_vdi(sr))))
@@ -619,7 +626,7 @@ class TestVBD(StorageBase):
 
     def test_device_errors(self):
         vm = self.new_vm("devices")
-        sr = self.local_sr()
+        sr = self.file_sr()
         ok(self.x.VBD.create(self.s, self.vbd_rec(vm, self.new_vdi(sr), userdevice="3")))
         r = fail(self.x.VBD.create(self.s, self.vbd_rec(vm, self.new_vdi(sr), userdevice="3")))
         self.assertEqual(r, ["DEVICE_ALREADY_EXISTS", "3"])
@@ -637,7 +644,7 @@ class TestVBD(StorageBase):
 
     def test_set_userdevice(self):
         vm = self.new_vm("renumber")
-        sr = self.local_sr()
+        sr = self.file_sr()
         a = ok(self.x.VBD.create(self.s, self.vbd_rec(vm, self.new_vdi(sr), userdevice="0")))
         ok(self.x.VBD.create(self.s, self.vbd_rec(vm, self.new_vdi(sr), userdevice="1")))
         self.assertEqual(fail(self.x.VBD.set_userdevice(self.s, a, "1")), ["DEVICE_ALREADY_EXISTS", "1"])
@@ -648,7 +655,7 @@ class TestVBD(StorageBase):
 
     def test_cd_rules(self):
         vm = self.new_vm("cd rules")
-        sr = self.local_sr()
+        sr = self.file_sr()
         vdi = self.new_vdi(sr)
         r = fail(self.x.VBD.create(self.s, self.vbd_rec(vm, vdi, type="CD", mode="RW")))
         self.assertEqual(r, ["VBD_CDS_MUST_BE_READONLY"])
@@ -667,7 +674,7 @@ class TestVBD(StorageBase):
 
     def test_insert_and_eject(self):
         vm = self.new_vm("cd drive")
-        sr = self.local_sr()
+        sr = self.file_sr()
         media = self.new_vdi(sr, name="media")
         cd = ok(self.x.VBD.create(self.s, self.vbd_rec(vm, "OpaqueRef:NULL", userdevice="3", type="CD", mode="RO",
                                                        empty=True)))
@@ -686,7 +693,7 @@ class TestVBD(StorageBase):
         self.assertEqual(fail(self.x.VBD.insert(self.s, cd, "OpaqueRef:none")), ["HANDLE_INVALID", "VDI", "OpaqueRef:none"])
 
     def test_bad_vm(self):
-        vdi = self.new_vdi(self.local_sr())
+        vdi = self.new_vdi(self.file_sr())
         r = fail(self.x.VBD.create(self.s, self.vbd_rec("OpaqueRef:NULL", vdi)))
         self.assertEqual(r, ["HANDLE_INVALID", "VM", "OpaqueRef:NULL"])
         self.assertEqual(fail(self.x.VM.get_allowed_VBD_devices(self.s, "OpaqueRef:z")),
@@ -703,12 +710,12 @@ class TestRestart(unittest.TestCase):
             pool = ok(x.pool.get_all(s))[0]
             sr = ok(x.pool.get_default_SR(s, pool))
             pbd = ok(x.SR.get_PBDs(s, sr))[0]
-            path = ok(x.PBD.get_device_config(s, pbd))["location"]
+            path = ok(x.PBD.get_device_config(s, pbd))["path"]
             vdi = ok(x.VDI.create(s, {"SR": sr, "virtual_size": str(MiB), "type": "user", "sharable": False,
                                       "read_only": False, "other_config": {}}))
             gone = ok(x.VDI.create(s, {"SR": sr, "virtual_size": str(MiB), "type": "user", "sharable": False,
                                        "read_only": False, "other_config": {}}))
-            gone_file = os.path.join(path, ok(x.VDI.get_location(s, gone)) + ".raw")
+            gone_file = os.path.join(path, ok(x.VDI.get_location(s, gone)) + ".vhd")
             d.stop()
             os.unlink(gone_file)
             dropped = "3c4d5e6f-7081-4293-a4b5-c6d7e8f90a1b"
@@ -725,8 +732,91 @@ class TestRestart(unittest.TestCase):
             vdis = ok(x.SR.get_VDIs(s, sr))
             self.assertIn(vdi, vdis)
             self.assertNotIn(gone, vdis)
+            # a raw image dropped in is one of the ext SR's raw VDIs
             self.assertIn(ok(x.VDI.get_by_uuid(s, dropped)), vdis)
+            self.assertEqual(ok(x.VDI.get_sm_config(s, ok(x.VDI.get_by_uuid(s, dropped))))["vdi_type"], "raw")
+            self.assertEqual(ok(x.VDI.get_virtual_size(s, ok(x.VDI.get_by_uuid(s, dropped)))), str(2 * MiB))
             self.assertFalse(os.path.exists(os.path.join(path, ".%s.part" % dropped)))
+        finally:
+            d.cleanup()
+
+    def test_start_reports_what_no_vdi_owns(self):
+        """The start-up sweep: entries of the local SR no VDI owns are listed in the SR's
+        other_config xenapid-leftovers (and logged), never deleted; staging files go."""
+        d = Daemon().start()
+        try:
+            x, s = d.login()
+            pool = ok(x.pool.get_all(s))[0]
+            sr = ok(x.pool.get_default_SR(s, pool))
+            path = ok(x.PBD.get_device_config(s, ok(x.SR.get_PBDs(s, sr))[0]))["path"]
+            vdi = ok(x.VDI.create(s, {"SR": sr, "virtual_size": str(2 * MiB), "type": "user", "sharable": False,
+                                      "read_only": False, "other_config": {}}))
+            loc = ok(x.VDI.get_location(s, vdi))
+            self.assertNotIn("xenapid-leftovers", ok(x.SR.get_other_config(s, sr)))
+            d.stop()
+            junk = {"notes.txt": b"mine", loc + ".raw": b"beside the vhd",
+                    "0d0e0f10-1112-4314-9516-1718191a1b1c.vhd": b"not a vhd"}
+            for name, data in junk.items():
+                with open(os.path.join(path, name), "wb") as f:
+                    f.write(data)
+            os.symlink("/etc/passwd", os.path.join(path, "1d0e0f10-1112-4314-9516-1718191a1b1c.vhd"))
+            with open(os.path.join(path, ".%s.vhd.part" % loc), "wb") as f:
+                f.write(b"half a copy")
+            d.start()
+            x, s = d.login()
+            listed = ok(x.SR.get_other_config(s, sr)).get("xenapid-leftovers", "")
+            self.assertEqual(sorted(listed.split()), sorted(list(junk) + ["1d0e0f10-1112-4314-9516-1718191a1b1c.vhd"]))
+            for name, data in junk.items():
+                with open(os.path.join(path, name), "rb") as f:
+                    self.assertEqual(f.read(), data, name)
+            self.assertTrue(os.path.islink(os.path.join(path, "1d0e0f10-1112-4314-9516-1718191a1b1c.vhd")))
+            self.assertFalse(os.path.exists(os.path.join(path, ".%s.vhd.part" % loc)))
+            self.assertEqual(ok(x.SR.get_VDIs(s, sr)), [vdi])
+            with open(d.log_path) as f:
+                self.assertIn("notes.txt is no VDI's", f.read())
+            # once they are gone, so is the key
+            for name in list(junk) + ["1d0e0f10-1112-4314-9516-1718191a1b1c.vhd"]:
+                os.unlink(os.path.join(path, name))
+            d.stop()
+            d.start()
+            x, s = d.login()
+            self.assertNotIn("xenapid-leftovers", ok(x.SR.get_other_config(s, sr)))
+        finally:
+            d.cleanup()
+
+    def test_a_local_file_sr_of_an_earlier_version_stays(self):
+        """A store made before the local SR was ext: its file SR at <state_dir>/sr/<uuid> stays the
+        local SR, with its raw VDIs, and no ext SR is made beside it."""
+        import uuid as uuidlib
+        d = Daemon().start()
+        try:
+            x, s = d.login()
+            pool = ok(x.pool.get_all(s))[0]
+            host = ok(x.host.get_all(s))[0]
+            ext = ok(x.pool.get_default_SR(s, pool))
+            for pbd in ok(x.SR.get_PBDs(s, ext)):
+                ok(x.PBD.unplug(s, pbd))
+            ok(x.SR.destroy(s, ext))
+            sr_uuid = str(uuidlib.uuid4())
+            path = os.path.join(os.path.realpath(d.state_dir), "sr", sr_uuid)
+            os.makedirs(path)
+            sr = ok(x.SR.introduce(s, sr_uuid, "Local storage", "", "file", "user", False, {}))
+            pbd = ok(x.PBD.create(s, {"host": host, "SR": sr, "device_config": {"location": path},
+                                      "other_config": {}}))
+            ok(x.PBD.plug(s, pbd))
+            ok(x.pool.set_default_SR(s, pool, sr))
+            vdi = ok(x.VDI.create(s, {"SR": sr, "virtual_size": str(MiB), "type": "user", "sharable": False,
+                                      "read_only": False, "other_config": {}}))
+            d.stop()
+            d.start()
+            x, s = d.login()
+            self.assertEqual(ok(x.SR.get_all(s)), [sr])
+            self.assertEqual(ok(x.pool.get_default_SR(s, pool)), sr)
+            self.assertEqual(ok(x.SR.get_type(s, sr)), "file")
+            self.assertTrue(ok(x.PBD.get_currently_attached(s, pbd)))
+            self.assertEqual(ok(x.SR.get_VDIs(s, sr)), [vdi])
+            self.assertEqual(ok(x.VDI.get_virtual_size(s, vdi)), str(MiB))
+            self.assertTrue(os.path.isfile(os.path.join(path, ok(x.VDI.get_location(s, vdi)) + ".raw")))
         finally:
             d.cleanup()
 

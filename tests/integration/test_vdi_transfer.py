@@ -109,7 +109,14 @@ def read_dynamic_vhd(img):
 
 class TransferBase(DaemonTest):
     def sr(self):
-        return ok(self.x.pool.get_default_SR(self.s, ok(self.x.pool.get_all(self.s))[0]))
+        """A file SR of the test's own: raw files of the exact virtual size, checked on disk (the
+        local SR is ext, whose VHDs round sizes up to 2 MiB as sm's do: tests/integration/test_ext_sr.py)."""
+        if not getattr(self, "_sr", None):
+            host = ok(self.x.host.get_all(self.s))[0]
+            path = tempfile.mkdtemp(dir=self.d.tmp)
+            self._sr = ok(self.x.SR.create(self.s, host, {"location": path}, "0", "raw", "", "file", "user",
+                                           False, {}))
+        return self._sr
 
     def new_vdi(self, size=8 * MiB, **extra):
         rec = {"SR": self.sr(), "virtual_size": str(size), "type": "user", "sharable": False, "read_only": False,

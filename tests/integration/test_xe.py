@@ -192,7 +192,7 @@ class XeTest(unittest.TestCase):
 
     # ---- create commands and the other classes ----
     def test_vdi_vbd_vif(self):
-        sr_uuid = self.out("sr-list", "type=file", "name-label=Local storage", "--minimal").strip()
+        sr_uuid = self.out("sr-list", "type=ext", "name-label=Local storage", "--minimal").strip()
         self.assertRegex(sr_uuid, UUID_RE)
         vdi = self.out("vdi-create", "sr-uuid=" + sr_uuid, "name-label=disk1", "virtual-size=4MiB",
                        "other-config:purpose=test").strip()
@@ -241,7 +241,7 @@ class XeTest(unittest.TestCase):
         plist = self.out("host-param-list", "uuid=" + hrec["uuid"])
         self.assertRegex(plist, r"\n +cpu_info \(MRO\): ")
         self.assertRegex(plist, r"\n +enabled \( RO\): true\n")
-        sr = self.out("sr-list", "type=file")
+        sr = self.out("sr-list", "type=ext")
         self.assertIn("               host ( RO): %s\n" % hrec["name_label"], sr)
         self.assertIn("       content-type ( RO): ", sr)
         pif = ok(self.x.PIF.get_all(self.s))[0]
@@ -251,7 +251,7 @@ class XeTest(unittest.TestCase):
         self.assertEqual(labels, ["uuid", "device", "MAC", "currently-attached", "VLAN", "network-uuid", "host-uuid"])
         self.assertIn("host-uuid ( RO): %s\n" % hrec["uuid"], out)
         pbd = self.out("pbd-list", "host-uuid=" + hrec["uuid"])
-        self.assertIn("device-config (MRO): location: ", pbd)
+        self.assertIn("device-config (MRO): path: ", pbd)
         self.assertIn("xenbr0", self.out("network-list", "params=bridge"))
         task = ok(self.x.task.create(self.s, "xe-task", "for xe"))
         tu = self.uuid("task", task)
