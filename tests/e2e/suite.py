@@ -40,6 +40,8 @@ import traceback
 import urllib.parse
 import xmlrpc.client
 
+import steps_guestnet
+
 MiB = 1 << 20
 
 URL = os.environ.get("E2E_URL", "http://127.0.0.1:8080/")
@@ -1849,6 +1851,7 @@ class Suite:
     # ---- all of it ----
     def run(self):
         out("xenapid e2e suite: backend %s, daemon %s, work %s" % (BACKEND, URL, WORK))
+        gn = steps_guestnet.GuestNet(self, sys.modules[__name__])  # tests/e2e/steps_guestnet.py
         steps = [
             ("login", self.s_login, False, []),
             ("sr-create", self.s_sr_create, False, ["login"]),
@@ -1884,6 +1887,11 @@ class Suite:
             ("domain-destroyed-behind-xenapid", self.s_destroy_behind, True, ["vm-create-from-template"]),
             ("vcpus-live", self.s_vcpus_live, True, ["vm-create-from-template"]),
             ("plugin-xenstore", self.s_plugin_xenstore, True, ["vm-create-from-template"]),
+            ("guests-ping", gn.guests_ping, True, ["login"]),
+            ("guests-ping-vlan", gn.guests_ping_vlan, True, ["guests-ping"]),
+            ("no-ping-after-vif-unplug", gn.no_ping_after_unplug, True, ["guests-ping-vlan"]),
+            ("vif-locked", gn.vif_locked, True, ["guests-ping"]),
+            ("vif-ratelimit", gn.vif_ratelimit, True, ["guests-ping"]),
             ("boot-storm", self.s_boot_storm, False, ["vm-create-from-template", "network-create"]),
             ("hard-shutdown-and-destroy", self.s_final, False, ["vm-create-from-template"]),
             ("hvm-kernel-boot-vnc", self.s_hvm, True, ["sr-create"]),

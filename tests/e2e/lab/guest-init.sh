@@ -17,6 +17,17 @@
 #   XENLAB-ECHO <line>                     for each line typed on the console
 #   XENLAB-BUSY-START <n> / XENLAB-BUSY-END  around a busy loop of n s (1..60) that
 #                                          the line "busy <n>" typed on the console starts
+# Guest networking (the guestnet block below): booted with xenlab.ip=ADDR/LEN
+# (eth0) or xenlab.ipN=ADDR/LEN (ethN), a NIC gets that static address as it
+# appears (at boot or hot-plugged):
+#   XENLAB-IP <ifname>: <addr/len>
+# and these lines typed on the console answer with one line each:
+#   ping HOST [SRC]          XENLAB-PING HOST from SRC|default: ok|fail <replies>/2
+#   ipaddr add|del A/L DEV   XENLAB-IPADDR add|del A/L DEV: ok|fail
+#   ipmac DEV MAC            XENLAB-IPMAC DEV MAC: ok|fail   (DEV down, new MAC, up)
+#   recv PORT                XENLAB-RECV-READY PORT, then after one TCP transfer to PORT:
+#                            XENLAB-RECV PORT: <bytes> bytes in <ms> ms  (accept to EOF)
+#   send HOST PORT KIB       (KIB a multiple of 64) XENLAB-SEND HOST PORT: <KIB> KiB rc=<nc's exit> in <ms> ms
 # Disks and NICs hot-plugged later (xl block-attach / network-attach) are
 # reported with the same lines as they appear.  Then it waits forever, so that
 # pause, save/restore, shutdown and reboot requests can be tested.
@@ -45,6 +56,72 @@ while read -r m; do
   insmod "/lib/modules/$m" || echo "XENLAB-ERROR: insmod $m failed"
 done < /lib/modules/load-order
 
+# ---- guestnet: static addresses from the command line, ping/ipaddr/ipmac/recv/send typed on the console ----
+# (all names gn_*: shell functions share the globals of the loops above and below)
+gn_cs() { read -r gn_u _ < /proc/uptime; echo "${gn_u%.*}${gn_u#*.}"; }   # uptime in 1/100 s
+gn_ifup() {
+  gn_dev="$1"; gn_want=""
+  for gn_arg in $(cat /proc/cmdline); do
+    case "$gn_arg" in
+      xenlab.ip=*) [ "$gn_dev" = eth0 ] && gn_want="${gn_arg#xenlab.ip=}" ;;
+      "xenlab.ip${gn_dev#eth}="*) gn_want="${gn_arg#xenlab.ip${gn_dev#eth}=}" ;;
+    esac
+  done
+  [ -n "$gn_want" ] || return 0
+  if ip addr add "$gn_want" dev "$gn_dev" && ip link set "$gn_dev" up; then
+    echo "XENLAB-IP $gn_dev: $gn_want"
+  else
+    echo "XENLAB-ERROR: ip address $gn_want on $gn_dev failed"
+  fi
+}
+gn_okfail() { if "$@" >/dev/null 2>&1; then echo ok; else echo fail; fi; }
+# The receiving end of "recv PORT": nc -e runs it with the connection on stdin.
+printf '#!/bin/sh\nread -r a _ < /proc/uptime\nn=$(wc -c)\nread -r b _ < /proc/uptime\necho "XENLAB-RECV $1: $n bytes in $(( (${b%%.*}${b#*.} - ${a%%.*}${a#*.}) * 10 )) ms" > /dev/console\n' > /bin/xenlab-recv
+printf '#!/bin/sh\nexec dd if=/dev/zero bs=65536 count=$(( $1 / 64 )) 2>/dev/null\n' > /bin/xenlab-zero
+chmod 755 /bin/xenlab-recv /bin/xenlab-zero
+gn_cmd() {
+  # only addresses, names and numbers: nothing the shell would expand
+  case "$1" in *[!A-Za-z0-9.:/\ -]*) return 1 ;; esac
+  set -- $1
+  case "$1 $#" in
+    "ping 2"|"ping 3")
+      if [ $# = 3 ]; then gn_out="$(ping -c 2 -w 4 -I "$3" "$2" 2>&1)"; else gn_out="$(ping -c 2 -w 4 "$2" 2>&1)"; fi
+      gn_n="$(echo "$gn_out" | sed -n 's/.* \([0-9][0-9]*\) packets received.*/\1/p')"
+      [ -n "$gn_n" ] || gn_n=0
+      if [ "$gn_n" -gt 0 ]; then gn_st=ok; else gn_st=fail; fi
+      echo "XENLAB-PING $2 from ${3:-default}: $gn_st $gn_n/2" ;;
+    "ipaddr 4")
+      case "$2" in add|del) ;; *) return 1 ;; esac
+      echo "XENLAB-IPADDR $2 $3 $4: $(gn_okfail ip addr "$2" "$3" dev "$4")" ;;
+    "ipmac 3")
+      # a running netfront refuses a new MAC (no live address change): down, set, up
+      gn_st=fail
+      ip link set "$2" down && ip link set "$2" address "$3" && gn_st=ok
+      ip link set "$2" up || gn_st=fail
+      echo "XENLAB-IPMAC $2 $3: $gn_st" ;;
+    "recv 2")
+      case "$2" in *[!0-9]*) return 1 ;; esac
+      nc -l -p "$2" -e /bin/xenlab-recv "$2" </dev/null >/dev/null 2>&1 &
+      gn_hex="$(printf %04X "$2")"; gn_i=0
+      while [ $gn_i -lt 50 ] && ! grep -qi ":$gn_hex [0-9A-F]*:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null; do
+        sleep 0.1; gn_i=$((gn_i + 1))
+      done
+      echo "XENLAB-RECV-READY $2" ;;
+    "send 4")
+      case "$3$4" in *[!0-9]*) return 1 ;; esac
+      [ $(( $4 % 64 )) = 0 ] || { echo "XENLAB-ERROR: send wants a multiple of 64 KiB, not $4"; return 0; }
+      gn_a="$(gn_cs)"
+      # dd writes to the connection itself (nc -e): busybox nc would relay it 1 KiB a time
+      timeout 120 nc -w 10 "$2" "$3" -e /bin/xenlab-zero "$4" </dev/null >/dev/null 2>&1
+      gn_rc=$?
+      gn_b="$(gn_cs)"
+      echo "XENLAB-SEND $2 $3: $4 KiB rc=$gn_rc in $(( (gn_b - gn_a) * 10 )) ms" ;;
+    *) return 1 ;;
+  esac
+  return 0
+}
+# ---- end of guestnet ----
+
 # Lines typed on the console come back (a console proxy's input reaches the
 # guest); "busy N" spins the vCPU for N seconds (its CPU time shows in the
 # toolstack's statistics). Only shell builtins in the loop: no fork per turn.
@@ -62,7 +139,7 @@ busy() {
     line="$(echo "$line" | tr -d '\r')"
     case "$line" in
       "busy "*) busy "${line#busy }" ;;
-      *) echo "XENLAB-ECHO $line" ;;
+      *) gn_cmd "$line" || echo "XENLAB-ECHO $line" ;;
     esac
   done < /dev/console ) &   # (an asynchronous list's stdin is /dev/null unless redirected)
 
@@ -94,7 +171,7 @@ scan() {
     [ -e "$p" ] || continue
     n="${p##*/}"
     now="$now$n "
-    case "$seen" in *" $n "*) ;; *) echo "XENLAB-MAC $n: $(cat "$p/address")" ;; esac
+    case "$seen" in *" $n "*) ;; *) echo "XENLAB-MAC $n: $(cat "$p/address")"; gn_ifup "$n" ;; esac
   done
   for x in $seen; do
     case "$now" in *" $x "*) ;; *) echo "XENLAB-GONE $x" ;; esac
