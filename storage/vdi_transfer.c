@@ -78,6 +78,10 @@ typedef struct transfer {
     writer w;
     storage_vhd_decoder *dec;
     storage_vhd_layout layout;
+    /* Export from a file: the extent around the last read, [ext_off, ext_end), data or a hole
+     * (ext_end 0: none known yet), so that holes are answered with zeros rather than read. */
+    uint64_t ext_off, ext_end;
+    bool ext_data;
 } transfer;
 
 static bool all_zero(const char *p, size_t n) {
@@ -575,7 +579,28 @@ static const xapi_http_put_ops import_ops = {
 
 /* ---- export ------------------------------------------------------------------------- */
 
-/* The disk's bytes at off (zeros past the end of the file). */
+/* Finds the extent of the file around off: data or a hole, and where it ends. Without
+ * SEEK_DATA (or past the end, where pread finds nothing) all of it counts as data. */
+static void find_extent(transfer *t, uint64_t off) {
+    off_t data = lseek(t->fd, (off_t)off, SEEK_DATA), hole;
+
+    t->ext_off = off;
+    if (data < 0) {
+        t->ext_data = errno != ENXIO; /* ENXIO: only a hole from off to the end */
+        t->ext_end = UINT64_MAX;
+    } else if ((uint64_t)data > off) {
+        t->ext_data = false;
+        t->ext_end = (uint64_t)data;
+    } else {
+        hole = lseek(t->fd, (off_t)off, SEEK_HOLE);
+        t->ext_data = true;
+        t->ext_end = hole > (off_t)off ? (uint64_t)hole : UINT64_MAX;
+    }
+}
+
+/* The disk's bytes at off (zeros past the end of the file). A hole of the file is not read:
+ * reading one makes the kernel allocate and clear page cache for it, which costs a sparse
+ * VDI's export as much as its data does. */
 static int disk_read(void *opaque, uint64_t off, void *buf, size_t len) {
     transfer *t = opaque;
     char *p = buf;
@@ -583,8 +608,16 @@ static int disk_read(void *opaque, uint64_t off, void *buf, size_t len) {
     if (t->vf) /* through the chain */
         return storage_vhd_file_read(t->vf, off, buf, len);
     while (len > 0) {
-        ssize_t k = pread(t->fd, p, len, (off_t)off);
-        if (k < 0 && errno == EINTR)
+        size_t n;
+        ssize_t k;
+
+        if (!t->ext_end || off < t->ext_off || off >= t->ext_end)
+            find_extent(t, off);
+        n = t->ext_end - off < len ? (size_t)(t->ext_end - off) : len;
+        if (!t->ext_data) {
+            memset(p, 0, n);
+            k = (ssize_t)n;
+        } else if ((k = pread(t->fd, p, n, (off_t)off)) < 0 && errno == EINTR)
             continue;
         if (k < 0)
             return -errno;

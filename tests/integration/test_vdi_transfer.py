@@ -230,6 +230,32 @@ class TestRaw(TransferBase):
         self.assertEqual(os.stat(self.vdi_path(vdi)).st_blocks, 0)
         self.assertEqual(self.export_raw(vdi), bytes(size))
 
+    def test_export_follows_the_files_extents(self):
+        """An export answers a file's holes with zeros without reading them: data and holes
+        that begin and end inside one read, zeros that are written (data, not a hole), and a
+        file shorter than the VDI, as raw and as VHD."""
+        size = 3 * MiB
+        vdi = self.new_vdi(size)
+        data = bytearray(size)
+        data[0:5000] = os.urandom(5000)
+        data[300 * KiB + 7:300 * KiB + 9] = b"ab"          # alone in its read, amid holes
+        data[2 * MiB - 100:2 * MiB + 100] = os.urandom(200)  # across a VHD block's edge
+        path = self.vdi_path(vdi)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            for start, end in ((0, 5000), (300 * KiB, 300 * KiB + 16), (2 * MiB - 100, 2 * MiB + 100)):
+                os.pwrite(fd, bytes(data[start:end]), start)
+            os.pwrite(fd, bytes(64 * KiB), MiB)  # written zeros: allocated, read as data
+            os.ftruncate(fd, 2 * MiB + 4096)      # the rest of the VDI is past the file's end
+        finally:
+            os.close(fd)
+        self.assertEqual(self.export_raw(vdi), bytes(data))
+        status, headers, img = self.get(vdi, format="vhd")
+        self.assertEqual(status, 200)
+        raw, stored = read_dynamic_vhd(img)
+        self.assertEqual(raw, bytes(data))
+        self.assertEqual(stored, 2)  # both 2 MiB blocks have data; the third is past the file's end
+
     def test_chunked(self):
         vdi = self.new_vdi(4 * MiB)
         pieces = [os.urandom(100 * KiB + i) for i in range(7)]
