@@ -72,7 +72,7 @@ static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_CREATE, err);
     if (rc == 0)
         rc = size_check(o->fields[XAPI_F_VDI_virtual_size].i, err);
-    if (rc == 0 && h.drv->vdi_create(&h, o->uuid, o->fields[XAPI_F_VDI_virtual_size].i, &info, &e) < 0)
+    if (rc == 0 && storage_io_vdi_create(&h, o->uuid, o->fields[XAPI_F_VDI_virtual_size].i, &info, &e) < 0)
         rc = storage_backend_fail(err, &e);
     if (rc == 0) {
         storage_vdi_set_info(srv, o, &info);
@@ -272,7 +272,7 @@ static int vdi_delete(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     if (rc == 0 && h.drv->vdi_set_hidden && has_children(srv, sr, o->fields[XAPI_F_VDI_location].s, o)) {
         if (h.drv->vdi_set_hidden(&h, o->fields[XAPI_F_VDI_location].s, true, &e) < 0)
             rc = storage_backend_fail(err, &e);
-    } else if (rc == 0 && h.drv->vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
+    } else if (rc == 0 && storage_io_vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
         rc = storage_backend_fail(err, &e);
     else if (rc == 0 && *parent)
         gc_parents(srv, sr, &h, parent, o);
@@ -743,7 +743,7 @@ static int vdi_resize_common(xapi_call *c, const char *op) {
         rc = storage_vdi_check_op(srv, vdi, op, &c->err);
     if (rc == 0)
         rc = size_check(c->args[1].i, &c->err);
-    if (rc == 0 && h.drv->vdi_resize(&h, vdi->fields[XAPI_F_VDI_location].s, c->args[1].i, &info, &e) < 0)
+    if (rc == 0 && storage_io_vdi_resize(&h, vdi->fields[XAPI_F_VDI_location].s, c->args[1].i, &info, &e) < 0)
         rc = storage_backend_fail(&c->err, &e);
     if (rc == 0) {
         storage_vdi_set_info(srv, vdi, &info);
@@ -772,7 +772,7 @@ static int vdi_update(xapi_call *c) {
 
     xapi_store_write_begin(srv->store);
     rc = lookup_vdi_plugged(c, &vdi, &sr, &h);
-    if (rc == 0 && (!h.drv->vdi_stat || h.drv->vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) < 0))
+    if (rc == 0 && (!h.drv->vdi_stat || storage_io_vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) < 0))
         rc = xapi_call_fail(c, "VDI_MISSING", sr->ref, vdi->ref);
     if (rc == 0) {
         xapi_obj_set_int(srv->store, vdi, XAPI_F_VDI_virtual_size, info.virtual_size);
