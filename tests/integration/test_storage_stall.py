@@ -18,7 +18,8 @@ import unittest
 from harness import DaemonTest, fail, ok, proxy_from, wait_for
 
 MiB = 1 << 20
-IO_TIMEOUT = 2  # storage_io_timeout of the daemon under test, seconds
+IO_TIMEOUT = 6  # storage_io_timeout of the daemon under test, seconds
+PROMPT = 4      # seconds within which the daemon must answer the calls that must not wait for the hung SR
 
 
 def can_mount_fuse():
@@ -105,7 +106,7 @@ class StorageStallTest(DaemonTest):
     def others_are_served(self, other_sr):
         """What must keep working while one SR's storage hangs: reads, event.from, another SR's VDIs and
         scan; each on a connection that gives up (failing the test) if the daemon does not answer."""
-        x = self.proxy(timeout=5)
+        x = self.proxy(timeout=PROMPT)
         ok(x.SR.get_all_records(self.s))
         ok(getattr(x.event, "from")(self.s, ["SR", "VDI"], "", 0.0))
         v = ok(self.new_vdi(x, other_sr))
@@ -117,7 +118,7 @@ class StorageStallTest(DaemonTest):
         hung, other = self.make_sr(), self.make_sr()
         path = os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung)))
         fuse = self.hang(path)
-        x = self.proxy(timeout=5)
+        x = self.proxy(timeout=PROMPT)
         t, out = self.in_thread(lambda px: px.SR.scan(self.s, hung))
 
         # Busy, as xapi shows it, and a second scan refused rather than queued behind the first.
@@ -149,11 +150,27 @@ class StorageStallTest(DaemonTest):
         wait_for(lambda: x.SR.scan(self.s, hung)["Status"] == "Success", timeout=10, what="SR usable again")
         ok(x.SR.update(self.s, hung))
 
+    def test_vdi_create_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        hung, other = self.make_sr(), self.make_sr()
+        before = ok(self.x.SR.get_VDIs(self.s, hung))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung))))
+        t, out = self.in_thread(lambda px: self.new_vdi(px, hung))
+        while t.is_alive():
+            self.others_are_served(other)
+            t.join(0.5)
+        err = fail(out["r"])
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
+        self.assertIn("VDI.create", err[2])
+        x = self.proxy(timeout=PROMPT)
+        self.assertEqual(ok(x.SR.get_VDIs(self.s, hung)), before)
+        fuse.release()
+        wait_for(lambda: self.new_vdi(x, hung)["Status"] == "Success", timeout=10, what="VDI.create again")
+
     def test_create_and_plug_on_a_hung_path_time_out(self):
         other = self.make_sr()
         path = tempfile.mkdtemp(prefix="hung-", dir=self.root)
         fuse = self.hang(path)
-        x = self.proxy(timeout=5)
+        x = self.proxy(timeout=PROMPT)
         t, out = self.in_thread(lambda px: px.SR.create(self.s, self.host, {"path": path}, "0", "on hung", "",
                                                          "ext", "user", False, {}))
         self.others_are_served(other)
