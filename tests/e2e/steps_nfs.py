@@ -51,6 +51,12 @@ def _mounted(path):
         return [l.split() for l in f if l.split()[1] == path]
 
 
+def _sr_mount(uuid):
+    """Where the SR is mounted as /proc/mounts names it (/var/run is a link to /run; the mount point
+    itself is not resolved: on a server that does not answer, that would hang)."""
+    return os.path.join(os.path.realpath("/var/run"), "sr-mount", uuid)
+
+
 def _nfs_server(s):
     """Starts the NFS server once (modules, nfsd fs, tmpfs state, rpcbind, mountd, nfsd, export)."""
     m = _m()
@@ -132,8 +138,8 @@ def s_nfs_sr(s):
     s.o["nfs_sr"] = sr
     create_s = m.now() - t0
     rec = c("SR.get_record", sr)
-    at = "/var/run/sr-mount/%s" % rec["uuid"]
-    mnt = _mounted(at) or _mounted(os.path.realpath(at))
+    at = _sr_mount(rec["uuid"])
+    mnt = _mounted(at)
     m.check(mnt and mnt[0][2].startswith("nfs") and mnt[0][0] == "%s:%s/%s" % (SERVER, EXPORT, rec["uuid"]),
             "no NFS mount of the SR at %s: %r" % (at, mnt))
     m.check(rec["shared"] is True and rec["type"] == "nfs", "SR record: type %r shared %r" % (rec["type"], rec["shared"]))
@@ -260,7 +266,7 @@ def s_nfs_hung_server(s):
     pbd = c("SR.get_PBDs", sr)[0]
     c("PBD.unplug", pbd, timeout=m.T_PLUG)
     uuid = c("SR.get_uuid", sr)
-    m.check(not _mounted("/var/run/sr-mount/%s" % uuid), "the SR is still mounted after PBD.unplug")
+    m.check(not _mounted(_sr_mount(uuid)), "the SR is still mounted after PBD.unplug")
     c("PBD.plug", pbd, timeout=m.T_PLUG)
     m.out("      %s; SR.scan failed after %.1fs (limit %ds); %d rounds of other calls meanwhile, slowest %.2fs; "
           "SR.update refused in %.2fs; usable again %.1fs after the server came back"
