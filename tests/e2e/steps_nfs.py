@@ -266,9 +266,14 @@ def s_nfs_hung_server(s):
         refused_s = m.now() - t1
     finally:
         freeze.stop()
+    def usable():
+        try:
+            return s.api.raw("SR.update", s.api.session, sr, timeout=limit + 5).get("Status") == "Success"
+        except OSError:  # a client-side timeout (socket.timeout is one) while the mount recovers
+            return False
+
     t1 = m.now()
-    m.wait_until("the NFS SR usable again once the server answers", 120,
-                 lambda: s.api.raw("SR.update", s.api.session, sr, timeout=30).get("Status") == "Success", step=1)
+    m.wait_until("the NFS SR usable again once the server answers", 120, usable, step=1)
     back_s = m.now() - t1
     pbd = c("SR.get_PBDs", sr)[0]
     c("PBD.unplug", pbd, timeout=m.T_PLUG)
