@@ -121,8 +121,16 @@ void storage_sr_handle_free(storage_sr *h) {
 int storage_sr_plugged(xapi_server *srv, const xapi_obj *sr, storage_sr *ret, xapi_value *err) {
     xapi_obj *pbd = storage_my_pbd(srv, sr);
 
+    const xapi_value *cur = &sr->fields[XAPI_F_SR_current_operations];
+
     if (!pbd || !pbd->fields[XAPI_F_PBD_currently_attached].b)
         return xapi_fail(err, "SR_HAS_NO_PBDS", sr->ref, NULL);
+    /* An SR being unplugged or destroyed (without the lock) takes no new VDI work. */
+    for (uint32_t i = 0; cur->kind == XAPI_V_STRUCT && i < cur->n; i++) {
+        const char *op = xapi_value_str(&cur->members[i].value);
+        if (strcmp(op, "unplug") == 0 || strcmp(op, "destroy") == 0)
+            return xapi_fail(err, "OTHER_OPERATION_IN_PROGRESS", "SR", sr->ref, op, cur->members[i].name, NULL);
+    }
     return storage_sr_handle(srv, sr, pbd, ret, err);
 }
 
@@ -132,23 +140,81 @@ int storage_sr_cap(const xapi_obj *sr, const storage_driver *drv, unsigned cap, 
     return 0;
 }
 
-void storage_sr_refresh(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const xapi_obj *leaving) {
+void storage_sr_set_sizes(xapi_server *srv, xapi_obj *sr, const storage_sr_io *io) {
     xapi_store *st = srv->store;
     const xapi_value *vdis = &sr->fields[XAPI_F_SR_VDIs];
-    int64_t alloc = 0, size, used;
-    storage_err e = {0};
+    int64_t alloc = 0;
 
     for (uint32_t i = 0; i < vdis->n; i++) {
         xapi_obj *v = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), vdis->items[i].s);
         /* a hidden base copy is no disk of its own: its data is in the SR's physical use */
-        if (v && v != leaving && !v->deleted && v->fields[XAPI_F_VDI_managed].b)
+        if (v && !v->deleted && v->fields[XAPI_F_VDI_managed].b)
             alloc += v->fields[XAPI_F_VDI_virtual_size].i;
     }
     xapi_obj_set_int(st, sr, XAPI_F_SR_virtual_allocation, alloc);
-    if (h && h->drv->sr_stat && h->drv->sr_stat(h, &size, &used, &e) == 0) {
-        xapi_obj_set_int(st, sr, XAPI_F_SR_physical_size, size);
-        xapi_obj_set_int(st, sr, XAPI_F_SR_physical_utilisation, used);
+    if (io && io->have_stat) {
+        xapi_obj_set_int(st, sr, XAPI_F_SR_physical_size, io->size);
+        xapi_obj_set_int(st, sr, XAPI_F_SR_physical_utilisation, io->used);
     }
+}
+
+void storage_sr_refresh(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const xapi_obj *leaving) {
+    xapi_store *st = srv->store;
+    storage_sr_io *io = NULL;
+    storage_err e = {0};
+    int64_t size;
+
+    /* statvfs of a mount whose server stopped answering blocks: bounded, and
+     * skipped at once while the SR has a stuck job (the sizes stay as they were). */
+    if (h && h->drv->sr_stat && storage_sr_io_run(h, STORAGE_SR_IO_STAT, NULL, 0, "SR sizes", &io, &e) < 0)
+        log_warning("storage: SR %s: sizes not updated: %s", sr->uuid, e.text);
+    storage_sr_set_sizes(srv, sr, io);
+    storage_sr_io_free(io);
+    if (leaving && !leaving->deleted && leaving->fields[XAPI_F_VDI_managed].b) {
+        size = sr->fields[XAPI_F_SR_virtual_allocation].i - leaving->fields[XAPI_F_VDI_virtual_size].i;
+        xapi_obj_set_int(st, sr, XAPI_F_SR_virtual_allocation, size);
+    }
+}
+
+/* ---- SR operations in progress ------------------------------------------------------ */
+
+int storage_sr_check_idle(const xapi_obj *sr, xapi_value *err) {
+    const xapi_value *cur = &sr->fields[XAPI_F_SR_current_operations];
+
+    if (cur->kind == XAPI_V_STRUCT && cur->n > 0)
+        return xapi_fail(err, "OTHER_OPERATION_IN_PROGRESS", "SR", sr->ref, xapi_value_str(&cur->members[0].value),
+                         cur->members[0].name, NULL);
+    return 0;
+}
+
+int storage_sr_op_begin(xapi_server *srv, xapi_obj *sr, const char *opid, const char *op, xapi_value *err) {
+    xapi_value cur;
+    int rc = storage_sr_check_idle(sr, err);
+
+    if (rc < 0)
+        return rc;
+    cur = xapi_value_copy(&sr->fields[XAPI_F_SR_current_operations]);
+    if (cur.kind != XAPI_V_STRUCT) {
+        xapi_value_free(&cur);
+        cur = xapi_value_struct();
+    }
+    xapi_struct_set(&cur, opid, xapi_value_string(op));
+    xapi_obj_set(srv->store, sr, XAPI_F_SR_current_operations, cur);
+    storage_sr_update_allowed(srv, sr);
+    return 0;
+}
+
+void storage_sr_op_end(xapi_server *srv, const char *sr_ref, const char *opid) {
+    xapi_obj *sr = xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), sr_ref);
+    xapi_value cur;
+
+    if (!sr)
+        return;
+    cur = xapi_value_copy(&sr->fields[XAPI_F_SR_current_operations]);
+    if (cur.kind == XAPI_V_STRUCT)
+        xapi_struct_remove(&cur, opid);
+    xapi_obj_set(srv->store, sr, XAPI_F_SR_current_operations, cur);
+    storage_sr_update_allowed(srv, sr);
 }
 
 static void add_op(xapi_value *set, const char *op) {
@@ -163,7 +229,13 @@ void storage_sr_update_allowed(xapi_server *srv, xapi_obj *sr) {
     bool any_attached = storage_any_set(srv, pbds, XAPI_C_PBD, XAPI_F_PBD_currently_attached);
     bool managed_vdis = storage_any_set(srv, &sr->fields[XAPI_F_SR_VDIs], XAPI_C_VDI, XAPI_F_VDI_managed);
 
-    if (drv && storage_sr_attached(srv, sr)) {
+    const xapi_value *cur = &sr->fields[XAPI_F_SR_current_operations];
+    bool busy = cur->kind == XAPI_V_STRUCT && cur->n > 0;
+
+    if (busy) {
+        /* An SR operation in progress (its I/O runs without the lock): none of
+         * the SR's own may start; VDI operations wait for the lock as usual. */
+    } else if (drv && storage_sr_attached(srv, sr)) {
         if (caps & STORAGE_CAP_SR_SCAN)
             add_op(&ops, "scan");
         add_op(&ops, "update");
@@ -190,7 +262,7 @@ void storage_sr_update_allowed(xapi_server *srv, xapi_obj *sr) {
         add_op(&ops, "plug");
     add_op(&ops, "pbd_create");
     add_op(&ops, "pbd_destroy");
-    if (!any_attached) {
+    if (!any_attached && !busy) {
         add_op(&ops, "forget");
         if (pbds->n > 0 && !managed_vdis && (caps & STORAGE_CAP_SR_DELETE))
             add_op(&ops, "destroy");
@@ -429,20 +501,39 @@ static bool chain_in_progress(xapi_server *srv, const xapi_obj *sr) {
     return false;
 }
 
-int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, xapi_value *err) {
+void storage_scan_known_take(xapi_server *srv, const xapi_obj *sr, storage_scan_known *ret) {
+    const xapi_value *vdis = &sr->fields[XAPI_F_SR_VDIs];
+
+    ret->refs = xapi_value_array();
+    ret->locations = xapi_value_array();
+    for (uint32_t i = 0; i < vdis->n; i++) {
+        xapi_obj *v = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VDI), vdis->items[i].s);
+        if (!v)
+            continue;
+        xapi_array_append(&ret->refs, xapi_value_string(v->ref));
+        xapi_array_append(&ret->locations, xapi_value_string(v->fields[XAPI_F_VDI_location].s));
+    }
+}
+
+void storage_scan_known_free(storage_scan_known *k) {
+    xapi_value_free(&k->refs);
+    xapi_value_free(&k->locations);
+}
+
+static bool in_strings(const xapi_value *a, const char *s) {
+    for (uint32_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i].s, s) == 0)
+            return true;
+    return false;
+}
+
+void storage_sr_apply_scan(xapi_server *srv, xapi_obj *sr, const storage_sr_io *io, const storage_scan_known *known) {
     xapi_store *st = srv->store;
-    storage_vdi_info *infos = NULL;
-    storage_err e = {0};
-    size_t n = 0, introduced = 0, forgotten = 0;
+    storage_vdi_info *infos = io->infos;
+    size_t n = io->n, introduced = 0, forgotten = 0;
     bool *seen, chaining;
     xapi_value refs;
-    int rc;
 
-    if (!h->drv->sr_scan)
-        return xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", sr->ref, NULL);
-    rc = h->drv->sr_scan(h, STORAGE_MAX_SCAN, &infos, &n, &e);
-    if (rc < 0)
-        return storage_backend_fail(err, &e);
     if (n > 1) /* an empty SR may give no array at all: qsort(NULL, 0) is undefined */
         qsort(infos, n, sizeof *infos, info_cmp);
     seen = xapi_calloc(n + 1, sizeof *seen);
@@ -466,6 +557,8 @@ int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, 
         }
         if (v->fields[XAPI_F_VDI_current_operations].n > 0)
             continue; /* being made or copied: not ours to judge */
+        if (known && !in_strings(&known->refs, v->ref))
+            continue; /* made while the scan ran: the scan may not have seen it */
         if (vdi_attached(srv, v)) {
             xapi_obj_set_bool(st, v, XAPI_F_VDI_missing, true);
             continue;
@@ -486,6 +579,9 @@ int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, 
 
         if (seen[i])
             continue;
+        /* A VDI destroyed while the scan ran: its file was seen before it went. */
+        if (known && in_strings(&known->locations, infos[i].location))
+            continue;
         if (storage_uuid_valid(infos[i].location) &&
             !xapi_store_get_by_uuid(st, storage_cls(XAPI_C_VDI), infos[i].location))
             snprintf(uuid, sizeof uuid, "%s", infos[i].location);
@@ -500,9 +596,27 @@ int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, 
     }
     if (introduced || forgotten)
         log_info("storage: SR %s scanned: %zu VDI(s) introduced, %zu forgotten", sr->uuid, introduced, forgotten);
-    storage_sr_refresh(srv, sr, h, NULL);
+    storage_sr_set_sizes(srv, sr, io);
     storage_sr_update_allowed(srv, sr);
     free(seen);
-    storage_vdi_infos_free(infos, n);
+}
+
+int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, xapi_value *err) {
+    storage_sr_io *io = NULL;
+    storage_err e = {0};
+    int rc;
+
+    if (!h->drv->sr_scan)
+        return xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", sr->ref, NULL);
+    rc = storage_sr_io_run(h, STORAGE_SR_IO_SCAN | STORAGE_SR_IO_STAT, NULL, 0, "SR.scan", &io, &e);
+    if (rc < 0)
+        return storage_backend_fail(err, &e);
+    if (!io->scanned) {
+        rc = storage_backend_fail(err, &io->scan_e);
+        storage_sr_io_free(io);
+        return rc;
+    }
+    storage_sr_apply_scan(srv, sr, io, NULL);
+    storage_sr_io_free(io);
     return 0;
 }

@@ -5,10 +5,13 @@
  * object store, so everything about records, locks, errors of the API and
  * allowed operations stays in one place.
  *
- * Calls are synchronous. The layer calls the quick ones (create, delete,
- * resize, stat, scan, publish) with the store's write lock held, and the slow
- * one (import: copying data) without it, into a staging object that scans do
- * not see until publish makes it the VDI's data. Every call returns 0 or a
+ * Calls are synchronous, each in a time-limited job (storage/io.h: a thread
+ * abandoned at storage_io_timeout, so a driver may block on storage that
+ * stopped answering). The SR calls (create, attach, detach, delete, scan,
+ * stat, probe) run without the store lock, the SR marked busy meanwhile; the
+ * quick VDI ones (create, delete, resize, stat, publish) with the write lock
+ * held; the slow one (import: copying data) without it, into a staging object
+ * that scans do not see until publish makes it the VDI's data. Every call returns 0 or a
  * negative errno and, on failure, fills *e with the SM error number and text
  * that become SR_BACKEND_FAILURE_<code> ["", text, ""], as xapi reports its
  * SM drivers' errors. */
@@ -205,7 +208,8 @@ extern const storage_driver storage_ext_driver;
 extern const storage_driver storage_lvm_driver;
 /* "nfs" (storage/drv_nfs.c). */
 extern const storage_driver storage_nfs_driver;
-/* The time limit in seconds of a driver's external command (mount, umount, showmount: config storage_io_timeout). */
+/* The time limit in seconds of a driver's external command (mount, umount, showmount, lvm2) and of a
+ * driver call's job (storage/io.h): config storage_io_timeout. */
 extern unsigned storage_io_timeout;
 /* Where SRs of drivers with sr_config_at live by default (config sr_mount_root). */
 extern char storage_mount_root[1024];

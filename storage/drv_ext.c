@@ -460,7 +460,14 @@ static int publish_part(const storage_sr *sr, const char *loc) {
 
     if (!from || !to)
         rc = -EINVAL;
-    else if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
+    else if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        rc = sync_dir(sr);
+    else if (errno != EINVAL)
+        rc = -errno;
+    /* NFS has no RENAME_NOREPLACE: link(2) never replaces an entry either, then the staging name goes. */
+    else if (link(from, to) < 0)
+        rc = -errno;
+    else if (unlink(from) < 0)
         rc = -errno;
     else
         rc = sync_dir(sr);

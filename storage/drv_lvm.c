@@ -133,7 +133,7 @@ static int lvm_cmd(const char *const *argv, char **ret_out, int code, const char
         args[n++] = argv[i];
     if (n == sizeof args / sizeof *args)
         return storage_err_set(e, SM_ERR_INVALID_ARG, E2BIG, "Invalid argument", "too many arguments");
-    rc = storage_run(args, STORAGE_CMD_TIMEOUT_MS, ret_out, &err);
+    rc = storage_run(args, (int)storage_io_timeout * 1000, ret_out, &err);
 
     if (rc < 0) {
         agent_log(LOG_WARNING, "%s failed: %s", argv[0], err && *err ? err : strerror(-rc));

@@ -72,6 +72,77 @@ int storage_sr_scan_locked(xapi_server *srv, xapi_obj *sr, const storage_sr *h, 
  * each entry no VDI owns is logged and listed in other_config xenapid-leftovers;
  * nothing is deleted. Write lock held. */
 void storage_sr_sweep(xapi_server *srv, xapi_obj *sr, const storage_sr *h);
+
+/* ---- driver I/O without the store lock (storage/sr_io.c) ---- */
+
+/* What one job does, in this order. */
+enum {
+    STORAGE_SR_IO_CREATE = 1u << 0, /* sr_create */
+    STORAGE_SR_IO_ATTACH = 1u << 1, /* sr_attach */
+    STORAGE_SR_IO_SCAN = 1u << 2,   /* sr_scan (its failure kept apart, in scan_rc) */
+    STORAGE_SR_IO_STAT = 1u << 3,   /* sr_stat (its failure: have_stat false) */
+    STORAGE_SR_IO_DETACH = 1u << 4, /* sr_detach */
+    STORAGE_SR_IO_DELETE = 1u << 5, /* sr_delete of locations */
+};
+
+typedef struct storage_sr_io {
+    unsigned steps;
+    storage_sr h; /* the job's own copy */
+    char **locations;
+    size_t nloc;
+    /* results */
+    bool scanned;
+    int scan_rc;
+    storage_err scan_e;
+    storage_vdi_info *infos;
+    size_t n;
+    bool have_stat;
+    int64_t size, used;
+} storage_sr_io;
+
+/* Runs the steps on a copy of h in a time-limited job (storage/io.h): no
+ * store lock is needed, and the caller should not hold it. 0 and *ret
+ * (storage_sr_io_free), or the first failing step's error in *e (-ETIME:
+ * the storage did not answer in time). */
+int storage_sr_io_run(const storage_sr *h, unsigned steps, char *const *locations, size_t nloc, const char *what,
+                      storage_sr_io **ret, storage_err *e);
+void storage_sr_io_free(storage_sr_io *io);
+void storage_sr_handle_copy(const storage_sr *h, storage_sr *ret);
+/* The driver's sr_probe in a time-limited job. */
+int storage_sr_probe_io(const storage_driver *drv, const xapi_value *device_config, const xapi_value *sm_config,
+                        char **ret_xml, storage_err *e);
+/* A driver's quick VDI calls, in a time-limited job: with the store lock
+ * held they hold it at most storage_io_timeout, and once an SR has a stuck
+ * job they fail at once. */
+int storage_io_vdi_create(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
+                          storage_err *e);
+/* The same for the driver's raw images (vdi_create_raw). */
+int storage_io_vdi_create_raw(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
+                              storage_err *e);
+int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err *e);
+int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
+                          storage_err *e);
+int storage_io_vdi_stat(const storage_sr *h, const char *location, storage_vdi_info *ret, storage_err *e);
+
+/* The VDIs an SR had when a scan started without the lock: what the scan
+ * may forget, and locations it must not bring back (destroyed meanwhile). */
+typedef struct storage_scan_known {
+    xapi_value refs, locations; /* arrays of strings */
+} storage_scan_known;
+void storage_scan_known_take(xapi_server *srv, const xapi_obj *sr, storage_scan_known *ret);
+void storage_scan_known_free(storage_scan_known *k);
+/* Reconciles the SR's VDI records with a scan's result (known: NULL when
+ * the lock was held throughout), then its sizes from io. */
+void storage_sr_apply_scan(xapi_server *srv, xapi_obj *sr, const storage_sr_io *io, const storage_scan_known *known);
+/* virtual_allocation, and physical sizes when io has them (io may be NULL). */
+void storage_sr_set_sizes(xapi_server *srv, xapi_obj *sr, const storage_sr_io *io);
+
+/* SR operations in progress (SR.current_operations): one at a time; a
+ * second gets OTHER_OPERATION_IN_PROGRESS ["SR", sr, op, its id]. */
+int storage_sr_op_begin(xapi_server *srv, xapi_obj *sr, const char *opid, const char *op, xapi_value *err);
+void storage_sr_op_end(xapi_server *srv, const char *sr_ref, const char *opid);
+/* OTHER_OPERATION_IN_PROGRESS when the SR has an operation in progress (0: none). */
+int storage_sr_check_idle(const xapi_obj *sr, xapi_value *err);
 /* The power state of a VM in lowercase, for VM_BAD_POWER_STATE. */
 const char *storage_power_lower(const xapi_obj *vm);
 

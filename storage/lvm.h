@@ -10,7 +10,6 @@
 
 #include "storage/command.h"
 
-#define STORAGE_CMD_TIMEOUT_MS 60000     /* one lvm2 command */
 
 /* One row of a report: the values of the requested fields, in their order. */
 typedef struct storage_lvm_row {

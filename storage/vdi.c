@@ -63,6 +63,16 @@ static bool want_raw(const storage_driver *drv, const xapi_obj *o) {
            ((t && strcmp(t, "raw") == 0) || strcmp(o->fields[XAPI_F_VDI_type].s, "suspend") == 0);
 }
 
+/* want_raw for a VDI.create record not made yet (vdi_before_create). */
+static bool want_raw_rec(const storage_driver *drv, const xapi_value *rec) {
+    const xapi_value *sm = xapi_struct_get(rec, "sm_config"), *type = xapi_struct_get(rec, "type"), *t = NULL;
+
+    if (sm && sm->kind == XAPI_V_STRUCT)
+        t = xapi_struct_get(sm, "type");
+    return drv->vdi_create_raw && ((t && t->kind == XAPI_V_STRING && strcmp(t->s, "raw") == 0) ||
+                                   (type && type->kind == XAPI_V_STRING && strcmp(type->s, "suspend") == 0));
+}
+
 /* The data of a new VDI record whose fields are set (SR, virtual_size, type...). */
 static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     xapi_obj *sr = sr_of(srv, o);
@@ -81,7 +91,7 @@ static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_CREATE, err);
     if (rc == 0)
         rc = size_check(o->fields[XAPI_F_VDI_virtual_size].i, err);
-    if (rc == 0 && (want_raw(h.drv, o) ? h.drv->vdi_create_raw : h.drv->vdi_create)(
+    if (rc == 0 && (want_raw(h.drv, o) ? storage_io_vdi_create_raw : storage_io_vdi_create)(
                        &h, o->uuid, o->fields[XAPI_F_VDI_virtual_size].i, &info, &e) < 0)
         rc = storage_backend_fail(err, &e);
     if (rc == 0) {
@@ -98,8 +108,132 @@ static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     return rc;
 }
 
+/* VDI.create's data made before the record, without the store lock (vdi_before_create). */
+typedef struct vdi_made {
+    storage_sr h;
+    char sr_ref[XAPI_REF_LEN + 1];
+    char location[XAPI_UUID_LEN + 1];
+    storage_vdi_info info;
+    storage_sr_io *sizes; /* the SR's sizes after it, or NULL */
+} vdi_made;
+
+static void vdi_made_free(vdi_made *m) {
+    if (!m)
+        return;
+    storage_sr_handle_free(&m->h);
+    storage_vdi_info_free(&m->info);
+    storage_sr_io_free(m->sizes);
+    free(m);
+}
+
+/* An int64 field of a record as a client sent it (XML-RPC: a decimal string). */
+static bool rec_int(const xapi_value *rec, const char *key, int64_t *ret) {
+    const xapi_value *v = xapi_struct_get(rec, key);
+    char *end;
+
+    if (v && v->kind == XAPI_V_INT) {
+        *ret = v->i;
+        return true;
+    }
+    if (!v || v->kind != XAPI_V_STRING || !*v->s)
+        return false;
+    errno = 0;
+    *ret = strtoll(v->s, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+/* The generic VDI.create: the data is made first, with no lock held (a
+ * mount whose server stopped answering stalls only this call, for at most
+ * storage_io_timeout), when the record names a plugged SR that can. What
+ * does not fit (a bad record, an SR that cannot) is left to after_create,
+ * which refuses it under the lock as before. */
+static int vdi_before_create(xapi_call *c, const xapi_value *rec, char uuid[XAPI_UUID_LEN + 1]) {
+    xapi_server *srv = c->srv;
+    const xapi_value *sr_v, *type;
+    storage_sr h = {0};
+    storage_err e = {0};
+    xapi_value ignored = {0};
+    vdi_made *m = NULL;
+    xapi_obj *sr;
+    int64_t size;
+    int rc;
+
+    if (rec->kind != XAPI_V_STRUCT)
+        return 0;
+    sr_v = xapi_struct_get(rec, "SR");
+    type = xapi_struct_get(rec, "type");
+    if (!sr_v || sr_v->kind != XAPI_V_STRING || !rec_int(rec, "virtual_size", &size) ||
+        (type && type->kind == XAPI_V_STRING && strcmp(type->s, "cbt_metadata") == 0))
+        return 0;
+    xapi_store_rdlock(srv->store);
+    sr = xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), sr_v->s);
+    rc = sr ? storage_sr_plugged(srv, sr, &h, &ignored) : -ENOENT;
+    if (rc == 0 && (storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_CREATE, &ignored) < 0 || size_check(size, &ignored) < 0))
+        rc = -EINVAL;
+    xapi_store_rdunlock(srv->store);
+    xapi_value_free(&ignored);
+    if (rc < 0) {
+        storage_sr_handle_free(&h);
+        return 0;
+    }
+    m = xapi_calloc(1, sizeof *m);
+    m->h = h;
+    snprintf(m->sr_ref, sizeof m->sr_ref, "%s", sr_v->s);
+    xapi_uuid_generate(m->location);
+    rc = (want_raw_rec(m->h.drv, rec) ? storage_io_vdi_create_raw : storage_io_vdi_create)(&m->h, m->location, size,
+                                                                                           &m->info, &e);
+    if (rc < 0) {
+        vdi_made_free(m);
+        return storage_backend_fail(&c->err, &e);
+    }
+    if (storage_sr_io_run(&m->h, STORAGE_SR_IO_STAT, NULL, 0, "SR sizes", &m->sizes, &e) < 0)
+        m->sizes = NULL;
+    snprintf(uuid, XAPI_UUID_LEN + 1, "%s", m->location);
+    c->create_state = m;
+    return 0;
+}
+
+/* The constructor failed after vdi_before_create made the data: it goes (no lock held). */
+static void vdi_create_undo(xapi_call *c) {
+    vdi_made *m = c->create_state;
+    storage_err e = {0};
+
+    if (!m)
+        return;
+    c->create_state = NULL;
+    if (storage_io_vdi_delete(&m->h, m->location, &e) < 0)
+        log_warning("storage: SR %s: VDI data %s of a failed VDI.create left: %s", m->h.uuid, m->location, e.text);
+    vdi_made_free(m);
+}
+
 static int vdi_after_create(xapi_call *c, xapi_obj *o) {
-    return vdi_make_data(c->srv, o, &c->err);
+    xapi_server *srv = c->srv;
+    vdi_made *m = c->create_state;
+    xapi_obj *sr = sr_of(srv, o);
+    storage_sr h = {0};
+    int rc;
+
+    if (!m)
+        return vdi_make_data(srv, o, &c->err);
+    /* Made for this SR, which must still be plugged; else create_undo removes it. */
+    if (!sr || strcmp(sr->ref, m->sr_ref) != 0 || strcmp(o->uuid, m->location) != 0)
+        return xapi_call_fail(c, "HANDLE_INVALID", "SR", o->fields[XAPI_F_VDI_SR].s);
+    rc = storage_sr_plugged(srv, sr, &h, &c->err);
+    storage_sr_handle_free(&h);
+    if (rc < 0)
+        return rc;
+    if (strcmp(o->fields[XAPI_F_VDI_type].s, "cbt_metadata") == 0)
+        return xapi_call_fail(c, "VDI_INCOMPATIBLE_TYPE", "", "cbt_metadata");
+    storage_vdi_set_info(srv, o, &m->info);
+    xapi_obj_set_bool(srv->store, o, XAPI_F_VDI_managed, true);
+    xapi_obj_set_bool(srv->store, o, XAPI_F_VDI_storage_lock, false);
+    storage_vdi_update_allowed_operations(srv, o);
+    storage_sr_set_sizes(srv, sr, m->sizes);
+    storage_sr_update_allowed(srv, sr);
+    log_debug("storage: VDI %s created on SR %s (%" PRId64 " bytes)", o->uuid, sr->uuid, m->info.virtual_size);
+    c->create_state = NULL;
+    vdi_made_free(m);
+    return 0;
 }
 
 int storage_vdi_create(xapi_server *srv, const char *sr_ref, const char *name, int64_t size, const char *type,
@@ -282,7 +416,7 @@ static int vdi_delete(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     if (rc == 0 && h.drv->vdi_set_hidden && has_children(srv, sr, o->fields[XAPI_F_VDI_location].s, o)) {
         if (h.drv->vdi_set_hidden(&h, o->fields[XAPI_F_VDI_location].s, true, &e) < 0)
             rc = storage_backend_fail(err, &e);
-    } else if (rc == 0 && h.drv->vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
+    } else if (rc == 0 && storage_io_vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
         rc = storage_backend_fail(err, &e);
     else if (rc == 0 && *parent)
         gc_parents(srv, sr, &h, parent, o);
@@ -334,6 +468,8 @@ int storage_vdi_destroy(xapi_server *srv, const char *vdi_ref, xapi_value *err) 
 }
 
 const xapi_class_hooks storage_vdi_hooks = {
+    .before_create = vdi_before_create,
+    .create_undo = vdi_create_undo,
     .after_create = vdi_after_create,
     .before_destroy = vdi_before_destroy,
 };
@@ -756,7 +892,7 @@ static int vdi_resize_common(xapi_call *c, const char *op) {
         rc = storage_vdi_check_op(srv, vdi, op, &c->err);
     if (rc == 0)
         rc = size_check(c->args[1].i, &c->err);
-    if (rc == 0 && h.drv->vdi_resize(&h, vdi->fields[XAPI_F_VDI_location].s, c->args[1].i, &info, &e) < 0)
+    if (rc == 0 && storage_io_vdi_resize(&h, vdi->fields[XAPI_F_VDI_location].s, c->args[1].i, &info, &e) < 0)
         rc = storage_backend_fail(&c->err, &e);
     if (rc == 0) {
         storage_vdi_set_info(srv, vdi, &info);
@@ -785,7 +921,7 @@ static int vdi_update(xapi_call *c) {
 
     xapi_store_write_begin(srv->store);
     rc = lookup_vdi_plugged(c, &vdi, &sr, &h);
-    if (rc == 0 && (!h.drv->vdi_stat || h.drv->vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) < 0))
+    if (rc == 0 && (!h.drv->vdi_stat || storage_io_vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) < 0))
         rc = xapi_call_fail(c, "VDI_MISSING", sr->ref, vdi->ref);
     if (rc == 0) {
         xapi_obj_set_int(srv->store, vdi, XAPI_F_VDI_virtual_size, info.virtual_size);

@@ -48,6 +48,7 @@ typedef struct xapi_call {
     const char *task;          /* the task running this call (Async), or NULL */
     xapi_out *out;             /* where the result goes */
     xapi_value err;            /* set on failure: [CODE, params...] */
+    void *create_state;        /* the generic constructor's: what a before_create hook left for after_create */
 } xapi_call;
 
 typedef int (*xapi_handler_fn)(xapi_call *c);
@@ -60,6 +61,12 @@ typedef struct xapi_handler {
 
 /* Per-class hooks for the generic constructor and destructor. */
 typedef struct xapi_class_hooks {
+    /* Before the generic constructor takes the write lock (none held): slow work the new record
+     * needs (a VDI's data, on storage that may be slow to answer). It may choose the object's uuid
+     * (uuid, "" for a generated one) and leave c->create_state for after_create; create_undo then
+     * runs (no lock held) if the constructor fails after it, with what after_create left there. */
+    int (*before_create)(xapi_call *c, const xapi_value *rec, char uuid[XAPI_UUID_LEN + 1]);
+    void (*create_undo)(xapi_call *c);
     /* After the record's fields are set, before the transaction ends (write lock held). */
     int (*after_create)(xapi_call *c, xapi_obj *o);
     /* Before a generic destroy (write lock held): refuse, or destroy dependents. */

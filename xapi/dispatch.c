@@ -612,11 +612,20 @@ static int generic_create(xapi_call *c, const method *m) {
     const xapi_class_hooks *const *hooks = D.hooks[cls->id];
     const xapi_value *rec = &c->args[0];
     xapi_obj *o = NULL;
-    char ref[XAPI_REF_LEN + 1] = "";
+    char ref[XAPI_REF_LEN + 1] = "", uuid[XAPI_UUID_LEN + 1] = "";
     int rc = 0;
 
+    for (unsigned i = 0; i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
+        if (hooks[i]->before_create && (rc = hooks[i]->before_create(c, rec, uuid)) < 0)
+            goto undo;
     xapi_store_write_begin(st);
-    o = xapi_obj_create(st, cls);
+    if (*uuid) {
+        xapi_ref_generate(ref);
+        o = xapi_obj_create_with(st, cls, ref, uuid);
+        *ref = '\0';
+    }
+    if (!o)
+        o = xapi_obj_create(st, cls);
     for (unsigned i = 0; i < cls->nfields; i++) {
         const xapi_field *f = &cls->fields[i];
         const xapi_value *in;
@@ -652,7 +661,12 @@ static int generic_create(xapi_call *c, const method *m) {
 out:
     if (rc < 0)
         xapi_obj_destroy(st, o);
-    return xapi_finish_ref(c, rc, ref);
+    rc = xapi_finish_ref(c, rc, ref);
+undo:
+    for (unsigned i = 0; rc < 0 && i < MAX_HOOKS_PER_CLASS && hooks[i]; i++)
+        if (hooks[i]->create_undo)
+            hooks[i]->create_undo(c);
+    return rc;
 }
 
 /* ---- dispatch ------------------------------------------------------------ */

@@ -108,6 +108,8 @@ clean_shutdown_timeout = 120
 op_wait_timeout = 60
 plugin_dir = $here/plugins
 plugin_pythonpath = $repo/host/python
+# The time limit of driver I/O (an NFS server that stops answering: steps_nfs.py's IO_TIMEOUT).
+storage_io_timeout = 30
 EOF
 
 if [ "$backend" = libxl ]; then

@@ -41,6 +41,7 @@ import urllib.parse
 import xmlrpc.client
 
 import steps_guestnet
+import steps_nfs
 
 MiB = 1 << 20
 
@@ -66,6 +67,8 @@ ONLY = [n for n in os.environ.get("E2E_ONLY", "").split(",") if n]
 OPT_IN = {
     "hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; ~200 s on an idle host, more under load",
     "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI",
+    "nfs-sr-guest-read": "opt-in: XENAPID_E2E_ONLY=...,nfs-sr-guest-read; a guest reads VHD VDIs through the "
+                         "datapath of helper branch h12-chain, not merged yet",
 }
 STORM_GUESTS, STORM_CLIENTS, STORM_MIB = 20, 4, 32
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -1881,6 +1884,11 @@ class Suite:
             ("hotplug-nic", self.s_hotplug_nic, False, ["vm-create-from-template", "network-create"]),
             ("vif-hotplug-benchmark", self.s_vif_hotplug_bench, True, ["xl-create-benchmark", "hotplug-nic"]),
             ("lvm-sr-disk", self.s_lvm_sr_disk, True, ["vm-create-from-template"]),
+            ("nfs-sr", lambda: steps_nfs.s_nfs_sr(self), True, ["login"]),
+            ("nfs-hung-server", lambda: steps_nfs.s_nfs_hung_server(self), True, ["nfs-sr", "sr-create"]),
+            ("nfs-sr-guest-read", lambda: steps_nfs.s_nfs_sr_guest_read(self), True,
+             ["nfs-sr", "vm-create-from-template"]),
+            ("nfs-cleanup", lambda: steps_nfs.s_nfs_cleanup(self), True, ["nfs-sr"]),
             ("restart-xenapid", self.s_restart, False, ["vm-create-from-template"]),
             ("foreign-domain-left-alone", self.s_foreign, True, ["restart-xenapid"]),
             ("guest-reboot-behind-xenapid", self.s_reboot_behind, True, ["vm-create-from-template"]),

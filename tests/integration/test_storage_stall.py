@@ -1,0 +1,205 @@
+"""The API never stalls on storage: an SR whose storage stops answering (a
+FUSE filesystem whose server never replies, so every access to it blocks in
+the kernel as on a hard NFS mount whose server died) makes its own
+operation wait until storage_io_timeout, then fail with
+SR_BACKEND_FAILURE_47, while other calls, event.from and other SRs keep
+being answered; the SR is busy (SR.current_operations) meanwhile, and once
+an operation is stuck, further I/O on that SR fails at once until the
+storage answers again."""
+
+import ctypes
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import unittest
+
+from harness import DaemonTest, fail, ok, proxy_from, wait_for
+
+MiB = 1 << 20
+IO_TIMEOUT = 6  # storage_io_timeout of the daemon under test, seconds
+PROMPT = 4      # seconds within which the daemon must answer the calls that must not wait for the hung SR
+
+
+def can_mount_fuse():
+    return os.geteuid() == 0 and os.path.exists("/dev/fuse")
+
+
+class HungFuse:
+    """A FUSE mount at path whose server never reads its device: every request blocks. release()
+    closes the device, which aborts the connection (what waited fails with ENOTCONN), and unmounts."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+        libc = ctypes.CDLL(None, use_errno=True)
+        opts = "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other" % self.fd
+        if libc.mount(b"xenapid-hung", path.encode(), b"fuse.hung", 0, opts.encode()) != 0:
+            err = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(err, "mount fuse at " + path)
+
+    def release(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            subprocess.run(["umount", "-l", self.path], check=False)
+
+
+@unittest.skipUnless(can_mount_fuse(), "needs root and /dev/fuse")
+class StorageStallTest(DaemonTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="xenapid-stall-")
+        cls.extra_config = "sr_mount_root = %s\nstorage_io_timeout = %d\n" % (cls.root, IO_TIMEOUT)
+        super().setUpClass()
+        cls.host = ok(cls.x.host.get_all(cls.s))[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.root, True)
+
+    def proxy(self, timeout=10):
+        """Another client connection; a call that does not come back within timeout fails the test."""
+        px = proxy_from(self.d, "127.0.0.1", timeout=timeout)
+        self.addCleanup(px("close"))
+        return px
+
+    def make_sr(self, device_config=None):
+        sr = ok(self.x.SR.create(self.s, self.host, device_config or {}, "0", "stall test", "", "ext", "user",
+                                 False, {}))
+        self.addCleanup(self.destroy_sr, sr)
+        return sr
+
+    def destroy_sr(self, sr):
+        for v in ok(self.x.SR.get_VDIs(self.s, sr)):
+            self.x.VDI.destroy(self.s, v)
+        for p in ok(self.x.SR.get_PBDs(self.s, sr)):
+            self.x.PBD.unplug(self.s, p)
+        self.x.SR.destroy(self.s, sr)
+
+    def new_vdi(self, x, sr):
+        return x.VDI.create(self.s, {"name_label": "v", "name_description": "", "SR": sr,
+                                     "virtual_size": str(MiB), "type": "user", "sharable": False,
+                                     "read_only": False, "other_config": {}})
+
+    def hang(self, path):
+        fuse = HungFuse(path)
+        self.addCleanup(fuse.release)
+        return fuse
+
+    def in_thread(self, fn):
+        out = {}
+
+        def run():
+            try:
+                out["r"] = fn(self.proxy(timeout=60))
+            except Exception as e:  # noqa: BLE001 - reported by the test that joins
+                out["r"] = e
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t, out
+
+    def others_are_served(self, other_sr):
+        """What must keep working while one SR's storage hangs: reads, event.from, another SR's VDIs and
+        scan; each on a connection that gives up (failing the test) if the daemon does not answer."""
+        x = self.proxy(timeout=PROMPT)
+        ok(x.SR.get_all_records(self.s))
+        ok(getattr(x.event, "from")(self.s, ["SR", "VDI"], "", 0.0))
+        v = ok(self.new_vdi(x, other_sr))
+        ok(x.SR.scan(self.s, other_sr))
+        self.assertIn(v, ok(x.SR.get_VDIs(self.s, other_sr)))
+        ok(x.VDI.destroy(self.s, v))
+
+    def test_scan_of_a_hung_sr_times_out_while_the_rest_is_served(self):
+        hung, other = self.make_sr(), self.make_sr()
+        path = os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung)))
+        fuse = self.hang(path)
+        x = self.proxy(timeout=PROMPT)
+        t, out = self.in_thread(lambda px: px.SR.scan(self.s, hung))
+
+        # Busy, as xapi shows it, and a second scan refused rather than queued behind the first.
+        cur = wait_for(lambda: ok(x.SR.get_current_operations(self.s, hung)), timeout=5, what="SR busy")
+        self.assertEqual(list(cur.values()), ["scan"])
+        err = fail(x.SR.scan(self.s, hung))
+        self.assertEqual(err[:3], ["OTHER_OPERATION_IN_PROGRESS", "SR", hung])
+        self.assertNotIn("scan", ok(x.SR.get_allowed_operations(self.s, hung)))
+        self.others_are_served(other)
+
+        t.join(IO_TIMEOUT * 10)
+        self.assertFalse(t.is_alive(), "SR.scan of the hung SR never ended")
+        err = fail(out["r"])
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
+        self.assertIn("SR.scan", err[2])
+        self.assertIn("no answer from the storage", err[2])
+        self.assertEqual(ok(x.SR.get_current_operations(self.s, hung)), {})
+
+        # The first thread is still stuck in the kernel: the SR fails at once instead of taking more.
+        err = fail(x.SR.update(self.s, hung))
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
+        self.assertIn("still waiting", err[2])
+        err = fail(self.new_vdi(x, hung))
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
+        self.others_are_served(other)
+
+        # The storage answers again (here: the connection aborted, the mount gone): the SR works.
+        fuse.release()
+        wait_for(lambda: x.SR.scan(self.s, hung)["Status"] == "Success", timeout=10, what="SR usable again")
+        ok(x.SR.update(self.s, hung))
+
+    def test_vdi_create_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        hung, other = self.make_sr(), self.make_sr()
+        before = ok(self.x.SR.get_VDIs(self.s, hung))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung))))
+        t, out = self.in_thread(lambda px: self.new_vdi(px, hung))
+        while t.is_alive():
+            self.others_are_served(other)
+            t.join(0.5)
+        err = fail(out["r"])
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
+        self.assertIn("VDI.create", err[2])
+        x = self.proxy(timeout=PROMPT)
+        self.assertEqual(ok(x.SR.get_VDIs(self.s, hung)), before)
+        fuse.release()
+        wait_for(lambda: self.new_vdi(x, hung)["Status"] == "Success", timeout=10, what="VDI.create again")
+
+    def test_create_and_plug_on_a_hung_path_time_out(self):
+        other = self.make_sr()
+        path = tempfile.mkdtemp(prefix="hung-", dir=self.root)
+        fuse = self.hang(path)
+        x = self.proxy(timeout=PROMPT)
+        t, out = self.in_thread(lambda px: px.SR.create(self.s, self.host, {"path": path}, "0", "on hung", "",
+                                                         "ext", "user", False, {}))
+        self.others_are_served(other)
+        t.join(IO_TIMEOUT * 10)
+        self.assertFalse(t.is_alive(), "SR.create on the hung path never ended")
+        err = fail(out["r"])
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
+        self.assertIn("SR.create", err[2])
+        self.assertEqual(ok(x.SR.get_by_name_label(self.s, "on hung")), [])
+
+        # PBD.plug of an SR introduced there: the same, with the SR busy meanwhile.
+        fuse.release()
+        path2 = tempfile.mkdtemp(prefix="hung-", dir=self.root)
+        self.hang(path2)
+        import uuid
+        sr = ok(x.SR.introduce(self.s, str(uuid.uuid4()), "introduced on hung", "", "ext", "user", False, {}))
+        pbd = ok(x.PBD.create(self.s, {"host": self.host, "SR": sr, "device_config": {"path": path2}}))
+        t, out = self.in_thread(lambda px: px.PBD.plug(self.s, pbd))
+        cur = wait_for(lambda: ok(x.SR.get_current_operations(self.s, sr)), timeout=5, what="SR busy")
+        self.assertEqual(list(cur.values()), ["plug"])
+        self.assertEqual(fail(x.SR.forget(self.s, sr))[0], "OTHER_OPERATION_IN_PROGRESS")
+        self.others_are_served(other)
+        t.join(IO_TIMEOUT * 10)
+        self.assertFalse(t.is_alive(), "PBD.plug on the hung path never ended")
+        self.assertEqual(fail(out["r"])[0], "SR_BACKEND_FAILURE_47")
+        self.assertFalse(ok(x.PBD.get_currently_attached(self.s, pbd)))
+        ok(x.PBD.destroy(self.s, pbd))
+        ok(x.SR.forget(self.s, sr))
+
+
+if __name__ == "__main__":
+    unittest.main()
