@@ -87,6 +87,10 @@ static int parse_record(const char *line, size_t len, storage_iscsi_portal *ret)
     iqn[len] = '\0';
     if (!storage_iscsi_iqn_valid(iqn))
         return -EBADMSG;
+    /* an address or a host name (it goes into the probe XML and back to iscsiadm) */
+    for (const char *a = line; a < colon; a++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]", *a))
+            return -EBADMSG;
     ret->address = xapi_strndup(line, (size_t)(colon - line));
     ret->port = (int)port;
     ret->iqn = xapi_strdup(iqn);
