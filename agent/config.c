@@ -205,6 +205,8 @@ static const struct config_key {
     {"hotplug_helper", KEY_PATH, offsetof(agent_config, hotplug_helper), 0, 0, NULL},
     {"plugin_dir", KEY_PATH, offsetof(agent_config, plugin_dir), 0, 0, NULL},
     {"sr_mount_root", KEY_PATH, offsetof(agent_config, sr_mount_root), 0, 0, NULL},
+    {"iscsiadm", KEY_PATH, offsetof(agent_config, iscsiadm), 0, 0, NULL},
+    {"iscsi_sysfs_root", KEY_PATH, offsetof(agent_config, iscsi_sysfs_root), 0, 0, NULL},
     {"plugin_pythonpath", KEY_PATH_EMPTY, offsetof(agent_config, plugin_pythonpath), 0, 0, NULL},
     {"plugin_timeout", KEY_INT, offsetof(agent_config, plugin_timeout), 1, 7 * 86400, NULL},
     {"plugin_max_output", KEY_INT, offsetof(agent_config, plugin_max_output), 4096, 1 << 30, NULL},
@@ -507,7 +509,9 @@ static int set_defaults(agent_config *c) {
     if (!c->plugin_dir || !c->plugin_pythonpath)
         return -ENOMEM;
     c->sr_mount_root = strdup("/var/run/sr-mount");
-    if (!c->sr_mount_root)
+    c->iscsiadm = strdup("iscsiadm");
+    c->iscsi_sysfs_root = strdup("/sys");
+    if (!c->sr_mount_root || !c->iscsiadm || !c->iscsi_sysfs_root)
         return -ENOMEM;
     c->pam_service = strdup("");
     c->pam_default_role = strdup("read-only");
@@ -650,6 +654,8 @@ void agent_config_free(agent_config *c) {
     free(c->host_networking);
     free(c->plugin_dir);
     free(c->sr_mount_root);
+    free(c->iscsiadm);
+    free(c->iscsi_sysfs_root);
     free(c->plugin_pythonpath);
     free(c->pam_service);
     free(c->pam_default_role);

@@ -60,6 +60,12 @@ static char *last_line(const xapi_buf *b) {
 }
 
 int storage_run(const char *const *argv, int timeout_ms, char **ret_out, char **ret_err) {
+    int status;
+
+    return storage_run_status(argv, timeout_ms, ret_out, ret_err, &status);
+}
+
+int storage_run_status(const char *const *argv, int timeout_ms, char **ret_out, char **ret_err, int *ret_status) {
     /* LVM_SUPPRESS_FD_WARNINGS: the daemon's descriptors are O_CLOEXEC, but
      * lvm2 warns about any it finds open, which is noise in error texts
      * (other programs ignore it). */
@@ -73,6 +79,7 @@ int storage_run(const char *const *argv, int timeout_ms, char **ret_out, char **
     int64_t deadline = now_ms() + timeout_ms;
     pid_t pid = -1;
 
+    *ret_status = 0;
     if (pipe2(fds, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
         rc = -errno;
         goto out;
@@ -137,8 +144,10 @@ int storage_run(const char *const *argv, int timeout_ms, char **ret_out, char **
     }
     if (rc < 0 && !reap(pid, &status, 2000))
         log_warning("storage: %s (pid %d) did not end when killed", argv[0], (int)pid);
-    if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         rc = -EIO;
+        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    }
 out:
     for (int i = 0; i < 2; i++) {
         if (fds[i] >= 0)

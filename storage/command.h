@@ -13,3 +13,7 @@
  * stderr's last line, for error texts) are set whatever the result, when
  * not NULL (malloc'd, NUL-terminated). */
 int storage_run(const char *const *argv, int timeout_ms, char **ret_out, char **ret_err);
+/* The same, and on -EIO the program's exit status in *ret_status (128 +
+ * signal number if a signal ended it), for programs whose status says why
+ * (iscsiadm's ISCSI_ERR_* codes); *ret_status is 0 otherwise. */
+int storage_run_status(const char *const *argv, int timeout_ms, char **ret_out, char **ret_err, int *ret_status);

@@ -80,12 +80,19 @@ char storage_mount_root[1024] = "/var/run/sr-mount";
 
 int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const char *sr_uuid,
                       storage_sr *ret, storage_err *e) {
+    int rc;
+
     ret->drv = drv;
     ret->device = NULL;
     ret->options = NULL;
+    ret->config = (xapi_value){0};
     if (drv->sr_config_at)
-        return drv->sr_config_at(device_config, sr_uuid, storage_mount_root, ret, e);
-    return drv->sr_config(device_config, &ret->path, e);
+        rc = drv->sr_config_at(device_config, sr_uuid, storage_mount_root, ret, e);
+    else
+        rc = drv->sr_config(device_config, &ret->path, e);
+    if (rc == 0)
+        ret->config = xapi_value_copy(device_config);
+    return rc;
 }
 
 int storage_sr_handle(xapi_server *srv, const xapi_obj *sr, const xapi_obj *pbd, storage_sr *ret, xapi_value *err) {
@@ -112,6 +119,7 @@ void storage_sr_handle_free(storage_sr *h) {
         free(h->path);
         free(h->device);
         free(h->options);
+        xapi_value_free(&h->config);
         h->path = NULL;
         h->device = NULL;
         h->options = NULL;
@@ -421,6 +429,16 @@ static void set_found(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *i
     xapi_obj_set_int(st, vdi, XAPI_F_VDI_virtual_size, info->virtual_size);
     xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info->physical_utilisation);
     xapi_obj_set_bool(st, vdi, XAPI_F_VDI_missing, false);
+    if (info->lun_id) {
+        sm = xapi_value_copy(&vdi->fields[XAPI_F_VDI_sm_config]);
+        if (sm.kind != XAPI_V_STRUCT) {
+            xapi_value_free(&sm);
+            sm = xapi_value_struct();
+        }
+        xapi_struct_set(&sm, "LUNid", xapi_value_string(info->lun_id));
+        xapi_struct_set(&sm, "SCSIid", xapi_value_string(info->location));
+        xapi_obj_set(st, vdi, XAPI_F_VDI_sm_config, sm);
+    }
     if (!info->vhd && !info->raw)
         return;
     sm = xapi_value_copy(&vdi->fields[XAPI_F_VDI_sm_config]);

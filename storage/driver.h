@@ -55,6 +55,17 @@ enum {
     SM_ERR_CONFIG_DEVICE_MISSING = 90,
     SM_ERR_SNAPSHOT_CHAIN_TOO_LONG = 109,
     SM_ERR_VDI_RESIZE = 110,
+    SM_ERR_ISCSI_DEVICE = 67,
+    SM_ERR_ISCSI_LOGIN = 68,
+    SM_ERR_ISCSI_LOGOUT = 69,
+    SM_ERR_ISCSI_DISCOVERY = 83,
+    SM_ERR_CONFIG_TARGET_MISSING = 95,
+    SM_ERR_CONFIG_TARGET_IQN_MISSING = 96,
+    SM_ERR_INVALID_IQN = 106,
+    SM_ERR_CONFIG_SCSIID = 107,
+    SM_ERR_DNS = 140,
+    SM_ERR_ISCSI_TARGET = 141,
+    SM_ERR_ISCSI_PORT = 142,
     SM_ERR_ISO_LOCATION_MISSING = 220,
     SM_ERR_ISO_LOCAL_PATH = 226,
 };
@@ -95,6 +106,7 @@ typedef struct storage_sr {
     char *path;                     /* device_config "location", resolved by the driver */
     char *device;                   /* a block device (ext) or an export (nfs: server:/path/<sr uuid>) the driver mounts at path, or NULL */
     char *options;                  /* mount options (nfs), or NULL */
+    xapi_value config;              /* the PBD's device_config, for drivers that need more (iscsi: target, CHAP) */
 } storage_sr;
 
 /* One VDI as the driver knows it (scan, stat, create). */
@@ -112,6 +124,9 @@ typedef struct storage_vdi_info {
     bool hidden;
     /* A raw image in a driver whose VDIs are otherwise VHDs (sm_config vdi_type=raw). */
     bool raw;
+    /* A LUN of an iSCSI SR: its SCSI LUN number (sm_config LUNid; the
+     * location is its SCSIid, sm_config SCSIid), or NULL. */
+    char *lun_id;
 } storage_vdi_info;
 
 void storage_vdi_info_free(storage_vdi_info *v);
@@ -206,6 +221,9 @@ const storage_driver *storage_driver_find(const char *type);
 extern const storage_driver storage_ext_driver;
 /* "lvm" (storage/drv_lvm.c). */
 extern const storage_driver storage_lvm_driver;
+/* "iscsi" and "lvmoiscsi" (storage/drv_iscsi.c). */
+extern const storage_driver storage_iscsi_driver;
+extern const storage_driver storage_lvmoiscsi_driver;
 /* "nfs" (storage/drv_nfs.c). */
 extern const storage_driver storage_nfs_driver;
 /* The time limit in seconds of a driver's external command (mount, umount, showmount, lvm2) and of a

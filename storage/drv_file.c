@@ -595,7 +595,8 @@ static const storage_driver iso_driver = {
 
 /* ---- the table ---------------------------------------------------------------- */
 
-const storage_driver *const storage_drivers[] = {&file_driver, &storage_ext_driver, &iso_driver, &storage_lvm_driver, &storage_nfs_driver, NULL};
+const storage_driver *const storage_drivers[] = {&file_driver, &storage_ext_driver, &iso_driver, &storage_lvm_driver, &storage_nfs_driver,
+                                               &storage_iscsi_driver, &storage_lvmoiscsi_driver, NULL};
 
 const storage_driver *storage_driver_find(const char *type) {
     for (size_t i = 0; storage_drivers[i]; i++)

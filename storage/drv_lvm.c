@@ -211,7 +211,7 @@ static int lvm_sr_delete(const storage_sr *sr, char *const *locations, size_t nl
     return 0;
 }
 
-static int lvm_sr_stat(const storage_sr *sr, int64_t *ret_size, int64_t *ret_used, storage_err *e) {
+int storage_lvm_sr_stat(const storage_sr *sr, int64_t *ret_size, int64_t *ret_used, storage_err *e) {
     static const char *const fields[] = {"vg_size", "vg_free"};
     const char *argv[] = {"vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_size,vg_free",
                           vg_name(sr), NULL};
@@ -279,7 +279,7 @@ static int lvm_lvs(const storage_sr *sr, const char *lv, size_t max, storage_lvm
     return rc;
 }
 
-static int lvm_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
+int storage_lvm_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
     storage_lvm_row *rows = NULL;
     storage_vdi_info *v = NULL;
     size_t n = 0, k = 0;
@@ -342,7 +342,7 @@ static int lvm_vdi_stat_lv(const storage_sr *sr, const char *location, const cha
     return rc;
 }
 
-static int lvm_vdi_stat(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
+int storage_lvm_vdi_stat(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
     return lvm_vdi_stat_lv(sr, location, "", ret, e);
 }
 
@@ -379,28 +379,28 @@ static int lvm_lvremove(const storage_sr *sr, const char *location, const char *
     return rc;
 }
 
-static int lvm_vdi_create(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
+int storage_lvm_vdi_create(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
     int rc = lvm_lvcreate(sr, location, "", size, e);
 
-    if (rc == 0 && (rc = lvm_vdi_stat(sr, location, ret, e)) < 0) {
+    if (rc == 0 && (rc = storage_lvm_vdi_stat(sr, location, ret, e)) < 0) {
         storage_err ignored = {0};
         lvm_lvremove(sr, location, "", &ignored);
     }
     return rc;
 }
 
-static int lvm_vdi_delete(const storage_sr *sr, const char *location, storage_err *e) {
+int storage_lvm_vdi_delete(const storage_sr *sr, const char *location, storage_err *e) {
     return lvm_lvremove(sr, location, "", e);
 }
 
-static int lvm_vdi_resize(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
+int storage_lvm_vdi_resize(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
     storage_vdi_info cur = {0};
     char *lv = NULL, sz[32];
     int rc;
 
-    rc = lvm_vdi_stat(sr, location, &cur, e);
+    rc = storage_lvm_vdi_stat(sr, location, &cur, e);
     if (rc < 0)
         return rc;
     if (size < cur.virtual_size) {
@@ -415,7 +415,7 @@ static int lvm_vdi_resize(const storage_sr *sr, const char *location, int64_t si
         rc = lvm_cmd(argv, NULL, SM_ERR_VDI_RESIZE, "VDI resize failed", e);
     }
     if (rc == 0)
-        rc = lvm_vdi_stat(sr, location, ret, e);
+        rc = storage_lvm_vdi_stat(sr, location, ret, e);
 out:
     storage_vdi_info_free(&cur);
     free(lv);
@@ -433,7 +433,7 @@ static char *lvm_path(const storage_sr *sr, const char *location, const char *su
     return p;
 }
 
-static char *lvm_vdi_path(const storage_sr *sr, const char *location) {
+char *storage_lvm_vdi_path(const storage_sr *sr, const char *location) {
     return lvm_path(sr, location, "");
 }
 
@@ -492,7 +492,7 @@ out:
     return rc;
 }
 
-static int lvm_vdi_import(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
+int storage_lvm_vdi_import(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
                           storage_err *e) {
     char *dst = NULL;
     int rc;
@@ -511,7 +511,7 @@ static int lvm_vdi_import(const storage_sr *sr, const char *location, const char
     return rc;
 }
 
-static int lvm_vdi_publish(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
+int storage_lvm_vdi_publish(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
     char *from = lv_name(location, LVM_PART_SUFFIX), *to = lv_name(location, "");
     int rc;
 
@@ -522,20 +522,20 @@ static int lvm_vdi_publish(const storage_sr *sr, const char *location, storage_v
         rc = lvm_cmd(argv, NULL, SM_ERR_VDI_CREATE, "VDI Creation failed", e);
     }
     if (rc == 0)
-        rc = lvm_vdi_stat(sr, location, ret, e);
+        rc = storage_lvm_vdi_stat(sr, location, ret, e);
     free(from);
     free(to);
     return rc;
 }
 
-static void lvm_vdi_discard(const storage_sr *sr, const char *location) {
+void storage_lvm_vdi_discard(const storage_sr *sr, const char *location) {
     storage_err ignored = {0};
     lvm_lvremove(sr, location, LVM_PART_SUFFIX, &ignored);
 }
 
-static int lvm_vdi_write(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
+int storage_lvm_vdi_write(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
                          storage_err *e) {
-    char *dst = lvm_vdi_path(sr, location);
+    char *dst = storage_lvm_vdi_path(sr, location);
     int rc = dst ? copy_to_lv(src_path, dst, size) : -EINVAL;
 
     free(dst);
@@ -543,7 +543,7 @@ static int lvm_vdi_write(const storage_sr *sr, const char *location, const char 
 }
 
 /* Staging volumes an interrupted copy left behind. */
-static void lvm_sr_cleanup(const storage_sr *sr) {
+void storage_lvm_sr_cleanup(const storage_sr *sr) {
     storage_lvm_row *rows = NULL;
     storage_err e = {0};
     size_t n = 0, p = strlen(LVM_LV_PREFIX), s = strlen(LVM_PART_SUFFIX);
@@ -560,7 +560,7 @@ static void lvm_sr_cleanup(const storage_sr *sr) {
         loc[36] = '\0';
         if (is_uuid(loc)) {
             agent_log(LOG_NOTICE, "SR %s: removing the staging volume %s", sr->uuid, lv);
-            lvm_vdi_discard(sr, loc);
+            storage_lvm_vdi_discard(sr, loc);
         }
     }
     storage_lvm_rows_free(rows, n, 2);
@@ -657,27 +657,11 @@ const storage_driver storage_lvm_driver = {
     .type = "lvm",
     .description = "Local LVM volume group, raw logical volumes",
     .content_type = "user",
-    .format = "raw",
-    .block = true,
-    .caps = STORAGE_CAP_SR_CREATE | STORAGE_CAP_SR_DELETE | STORAGE_CAP_SR_SCAN | STORAGE_CAP_VDI_CREATE |
-            STORAGE_CAP_VDI_DELETE | STORAGE_CAP_VDI_CLONE | STORAGE_CAP_VDI_SNAPSHOT | STORAGE_CAP_VDI_RESIZE |
-            STORAGE_CAP_VDI_WRITE,
+    STORAGE_LVM_VOLUME_OPS,
     .sr_config_at = lvm_config_at,
     .sr_create = lvm_sr_create,
     .sr_attach = lvm_sr_attach,
     .sr_detach = lvm_sr_detach,
     .sr_delete = lvm_sr_delete,
-    .sr_stat = lvm_sr_stat,
-    .sr_scan = lvm_sr_scan,
-    .sr_cleanup = lvm_sr_cleanup,
-    .vdi_create = lvm_vdi_create,
-    .vdi_delete = lvm_vdi_delete,
-    .vdi_resize = lvm_vdi_resize,
-    .vdi_stat = lvm_vdi_stat,
-    .vdi_path = lvm_vdi_path,
-    .vdi_import = lvm_vdi_import,
-    .vdi_publish = lvm_vdi_publish,
-    .vdi_discard = lvm_vdi_discard,
-    .vdi_write = lvm_vdi_write,
     .sr_probe = lvm_sr_probe,
 };

@@ -32,6 +32,7 @@ void storage_vdi_info_free(storage_vdi_info *v) {
     free(v->location);
     free(v->name);
     free(v->parent);
+    free(v->lun_id);
     *v = (storage_vdi_info){0};
 }
 

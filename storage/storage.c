@@ -8,6 +8,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "storage/internal.h"
+#include "storage/iscsi.h"
 #include "xapi/error.h"
 
 void storage_register(void) {
@@ -91,6 +92,8 @@ int storage_bootstrap(xapi_server *srv) {
         xapi_oom();
     snprintf(storage_mount_root, sizeof storage_mount_root, "%s", srv->config->sr_mount_root);
     storage_io_timeout = (unsigned)srv->config->storage_io_timeout;
+    snprintf(storage_iscsiadm, sizeof storage_iscsiadm, "%s", srv->config->iscsiadm);
+    snprintf(storage_iscsi_sysfs_root, sizeof storage_iscsi_sysfs_root, "%s", srv->config->iscsi_sysfs_root);
 
     xapi_store_write_begin(st);
     /* Operations the previous run left in progress ended with it. */

@@ -14,6 +14,9 @@ import uuid
 import xmlrpc.client
 import zlib
 
+import os
+import sys
+
 from compat import NULL_REF, PASSWORD, UUID_RE, CompatTest, XenAPIFailure, check_record, is_ref
 
 MiB = 1 << 20
@@ -513,18 +516,6 @@ class Lifecycle(NovaTest):
             self.call("SR.get_by_uuid", str(uuid.uuid4()))
         self.assertEqual(cm.exception.details[0], "UUID_INVALID")
 
-    @unittest.expectedFailure  # issue 11: iSCSI SRs
-    def test_iscsi_volume_introduce(self):
-        sr_uuid = str(uuid.uuid4())
-        sr = self.call("SR.introduce", sr_uuid, "tempSR-vol", "", "iscsi", "", False, {})
-        pbd = self.call("PBD.create", {"host": self.nova.host_ref, "SR": sr, "device_config": {
-            "target": "127.0.0.1", "port": "3260", "targetIQN": "iqn.2010-10.org.openstack:volume-1"}})
-        self.call("PBD.plug", pbd)
-        self.call("SR.scan", sr)
-        vdis = self.call("SR.get_VDIs", sr)
-        self.assertTrue(vdis)
-        self.assertIn("LUNid", self.call("VDI.get_record", vdis[0])["sm_config"])
-
     def test_destroy(self):
         name = "instance-00000006"
         vm, parts = self.spawn(name)
@@ -555,3 +546,60 @@ class Lifecycle(NovaTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+from fake_iscsi import FakeTarget, can_loop  # noqa: E402
+
+VOLUME_IQN = "iqn.2010-10.org.openstack:volume-1"
+VOLUME_DATA = b"cinder volume-1\n" * 4
+
+
+@unittest.skipUnless(can_loop(), "needs root and loop devices (the made-up target's LUNs)")
+class VolumeAttach(NovaTest):
+    """volumeops.attach_volume / detach_volume with an iSCSI volume, against a
+    made-up target (tests/integration/fake_iscsi.py): volume_utils.introduce_sr
+    (SR.introduce, PBD.create with target/port/targetIQN, PBD.plug, SR.scan),
+    introduce_vdi (the VDI whose sm_config LUNid is the target's LUN), VBD
+    hot-plug; then the detach and purge (VBD.unplug/destroy, PBD.unplug, SR.forget)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.target = FakeTarget({VOLUME_IQN: [{"lun": 1, "size": 8 << 20, "data": VOLUME_DATA}]})
+        cls.extra_config = "sim_guest_delay_ms = 30\n" + cls.target.config()
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.target.close()
+
+    def test_iscsi_volume_introduce(self):
+        vm, _ = self.spawn("instance-0000000a")
+        sr_uuid = str(uuid.uuid4())
+        with self.assertRaises(XenAPIFailure) as cm:
+            self.call("SR.get_by_uuid", sr_uuid)
+        self.assertEqual(cm.exception.details[0], "UUID_INVALID")
+        sr = self.call("SR.introduce", sr_uuid, "tempSR-vol", "", "iscsi", "", False, {})
+        pbd = self.call("PBD.create", {"host": self.nova.host_ref, "SR": sr, "device_config": {
+            "target": "127.0.0.1", "port": str(self.target.port), "targetIQN": VOLUME_IQN}})
+        self.call("PBD.plug", pbd)
+        self.call("SR.scan", sr)
+        vdis = [v for v in self.call("SR.get_VDIs", sr)
+                if self.call("VDI.get_record", v)["sm_config"].get("LUNid") == "1"]
+        self.assertEqual(len(vdis), 1)
+        rec = self.call("VDI.get_record", vdis[0])
+        self.assertTrue(rec["managed"])  # no VDI.introduce needed
+        self.assertEqual(rec["virtual_size"], str(8 << 20))
+        vbd = self.call("VBD.create", self.vbd_record(vm, vdis[0], "1"))
+        self.call("VBD.add_to_other_config", vbd, "osvol", "True")
+        self.call("VBD.plug", vbd)
+        self.assertTrue(self.call("VBD.get_currently_attached", vbd))
+        # detach_volume and purge_sr
+        self.call("VBD.unplug", vbd)
+        self.call("VBD.destroy", vbd)
+        self.call("PBD.unplug", pbd)
+        self.assertEqual(self.target.sessions(), [])
+        self.call("SR.forget", sr)
+        with self.assertRaises(XenAPIFailure):
+            self.call("SR.get_by_uuid", sr_uuid)

@@ -231,7 +231,7 @@ static void test_sr_delete_and_cleanup(void **state) {
 
 static void test_iso_scan(void **state) {
     fixture *f = *state;
-    storage_sr iso = {storage_driver_find("iso"), "", f->sr.path, NULL, NULL};
+    storage_sr iso = {.drv = storage_driver_find("iso"), .path = f->sr.path};
     storage_vdi_info *v = NULL;
     storage_err e = {0};
     const char *names[] = {"b.iso", "a.IMG", "c.txt", ".d.iso"};
