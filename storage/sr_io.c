@@ -19,6 +19,7 @@ void storage_sr_handle_copy(const storage_sr *h, storage_sr *ret) {
     ret->path = dup_or_null(h->path);
     ret->device = dup_or_null(h->device);
     ret->options = dup_or_null(h->options);
+    ret->config = xapi_value_copy(&h->config); /* the PBD's device_config (iscsi's target, CHAP) */
 }
 
 void storage_sr_io_free(storage_sr_io *io) {
