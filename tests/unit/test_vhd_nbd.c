@@ -34,10 +34,24 @@
 static char plugin[PATH_MAX];
 static char dir[64];
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+/* The plugin beside this program is built like it: a sanitized one loads only
+ * into an nbdkit with the runtime preloaded, whose exit then hangs after a
+ * refusal (tests/integration/test_nbdkit_vhd.py covers the plugin so). */
 static bool have_nbdkit(void) {
     char exe[PATH_MAX - 64], *slash;
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 
+#ifdef SANITIZED
+    return false;
+#endif
     if (n <= 0)
         return false;
     exe[n] = 0;
@@ -156,7 +170,7 @@ static void test_handshake(void **state) {
 
     (void)state;
     if (!have_nbdkit()) {
-        printf("skipped: nbdkit or the plugin missing\n");
+        printf("skipped: nbdkit or the plugin missing, or a sanitized build\n");
         return;
     }
     make_vhd("a.vhd", false);
@@ -207,7 +221,7 @@ static void test_attach_refused(void **state) {
 
     (void)state;
     if (!have_nbdkit()) {
-        printf("skipped: nbdkit or the plugin missing\n");
+        printf("skipped: nbdkit or the plugin missing, or a sanitized build\n");
         return;
     }
     make_vhd("base.vhd", true);
@@ -237,7 +251,7 @@ static void test_attach_detach_or_rollback(void **state) {
 
     (void)state;
     if (!have_nbdkit()) {
-        printf("skipped: nbdkit or the plugin missing\n");
+        printf("skipped: nbdkit or the plugin missing, or a sanitized build\n");
         return;
     }
     make_vhd("leaf.vhd", false);
