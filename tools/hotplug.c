@@ -12,8 +12,14 @@
  *
  *   vbd add:     a loop device over the image file `params` (or the block
  *                device itself), then physical-device (major:minor, which
- *                blkback waits for), physical-device-path, hotplug-status
- *   vbd remove:  the loop device this helper made (xenapid-loop) detached
+ *                blkback waits for), physical-device-path, hotplug-status;
+ *                a VHD file (xenapid's VHD SRs name them <uuid>.vhd) is served
+ *                by nbdkit with xenapid's plugin through an NBD device
+ *                instead (vmops/vhd_nbd.h), which follows its parents
+ *   vbd remove:  the loop device this helper made (xenapid-loop) detached,
+ *                or the NBD device and nbdkit (xenapid-nbd) ended
+ *   sweep DIR:   (run by xenapid at start, no XENBUS_*) ends the nbdkit
+ *                servers and NBD devices in DIR whose backend is gone
  *   vif online:  the vif (or HVM tap) gets the backend's `mtu` and becomes a
  *                port of `bridge`, up; hotplug-status connected (netback waits for it)
  *   vif offline: out of the bridge (netback has usually removed it already)
@@ -22,8 +28,10 @@
  * and says why in hotplug-error, which libxl logs and xenapid reports.
  * Unlike `block`, it does not refuse an image another domain has open for
  * writing: xenapid's VBD checks (one writer per VDI) come before. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,10 +39,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 #include <xenstore.h>
 
 #include "network/netlink.h"
 #include "vmops/loopdev.h"
+#include "vmops/vhd_nbd.h"
+
+/* Where the VHD disks' sockets and records live: xenapid sets it (its state
+ * directory's nbd/) in the environment libxl passes on. */
+#define NBD_DIR_DEFAULT "/run/xenapid/nbd"
+#define PLUGIN_NAME "nbdkit-xenapid-vhd-plugin.so"
 
 typedef struct hotplug {
     struct xs_handle *xs;
@@ -92,6 +107,78 @@ static int fail(hotplug *h, int err, const char *fmt, ...) {
     return 1;
 }
 
+static const char *nbd_dir(void) {
+    const char *d = getenv("XENAPID_NBD_DIR");
+
+    return d && d[0] == '/' ? d : NBD_DIR_DEFAULT;
+}
+
+static void nbd_key(unsigned domid, int devid, char *out, size_t n) {
+    snprintf(out, n, "vbd-%u-%d", domid, devid);
+}
+
+/* XENAPID_NBDKIT_PLUGIN, else beside this program (a build tree), else
+ * ../lib/xenapid/ from it (installed: sbin/ and lib/xenapid/). */
+static int find_plugin(char *out, size_t n) {
+    const char *env = getenv("XENAPID_NBDKIT_PLUGIN");
+    char exe[PATH_MAX - 64], *slash; /* room for the plugin's name in out */
+    ssize_t k;
+
+    if (n < PATH_MAX)
+        return -ENAMETOOLONG;
+    if (env && *env) {
+        snprintf(out, n, "%s", env);
+        return access(out, R_OK) == 0 ? 0 : -errno;
+    }
+    k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k <= 0)
+        return -ENOENT;
+    exe[k] = 0;
+    slash = strrchr(exe, '/');
+    if (!slash)
+        return -ENOENT;
+    *slash = 0;
+    snprintf(out, n, "%s/" PLUGIN_NAME, exe);
+    if (access(out, R_OK) == 0)
+        return 0;
+    snprintf(out, n, "%s/../lib/xenapid/" PLUGIN_NAME, exe);
+    return access(out, R_OK) == 0 ? 0 : -ENOENT;
+}
+
+static bool is_vhd(const char *path) {
+    size_t n = strlen(path);
+
+    return n > 4 && strcmp(path + n - 4, ".vhd") == 0;
+}
+
+static int vbd_add_vhd(hotplug *h, const char *image, bool readonly) {
+    char key[64], plugin[PATH_MAX], pdev[32], dev_path[32], err[512];
+    const char *dir = nbd_dir();
+    vmops_vhd_nbd nbd;
+    int rc;
+
+    rc = find_plugin(plugin, sizeof plugin);
+    if (rc < 0)
+        return fail(h, -rc, "no %s for the VHD %s", PLUGIN_NAME, image);
+    nbd_key(h->domid, h->devid, key, sizeof key);
+    rc = vmops_vhd_nbd_attach(&(vmops_vhd_nbd_params){.image = image, .readonly = readonly, .dir = dir,
+                                                      .key = key, .nbdkit = getenv("XENAPID_NBDKIT"),
+                                                      .plugin = plugin},
+                              &nbd, err, sizeof err);
+    if (rc < 0)
+        return fail(h, -rc, "VHD %s: %s", image, err);
+    snprintf(pdev, sizeof pdev, "%x:%x", major(nbd.dev), minor(nbd.dev));
+    snprintf(dev_path, sizeof dev_path, "/dev/nbd%d", nbd.index);
+    /* xenapid-nbd: the folder of this device's record, for remove */
+    rc = be_write(h, (const char *const[]){"physical-device", pdev, "physical-device-path", dev_path,
+                                           "xenapid-nbd", dir, "hotplug-status", "connected", NULL});
+    if (rc < 0) {
+        vmops_vhd_nbd_detach(dir, key);
+        return fail(h, -rc, "cannot write physical-device");
+    }
+    return 0;
+}
+
 static int vbd_add(hotplug *h) {
     char *params = be_read(h, "params"), *mode = be_read(h, "mode");
     char loop[32] = "", pdev[32], *dev_path;
@@ -111,6 +198,9 @@ static int vbd_add(hotplug *h) {
     if (S_ISBLK(st.st_mode)) {
         dev = st.st_rdev;
         dev_path = params;
+    } else if (S_ISREG(st.st_mode) && is_vhd(params)) {
+        rc = vbd_add_vhd(h, params, readonly);
+        goto out;
     } else if (S_ISREG(st.st_mode)) {
         rc = vmops_loop_attach(params, readonly, loop, sizeof loop, &dev);
         if (rc < 0) {
@@ -140,8 +230,19 @@ out:
 }
 
 static int vbd_remove(hotplug *h) {
-    char *loop = be_read(h, "xenapid-loop"), *params = be_read(h, "params");
+    char *loop = be_read(h, "xenapid-loop"), *params = be_read(h, "params"), *nbd = be_read(h, "xenapid-nbd");
+    char key[64];
     int rc = 0;
+
+    if (nbd && nbd[0] == '/') {
+        nbd_key(h->domid, h->devid, key, sizeof key);
+        rc = vmops_vhd_nbd_detach(nbd, key);
+        if (rc == -ENOENT)
+            rc = 0;
+        if (rc < 0)
+            fprintf(stderr, "xenapid-hotplug %s: cannot end the NBD device of %s: %s\n", h->be, params ? params : "?",
+                    strerror(-rc));
+    }
 
     if (loop) {
         rc = vmops_loop_detach(loop, params);
@@ -152,7 +253,58 @@ static int vbd_remove(hotplug *h) {
     }
     free(loop);
     free(params);
+    free(nbd);
     return rc < 0 ? 1 : 0;
+}
+
+/* Records whose backend is gone from xenstore: the domain died while xenapid
+ * (which runs libxl's remove) was down. What a live backend uses stays. */
+static int sweep(const char *dir) {
+    struct xs_handle *xs = NULL;
+    struct dirent *e;
+    DIR *d = NULL;
+    int ended = 0, rc = 0;
+
+    d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : 1;
+    xs = xs_open(0);
+    if (!xs) {
+        fprintf(stderr, "xenapid-hotplug sweep: cannot open xenstore: %s\n", strerror(errno));
+        rc = 1;
+        goto out;
+    }
+    while ((e = readdir(d))) {
+        char key[80], path[160];
+        unsigned domid, len;
+        int devid, r;
+        size_t n = strlen(e->d_name);
+        void *v;
+
+        if (n < 5 || n >= sizeof key || strcmp(e->d_name + n - 4, ".nbd") != 0)
+            continue;
+        memcpy(key, e->d_name, n - 4);
+        key[n - 4] = 0;
+        if (!vmops_vhd_nbd_key_valid(key) || sscanf(key, "vbd-%u-%d", &domid, &devid) != 2)
+            continue;
+        snprintf(path, sizeof path, "/local/domain/0/backend/vbd/%u/%d/xenapid-nbd", domid, devid);
+        v = xs_read(xs, XBT_NULL, path, &len);
+        if (v) {
+            free(v);
+            continue;
+        }
+        if (errno != ENOENT)
+            continue; /* cannot tell: leave it */
+        r = vmops_vhd_nbd_detach(dir, key);
+        fprintf(stderr, "xenapid-hotplug sweep: ended %s (no backend): %s\n", key, r < 0 ? strerror(-r) : "ok");
+        ended++;
+    }
+    printf("%d\n", ended);
+out:
+    if (xs)
+        xs_close(xs);
+    closedir(d);
+    return rc;
 }
 
 /* netback's device, or for an HVM guest's emulated NIC QEMU's tap (libxl
@@ -223,11 +375,14 @@ int main(int argc, char **argv) {
     char t[8];
     int rc;
 
+    if (strcmp(action, "sweep") == 0 && argc == 3 && argv[2][0] == '/')
+        return sweep(argv[2]);
     if (!type || !path || (!add && !remove) ||
         sscanf(path, "backend/%7[^/]/%u/%d", t, &h.domid, &h.devid) != 3 || strcmp(t, type) != 0) {
         fprintf(stderr, "usage: XENBUS_TYPE=vbd|vif XENBUS_PATH=backend/TYPE/DOMID/DEVID %s "
-                        "add|remove|online|offline [type_if=vif|tap]\n(libxl runs it as a device's script)\n",
-                argv[0]);
+                        "add|remove|online|offline [type_if=vif|tap]\n(libxl runs it as a device's script)\n"
+                        "       %s sweep DIR  (xenapid at start: ends VHD disks' servers whose backend is gone)\n",
+                argv[0], argv[0]);
         return 2;
     }
     snprintf(h.be, sizeof h.be, "/local/domain/0/%s", path);

@@ -37,6 +37,7 @@
 
 #include "agent/log.h"
 #include "network/netlink.h"
+#include "storage/command.h"
 #include "vmops/backend.h"
 #include "vmops/libxl_config.h"
 #include "vmops/libxl_events.h"
@@ -445,7 +446,9 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
     rc = prepare_domain(x, cfg, &d, ret_msg);
     if (rc < 0)
         goto out;
-    vmops_libxl_device_scripts(&d, x->hotplug_helper);
+    rc = vmops_libxl_device_scripts(&d, x->hotplug_helper, ret_msg);
+    if (rc < 0)
+        goto out;
     /* QEMU binds the VNC socket there (Xen's tools make the folder at boot; a host may lack it) */
     if (d.b_info.type == LIBXL_DOMAIN_TYPE_HVM && mkdir(VMOPS_LIBXL_VNC_DIR, 0755) < 0 && errno != EEXIST)
         log_warning("libxl backend: cannot make %s for the VNC socket: %s", VMOPS_LIBXL_VNC_DIR, strerror(errno));
@@ -705,7 +708,8 @@ static int attach_or_detach_disk(vmops_backend *b, int domid, const vmops_disk *
         goto out;
     if (attach) {
         rc = vmops_libxl_disk(d, &disk, ret_msg);
-        vmops_libxl_disk_script(&disk, x->hotplug_helper);
+        if (rc == 0)
+            rc = vmops_libxl_disk_script(&disk, x->hotplug_helper, ret_msg);
     } else if (!d->vdev || libxl_vdev_to_device_disk(x->ctx, (uint32_t)domid, d->vdev, &disk) != 0) {
         set_msg(ret_msg, "domain %d has no disk %s", domid, d->vdev ? d->vdev : "(none)");
         rc = -ENOENT;
@@ -1191,6 +1195,36 @@ static char *find_hotplug_helper(const char *setting) {
     return NULL;
 }
 
+/* VHD disks' nbdkit sockets and records (vmops/vhd_nbd.h) go to the state
+ * directory's nbd/, which xenapid-hotplug finds in the environment libxl
+ * passes on. nbdkit outlives a restart of xenapid as the guests do; what a
+ * domain that died meanwhile left (its backend gone, so libxl will run no
+ * remove for it) is ended by the helper's sweep. */
+static void vhd_disks_setup(const char *state_dir, const char *helper) {
+    char abs[PATH_MAX], *dir = NULL, *out = NULL, *err = NULL;
+    int rc;
+
+    if (!state_dir || !realpath(state_dir, abs)) {
+        log_warning("libxl backend: state directory %s: %s; VHD disks use %s", state_dir ? state_dir : "(none)",
+                    strerror(errno), "/run/xenapid/nbd");
+        return;
+    }
+    if (asprintf(&dir, "%s/nbd", abs) < 0)
+        xapi_oom();
+    setenv("XENAPID_NBD_DIR", dir, 1);
+    if (helper) {
+        rc = storage_run((const char *const[]){helper, "sweep", dir, NULL}, 60000, &out, &err);
+        if (rc < 0)
+            log_warning("libxl backend: sweep of VHD disks' servers in %s: %s (%s)", dir, strerror(-rc),
+                        err && *err ? err : "no message");
+        else if (out && atoi(out) > 0)
+            log_info("libxl backend: ended %d VHD disk server(s) left by domains that are gone", atoi(out));
+    }
+    free(out);
+    free(err);
+    free(dir);
+}
+
 int vmops_libxl_new(const char *state_dir, const char *console_log_dir, const char *hotplug_helper,
                     vmops_backend **ret) {
     vmops_backend *b = NULL;
@@ -1236,6 +1270,7 @@ int vmops_libxl_new(const char *state_dir, const char *console_log_dir, const ch
         b->xen_version = xapi_strdup("unknown");
     update_free_memory(x);
     x->hotplug_helper = find_hotplug_helper(hotplug_helper);
+    vhd_disks_setup(state_dir, x->hotplug_helper);
     log_info("libxl backend: Xen %s, %" PRId64 " MiB free for guests, guest consoles in %s, device script %s",
              b->xen_version, b->host_memory_free >> 20, x->console_dir,
              x->hotplug_helper ? x->hotplug_helper : "Xen's (block, vif-bridge)");

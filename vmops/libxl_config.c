@@ -193,23 +193,29 @@ int vmops_libxl_disk(const vmops_disk *in, libxl_device_disk *out, char **ret_ms
         return fail(ret_msg, "disk %s (%s) has no image", in->vbd_uuid, in->vdev);
     out->vdev = xapi_strdup(in->vdev);
     out->pdev_path = dup_nonempty(in->target);
-    /* An ext SR's VHD with a parent (a snapshot chain): neither blkback nor
-     * QEMU's vpc driver (which ignores parents) reads it whole, and blktap is
-     * not in Debian 12; a parentless VHD goes to QEMU's qdisk (vpc). */
-    if (!empty && in->format && strcmp(in->format, "vhd-chain") == 0) {
-        fail(ret_msg, "disk %s (%s): %s is a VHD with a parent, which the libxl backend cannot read yet",
-             in->vbd_uuid, in->vdev, in->target);
-        return -EMEDIUMTYPE;
-    }
     if (empty)
         out->format = LIBXL_DISK_FORMAT_EMPTY;
-    else {
+    else if (in->format && (strcmp(in->format, "vhd") == 0 || strcmp(in->format, "vhd-chain") == 0)) {
+        /* An ext/nfs SR's VHD, with parents or not: neither blkback nor QEMU's
+         * vpc driver (which ignores parents) reads a chain, and blktap is not
+         * in Debian 12. xenapid-hotplug serves it through nbdkit and an NBD
+         * device that blkback takes as phy (vmops/vhd_nbd.h): a raw disk for
+         * libxl, which only our device script can attach. */
+        out->format = LIBXL_DISK_FORMAT_RAW;
+        out->backend = LIBXL_DISK_BACKEND_PHY;
+        out->readwrite = !in->readonly && !in->cdrom;
+        out->is_cdrom = in->cdrom;
+        out->removable = in->cdrom;
+        if (in->cdrom)
+            return fail(ret_msg, "disk %s (%s): a VHD cannot be a CD", in->vbd_uuid, in->vdev);
+        return 0;
+    } else {
         out->format = format_of(in->format);
         if (out->format == LIBXL_DISK_FORMAT_UNKNOWN)
             return fail(ret_msg, "disk %s (%s): unknown image format '%s'", in->vbd_uuid, in->vdev, in->format);
     }
     /* libxl picks the backend: blkback (through a loop device for a raw
-     * file) when it can, else QEMU's qdisk (qcow2, vhd, an empty CD). */
+     * file) when it can, else QEMU's qdisk (qcow2, an empty CD). */
     out->backend = LIBXL_DISK_BACKEND_UNKNOWN;
     /* A block device (an LVM SR's logical volume, an iSCSI LUN) goes to blkback as phy. */
     if (!empty && out->format == LIBXL_DISK_FORMAT_RAW && strncmp(in->target, "/dev/", 5) == 0)
@@ -245,11 +251,20 @@ int vmops_libxl_nic(const vmops_nic *in, libxl_device_nic *out, char **ret_msg) 
     return 0;
 }
 
-void vmops_libxl_disk_script(libxl_device_disk *disk, const char *helper) {
+int vmops_libxl_disk_script(libxl_device_disk *disk, const char *helper, char **ret_msg) {
+    /* phy over a file, not a device: a VHD (vmops_libxl_disk), for the helper only */
+    bool vhd = disk->backend == LIBXL_DISK_BACKEND_PHY && disk->pdev_path && strncmp(disk->pdev_path, "/dev/", 5) != 0;
+
+    if (!helper && vhd) {
+        fail(ret_msg, "disk %s: %s is a VHD, which only xenapid-hotplug can attach (hotplug_helper is off)",
+             disk->vdev, disk->pdev_path);
+        return -EMEDIUMTYPE;
+    }
     if (!helper || disk->is_cdrom || disk->format != LIBXL_DISK_FORMAT_RAW || !disk->pdev_path)
-        return;
+        return 0;
     free(disk->script);
     disk->script = xapi_strdup(helper);
+    return 0;
 }
 
 void vmops_libxl_nic_script(libxl_device_nic *nic, const char *helper) {
@@ -259,11 +274,15 @@ void vmops_libxl_nic_script(libxl_device_nic *nic, const char *helper) {
     nic->script = xapi_strdup(helper);
 }
 
-void vmops_libxl_device_scripts(libxl_domain_config *d, const char *helper) {
+int vmops_libxl_device_scripts(libxl_domain_config *d, const char *helper, char **ret_msg) {
+    int rc;
+
     for (int i = 0; i < d->num_disks; i++)
-        vmops_libxl_disk_script(&d->disks[i], helper);
+        if ((rc = vmops_libxl_disk_script(&d->disks[i], helper, ret_msg)) < 0)
+            return rc;
     for (int i = 0; i < d->num_nics; i++)
         vmops_libxl_nic_script(&d->nics[i], helper);
+    return 0;
 }
 
 /* ---- platform keys -------------------------------------------------------------- */

@@ -22,10 +22,12 @@ int vmops_libxl_nic(const vmops_nic *in, libxl_device_nic *out, char **ret_msg);
 /* xenapid's own device script (`helper`, NULL: leave Xen's): every NIC's,
  * and a raw image's (blkback over a loop device; with a script set libxl
  * takes the phy backend). Not a CD (libxl changes its medium in place) nor
- * an image QEMU reads (qdisk runs no script and refuses one). */
-void vmops_libxl_disk_script(libxl_device_disk *disk, const char *helper);
+ * an image QEMU reads (qdisk runs no script and refuses one).
+ * -EMEDIUMTYPE (reason in *ret_msg): a VHD disk, which only xenapid-hotplug
+ * can attach (through nbdkit), and no helper. */
+int vmops_libxl_disk_script(libxl_device_disk *disk, const char *helper, char **ret_msg);
 void vmops_libxl_nic_script(libxl_device_nic *nic, const char *helper);
-void vmops_libxl_device_scripts(libxl_domain_config *d, const char *helper);
+int vmops_libxl_device_scripts(libxl_domain_config *d, const char *helper, char **ret_msg);
 /* "00:16:3e:12:34:56" (or '-' separated); "" leaves all zeros, which libxl
  * replaces by a random 00:16:3e MAC. */
 int vmops_libxl_parse_mac(const char *s, libxl_mac *out);

@@ -93,6 +93,10 @@ cp -f "$bin" var/e2e/xenapid.tmp && mv -f var/e2e/xenapid.tmp var/e2e/xenapid
 if [ -x "$(dirname "$bin")/xenapid-hotplug" ]; then
   cp -f "$(dirname "$bin")/xenapid-hotplug" var/e2e/xenapid-hotplug.tmp && mv -f var/e2e/xenapid-hotplug.tmp var/e2e/xenapid-hotplug
 fi
+# and the nbdkit plugin of VHD disks, which xenapid-hotplug looks for beside itself
+if [ -f "$(dirname "$bin")/nbdkit-xenapid-vhd-plugin.so" ]; then
+  cp -f "$(dirname "$bin")/nbdkit-xenapid-vhd-plugin.so" var/e2e/plugin.tmp && mv -f var/e2e/plugin.tmp var/e2e/nbdkit-xenapid-vhd-plugin.so
+fi
 out="var/e2e/run.out"
 # Timings under emulation depend on what else the machine runs: say so.
 others="$(pgrep -c "^qemu-system-x86" 2>/dev/null || true)"

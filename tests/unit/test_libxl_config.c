@@ -475,7 +475,8 @@ static void test_hvm_platform(void **state) {
     assert_null(d.b_info.u.hvm.serial);
     assert_string_equal(d.b_info.u.hvm.boot, "cd");
     assert_int_equal(d.num_disks, 2);
-    assert_int_equal(d.disks[0].format, LIBXL_DISK_FORMAT_VHD);
+    assert_int_equal(d.disks[0].format, LIBXL_DISK_FORMAT_RAW); /* a VHD: phy through the helper's NBD device */
+    assert_int_equal(d.disks[0].backend, LIBXL_DISK_BACKEND_PHY);
     assert_int_equal(d.disks[1].format, LIBXL_DISK_FORMAT_EMPTY);
     assert_null(d.disks[1].pdev_path);
     assert_int_equal(d.on_reboot, LIBXL_ACTION_ON_SHUTDOWN_SOFT_RESET);
@@ -558,7 +559,7 @@ static void test_refusals(void **state) {
 }
 
 /* xenapid's device script goes on every NIC and on the raw images blkback
- * serves through a loop device; a CD (medium changed in place) and the
+ * serves through a loop device or (a VHD) an NBD device; a CD (medium changed in place) and the
  * images QEMU reads (qdisk refuses a script) keep none; without a helper
  * the NICs keep Xen's vif-bridge. */
 static void test_device_scripts(void **state) {
@@ -572,17 +573,19 @@ static void test_device_scripts(void **state) {
     libxl_domain_config_init(&d);
     assert_int_equal(vmops_libxl_domain_config(&c, &d, &msg), 0);
     assert_int_equal(d.num_disks, 3);
-    vmops_libxl_device_scripts(&d, NULL);
+    /* the VHDs (hda, hdb) need the helper */
+    assert_int_equal(vmops_libxl_device_scripts(&d, NULL, &msg), -EMEDIUMTYPE);
+    free(msg);
+    msg = NULL;
     for (int i = 0; i < d.num_disks; i++)
         assert_null(d.disks[i].script);
-    assert_string_equal(d.nics[0].script, "vif-bridge");
 
-    vmops_libxl_device_scripts(&d, "/usr/sbin/xenapid-hotplug");
+    assert_int_equal(vmops_libxl_device_scripts(&d, "/usr/sbin/xenapid-hotplug", &msg), 0);
     for (int i = 0; i < d.num_disks; i++) {
-        if (strcmp(d.disks[i].vdev, "hda") == 0)
+        if (strcmp(d.disks[i].vdev, "hda") == 0 || strcmp(d.disks[i].vdev, "hdb") == 0)
             assert_string_equal(d.disks[i].script, "/usr/sbin/xenapid-hotplug");
         else
-            assert_null(d.disks[i].script); /* hdd the CD, hdb the VHD */
+            assert_null(d.disks[i].script); /* hdd the CD */
     }
     assert_int_equal(d.num_nics, 2);
     assert_string_equal(d.nics[0].script, "/usr/sbin/xenapid-hotplug");
@@ -616,18 +619,22 @@ static void test_devices(void **state) {
     free(msg);
     msg = NULL;
 
-    /* An ext SR's VHD: alone through QEMU's vpc; over a parent refused, with the reason. */
+    /* An ext SR's VHD, alone or over parents: phy over the file, which only
+     * xenapid-hotplug attaches (nbdkit and an NBD device); without it, refused. */
     disk.target = "/sr/a.vhd";
-    disk.format = "vhd";
-    libxl_device_disk_init(&dd);
-    assert_int_equal(vmops_libxl_disk(&disk, &dd, &msg), 0);
-    assert_int_equal(dd.format, LIBXL_DISK_FORMAT_VHD);
-    libxl_device_disk_dispose(&dd);
-    disk.format = "vhd-chain";
-    libxl_device_disk_init(&dd);
-    assert_int_equal(vmops_libxl_disk(&disk, &dd, &msg), -EMEDIUMTYPE);
-    assert_non_null(strstr(msg, "VHD with a parent"));
-    libxl_device_disk_dispose(&dd);
+    for (int i = 0; i < 2; i++) {
+        disk.format = i ? "vhd-chain" : "vhd";
+        libxl_device_disk_init(&dd);
+        assert_int_equal(vmops_libxl_disk(&disk, &dd, &msg), 0);
+        assert_int_equal(dd.format, LIBXL_DISK_FORMAT_RAW);
+        assert_int_equal(dd.backend, LIBXL_DISK_BACKEND_PHY);
+        assert_int_equal(dd.readwrite, 1);
+        assert_int_equal(vmops_libxl_disk_script(&dd, NULL, &msg), -EMEDIUMTYPE);
+        assert_non_null(strstr(msg, "only xenapid-hotplug"));
+        assert_int_equal(vmops_libxl_disk_script(&dd, "/usr/sbin/xenapid-hotplug", &msg), 0);
+        assert_string_equal(dd.script, "/usr/sbin/xenapid-hotplug");
+        libxl_device_disk_dispose(&dd);
+    }
     free(msg);
     msg = NULL;
 

@@ -8,6 +8,14 @@
 #   XENLAB-DISK <dev>: <first 64 bytes, non-printables as '.'>
 #   XENLAB-DISK-HEX <dev>: <first 64 bytes in hex>
 #   XENLAB-DISK-SIZE <dev>: <size in 512-byte sectors>
+#   XENLAB-DISK-AT <dev> <offset>: <64 bytes at offset, as XENLAB-DISK>
+#                                          if booted with xenlab.peek=<byte offset, 512-aligned>
+#   XENLAB-POKED <dev> <offset>            if booted with xenlab.poke=<dev>:<offset>:<word>,
+#                                          after writing word there (fsync'd), before the
+#                                          disk's lines above
+#   XENLAB-DDREAD <dev> <MiB> <seconds>    if booted with xenlab.ddread=<MiB>: a sequential
+#                                          read of the disk's first MiB (O_DIRECT, 1 MiB
+#                                          requests), after its lines above
 #   XENLAB-MAC <ifname>: <mac>
 #   XENLAB-GONE <dev|ifname>               when a disk or NIC goes away
 #   XENLAB-GUEST-READY                     once every Xen disk and NIC the guest was
@@ -144,19 +152,45 @@ busy() {
   done < /dev/console ) &   # (an asynchronous list's stdin is /dev/null unless redirected)
 
 heartbeat=0
+peek=""
+poke=""
+ddread=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     xenlab.heartbeat=*) heartbeat="${arg#xenlab.heartbeat=}" ;;
+    xenlab.peek=*) peek="${arg#xenlab.peek=}" ;;
+    xenlab.poke=*) poke="${arg#xenlab.poke=}" ;;
+    xenlab.ddread=*) ddread="${arg#xenlab.ddread=}" ;;
   esac
 done
+case "$peek" in *[!0-9]*) peek="" ;; esac
+case "$ddread" in *[!0-9]*) ddread="" ;; esac
 case "$heartbeat" in ''|*[!0-9]*) heartbeat=0 ;; esac
 
 seen=" "
+uptime_cs() { # the uptime in hundredths of a second
+  read -r up _ < /proc/uptime
+  echo "${up%.*}${up#*.}"
+}
 report_disk() {
   d="$1"
+  case "$poke" in
+    "$d":*:*)
+      off="${poke#*:}"; off="${off%%:*}"; word="${poke#*:*:}"
+      printf '%s' "$word" | dd of="/dev/$d" bs=512 seek="$off" oflag=seek_bytes conv=notrunc,fsync 2>/dev/null \
+        && echo "XENLAB-POKED $d $off" || echo "XENLAB-ERROR: poke $d failed" ;;
+  esac
   echo "XENLAB-DISK $d: $(head -c 64 "/dev/$d" 2>/dev/null | tr -c ' -~' '.')"
   echo "XENLAB-DISK-HEX $d: $(head -c 64 "/dev/$d" 2>/dev/null | od -An -tx1 -v | tr -d ' \n')"
   echo "XENLAB-DISK-SIZE $d: $(cat "/sys/block/$d/size" 2>/dev/null)"
+  [ -n "$peek" ] && echo "XENLAB-DISK-AT $d $peek: $(dd if="/dev/$d" bs=512 count=1 skip="$peek" iflag=skip_bytes,direct 2>/dev/null | head -c 64 | tr -c ' -~' '.')"
+  if [ -n "$ddread" ]; then
+    t0=$(uptime_cs)
+    dd if="/dev/$d" of=/dev/null bs=1M count="$ddread" iflag=direct 2>/dev/null || echo "XENLAB-ERROR: ddread $d failed"
+    t1=$(uptime_cs)
+    t=$((t1 - t0))
+    echo "XENLAB-DDREAD $d $ddread $((t / 100)).$((t % 100 / 10))$((t % 10))"
+  fi
 }
 scan() {
   now=" "
