@@ -18,6 +18,7 @@
 #   XENAPID_E2E=0       skip the suite (prints so and exits 0)
 #   XENAPID_E2E_TIMEOUT hard limit of the whole command in seconds (default 900)
 #   XENAPID_E2E_NO_BUILD=1  use build/xenapid as it is
+#   XENAPID_E2E_STORM=N guests in the opt-in boot-storm step (default 20)
 #   XENAPID_E2E_ONLY=STEP,STEP...  run only those steps of suite.py (while
 #                       working on them; the others are reported as skipped)
 #   XENLAB_*            passed on to the lab (see tests/e2e/lab/README.md)
@@ -93,6 +94,10 @@ cp -f "$bin" var/e2e/xenapid.tmp && mv -f var/e2e/xenapid.tmp var/e2e/xenapid
 if [ -x "$(dirname "$bin")/xenapid-hotplug" ]; then
   cp -f "$(dirname "$bin")/xenapid-hotplug" var/e2e/xenapid-hotplug.tmp && mv -f var/e2e/xenapid-hotplug.tmp var/e2e/xenapid-hotplug
 fi
+# the libvirt step's LD_PRELOAD shim for libvirtd (tests/e2e/steps_libvirt.py), also found beside it
+if [ -f "$(dirname "$bin")/libvirt-physinfo.so" ]; then
+  cp -f "$(dirname "$bin")/libvirt-physinfo.so" var/e2e/libvirt-physinfo.so.tmp && mv -f var/e2e/libvirt-physinfo.so.tmp var/e2e/libvirt-physinfo.so
+fi
 out="var/e2e/run.out"
 # Timings under emulation depend on what else the machine runs: say so.
 others="$(pgrep -c "^qemu-system-x86" 2>/dev/null || true)"
@@ -109,7 +114,7 @@ sampler_log="var/e2e/host-load.log"
 sampler=$!
 timeout --kill-after=20 "$((lab_timeout + 5))" \
   tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" \
-    ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} 2>&1 | tee "$out"
+    ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} ${XENAPID_E2E_STORM:+--storm "$XENAPID_E2E_STORM"} 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
