@@ -67,6 +67,8 @@ ONLY = [n for n in os.environ.get("E2E_ONLY", "").split(",") if n]
 OPT_IN = {
     "hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; ~200 s on an idle host, more under load",
     "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI",
+    "libvirt-create-benchmark": "opt-in: XENAPID_E2E_ONLY=...,libvirt-create-benchmark; libvirtd's start and three "
+                                "creates add minutes to the CI budget",
 }
 # 80 MiB: the lab's guest kernel (Debian's vmlinux) alone takes 58 MiB of the domain's memory; at 32
 # MiB libxc refused it ("segment kernel too large"). 20 of them need XENLAB_MEM=4096 (see s_boot_storm).
