@@ -27,7 +27,7 @@ import time
 VIRSH_NAME = "e2e-virsh"
 VIRSH_MAC = "00:16:3e:e2:e0:20"
 URI = "xen:///system"
-T_LIBVIRTD = 90       # libvirtd up with its libxl driver (under TCG: a few seconds to a minute)
+T_LIBVIRTD = 180      # libvirtd up with its libxl driver (under TCG, on a loaded host: up to minutes)
 CPU_MODEL_ERROR = "Cannot find suitable CPU model"
 
 DOMAIN_XML = """<domain type='xen'>
