@@ -27,8 +27,17 @@ void vmops_suspend_image_drop(xapi_server *srv, const char *vdi_ref, const char 
 bool vmops_power_state_in(const char *power_state, unsigned states);
 /* 0 if power_state is one of allowed, else VM_BAD_POWER_STATE. */
 int vmops_check_power_state(xapi_call *c, const char *vm_ref, const char *power_state, unsigned allowed);
+/* What vmops_boot made: the domain, its memory, and the time spent in the backend's create and
+ * unpause (libxl's domain build, device attachment): the start-time figures count the rest of a
+ * start as xenapid's own. */
+typedef struct vmops_boot_result {
+    int domid;
+    int64_t memory;
+    int64_t backend_wall_ns; /* CLOCK_MONOTONIC */
+    int64_t backend_cpu_ns;  /* CLOCK_THREAD_CPUTIME_ID of the calling thread */
+} vmops_boot_result;
 /* Creates the VM's domain and unpauses it unless paused (VM lock held). */
-int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, int *ret_domid, int64_t *ret_memory);
+int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result *ret);
 /* Record the VM's state (store write lock held). */
 void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused, int64_t memory);
 void vmops_record_started(xapi_server *srv, xapi_obj *vm);

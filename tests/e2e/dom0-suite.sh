@@ -16,7 +16,8 @@
 #
 # Options: --bin XENAPID (default $XENAPID_BIN, else <repo>/build/xenapid);
 # --only STEP,STEP... runs only those steps of suite.py (the others are
-# reported as skipped; for working on a step, not for CI).
+# reported as skipped; for working on a step, not for CI); --storm N: guests
+# in the boot-storm step (default 20).
 # Environment: XENAPID_E2E_BACKEND (libxl in the lab, sim elsewhere);
 # E2E_TRACE_HOTPLUG=0 leaves Xen's hotplug scripts as they are (by default, in
 # the lab only, /etc/xen/scripts/block and vif-bridge are wrapped in dom0's RAM
@@ -55,7 +56,8 @@ while [ $# -gt 0 ]; do
     --bin=*) bin="${1#--bin=}"; shift ;;
     --only) export E2E_ONLY="$2"; shift 2 ;;
     --only=*) export E2E_ONLY="${1#--only=}"; shift ;;
-    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...]" >&2; exit 2 ;;
+    --storm) export E2E_STORM_GUESTS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...] [--storm GUESTS]" >&2; exit 2 ;;
   esac
 done
 

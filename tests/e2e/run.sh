@@ -18,6 +18,7 @@
 #   XENAPID_E2E=0       skip the suite (prints so and exits 0)
 #   XENAPID_E2E_TIMEOUT hard limit of the whole command in seconds (default 900)
 #   XENAPID_E2E_NO_BUILD=1  use build/xenapid as it is
+#   XENAPID_E2E_STORM=N guests in the opt-in boot-storm step (default 20)
 #   XENAPID_E2E_ONLY=STEP,STEP...  run only those steps of suite.py (while
 #                       working on them; the others are reported as skipped)
 #   XENLAB_*            passed on to the lab (see tests/e2e/lab/README.md)
@@ -97,6 +98,10 @@ fi
 if [ -f "$(dirname "$bin")/nbdkit-xenapid-vhd-plugin.so" ]; then
   cp -f "$(dirname "$bin")/nbdkit-xenapid-vhd-plugin.so" var/e2e/plugin.tmp && mv -f var/e2e/plugin.tmp var/e2e/nbdkit-xenapid-vhd-plugin.so
 fi
+# the libvirt step's LD_PRELOAD shim for libvirtd (tests/e2e/steps_libvirt.py), also found beside it
+if [ -f "$(dirname "$bin")/libvirt-physinfo.so" ]; then
+  cp -f "$(dirname "$bin")/libvirt-physinfo.so" var/e2e/libvirt-physinfo.so.tmp && mv -f var/e2e/libvirt-physinfo.so.tmp var/e2e/libvirt-physinfo.so
+fi
 out="var/e2e/run.out"
 # Timings under emulation depend on what else the machine runs: say so.
 others="$(pgrep -c "^qemu-system-x86" 2>/dev/null || true)"
@@ -113,7 +118,7 @@ sampler_log="var/e2e/host-load.log"
 sampler=$!
 timeout --kill-after=20 "$((lab_timeout + 5))" \
   tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" \
-    ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} 2>&1 | tee "$out"
+    ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} ${XENAPID_E2E_STORM:+--storm "$XENAPID_E2E_STORM"} 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true

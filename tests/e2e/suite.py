@@ -15,6 +15,7 @@ environment:
   E2E_DEADLINE      epoch seconds by which the suite must be done (steps not started by then fail)
   E2E_HOTPLUG_TRACE optional: file where the wrapped hotplug scripts log "START END SCRIPT ARGS rc=N"
   E2E_HOTPLUG_FAIL_DIR  optional: where a flag file hotplug-fail-<script> makes that script fail its next "add"
+  E2E_STORM_GUESTS  optional: guests in the boot storm (default 20)
   XENLAB_CONSOLE_DIR, XENLAB_GUEST_KERNEL, XENLAB_GUEST_INITRD   (the Xen lab; libxl only)
 
 Each step prints one line, "PASS name (secs)" or "FAIL name (secs): why", the
@@ -43,6 +44,7 @@ import xmlrpc.client
 import steps_guestnet
 import steps_nfs
 import steps_vhd_chain
+import steps_libvirt
 
 MiB = 1 << 20
 
@@ -76,8 +78,12 @@ OPT_IN = {
     "vhd-chain-reads": "opt-in: see vhd-sr-import",
     "vhd-restart-sweep": "opt-in: see vhd-sr-import",
     "vhd-chain-read-bench": "opt-in: XENAPID_E2E_ONLY=...,vhd-chain-read-bench; benchmark 3, two 256 MiB imports and boots",
+    "libvirt-create-benchmark": "opt-in: XENAPID_E2E_ONLY=...,libvirt-create-benchmark; libvirtd's start and three "
+                                "creates add minutes to the CI budget",
 }
-STORM_GUESTS, STORM_CLIENTS, STORM_MIB = 20, 4, 32
+# 80 MiB: the lab's guest kernel (Debian's vmlinux) alone takes 58 MiB of the domain's memory; at 32
+# MiB libxc refused it ("segment kernel too large"). 20 of them need XENLAB_MEM=4096 (see s_boot_storm).
+STORM_GUESTS, STORM_CLIENTS, STORM_MIB = int(os.environ.get("E2E_STORM_GUESTS", "") or 20), 4, 80
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VM_NAME = "e2e-vm"
@@ -1225,12 +1231,79 @@ class Suite:
             % (self.bench_vif["xenapid"]["seen_s"], self.bench_vif["xenapid"]["call_s"],
                self.bench_vif["xl"]["seen_s"], self.bench_vif["xl"]["call_s"]))
 
+    def storm_phase(self, vms, clients):
+        """The boot storm's xenapid part: vms started paused by that many concurrent clients; its figures."""
+        c = self.api.call
+        todo, lock, calls, errors = list(vms), threading.Lock(), [], []
+
+        def client():
+            while True:
+                with lock:
+                    if not todo or errors:
+                        return
+                    vm = todo.pop(0)
+                t = now()
+                try:
+                    # 4 builds at once on dom0's 2 emulated CPUs take several times one's ~30 s
+                    c("VM.start", vm, True, False, timeout=3 * T_START)
+                    calls.append(now() - t)
+                except StepFailed as e:
+                    errors.append(str(e))
+        pid = self.daemon_pid()
+        log_off = self.daemon_log_size()
+        cpu0 = proc_cpu(pid)
+        t0 = now()
+        ths = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(capped(T_START * len(vms)))
+        wall = now() - t0
+        cpu1 = proc_cpu(pid)
+        check(not errors, "boot storm (%d clients): %d of %d starts failed, first: %s"
+              % (clients, len(errors), len(vms), errors[0] if errors else ""))
+        own = [tuple(int(x) for x in m) for m in re.findall(
+            r"started as domain \d+; own time (\d+) us wall, (\d+) us CPU; backend (\d+) us wall, (\d+) us CPU; "
+            r"record (\d+) us wall", self.daemon_log(log_off))]
+        check(len(own) == len(vms), "the daemon logged the own time of %d of %d starts" % (len(own), len(vms)))
+        st = {"clients": clients, "wall_s": wall, "call_s_median": statistics.median(calls),
+              "cpu_ms_per_start": 1000 * (cpu1[0] - cpu0[0]) / len(vms) if cpu0 and cpu1 else None,
+              "own_wall_ms_median": statistics.median(o[0] for o in own) / 1000,
+              "own_cpu_ms_median": statistics.median(o[1] for o in own) / 1000,
+              "own_wall_ms_max": max(o[0] for o in own) / 1000,
+              "record_wall_ms_median": statistics.median(o[4] for o in own) / 1000,
+              "backend_wall_s_median": statistics.median(o[2] for o in own) / 1e6,
+              "backend_cpu_ms_median": statistics.median(o[3] for o in own) / 1000,
+              # the client's view: HTTP, queueing and the reply on top of the daemon's own time
+              "call_less_backend_ms_per_start": 1000 * (sum(calls) - sum(o[2] for o in own) / 1e6) / len(vms)}
+        out("      xenapid, %d client(s): %d starts in %.1f s; own time per start (daemon-measured: VM lock taken to "
+            "durable record, less the backend's create+unpause) median %.2f ms wall (max %.2f; of it %.2f ms waiting "
+            "for the durable record), %.2f ms CPU (goal < 5 ms: wall %s, CPU %s)"
+            % (clients, len(vms), wall, st["own_wall_ms_median"], st["own_wall_ms_max"], st["record_wall_ms_median"],
+               st["own_cpu_ms_median"], "met" if st["own_wall_ms_median"] < 5 else "NOT met",
+               "met" if st["own_cpu_ms_median"] < 5 else "NOT met"))
+        out("        backend (libxl) per start: median %.2f s wall, %.0f ms CPU in the calling thread; VM.start call "
+            "median %.2f s; call less backend %.1f ms per start (HTTP, op queue, reply); xenapid process CPU %.0f ms "
+            "per start" % (st["backend_wall_s_median"], st["backend_cpu_ms_median"], st["call_s_median"],
+                           st["call_less_backend_ms_per_start"], st["cpu_ms_per_start"] or -1))
+        return st
+
     def s_boot_storm(self):
         """Boot storm: STORM_GUESTS small PV guests (STORM_MIB MiB, one NIC, no disk) started paused by
-        STORM_CLIENTS concurrent API clients, then the same guests by `xl create -p` in a shell loop:
-        the wall time of each, and xenapid's CPU per start (libxl's domain build runs in xenapid, so
-        that is also given without it: the call's wall time less the libxl time xenapid logs)."""
+        STORM_CLIENTS concurrent API clients, then by one client (whether parallel builds in one
+        process pay), then the same guests by `xl create -p` in a shell loop:
+        the wall time of each, and xenapid's own time per start. That one is the daemon's: for each
+        VM.start it logs the wall and thread CPU time from taking the VM's lock to the durable record,
+        less what it spent in the backend's create and unpause (libxl's domain build, the device
+        helper): "own time N us wall, M us CPU". The process's whole CPU per start (libxl included)
+        and the client's view (the call's wall time less the daemon's backend time) are printed too."""
         c = self.api.call
+        if self.xen:
+            _, info = run(["xl", "info"], timeout=30)
+            free = re.search(r"free_memory\s*:\s*(\d+)", info)
+            need = STORM_GUESTS * (STORM_MIB + 2)
+            check(free and int(free.group(1)) >= need, "the boot storm needs %d MiB free in Xen, which has %s MiB "
+                  "(run the lab with XENLAB_MEM=4096)" % (need, free.group(1) if free else "?"))
         tpl = c("VM.get_by_name_label", "Generic Linux PV")[0]
         vms = []
         try:
@@ -1246,43 +1319,12 @@ class Suite:
                 c("VM.set_memory_limits", vm, m, m, m, m)
                 c("VIF.create", {"device": "0", "network": self.o["net"], "VM": vm, "MAC": "", "MTU": "1500",
                                  "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
-            todo, lock, calls, errors = list(vms), threading.Lock(), [], []
-
-            def client():
-                while True:
-                    with lock:
-                        if not todo or errors:
-                            return
-                        vm = todo.pop(0)
-                    t = now()
-                    try:
-                        c("VM.start", vm, True, False, timeout=T_START)
-                        calls.append(now() - t)
-                    except StepFailed as e:
-                        errors.append(str(e))
-            pid = self.daemon_pid()
-            log_off = self.daemon_log_size()
-            cpu0 = proc_cpu(pid)
-            t0 = now()
-            ths = [threading.Thread(target=client, daemon=True) for _ in range(STORM_CLIENTS)]
-            for th in ths:
-                th.start()
-            for th in ths:
-                th.join(capped(T_START * STORM_GUESTS))
-            wall = now() - t0
-            cpu1 = proc_cpu(pid)
-            check(not errors, "boot storm: %d of %d starts failed, first: %s" % (len(errors), STORM_GUESTS,
-                                                                                   errors[0] if errors else ""))
-            libxl_ms = [int(x) for x in re.findall(r"libxl took (\d+) ms", self.daemon_log(log_off))]
+            # STORM_CLIENTS at once, then one at a time: whether builds in parallel in one process pay
             st = self.bench_storm
-            st["xenapid_wall_s"] = wall
-            st["xenapid_cpu_ms_per_start"] = 1000 * (cpu1[0] - cpu0[0]) / STORM_GUESTS if cpu0 and cpu1 else None
-            st["call_s_median"] = statistics.median(calls)
-            st["libxl_s_median"] = statistics.median(libxl_ms) / 1000 if libxl_ms else None
-            if len(libxl_ms) == len(calls):
-                st["outside_libxl_ms_per_start"] = 1000 * (sum(calls) - sum(libxl_ms) / 1000) / STORM_GUESTS
-            for vm in vms:
-                c("VM.hard_shutdown", vm, timeout=T_SHUTDOWN)
+            for clients in (STORM_CLIENTS, 1):
+                st["xenapid_%d" % clients] = self.storm_phase(vms, clients)
+                for vm in vms:
+                    c("VM.hard_shutdown", vm, timeout=T_SHUTDOWN)
         finally:
             for vm in vms:
                 try:
@@ -1303,19 +1345,25 @@ class Suite:
             cfgs.append(cfg)
         try:
             t0 = now()
-            rc, o = run(["sh", "-c", 'for f in "$@"; do xl create -p "$f" || exit 1; done', "storm"] + cfgs,
-                        timeout=T_START * STORM_GUESTS, check_rc=False)
+            # on: a create that fails (a hotplug script timing out under load) is counted, not a stop
+            rc, o = run(["sh", "-c", 'n=0; for f in "$@"; do xl create -p "$f" >/dev/null 2>&1 || n=$((n+1)); done; '
+                         'echo "failed=$n"', "storm"] + cfgs, timeout=T_START * STORM_GUESTS, check_rc=False)
             st["xl_wall_s"] = now() - t0
-            check(rc == 0, "xl create loop failed: %s" % o.strip()[-300:])
+            m = re.search(r"failed=(\d+)", o)
+            st["xl_failed"] = int(m.group(1)) if m else None
+            check(rc == 0 and m, "xl create loop: %s" % o.strip()[-300:])
         finally:
             for i in range(STORM_GUESTS):
                 if xl_domain("e2e-xlstorm-%02d" % i):
                     run(["xl", "destroy", "e2e-xlstorm-%02d" % i], timeout=60, check_rc=False)
-        out("      boot storm of %d guests (%d MiB, 1 NIC, paused): %d API clients %.1f s, xl create loop %.1f s "
-            "(%.2fx); xenapid CPU %.0f ms per start, %s ms per start outside libxl"
-            % (STORM_GUESTS, STORM_MIB, STORM_CLIENTS, st["xenapid_wall_s"], st["xl_wall_s"],
-               st["xl_wall_s"] / st["xenapid_wall_s"], st["xenapid_cpu_ms_per_start"] or -1,
-               "%.0f" % st["outside_libxl_ms_per_start"] if "outside_libxl_ms_per_start" in st else "?"))
+        x4 = st["xenapid_%d" % STORM_CLIENTS]
+        st["speedup"] = st["xl_wall_s"] / x4["wall_s"]
+        out("      boot storm of %d guests (%d MiB, 1 NIC, started paused): %d API clients %.1f s, 1 API client %.1f s, "
+            "xl create loop %.1f s (%d of the creates failed): %d clients %.2fx faster than xl (goal >= 2: %s)"
+            % (STORM_GUESTS, STORM_MIB, STORM_CLIENTS, x4["wall_s"], st["xenapid_1"]["wall_s"], st["xl_wall_s"],
+               st["xl_failed"], STORM_CLIENTS, st["speedup"], "met" if st["speedup"] >= 2 else "NOT met"))
+        out("      (dom0's CPUs are emulated (TCG) and shared with whatever else runs on the host, whose load run.sh "
+            "prints; bench/boot_storm.py measures xenapid's own time natively on the sim backend)")
 
     def stop_daemon(self):
         pid = self.daemon_pid()
@@ -1855,6 +1903,7 @@ class Suite:
                     % (ox, ol, ox / ol))
         else:
             out("  RATIO: no xl create sample (%s)" % ("Xen only" if not self.xen else "its step failed"))
+        res["libvirt"] = steps_libvirt.print_libvirt(self)
         with open(os.path.join(WORK, "benchmark.json"), "w") as fh:
             json.dump(res, fh, indent=1, default=str)
 
@@ -1884,6 +1933,8 @@ class Suite:
             ("hard-shutdown", self.s_hard_shutdown, False, ["vm-create-from-template"]),
             ("start-after-hard-shutdown", self.s_start_third, False, ["vm-create-from-template"]),
             ("start-again-for-benchmark", self.s_start_fourth, False, ["vm-create-from-template"]),
+            ("libvirt-create-benchmark", lambda: steps_libvirt.s_libvirt_bench(self), True,
+             ["vdi-create-known-bytes", "network-create"]),
             ("suspend", self.s_suspend, False, ["vm-create-from-template"]),
             ("resume", self.s_resume, False, ["suspend"]),
             ("hotplug-failure-rolled-back", self.s_hotplug_failure, True, ["vm-create-from-template", "sr-create"]),

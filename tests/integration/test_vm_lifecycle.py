@@ -4,6 +4,7 @@ simulator's control socket, and reconciliation after kill -9."""
 
 import base64
 import os
+import re
 import socket
 import threading
 import time
@@ -152,6 +153,20 @@ class TestPowerStates(VMTestBase):
         ok(self.x.VM.start(self.s, vm, False, False))
         ok(self.x.VM.shutdown(self.s, vm))
         self.assertEqual(self.power(vm), "Halted")
+
+    def test_start_logs_own_time(self):
+        """Each VM.start logs the daemon's own time beside the backend's (the e2e boot storm's figures)."""
+        started = []
+        for name, paused in (("timed-1", False), ("timed-2", True)):
+            vm = self.new_vm(name)
+            ok(self.x.VM.start(self.s, vm, paused, False))
+            started.append((self.vm(vm)["uuid"], self.vm(vm)["domid"]))
+        with open(self.d.log_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        for uuid, domid in started:
+            m = re.findall(r"VM %s started as domain %s; own time (\d+) us wall, (\d+) us CPU; "
+                           r"backend (\d+) us wall, (\d+) us CPU" % (uuid, domid), log)
+            self.assertEqual(len(m), 1, "no own-time line for VM %s in the log" % uuid)
 
     def test_bad_power_state(self):
         vm = self.new_vm("bps")

@@ -41,7 +41,8 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 # --- 1. host packages -------------------------------------------------------
-host_pkgs=(qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 xenstore-utils qemu-system-xen seabios libxen-dev iproute2 util-linux coreutils gzip xz-utils)
+host_pkgs=(qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 xenstore-utils qemu-system-xen seabios libxen-dev iproute2 util-linux coreutils gzip xz-utils
+           libvirt-daemon-driver-xen libvirt-clients) # libvirt: the e2e libvirt-create-benchmark step
 if [ "${XENLAB_NO_APT:-0}" != 1 ]; then
   missing=()
   for p in "${host_pkgs[@]}"; do

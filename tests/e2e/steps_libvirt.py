@@ -1,0 +1,236 @@
+"""The e2e suite's libvirt step: libvirt's Xen driver (libvirtd's libxl driver, Debian's
+libvirt-daemon-driver-xen, driven by `virsh -c xen:///system create`) starting the same PV guest
+as xenapid's VM.start and the xl benchmark's `xl create` (kernel, initrd, raw file disk on blkback,
+one NIC on the network's bridge), timed the same way: from the call to the guest's marker on its
+console (xenconsoled's log), medians of three, in the same lab run.
+
+libvirtd runs in dom0 with only its libxl driver (LIBVIRT_DRIVER_DIR names a folder holding just
+that module), logging to the run's work folder. Its libxl driver refuses to load when it cannot
+turn the CPU features Xen reports into one of its CPU models ("Cannot find suitable CPU model for
+given data"), which is what QEMU's emulated CPU gives: libvirtd is then started again with
+libvirt-physinfo.so (tests/e2e/shim/) preloaded, which hides those features from libvirt (as on
+ARM, where Xen reports none); a PV guest's build does not use them. The printout says which way
+libvirtd came up.
+
+Used by suite.py: s_libvirt_bench(suite) is the step, print_libvirt(suite) adds its lines to the
+benchmark table. The helpers (run, check, out, ...) are suite.py's own, taken from the module the
+suite object comes from.
+"""
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+VIRSH_NAME = "e2e-virsh"
+VIRSH_MAC = "00:16:3e:e2:e0:20"
+URI = "xen:///system"
+T_LIBVIRTD = 180      # libvirtd up with its libxl driver (under TCG, on a loaded host: up to minutes)
+CPU_MODEL_ERROR = "Cannot find suitable CPU model"
+
+DOMAIN_XML = """<domain type='xen'>
+  <name>%(name)s</name>
+  <memory unit='MiB'>256</memory>
+  <currentMemory unit='MiB'>128</currentMemory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='xenpv'>linux</type>
+    <kernel>%(kernel)s</kernel>
+    <initrd>%(initrd)s</initrd>
+    <cmdline>%(args)s</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>restart</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='phy' type='raw'/>
+      <source file='%(disk)s'/>
+      <target dev='xvda' bus='xen'/>
+    </disk>
+    <interface type='bridge'>
+      <mac address='%(mac)s'/>
+      <source bridge='%(bridge)s'/>
+    </interface>
+    <console type='pty'>
+      <target type='xen' port='0'/>
+    </console>
+  </devices>
+</domain>
+"""
+
+
+def _h(suite):
+    """suite.py's module (its helpers and constants), however it was loaded (as __main__ or not)."""
+    return sys.modules[type(suite).__module__]
+
+
+class Libvirtd:
+    """libvirtd in dom0, started by the step and stopped by it."""
+
+    def __init__(self, h, work):
+        self.h = h
+        self.work = work
+        self.proc = None
+        self.log = os.path.join(work, "libvirtd.log")
+        self.mode = None
+
+    def start(self, preload):
+        h = self.h
+        drivers = os.path.join(self.work, "libvirt-drivers")
+        os.makedirs(drivers, exist_ok=True)
+        link = os.path.join(drivers, "libvirt_driver_libxl.so")
+        if not os.path.lexists(link):
+            os.symlink("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_libxl.so", link)
+        env = dict(os.environ, LIBVIRT_DRIVER_DIR=drivers,
+                   LIBVIRT_LOG_OUTPUTS="1:file:%s" % self.log,
+                   LIBVIRT_LOG_FILTERS="1:libxl 3:*")
+        if preload:
+            env["LD_PRELOAD"] = preload
+        with open(self.log, "a") as f:
+            f.write("---- e2e: starting libvirtd%s\n" % (" with LD_PRELOAD=" + preload if preload else ""))
+        for d in ("/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"):
+            os.makedirs(d, exist_ok=True)
+        out = open(os.path.join(self.work, "libvirtd.out"), "a")
+        self.proc = subprocess.Popen(["libvirtd", "--pid-file", os.path.join(self.work, "libvirtd.pid")],
+                                     stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        out.close()
+        t0 = h.now()
+        while h.now() - t0 < h.capped(T_LIBVIRTD):
+            if self.proc.poll() is not None:
+                return "libvirtd exited with %d after %.1f s" % (self.proc.returncode, h.now() - t0)
+            rc, o = h.run(["virsh", "-c", URI, "version"], timeout=30, check_rc=False)
+            if rc == 0 and "Running hypervisor" in o:     # e.g. "Running hypervisor: Xen 4.17.0"
+                self.mode = "physinfo shim" if preload else "plain"
+                h.out("      libvirtd (%s) answered on %s after %.1f s" % (self.mode, URI, h.now() - t0))
+                return None
+            time.sleep(1)
+        return "libvirtd did not answer on %s within %d s" % (URI, T_LIBVIRTD)
+
+    def stop(self):
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log_lines(self, pattern, n=6):
+        try:
+            with open(self.log, errors="replace") as f:
+                return [l.rstrip() for l in f if re.search(pattern, l)][-n:]
+        except OSError:
+            return []
+
+
+def _virsh_create_once(suite, h, xml, pattern, n, libvirtd):
+    get = lambda: suite.console_text_file(VIRSH_NAME)  # noqa: E731
+    need = ["XENLAB-GUEST-READY", "XENLAB-DISK xvda: " + pattern, "XENLAB-MAC eth0: " + VIRSH_MAC]
+    base = suite.counts(need + ["XENLAB-GUEST-UP"], get())
+    cpu0 = h.proc_cpu(libvirtd.proc.pid)
+    t0 = h.now()
+    rc, o = h.run(["virsh", "-c", URI, "create", xml], timeout=h.capped(h.T_START), check_rc=False)
+    t1 = h.now()
+    cpu1 = h.proc_cpu(libvirtd.proc.pid)
+    h.check(rc == 0, "virsh create #%d exited with %d: %s\n      libvirtd's log: %s"
+            % (n, rc, o.strip()[-400:], "\n        ".join(libvirtd.log_lines(r"error"))))
+    suite.wait_console(["XENLAB-GUEST-UP"], h.T_BOOT, "the libvirt guest's marker", base, get=get)
+    t2 = h.now()
+    suite.wait_console(need, h.T_BOOT, "the libvirt guest's disk, MAC and READY", base, get=get)
+    t3 = h.now()
+    d = h.xl_domain(VIRSH_NAME)
+    h.check(d, "xl list lacks %s" % VIRSH_NAME)
+    hp = [x for x in suite.hotplug_trace() if x[2] == d["domid"] and t0 <= x[0] <= t1]
+    smp = {"label": "virsh create #%d" % n, "call_s": t1 - t0, "marker_s": t2 - t0, "ready_s": t3 - t0,
+           "domid": d["domid"], "hotplug_s": suite.union(hp) if hp else None,
+           "libvirtd_cpu_s": (cpu1[0] - cpu0[0]) if cpu0 and cpu1 else None}
+    h.out("      virsh create #%d returned after %.1fs; XENLAB-GUEST-UP after %.1fs; READY after %.1fs (domid %d)"
+          % (n, t1 - t0, t2 - t0, t3 - t0, d["domid"]))
+    return smp
+
+
+def s_libvirt_bench(suite):
+    h = _h(suite)
+    h.check(h.GUEST_KERNEL and h.GUEST_INITRD, "no guest kernel/initrd (XENLAB_GUEST_KERNEL, XENLAB_GUEST_INITRD)")
+    for tool in ("libvirtd", "virsh"):
+        rc, _ = h.run(["sh", "-c", "command -v " + tool], timeout=10, check_rc=False)
+        h.check(rc == 0, "%s is not installed (libvirt-daemon-driver-xen, libvirt-clients: tests/e2e/lab/setup.sh)"
+                % tool)
+    pattern = suite.o["pattern0"]
+    disk = os.path.join(h.WORK, "virsh-disk.raw")   # its own file: blkback will not share the xl guest's
+    with open(disk, "wb") as f:
+        f.truncate(16 * h.MiB)
+        f.write((pattern + "\n").encode())
+    xml = os.path.join(h.WORK, VIRSH_NAME + ".xml")
+    with open(xml, "w") as f:
+        f.write(DOMAIN_XML % {"name": VIRSH_NAME, "kernel": h.GUEST_KERNEL, "initrd": h.GUEST_INITRD,
+                              "args": h.PV_ARGS, "disk": disk, "mac": VIRSH_MAC, "bridge": suite.o["bridge"]})
+    lv = Libvirtd(h, h.WORK)
+    res = suite.o.setdefault("libvirt", {"samples": [], "attempts": []})
+    try:
+        why = lv.start(None)
+        if why:
+            err = lv.log_lines(CPU_MODEL_ERROR, 1) or lv.log_lines(r"error", 1)
+            res["attempts"].append("plain libvirtd: %s%s" % (why, ("; its log: " + err[-1][-300:]) if err else ""))
+            h.out("      " + res["attempts"][-1])
+            lv.stop()
+            _, info = h.run(["xl", "info"], timeout=30, check_rc=False)
+            caps = re.search(r"hw_caps\s*:\s*(\S+)", info)
+            res["hw_caps"] = caps.group(1) if caps else None
+            h.out("      Xen's hw_caps (what libvirt decodes): %s" % res["hw_caps"])
+            shim = os.path.join(os.path.dirname(os.environ.get("E2E_BIN", "")), "libvirt-physinfo.so")
+            h.check(os.path.exists(shim), "no %s (scripts/build.sh -DXENAPID_LIBXL=ON builds it)" % shim)
+            why = lv.start(shim)
+            if why:
+                res["attempts"].append("libvirtd with the physinfo shim: " + why)
+                raise h.StepFailed("; ".join(res["attempts"]) + "\n      libvirtd's log: "
+                                   + "\n        ".join(lv.log_lines(r"error")))
+        res["mode"] = lv.mode
+        for n in (1, 2, 3):
+            if h.xl_domain(VIRSH_NAME):
+                h.run(["virsh", "-c", URI, "destroy", VIRSH_NAME], timeout=60, check_rc=False)
+            res["samples"].append(_virsh_create_once(suite, h, xml, pattern, n, lv))
+    finally:
+        if h.xl_domain(VIRSH_NAME):
+            h.run(["virsh", "-c", URI, "destroy", VIRSH_NAME], timeout=60, check_rc=False)
+        lv.stop()
+
+
+def print_libvirt(suite):
+    """The libvirt lines of the benchmark table: its samples beside the medians of xenapid's warm
+    VM.start and of xl create from the same run. Returns the figures for benchmark.json."""
+    h = _h(suite)
+    res = suite.o.get("libvirt")
+    if not res:
+        return None
+    smp = res["samples"]
+    if not smp:
+        h.out("  libvirt (virsh create): no sample; tried: %s" % "; ".join(res["attempts"]))
+        return res
+    f = lambda v: ("%.1f" % v) if v is not None else "-"  # noqa: E731
+    h.out("  libvirt's libxl driver (virsh -c %s create, libvirtd %s), per sample:" % (URI, res["mode"]))
+    for s in smp:
+        h.out("    %-18s call returned %5s s, hotplug scripts %5s s, marker %5s s, libvirtd CPU %5s s"
+              % (s["label"], f(s["call_s"]), f(s["hotplug_s"]), f(s["marker_s"]), f(s["libvirtd_cpu_s"])))
+    lm = statistics.median(s["marker_s"] for s in smp)
+    lc = statistics.median(s["call_s"] for s in smp)
+    res["median_marker_s"], res["median_call_s"] = lm, lc
+    warm = [s for s in suite.bench_starts if "cold" not in s["label"]] or suite.bench_starts
+    line = "  MEDIANS start -> marker: libvirt %.1f s (call %.1f s)" % (lm, lc)
+    if warm:
+        xm = statistics.median(s["marker_s"] for s in warm)
+        res["ratio_xenapid_libvirt_marker"] = xm / lm
+        line += "; xenapid %.1f s (%d warm VM.start) = %.2f of libvirt's" % (xm, len(warm), xm / lm)
+    if suite.bench_xl:
+        xl = statistics.median(x["marker_s"] for x in suite.bench_xl)
+        res["ratio_libvirt_xl_marker"] = lm / xl
+        line += "; xl create %.1f s (libvirt/xl %.2f)" % (xl, lm / xl)
+    h.out(line)
+    if warm:
+        h.out("  GOAL xenapid ahead of libvirt (start -> marker): %s"
+              % ("met" if res["ratio_xenapid_libvirt_marker"] < 1.0 else "NOT met"))
+    return res
