@@ -45,6 +45,7 @@ typedef struct agent_config {
     bool register_machines;   /* running guests registered with systemd-machined, default true */
     char *hotplug_helper;     /* libxl backend: device script, "auto" (xenapid-hotplug beside the daemon), "xen", a path */
     char *console_log_dir;    /* libxl backend: where xenconsoled logs guests, default "/var/log/xen/console" */
+    char *guest_console_dir;  /* console.<domid> links to those logs, as xapi keeps them; "auto", "" (off) or a dir */
     char *sr_mount_root;      /* where ext SRs without a "path" live (<root>/<sr uuid>), default "/var/run/sr-mount" */
     char *plugin_dir;         /* host.call_plugin programs, default "/etc/xapi.d/plugins" */
     char *plugin_pythonpath;  /* PYTHONPATH given to plugins, default "" (none: modules installed) */
