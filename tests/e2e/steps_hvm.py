@@ -18,6 +18,7 @@ import json
 import os
 import random
 import socket
+import threading
 
 MiB = 1 << 20
 HVM_MEM = 192 * MiB
@@ -105,24 +106,53 @@ class HvmSteps:
         return "domain CPU time %s s; xl dmesg: %s; serial: %s%s" % (
             d.get("cpu_s"), d.get("hvmloader"), d["serial"], " (%s)" % d["error"] if "error" in d else "")
 
+    def hvm_firmware_watch(self, domid, stop):
+        """When SeaBIOS hands over to the boot device ("Booting from ..." in xl dmesg, Xen's
+        guest_loglvl=all): splits a boot's time into the firmware's and the loader's + kernel's.
+        Returns {"line", "t"} filled in by a thread polling until stop is set."""
+        L, seen = self.lib, {}
+
+        def poll():
+            while not stop.wait(3) and "t" not in seen:
+                try:
+                    _, o = L.run(["xl", "dmesg"], timeout=30, check_rc=False)
+                except (OSError, L.StepFailed):
+                    continue
+                hits = [l for l in o.splitlines() if "(d%d)" % domid in l and "Booting from" in l]
+                if hits:
+                    seen.update(line=hits[0].split("]", 1)[-1].strip(), t=L.now())
+        threading.Thread(target=poll, daemon=True).start()
+        return seen
+
+    @staticmethod
+    def hvm_firmware_note(fw, t0):
+        if "t" not in fw:
+            return "SeaBIOS had not said \"Booting from\" (xl dmesg)"
+        return "SeaBIOS said %r %.0fs after VM.start (within 3 s)" % (fw["line"], fw["t"] - t0)
+
     def hvm_wait_guest(self, vm, name, domid, tap, t0, boot_via, timeout):
         """The guest's marker and command line through the proxy, then a typed line's echo.
         Returns the seconds from VM.start to the marker."""
         L = self.lib
+        stop = threading.Event()
+        fw = self.hvm_firmware_watch(domid, stop)
         try:
             tap.wait("XENLAB-GUEST-UP", timeout, "the HVM guest's marker through CONNECT /console (vt100)")
             t_up = L.now()
             text = tap.wait("XENLAB-CMDLINE:", 30, "the HVM guest's command line through CONNECT /console")
         except L.StepFailed as e:
-            raise L.StepFailed("%s; %s" % (e, self.hvm_how_far(name, domid, tap)))
+            raise L.StepFailed("%s; %s; %s" % (e, self.hvm_firmware_note(fw, t0), self.hvm_how_far(name, domid, tap)))
+        finally:
+            stop.set()
         cmdline = text.split("XENLAB-CMDLINE:", 1)[1].splitlines()[0].strip()
         if boot_via:
             L.check("xenlab.boot=%s" % boot_via in cmdline.split(), "the guest did not boot from its %s: its command "
                     "line is %r" % (boot_via, cmdline))
         # the serial log shows the loader's banner (SYSLINUX/ISOLINUX) and SeaBIOS's line for the device
         loader = [l.strip() for l in tap.text().splitlines() if "LINUX " in l and "Copyright" in l]
-        L.out("      HVM guest %s: XENLAB-GUEST-UP after %.1fs from VM.start (through the proxy); loader %s; "
-              "cmdline %r" % (name, t_up - t0, loader[:1] or "none (QEMU's -kernel)", cmdline))
+        L.out("      HVM guest %s: XENLAB-GUEST-UP after %.1fs from VM.start (through the proxy); %s; loader %s; "
+              "cmdline %r" % (name, t_up - t0, self.hvm_firmware_note(fw, t0), loader[:1] or "none (QEMU's -kernel)",
+                              cmdline))
         word = "e2e-hvm-echo-%08x" % random.getrandbits(32)
         since = tap.mark()
         tap.send((word + "\n").encode())
