@@ -356,6 +356,21 @@ static int apply_platform(const vmops_domain_config *c, libxl_domain_build_info 
         libxl_defbool_set(&b->u.hvm.xen_platform_pci, true);
         return 0;
     }
+    if (strcmp(key, "hdtype") == 0) {
+        /* Not xapi's: xl.cfg's hdtype, the emulated disks' controller (CD drives stay
+         * on IDE). AHCI moves the BIOS's disk reads to DMA, one command for many
+         * sectors, where IDE's programmed I/O is a trap to the device model for
+         * every sector. */
+        if (!hvm)
+            return 0;
+        if (strcmp(value, "ide") == 0)
+            b->u.hvm.hdtype = LIBXL_HDTYPE_IDE;
+        else if (strcmp(value, "ahci") == 0)
+            b->u.hvm.hdtype = LIBXL_HDTYPE_AHCI;
+        else
+            return fail(ret_msg, "platform:hdtype: '%s' is not ide or ahci", value);
+        return 0;
+    }
     if (strcmp(key, "videoram") == 0) { /* MiB */
         if (!hvm)
             return 0;

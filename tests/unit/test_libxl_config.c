@@ -214,6 +214,7 @@ static void case_hvm_platform(vmops_domain_config *c) {
     platform(c, "exp-nested-hvm", "false");
     platform(c, "hvm_serial", "none");
     platform(c, "device_id", "0002");       /* the Xen platform device (libxl cannot give its id) */
+    platform(c, "hdtype", "ahci");          /* xl's, not xapi's */
     platform(c, "cores-per-socket", "2");   /* not a libxl setting: ignored */
     platform(c, "secureboot", "false");     /* likewise */
     add_disk(c, 0, "hda", "/srv/sr/disk.vhd", "vhd", false, false);
@@ -545,6 +546,10 @@ static void test_refusals(void **state) {
     case_hvm(&c);
     platform(&c, "device_id", "2");
     expect_refusal(&c, "device_id");
+
+    case_hvm(&c);
+    platform(&c, "hdtype", "scsi");
+    expect_refusal(&c, "hdtype");
 
     case_hvm(&c);
     free(c.boot_order);
