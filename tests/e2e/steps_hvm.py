@@ -12,6 +12,15 @@ qemu-xen as their device model, booted three ways:
 Every guest's marker comes out of its serial port through CONNECT /console (the vt100 console)
 and a line typed there is echoed. The suite module's helpers come in as self.lib (the suite
 runs as __main__, so this file does not import it).
+
+Why they are opt-in (suite.OPT_IN): under nested TCG every access of the guest's firmware to an
+emulated device is a round trip to qemu in dom0, and that is what an HVM boot is made of. Seen
+with two labs on the 2 cores (load average 17-25), Xen's console_timestamps=boot: hvmloader's PCI
+scan alone 89 s, SeaBIOS (no VGA) 57 s more to "Booting from Hard Disk"; with the template's
+VGA, SeaBIOS had not got past "Turning on vga text mode console" 8 minutes after VM.start; on
+IDE, syslinux's banner came 2 minutes after the hand-over and the kernel was not loaded 300 s
+after VM.start. The kernel boot took ~200 s on an idle host (fw_cfg moves a page per trap, IDE
+a sector).
 """
 
 import json
