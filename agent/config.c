@@ -202,6 +202,7 @@ static const struct config_key {
     {"host_networking", KEY_CHOICE, offsetof(agent_config, host_networking), 0, 0, host_networking_choices},
     {"register_machines", KEY_BOOL, offsetof(agent_config, register_machines), 0, 0, NULL},
     {"console_log_dir", KEY_PATH, offsetof(agent_config, console_log_dir), 0, 0, NULL},
+    {"guest_console_dir", KEY_PATH_EMPTY, offsetof(agent_config, guest_console_dir), 0, 0, NULL},
     {"hotplug_helper", KEY_PATH, offsetof(agent_config, hotplug_helper), 0, 0, NULL},
     {"plugin_dir", KEY_PATH, offsetof(agent_config, plugin_dir), 0, 0, NULL},
     {"sr_mount_root", KEY_PATH, offsetof(agent_config, sr_mount_root), 0, 0, NULL},
@@ -493,10 +494,12 @@ static int set_defaults(agent_config *c) {
     c->sim_guest_delay_ms = 20;
     c->register_machines = true;
     c->console_log_dir = strdup("/var/log/xen/console");
+    c->guest_console_dir = strdup("auto");
     c->hotplug_helper = strdup("auto");
     c->host_networking = strdup("auto");
     if (!c->host_networking || !c->listen_host || !c->listen_tls_host || !c->tls_priorities || !c->state_dir || !c->backend ||
-        !c->log_target || !c->console_log_dir || !c->hotplug_helper)
+        !c->log_target || !c->console_log_dir || !c->hotplug_helper ||
+        !c->guest_console_dir)
         return -ENOMEM;
     c->plugin_dir = strdup("/etc/xapi.d/plugins");
     c->plugin_pythonpath = strdup("");
@@ -650,6 +653,7 @@ void agent_config_free(agent_config *c) {
     free(c->backend);
     free(c->log_target);
     free(c->console_log_dir);
+    free(c->guest_console_dir);
     free(c->hotplug_helper);
     free(c->host_networking);
     free(c->plugin_dir);

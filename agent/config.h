@@ -47,6 +47,7 @@ typedef struct agent_config {
     char *console_log_dir;    /* libxl backend: where xenconsoled logs guests, default "/var/log/xen/console" */
     char *iscsiadm;           /* iscsi SRs: open-iscsi's iscsiadm, default "iscsiadm" (found on /usr/sbin:/usr/bin:/sbin:/bin) */
     char *iscsi_sysfs_root;   /* iscsi SRs: where sessions and LUNs are looked up (<root>/class/iscsi_session), default "/sys" */
+    char *guest_console_dir;  /* console.<domid> links to those logs, as xapi keeps them; "auto", "" (off) or a dir */
     char *sr_mount_root;      /* where ext SRs without a "path" live (<root>/<sr uuid>), default "/var/run/sr-mount" */
     char *plugin_dir;         /* host.call_plugin programs, default "/etc/xapi.d/plugins" */
     char *plugin_pythonpath;  /* PYTHONPATH given to plugins, default "" (none: modules installed) */

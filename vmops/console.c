@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent/config.h"
+#include "agent/log.h"
 #include "vmops/backend.h"
 #include "vmops/config.h"
 #include "vmops/console.h"
@@ -99,6 +100,76 @@ void vmops_console_remove(xapi_server *srv, xapi_obj *vm) {
             xapi_obj_destroy(st, c);
     }
     xapi_value_free(&refs);
+}
+
+#define GUEST_CONSOLE_DIR "/var/log/xen/guest"
+
+static const char *guest_console_dir(const agent_config *cfg) {
+    if (!cfg || !cfg->guest_console_dir)
+        return NULL;
+    if (strcmp(cfg->guest_console_dir, "auto") == 0)
+        /* sim's domids are its own, and tests run many sims at once: no shared folder */
+        return strcmp(cfg->backend, "sim") == 0 ? NULL : GUEST_CONSOLE_DIR;
+    return *cfg->guest_console_dir ? cfg->guest_console_dir : NULL;
+}
+
+/* The folder and its parent (/var/log/xen on a host without Xen's packages' folders). */
+static int make_dir(const char *dir) {
+    char *parent = NULL, *slash;
+    int rc = 0;
+
+    if (mkdir(dir, 0755) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
+    parent = xapi_strdup(dir);
+    slash = strrchr(parent, '/');
+    if (!slash || slash == parent) {
+        rc = -ENOENT;
+        goto out;
+    }
+    *slash = 0;
+    if ((mkdir(parent, 0755) < 0 && errno != EEXIST) || (mkdir(dir, 0755) < 0 && errno != EEXIST))
+        rc = -errno;
+out:
+    free(parent);
+    return rc;
+}
+
+/* Nova's get_console_output reads the last 100 KiB of /var/log/xen/guest/console.<last_dom_id>
+ * (xapi's hosts keep the logs by domid); xenconsoled names them after the domain. The link is
+ * kept after the domain is gone, as the log itself is, until its domid comes again. */
+void vmops_console_log_link(xapi_server *srv, const char *uuid, int domid) {
+    const char *dir = guest_console_dir(srv->config);
+    char *target = NULL, *link = NULL, *tmp = NULL;
+    char now[4096];
+    ssize_t n;
+    int rc;
+
+    if (!dir || domid < 0 || !srv->backend || !srv->backend->ops->console_log_path)
+        return;
+    target = srv->backend->ops->console_log_path(srv->backend, uuid, domid);
+    if (!target)
+        goto out;
+    if (asprintf(&link, "%s/console.%d", dir, domid) < 0 || asprintf(&tmp, "%s/.console.%d.new", dir, domid) < 0)
+        xapi_oom();
+    n = readlink(link, now, sizeof now - 1);
+    if (n >= 0 && (size_t)n == strlen(target) && memcmp(now, target, (size_t)n) == 0)
+        goto out;
+    rc = make_dir(dir);
+    if (rc < 0) {
+        log_warning("console log of domain %d: cannot make %s: %s", domid, dir, strerror(-rc));
+        goto out;
+    }
+    (void)unlink(tmp);
+    if (symlink(target, tmp) < 0 || rename(tmp, link) < 0) {
+        log_warning("console log of domain %d: cannot link %s to %s: %m", domid, link, target);
+        (void)unlink(tmp);
+    }
+out:
+    free(target);
+    free(link);
+    free(tmp);
 }
 
 static char *read_tail(const char *path, size_t *ret_len) {

@@ -307,8 +307,8 @@ static const char *platform_get(const vmops_domain_config *c, const char *key) {
 }
 
 /* One VM.platform key, if libxl knows it and it applies to this domain type;
- * others (device_id, cores-per-socket, secureboot...) are ignored, as a
- * value libxl cannot take. Values that do not parse are errors: a VM that
+ * others (cores-per-socket, secureboot...) are ignored, as a value libxl
+ * cannot take. Values that do not parse are errors: a VM that
  * asks for something must not silently get something else. */
 static int apply_platform(const vmops_domain_config *c, libxl_domain_build_info *b, const char *key,
                           const char *value, char **ret_msg) {
@@ -360,6 +360,34 @@ static int apply_platform(const vmops_domain_config *c, libxl_domain_build_info 
             libxl_defbool_set(&b->u.hvm.usb, true);
             b->u.hvm.usbdevice_list = split_args("tablet");
         }
+        return 0;
+    }
+    if (strcmp(key, "device_id") == 0) {
+        /* xapi's PCI device id of the Xen platform device (0001, or 0002 for
+         * Windows Update's drivers): the device exists then, whatever libxl's
+         * default. Debian's QEMU has no property for the id itself (its
+         * xen-platform device is always 5853:0001), so only a well-formed
+         * value is asked for, as Nova writes it (four hex digits). */
+        if (!hvm)
+            return 0;
+        if (strlen(value) != 4 || strspn(value, "0123456789abcdefABCDEF") != 4)
+            return fail(ret_msg, "platform:device_id: '%s' is not four hex digits", value);
+        libxl_defbool_set(&b->u.hvm.xen_platform_pci, true);
+        return 0;
+    }
+    if (strcmp(key, "hdtype") == 0) {
+        /* Not xapi's: xl.cfg's hdtype, the emulated disks' controller (CD drives stay
+         * on IDE). AHCI moves the BIOS's disk reads to DMA, one command for many
+         * sectors, where IDE's programmed I/O is a trap to the device model for
+         * every sector. */
+        if (!hvm)
+            return 0;
+        if (strcmp(value, "ide") == 0)
+            b->u.hvm.hdtype = LIBXL_HDTYPE_IDE;
+        else if (strcmp(value, "ahci") == 0)
+            b->u.hvm.hdtype = LIBXL_HDTYPE_AHCI;
+        else
+            return fail(ret_msg, "platform:hdtype: '%s' is not ide or ahci", value);
         return 0;
     }
     if (strcmp(key, "videoram") == 0) { /* MiB */

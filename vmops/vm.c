@@ -416,6 +416,7 @@ void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused
     xapi_obj_set(st, g, XAPI_F_VM_guest_metrics_last_updated, xapi_value_datetime(now));
     set_devices_attached(srv, vm, true);
     vmops_console_ensure(srv, vm);
+    vmops_console_log_link(srv, vm->uuid, (int)domid);
     vmops_machined_running(vm->uuid, vm->fields[XAPI_F_VM_name_label].s, domid);
     update_host_memory(srv);
     vmops_update_allowed_operations(st, vm);

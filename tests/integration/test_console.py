@@ -7,9 +7,11 @@ handlers give them; the stream ends when the guest stops; the same over HTTPS.""
 
 import base64
 import os
+import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -228,6 +230,47 @@ class ConsoleLifetime(unittest.TestCase):
         d, sk = self.open_console()
         d.stop()  # fails the test if the daemon hangs or exits non-zero
         read_to_eof(sk)
+
+
+class GuestConsoleLinks(unittest.TestCase):
+    """guest_console_dir: each running domain's console log is also console.<domid> there, as on
+    xapi's hosts (Nova's console plugin reads /var/log/xen/guest/console.<N>, N the
+    other_config:last_dom_id Nova sets after VM.start); the link stays after the domain is gone,
+    as the log does. "auto" on sim makes none (its domids are its own, and many sims run at once)."""
+
+    def test_console_domid_links(self):
+        tmp = tempfile.mkdtemp(prefix="xenapid-guest-console-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        links = os.path.join(tmp, "guest")  # made by the daemon
+        d = Daemon(extra_config="guest_console_dir = %s\n" % links).start()
+        self.addCleanup(d.cleanup)
+        x, s = d.login()
+        vm = new_pv_vm(x, s, "linked")
+        ok(x.VM.start(s, vm, False, False))
+        domid = ok(x.VM.get_domid(s, vm))
+        link = os.path.join(links, "console.%s" % domid)
+        self.assertTrue(os.path.islink(link), os.listdir(links) if os.path.isdir(links) else links)
+        with open(link, "rb") as f:
+            self.assertIn(b"SIM-GUEST-UP domain %s " % domid.encode(), f.read())
+        ok(x.VM.hard_shutdown(s, vm))
+        self.assertTrue(os.path.islink(link), "the link went with the domain")
+        ok(x.VM.start(s, vm, False, False))
+        domid2 = ok(x.VM.get_domid(s, vm))
+        self.assertNotEqual(domid2, domid)
+        self.assertTrue(os.path.islink(os.path.join(links, "console.%s" % domid2)))
+        self.assertEqual(sorted(os.listdir(links)), sorted(["console.%s" % domid, "console.%s" % domid2]))
+        ok(x.VM.hard_shutdown(s, vm))
+
+    def test_auto_on_sim_makes_none(self):
+        d = Daemon().start()
+        self.addCleanup(d.cleanup)
+        x, s = d.login()
+        vm = new_pv_vm(x, s, "unlinked")
+        ok(x.VM.start(s, vm, False, False))
+        domid = ok(x.VM.get_domid(s, vm))
+        p = "/var/log/xen/guest/console.%s" % domid
+        self.assertFalse(os.path.islink(p) and os.readlink(p).startswith(d.tmp), "%s -> %s" % (p, d.tmp))
+        ok(x.VM.hard_shutdown(s, vm))
 
 
 class ConsoleOverHTTPS(ConsoleTest):

@@ -213,8 +213,9 @@ static void case_hvm_platform(vmops_domain_config *c) {
     platform(c, "tsc_mode", "2");
     platform(c, "exp-nested-hvm", "false");
     platform(c, "hvm_serial", "none");
-    platform(c, "device_id", "0002");       /* not a libxl setting: ignored */
-    platform(c, "cores-per-socket", "2");   /* likewise */
+    platform(c, "device_id", "0002");       /* the Xen platform device (libxl cannot give its id) */
+    platform(c, "hdtype", "ahci");          /* xl's, not xapi's */
+    platform(c, "cores-per-socket", "2");   /* not a libxl setting: ignored */
     platform(c, "secureboot", "false");     /* likewise */
     add_disk(c, 0, "hda", "/srv/sr/disk.vhd", "vhd", false, false);
     add_disk(c, 2, "hdc", "", NULL, true, true);
@@ -542,6 +543,14 @@ static void test_refusals(void **state) {
     case_hvm(&c);
     platform(&c, "videoram", "lots");
     expect_refusal(&c, "videoram");
+
+    case_hvm(&c);
+    platform(&c, "device_id", "2");
+    expect_refusal(&c, "device_id");
+
+    case_hvm(&c);
+    platform(&c, "hdtype", "scsi");
+    expect_refusal(&c, "hdtype");
 
     case_hvm(&c);
     free(c.boot_order);

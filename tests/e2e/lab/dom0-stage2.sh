@@ -108,7 +108,7 @@ status tooling-ready
 
 # ---- the test script ------------------------------------------------------
 export XENLAB_WORK="$W/work" XENLAB_LOGS="$W/logs"
-export XENLAB_KERNEL XENLAB_GUEST_KERNEL XENLAB_GUEST_INITRD XENLAB_KVER XENLAB_CONSOLE_DIR XENLAB_REPO XENLAB_LAB_DIR XENLAB_DEADLINE
+export XENLAB_KERNEL XENLAB_GUEST_KERNEL XENLAB_GUEST_INITRD XENLAB_GUEST_DISK XENLAB_GUEST_ISO XENLAB_KVER XENLAB_CONSOLE_DIR XENLAB_REPO XENLAB_LAB_DIR XENLAB_DEADLINE
 mkdir -p "$XENLAB_WORK"
 args=()
 [ -s "$W/script.args" ] && mapfile -d '' -t args < "$W/script.args"

@@ -20,6 +20,7 @@
 #                        (xl create ~5 s faster than from the bzImage)
 #   XENLAB_KERNEL        the same kernel as shipped (bzImage; also bootable as PV)
 #   XENLAB_GUEST_INITRD  test guest initramfs (see guest-init.sh for what it prints)
+#   XENLAB_GUEST_DISK, XENLAB_GUEST_ISO  BIOS-bootable disk and CD of the same (HVM guests)
 #   XENLAB_KVER          kernel version
 #   XENLAB_REPO          this repository's root; XENLAB_LAB_DIR: tests/e2e/lab
 # Everything under /srv is the run folder on the host:
@@ -124,6 +125,8 @@ deadline=$((start_epoch + timeout_s))
   echo "XENLAB_KERNEL=$(q "$XENLAB_KERNEL")"
   echo "XENLAB_GUEST_KERNEL=$(q "$XENLAB_GUEST_KERNEL")"
   echo "XENLAB_GUEST_INITRD=$(q "$XENLAB_GUEST_INITRD")"
+  echo "XENLAB_GUEST_DISK=$(q "${XENLAB_GUEST_DISK:-$cache/hvm-disk.img}")"
+  echo "XENLAB_GUEST_ISO=$(q "${XENLAB_GUEST_ISO:-$cache/iso/xenlab-guest.iso}")"
   echo "XENLAB_CONSOLE_DIR=$(q /srv/console)"
   echo "XENLAB_REPO=$(q "$repo")"
   echo "XENLAB_LAB_DIR=$(q "$here")"

@@ -24,6 +24,7 @@
 #                         and vmlinux-<KVER>, its uncompressed ELF (faster guest builds)
 #   dom0-initrd.gz        busybox initramfs for dom0 (see dom0-init.sh)
 #   guest-initrd.gz       busybox initramfs for PV test guests (see guest-init.sh)
+#   hvm-disk.img, iso/xenlab-guest.iso  BIOS-bootable disk and CD of the same (HVM guests)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,7 +43,8 @@ sudo=""
 
 # --- 1. host packages -------------------------------------------------------
 host_pkgs=(qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 xenstore-utils qemu-system-xen seabios libxen-dev iproute2 util-linux coreutils gzip xz-utils
-           libvirt-daemon-driver-xen libvirt-clients) # libvirt: the e2e libvirt-create-benchmark step
+           libvirt-daemon-driver-xen libvirt-clients # libvirt: the e2e libvirt-create-benchmark step
+           syslinux syslinux-common isolinux xorriso mtools dosfstools fdisk) # HVM disk and CD images
 if [ "${XENLAB_NO_APT:-0}" != 1 ]; then
   missing=()
   for p in "${host_pkgs[@]}"; do
@@ -60,7 +62,7 @@ if [ "${XENLAB_NO_APT:-0}" != 1 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 fi
-for t in qemu-system-x86_64 cpio depmod modprobe dpkg-deb apt-get gzip; do
+for t in qemu-system-x86_64 cpio depmod modprobe dpkg-deb apt-get gzip syslinux xorriso mcopy mkfs.vfat sfdisk; do
   command -v "$t" >/dev/null || die "$t not found (install the host packages: ${host_pkgs[*]})"
 done
 if [ ! -x /bin/busybox ] || ! /bin/busybox --list | grep -qx switch_root; then
@@ -230,7 +232,58 @@ build_initrd() { # NAME INIT-SCRIPT MOD...
 build_initrd dom0 "$here/dom0-init.sh" virtio_pci 9pnet_virtio 9p overlay
 build_initrd guest "$here/guest-init.sh" xen-blkfront xen-netfront
 
-# --- 4. record what was set up ----------------------------------------------
+# --- 4. bootable images for HVM guests -------------------------------------
+# The lab's kernel and the guest initramfs behind a BIOS boot loader, so that HVM
+# guests boot the way installed systems and install media do (SeaBIOS reads them
+# through INT 13h from the emulated disk or CD) rather than through QEMU's -kernel:
+#   hvm-disk.img      a raw disk, MBR (syslinux's mbr.bin) + one active FAT
+#                     partition with syslinux (no loop device or mount needed: mtools)
+#   iso/xenlab-guest.iso  an El Torito CD with isolinux, alone in its folder (an ISO SR's library)
+# Both boot with HVM_ARGS' console (the serial port) and say where they came from
+# in the kernel command line (xenlab.boot=disk|cd).
+hvm_args="console=hvc0 console=ttyS0 quiet"
+loader_cfg() { # BOOT-NAME: a syslinux/isolinux configuration that boots at once
+  printf 'SERIAL 0 115200\nDEFAULT xenlab\nPROMPT 0\nTIMEOUT 0\nLABEL xenlab\n  KERNEL /vmlinuz\n  INITRD /initrd.gz\n  APPEND %s xenlab.boot=%s\n' "$hvm_args" "$1"
+}
+build_hvm_disk() {
+  local out="$cache/hvm-disk.img" tmp part sectors kib
+  tmp="$(mktemp -d "$cache/.hvm-disk.XXXXXX")"
+  part="$tmp/part.img"
+  # the partition: room for the kernel and initramfs, FAT16, starting at 1 MiB
+  kib=$(( ($(stat -c %s "$vmlinuz") + $(stat -c %s "$cache/guest-initrd.gz")) / 1024 + 4096 ))
+  sectors=$(( kib * 2 ))
+  mkfs.vfat -F 16 -n XENLAB -C "$part" "$kib" >/dev/null
+  loader_cfg disk > "$tmp/syslinux.cfg"
+  MTOOLS_SKIP_CHECK=1 mcopy -i "$part" "$vmlinuz" ::/vmlinuz
+  MTOOLS_SKIP_CHECK=1 mcopy -i "$part" "$cache/guest-initrd.gz" ::/initrd.gz
+  MTOOLS_SKIP_CHECK=1 mcopy -i "$part" "$tmp/syslinux.cfg" ::/syslinux.cfg
+  syslinux --install "$part"
+  truncate -s $(( (2048 + sectors) * 512 )) "$tmp/disk.img"
+  echo "2048,$sectors,6,*" | sfdisk -q --label dos "$tmp/disk.img" >/dev/null
+  dd if=/usr/lib/syslinux/mbr/mbr.bin of="$tmp/disk.img" bs=440 count=1 conv=notrunc status=none
+  dd if="$part" of="$tmp/disk.img" bs=512 seek=2048 conv=notrunc status=none
+  mv "$tmp/disk.img" "$out"
+  rm -rf "$tmp"
+  log "built $(basename "$out") ($(( $(stat -c %s "$out") / 1024 )) KiB: MBR, syslinux, kernel, guest initramfs)"
+}
+build_hvm_iso() {
+  local out="$cache/iso/xenlab-guest.iso" tmp
+  tmp="$(mktemp -d "$cache/.hvm-iso.XXXXXX")"
+  mkdir -p "$tmp/root/isolinux" "$cache/iso"
+  cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$tmp/root/isolinux/"
+  loader_cfg cd > "$tmp/root/isolinux/isolinux.cfg"
+  cp "$vmlinuz" "$tmp/root/vmlinuz"
+  cp "$cache/guest-initrd.gz" "$tmp/root/initrd.gz"
+  xorriso -as mkisofs -quiet -V XENLAB -o "$tmp/guest.iso" -b isolinux/isolinux.bin -c isolinux/boot.cat \
+    -no-emul-boot -boot-load-size 4 -boot-info-table "$tmp/root" 2>/dev/null
+  mv "$tmp/guest.iso" "$out"
+  rm -rf "$tmp"
+  log "built iso/$(basename "$out") ($(( $(stat -c %s "$out") / 1024 )) KiB: isolinux, kernel, guest initramfs)"
+}
+build_hvm_disk
+build_hvm_iso
+
+# --- 5. record what was set up ----------------------------------------------
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {
   echo "# written by tests/e2e/lab/setup.sh; sourced by run.sh"
@@ -242,6 +295,8 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
   echo "XENLAB_MODROOT=$(q "$kdir")"
   echo "XENLAB_DOM0_INITRD=$(q "$cache/dom0-initrd.gz")"
   echo "XENLAB_GUEST_INITRD=$(q "$cache/guest-initrd.gz")"
+  echo "XENLAB_GUEST_DISK=$(q "$cache/hvm-disk.img")"
+  echo "XENLAB_GUEST_ISO=$(q "$cache/iso/xenlab-guest.iso")"
   echo "XENLAB_XEN_DEB=$(q "$(basename "$xdeb")")"
   echo "XENLAB_KERNEL_DEB=$(q "$(basename "$kdeb")")"
 } > "$cache/lab.env.tmp"

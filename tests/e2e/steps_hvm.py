@@ -1,0 +1,338 @@
+"""The e2e suite's HVM steps (a mixin of suite.Suite): HVM guests under the lab's Xen with
+qemu-xen as their device model, booted three ways:
+
+  hvm-disk-boot        from a disk (a VDI holding the lab's BIOS-bootable image: MBR + syslinux),
+                       boot order "c"; the VM's VNC console (rfb) and xapi's platform keys are
+                       checked here too
+  hvm-cd-boot          xapi's "Other install media" flow: VM.provision makes the empty system disk
+                       (other_config:disks), a CD VBD holds an ISO SR's image (isolinux), boot
+                       order "dc"
+  hvm-kernel-boot-vnc  from a given kernel (QEMU's -kernel, loaded through fw_cfg: slow under TCG)
+
+Every guest's marker comes out of its serial port through CONNECT /console (the vt100 console)
+and a line typed there is echoed. The suite module's helpers come in as self.lib (the suite
+runs as __main__, so this file does not import it).
+
+Why they are opt-in (suite.OPT_IN): under nested TCG every access of the guest's firmware to an
+emulated device is a round trip to qemu in dom0, and that is what an HVM boot is made of. Seen
+with two labs on the 2 cores (load average 17-25), Xen's console_timestamps=boot: hvmloader's PCI
+scan alone 89 s, SeaBIOS (no VGA) 57 s more to "Booting from Hard Disk"; with the template's
+VGA, SeaBIOS had not got past "Turning on vga text mode console" 8 minutes after VM.start; on
+IDE, syslinux's banner came 2 minutes after the hand-over and the kernel was not loaded 300 s
+after VM.start. The kernel boot took ~200 s on an idle host (fw_cfg moves a page per trap, IDE
+a sector).
+"""
+
+import json
+import os
+import random
+import socket
+import threading
+
+MiB = 1 << 20
+HVM_MEM = 192 * MiB
+ISO_SR_NAME = "e2e-iso-sr"
+# No emulated graphics card for the disk and CD guests: under the lab's nested TCG each write the
+# VGA BIOS and SeaBIOS make to the text screen is a round trip to qemu in dom0, and SeaBIOS had not
+# got past "Turning on vga text mode console" 5 minutes after VM.start (a loaded host). QEMU's VNC
+# server is there all the same (the rfb console); the kernel step keeps the template's VGA.
+FAST_FIRMWARE = {"vga": "none"}
+# The disk guest's disk on AHCI (platform:hdtype, xl's key): SeaBIOS reads it by DMA, where IDE's
+# programmed I/O costs a round trip to qemu per sector (syslinux's banner came 2 min after
+# SeaBIOS handed over to the disk, and the kernel had not loaded 5 min after VM.start).
+
+
+class HvmSteps:
+    lib = None  # the suite module (its check, run, wait_until, constants...)
+
+    # ---- shared by the three steps ----
+    def hvm_new_vm(self, name, order, provision_sr=None, platform=None):
+        """A VM from the "Other install media" template (domain_type hvm, xapi's platform keys),
+        with its own boot order, the memory a small guest needs and platform keys added. With
+        provision_sr, as xapi's clients install from media: VM.provision of the clone (still a
+        template) makes the system disk its other_config:disks names, here 16 MiB there."""
+        c, L = self.api.call, self.lib
+        tpl = c("VM.get_by_name_label", "Other install media")
+        L.check(len(tpl) == 1, "template 'Other install media': %r" % (tpl,))
+        vm = c("VM.clone", tpl[0], name)
+        self.o.setdefault("hvm_vms", []).append(vm)
+        if provision_sr:
+            c("VM.remove_from_other_config", vm, "disks")
+            c("VM.add_to_other_config", vm, "disks", '<provision><disk device="0" size="%d" sr="%s" '
+              'bootable="true" type="system"/></provision>' % (16 * MiB, c("SR.get_uuid", provision_sr)))
+            c("VM.provision", vm)
+        c("VM.set_is_a_template", vm, False)
+        c("VM.set_memory_limits", vm, str(HVM_MEM), str(HVM_MEM), str(HVM_MEM), str(HVM_MEM))
+        c("VM.set_HVM_boot_params", vm, {"order": order})
+        for k, v in (platform or {}).items():
+            c("VM.remove_from_platform", vm, k)
+            c("VM.add_to_platform", vm, k, v)
+        rec = c("VM.get_record", vm)
+        L.check(rec["domain_type"] == "hvm" and rec["HVM_boot_policy"] == "BIOS order",
+                "template gave domain_type %r, HVM_boot_policy %r" % (rec["domain_type"], rec["HVM_boot_policy"]))
+        return vm, rec
+
+    def hvm_vbd(self, vm, vdi, userdevice, kind, bootable):
+        return self.api.call("VBD.create", {
+            "VM": vm, "VDI": vdi, "userdevice": userdevice, "bootable": bootable,
+            "mode": "RO" if kind == "CD" else "RW", "type": kind, "empty": False, "other_config": {},
+            "qos_algorithm_type": "", "qos_algorithm_params": {}})
+
+    def hvm_start(self, vm, name, label):
+        """VM.start, the vt100 console opened at once (QEMU drops what the serial port sends while
+        nobody holds its pty open, and the copy in WORK shows how far a slow boot got), qemu-xen
+        running with the VM's VNC socket. Returns (tap, domid, t0)."""
+        c, L = self.api.call, self.lib
+        t0 = L.now()
+        c("VM.start", vm, False, False, timeout=L.T_START)
+        t1 = L.now()
+        L.check(c("VM.get_power_state", vm) == "Running", "HVM VM not Running after VM.start")
+        tap = self.open_console(vm, "vt100", copy_to=os.path.join(L.WORK, "%s-serial.log" % label))
+        self.o.setdefault("hvm_taps", []).append(tap)
+        domid = int(c("VM.get_domid", vm))
+        L.out("      HVM VM.start returned after %.1fs (domid %d)" % (t1 - t0, domid))
+        L.check(c("VM_metrics.get_current_domain_type", c("VM.get_metrics", vm)) == "hvm", "current_domain_type")
+        uuid = c("VM.get_uuid", vm)
+        vnc = "unix:/run/xen/vnc-%s" % uuid
+        _, ps = L.run(["ps", "-eo", "args"], timeout=30)
+        qemu = [l for l in ps.splitlines() if "qemu-system-i386" in l and "-xen-domid %d " % domid in l + " "]
+        L.check(qemu, "no qemu-system-i386 -xen-domid %d in dom0's processes:\n%s" % (domid, L.tail(ps, 10)))
+        L.check("-vnc " + vnc in qemu[0], "qemu's command line lacks -vnc %s: %s" % (vnc, qemu[0][:400]))
+        with open(os.path.join(L.WORK, "%s-qemu-cmdline.txt" % label), "w") as f:
+            f.write(qemu[0] + "\n")
+        return tap, domid, t0
+
+    def hvm_how_far(self, name, domid, tap):
+        """What a slow guest got through: its CPU time, hvmloader's lines (Xen's guest_loglvl=all,
+        which tests/e2e/run.sh sets), its serial port (SeaBIOS, the loader, the kernel)."""
+        L = self.lib
+        d = {"serial": tap.text().splitlines()[-6:]}
+        try:
+            _, o = L.run(["xl", "list", name], timeout=30, check_rc=False)
+            f = o.splitlines()[-1].split()
+            d["cpu_s"] = f[5] if len(f) >= 6 else "?"
+            _, o = L.run(["xl", "dmesg"], timeout=30, check_rc=False)
+            d["hvmloader"] = [l for l in o.splitlines() if "(d%d)" % domid in l][-4:]
+        except (OSError, L.StepFailed, IndexError) as e:
+            d["error"] = str(e)
+        return "domain CPU time %s s; xl dmesg: %s; serial: %s%s" % (
+            d.get("cpu_s"), d.get("hvmloader"), d["serial"], " (%s)" % d["error"] if "error" in d else "")
+
+    def hvm_firmware_watch(self, domid, stop):
+        """When SeaBIOS hands over to the boot device ("Booting from ..." in xl dmesg, Xen's
+        guest_loglvl=all): splits a boot's time into the firmware's and the loader's + kernel's.
+        Returns {"line", "t"} filled in by a thread polling until stop is set."""
+        L, seen = self.lib, {}
+
+        def poll():
+            while not stop.wait(3) and "t" not in seen:
+                try:
+                    _, o = L.run(["xl", "dmesg"], timeout=30, check_rc=False)
+                except (OSError, L.StepFailed):
+                    continue
+                hits = [l for l in o.splitlines() if "(d%d)" % domid in l and "Booting from" in l]
+                if hits:
+                    seen.update(line=hits[0].split("]", 1)[-1].strip(), t=L.now())
+        threading.Thread(target=poll, daemon=True).start()
+        return seen
+
+    @staticmethod
+    def hvm_firmware_note(fw, t0):
+        if "t" not in fw:
+            return "SeaBIOS had not said \"Booting from\" (xl dmesg)"
+        return "SeaBIOS said %r %.0fs after VM.start (within 3 s)" % (fw["line"], fw["t"] - t0)
+
+    def hvm_wait_guest(self, vm, name, domid, tap, t0, boot_via, timeout):
+        """The guest's marker and command line through the proxy, then a typed line's echo.
+        Returns the seconds from VM.start to the marker."""
+        L = self.lib
+        stop = threading.Event()
+        fw = self.hvm_firmware_watch(domid, stop)
+        try:
+            tap.wait("XENLAB-GUEST-UP", timeout, "the HVM guest's marker through CONNECT /console (vt100)")
+            t_up = L.now()
+            text = tap.wait("XENLAB-CMDLINE:", 30, "the HVM guest's command line through CONNECT /console")
+        except L.StepFailed as e:
+            raise L.StepFailed("%s; %s; %s" % (e, self.hvm_firmware_note(fw, t0), self.hvm_how_far(name, domid, tap)))
+        finally:
+            stop.set()
+        cmdline = text.split("XENLAB-CMDLINE:", 1)[1].splitlines()[0].strip()
+        if boot_via:
+            L.check("xenlab.boot=%s" % boot_via in cmdline.split(), "the guest did not boot from its %s: its command "
+                    "line is %r" % (boot_via, cmdline))
+        # the serial log shows the loader's banner (SYSLINUX/ISOLINUX) and SeaBIOS's line for the device
+        loader = [l.strip() for l in tap.text().splitlines() if "LINUX " in l and "Copyright" in l]
+        L.out("      HVM guest %s: XENLAB-GUEST-UP after %.1fs from VM.start (through the proxy); %s; loader %s; "
+              "cmdline %r" % (name, t_up - t0, self.hvm_firmware_note(fw, t0), loader[:1] or "none (QEMU's -kernel)",
+                              cmdline))
+        word = "e2e-hvm-echo-%08x" % random.getrandbits(32)
+        since = tap.mark()
+        tap.send((word + "\n").encode())
+        tap.wait("XENLAB-ECHO " + word, 60, "the HVM guest's echo of a line typed through CONNECT /console", since)
+        L.out("      the HVM guest echoed %s (typed through the proxy)" % word)
+        L.check(self.api.call("VM.get_power_state", vm) == "Running", "the HVM VM is not Running after its boot")
+        self.xl_check_running_name(name, domid, "the HVM guest")
+        self.o.setdefault("hvm_boot_s", {})[name] = t_up - t0
+        return t_up - t0
+
+    def hvm_stop(self, vm, tap, destroy_vdis):
+        """VM.hard_shutdown (the proxy ends the console), then the VM, its VBDs and the VDIs given."""
+        c, L = self.api.call, self.lib
+        c("VM.hard_shutdown", vm, timeout=L.T_SHUTDOWN)
+        L.wait_until("the vt100 console's end after VM.hard_shutdown", 30, lambda: tap.closed, step=0.5)
+        tap.close()
+        self.o["hvm_taps"].remove(tap)
+        L.check(c("VM.get_power_state", vm) == "Halted", "HVM VM not Halted after VM.hard_shutdown")
+        L.check(not c("VM.get_consoles", vm), "a halted HVM VM still has consoles")
+        for vbd in c("VM.get_VBDs", vm):
+            c("VBD.destroy", vbd)
+        c("VM.destroy", vm)
+        self.o["hvm_vms"].remove(vm)
+        for vdi in destroy_vdis:
+            c("VDI.destroy", vdi)
+
+    def hvm_check_platform(self, domid, platform):
+        """xapi's platform keys reached libxl: the domain's stored config (libxl-json)."""
+        L = self.lib
+        cfg = None
+        for f in os.listdir("/var/lib/xen"):
+            if f.startswith("userdata-d.%d." % domid) and f.endswith("libxl-json"):
+                with open(os.path.join("/var/lib/xen", f)) as fh:
+                    # (libxl stores the JSON text with its terminating NUL)
+                    cfg, _ = json.JSONDecoder().raw_decode(fh.read().strip("\0 \n"))
+        L.check(cfg, "no libxl-json of domain %d in /var/lib/xen" % domid)
+        with open(os.path.join(L.WORK, "hvm-domain-%d.json" % domid), "w") as f:
+            json.dump(cfg, f, indent=1)
+        bi, hv = cfg["b_info"], cfg["b_info"]["type.hvm"]
+        want = {"acpi": bi.get("acpi"), "apic": bi.get("apic"), "pae": hv.get("pae"), "nx": hv.get("nx"),
+                "viridian": hv.get("viridian")}
+        for k, v in want.items():
+            if k in platform:
+                L.check(v == "True", "platform:%s=%s, libxl's %s is %r" % (k, platform[k], k, v))
+        if "vga" in platform:
+            L.check(hv.get("vga", {}).get("kind") == platform["vga"], "platform:vga=%s, libxl's vga %r"
+                    % (platform["vga"], hv.get("vga")))
+        if "hdtype" in platform:
+            L.check(hv.get("hdtype", "ide") == platform["hdtype"], "platform:hdtype=%s, libxl's hdtype %r"
+                    % (platform["hdtype"], hv.get("hdtype")))
+        if "device_id" in platform:
+            L.check(hv.get("xen_platform_pci") == "True", "platform:device_id=%s, libxl's xen_platform_pci is %r"
+                    % (platform["device_id"], hv.get("xen_platform_pci")))
+        return cfg
+
+    def hvm_check_rfb(self, vm, t0):
+        """The rfb console: QEMU's VNC server answers RFB on its socket and through CONNECT /console
+        (version, then the security types, as a VNC client reads them)."""
+        c, L = self.api.call, self.lib
+        uuid = c("VM.get_uuid", vm)
+        vnc = "unix:/run/xen/vnc-%s" % uuid
+        recs = [c("console.get_record", x) for x in c("VM.get_consoles", vm)]
+        L.check([r["protocol"] for r in recs] == ["rfb", "vt100"], "HVM consoles: %r" % [r["protocol"] for r in recs])
+        L.check(recs[0]["other_config"].get("vnc") == vnc, "rfb console other_config %r" % recs[0]["other_config"])
+        L.check("/console" in recs[0]["location"], "rfb console location %r" % recs[0]["location"])
+
+        def rfb():
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sk:
+                    sk.settimeout(10)
+                    sk.connect(vnc[5:])
+                    return sk.recv(12)
+            except OSError:
+                return None
+        banner = L.wait_until("an RFB banner on %s" % vnc, 60, rfb, step=0.5)
+        L.check(banner.startswith(b"RFB 003."), "VNC socket %s said %r" % (vnc, banner))
+        L.out("      qemu-xen up, VNC %s answers %r after %.1fs" % (vnc, banner.strip().decode(errors="replace"),
+                                                                  L.now() - t0))
+        rfbtap = self.open_console(vm, "rfb")
+        try:
+            ver = rfbtap.recv_exact(12, 30)
+            L.check(ver.startswith(b"RFB 003."), "RFB through CONNECT /console said %r" % ver)
+            rfbtap.send(b"RFB 003.008\n")
+            n = rfbtap.recv_exact(1, 30)[0]
+            L.check(n > 0, "the VNC server offered no security type through the proxy (reason follows: %r)"
+                    % rfbtap.text()[:200])
+            types = list(rfbtap.recv_exact(n, 30))
+        finally:
+            rfbtap.close()
+        L.out("      RFB through CONNECT /console: %r, security types %s"
+              % (ver.strip().decode(errors="replace"), types))
+
+    def hvm_cleanup(self):
+        """What a failed HVM step left: its consoles and VMs (the domains go with the lab)."""
+        for tap in self.o.pop("hvm_taps", []):
+            tap.close()
+        for vm in self.o.pop("hvm_vms", []):
+            try:
+                if self.api.call("VM.get_power_state", vm) != "Halted":
+                    self.api.call("VM.hard_shutdown", vm, timeout=self.lib.T_SHUTDOWN)
+            except (self.lib.StepFailed, self.lib.TimeUp):
+                pass
+
+    # ---- the steps ----
+    def s_hvm_disk(self):
+        """An HVM guest booted by SeaBIOS from its disk: a VDI holding the lab's image (MBR, syslinux,
+        kernel, initramfs) imported through PUT /import_raw_vdi, boot order "c". Also: qemu-xen's
+        VNC server through the rfb console, and xapi's platform keys in libxl's domain config."""
+        c, L = self.api.call, self.lib
+        name = L.HVM_DISK_NAME
+        L.check(os.path.isfile(L.GUEST_DISK), "no HVM boot disk image %r (tests/e2e/lab/setup.sh builds it)"
+                % L.GUEST_DISK)
+        size = -(-os.path.getsize(L.GUEST_DISK) // MiB) * MiB
+        vdi = c("VDI.create", {"name_label": "e2e-hvm-boot-disk", "name_description": "", "SR": self.o["sr"],
+                               "virtual_size": str(size), "type": "system", "sharable": False, "read_only": False,
+                               "other_config": {}})
+        with open(L.GUEST_DISK, "rb") as f:
+            self.import_raw(vdi, f.read(), " of %s" % L.GUEST_DISK)
+        vm, rec = self.hvm_new_vm(name, "c", platform=dict(FAST_FIRMWARE, device_id="0001", hdtype="ahci"))
+        self.hvm_vbd(vm, vdi, "0", "Disk", True)
+        tap, domid, t0 = self.hvm_start(vm, name, "hvm-disk")
+        self.hvm_check_platform(domid, rec["platform"])
+        self.hvm_check_rfb(vm, t0)
+        self.hvm_wait_guest(vm, name, domid, tap, t0, "disk", L.T_HVM_BOOT)
+        self.hvm_stop(vm, tap, [vdi])
+
+    def s_hvm_cd(self):
+        """xapi's "Other install media" flow: an ISO SR over the lab's folder of install media,
+        VM.provision making the template's system disk (empty), a CD VBD with the ISO, boot order
+        "dc": SeaBIOS boots isolinux from the CD."""
+        c, L = self.api.call, self.lib
+        name = L.HVM_CD_NAME
+        L.check(os.path.isfile(L.GUEST_ISO), "no HVM boot ISO %r (tests/e2e/lab/setup.sh builds it)" % L.GUEST_ISO)
+        sr = c("SR.create", self.o["host"], {"location": os.path.dirname(L.GUEST_ISO)}, "0", ISO_SR_NAME, "",
+               "iso", "iso", False, {})
+        self.o["iso_sr"] = sr
+        c("SR.scan", sr)
+        base = os.path.basename(L.GUEST_ISO)
+        isos = [v for v in c("SR.get_VDIs", sr) if c("VDI.get_location", v) == base]
+        L.check(len(isos) == 1, "the ISO SR has no VDI at location %s: %r" % (base, [c("VDI.get_location", v)
+                                                                                  for v in c("SR.get_VDIs", sr)]))
+        vm, _ = self.hvm_new_vm(name, "dc", provision_sr=self.o["sr"], platform=FAST_FIRMWARE)
+        disks = [c("VBD.get_VDI", b) for b in c("VM.get_VBDs", vm)]
+        L.check(len(disks) == 1 and int(c("VDI.get_virtual_size", disks[0])) == 16 * MiB,
+                "VM.provision made VDIs %r" % disks)
+        self.hvm_vbd(vm, isos[0], "3", "CD", False)
+        tap, domid, t0 = self.hvm_start(vm, name, "hvm-cd")
+        self.hvm_wait_guest(vm, name, domid, tap, t0, "cd", L.T_HVM_BOOT)
+        self.hvm_stop(vm, tap, disks)
+        pbds = c("SR.get_PBDs", sr)
+        for pbd in pbds:
+            c("PBD.unplug", pbd)
+        c("SR.forget", sr)
+        self.o.pop("iso_sr")
+
+    def s_hvm_kernel(self):
+        """An HVM guest booted from the lab's kernel (QEMU's -kernel: SeaBIOS loads it through
+        fw_cfg), with no disk: the step that is slow under TCG."""
+        c, L = self.api.call, self.lib
+        name = L.HVM_NAME
+        L.check(L.GUEST_BZIMAGE, "no bzImage kernel for the HVM guest (XENLAB_KERNEL)")
+        vm, rec = self.hvm_new_vm(name, "cd")
+        c("VM.set_PV_kernel", vm, L.GUEST_BZIMAGE)
+        c("VM.set_PV_ramdisk", vm, L.GUEST_INITRD)
+        c("VM.set_PV_args", vm, L.HVM_ARGS)
+        tap, domid, t0 = self.hvm_start(vm, name, "hvm-kernel")
+        cfg = self.hvm_check_platform(domid, rec["platform"])
+        L.check(cfg["b_info"].get("kernel") == L.GUEST_BZIMAGE, "libxl's kernel %r" % cfg["b_info"].get("kernel"))
+        self.hvm_check_rfb(vm, t0)
+        self.hvm_wait_guest(vm, name, domid, tap, t0, None, L.T_HVM_BOOT)
+        self.hvm_stop(vm, tap, [])
