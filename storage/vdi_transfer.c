@@ -638,7 +638,7 @@ static int range_has_data(transfer *t, uint64_t off, uint64_t len, char *buf, si
     uint64_t end = off + len;
     int rc;
 
-    if (data < 0 && errno == ENXIO) {
+    if (!t->vf && data < 0 && errno == ENXIO) { /* (through a chain, errno is not lseek's) */
         *ret = false; /* only holes from here */
         return 0;
     }
