@@ -279,7 +279,7 @@ static int sr_new_publish(xapi_server *srv, const sr_new *n, const storage_sr_io
     xapi_obj_set(st, pbd, XAPI_F_PBD_other_config, xapi_value_struct());
     publish_plug(srv, pbd, sr, io, NULL);
     memcpy(ret_ref, sr->ref, XAPI_REF_LEN + 1);
-    log_info("storage: SR %s (%s) created at %s", sr->uuid, n->type, n->h.path);
+    log_info("storage: SR %s (%s) created at %s", sr->uuid, n->type, n->h.path ? n->h.path : "?");
     return 0;
 }
 

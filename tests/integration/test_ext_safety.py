@@ -34,7 +34,9 @@ class ExtSafetyBase(ExtBase):
 
     def get(self, vdi, fmt="raw"):
         q = urllib.parse.urlencode({"session_id": self.s, "vdi": vdi, "format": fmt})
-        return self.d.http("GET", "/export_raw_vdi?" + q, timeout=60)
+        reply = self.d.http("GET", "/export_raw_vdi?" + q, timeout=60)
+        self.settle(vdi)
+        return reply
 
     def outside_file(self):
         d = tempfile.mkdtemp(prefix="xenapid-outside-")

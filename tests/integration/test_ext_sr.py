@@ -92,7 +92,14 @@ class ExtBase(DaemonTest):
         q = urllib.parse.urlencode({"session_id": self.s, "vdi": vdi, "format": fmt})
         status, _, body = self.d.http("GET", "/export_raw_vdi?" + q, timeout=60)
         self.assertEqual(status, 200, body[:200])
+        self.settle(vdi)
         return body
+
+    def settle(self, vdi):
+        """Waits for a transfer's mark on the VDI to go: the daemon ends it just after the last byte."""
+        deadline = time.monotonic() + 30
+        while self.rec(vdi)["current_operations"] and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def by_uuid(self, sr):
         return {self.rec(v)["uuid"]: self.rec(v) for v in ok(self.x.SR.get_VDIs(self.s, sr))}
