@@ -89,6 +89,8 @@ OPT_IN = {
     "vhd-chain-read-bench": "opt-in: XENAPID_E2E_ONLY=...,vhd-chain-read-bench; benchmark 3, two 256 MiB imports and boots",
     "libvirt-create-benchmark": "opt-in: XENAPID_E2E_ONLY=...,libvirt-create-benchmark; libvirtd's start and three "
                                 "creates add minutes to the CI budget",
+    "nfs-hung-server": "opt-in: XENAPID_E2E_ONLY=login,sr-create,nfs-sr,nfs-hung-server,nfs-cleanup; ~70 s under "
+                       "TCG (the 30 s storage_io_timeout, then ~25 s until the mount answers again)",
 }
 # 80 MiB: the lab's guest kernel (Debian's vmlinux) alone takes 58 MiB of the domain's memory; at 32
 # MiB libxc refused it ("segment kernel too large"). 20 of them need XENLAB_MEM=4096 (see s_boot_storm).
