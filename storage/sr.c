@@ -185,15 +185,17 @@ int storage_sr_create_locked(xapi_server *srv, const char *host_ref, const xapi_
     xapi_obj_set(st, pbd, XAPI_F_PBD_device_config, xapi_value_copy(device_config));
     xapi_obj_set(st, pbd, XAPI_F_PBD_other_config, xapi_value_struct());
     xapi_obj_set_bool(st, pbd, XAPI_F_PBD_currently_attached, false);
-    storage_sr_handle_free(&h);
     rc = plug_pbd(srv, pbd, sr, err);
     if (rc < 0) {
+        storage_sr_handle_free(&h);
         xapi_obj_destroy(st, pbd);
         xapi_obj_destroy(st, sr);
         return rc;
     }
     memcpy(ret_ref, sr->ref, XAPI_REF_LEN + 1);
-    log_info("storage: SR %s (%s) created at %s", sr->uuid, type, storage_map_get(device_config, "location"));
+    /* where the driver put it: a directory, a volume group, an iSCSI target's path */
+    log_info("storage: SR %s (%s) created at %s", sr->uuid, type, h.path);
+    storage_sr_handle_free(&h);
     return 0;
 }
 

@@ -40,6 +40,8 @@ import traceback
 import urllib.parse
 import xmlrpc.client
 
+import steps_iscsi
+
 MiB = 1 << 20
 
 URL = os.environ.get("E2E_URL", "http://127.0.0.1:8080/")
@@ -64,6 +66,8 @@ ONLY = [n for n in os.environ.get("E2E_ONLY", "").split(",") if n]
 OPT_IN = {
     "hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; ~200 s on an idle host, more under load",
     "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI",
+    "lvmoiscsi-sr": "opt-in: XENAPID_E2E_ONLY=...,lvmoiscsi-sr; 133 s in the lab under load (four iSCSI logins, "
+                    "pvcreate/vgcreate)",
 }
 STORM_GUESTS, STORM_CLIENTS, STORM_MIB = 20, 4, 32
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -1878,6 +1882,9 @@ class Suite:
             ("hotplug-nic", self.s_hotplug_nic, False, ["vm-create-from-template", "network-create"]),
             ("vif-hotplug-benchmark", self.s_vif_hotplug_bench, True, ["xl-create-benchmark", "hotplug-nic"]),
             ("lvm-sr-disk", self.s_lvm_sr_disk, True, ["vm-create-from-template"]),
+            ("iscsi-sr-volume", lambda: steps_iscsi.s_iscsi_sr_volume(self), True, ["vm-create-from-template"]),
+            ("lvmoiscsi-sr", lambda: steps_iscsi.s_lvmoiscsi_sr(self), True, ["login"]),
+            ("iscsi-cleanup", lambda: steps_iscsi.s_iscsi_cleanup(self), True, ["login"]),
             ("restart-xenapid", self.s_restart, False, ["vm-create-from-template"]),
             ("foreign-domain-left-alone", self.s_foreign, True, ["restart-xenapid"]),
             ("guest-reboot-behind-xenapid", self.s_reboot_behind, True, ["vm-create-from-template"]),
