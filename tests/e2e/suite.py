@@ -46,6 +46,7 @@ import steps_nfs
 import steps_vhd_chain
 import steps_libvirt
 from steps_hvm import HvmSteps
+import steps_iscsi
 
 MiB = 1 << 20
 
@@ -91,6 +92,8 @@ OPT_IN = {
                                 "creates add minutes to the CI budget",
     "nfs-hung-server": "opt-in: XENAPID_E2E_ONLY=login,sr-create,nfs-sr,nfs-hung-server,nfs-cleanup; ~70 s under "
                        "TCG (the 30 s storage_io_timeout, then ~25 s until the mount answers again)",
+    "lvmoiscsi-sr": "opt-in: XENAPID_E2E_ONLY=...,lvmoiscsi-sr; 133 s in the lab under load (four iSCSI logins, "
+                    "pvcreate/vgcreate)",
 }
 # 80 MiB: the lab's guest kernel (Debian's vmlinux) alone takes 58 MiB of the domain's memory; at 32
 # MiB libxc refused it ("segment kernel too large"). 20 of them need XENLAB_MEM=4096 (see s_boot_storm).
@@ -1844,6 +1847,9 @@ class Suite(HvmSteps):
             ("vhd-chain-reads", lambda: steps_vhd_chain.s_vhd_chain_reads(self), True, ["vhd-clone-write"]),
             ("vhd-restart-sweep", lambda: steps_vhd_chain.s_vhd_restart_sweep(self), True, ["vhd-chain-reads"]),
             ("vhd-chain-read-bench", lambda: steps_vhd_chain.s_vhd_chain_read_bench(self), True, ["vhd-sr-import"]),
+            ("iscsi-sr-volume", lambda: steps_iscsi.s_iscsi_sr_volume(self), True, ["vm-create-from-template"]),
+            ("lvmoiscsi-sr", lambda: steps_iscsi.s_lvmoiscsi_sr(self), True, ["login"]),
+            ("iscsi-cleanup", lambda: steps_iscsi.s_iscsi_cleanup(self), True, ["login"]),
             ("restart-xenapid", self.s_restart, False, ["vm-create-from-template"]),
             ("foreign-domain-left-alone", self.s_foreign, True, ["restart-xenapid"]),
             ("guest-reboot-behind-xenapid", self.s_reboot_behind, True, ["vm-create-from-template"]),
