@@ -34,6 +34,10 @@ GUESTS = {
 OTHER_IP = "10.77.0.12"         # an address A is not allowed to use once locked
 OTHER_MAC = "00:16:3e:e2:e1:2a"  # nor this MAC
 T_CMD = 60                      # a command typed on a guest's console, to its answer
+# From VM.start to the guest's address (~10 s on an idle host; a guest's kernel took 93 s to reach /init
+# with two other labs running), and from VIF.plug to the new NIC's address.
+T_GUEST_UP = 300
+T_NIC_UP = 240
 
 
 class GuestNet:
@@ -142,7 +146,8 @@ class GuestNet:
                 self.make_guest(k)
             starts = {k: self.start_guest(k) for k in GUESTS}
             for k, gd in GUESTS.items():
-                self.wait_console(k, "XENLAB-IP eth0: %s/24" % gd["ip"], "guest %s's eth0 with %s" % (k, gd["ip"]))
+                self.wait_console(k, "XENLAB-IP eth0: %s/24" % gd["ip"], "guest %s's eth0 with %s" % (k, gd["ip"]),
+                                  timeout=T_GUEST_UP)
             self.out("guests up with their addresses %.1f s after the first VM.start (VM.start: %s)"
                      % (m.now() - t0, ", ".join("%s %.1f s" % kv for kv in sorted(starts.items()))))
             ports = self.bridge_ports(self.o["bridge"])
@@ -197,7 +202,7 @@ class GuestNet:
             c("VIF.plug", self.g[k]["vif1"], timeout=m.T_PLUG)
         for k, gd in GUESTS.items():
             self.wait_console(k, "XENLAB-IP eth1: %s/24" % gd["ip1"], "guest %s's hot-plugged eth1 with %s"
-                              % (k, gd["ip1"]), timeout=m.T_PLUG)
+                              % (k, gd["ip1"]), timeout=T_NIC_UP)
         self.out("both guests' eth1 on the VLAN network up %.1f s after the first VIF.plug" % (m.now() - t0))
         ports = self.bridge_ports(vbr)
         for k in GUESTS:
