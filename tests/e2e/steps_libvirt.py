@@ -29,6 +29,7 @@ VIRSH_MAC = "00:16:3e:e2:e0:20"
 URI = "xen:///system"
 T_LIBVIRTD = 180      # libvirtd up with its libxl driver (under TCG, on a loaded host: up to minutes)
 CPU_MODEL_ERROR = "Cannot find suitable CPU model"
+LIBXL_LOG_DIR = "/var/log/libvirt/libxl"   # libvirt's libxl driver: libxl-driver.log, NAME.log
 
 DOMAIN_XML = """<domain type='xen'>
   <name>%(name)s</name>
@@ -119,6 +120,22 @@ class Libvirtd:
             self.proc.kill()
             self.proc.wait(10)
 
+    def libxl_errors(self, n=8):
+        """The error lines of libvirt's libxl driver logs (libxl's own messages: the domain's log and
+        the driver's), copied into the work folder, which the lab keeps (dom0's /var/log is not)."""
+        lines = []
+        for name in ("libxl-driver.log", VIRSH_NAME + ".log"):
+            src = os.path.join(LIBXL_LOG_DIR, name)
+            try:
+                with open(src, errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            with open(os.path.join(self.work, "libvirt-libxl-" + name), "w") as f:
+                f.write(text)
+            lines += [l for l in text.splitlines() if "error" in l.lower()]
+        return lines[-n:] or ["(none found in %s)" % LIBXL_LOG_DIR]
+
     def log_lines(self, pattern, n=6):
         try:
             with open(self.log, errors="replace") as f:
@@ -136,8 +153,10 @@ def _virsh_create_once(suite, h, xml, pattern, n, libvirtd):
     rc, o = h.run(["virsh", "-c", URI, "create", xml], timeout=h.capped(h.T_START), check_rc=False)
     t1 = h.now()
     cpu1 = h.proc_cpu(libvirtd.proc.pid)
-    h.check(rc == 0, "virsh create #%d exited with %d: %s\n      libvirtd's log: %s"
-            % (n, rc, o.strip()[-400:], "\n        ".join(libvirtd.log_lines(r"error"))))
+    if rc != 0:
+        raise h.StepFailed("virsh create #%d exited with %d: %s\n      libxl's errors (libvirt's libxl driver logs, "
+                           "kept in %s): %s" % (n, rc, o.strip()[-400:], libvirtd.work,
+                                                "\n        ".join(libvirtd.libxl_errors())))
     suite.wait_console(["XENLAB-GUEST-UP"], h.T_BOOT, "the libvirt guest's marker", base, get=get)
     t2 = h.now()
     suite.wait_console(need, h.T_BOOT, "the libvirt guest's disk, MAC and READY", base, get=get)
