@@ -158,7 +158,6 @@ def s_iscsi_sr_volume(s):
             "SR.probe's LUNs: %s" % luns)
     m.check(not _sessions(), "the probe left a session: %r" % _sessions())
     s.o["iscsi_scsi_id"] = ids[0]
-    _record(s, ids[0])
 
     t1 = m.now()
     sr = c("SR.create", host, DC, "0", "e2e-iscsi", "", "iscsi", "user", True, {}, timeout=m.T_PLUG)
@@ -188,34 +187,6 @@ def s_iscsi_sr_volume(s):
         c("SR.forget", sr)
     m.out("      target up %.1fs; SR.probe (login, LUNs, logout) %.1fs; SR.create (login, scan) %.1fs; "
           "VBD.plug to the guest's bytes %.1fs" % (t_target, t_probe, t_create, t_seen))
-
-
-def _record(s, scsi_id):
-    """Keeps what the real initiator shows in the run's work folder (tests/golden/iscsi is made from such
-    records): discovery's output, the LUN's VPD page 0x83, and udev's scsi_id for it, which names the
-    LUN as xenapid does (checked)."""
-    m = _m()
-    _, disc = m.run(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", "127.0.0.1:3260"], timeout=60)
-    with open(os.path.join(m.WORK, "iscsi-discovery.txt"), "w") as f:
-        f.write(disc)
-    m.run(["iscsiadm", "-m", "node", "-T", IQN, "-p", "127.0.0.1:3260", "--login"], timeout=60)
-    try:
-        devs = []
-        for _ in range(50):
-            devs = [d for d in os.listdir("/sys/block") if d.startswith("sd")]
-            if devs:
-                break
-            time.sleep(0.2)
-        m.check(len(devs) == 1, "the LUN's disk: %r" % devs)
-        with open("/sys/block/%s/device/vpd_pg83" % devs[0], "rb") as f:
-            page = f.read()
-        with open(os.path.join(m.WORK, "iscsi-vpd_pg83.bin"), "wb") as f:
-            f.write(page)
-        if os.path.exists("/usr/lib/udev/scsi_id"):
-            _, sid = m.run(["/usr/lib/udev/scsi_id", "-g", "-u", "-d", "/dev/" + devs[0]], timeout=30)
-            m.check(sid.strip() == scsi_id, "udev's scsi_id names the LUN %r, xenapid %r" % (sid.strip(), scsi_id))
-    finally:
-        m.run(["iscsiadm", "-m", "node", "-T", IQN, "-p", "127.0.0.1:3260", "--logout"], timeout=60)
 
 
 def _transfer(s, method, vdi, body=None):
