@@ -20,14 +20,13 @@ Functions of the suite object (tests/e2e/suite.py's Suite), so that suite.py
 only lists them.
 """
 
-import http.client
 import os
 import random
 import subprocess
-import sys
 import time
-import urllib.parse
 import xml.dom.minidom
+
+from steps_common import suite_module as _m
 
 MiB = 1 << 20
 IQN = "iqn.2026-12.org.xenapid.e2e:lun1"
@@ -35,14 +34,6 @@ LUN_SIZE = 16 * MiB
 BACKING = "/run/e2e-iscsi-lun1.img"   # tmpfs
 ISCSI_ETC = "/etc/iscsi"              # open-iscsi's node database lives here: a tmpfs over the read-only root
 GUEST_DEV = ("5", "xvdf")             # userdevice, the guest's disk
-
-
-def _m():
-    """The running suite's module (its StepFailed is what the step runner catches)."""
-    m = sys.modules.get("__main__")
-    if m is None or not hasattr(m, "StepFailed"):
-        import suite as m  # noqa: PLC0415 - when imported by something else
-    return m
 
 
 def _mounted(path):
@@ -190,22 +181,7 @@ def s_iscsi_sr_volume(s):
 
 
 def _transfer(s, method, vdi, body=None):
-    m = _m()
-    u = urllib.parse.urlsplit(m.URL)
-    path = "/%s_raw_vdi?session_id=%s&vdi=%s&format=raw" % (
-        "import" if method == "PUT" else "export", urllib.parse.quote(s.api.session), urllib.parse.quote(vdi))
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=m.capped(m.T_CALL))
-    try:
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(body))} if body else {}
-        conn.request(method, path, body, headers)
-        r = conn.getresponse()
-        data = r.read()
-    except (OSError, http.client.HTTPException) as e:
-        raise m.StepFailed("%s %s: %s" % (method, path.split("?")[0], e))
-    finally:
-        conn.close()
-    m.check(r.status == 200, "%s %s: HTTP %d %s" % (method, path.split("?")[0], r.status, data[:200]))
-    return data
+    return s.raw_vdi_transfer(method, vdi, body)[0]
 
 
 def s_lvmoiscsi_sr(s):

@@ -23,12 +23,11 @@ only lists them.
 """
 
 import ctypes
-import http.client
 import os
 import random
-import sys
 import threading
-import urllib.parse
+
+from steps_common import suite_module as _m
 
 MiB = 1 << 20
 SERVER = "127.0.0.1"
@@ -36,14 +35,6 @@ EXPORT = "/run/e2e-nfs-export"   # tmpfs: knfsd cannot export dom0's 9p root
 STATE = "/var/lib/nfs"            # nfs-utils' state (etab, rmtab, sm): tmpfs over the read-only root
 NFSD_THREADS = "4"
 IO_TIMEOUT = 30                   # storage_io_timeout of the daemon (tests/e2e/dom0-suite.sh's config)
-
-
-def _m():
-    """The running suite's module (its StepFailed is what the step runner catches)."""
-    m = sys.modules.get("__main__")
-    if m is None or not hasattr(m, "StepFailed"):
-        import suite as m  # noqa: PLC0415 - when imported by something else
-    return m
 
 
 def _mounted(path):
@@ -86,22 +77,7 @@ def _nfs_server(s):
 
 def _transfer(s, method, vdi, body=None, timeout=None):
     """PUT /import_raw_vdi of body, or GET /export_raw_vdi: the bytes answered."""
-    m = _m()
-    u = urllib.parse.urlsplit(m.URL)
-    path = "/%s_raw_vdi?session_id=%s&vdi=%s&format=raw" % (
-        "import" if method == "PUT" else "export", urllib.parse.quote(s.api.session), urllib.parse.quote(vdi))
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=m.capped(timeout or m.T_CALL))
-    try:
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(body))} if body else {}
-        conn.request(method, path, body, headers)
-        r = conn.getresponse()
-        data = r.read()
-    except (OSError, http.client.HTTPException) as e:
-        raise m.StepFailed("%s %s: %s" % (method, path.split("?")[0], e))
-    finally:
-        conn.close()
-    m.check(r.status == 200, "%s %s: HTTP %d %s" % (method, path.split("?")[0], r.status, data[:200]))
-    return data
+    return s.raw_vdi_transfer(method, vdi, body, timeout)[0]
 
 
 def _new_vdi(s, sr, name, size):

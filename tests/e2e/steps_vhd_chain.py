@@ -26,21 +26,14 @@ import os
 import random
 import re
 import subprocess
-import sys
 import time
 import urllib.parse
+
+from steps_common import suite_module as _m
 
 MiB = 1 << 20
 PEEK = MiB          # the second known offset: inside the VHD's first 2 MiB block, another sector
 BENCH_MIB = 256
-
-
-def _m():
-    """The running suite's module (its StepFailed is what the step runner catches)."""
-    m = sys.modules.get("__main__")
-    if m is None or not hasattr(m, "StepFailed"):
-        import suite as m  # noqa: PLC0415 - when imported by something else
-    return m
 
 
 def _nbd_dir():

@@ -797,22 +797,28 @@ class Suite(HvmSteps):
             check(f.read(len(head)) == head, "VDI file %s lacks the imported bytes" % path)
         return vdi, path
 
-    def import_raw(self, vdi, body, what=""):
-        """PUT /import_raw_vdi of body (bytes) into the VDI; its task must succeed."""
+    def raw_vdi_transfer(self, method, vdi, body=None, timeout=None, what=""):
+        """PUT /import_raw_vdi of body, or GET /export_raw_vdi: the reply's bytes and its task-id header."""
         u = urllib.parse.urlsplit(URL)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=capped(T_CALL))
+        name = "/%s_raw_vdi" % ("import" if method == "PUT" else "export")
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=capped(timeout or T_CALL))
         try:
-            conn.request("PUT", "/import_raw_vdi?session_id=%s&vdi=%s&format=raw"
-                         % (urllib.parse.quote(self.api.session), urllib.parse.quote(vdi)), body,
-                         {"Content-Type": "application/octet-stream", "Content-Length": str(len(body))})
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(body))} if body else {}
+            conn.request(method, "%s?session_id=%s&vdi=%s&format=raw"
+                         % (name, urllib.parse.quote(self.api.session), urllib.parse.quote(vdi)), body, headers)
             r = conn.getresponse()
-            reply = r.read()
+            data = r.read()
             task = r.getheader("task-id")
         except (OSError, http.client.HTTPException) as e:
-            raise StepFailed("PUT /import_raw_vdi%s: %s" % (what, e))
+            raise StepFailed("%s %s%s: %s" % (method, name, what, e))
         finally:
             conn.close()
-        check(r.status == 200, "PUT /import_raw_vdi%s: HTTP %d %s" % (what, r.status, reply[:200]))
+        check(r.status == 200, "%s %s%s: HTTP %d %s" % (method, name, what, r.status, data[:200]))
+        return data, task
+
+    def import_raw(self, vdi, body, what=""):
+        """PUT /import_raw_vdi of body (bytes) into the VDI; its task must succeed."""
+        _, task = self.raw_vdi_transfer("PUT", vdi, body, what=what)
         if task:
             check(self.api.call("task.get_status", task) == "success", "import task %s did not succeed" % task)
 
