@@ -461,7 +461,8 @@ static void set_found(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *i
 bool storage_path_is_vhd(const storage_driver *drv, const char *path) {
     size_t n = path ? strlen(path) : 0;
 
-    return strcmp(drv->format, "vhd") == 0 && !(n > 4 && strcmp(path + n - 4, ".raw") == 0);
+    /* What the file is, not the SR's kind: a VHD directory (ext, nfs, file) holds raw images too. */
+    return drv->vdi_open_vhd && n > 4 && strcmp(path + n - 4, ".vhd") == 0;
 }
 
 void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info) {

@@ -138,7 +138,8 @@ typedef struct storage_driver {
     const char *type;               /* SR.type: "file", "iso" */
     const char *description;
     const char *content_type;       /* default SR.content_type */
-    const char *format;             /* data format of its VDIs for the backend: "raw" */
+    const char *format;             /* data format of its new VDIs: "raw", "vhd" (a VHD directory also holds
+                                     * images of the other: the file tells, storage_path_is_vhd) */
     unsigned caps;                  /* STORAGE_CAP_* */
     bool block;                     /* VDIs are block devices (vdi_path under /dev), not files in a directory */
 

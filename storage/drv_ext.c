@@ -428,6 +428,16 @@ char *storage_vhd_dir_vdi_path(const storage_sr *sr, const char *loc) {
     return ext_image(sr, loc, &raw);
 }
 
+char *storage_vhd_dir_vdi_path_raw(const storage_sr *sr, const char *loc) {
+    char *vhd = ext_path(sr, loc);
+    struct stat st;
+
+    if (!vhd || lstat(vhd, &st) == 0 || errno != ENOENT)
+        return vhd;
+    free(vhd);
+    return raw_path(sr, loc);
+}
+
 static int sync_dir(const storage_sr *sr) {
     int fd = open(sr->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
 
@@ -597,14 +607,19 @@ static bool all_zero(const uint8_t *p, size_t n) {
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+bool storage_vhd_dir_is_image(const char *path) {
+    const char *slash = strrchr(path, '/');
+
+    return slash && vhd_name(slash + 1);
+}
+
 /* The source of a copy: another ext VDI's image (read through its chain), or a raw file. */
 static int open_source(const char *src_path, storage_vhd_file **ret, int *ret_fd, char *err, size_t errlen) {
-    size_t n = strlen(src_path);
     const char *slash = strrchr(src_path, '/');
 
     *ret = NULL;
     *ret_fd = -1;
-    if (n > 4 && strcmp(src_path + n - 4, ".vhd") == 0 && slash && vhd_name(slash + 1)) {
+    if (storage_vhd_dir_is_image(src_path)) {
         storage_sr src = {.path = xapi_strndup(src_path, (size_t)(slash - src_path))};
         char loc[37];
         int rc;

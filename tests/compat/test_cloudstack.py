@@ -465,7 +465,6 @@ class Storage(CloudStackTest):
         self.call("SR.scan", dest)
         return snap_uuid
 
-    @unittest.expectedFailure  # issue 11: a "file" SR does not take the VHD CloudStack's secondary storage holds
     def test_template_copy_from_secondary(self):
         host = self.host()
         remote = self.secondary_dir()
