@@ -227,6 +227,11 @@ extern const storage_driver storage_iscsi_driver;
 extern const storage_driver storage_lvmoiscsi_driver;
 /* "nfs" (storage/drv_nfs.c). */
 extern const storage_driver storage_nfs_driver;
+/* The programs it runs (config nfs_mount, nfs_umount, nfs_showmount): a name looked up on
+ * /usr/sbin:/usr/bin:/sbin:/bin, or a path (a test's stand-in for an NFS server). */
+extern char storage_nfs_mount[1024];
+extern char storage_nfs_umount[1024];
+extern char storage_nfs_showmount[1024];
 /* The time limit in seconds of a driver's external command (mount, umount, showmount, lvm2) and of a
  * driver call's job (storage/io.h): config storage_io_timeout. */
 extern unsigned storage_io_timeout;

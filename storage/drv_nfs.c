@@ -4,8 +4,9 @@
  * ever) at <sr_mount_root>/<sr uuid> while its PBD is plugged; inside, it is
  * a VHD directory exactly as an ext SR (storage/vhd_dir.h). SR.create
  * mounts the export itself there for a moment to make the <sr uuid>
- * directory, as NFSSR does. mount(8), umount(8) and showmount(8) run as
- * argv with the storage_io_timeout time limit (storage/command.c). */
+ * directory, as NFSSR does. mount(8), umount(8) and showmount(8) (config
+ * nfs_mount, nfs_umount, nfs_showmount) run as argv with the
+ * storage_io_timeout time limit (storage/command.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,10 @@
 
 #define NFS_MAX_PATH 1024
 #define NFS_MAX_EXPORTS 256 /* exports listed by a probe */
+
+char storage_nfs_mount[1024] = "mount";
+char storage_nfs_umount[1024] = "umount";
+char storage_nfs_showmount[1024] = "showmount";
 
 /* Characters of a host name, an IPv4 or a bracketed IPv6 address. */
 static bool server_valid(const char *s) {
@@ -105,7 +110,7 @@ static char *export_of(const storage_sr *sr) {
 }
 
 static int nfs_mount(const char *src, const char *at, const char *opts, storage_err *e) {
-    const char *argv[] = {"mount", "-t", "nfs", "-o", opts, src, at, NULL};
+    const char *argv[] = {storage_nfs_mount, "-t", "nfs", "-o", opts, src, at, NULL};
     char out[400], *err = NULL;
     int rc = storage_mkdirs(at);
 
@@ -130,7 +135,7 @@ static int nfs_mount(const char *src, const char *at, const char *opts, storage_
 
 /* Unmounts at (if mounted); a server that does not answer gets a lazy unmount at the time limit. */
 static int nfs_umount(const char *at, storage_err *e) {
-    const char *argv[] = {"umount", at, NULL}, *lazy[] = {"umount", "-l", at, NULL};
+    const char *argv[] = {storage_nfs_umount, at, NULL}, *lazy[] = {storage_nfs_umount, "-l", at, NULL};
     char out[400], *err = NULL;
     int rc;
 
@@ -231,7 +236,7 @@ static void xml_text(FILE *f, const char *s) {
 /* Without serverpath sm fails ConfigServerPathMissing with the server's
  * exports (showmount -e) as its stderr, the third error parameter. */
 static int probe_exports(const char *server, storage_err *e) {
-    const char *argv[] = {"showmount", "--no-headers", "-e", server, NULL};
+    const char *argv[] = {storage_nfs_showmount, "--no-headers", "-e", server, NULL};
     char out[sizeof e->out], *save = NULL, *xml = NULL, *listing = NULL, *err = NULL;
     size_t len = 0, count = 0;
     int rc = storage_run(argv, (int)storage_io_timeout * 1000, &listing, &err);

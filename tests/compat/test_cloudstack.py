@@ -12,9 +12,11 @@ overrides it)."""
 
 import os
 import re
+import shutil
 import socket
 import ssl
 import sys
+import tempfile
 import time
 import unittest
 import urllib.parse
@@ -23,6 +25,7 @@ import xmlrpc.client
 
 from compat import (COMPAT_PLUGINS, NULL_REF, PASSWORD, UUID_RE, CompatTest, XenAPIFailure, check_record,
                     is_ref, wait_for)
+from fake_nfs import FakeNFS
 from harness import CLASSES
 
 sys.path.insert(0, COMPAT_PLUGINS)
@@ -418,6 +421,22 @@ class SetupReady(CloudStackTest):
 
 
 class Storage(CloudStackTest):
+    """Primary storage on a made-up NFS server (tests/integration/fake_nfs.py: the daemon's mount runs a
+    program that bind-mounts the export's local directory) exporting /export/primary."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.nfs = FakeNFS(["/export/primary"])
+        cls.mount_root = tempfile.mkdtemp(prefix="xenapid-compat-sr-mount-")
+        cls.extra_config = cls.nfs.config() + "sr_mount_root = %s\n" % cls.mount_root
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.nfs.close()
+        shutil.rmtree(cls.mount_root, True)
+
     def secondary_dir(self, with_vhd=True):
         remote = os.path.join(self.d.tmp, "secondary-%s" % uuid.uuid4().hex[:8])
         os.mkdir(remote)
@@ -480,7 +499,7 @@ class Storage(CloudStackTest):
         self.assertRegex(snap_uuid, UUID_RE)
 
     def test_template_copy_and_root_volume(self):
-        """The same sequence from a VDI the file SR does hold today, then cloneVolumeFromBaseTemplate."""
+        """The same sequence from a raw VDI made in the file SR, then cloneVolumeFromBaseTemplate."""
         sr = self.file_sr(self.secondary_dir(with_vhd=False))
         src = self.call("VDI.create", sdk_record("VDI", name_label="template", SR=sr, type="user",
                                                  virtual_size=str(4 * MiB)))
@@ -504,7 +523,6 @@ class Storage(CloudStackTest):
         parent = self.call("VDI.get_by_uuid", rec["sm_config"]["vhd-parent"])
         self.assertIs(self.call("VDI.get_managed", parent), False)
 
-    @unittest.expectedFailure  # issue 11: NFS SRs
     def test_nfs_primary_pool(self):
         """CreateStoragePool: SR.create of an nfs SR named by the pool's uuid, content user, shared."""
         pool_uuid = str(uuid.uuid4())
