@@ -33,12 +33,15 @@ def vhd_util(*args):
 
 
 class ExtBase(DaemonTest):
-    """A daemon with its own sr_mount_root, and helpers for ext SRs (also tests/integration/test_ext_safety.py)."""
+    """A daemon with its own sr_mount_root (and more_config), and helpers for ext SRs (also
+    tests/integration/test_ext_safety.py, test_file_sr.py, test_nfs_sr.py)."""
+
+    more_config = ""
 
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="xenapid-sr-mount-")
-        cls.extra_config = "sr_mount_root = %s\n" % cls.root
+        cls.extra_config = "sr_mount_root = %s\n" % cls.root + cls.more_config
         super().setUpClass()
 
     @classmethod
