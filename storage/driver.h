@@ -106,6 +106,8 @@ typedef struct storage_sr {
     char *path;                     /* device_config "location", resolved by the driver */
     char *device;                   /* a block device (ext) or an export (nfs: server:/path/<sr uuid>) the driver mounts at path, or NULL */
     char *options;                  /* mount options (nfs), or NULL */
+    bool nosubdir;                  /* nfs: SR sm_config nosubdir=true, the SR is the export itself (device is
+                                     * server:serverpath) instead of its <sr uuid> directory, as sm's NFSSR */
     xapi_value config;              /* the PBD's device_config, for drivers that need more (iscsi: target, CHAP) */
 } storage_sr;
 
@@ -184,10 +186,11 @@ typedef struct storage_driver {
      * without it answers what sm does for a driver without SR_PROBE. */
     int (*sr_probe)(const xapi_value *device_config, const xapi_value *sm_config, char **ret_xml, storage_err *e);
     /* Optional, instead of sr_config: the SR's place may depend on its uuid
-     * (ext: <mount_root>/<uuid> unless device_config names a path). Fills
-     * ret->path and ret->device (malloc'd). No I/O. */
-    int (*sr_config_at)(const xapi_value *device_config, const char *sr_uuid, const char *mount_root,
-                        storage_sr *ret, storage_err *e);
+     * (ext: <mount_root>/<uuid> unless device_config names a path) and its
+     * sm_config (nfs: nosubdir; NULL: none). Fills ret->path and
+     * ret->device (malloc'd). No I/O. */
+    int (*sr_config_at)(const xapi_value *device_config, const xapi_value *sm_config, const char *sr_uuid,
+                        const char *mount_root, storage_sr *ret, storage_err *e);
     /* Optional: VDI.snapshot/clone as a VHD chain in constant time (no lock
      * held): location's image becomes the hidden parent `base` (a new
      * location), location a new empty leaf over it, and a second leaf over
@@ -237,9 +240,10 @@ extern char storage_nfs_showmount[1024];
 extern unsigned storage_io_timeout;
 /* Where SRs of drivers with sr_config_at live by default (config sr_mount_root). */
 extern char storage_mount_root[1024];
-/* The SR's place from device_config: sr_config_at when the driver has it, else sr_config. */
-int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const char *sr_uuid,
-                      storage_sr *ret, storage_err *e);
+/* The SR's place from device_config (and the SR's sm_config, or NULL): sr_config_at when the driver has
+ * it, else sr_config. */
+int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const xapi_value *sm_config,
+                      const char *sr_uuid, storage_sr *ret, storage_err *e);
 /* NULL-terminated list of every driver. */
 extern const storage_driver *const storage_drivers[];
 

@@ -126,8 +126,8 @@ static int ext_err(storage_err *e, int code, int rc, const char *what, const cha
 
 /* ---- the SR ----------------------------------------------------------------- */
 
-static int ext_config_at(const xapi_value *dc, const char *sr_uuid, const char *mount_root, storage_sr *ret,
-                         storage_err *e) {
+static int ext_config_at(const xapi_value *dc, const xapi_value *sm_config, const char *sr_uuid,
+                         const char *mount_root, storage_sr *ret, storage_err *e) {
     const char *path = dc_get(dc, "path"), *device = dc_get(dc, "device");
     char *p = NULL;
     size_t n;
@@ -160,7 +160,7 @@ static int ext_config_at(const xapi_value *dc, const char *sr_uuid, const char *
 /* The layer calls sr_config_at; without the SR's uuid only a device_config path resolves. */
 static int ext_config(const xapi_value *dc, char **ret_path, storage_err *e) {
     storage_sr h = {0};
-    int rc = ext_config_at(dc, NULL, NULL, &h, e);
+    int rc = ext_config_at(dc, NULL, NULL, NULL, &h, e);
 
     free(h.device);
     if (rc == 0)

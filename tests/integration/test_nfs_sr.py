@@ -3,7 +3,8 @@
 stand-ins that bind-mount local exports): SR.create makes <serverpath>/<sr
 uuid> on the export, PBD.plug mounts it with sm's options under
 sr_mount_root, the SR is a VHD directory as ext, PBD.unplug unmounts it,
-SR.destroy removes the directory; failures of mount come back as sm's
+SR.destroy removes the directory (with sm_config nosubdir=true the SR is the
+export itself); failures of mount come back as sm's
 NFSMount (73) with mount.nfs's message; SR.probe lists the exports or the SRs
 of one. The Xen lab runs the same against a kernel NFS server
 (tests/e2e/steps_nfs.py)."""
@@ -86,6 +87,25 @@ class NfsSrTest(ExtBase):
         ok(self.x.PBD.unplug(self.s, pbd))
         ok(self.x.SR.destroy(self.s, sr))
         self.assertFalse(os.path.exists(here))
+        self.assertEqual(self.nfs.mounts(), [])
+
+    def test_nosubdir_is_the_export_itself(self):
+        """sm_config nosubdir=true (CloudStack's primary storage): the SR's VDIs are the export's files."""
+        export = self.nfs.path(EXPORT)
+        before = set(os.listdir(export))
+        sr = self.create(sm_config={"nosubdir": "true"})
+        self.assertEqual(set(os.listdir(export)), before)
+        mount = [c for c in self.nfs.calls() if c[0] == "mount"][-1]
+        self.assertEqual(mount[5:], ["127.0.0.1:" + EXPORT, self.mounted_at(sr)])
+        vdi = self.new_vdi(sr, 2 * MiB)
+        loc = ok(self.x.VDI.get_location(self.s, vdi))
+        self.assertEqual(set(os.listdir(export)) - before, {loc + ".vhd"})
+        ok(self.x.VDI.destroy(self.s, vdi))
+        for p in ok(self.x.SR.get_PBDs(self.s, sr)):
+            ok(self.x.PBD.unplug(self.s, p))
+        ok(self.x.SR.destroy(self.s, sr))
+        self.assertEqual(set(os.listdir(export)), before)
+        self.assertTrue(os.path.isdir(export))  # the export stays
         self.assertEqual(self.nfs.mounts(), [])
 
     def test_mount_failures_are_nfs_mount_errors(self):
