@@ -523,6 +523,41 @@ class Storage(CloudStackTest):
         parent = self.call("VDI.get_by_uuid", rec["sm_config"]["vhd-parent"])
         self.assertIs(self.call("VDI.get_managed", parent), False)
 
+    def test_snapshot_full_backup_to_secondary(self):
+        """Xenserver625StorageProcessor.backupSnapshot with fullSnapshot: the volume's snapshot on primary
+        storage copied into a file SR over a folder of secondary storage; the backup is <uuid>.vhd there."""
+        vol = self.call("VDI.create", sdk_record("VDI", name_label="ROOT-20", SR=self.primary_sr(), type="user",
+                                                 virtual_size=str(4 * MiB)))
+        snap = self.call("VDI.snapshot", vol, {})
+        self.call("VDI.set_name_label", snap, "ROOT-20_snapshot")
+        snap_uuid = self.call("VDI.get_uuid", snap)
+        remote, folder = self.secondary_dir(with_vhd=False), "snapshots/2/20"
+        host = self.host()
+        local = os.path.join(self.d.tmp, "cloud_mount", str(uuid.uuid3(uuid.NAMESPACE_URL, remote)))
+
+        def mount():
+            result = self.c.async_call("host.call_plugin", host, "cloud-plugin-storage", "mountNfsSecondaryStorage",
+                                       {"localDir": local, "remoteDir": "127.0.0.1:" + remote})
+            self.assertEqual(value_of(result), "true")
+
+        mount()
+        self.assertTrue(self.c.call_plugin(host, "cloud-plugin-storage", "makeDirectory",
+                                           {"path": local + "/" + folder}))
+        mount()  # createFileSr mounts again
+        sr = self.file_sr(local + "/" + folder)
+        backup = value_of(self.c.async_call("VDI.copy", self.call("VDI.get_by_uuid", snap_uuid), sr, "", ""))
+        self.assertTrue(is_ref(backup), backup)
+        backup_uuid = self.call("VDI.get_uuid", backup)
+        self.call("SR.scan", sr)
+        physical = self.assertIntString(self.call("VDI.get_physical_utilisation", backup), "physical_utilisation")
+        self.assertGreater(physical, 0)
+        self.remove_sr(sr)
+        # finalPath = folder/<backup uuid>.vhd, which CloudStack later copies back from
+        self.assertEqual(os.listdir(os.path.join(remote, folder)), [backup_uuid + ".vhd"])
+        with open(os.path.join(remote, folder, backup_uuid + ".vhd"), "rb") as f:
+            f.seek(-512, os.SEEK_END)
+            self.assertEqual(f.read(8), b"conectix")
+
     def test_nfs_primary_pool(self):
         """CreateStoragePool: SR.create of an nfs SR named by the pool's uuid, content user, shared."""
         pool_uuid = str(uuid.uuid4())
