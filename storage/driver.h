@@ -218,6 +218,10 @@ typedef struct storage_driver {
                           storage_err *e);
     int (*vdi_import_raw)(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
                           storage_err *e);
+    /* Optional, drivers whose new VDIs are raw but that hold VHDs too (file): a VHD VDI instead, for
+     * sm_config type=vhd at VDI.create (as sm's FileSR takes it). */
+    int (*vdi_create_vhd)(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
+                          storage_err *e);
 } storage_driver;
 
 const storage_driver *storage_driver_find(const char *type);

@@ -335,6 +335,7 @@ static const storage_driver file_driver = {
     .sr_attach = file_sr_attach,
     .sr_delete = file_sr_delete,
     .vdi_create = storage_vhd_dir_vdi_create_raw,
+    .vdi_create_vhd = storage_vhd_dir_vdi_create,
     .vdi_path = storage_vhd_dir_vdi_path_raw,
     .vdi_import = file_vdi_import,
     .sr_probe = file_sr_probe,

@@ -116,8 +116,10 @@ int storage_sr_probe_io(const storage_driver *drv, const xapi_value *device_conf
  * job they fail at once. */
 int storage_io_vdi_create(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e);
-/* The same for the driver's raw images (vdi_create_raw). */
+/* The same for the driver's raw images (vdi_create_raw) and VHD images (vdi_create_vhd). */
 int storage_io_vdi_create_raw(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
+                              storage_err *e);
+int storage_io_vdi_create_vhd(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                               storage_err *e);
 int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err *e);
 int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,

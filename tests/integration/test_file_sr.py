@@ -3,7 +3,7 @@ CloudStack makes an SR of to reach a template on secondary storage, holding
 <uuid>.vhd images (with their parents) besides the raw <uuid>.raw files
 VDI.create makes there (as earlier versions did, whose stores keep working).
 SR.scan introduces both, a snapshot of a VHD is a chain as on ext, one of a
-raw file a copy."""
+raw file a copy; VDI.create makes a VHD when sm_config type=vhd asks."""
 
 import os
 import sys
@@ -82,6 +82,20 @@ class FileSrTest(ExtBase):
         copy = ok(self.x.VDI.copy(self.s, snap, ext))
         self.assertEqual(self.rec(copy)["sm_config"].get("vdi_type"), "vhd")
         self.assertEqual(self.export(copy), self.export(snap))
+
+    def test_sm_config_type_vhd_makes_a_vhd(self):
+        """VDI.create with sm_config type=vhd, as sm's FileSR takes it: a VHD image, which chains."""
+        sr, d = self.file_sr()
+        vdi = self.new_vdi(sr, 4 * MiB, sm_config={"type": "vhd"})
+        rec = self.rec(vdi)
+        self.assertEqual(os.listdir(d), [rec["location"] + ".vhd"])
+        self.assertEqual(rec["sm_config"].get("vdi_type"), "vhd")
+        self.assertEqual(rec["virtual_size"], str(4 * MiB))
+        self.assertEqual(vhd_util("query", "-n", os.path.join(d, rec["location"] + ".vhd"), "-v"), "4")
+        clone = ok(self.x.VDI.clone(self.s, vdi, {}))
+        self.assertEqual(self.rec(clone)["sm_config"]["vhd-parent"], self.rec(vdi)["sm_config"]["vhd-parent"])
+        raw = self.new_vdi(sr, MiB, sm_config={"type": "raw"})
+        self.assertEqual(self.rec(raw)["sm_config"].get("vdi_type"), "raw")
 
 
 if __name__ == "__main__":
