@@ -422,11 +422,11 @@ class SetupReady(CloudStackTest):
 
 class Storage(CloudStackTest):
     """Primary storage on a made-up NFS server (tests/integration/fake_nfs.py: the daemon's mount runs a
-    program that bind-mounts the export's local directory) exporting /export/primary."""
+    program that bind-mounts the export's local directory) exporting /export/primary and /export/pool2."""
 
     @classmethod
     def setUpClass(cls):
-        cls.nfs = FakeNFS(["/export/primary"])
+        cls.nfs = FakeNFS(["/export/primary", "/export/pool2"])
         cls.mount_root = tempfile.mkdtemp(prefix="xenapid-compat-sr-mount-")
         cls.extra_config = cls.nfs.config() + "sr_mount_root = %s\n" % cls.mount_root
         super().setUpClass()
@@ -570,6 +570,37 @@ class Storage(CloudStackTest):
         self.call("SR.scan", sr)
         self.assertEqual(self.call("SR.get_by_name_label", pool_uuid), [sr])
         self.assertIs(self.call("SR.get_record", sr)["shared"], True)
+
+    def test_nfs_pool_modify_and_sizes(self):
+        """ModifyStoragePool of an NFS pool: SR.get_by_name_label(pool uuid), checkSR (the record, its PBDs,
+        plugged again if not attached), SR.set_sm_config; then the pool's sizes, true to the export."""
+        pool_uuid = str(uuid.uuid4())
+        sr = self.call("SR.create", self.host(), {"server": "127.0.0.1", "serverpath": "/export/pool2"}, "0",
+                       pool_uuid, "2", "nfs", "user", True, {"nosubdir": "true"})
+        self.call("SR.scan", sr)
+        # the export itself is the SR (nosubdir): a volume made there is a file of the export
+        vol = self.call("VDI.create", sdk_record("VDI", name_label="DATA-21", SR=sr, type="user",
+                                                 virtual_size=str(4 * MiB)))
+        self.assertIn(self.call("VDI.get_uuid", vol) + ".vhd", os.listdir(self.nfs.path("/export/pool2")))
+        self.assertEqual(self.call("SR.get_by_name_label", pool_uuid), [sr])
+        rec = self.call("SR.get_record", sr)
+        self.assertEqual((rec["type"], rec["shared"], rec["name_label"]), ("nfs", True, pool_uuid))
+        pbds = self.call("SR.get_PBDs", sr)
+        self.assertEqual(len(pbds), 1)
+        prec = self.call("PBD.get_record", pbds[0])
+        self.assertEqual(prec["host"], self.host())
+        self.assertEqual(prec["device_config"], {"server": "127.0.0.1", "serverpath": "/export/pool2"})
+        self.assertIs(prec["currently_attached"], True)
+        self.call("PBD.unplug", pbds[0])
+        self.call("PBD.plug", pbds[0])
+        self.call("SR.set_sm_config", sr, rec["sm_config"])
+        self.assertEqual(self.call("SR.get_sm_config", sr).get("nosubdir"), "true")
+        size = self.assertIntString(self.call("SR.get_physical_size", sr), "SR.physical_size")
+        used = self.assertIntString(self.call("SR.get_physical_utilisation", sr), "SR.physical_utilisation")
+        fs = os.statvfs(self.nfs.path("/export/pool2"))
+        self.assertEqual(size, fs.f_blocks * fs.f_frsize)
+        self.assertTrue(0 < used <= size, (used, size))
+        self.call("VDI.destroy", vol)
 
     def test_async_failure_is_a_bad_async_result(self):
         with self.assertRaises(XenAPIFailure) as cm:
