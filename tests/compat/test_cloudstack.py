@@ -25,13 +25,14 @@ import xmlrpc.client
 
 from compat import (COMPAT_PLUGINS, NULL_REF, PASSWORD, UUID_RE, CompatTest, XenAPIFailure, check_record,
                     is_ref, wait_for)
-from fake_nfs import FakeNFS
+from fake_nfs import FakeNFS, can_bind_mount
 from harness import CLASSES
 
 sys.path.insert(0, COMPAT_PLUGINS)
 import vhdfile  # noqa: E402
 
 MiB = 1 << 20
+CAN_BIND_MOUNT = can_bind_mount()
 RESOURCE = "com.cloud.hypervisor.xenserver.resource.XenServer650Resource"
 LINK_LOCAL = "cloud_link_local_network"
 HOTFIX_UUID = "0850b186-4d47-11e3-a720-001b2151a503"  # the XS 6.2 SP1 hot-fix CloudStack probes for
@@ -436,6 +437,10 @@ class Storage(CloudStackTest):
         super().tearDownClass()
         cls.nfs.close()
         shutil.rmtree(cls.mount_root, True)
+
+    def setUp(self):
+        if self._testMethodName.startswith("test_nfs_") and not CAN_BIND_MOUNT:
+            self.skipTest("needs root and bind mounts (the made-up NFS server's exports)")
 
     def secondary_dir(self, with_vhd=True):
         remote = os.path.join(self.d.tmp, "secondary-%s" % uuid.uuid4().hex[:8])

@@ -88,7 +88,17 @@ for x in EXPORTS:
 
 
 def can_bind_mount():
-    return os.geteuid() == 0 and os.path.exists("/usr/bin/mount")
+    """Root, and a bind mount works here (not in a container without CAP_SYS_ADMIN)."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/mount"):
+        return False
+    d = tempfile.mkdtemp(prefix="xenapid-can-mount-")
+    try:
+        if subprocess.run(["/usr/bin/mount", "--bind", d, d], capture_output=True).returncode != 0:
+            return False
+        subprocess.run(["/usr/bin/umount", d], capture_output=True)
+        return True
+    finally:
+        os.rmdir(d)
 
 
 class FakeNFS:
