@@ -121,6 +121,9 @@ static char *ext_image(const storage_sr *sr, const char *loc, bool *ret_raw) {
 static int ext_err(storage_err *e, int code, int rc, const char *what, const char *detail) {
     if (rc == -ENOSPC || rc == -EDQUOT)
         return storage_err_set(e, SM_ERR_SR_NO_SPACE, rc, "There is insufficient space", strerror(-rc));
+    /* A raw image larger than the filesystem's files can be. */
+    if (rc == -EFBIG)
+        return storage_err_set(e, SM_ERR_VDI_SIZE, rc, "VDI Invalid size", strerror(-rc));
     return storage_err_set(e, code, rc, what, detail && *detail ? detail : strerror(rc < 0 ? -rc : rc));
 }
 

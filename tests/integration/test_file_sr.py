@@ -5,12 +5,13 @@ VDI.create makes there (as earlier versions did, whose stores keep working).
 SR.scan introduces both, a snapshot of a VHD is a chain as on ext, one of a
 raw file a copy; VDI.create makes a VHD when sm_config type=vhd asks."""
 
+import errno
 import os
 import sys
 import tempfile
 import uuid
 
-from harness import ok
+from harness import fail, ok
 from test_ext_sr import MiB, ExtBase, vhd_util
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "compat", "plugins"))
@@ -96,6 +97,25 @@ class FileSrTest(ExtBase):
         self.assertEqual(self.rec(clone)["sm_config"]["vhd-parent"], self.rec(vdi)["sm_config"]["vhd-parent"])
         raw = self.new_vdi(sr, MiB, sm_config={"type": "raw"})
         self.assertEqual(self.rec(raw)["sm_config"].get("vdi_type"), "raw")
+
+    def test_raw_larger_than_the_filesystem_takes_is_an_invalid_size(self):
+        sr, d = self.file_sr()
+        size = 16 << 40  # the API's largest VDI
+        with tempfile.TemporaryFile(dir=d) as f:
+            try:
+                os.ftruncate(f.fileno(), size)
+                self.skipTest("this filesystem takes a file of 16 TiB")
+            except OSError as e:
+                self.assertEqual(e.errno, errno.EFBIG)
+        rec = {"SR": sr, "virtual_size": str(size), "type": "user", "sharable": False, "read_only": False,
+               "other_config": {}, "name_label": "too big"}
+        err = fail(self.x.VDI.create(self.s, rec))
+        self.assertEqual(err[:2], ["SR_BACKEND_FAILURE_79", ""], err)
+        self.assertTrue(err[2].startswith("VDI Invalid size"), err)
+        self.assertEqual(os.listdir(d), [])
+        vdi = self.new_vdi(sr, MiB)
+        self.assertEqual(fail(self.x.VDI.resize(self.s, vdi, str(size)))[0], "SR_BACKEND_FAILURE_79")
+        self.assertEqual(self.rec(vdi)["virtual_size"], str(MiB))
 
 
 if __name__ == "__main__":
