@@ -208,6 +208,9 @@ static const struct config_key {
     {"sr_mount_root", KEY_PATH, offsetof(agent_config, sr_mount_root), 0, 0, NULL},
     {"iscsiadm", KEY_PATH, offsetof(agent_config, iscsiadm), 0, 0, NULL},
     {"iscsi_sysfs_root", KEY_PATH, offsetof(agent_config, iscsi_sysfs_root), 0, 0, NULL},
+    {"nfs_mount", KEY_PATH, offsetof(agent_config, nfs_mount), 0, 0, NULL},
+    {"nfs_umount", KEY_PATH, offsetof(agent_config, nfs_umount), 0, 0, NULL},
+    {"nfs_showmount", KEY_PATH, offsetof(agent_config, nfs_showmount), 0, 0, NULL},
     {"plugin_pythonpath", KEY_PATH_EMPTY, offsetof(agent_config, plugin_pythonpath), 0, 0, NULL},
     {"plugin_timeout", KEY_INT, offsetof(agent_config, plugin_timeout), 1, 7 * 86400, NULL},
     {"plugin_max_output", KEY_INT, offsetof(agent_config, plugin_max_output), 4096, 1 << 30, NULL},
@@ -516,6 +519,11 @@ static int set_defaults(agent_config *c) {
     c->iscsi_sysfs_root = strdup("/sys");
     if (!c->sr_mount_root || !c->iscsiadm || !c->iscsi_sysfs_root)
         return -ENOMEM;
+    c->nfs_mount = strdup("mount");
+    c->nfs_umount = strdup("umount");
+    c->nfs_showmount = strdup("showmount");
+    if (!c->nfs_mount || !c->nfs_umount || !c->nfs_showmount)
+        return -ENOMEM;
     c->pam_service = strdup("");
     c->pam_default_role = strdup("read-only");
     if (!c->pam_service || !c->pam_default_role)
@@ -660,6 +668,9 @@ void agent_config_free(agent_config *c) {
     free(c->sr_mount_root);
     free(c->iscsiadm);
     free(c->iscsi_sysfs_root);
+    free(c->nfs_mount);
+    free(c->nfs_umount);
+    free(c->nfs_showmount);
     free(c->plugin_pythonpath);
     free(c->pam_service);
     free(c->pam_default_role);

@@ -47,6 +47,9 @@ typedef struct agent_config {
     char *console_log_dir;    /* libxl backend: where xenconsoled logs guests, default "/var/log/xen/console" */
     char *iscsiadm;           /* iscsi SRs: open-iscsi's iscsiadm, default "iscsiadm" (found on /usr/sbin:/usr/bin:/sbin:/bin) */
     char *iscsi_sysfs_root;   /* iscsi SRs: where sessions and LUNs are looked up (<root>/class/iscsi_session), default "/sys" */
+    char *nfs_mount;          /* nfs SRs: mount(8), default "mount" (found on /usr/sbin:/usr/bin:/sbin:/bin) */
+    char *nfs_umount;         /* nfs SRs: umount(8), default "umount" */
+    char *nfs_showmount;      /* nfs SRs: showmount(8) (SR.probe without serverpath), default "showmount" */
     char *guest_console_dir;  /* console.<domid> links to those logs, as xapi keeps them; "auto", "" (off) or a dir */
     char *sr_mount_root;      /* where ext SRs without a "path" live (<root>/<sr uuid>), default "/var/run/sr-mount" */
     char *plugin_dir;         /* host.call_plugin programs, default "/etc/xapi.d/plugins" */

@@ -78,16 +78,17 @@ bool storage_any_set(xapi_server *srv, const xapi_value *refs, int cls_id, int f
 
 char storage_mount_root[1024] = "/var/run/sr-mount";
 
-int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const char *sr_uuid,
-                      storage_sr *ret, storage_err *e) {
+int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const xapi_value *sm_config,
+                      const char *sr_uuid, storage_sr *ret, storage_err *e) {
     int rc;
 
     ret->drv = drv;
     ret->device = NULL;
     ret->options = NULL;
+    ret->nosubdir = false;
     ret->config = (xapi_value){0};
     if (drv->sr_config_at)
-        rc = drv->sr_config_at(device_config, sr_uuid, storage_mount_root, ret, e);
+        rc = drv->sr_config_at(device_config, sm_config, sr_uuid, storage_mount_root, ret, e);
     else
         rc = drv->sr_config(device_config, &ret->path, e);
     if (rc == 0)
@@ -105,7 +106,8 @@ int storage_sr_handle(xapi_server *srv, const xapi_obj *sr, const xapi_obj *pbd,
     (void)srv;
     if (!drv)
         return xapi_fail(err, "SR_UNKNOWN_DRIVER", sr->fields[XAPI_F_SR_type].s, NULL);
-    rc = storage_sr_config(drv, pbd ? &pbd->fields[XAPI_F_PBD_device_config] : &empty, sr->uuid, &h, &e);
+    rc = storage_sr_config(drv, pbd ? &pbd->fields[XAPI_F_PBD_device_config] : &empty,
+                           &sr->fields[XAPI_F_SR_sm_config], sr->uuid, &h, &e);
     xapi_value_free(&empty);
     if (rc < 0)
         return storage_backend_fail(err, &e);
@@ -461,7 +463,8 @@ static void set_found(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *i
 bool storage_path_is_vhd(const storage_driver *drv, const char *path) {
     size_t n = path ? strlen(path) : 0;
 
-    return strcmp(drv->format, "vhd") == 0 && !(n > 4 && strcmp(path + n - 4, ".raw") == 0);
+    /* What the file is, not the SR's kind: a VHD directory (ext, nfs, file) holds raw images too. */
+    return drv->vdi_open_vhd && n > 4 && strcmp(path + n - 4, ".vhd") == 0;
 }
 
 void storage_vdi_set_info(xapi_server *srv, xapi_obj *vdi, const storage_vdi_info *info) {

@@ -106,6 +106,8 @@ typedef struct storage_sr {
     char *path;                     /* device_config "location", resolved by the driver */
     char *device;                   /* a block device (ext) or an export (nfs: server:/path/<sr uuid>) the driver mounts at path, or NULL */
     char *options;                  /* mount options (nfs), or NULL */
+    bool nosubdir;                  /* nfs: SR sm_config nosubdir=true, the SR is the export itself (device is
+                                     * server:serverpath) instead of its <sr uuid> directory, as sm's NFSSR */
     xapi_value config;              /* the PBD's device_config, for drivers that need more (iscsi: target, CHAP) */
 } storage_sr;
 
@@ -138,7 +140,8 @@ typedef struct storage_driver {
     const char *type;               /* SR.type: "file", "iso" */
     const char *description;
     const char *content_type;       /* default SR.content_type */
-    const char *format;             /* data format of its VDIs for the backend: "raw" */
+    const char *format;             /* data format of its new VDIs: "raw", "vhd" (a VHD directory also holds
+                                     * images of the other: the file tells, storage_path_is_vhd) */
     unsigned caps;                  /* STORAGE_CAP_* */
     bool block;                     /* VDIs are block devices (vdi_path under /dev), not files in a directory */
 
@@ -183,10 +186,11 @@ typedef struct storage_driver {
      * without it answers what sm does for a driver without SR_PROBE. */
     int (*sr_probe)(const xapi_value *device_config, const xapi_value *sm_config, char **ret_xml, storage_err *e);
     /* Optional, instead of sr_config: the SR's place may depend on its uuid
-     * (ext: <mount_root>/<uuid> unless device_config names a path). Fills
-     * ret->path and ret->device (malloc'd). No I/O. */
-    int (*sr_config_at)(const xapi_value *device_config, const char *sr_uuid, const char *mount_root,
-                        storage_sr *ret, storage_err *e);
+     * (ext: <mount_root>/<uuid> unless device_config names a path) and its
+     * sm_config (nfs: nosubdir; NULL: none). Fills ret->path and
+     * ret->device (malloc'd). No I/O. */
+    int (*sr_config_at)(const xapi_value *device_config, const xapi_value *sm_config, const char *sr_uuid,
+                        const char *mount_root, storage_sr *ret, storage_err *e);
     /* Optional: VDI.snapshot/clone as a VHD chain in constant time (no lock
      * held): location's image becomes the hidden parent `base` (a new
      * location), location a new empty leaf over it, and a second leaf over
@@ -214,6 +218,10 @@ typedef struct storage_driver {
                           storage_err *e);
     int (*vdi_import_raw)(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
                           storage_err *e);
+    /* Optional, drivers whose new VDIs are raw but that hold VHDs too (file): a VHD VDI instead, for
+     * sm_config type=vhd at VDI.create (as sm's FileSR takes it). */
+    int (*vdi_create_vhd)(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
+                          storage_err *e);
 } storage_driver;
 
 const storage_driver *storage_driver_find(const char *type);
@@ -226,14 +234,20 @@ extern const storage_driver storage_iscsi_driver;
 extern const storage_driver storage_lvmoiscsi_driver;
 /* "nfs" (storage/drv_nfs.c). */
 extern const storage_driver storage_nfs_driver;
+/* The programs it runs (config nfs_mount, nfs_umount, nfs_showmount): a name looked up on
+ * /usr/sbin:/usr/bin:/sbin:/bin, or a path (a test's stand-in for an NFS server). */
+extern char storage_nfs_mount[1024];
+extern char storage_nfs_umount[1024];
+extern char storage_nfs_showmount[1024];
 /* The time limit in seconds of a driver's external command (mount, umount, showmount, lvm2) and of a
  * driver call's job (storage/io.h): config storage_io_timeout. */
 extern unsigned storage_io_timeout;
 /* Where SRs of drivers with sr_config_at live by default (config sr_mount_root). */
 extern char storage_mount_root[1024];
-/* The SR's place from device_config: sr_config_at when the driver has it, else sr_config. */
-int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const char *sr_uuid,
-                      storage_sr *ret, storage_err *e);
+/* The SR's place from device_config (and the SR's sm_config, or NULL): sr_config_at when the driver has
+ * it, else sr_config. */
+int storage_sr_config(const storage_driver *drv, const xapi_value *device_config, const xapi_value *sm_config,
+                      const char *sr_uuid, storage_sr *ret, storage_err *e);
 /* NULL-terminated list of every driver. */
 extern const storage_driver *const storage_drivers[];
 

@@ -121,13 +121,16 @@ static char *ext_image(const storage_sr *sr, const char *loc, bool *ret_raw) {
 static int ext_err(storage_err *e, int code, int rc, const char *what, const char *detail) {
     if (rc == -ENOSPC || rc == -EDQUOT)
         return storage_err_set(e, SM_ERR_SR_NO_SPACE, rc, "There is insufficient space", strerror(-rc));
+    /* A raw image larger than the filesystem's files can be. */
+    if (rc == -EFBIG)
+        return storage_err_set(e, SM_ERR_VDI_SIZE, rc, "VDI Invalid size", strerror(-rc));
     return storage_err_set(e, code, rc, what, detail && *detail ? detail : strerror(rc < 0 ? -rc : rc));
 }
 
 /* ---- the SR ----------------------------------------------------------------- */
 
-static int ext_config_at(const xapi_value *dc, const char *sr_uuid, const char *mount_root, storage_sr *ret,
-                         storage_err *e) {
+static int ext_config_at(const xapi_value *dc, const xapi_value *sm_config, const char *sr_uuid,
+                         const char *mount_root, storage_sr *ret, storage_err *e) {
     const char *path = dc_get(dc, "path"), *device = dc_get(dc, "device");
     char *p = NULL;
     size_t n;
@@ -160,7 +163,7 @@ static int ext_config_at(const xapi_value *dc, const char *sr_uuid, const char *
 /* The layer calls sr_config_at; without the SR's uuid only a device_config path resolves. */
 static int ext_config(const xapi_value *dc, char **ret_path, storage_err *e) {
     storage_sr h = {0};
-    int rc = ext_config_at(dc, NULL, NULL, &h, e);
+    int rc = ext_config_at(dc, NULL, NULL, NULL, &h, e);
 
     free(h.device);
     if (rc == 0)
@@ -170,9 +173,15 @@ static int ext_config(const xapi_value *dc, char **ret_path, storage_err *e) {
 
 bool storage_is_mountpoint(const char *path) {
     char *up = NULL;
+    struct statx stx;
     struct stat a, b;
     bool yes;
 
+    /* The kernel says, where it can: a bind mount of a directory of the same
+     * filesystem (an export of this host, a test's stand-in for one) has its
+     * parent's st_dev. */
+    if (statx(AT_FDCWD, path, AT_NO_AUTOMOUNT, 0, &stx) == 0 && (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+        return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
     if (asprintf(&up, "%s/..", path) < 0)
         xapi_oom();
     yes = stat(path, &a) == 0 && stat(up, &b) == 0 && a.st_dev != b.st_dev;
@@ -428,6 +437,16 @@ char *storage_vhd_dir_vdi_path(const storage_sr *sr, const char *loc) {
     return ext_image(sr, loc, &raw);
 }
 
+char *storage_vhd_dir_vdi_path_raw(const storage_sr *sr, const char *loc) {
+    char *vhd = ext_path(sr, loc);
+    struct stat st;
+
+    if (!vhd || lstat(vhd, &st) == 0 || errno != ENOENT)
+        return vhd;
+    free(vhd);
+    return raw_path(sr, loc);
+}
+
 static int sync_dir(const storage_sr *sr) {
     int fd = open(sr->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
 
@@ -597,14 +616,19 @@ static bool all_zero(const uint8_t *p, size_t n) {
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+bool storage_vhd_dir_is_image(const char *path) {
+    const char *slash = strrchr(path, '/');
+
+    return slash && vhd_name(slash + 1);
+}
+
 /* The source of a copy: another ext VDI's image (read through its chain), or a raw file. */
 static int open_source(const char *src_path, storage_vhd_file **ret, int *ret_fd, char *err, size_t errlen) {
-    size_t n = strlen(src_path);
     const char *slash = strrchr(src_path, '/');
 
     *ret = NULL;
     *ret_fd = -1;
-    if (n > 4 && strcmp(src_path + n - 4, ".vhd") == 0 && slash && vhd_name(slash + 1)) {
+    if (storage_vhd_dir_is_image(src_path)) {
         storage_sr src = {.path = xapi_strndup(src_path, (size_t)(slash - src_path))};
         char loc[37];
         int rc;

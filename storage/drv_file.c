@@ -2,10 +2,14 @@
  * link in it, in a scan or when opening a VDI (storage_open_file): nothing in
  * the directory leads outside it.
  *
- * "file": the directory holds one sparse raw file per VDI, <vdi uuid>.raw
- * (location = the uuid). Creation is ftruncate, clone/copy/snapshot a copy of
- * the file (a reflink where the filesystem can), resize ftruncate (grow only),
- * destroy unlink. Imports are staged as .<location>.part, invisible to scans.
+ * "file": xapi's FileSR, a directory of VDI images (location = the VDI
+ * uuid) handled by the code of ext's VHD directories (storage/vhd_dir.h):
+ * raw files <vdi uuid>.raw, which VDI.create makes (sparse; a clone, copy or
+ * snapshot of one is a copy of the file, a reflink where the filesystem can),
+ * and VHD images <vdi uuid>.vhd with their parents, which SR.scan finds
+ * (CloudStack's templates on secondary storage) and copies of a VHD make;
+ * a snapshot or clone of one is a chain, as on ext. New images are staged
+ * as .<name>.part files, invisible to scans.
  *
  * "iso": a read-only library; every *.iso (or *.img) file in the directory is
  * a VDI whose location is its file name. Nothing is ever written there. */
@@ -23,6 +27,7 @@
 
 #include "agent/log.h"
 #include "storage/driver.h"
+#include "storage/vhd_dir.h"
 
 #define MAX_SR_PATH 1024
 #define MAX_LOCATION 255
@@ -292,12 +297,6 @@ static int file_sr_attach(const storage_sr *sr, storage_err *e) {
     return rc;
 }
 
-static char *file_vdi_path(const storage_sr *sr, const char *location) {
-    if (!plain_name(location))
-        return NULL;
-    return join(sr->path, location, "", ".raw");
-}
-
 static int file_sr_delete(const storage_sr *sr, char *const *locations, size_t n, storage_err *e) {
     int rc = storage_unlink_vdis(sr, locations, n, e);
 
@@ -315,201 +314,30 @@ static int file_sr_delete(const storage_sr *sr, char *const *locations, size_t n
     return 0;
 }
 
-/* <vdi uuid>.raw */
-static bool file_vdi_name(const char *name) {
-    return strlen(name) == 40 && strcmp(name + 36, ".raw") == 0 && is_uuid(name, 36);
-}
-
-static int file_vdi_info(const char *path, const char *name, storage_vdi_info *ret) {
-    char uuid[37];
-
-    memcpy(uuid, name, 36);
-    uuid[36] = '\0';
-    return fill_info(path, uuid, "", false, ret);
-}
-
-static int file_sr_scan(const storage_sr *sr, size_t max, storage_vdi_info **ret, size_t *ret_n, storage_err *e) {
-    return scan_dir(sr, max, file_vdi_name, file_vdi_info, "too many VDIs", ret, ret_n, e);
-}
-
-static int file_vdi_create(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
-                           storage_err *e) {
-    char *p = file_vdi_path(sr, location);
-    int fd, rc = 0;
-
-    if (!p)
-        return storage_err_set(e, SM_ERR_VDI_CREATE, EINVAL, "VDI Creation failed", "invalid location");
-    fd = storage_open_file(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) {
-        rc = storage_err_set(e, fd == -ENOSPC ? SM_ERR_SR_NO_SPACE : SM_ERR_VDI_CREATE, fd,
-                             fd == -ENOSPC ? "There is insufficient space" : "VDI Creation failed", strerror(-fd));
-        free(p);
-        return rc;
-    }
-    if (ftruncate(fd, size) < 0 || fsync(fd) < 0) {
-        rc = storage_err_set(e, errno == EFBIG ? SM_ERR_VDI_SIZE : SM_ERR_VDI_CREATE, errno,
-                             errno == EFBIG ? "VDI Invalid size" : "VDI Creation failed", strerror(errno));
-        close(fd);
-        unlink(p);
-        free(p);
-        return rc;
-    }
-    close(fd);
-    rc = fill_info(p, location, "", false, ret);
-    free(p);
-    return rc < 0 ? storage_err_set(e, SM_ERR_VDI_CREATE, rc, "VDI Creation failed", strerror(-rc)) : 0;
-}
-
-static int file_vdi_delete(const storage_sr *sr, const char *location, storage_err *e) {
-    char *p = file_vdi_path(sr, location);
-    int rc = 0;
-
-    if (p && unlink(p) < 0 && errno != ENOENT)
-        rc = storage_err_set(e, SM_ERR_VDI_DELETE, errno, "Failed to mark VDI hidden", strerror(errno));
-    free(p);
-    return rc;
-}
-
-static int file_vdi_stat(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
-    char *p = file_vdi_path(sr, location);
-    int rc = p ? fill_info(p, location, "", false, ret) : -EINVAL;
-
-    free(p);
-    return rc < 0 ? storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available", strerror(-rc)) : 0;
-}
-
-static int file_vdi_resize(const storage_sr *sr, const char *location, int64_t size, storage_vdi_info *ret,
-                           storage_err *e) {
-    char *p = file_vdi_path(sr, location);
-    struct stat st;
-    int fd = -1, rc = 0;
-
-    fd = p ? storage_open_file(p, O_WRONLY, 0) : -EINVAL;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        rc = fd < 0 ? fd : -errno;
-        rc = storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, rc, "The VDI is not available",
-                             p ? strerror(-rc) : "invalid location");
-        goto out;
-    }
-    if (size < st.st_size) {
-        rc = storage_err_set(e, SM_ERR_VDI_SIZE, EINVAL, "VDI Invalid size", "shrinking not allowed");
-        goto out;
-    }
-    if (size > st.st_size && ftruncate(fd, size) < 0) {
-        rc = storage_err_set(e, errno == EFBIG ? SM_ERR_VDI_SIZE : SM_ERR_VDI_RESIZE, errno,
-                             errno == EFBIG ? "VDI Invalid size" : "VDI resize failed", strerror(errno));
-        goto out;
-    }
-    rc = fill_info(p, location, "", false, ret);
-    if (rc < 0)
-        rc = storage_err_set(e, SM_ERR_VDI_RESIZE, rc, "VDI resize failed", strerror(-rc));
-out:
-    if (fd >= 0)
-        close(fd);
-    free(p);
-    return rc;
-}
-
+/* A copy into the SR keeps the source's format: a VHD (CloudStack's backups
+ * to secondary storage are VHD files there) or raw data (a raw VDI, an LV, a LUN). */
 static int file_vdi_import(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
                            storage_err *e) {
-    char *p;
-    int fd, rc;
-
-    if (!plain_name(location))
-        return storage_err_set(e, SM_ERR_VDI_CLONE, EINVAL, "Failed to clone VDI", "invalid location");
-    p = join(sr->path, location, ".", ".part");
-    /* A fresh file: what is there (a leftover, or a link planted to be overwritten) goes first. */
-    if (unlink(p) < 0 && errno != ENOENT)
-        fd = -errno;
-    else
-        fd = storage_open_file(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) {
-        rc = storage_err_set(e, SM_ERR_VDI_CLONE, fd, "Failed to clone VDI", strerror(-fd));
-        free(p);
-        return rc;
-    }
-    rc = storage_copy_file(src_path, fd, size, false);
-    close(fd);
-    if (rc < 0) {
-        unlink(p);
-        rc = storage_err_set(e, rc == -ENOSPC ? SM_ERR_SR_NO_SPACE : SM_ERR_VDI_CLONE, rc,
-                             rc == -ENOSPC ? "There is insufficient space" : "Failed to clone VDI", strerror(-rc));
-    }
-    free(p);
-    return rc;
+    return (storage_vhd_dir_is_image(src_path) ? storage_vhd_dir_vdi_import : storage_vhd_dir_vdi_import_raw)(
+        sr, location, src_path, size, e);
 }
 
-static int file_vdi_publish(const storage_sr *sr, const char *location, storage_vdi_info *ret, storage_err *e) {
-    char *from = join(sr->path, location, ".", ".part"), *to = file_vdi_path(sr, location);
-    struct stat st;
-    int rc = 0;
-
-    if (!to)
-        rc = storage_err_set(e, SM_ERR_VDI_CLONE, EINVAL, "Failed to clone VDI", "invalid location");
-    else if (lstat(to, &st) == 0)
-        rc = storage_err_set(e, SM_ERR_VDI_CLONE, EEXIST, "Failed to clone VDI", "the VDI already exists");
-    else if (rename(from, to) < 0)
-        rc = storage_err_set(e, SM_ERR_VDI_CLONE, errno, "Failed to clone VDI", strerror(errno));
-    else if ((rc = fill_info(to, location, "", false, ret)) < 0)
-        rc = storage_err_set(e, SM_ERR_VDI_CLONE, rc, "Failed to clone VDI", strerror(-rc));
-    if (rc < 0)
-        unlink(from);
-    free(from);
-    free(to);
-    return rc;
-}
-
-static void file_vdi_discard(const storage_sr *sr, const char *location) {
-    char *p = join(sr->path, location, ".", ".part");
-
-    unlink(p);
-    free(p);
-}
-
-static int file_vdi_write(const storage_sr *sr, const char *location, const char *src_path, int64_t size,
-                          storage_err *e) {
-    char *p = file_vdi_path(sr, location);
-    int fd, rc;
-
-    if (!p)
-        return storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, EINVAL, "The VDI is not available", "invalid location");
-    fd = storage_open_file(p, O_WRONLY, 0);
-    if (fd < 0) {
-        rc = storage_err_set(e, SM_ERR_VDI_UNAVAILABLE, fd, "The VDI is not available", strerror(-fd));
-        free(p);
-        return rc;
-    }
-    rc = storage_copy_file(src_path, fd, size, true);
-    close(fd);
-    free(p);
-    if (rc < 0)
-        return storage_err_set(e, rc == -ENOSPC ? SM_ERR_SR_NO_SPACE : SM_ERR_VDI_CLONE, rc,
-                               rc == -ENOSPC ? "There is insufficient space" : "Failed to clone VDI", strerror(-rc));
-    return 0;
-}
-
+/* sm's FileSR makes VHDs; this one keeps making raw files as earlier versions did (their local SR and its
+ * VDIs stay as they were), and takes the VHDs (with their parents) that are put there or copied in. */
 static const storage_driver file_driver = {
     .type = "file",
-    .description = "Local directory of sparse raw files",
+    .description = "Local directory of raw files and VHD images",
     .content_type = "user",
     .format = "raw",
-    .caps = STORAGE_CAPS_DIRECTORY,
+    STORAGE_VHD_DIR_IMAGE_OPS,
     .sr_config = file_config,
     .sr_create = file_sr_create,
     .sr_attach = file_sr_attach,
     .sr_delete = file_sr_delete,
-    .sr_stat = dir_stat,
-    .sr_scan = file_sr_scan,
-    .sr_cleanup = storage_remove_parts,
-    .vdi_create = file_vdi_create,
-    .vdi_delete = file_vdi_delete,
-    .vdi_resize = file_vdi_resize,
-    .vdi_stat = file_vdi_stat,
-    .vdi_path = file_vdi_path,
+    .vdi_create = storage_vhd_dir_vdi_create_raw,
+    .vdi_create_vhd = storage_vhd_dir_vdi_create,
+    .vdi_path = storage_vhd_dir_vdi_path_raw,
     .vdi_import = file_vdi_import,
-    .vdi_publish = file_vdi_publish,
-    .vdi_discard = file_vdi_discard,
-    .vdi_write = file_vdi_write,
     .sr_probe = file_sr_probe,
 };
 

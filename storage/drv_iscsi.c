@@ -425,8 +425,8 @@ static int sr_conf(const storage_sr *sr, iscsi_conf *ret, storage_err *e) {
 
 /* ---- iscsi ------------------------------------------------------------------------------------ */
 
-static int iscsi_config_at(const xapi_value *dc, const char *sr_uuid, const char *mount_root, storage_sr *ret,
-                           storage_err *e) {
+static int iscsi_config_at(const xapi_value *dc, const xapi_value *sm_config, const char *sr_uuid,
+                           const char *mount_root, storage_sr *ret, storage_err *e) {
     iscsi_conf c;
     int rc;
 
@@ -687,8 +687,8 @@ const storage_driver storage_iscsi_driver = {
 
 static const storage_driver *const lvm = &storage_lvm_driver;
 
-static int lvmoiscsi_config_at(const xapi_value *dc, const char *sr_uuid, const char *mount_root, storage_sr *ret,
-                               storage_err *e) {
+static int lvmoiscsi_config_at(const xapi_value *dc, const xapi_value *sm_config, const char *sr_uuid,
+                               const char *mount_root, storage_sr *ret, storage_err *e) {
     iscsi_conf c;
     int rc;
 

@@ -98,8 +98,8 @@ static const char *vg_name(const storage_sr *sr) {
     return sr->path + 5;
 }
 
-static int lvm_config_at(const xapi_value *dc, const char *sr_uuid, const char *mount_root, storage_sr *ret,
-                         storage_err *e) {
+static int lvm_config_at(const xapi_value *dc, const xapi_value *sm_config, const char *sr_uuid,
+                         const char *mount_root, storage_sr *ret, storage_err *e) {
     char **devs = NULL;
     size_t n = 0;
     int rc;

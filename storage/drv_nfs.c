@@ -4,8 +4,10 @@
  * ever) at <sr_mount_root>/<sr uuid> while its PBD is plugged; inside, it is
  * a VHD directory exactly as an ext SR (storage/vhd_dir.h). SR.create
  * mounts the export itself there for a moment to make the <sr uuid>
- * directory, as NFSSR does. mount(8), umount(8) and showmount(8) run as
- * argv with the storage_io_timeout time limit (storage/command.c). */
+ * directory, as NFSSR does (unless its sm_config says nosubdir=true: then
+ * the SR is the export itself). mount(8), umount(8) and showmount(8) (config
+ * nfs_mount, nfs_umount, nfs_showmount) run as argv with the
+ * storage_io_timeout time limit (storage/command.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,10 @@
 
 #define NFS_MAX_PATH 1024
 #define NFS_MAX_EXPORTS 256 /* exports listed by a probe */
+
+char storage_nfs_mount[1024] = "mount";
+char storage_nfs_umount[1024] = "umount";
+char storage_nfs_showmount[1024] = "showmount";
 
 /* Characters of a host name, an IPv4 or a bracketed IPv6 address. */
 static bool server_valid(const char *s) {
@@ -48,11 +54,11 @@ static bool options_valid(const char *o) {
            strspn(o, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=,._-:/") == n;
 }
 
-static int nfs_config_at(const xapi_value *dc, const char *sr_uuid, const char *mount_root, storage_sr *ret,
-                         storage_err *e) {
+static int nfs_config_at(const xapi_value *dc, const xapi_value *sm_config, const char *sr_uuid,
+                         const char *mount_root, storage_sr *ret, storage_err *e) {
     const char *server = storage_map_get(dc, "server"), *path = storage_map_get(dc, "serverpath");
     const char *vers = storage_map_get(dc, "nfsversion"), *extra = storage_map_get(dc, "options");
-    const char *udp = storage_map_get(dc, "useUDP");
+    const char *udp = storage_map_get(dc, "useUDP"), *nosubdir = storage_map_get(sm_config, "nosubdir");
     char *p = NULL, *dev = NULL, *opts = NULL;
     size_t n;
 
@@ -78,9 +84,11 @@ static int nfs_config_at(const xapi_value *dc, const char *sr_uuid, const char *
     n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
+    ret->nosubdir = nosubdir && strcmp(nosubdir, "true") == 0;
     /* sm's defaults: soft, 20 s timeo (deciseconds), 4 retransmissions, no directory attribute cache. */
     if (asprintf(&p, "%s/%s", mount_root, sr_uuid) < 0 ||
-        asprintf(&dev, "%s:%.*s/%s", server, n == 1 ? 0 : (int)n, path, sr_uuid) < 0 ||
+        (ret->nosubdir ? asprintf(&dev, "%s:%.*s", server, (int)n, path)
+                       : asprintf(&dev, "%s:%.*s/%s", server, n == 1 ? 0 : (int)n, path, sr_uuid)) < 0 ||
         asprintf(&opts, "soft,proto=%s,vers=%s,acdirmin=0,acdirmax=0,timeo=200,retrans=4%s%s",
                  udp && !strcmp(udp, "true") ? "udp" : "tcp", vers && *vers ? vers : "3",
                  extra && *extra ? "," : "", extra && *extra ? extra : "") < 0)
@@ -94,7 +102,11 @@ static int nfs_config_at(const xapi_value *dc, const char *sr_uuid, const char *
 /* The export itself (server:serverpath): the SR's device without its /<sr uuid>. */
 static char *export_of(const storage_sr *sr) {
     size_t n = strlen(sr->device) - 37;
-    char *x = xapi_strndup(sr->device, n);
+    char *x;
+
+    if (sr->nosubdir)
+        return xapi_strdup(sr->device);
+    x = xapi_strndup(sr->device, n);
 
     if (n > 0 && x[n - 1] == ':') {
         free(x);
@@ -105,7 +117,7 @@ static char *export_of(const storage_sr *sr) {
 }
 
 static int nfs_mount(const char *src, const char *at, const char *opts, storage_err *e) {
-    const char *argv[] = {"mount", "-t", "nfs", "-o", opts, src, at, NULL};
+    const char *argv[] = {storage_nfs_mount, "-t", "nfs", "-o", opts, src, at, NULL};
     char out[400], *err = NULL;
     int rc = storage_mkdirs(at);
 
@@ -130,7 +142,7 @@ static int nfs_mount(const char *src, const char *at, const char *opts, storage_
 
 /* Unmounts at (if mounted); a server that does not answer gets a lazy unmount at the time limit. */
 static int nfs_umount(const char *at, storage_err *e) {
-    const char *argv[] = {"umount", at, NULL}, *lazy[] = {"umount", "-l", at, NULL};
+    const char *argv[] = {storage_nfs_umount, at, NULL}, *lazy[] = {storage_nfs_umount, "-l", at, NULL};
     char out[400], *err = NULL;
     int rc;
 
@@ -151,14 +163,12 @@ static int nfs_umount(const char *at, storage_err *e) {
     return 0;
 }
 
-static int nfs_sr_create(const storage_sr *sr, storage_err *e) {
-    char *x = export_of(sr), *dir = NULL;
-    storage_err ignored = {0};
+/* The SR's directory in the export mounted at sr->path: made, or there and empty. */
+static int make_sr_dir(const storage_sr *sr, storage_err *e) {
+    char *dir = NULL;
     struct stat st;
-    int rc = nfs_mount(x, sr->path, sr->options, e);
+    int rc = 0;
 
-    if (rc < 0)
-        goto out;
     if (asprintf(&dir, "%s/%s", sr->path, sr->uuid) < 0)
         xapi_oom();
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
@@ -167,9 +177,20 @@ static int nfs_sr_create(const storage_sr *sr, storage_err *e) {
         rc = storage_err_set(e, SM_ERR_NFS_CREATE, ENOTDIR, "NFS SR creation error", "not a directory");
     else if (rmdir(dir) == 0 ? mkdir(dir, 0755) < 0 : errno == ENOTEMPTY || errno == EEXIST)
         rc = storage_err_set(e, SM_ERR_SR_EXISTS, EEXIST, "The SR already exists", "the directory is not empty");
-    nfs_umount(sr->path, &ignored);
-out:
     free(dir);
+    return rc;
+}
+
+static int nfs_sr_create(const storage_sr *sr, storage_err *e) {
+    char *x = export_of(sr);
+    int rc = nfs_mount(x, sr->path, sr->options, e);
+
+    if (rc == 0) {
+        /* nosubdir: the SR is the export itself, which the mount found (sm checks no more). */
+        if (!sr->nosubdir)
+            rc = make_sr_dir(sr, e);
+        nfs_umount(sr->path, &(storage_err){0});
+    }
     free(x);
     return rc;
 }
@@ -200,9 +221,10 @@ static int nfs_sr_delete(const storage_sr *sr, char *const *locations, size_t n,
         if (nfs_umount(sr->path, rc < 0 ? &(storage_err){0} : e) < 0 && rc == 0)
             rc = -EIO;
     }
-    if (rc == 0)
+    /* nosubdir: the export itself stays, as sm leaves it. */
+    if (rc == 0 && !sr->nosubdir)
         rc = nfs_mount(x, sr->path, sr->options, e);
-    if (rc == 0) {
+    if (rc == 0 && !sr->nosubdir) {
         if (asprintf(&dir, "%s/%s", sr->path, sr->uuid) < 0)
             xapi_oom();
         if (rmdir(dir) < 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
@@ -231,7 +253,7 @@ static void xml_text(FILE *f, const char *s) {
 /* Without serverpath sm fails ConfigServerPathMissing with the server's
  * exports (showmount -e) as its stderr, the third error parameter. */
 static int probe_exports(const char *server, storage_err *e) {
-    const char *argv[] = {"showmount", "--no-headers", "-e", server, NULL};
+    const char *argv[] = {storage_nfs_showmount, "--no-headers", "-e", server, NULL};
     char out[sizeof e->out], *save = NULL, *xml = NULL, *listing = NULL, *err = NULL;
     size_t len = 0, count = 0;
     int rc = storage_run(argv, (int)storage_io_timeout * 1000, &listing, &err);
@@ -283,12 +305,11 @@ static int nfs_sr_probe(const xapi_value *dc, const xapi_value *sm_config, char 
     char *x = NULL;
     int rc;
 
-    (void)sm_config;
     if (server && *server && server_valid(server) && (!path || !*path))
         return probe_exports(server, e);
     /* Any uuid checks device_config as an SR of it would. */
     xapi_uuid_generate(probe_uuid);
-    rc = nfs_config_at(dc, probe_uuid, storage_mount_root, &h, e);
+    rc = nfs_config_at(dc, sm_config, probe_uuid, storage_mount_root, &h, e);
     if (rc < 0)
         return rc;
     free(h.path);

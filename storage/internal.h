@@ -58,9 +58,9 @@ int storage_vdi_check_op(xapi_server *srv, xapi_obj *vdi, const char *op, xapi_v
 void storage_vdi_op_begin(xapi_server *srv, xapi_obj *vdi, const char *opid, const char *op);
 void storage_vdi_op_end(xapi_server *srv, const char *vdi_ref, const char *opid);
 
-/* The VDI whose data is at path (vdi_path) is a VHD: its driver's format,
- * unless it is one of the driver's raw images (<uuid>.raw, vdi_create_raw).
- * Known from the file, not from sm_config, which clients may change. */
+/* The VDI whose data is at path (vdi_path) is a VHD: a <uuid>.vhd image of a
+ * driver that reads VHD chains (its raw images are <uuid>.raw). Known from
+ * the file, not from sm_config, which clients may change. */
 bool storage_path_is_vhd(const storage_driver *drv, const char *path);
 /* A new VDI record in sr with what the driver reports (managed, location, sizes). */
 xapi_obj *storage_vdi_new(xapi_server *srv, xapi_obj *sr, const char *ref, const char *uuid,
@@ -116,8 +116,10 @@ int storage_sr_probe_io(const storage_driver *drv, const xapi_value *device_conf
  * job they fail at once. */
 int storage_io_vdi_create(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e);
-/* The same for the driver's raw images (vdi_create_raw). */
+/* The same for the driver's raw images (vdi_create_raw) and VHD images (vdi_create_vhd). */
 int storage_io_vdi_create_raw(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
+                              storage_err *e);
+int storage_io_vdi_create_vhd(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                               storage_err *e);
 int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err *e);
 int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,

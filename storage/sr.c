@@ -54,7 +54,8 @@ static xapi_obj *sr_at_path(xapi_server *srv, const storage_driver *drv, const c
 
         if (!sr || strcmp(sr->fields[XAPI_F_SR_type].s, drv->type) != 0)
             continue;
-        if (storage_sr_config(drv, &p->fields[XAPI_F_PBD_device_config], sr->uuid, &other, &e) < 0)
+        if (storage_sr_config(drv, &p->fields[XAPI_F_PBD_device_config], &sr->fields[XAPI_F_SR_sm_config], sr->uuid,
+                              &other, &e) < 0)
             continue;
         same = strcmp(other.path, path) == 0;
         storage_sr_handle_free(&other);
@@ -226,8 +227,8 @@ static int sr_exists_fail(xapi_value *err, const char *other_uuid, const char *p
     return storage_backend_fail(err, &e);
 }
 
-static int sr_new_check(xapi_server *srv, const xapi_value *device_config, const char *type_arg, const char *uuid_in,
-                        sr_new *ret, xapi_value *err) {
+static int sr_new_check(xapi_server *srv, const xapi_value *device_config, const xapi_value *sm_config,
+                        const char *type_arg, const char *uuid_in, sr_new *ret, xapi_value *err) {
     storage_err e = {0};
     xapi_obj *other;
 
@@ -240,7 +241,7 @@ static int sr_new_check(xapi_server *srv, const xapi_value *device_config, const
         snprintf(ret->uuid, sizeof ret->uuid, "%s", uuid_in);
     else
         xapi_uuid_generate(ret->uuid);
-    if (storage_sr_config(ret->drv, device_config, ret->uuid, &ret->h, &e) < 0)
+    if (storage_sr_config(ret->drv, device_config, sm_config, ret->uuid, &ret->h, &e) < 0)
         return storage_backend_fail(err, &e);
     snprintf(ret->h.uuid, sizeof ret->h.uuid, "%s", ret->uuid);
     if ((ret->drv->caps & STORAGE_CAP_VDI_CREATE) && (other = sr_at_path(srv, ret->drv, ret->h.path))) {
@@ -295,7 +296,7 @@ int storage_sr_create_locked(xapi_server *srv, const char *host_ref, const xapi_
     sr_new n = {0};
     int rc;
 
-    rc = sr_new_check(srv, device_config, type_arg, uuid_in, &n, err);
+    rc = sr_new_check(srv, device_config, sm_config, type_arg, uuid_in, &n, err);
     if (rc < 0)
         return rc;
     rc = storage_sr_io_run(&n.h, CREATE_STEPS, NULL, 0, "SR.create", &io, &e);
@@ -327,7 +328,7 @@ static int sr_create(xapi_call *c) {
     xapi_store_write_begin(st);
     rc = xapi_lookup(c, storage_cls(XAPI_C_host), c->args[0].s, &host);
     if (rc == 0)
-        rc = sr_new_check(c->srv, &c->args[1], c->args[5].s, NULL, &n, &c->err);
+        rc = sr_new_check(c->srv, &c->args[1], &c->args[8], c->args[5].s, NULL, &n, &c->err);
     if (rc < 0)
         return xapi_finish_ref(c, rc, NULL);
     snprintf(host_ref, sizeof host_ref, "%s", host->ref);

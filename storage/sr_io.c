@@ -134,7 +134,7 @@ int storage_sr_probe_io(const storage_driver *drv, const xapi_value *device_conf
 
 typedef struct vdi_job {
     storage_sr h;
-    enum { VDI_JOB_CREATE, VDI_JOB_CREATE_RAW, VDI_JOB_DELETE, VDI_JOB_RESIZE, VDI_JOB_STAT } kind;
+    enum { VDI_JOB_CREATE, VDI_JOB_CREATE_RAW, VDI_JOB_CREATE_VHD, VDI_JOB_DELETE, VDI_JOB_RESIZE, VDI_JOB_STAT } kind;
     char *location;
     int64_t size;
     storage_vdi_info info;
@@ -158,6 +158,8 @@ static int vdi_job_run(void *ctx, storage_err *e) {
         return drv->vdi_create(&j->h, j->location, j->size, &j->info, e);
     case VDI_JOB_CREATE_RAW:
         return drv->vdi_create_raw(&j->h, j->location, j->size, &j->info, e);
+    case VDI_JOB_CREATE_VHD:
+        return drv->vdi_create_vhd(&j->h, j->location, j->size, &j->info, e);
     case VDI_JOB_DELETE:
         return drv->vdi_delete(&j->h, j->location, e);
     case VDI_JOB_RESIZE:
@@ -196,6 +198,11 @@ int storage_io_vdi_create(const storage_sr *h, const char *location, int64_t siz
 int storage_io_vdi_create_raw(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                               storage_err *e) {
     return run_vdi_job(h, VDI_JOB_CREATE_RAW, "VDI.create", location, size, ret, e);
+}
+
+int storage_io_vdi_create_vhd(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
+                              storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_CREATE_VHD, "VDI.create", location, size, ret, e);
 }
 
 int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err *e) {

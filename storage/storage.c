@@ -94,6 +94,9 @@ int storage_bootstrap(xapi_server *srv) {
     storage_io_timeout = (unsigned)srv->config->storage_io_timeout;
     snprintf(storage_iscsiadm, sizeof storage_iscsiadm, "%s", srv->config->iscsiadm);
     snprintf(storage_iscsi_sysfs_root, sizeof storage_iscsi_sysfs_root, "%s", srv->config->iscsi_sysfs_root);
+    snprintf(storage_nfs_mount, sizeof storage_nfs_mount, "%s", srv->config->nfs_mount);
+    snprintf(storage_nfs_umount, sizeof storage_nfs_umount, "%s", srv->config->nfs_umount);
+    snprintf(storage_nfs_showmount, sizeof storage_nfs_showmount, "%s", srv->config->nfs_showmount);
 
     xapi_store_write_begin(st);
     /* Operations the previous run left in progress ended with it. */

@@ -54,23 +54,32 @@ static xapi_obj *sr_of(xapi_server *srv, const xapi_obj *vdi) {
 
 /* ---- create ---------------------------------------------------------------- */
 
-/* A VDI of a VHD driver made raw: asked for (sm_config type=raw, as sm's
- * FileSR takes it), or a suspend image, which the backends write as plain bytes. */
-static bool want_raw(const storage_driver *drv, const xapi_obj *o) {
-    const char *t = storage_map_get(&o->fields[XAPI_F_VDI_sm_config], "type");
+typedef int (*vdi_create_fn)(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
+                             storage_err *e);
 
-    return drv->vdi_create_raw &&
-           ((t && strcmp(t, "raw") == 0) || strcmp(o->fields[XAPI_F_VDI_type].s, "suspend") == 0);
+/* How a new VDI is made: in its driver's format, or in the other one a
+ * driver holding both takes when asked (sm_config type=raw or vhd, as sm's
+ * FileSR takes it), and raw for a suspend image, which the backends write
+ * as plain bytes. sm_type and vdi_type may be NULL. */
+static vdi_create_fn create_call(const storage_driver *drv, const char *sm_type, const char *vdi_type) {
+    if (drv->vdi_create_raw &&
+        ((sm_type && strcmp(sm_type, "raw") == 0) || (vdi_type && strcmp(vdi_type, "suspend") == 0)))
+        return storage_io_vdi_create_raw;
+    if (drv->vdi_create_vhd && sm_type && strcmp(sm_type, "vhd") == 0)
+        return storage_io_vdi_create_vhd;
+    return storage_io_vdi_create;
 }
 
-/* want_raw for a VDI.create record not made yet (vdi_before_create). */
-static bool want_raw_rec(const storage_driver *drv, const xapi_value *rec) {
-    const xapi_value *sm = xapi_struct_get(rec, "sm_config"), *type = xapi_struct_get(rec, "type"), *t = NULL;
+static vdi_create_fn create_call_obj(const storage_driver *drv, const xapi_obj *o) {
+    return create_call(drv, storage_map_get(&o->fields[XAPI_F_VDI_sm_config], "type"), o->fields[XAPI_F_VDI_type].s);
+}
 
-    if (sm && sm->kind == XAPI_V_STRUCT)
-        t = xapi_struct_get(sm, "type");
-    return drv->vdi_create_raw && ((t && t->kind == XAPI_V_STRING && strcmp(t->s, "raw") == 0) ||
-                                   (type && type->kind == XAPI_V_STRING && strcmp(type->s, "suspend") == 0));
+/* create_call for a VDI.create record not made yet (vdi_before_create). */
+static vdi_create_fn create_call_rec(const storage_driver *drv, const xapi_value *rec) {
+    const xapi_value *type = xapi_struct_get(rec, "type");
+
+    return create_call(drv, storage_map_get(xapi_struct_get(rec, "sm_config"), "type"),
+                       type && type->kind == XAPI_V_STRING ? type->s : NULL);
 }
 
 /* The data of a new VDI record whose fields are set (SR, virtual_size, type...). */
@@ -91,8 +100,7 @@ static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_CREATE, err);
     if (rc == 0)
         rc = size_check(o->fields[XAPI_F_VDI_virtual_size].i, err);
-    if (rc == 0 && (want_raw(h.drv, o) ? storage_io_vdi_create_raw : storage_io_vdi_create)(
-                       &h, o->uuid, o->fields[XAPI_F_VDI_virtual_size].i, &info, &e) < 0)
+    if (rc == 0 && create_call_obj(h.drv, o)(&h, o->uuid, o->fields[XAPI_F_VDI_virtual_size].i, &info, &e) < 0)
         rc = storage_backend_fail(err, &e);
     if (rc == 0) {
         storage_vdi_set_info(srv, o, &info);
@@ -180,8 +188,7 @@ static int vdi_before_create(xapi_call *c, const xapi_value *rec, char uuid[XAPI
     m->h = h;
     snprintf(m->sr_ref, sizeof m->sr_ref, "%s", sr_v->s);
     xapi_uuid_generate(m->location);
-    rc = (want_raw_rec(m->h.drv, rec) ? storage_io_vdi_create_raw : storage_io_vdi_create)(&m->h, m->location, size,
-                                                                                           &m->info, &e);
+    rc = create_call_rec(m->h.drv, rec)(&m->h, m->location, size, &m->info, &e);
     if (rc < 0) {
         vdi_made_free(m);
         return storage_backend_fail(&c->err, &e);

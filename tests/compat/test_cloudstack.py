@@ -12,9 +12,11 @@ overrides it)."""
 
 import os
 import re
+import shutil
 import socket
 import ssl
 import sys
+import tempfile
 import time
 import unittest
 import urllib.parse
@@ -23,12 +25,14 @@ import xmlrpc.client
 
 from compat import (COMPAT_PLUGINS, NULL_REF, PASSWORD, UUID_RE, CompatTest, XenAPIFailure, check_record,
                     is_ref, wait_for)
+from fake_nfs import FakeNFS, can_bind_mount
 from harness import CLASSES
 
 sys.path.insert(0, COMPAT_PLUGINS)
 import vhdfile  # noqa: E402
 
 MiB = 1 << 20
+CAN_BIND_MOUNT = can_bind_mount()
 RESOURCE = "com.cloud.hypervisor.xenserver.resource.XenServer650Resource"
 LINK_LOCAL = "cloud_link_local_network"
 HOTFIX_UUID = "0850b186-4d47-11e3-a720-001b2151a503"  # the XS 6.2 SP1 hot-fix CloudStack probes for
@@ -418,6 +422,26 @@ class SetupReady(CloudStackTest):
 
 
 class Storage(CloudStackTest):
+    """Primary storage on a made-up NFS server (tests/integration/fake_nfs.py: the daemon's mount runs a
+    program that bind-mounts the export's local directory) exporting /export/primary and /export/pool2."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.nfs = FakeNFS(["/export/primary", "/export/pool2"])
+        cls.mount_root = tempfile.mkdtemp(prefix="xenapid-compat-sr-mount-")
+        cls.extra_config = cls.nfs.config() + "sr_mount_root = %s\n" % cls.mount_root
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.nfs.close()
+        shutil.rmtree(cls.mount_root, True)
+
+    def setUp(self):
+        if self._testMethodName.startswith("test_nfs_") and not CAN_BIND_MOUNT:
+            self.skipTest("needs root and bind mounts (the made-up NFS server's exports)")
+
     def secondary_dir(self, with_vhd=True):
         remote = os.path.join(self.d.tmp, "secondary-%s" % uuid.uuid4().hex[:8])
         os.mkdir(remote)
@@ -465,7 +489,6 @@ class Storage(CloudStackTest):
         self.call("SR.scan", dest)
         return snap_uuid
 
-    @unittest.expectedFailure  # issue 11: a "file" SR does not take the VHD CloudStack's secondary storage holds
     def test_template_copy_from_secondary(self):
         host = self.host()
         remote = self.secondary_dir()
@@ -481,7 +504,7 @@ class Storage(CloudStackTest):
         self.assertRegex(snap_uuid, UUID_RE)
 
     def test_template_copy_and_root_volume(self):
-        """The same sequence from a VDI the file SR does hold today, then cloneVolumeFromBaseTemplate."""
+        """The same sequence from a raw VDI made in the file SR, then cloneVolumeFromBaseTemplate."""
         sr = self.file_sr(self.secondary_dir(with_vhd=False))
         src = self.call("VDI.create", sdk_record("VDI", name_label="template", SR=sr, type="user",
                                                  virtual_size=str(4 * MiB)))
@@ -505,7 +528,41 @@ class Storage(CloudStackTest):
         parent = self.call("VDI.get_by_uuid", rec["sm_config"]["vhd-parent"])
         self.assertIs(self.call("VDI.get_managed", parent), False)
 
-    @unittest.expectedFailure  # issue 11: NFS SRs
+    def test_snapshot_full_backup_to_secondary(self):
+        """Xenserver625StorageProcessor.backupSnapshot with fullSnapshot: the volume's snapshot on primary
+        storage copied into a file SR over a folder of secondary storage; the backup is <uuid>.vhd there."""
+        vol = self.call("VDI.create", sdk_record("VDI", name_label="ROOT-20", SR=self.primary_sr(), type="user",
+                                                 virtual_size=str(4 * MiB)))
+        snap = self.call("VDI.snapshot", vol, {})
+        self.call("VDI.set_name_label", snap, "ROOT-20_snapshot")
+        snap_uuid = self.call("VDI.get_uuid", snap)
+        remote, folder = self.secondary_dir(with_vhd=False), "snapshots/2/20"
+        host = self.host()
+        local = os.path.join(self.d.tmp, "cloud_mount", str(uuid.uuid3(uuid.NAMESPACE_URL, remote)))
+
+        def mount():
+            result = self.c.async_call("host.call_plugin", host, "cloud-plugin-storage", "mountNfsSecondaryStorage",
+                                       {"localDir": local, "remoteDir": "127.0.0.1:" + remote})
+            self.assertEqual(value_of(result), "true")
+
+        mount()
+        self.assertTrue(self.c.call_plugin(host, "cloud-plugin-storage", "makeDirectory",
+                                           {"path": local + "/" + folder}))
+        mount()  # createFileSr mounts again
+        sr = self.file_sr(local + "/" + folder)
+        backup = value_of(self.c.async_call("VDI.copy", self.call("VDI.get_by_uuid", snap_uuid), sr, "", ""))
+        self.assertTrue(is_ref(backup), backup)
+        backup_uuid = self.call("VDI.get_uuid", backup)
+        self.call("SR.scan", sr)
+        physical = self.assertIntString(self.call("VDI.get_physical_utilisation", backup), "physical_utilisation")
+        self.assertGreater(physical, 0)
+        self.remove_sr(sr)
+        # finalPath = folder/<backup uuid>.vhd, which CloudStack later copies back from
+        self.assertEqual(os.listdir(os.path.join(remote, folder)), [backup_uuid + ".vhd"])
+        with open(os.path.join(remote, folder, backup_uuid + ".vhd"), "rb") as f:
+            f.seek(-512, os.SEEK_END)
+            self.assertEqual(f.read(8), b"conectix")
+
     def test_nfs_primary_pool(self):
         """CreateStoragePool: SR.create of an nfs SR named by the pool's uuid, content user, shared."""
         pool_uuid = str(uuid.uuid4())
@@ -518,6 +575,37 @@ class Storage(CloudStackTest):
         self.call("SR.scan", sr)
         self.assertEqual(self.call("SR.get_by_name_label", pool_uuid), [sr])
         self.assertIs(self.call("SR.get_record", sr)["shared"], True)
+
+    def test_nfs_pool_modify_and_sizes(self):
+        """ModifyStoragePool of an NFS pool: SR.get_by_name_label(pool uuid), checkSR (the record, its PBDs,
+        plugged again if not attached), SR.set_sm_config; then the pool's sizes, true to the export."""
+        pool_uuid = str(uuid.uuid4())
+        sr = self.call("SR.create", self.host(), {"server": "127.0.0.1", "serverpath": "/export/pool2"}, "0",
+                       pool_uuid, "2", "nfs", "user", True, {"nosubdir": "true"})
+        self.call("SR.scan", sr)
+        # the export itself is the SR (nosubdir): a volume made there is a file of the export
+        vol = self.call("VDI.create", sdk_record("VDI", name_label="DATA-21", SR=sr, type="user",
+                                                 virtual_size=str(4 * MiB)))
+        self.assertIn(self.call("VDI.get_uuid", vol) + ".vhd", os.listdir(self.nfs.path("/export/pool2")))
+        self.assertEqual(self.call("SR.get_by_name_label", pool_uuid), [sr])
+        rec = self.call("SR.get_record", sr)
+        self.assertEqual((rec["type"], rec["shared"], rec["name_label"]), ("nfs", True, pool_uuid))
+        pbds = self.call("SR.get_PBDs", sr)
+        self.assertEqual(len(pbds), 1)
+        prec = self.call("PBD.get_record", pbds[0])
+        self.assertEqual(prec["host"], self.host())
+        self.assertEqual(prec["device_config"], {"server": "127.0.0.1", "serverpath": "/export/pool2"})
+        self.assertIs(prec["currently_attached"], True)
+        self.call("PBD.unplug", pbds[0])
+        self.call("PBD.plug", pbds[0])
+        self.call("SR.set_sm_config", sr, rec["sm_config"])
+        self.assertEqual(self.call("SR.get_sm_config", sr).get("nosubdir"), "true")
+        size = self.assertIntString(self.call("SR.get_physical_size", sr), "SR.physical_size")
+        used = self.assertIntString(self.call("SR.get_physical_utilisation", sr), "SR.physical_utilisation")
+        fs = os.statvfs(self.nfs.path("/export/pool2"))
+        self.assertEqual(size, fs.f_blocks * fs.f_frsize)
+        self.assertTrue(0 < used <= size, (used, size))
+        self.call("VDI.destroy", vol)
 
     def test_async_failure_is_a_bad_async_result(self):
         with self.assertRaises(XenAPIFailure) as cm:

@@ -33,12 +33,15 @@ def vhd_util(*args):
 
 
 class ExtBase(DaemonTest):
-    """A daemon with its own sr_mount_root, and helpers for ext SRs (also tests/integration/test_ext_safety.py)."""
+    """A daemon with its own sr_mount_root (and more_config), and helpers for ext SRs (also
+    tests/integration/test_ext_safety.py, test_file_sr.py, test_nfs_sr.py)."""
+
+    more_config = ""
 
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="xenapid-sr-mount-")
-        cls.extra_config = "sr_mount_root = %s\n" % cls.root
+        cls.extra_config = "sr_mount_root = %s\n" % cls.root + cls.more_config
         super().setUpClass()
 
     @classmethod
@@ -230,11 +233,17 @@ class ExtSrTest(ExtBase):
         self.assertEqual(data[:512], b"D" * 512)
         self.assertEqual(data[512:MiB], b"C" * (MiB - 512))
         self.assertEqual(data[MiB:], bytes(len(data) - MiB))
-        # into a raw SR the VHD's bytes would be taken for the disk: refused
-        file_sr = ok(self.x.SR.create(self.s, self.host(), {"location": tempfile.mkdtemp(dir=self.root)}, "0",
-                                      "raw files", "", "file", "user", False, {}))
+        # into a file SR (whose own VDIs are raw) the copy stays a VHD, one image that reads as the chain did
+        file_dir = tempfile.mkdtemp(dir=self.root)
+        file_sr = ok(self.x.SR.create(self.s, self.host(), {"location": file_dir}, "0", "raw files", "", "file",
+                                      "user", False, {}))
         self.addCleanup(self.destroy_sr, file_sr)
-        self.assertEqual(fail(self.x.VDI.copy(self.s, vdi, file_sr))[0], "SR_OPERATION_NOT_SUPPORTED")
+        there = ok(self.x.VDI.copy(self.s, vdi, file_sr))
+        rec = self.rec(there)
+        self.assertEqual(os.listdir(file_dir), [rec["location"] + ".vhd"])
+        self.assertEqual(rec["sm_config"].get("vdi_type"), "vhd")
+        self.assertNotIn("vhd-parent", rec["sm_config"])
+        self.assertEqual(self.export(there), data)
 
     def test_export_vhd_and_import_vhd(self):
         sr = self.make_sr()

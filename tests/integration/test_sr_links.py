@@ -12,6 +12,7 @@ from test_storage import StorageBase
 MiB = 1 << 20
 SECRET = b"host secret, not a disk\n" * 100
 PLANTED_UUID = "0f1e2d3c-4b5a-4697-8877-665544332211"
+PLANTED_VHD_UUID = "1f1e2d3c-4b5a-4697-8877-665544332211"
 
 
 class LinksBase(StorageBase):
@@ -77,10 +78,12 @@ class LinksBase(StorageBase):
         ok(self.x.VBD.create(self.s, self.vbd_rec(vm, vdi, userdevice="0")))
         self.assertEqual(fail(self.x.VM.start(self.s, vm, False, False))[0], "VDI_MISSING")
 
-        # a scan does not take a link for a VDI
+        # a scan does not take a link for a VDI, raw or VHD
         self.plant(os.path.join(path, PLANTED_UUID + ".raw"))
+        self.plant(os.path.join(path, PLANTED_VHD_UUID + ".vhd"))
         ok(self.x.SR.scan(self.s, sr))
         self.assertEqual(fail(self.x.VDI.get_by_uuid(self.s, PLANTED_UUID))[0], "UUID_INVALID")
+        self.assertEqual(fail(self.x.VDI.get_by_uuid(self.s, PLANTED_VHD_UUID))[0], "UUID_INVALID")
         self.assertNotIn(vdi, ok(self.x.SR.get_VDIs(self.s, sr)))
         self.assertIn(other, ok(self.x.SR.get_VDIs(self.s, sr)))
         self.assert_outside_untouched()
