@@ -46,6 +46,7 @@ typedef struct conn_track {
     int64_t since_ms;    /* monotonic: when the current deadline window started */
     uint64_t window_bytes; /* PHASE_UPLOADING: body bytes since since_ms */
     bool cut;            /* shut down by the reaper or a limit */
+    bool tcp_corked;     /* TLS: MHD may have set TCP_CORK since uncork() last took it off (see there) */
     char peer[INET6_ADDRSTRLEN + 16]; /* address text, or "uid N" on the UNIX socket */
 } conn_track;
 
@@ -583,7 +584,7 @@ static void stream_free(void *cls) {
 }
 
 static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp,
-                                      const char *content_type, bool close_after);
+                                      const char *content_type, bool close_after, bool may_cork);
 
 /* Sends what a streaming handler filled in; rep's body and stream pass to the response. */
 static enum MHD_Result send_http_reply(struct MHD_Connection *conn, xapi_http_reply *rep) {
@@ -609,7 +610,7 @@ static enum MHD_Result send_http_reply(struct MHD_Connection *conn, xapi_http_re
     for (unsigned i = 0; i < rep->nheaders; i++)
         MHD_add_response_header(resp, rep->headers[i].name, rep->headers[i].value);
     return queue_response(conn, rep->status ? rep->status : MHD_HTTP_INTERNAL_SERVER_ERROR, resp,
-                          rep->type ? rep->type : "text/plain; charset=utf-8", rep->close);
+                          rep->type ? rep->type : "text/plain; charset=utf-8", rep->close, true);
 }
 
 typedef struct request_ctx {
@@ -668,14 +669,18 @@ static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status,
         free(data);
         return MHD_NO;
     }
-    return queue_response(conn, status, resp, content_type, close_after);
+    return queue_response(conn, status, resp, content_type, close_after, true);
 }
 
+/* may_cork: MHD may cork the socket to send this response (see uncork()). */
 static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp,
-                                      const char *content_type, bool close_after) {
+                                      const char *content_type, bool close_after, bool may_cork) {
     enum MHD_Result r;
+    conn_track *t;
 
     set_phase(conn, PHASE_RECEIVED); /* an early answer ends the request's deadline too */
+    if (may_cork && thread_conn_tls > 0 && (t = track_of(conn)))
+        t->tcp_corked = true;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers", "X-Requested-With, Content-Type");
@@ -746,36 +751,72 @@ static gnutls_session_t cork(struct MHD_Connection *conn) {
  * ended otherwise) loses the connection: corked data would pile up under the next replies. */
 static void uncork(struct MHD_Connection *conn, gnutls_session_t tls, bool send) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int64_t deadline = xapi_now_ns() / 1000000 + TLS_UNCORK_MS;
+    int64_t deadline = 0; /* set when the first try cannot send it all: the common case needs no clock */
+    conn_track *t = track_of(conn);
     int r = GNUTLS_E_AGAIN;
 
     if (!ci)
         return;
     while (send) {
         struct pollfd p = {.fd = ci->connect_fd, .events = POLLOUT};
-        int64_t left = deadline - xapi_now_ns() / 1000000;
+        int64_t now;
 
         r = gnutls_record_uncork(tls, 0);
-        if (r >= 0 || (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED) || left <= 0)
+        if (r >= 0 || (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED))
             break;
-        (void)poll(&p, 1, (int)left);
+        now = xapi_now_ns() / 1000000;
+        if (!deadline)
+            deadline = now + TLS_UNCORK_MS;
+        else if (now >= deadline)
+            break;
+        (void)poll(&p, 1, (int)(deadline - now));
     }
     if (r < 0) {
         shutdown(ci->connect_fd, SHUT_RDWR);
         return;
     }
-    /* MHD corks the socket itself (TCP_CORK) while it thinks the reply is going out, and took
-     * it off before these bytes were written: without a push they would wait Linux's 200 ms. */
-    (void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_CORK, &(int){0}, sizeof(int));
+    /* MHD corks the socket (TCP_CORK) to send a small buffer response's header, pushes the
+     * body with TCP_NODELAY and leaves the cork on: bytes written after that, these, would
+     * wait Linux's 200 ms without a push. It never corks again once it has (it believes the
+     * socket still corked), so one push per connection is enough, and corked replies
+     * (send_reply: MHD pushes their header and body, never corks) need none of their own. */
+    if (!t || t->tcp_corked) {
+        (void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_CORK, &(int){0}, sizeof(int));
+        if (t)
+            t->tcp_corked = false;
+    }
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, const xapi_buf *reply, const char *content_type) {
+/* A corked reply (see cork()) goes out as a response of known size whose body MHD asks for:
+ * MHD then sends the header and the body each with "push", for which it makes no
+ * setsockopt() calls (for a small buffer response it makes two a reply: TCP_CORK before
+ * the header, TCP_NODELAY after the body), and the session makes one record of them.
+ * Otherwise a buffer response: over plain HTTP, MHD sends its header and body in one
+ * sendmsg(). Both point into the thread's reply buffer (see reply_buffer). */
+static ssize_t reply_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    const xapi_buf *reply = cls;
+
+    if (pos >= reply->len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (max > reply->len - pos)
+        max = reply->len - (size_t)pos;
+    memcpy(buf, reply->data + pos, max);
+    return (ssize_t)max;
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, const xapi_buf *reply, const char *content_type,
+                                  bool corked) {
     struct MHD_Response *resp;
 
-    resp = MHD_create_response_from_buffer(reply->len, reply->data ? reply->data : (char *)"", MHD_RESPMEM_PERSISTENT);
+    if (corked)
+        resp = MHD_create_response_from_callback(reply->len, reply->len ? reply->len : 1, reply_read, (void *)reply,
+                                                 NULL);
+    else
+        resp = MHD_create_response_from_buffer(reply->len, reply->data ? reply->data : (char *)"",
+                                               MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
-    return queue_response(conn, MHD_HTTP_OK, resp, content_type, false);
+    return queue_response(conn, MHD_HTTP_OK, resp, content_type, false, !corked);
 }
 
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *text, bool close_after) {
@@ -893,7 +934,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     xapi_request_free(&req);
     if (thread_conn_tls > 0 && reply->len <= TLS_CORK_MAX)
         ctx->corked = cork(conn);
-    return send_reply(conn, reply, ctx->ep == EP_JSONRPC ? "application/json" : "text/xml");
+    return send_reply(conn, reply, ctx->ep == EP_JSONRPC ? "application/json" : "text/xml", ctx->corked != NULL);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {

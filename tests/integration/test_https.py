@@ -89,7 +89,9 @@ LOGIN = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "session.login_with_pas
                     "params": ["root", PASSWORD, "1.0", "curl"]})
 
 
-class TestHTTPS(unittest.TestCase):
+class WithTLSDaemon(unittest.TestCase):
+    """A daemon with the default TLS set-up for the class's tests."""
+
     @classmethod
     def setUpClass(cls):
         cls.d = tls_daemon().start()
@@ -97,6 +99,9 @@ class TestHTTPS(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.d.cleanup()
+
+
+class TestHTTPS(WithTLSDaemon):
 
     def test_generated_certificate(self):
         d = self.d
@@ -195,6 +200,110 @@ class TestHTTPS(unittest.TestCase):
         self.assertEqual(ok(xp.task.get_status(sp, task)), "success")
         con, loc = location(vm)
         self.assertEqual(loc, "https://127.0.0.1:%d/console?ref=%s" % (d.tls_port, con))
+
+
+def jsonrpc_request(method, params, id=1):
+    body = json.dumps({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).encode()
+    return b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body), body)
+
+
+def read_responses(sk, n):
+    """n HTTP responses (status, headers, body) read off a keep-alive connection."""
+    data, out = b"", []
+    while len(out) < n:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            lines = data[:head_end].decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+            end = head_end + 4 + int(headers["content-length"])
+            if len(data) >= end:
+                out.append((int(lines[0].split()[1]), headers, data[head_end + 4:end]))
+                data = data[end:]
+                continue
+        chunk = sk.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed after %d of %d responses" % (len(out), n))
+        data += chunk
+    assert data == b"", data
+    return out
+
+
+class TestHTTPSKeepAlive(WithTLSDaemon):
+    """One TLS connection carrying many requests: small and big RPC replies in a row (small
+    ones go out as one corked record, big ones as MHD sends them), requests pipelined into one
+    TLS record, and a request cut into one record per byte."""
+
+    def connect(self):
+        ctx = ssl._create_unverified_context()
+        return ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.d.tls_port), timeout=20))
+
+    def login(self, sk, id=1):
+        sk.sendall(jsonrpc_request("session.login_with_password", ["root", PASSWORD, "1.0", "keepalive"], id))
+        (status, _, body), = read_responses(sk, 1)
+        self.assertEqual(status, 200)
+        return json.loads(body)["result"]
+
+    def test_replies_of_every_kind_in_a_row(self):
+        c = http.client.HTTPSConnection("127.0.0.1", self.d.tls_port, timeout=20,
+                                        context=ssl._create_unverified_context())
+
+        def call(method, path, body=None, headers=None, last=False):
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            self.assertEqual(r.will_close, last, (method, path))
+            return r.status, data
+
+        def rpc(method, *params):
+            status, data = call("POST", "/jsonrpc", json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                                                                "params": list(params)}),
+                                {"Content-Type": "application/json"})
+            self.assertEqual(status, 200)
+            return json.loads(data)["result"]
+
+        s = rpc("session.login_with_password", "root", PASSWORD, "1.0", "keepalive")
+        host = rpc("host.get_all", s)[0]
+        for i in range(3):
+            names = [rpc("VM.get_name_label", s, vm) for vm in rpc("VM.get_all", s)[:5]]
+            self.assertTrue(all(isinstance(n, str) for n in names))
+            # a reply too big to cork, then small ones again
+            status, data = call("POST", "/", xmlrpc.client.dumps((s,), "VM.get_all_records"),
+                                {"Content-Type": "text/xml"})
+            self.assertEqual(status, 200)
+            self.assertGreater(len(data), 12 * 1024)
+            self.assertEqual(len(xmlrpc.client.loads(data)[0][0]["Value"]), len(rpc("VM.get_all", s)))
+            self.assertEqual(rpc("host.get_name_label", s, host), rpc("host.get_record", s, host)["name_label"])
+            status, data = call("POST", "/", xmlrpc.client.dumps((s, host), "host.get_name_label"),
+                                {"Content-Type": "text/xml"})
+            self.assertEqual(xmlrpc.client.loads(data)[0][0]["Value"], rpc("host.get_name_label", s, host))
+        # a small fixed reply (MHD corks the socket for it), which ends the connection
+        self.assertEqual(call("OPTIONS", "/", last=True)[0], 200)
+        c.close()
+
+    def test_pipelined_requests_in_one_record(self):
+        with self.connect() as sk:
+            s = self.login(sk)
+            reqs = [jsonrpc_request("host.get_all", [s], 10 + i) for i in range(3)]
+            reqs.append(jsonrpc_request("session.get_this_host", [s, s], 13))
+            sk.sendall(b"".join(reqs))  # one write: one TLS record
+            replies = read_responses(sk, 4)
+            host = json.loads(replies[3][2])["result"]
+            for i, (status, _, body) in enumerate(replies[:3]):
+                self.assertEqual(status, 200)
+                self.assertEqual(json.loads(body), {"jsonrpc": "2.0", "id": 10 + i, "result": [host]})
+            self.assertEqual(json.loads(replies[3][2])["id"], 13)
+
+    def test_request_cut_into_a_record_per_byte(self):
+        with self.connect() as sk:
+            s = self.login(sk)
+            for id in (20, 21):
+                for b in jsonrpc_request("session.get_this_host", [s, s], id):
+                    sk.sendall(bytes([b]))  # every write of an SSL socket is a record of its own
+                (status, _, body), = read_responses(sk, 1)
+                self.assertEqual(status, 200)
+                self.assertTrue(json.loads(body)["result"].startswith("OpaqueRef:"))
+                self.assertEqual(json.loads(body)["id"], id)
 
 
 class TestCloudStackConnectOverHTTPS(unittest.TestCase):
