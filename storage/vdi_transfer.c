@@ -25,7 +25,9 @@
 #include "xapi/task.h"
 
 #define STAGE_SIZE (256 * 1024) /* import bytes gathered before they are written */
+#define DIRECT_MIN (64 * 1024)  /* a piece this long is written from where it arrived, not gathered */
 #define GRAIN 4096              /* zero runs this aligned and long become holes */
+#define PROGRESS_NS 200000000   /* at most one progress update per 200 ms: each is a commit */
 
 static const xapi_class *task_cls(void) {
     return storage_cls(XAPI_C_task);
@@ -74,6 +76,7 @@ typedef struct transfer {
     uint64_t expected;  /* import: Content-Length (0: unknown); export: bytes of the reply */
     uint64_t done;      /* bytes received / produced */
     int pct;            /* progress last reported */
+    int64_t pct_ns;     /* when (xapi_now_ns) */
     xapi_value err;     /* the first failure */
     writer w;
     storage_vhd_decoder *dec;
@@ -136,6 +139,8 @@ static int vhd_zero(storage_vhd_file *vf, uint64_t off, uint64_t end) {
 
     for (; off < end && rc == 0; off += STAGE_SIZE) {
         size_t k = end - off < STAGE_SIZE ? (size_t)(end - off) : STAGE_SIZE;
+        if (storage_vhd_file_unallocated(vf, off, k))
+            continue; /* zeros already, known without reading them */
         rc = storage_vhd_file_read(vf, off, buf, k);
         if (rc == 0 && !all_zero(buf, k)) {
             memset(buf, 0, k);
@@ -177,18 +182,19 @@ static int hole_add(writer *w, uint64_t off, uint64_t len) {
     return rc;
 }
 
-/* Writes the gathered bytes: GRAIN pieces of zeros become holes, the rest is written in runs. */
-static int stage_flush(writer *w) {
-    uint64_t off = w->stage_off, end = w->stage_off + w->stage_len, run = off;
+/* Writes len bytes of the disk at off from buf: GRAIN pieces of zeros become holes, the
+ * rest is written in runs. */
+static int put_run(writer *w, const char *buf, uint64_t off, size_t len) {
+    uint64_t start = off, end = off + len, run = off;
     int rc = 0;
 
     while (off < end && rc == 0) {
         uint64_t next = (off / GRAIN + 1) * GRAIN < end ? (off / GRAIN + 1) * GRAIN : end;
-        const char *p = w->stage + (off - w->stage_off);
+        const char *p = buf + (off - start);
 
         if ((next - off == GRAIN || next == w->limit) && all_zero(p, (size_t)(next - off))) {
             if (run < off)
-                rc = writer_pwrite(w, w->stage + (run - w->stage_off), (size_t)(off - run), run);
+                rc = writer_pwrite(w, buf + (run - start), (size_t)(off - run), run);
             if (rc == 0)
                 rc = hole_add(w, off, next - off);
             run = next;
@@ -196,9 +202,15 @@ static int stage_flush(writer *w) {
         off = next;
     }
     if (rc == 0 && run < end)
-        rc = writer_pwrite(w, w->stage + (run - w->stage_off), (size_t)(end - run), run);
-    w->stage_len = 0;
+        rc = writer_pwrite(w, buf + (run - start), (size_t)(end - run), run);
     return rc;
+}
+
+static int stage_flush(writer *w) {
+    size_t n = w->stage_len;
+
+    w->stage_len = 0;
+    return put_run(w, w->stage, w->stage_off, n);
 }
 
 /* len bytes of the disk at off (data NULL: zeros). -EFBIG past the VDI's size (see strict). */
@@ -213,15 +225,29 @@ static int writer_put(writer *w, uint64_t off, const char *data, size_t len) {
     }
     if (!data)
         return len ? hole_add(w, off, len) : 0;
+    /* Small pieces are gathered into the stage; a long one is written from where it is, up to
+     * its last GRAIN edge (the stage takes what comes before its first one and after its
+     * last, so that holes still fall on the same GRAINs). */
     while (len > 0 && rc == 0) {
-        size_t k;
-        if (w->stage_len && (off != w->stage_off + w->stage_len || w->stage_len == STAGE_SIZE))
+        size_t k, to_grain = (size_t)((GRAIN - off % GRAIN) % GRAIN);
+        if (w->stage_len && (off != w->stage_off + w->stage_len || w->stage_len == STAGE_SIZE ||
+                             (to_grain == 0 && len >= DIRECT_MIN)))
             rc = stage_flush(w);
         if (rc < 0)
             break;
+        if (!w->stage_len && to_grain == 0 && len >= DIRECT_MIN) {
+            k = off + len == w->limit ? len : len / GRAIN * GRAIN;
+            rc = put_run(w, data, off, k);
+            data += k;
+            off += k;
+            len -= k;
+            continue;
+        }
         if (!w->stage_len)
             w->stage_off = off;
         k = STAGE_SIZE - w->stage_len < len ? STAGE_SIZE - w->stage_len : len;
+        if (to_grain && len - to_grain >= DIRECT_MIN && to_grain < k)
+            k = to_grain; /* up to the GRAIN edge: the rest goes direct */
         memcpy(w->stage + w->stage_len, data, k);
         w->stage_len += k;
         data += k;
@@ -273,9 +299,10 @@ static void progress(transfer *t) {
     if (!t->expected)
         return;
     pct = (int)(t->done * 100 / t->expected);
-    if (pct <= t->pct || pct >= 100)
+    if (pct <= t->pct || pct >= 100 || xapi_now_ns() - t->pct_ns < PROGRESS_NS)
         return;
     t->pct = pct;
+    t->pct_ns = xapi_now_ns();
     xapi_store_write_begin(st);
     o = xapi_store_get_class(st, task_cls(), t->task);
     if (o)
@@ -638,6 +665,10 @@ static int range_has_data(transfer *t, uint64_t off, uint64_t len, char *buf, si
     uint64_t end = off + len;
     int rc;
 
+    if (t->vf && storage_vhd_file_unallocated(t->vf, off, len)) {
+        *ret = false; /* no block in the chain: zeros, known from the BATs */
+        return 0;
+    }
     if (!t->vf && data < 0 && errno == ENXIO) { /* (through a chain, errno is not lseek's) */
         *ret = false; /* only holes from here */
         return 0;
@@ -721,6 +752,11 @@ static void export_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep)
 
     if (transfer_open(srv, r, false, &t, rep) < 0)
         return;
+    /* Read front to back: a larger readahead for a disk not in the page cache. */
+    if (t->fd >= 0)
+        posix_fadvise(t->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (storage_vhd_file *f = t->vf; f; f = f->parent)
+        posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     rc = t->vhd ? export_layout(t) : 0;
     if (rc < 0) {
         char msg[160];
