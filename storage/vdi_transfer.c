@@ -25,7 +25,6 @@
 #include "xapi/task.h"
 
 #define STAGE_SIZE (256 * 1024) /* import bytes gathered before they are written */
-#define DIRECT_MIN (64 * 1024)  /* a piece this long is written from where it arrived, not gathered */
 #define GRAIN 4096              /* zero runs this aligned and long become holes */
 #define PROGRESS_NS 200000000   /* at most one progress update per 200 ms: each is a commit */
 
@@ -182,19 +181,18 @@ static int hole_add(writer *w, uint64_t off, uint64_t len) {
     return rc;
 }
 
-/* Writes len bytes of the disk at off from buf: GRAIN pieces of zeros become holes, the
- * rest is written in runs. */
-static int put_run(writer *w, const char *buf, uint64_t off, size_t len) {
-    uint64_t start = off, end = off + len, run = off;
+/* Writes the gathered bytes: GRAIN pieces of zeros become holes, the rest is written in runs. */
+static int stage_flush(writer *w) {
+    uint64_t off = w->stage_off, end = w->stage_off + w->stage_len, run = off;
     int rc = 0;
 
     while (off < end && rc == 0) {
         uint64_t next = (off / GRAIN + 1) * GRAIN < end ? (off / GRAIN + 1) * GRAIN : end;
-        const char *p = buf + (off - start);
+        const char *p = w->stage + (off - w->stage_off);
 
         if ((next - off == GRAIN || next == w->limit) && all_zero(p, (size_t)(next - off))) {
             if (run < off)
-                rc = writer_pwrite(w, buf + (run - start), (size_t)(off - run), run);
+                rc = writer_pwrite(w, w->stage + (run - w->stage_off), (size_t)(off - run), run);
             if (rc == 0)
                 rc = hole_add(w, off, next - off);
             run = next;
@@ -202,15 +200,9 @@ static int put_run(writer *w, const char *buf, uint64_t off, size_t len) {
         off = next;
     }
     if (rc == 0 && run < end)
-        rc = writer_pwrite(w, buf + (run - start), (size_t)(end - run), run);
-    return rc;
-}
-
-static int stage_flush(writer *w) {
-    size_t n = w->stage_len;
-
+        rc = writer_pwrite(w, w->stage + (run - w->stage_off), (size_t)(end - run), run);
     w->stage_len = 0;
-    return put_run(w, w->stage, w->stage_off, n);
+    return rc;
 }
 
 /* len bytes of the disk at off (data NULL: zeros). -EFBIG past the VDI's size (see strict). */
@@ -225,29 +217,15 @@ static int writer_put(writer *w, uint64_t off, const char *data, size_t len) {
     }
     if (!data)
         return len ? hole_add(w, off, len) : 0;
-    /* Small pieces are gathered into the stage; a long one is written from where it is, up to
-     * its last GRAIN edge (the stage takes what comes before its first one and after its
-     * last, so that holes still fall on the same GRAINs). */
     while (len > 0 && rc == 0) {
-        size_t k, to_grain = (size_t)((GRAIN - off % GRAIN) % GRAIN);
-        if (w->stage_len && (off != w->stage_off + w->stage_len || w->stage_len == STAGE_SIZE ||
-                             (to_grain == 0 && len >= DIRECT_MIN)))
+        size_t k;
+        if (w->stage_len && (off != w->stage_off + w->stage_len || w->stage_len == STAGE_SIZE))
             rc = stage_flush(w);
         if (rc < 0)
             break;
-        if (!w->stage_len && to_grain == 0 && len >= DIRECT_MIN) {
-            k = off + len == w->limit ? len : len / GRAIN * GRAIN;
-            rc = put_run(w, data, off, k);
-            data += k;
-            off += k;
-            len -= k;
-            continue;
-        }
         if (!w->stage_len)
             w->stage_off = off;
         k = STAGE_SIZE - w->stage_len < len ? STAGE_SIZE - w->stage_len : len;
-        if (to_grain && len - to_grain >= DIRECT_MIN && to_grain < k)
-            k = to_grain; /* up to the GRAIN edge: the rest goes direct */
         memcpy(w->stage + w->stage_len, data, k);
         w->stage_len += k;
         data += k;
