@@ -26,6 +26,7 @@
 
 #define STAGE_SIZE (256 * 1024) /* import bytes gathered before they are written */
 #define GRAIN 4096              /* zero runs this aligned and long become holes */
+#define PROGRESS_NS 200000000   /* at most one progress update per 200 ms: each is a commit */
 
 static const xapi_class *task_cls(void) {
     return storage_cls(XAPI_C_task);
@@ -74,6 +75,7 @@ typedef struct transfer {
     uint64_t expected;  /* import: Content-Length (0: unknown); export: bytes of the reply */
     uint64_t done;      /* bytes received / produced */
     int pct;            /* progress last reported */
+    int64_t pct_ns;     /* when (xapi_now_ns) */
     xapi_value err;     /* the first failure */
     writer w;
     storage_vhd_decoder *dec;
@@ -136,6 +138,8 @@ static int vhd_zero(storage_vhd_file *vf, uint64_t off, uint64_t end) {
 
     for (; off < end && rc == 0; off += STAGE_SIZE) {
         size_t k = end - off < STAGE_SIZE ? (size_t)(end - off) : STAGE_SIZE;
+        if (storage_vhd_file_unallocated(vf, off, k))
+            continue; /* zeros already, known without reading them */
         rc = storage_vhd_file_read(vf, off, buf, k);
         if (rc == 0 && !all_zero(buf, k)) {
             memset(buf, 0, k);
@@ -273,9 +277,10 @@ static void progress(transfer *t) {
     if (!t->expected)
         return;
     pct = (int)(t->done * 100 / t->expected);
-    if (pct <= t->pct || pct >= 100)
+    if (pct <= t->pct || pct >= 100 || xapi_now_ns() - t->pct_ns < PROGRESS_NS)
         return;
     t->pct = pct;
+    t->pct_ns = xapi_now_ns();
     xapi_store_write_begin(st);
     o = xapi_store_get_class(st, task_cls(), t->task);
     if (o)
@@ -638,6 +643,10 @@ static int range_has_data(transfer *t, uint64_t off, uint64_t len, char *buf, si
     uint64_t end = off + len;
     int rc;
 
+    if (t->vf && storage_vhd_file_unallocated(t->vf, off, len)) {
+        *ret = false; /* no block in the chain: zeros, known from the BATs */
+        return 0;
+    }
     if (!t->vf && data < 0 && errno == ENXIO) { /* (through a chain, errno is not lseek's) */
         *ret = false; /* only holes from here */
         return 0;
@@ -721,6 +730,11 @@ static void export_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep)
 
     if (transfer_open(srv, r, false, &t, rep) < 0)
         return;
+    /* Read front to back: a larger readahead for a disk not in the page cache. */
+    if (t->fd >= 0)
+        posix_fadvise(t->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (storage_vhd_file *f = t->vf; f; f = f->parent)
+        posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     rc = t->vhd ? export_layout(t) : 0;
     if (rc < 0) {
         char msg[160];

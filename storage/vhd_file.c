@@ -799,6 +799,21 @@ int storage_vhd_file_read(storage_vhd_file *f, uint64_t offset, void *buf, size_
     return rc;
 }
 
+bool storage_vhd_file_unallocated(const storage_vhd_file *f, uint64_t offset, uint64_t len) {
+    for (; f; f = f->parent) {
+        uint64_t end = offset + len > f->info.size ? f->info.size : offset + len;
+
+        if (f->raw || f->info.type == VHD_DISK_FIXED)
+            return offset >= end; /* data everywhere it has bytes */
+        for (uint64_t at = offset; at < end; at = (at / f->info.block_size + 1) * f->info.block_size)
+            if (f->info.bat[at / f->info.block_size] != VHD_BAT_UNUSED)
+                return false;
+        if (f->info.type != VHD_DISK_DIFFERENCING)
+            return true;
+    }
+    return false; /* a parent not opened: unknown */
+}
+
 static int write_zeros(storage_vhd_file *f, uint64_t offset, uint64_t len) {
     uint8_t *z;
     int rc = 0;
@@ -811,7 +826,7 @@ static int write_zeros(storage_vhd_file *f, uint64_t offset, uint64_t len) {
     }
     if (len == 0)
         return 0;
-    z = calloc(1, IO_CHUNK);
+    z = calloc(1, len < IO_CHUNK ? (size_t)len : IO_CHUNK); /* often just the old footer's sector */
     if (!z)
         return -ENOMEM;
     while (len > 0 && rc == 0) {

@@ -130,6 +130,10 @@ uint64_t storage_vhd_file_virtual_size(const storage_vhd_file *f);
 /* Reads the disk through the chain (opened first for a differencing disk:
  * -ENOLINK otherwise); zeros past the disk's end. */
 int storage_vhd_file_read(storage_vhd_file *f, uint64_t offset, void *buf, size_t len);
+/* Whether [offset, offset + len) of the disk reads as zeros because no image
+ * of the chain has a block there, known from the BATs alone (a raw or fixed
+ * image has data wherever it has bytes; a parent not opened counts as data). */
+bool storage_vhd_file_unallocated(const storage_vhd_file *f, uint64_t offset, uint64_t len);
 /* Writes whole sectors into f itself, allocating blocks as needed. */
 int storage_vhd_file_write(storage_vhd_file *f, uint64_t offset, const void *buf, size_t len);
 

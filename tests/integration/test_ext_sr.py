@@ -245,6 +245,44 @@ class ExtSrTest(ExtBase):
         self.assertNotIn("vhd-parent", rec["sm_config"])
         self.assertEqual(self.export(there), data)
 
+    def test_transfers_through_a_chain_byte_for_byte(self):
+        """A raw import of zero runs with edges anywhere into a leaf over a parent with data (the
+        zeros must hide the parent's bytes, and need no block where the chain has none), then the
+        leaf and the snapshot exported as raw and as VHD and compared byte for byte: the VHD holds
+        exactly the blocks with data, whatever image of the chain has them."""
+        from test_vdi_transfer import ZERO_RUN_EDGES, first_difference, odd_chunks, read_dynamic_vhd, zero_runs_image
+        size = 12 * MiB
+        sr = self.make_sr()
+        vdi = self.new_vdi(sr, size)
+        parent = bytearray(size)
+        parent[0:2 * MiB] = b"\xaa" * (2 * MiB)                # block 0, hidden below by zero runs
+        parent[4 * MiB + 3:4 * MiB + 5000] = os.urandom(4997)  # block 2, at odd offsets
+        parent[10 * MiB + 1:12 * MiB] = b"\xbb" * (2 * MiB - 1)  # block 5, zeroed below but its first byte
+        self.assertEqual(self.put(vdi, bytes(parent))[0], 200)
+        snap = ok(self.x.VDI.snapshot(self.s, vdi, {}))
+        leaf, _ = zero_runs_image(size, ZERO_RUN_EDGES)
+        leaf = bytearray(leaf)
+        leaf[2 * MiB:4 * MiB] = bytes(2 * MiB)       # block 1: zeros in every image of the chain
+        leaf[10 * MiB:12 * MiB] = bytes(2 * MiB)     # block 5: zeros over the parent's data
+        leaf = bytes(leaf)
+        c = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=60)
+        c.request("PUT", "/import_raw_vdi?" + urllib.parse.urlencode({"session_id": self.s, "vdi": vdi, "format": "raw"}),
+                  body=odd_chunks(leaf), encode_chunked=True)
+        r = c.getresponse()
+        self.assertEqual(r.status, 200, r.read())
+        c.close()
+        self.settle(vdi)
+
+        def blocks_with_data(disk):
+            return sum(1 for at in range(0, len(disk), 2 * MiB) if any(disk[at:at + 2 * MiB]))
+
+        for v, want, what in ((vdi, leaf, "leaf"), (snap, bytes(parent), "snapshot")):
+            self.assertIsNone(first_difference(self.export(v), want), what + " as raw")
+            raw, stored = read_dynamic_vhd(self.export(v, "vhd"))
+            self.assertIsNone(first_difference(raw, want), what + " as VHD")
+            self.assertEqual(stored, blocks_with_data(want), what)
+        self.assertEqual((blocks_with_data(leaf), blocks_with_data(parent)), (3, 3))
+
     def test_export_vhd_and_import_vhd(self):
         sr = self.make_sr()
         a = self.new_vdi(sr, 4 * MiB)

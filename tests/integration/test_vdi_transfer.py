@@ -107,6 +107,43 @@ def read_dynamic_vhd(img):
     return bytes(raw), stored
 
 
+def zero_runs_image(size, edges):
+    """size bytes alternating zeros and random data between the given edges (zeros first), and
+    how many 4 KiB pages of it hold anything but zeros."""
+    data = bytearray(size)
+    points = [0] + sorted(edges) + [size]
+    for i in range(1, len(points) - 1, 2):
+        data[points[i]:points[i + 1]] = os.urandom(points[i + 1] - points[i]).replace(b"\0", b"\1")
+    pages = sum(1 for at in range(0, size, 4 * KiB) if any(data[at:at + 4 * KiB]))
+    return bytes(data), pages
+
+
+def first_difference(got, want):
+    """None if got == want, else where they first differ (a short message, not megabytes of bytes)."""
+    if got == want:
+        return None
+    n = min(len(got), len(want))
+    at = next((i for i in range(0, n, 4096) if got[i:i + 4096] != want[i:i + 4096]), n)
+    at = next((i for i in range(at, min(at + 4096, n)) if got[i] != want[i]), n)
+    return "lengths %d, %d; first difference at byte %d" % (len(got), len(want), at)
+
+
+def odd_chunks(data, sizes=(1, 4095, 4097, 65535, 65537, 300001, 7, 262145, 511, 131072)):
+    """data cut into pieces of the given sizes, in turn: the server sees its edges anywhere."""
+    at, i = 0, 0
+    while at < len(data):
+        yield data[at:at + sizes[i % len(sizes)]]
+        at += sizes[i % len(sizes)]
+        i += 1
+
+
+# Zero runs whose edges fall on a 4 KiB page, a byte either side of one, inside a sector, across the
+# 64 KiB and 256 KiB edges where the import stops gathering and writes, and up to the disk's end.
+ZERO_RUN_EDGES = (4096, 4096 * 2 + 1, 4096 * 5 - 1, 65533, 65541, 256 * KiB - 4096, 256 * KiB + 4103, MiB + 511,
+                  3 * MiB - 513, 5 * MiB - 1, 5 * MiB, 5 * MiB + 300001, 8 * MiB + 4096, 8 * MiB + 3 * 4096,
+                  12 * MiB - 4097, 12 * MiB - 1000)
+
+
 class TransferBase(DaemonTest):
     def sr(self):
         """A file SR of the test's own: raw files of the exact virtual size, checked on disk (the
@@ -229,6 +266,32 @@ class TestRaw(TransferBase):
         self.assertEqual(self.put(vdi, bytes(size))[0], 200)
         self.assertEqual(os.stat(self.vdi_path(vdi)).st_blocks, 0)
         self.assertEqual(self.export_raw(vdi), bytes(size))
+
+    def test_zero_runs_at_unaligned_edges(self):
+        """Zeros become holes only in whole 4 KiB pages, and are still zeros over old data: an
+        image of zero runs with edges anywhere, sent in one piece and in pieces of odd sizes, reads
+        back byte for byte, over a disk full of other bytes and into a fresh one, whose size ends
+        inside a page."""
+        size = 12 * MiB + 1234
+        data, pages = zero_runs_image(size, ZERO_RUN_EDGES)
+        for how in ("whole", "chunked"):
+            for fresh in (False, True):
+                vdi = self.new_vdi(size)
+                if not fresh:
+                    self.assertEqual(self.put(vdi, b"\xaa" * size)[0], 200)
+                if how == "whole":
+                    self.assertEqual(self.put(vdi, data)[0], 200)
+                else:
+                    c = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=30)
+                    c.request("PUT", "/import_raw_vdi?" + self.query(vdi), body=odd_chunks(data), encode_chunked=True)
+                    r = c.getresponse()
+                    self.assertEqual(r.status, 200, r.read())
+                    c.close()
+                self.assertIsNone(first_difference(self.export_raw(vdi), data),
+                                  "%s, %s" % (how, "fresh" if fresh else "over data"))
+                # every page of zeros is a hole (the file system's own blocks aside)
+                self.assertLessEqual(os.stat(self.vdi_path(vdi)).st_blocks * 512, pages * 4 * KiB + 64 * KiB)
+                ok(self.x.VDI.destroy(self.s, vdi))
 
     def test_export_follows_the_files_extents(self):
         """An export answers a file's holes with zeros without reading them: data and holes
