@@ -82,6 +82,7 @@ typedef struct transfer {
      * (ext_end 0: none known yet), so that holes are answered with zeros rather than read. */
     uint64_t ext_off, ext_end;
     bool ext_data;
+    bool ended; /* transfer_end done */
 } transfer;
 
 static bool all_zero(const char *p, size_t n) {
@@ -445,38 +446,72 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
     return 0;
 }
 
-/* The VDI is free again, its sizes refreshed, the task ended; frees t. */
-static void transfer_close(transfer *t) {
+/* The transfer is over: the VDI's data closed, the VDI free again, its sizes
+ * refreshed (an import's, read without the store lock), the task ended. Once
+ * only: an export ends when its last byte has been read, before it is sent,
+ * so that a client that has it all finds the VDI free (a VDI.destroy right
+ * after does not get VDI_IN_USE), and the reply's end finds nothing to do. */
+static void transfer_end(transfer *t) {
     xapi_server *srv = t->srv;
     xapi_store *st = srv->store;
-    bool ok = t->err.kind != XAPI_V_ARRAY;
+    bool ok = t->err.kind != XAPI_V_ARRAY, have_info = false;
     storage_vdi_info info = {0};
-    storage_err e = {0};
     storage_sr h = {0};
     xapi_value ignored = {0};
-    char result[XAPI_REF_LEN + 32];
+    char result[XAPI_REF_LEN + 32], sr_ref[XAPI_REF_LEN + 1] = "";
+    char *location = NULL;
     xapi_obj *vdi, *sr;
+
+    if (t->ended)
+        return;
+    t->ended = true;
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    t->w.fd = -1;
+    storage_vhd_file_close(t->vf);
+    t->vf = NULL;
+    t->w.vf = NULL;
+    if (t->import) {
+        xapi_store_rdlock(st);
+        vdi = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), t->vdi);
+        sr = vdi ? xapi_store_get_class(st, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s) : NULL;
+        if (sr && storage_sr_plugged(srv, sr, &h, &ignored) == 0) {
+            location = xapi_strdup(vdi->fields[XAPI_F_VDI_location].s);
+            memcpy(sr_ref, sr->ref, sizeof sr_ref);
+        }
+        xapi_store_rdunlock(st);
+        if (location && h.drv->vdi_stat)
+            have_info = storage_io_vdi_stat(&h, location, &info, &(storage_err){0}) == 0;
+    }
 
     xapi_store_write_begin(st);
     storage_vdi_op_end(srv, t->vdi, t->task);
     vdi = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), t->vdi);
-    sr = vdi ? xapi_store_get_class(st, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s) : NULL;
-    if (t->import && sr && storage_sr_plugged(srv, sr, &h, &ignored) == 0) {
-        if (h.drv->vdi_stat && h.drv->vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) == 0)
-            xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
-        storage_sr_refresh(srv, sr, &h, NULL);
-    }
+    sr = vdi && *sr_ref ? xapi_store_get_class(st, storage_cls(XAPI_C_SR), sr_ref) : NULL;
+    if (vdi && have_info)
+        xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
+    if (sr)
+        storage_sr_refresh(srv, sr, NULL);
     result[0] = '\0';
     if (t->import) /* as xapi: the VDI is the import's result */
         snprintf(result, sizeof result, "<value>%s</value>", t->vdi);
     xapi_task_end(srv, t->task, result, ok ? NULL : &t->err);
     xapi_store_write_end_durable(st);
+    if (*sr_ref)
+        storage_sr_sizes_refresh(srv, sr_ref);
     log_info("storage: %s of VDI %s (%" PRIu64 " bytes%s) %s%s%s", t->import ? "import" : "export", t->uuid, t->done,
              t->vhd ? ", vhd" : "", ok ? "done" : "failed: ", ok ? "" : xapi_value_str(&t->err.items[0]),
              ok ? "" : (t->err.n > 1 ? " ..." : ""));
     storage_vdi_info_free(&info);
     storage_sr_handle_free(&h);
     xapi_value_free(&ignored);
+    free(location);
+}
+
+/* transfer_end if not done yet, and t freed. */
+static void transfer_close(transfer *t) {
+    transfer_end(t);
     transfer_free(t);
 }
 

@@ -166,6 +166,52 @@ class StorageStallTest(DaemonTest):
         fuse.release()
         wait_for(lambda: self.new_vdi(x, hung)["Status"] == "Success", timeout=10, what="VDI.create again")
 
+    def vdi_op_on_a_hung_sr(self, what, call):
+        """call(proxy, vdi) on a VDI of an SR whose storage hangs: other calls are served while it waits,
+        the VDI shows the operation meanwhile, and it ends with SR_BACKEND_FAILURE_47 naming what, the
+        VDI still there and idle; once the storage answers again, the VDI works."""
+        hung, other = self.make_sr(), self.make_sr()
+        vdi = ok(self.new_vdi(self.x, hung))
+        size = ok(self.x.VDI.get_virtual_size(self.s, vdi))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung))))
+        x = self.proxy(timeout=PROMPT)
+        t, out = self.in_thread(lambda px: call(px, vdi))
+        cur = wait_for(lambda: ok(x.VDI.get_current_operations(self.s, vdi)), timeout=5, what="VDI busy")
+        self.assertEqual(len(cur), 1)
+        err = fail(x.VDI.destroy(self.s, vdi))
+        self.assertEqual(err[:3], ["OTHER_OPERATION_IN_PROGRESS", "VDI", vdi])
+        while t.is_alive():
+            self.others_are_served(other)
+            ok(x.VDI.get_record(self.s, vdi))
+            t.join(0.5)
+        err = fail(out["r"])
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47", err)
+        self.assertIn(what, err[2])
+        self.assertIn("no answer from the storage", err[2])
+        self.assertIn(vdi, ok(x.SR.get_VDIs(self.s, hung)))
+        self.assertEqual(ok(x.VDI.get_current_operations(self.s, vdi)), {})
+        self.assertEqual(ok(x.VDI.get_virtual_size(self.s, vdi)), size)
+        # The abandoned thread still waits: the SR's next driver call fails at once.
+        err = fail(x.VDI.update(self.s, vdi))
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
+        self.assertIn("still waiting", err[2])
+        fuse.release()
+        wait_for(lambda: x.VDI.update(self.s, vdi)["Status"] == "Success", timeout=10, what="VDI usable again")
+        return vdi
+
+    def test_vdi_destroy_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        vdi = self.vdi_op_on_a_hung_sr("VDI.destroy", lambda px, vdi: px.VDI.destroy(self.s, vdi))
+        ok(self.x.VDI.destroy(self.s, vdi))
+        self.assertEqual(fail(self.x.VDI.get_uuid(self.s, vdi))[0], "HANDLE_INVALID")
+
+    def test_vdi_resize_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        vdi = self.vdi_op_on_a_hung_sr("VDI.resize", lambda px, vdi: px.VDI.resize(self.s, vdi, str(4 * MiB)))
+        ok(self.x.VDI.resize(self.s, vdi, str(4 * MiB)))
+        self.assertEqual(ok(self.x.VDI.get_virtual_size(self.s, vdi)), str(4 * MiB))
+
+    def test_vdi_update_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        self.vdi_op_on_a_hung_sr("VDI.update", lambda px, vdi: px.VDI.update(self.s, vdi))
+
     def test_create_and_plug_on_a_hung_path_time_out(self):
         other = self.make_sr()
         path = tempfile.mkdtemp(prefix="hung-", dir=self.root)
