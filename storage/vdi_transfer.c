@@ -739,6 +739,8 @@ static ssize_t export_read(void *state, uint64_t pos, char *buf, size_t max) {
     }
     t->done = pos + (uint64_t)n;
     progress(t);
+    if (t->done >= t->expected)
+        transfer_end(t); /* the last byte read: the VDI is free before the client has it all */
     return n;
 }
 
