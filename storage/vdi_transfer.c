@@ -83,6 +83,10 @@ typedef struct transfer {
     uint64_t ext_off, ext_end;
     bool ext_data;
     bool ended; /* transfer_end done */
+    /* Where the data is (vdi_take), opened without the lock (transfer_open_data). */
+    storage_sr h;
+    char sr[XAPI_REF_LEN + 1];
+    char *path, *location;
 } transfer;
 
 static bool all_zero(const char *p, size_t n) {
@@ -256,6 +260,9 @@ static void transfer_free(transfer *t) {
     storage_vhd_decoder_free(t->dec);
     storage_vhd_layout_free(&t->layout);
     xapi_value_free(&t->err);
+    storage_sr_handle_free(&t->h);
+    free(t->path);
+    free(t->location);
     free(t);
 }
 
@@ -313,27 +320,26 @@ static void reply_error(xapi_http_reply *rep, const char *task, const xapi_value
         xapi_http_reply_header(rep, "task-id", "%s", task);
 }
 
-/* Checks (write lock held) and marks the VDI for the transfer, opens its data. */
+/* Checks (write lock held) and marks the VDI for the transfer; where its data
+ * is, for transfer_open_data to open without the lock. */
 static int vdi_take(transfer *t, xapi_obj *vdi) {
     xapi_server *srv = t->srv;
     xapi_obj *sr = xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s);
     const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
     const xapi_value *vbds = &vdi->fields[XAPI_F_VDI_VBDs];
     storage_sr h = {0};
-    char *path = NULL, *format = NULL;
     int rc;
 
     if (!sr)
         return xapi_fail(&t->err, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s, NULL);
     rc = storage_sr_plugged(srv, sr, &h, &t->err);
+    /* What storage_vdi_attach_info refuses, but for the data's own checks (I/O: transfer_open_data). */
     if (rc == 0)
-        rc = storage_vdi_attach_info(srv, vdi, &path, &format, &t->err);
+        rc = storage_vdi_check_no_writer(vdi, &t->err);
+    if (rc == 0 && vdi->fields[XAPI_F_VDI_missing].b)
+        rc = xapi_fail(&t->err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
     if (rc < 0)
         goto out;
-    if (strcmp(format, "raw") != 0 && !h.drv->vdi_open_vhd) {
-        rc = xapi_fail(&t->err, "SR_OPERATION_NOT_SUPPORTED", sr->ref, NULL);
-        goto out;
-    }
     if (t->import) {
         if (vdi->fields[XAPI_F_VDI_read_only].b) {
             rc = xapi_fail(&t->err, "VDI_READONLY", vdi->ref, NULL);
@@ -355,29 +361,43 @@ static int vdi_take(transfer *t, xapi_obj *vdi) {
         rc = storage_vdi_check_op(srv, vdi, "copy", &t->err);
     if (rc < 0)
         goto out;
-    /* Not through a symlink or a hard link planted in the SR: it could be any file on the host. */
-    if (strcmp(format, "raw") != 0) {
-        storage_err e = {0};
-        if (h.drv->vdi_open_vhd(&h, vdi->fields[XAPI_F_VDI_location].s, t->import, &t->vf, &e) < 0) {
-            rc = storage_backend_fail(&t->err, &e);
-            goto out;
-        }
-    } else
-        t->fd = storage_open_vdi(h.drv, path, t->import ? O_WRONLY : O_RDONLY);
-    if (t->fd < 0 && !t->vf) {
-        rc = xapi_fail(&t->err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
-        goto out;
-    }
+    t->h = h;
+    h = (storage_sr){0};
+    t->location = xapi_strdup(vdi->fields[XAPI_F_VDI_location].s);
+    memcpy(t->sr, sr->ref, sizeof t->sr);
     memcpy(t->vdi, vdi->ref, sizeof t->vdi);
     memcpy(t->uuid, vdi->uuid, sizeof t->uuid);
     t->size = vdi->fields[XAPI_F_VDI_virtual_size].i;
     storage_vdi_op_begin(srv, vdi, t->task, "copy");
 out:
     storage_sr_handle_free(&h);
-    free(path);
-    free(format);
     return rc;
 }
+
+/* Finds and opens the data of the VDI vdi_take marked, without the store
+ * lock (storage that does not answer stalls this transfer only): not
+ * through a symlink or a hard link planted in the SR, which could be any
+ * file on the host. */
+static int transfer_open_data(transfer *t) {
+    storage_err e = {0};
+
+    t->path = t->h.drv->vdi_path(&t->h, t->location);
+    if (!t->path)
+        return xapi_fail(&t->err, "VDI_MISSING", t->sr, t->vdi, NULL);
+    if (storage_path_is_vhd(t->h.drv, t->path)) {
+        if (!t->h.drv->vdi_open_vhd)
+            return xapi_fail(&t->err, "SR_OPERATION_NOT_SUPPORTED", t->sr, NULL);
+        if (t->h.drv->vdi_open_vhd(&t->h, t->location, t->import, &t->vf, &e) < 0)
+            return storage_backend_fail(&t->err, &e);
+        return 0;
+    }
+    t->fd = storage_open_vdi(t->h.drv, t->path, t->import ? O_WRONLY : O_RDONLY);
+    if (t->fd < 0)
+        return xapi_fail(&t->err, "VDI_MISSING", t->sr, t->vdi, NULL);
+    return 0;
+}
+
+static void transfer_close(transfer *t);
 
 /* Authentication, arguments, task and VDI: a transfer ready to run, or the
  * reply that refuses it (the task, if any, failed with the error). */
@@ -440,6 +460,12 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
                  xapi_value_str(&t->err.items[0]));
         reply_error(rep, t->task, &t->err);
         transfer_free(t);
+        return rc;
+    }
+    rc = transfer_open_data(t);
+    if (rc < 0) { /* marked and stored: the mark goes, the task fails */
+        reply_error(rep, t->task, &t->err);
+        transfer_close(t);
         return rc;
     }
     *ret = t;

@@ -212,6 +212,35 @@ class StorageStallTest(DaemonTest):
     def test_vdi_update_on_a_hung_sr_times_out_while_the_rest_is_served(self):
         self.vdi_op_on_a_hung_sr("VDI.update", lambda px, vdi: px.VDI.update(self.s, vdi))
 
+    def test_export_from_a_hung_sr_stalls_only_itself(self):
+        """GET /export_raw_vdi of a VDI whose storage hangs waits (its file opened without the store
+        lock); everything else is served meanwhile, and the export fails once the storage is gone."""
+        hung, other = self.make_sr(), self.make_sr()
+        vdi = ok(self.new_vdi(self.x, hung))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung))))
+        x = self.proxy(timeout=PROMPT)
+        out = {}
+
+        def export():
+            try:
+                out["r"] = self.d.http("GET", "/export_raw_vdi?session_id=%s&vdi=%s" % (self.s, vdi), timeout=60)
+            except Exception as e:  # noqa: BLE001 - the connection may just end
+                out["r"] = e
+
+        t = threading.Thread(target=export, daemon=True)
+        t.start()
+        wait_for(lambda: ok(x.VDI.get_current_operations(self.s, vdi)), timeout=5, what="export's mark")
+        self.assertEqual(fail(x.VDI.destroy(self.s, vdi))[0], "VDI_IN_USE")
+        for _ in range(3):
+            self.others_are_served(other)
+            ok(x.VDI.get_record(self.s, vdi))
+        self.assertTrue(t.is_alive())
+        fuse.release()
+        t.join(30)
+        self.assertFalse(t.is_alive(), "the export never ended")
+        self.assertFalse(isinstance(out["r"], tuple) and out["r"][0] == 200 and len(out["r"][2]) == MiB)
+        wait_for(lambda: ok(x.VDI.get_current_operations(self.s, vdi)) == {}, timeout=10, what="mark gone")
+
     def test_create_and_plug_on_a_hung_path_time_out(self):
         other = self.make_sr()
         path = tempfile.mkdtemp(prefix="hung-", dir=self.root)
