@@ -127,6 +127,10 @@ int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err
 int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e);
 int storage_io_vdi_stat(const storage_sr *h, const char *location, storage_vdi_info *ret, storage_err *e);
+/* vdi_path, and storage_check_vdi of it: 0 and the path, a negative errno
+ * with *e empty when there is no such data, or *e SR_UNAVAILABLE when the
+ * storage did not answer. */
+int storage_io_vdi_path(const storage_sr *h, const char *location, char **ret_path, storage_err *e);
 /* vdi_set_hidden(location, true). */
 int storage_io_vdi_hide(const storage_sr *h, const char *location, storage_err *e);
 /* vdi_coalesce_leaf, then the leaf's vdi_stat into *ret. */

@@ -144,10 +144,12 @@ typedef struct vdi_job {
         VDI_JOB_STAT,
         VDI_JOB_HIDE,
         VDI_JOB_COALESCE,
+        VDI_JOB_PATH,
     } kind;
     char *location;
     int64_t size;
     storage_vdi_info info;
+    char *path; /* VDI_JOB_PATH's result */
 } vdi_job;
 
 static void vdi_job_free(void *ctx) {
@@ -156,6 +158,7 @@ static void vdi_job_free(void *ctx) {
     storage_sr_handle_free(&j->h);
     free(j->location);
     storage_vdi_info_free(&j->info);
+    free(j->path);
     free(j);
 }
 
@@ -184,12 +187,16 @@ static int vdi_job_run(void *ctx, storage_err *e) {
             memset(&j->info, 0, sizeof j->info);
         }
         return rc;
+    case VDI_JOB_PATH: /* not a failure of the storage: e stays empty */
+        j->path = drv->vdi_path(&j->h, j->location);
+        return j->path ? storage_check_vdi(drv, j->path) : -ENOENT;
     }
     return -EINVAL;
 }
 
+/* The job's info into *ret, its path into *ret_path (either may be NULL). */
 static int run_vdi_job(const storage_sr *h, int kind, const char *what, const char *location, int64_t size,
-                       storage_vdi_info *ret, storage_err *e) {
+                       storage_vdi_info *ret, char **ret_path, storage_err *e) {
     vdi_job *j = xapi_calloc(1, sizeof *j);
     int rc;
 
@@ -204,40 +211,48 @@ static int run_vdi_job(const storage_sr *h, int kind, const char *what, const ch
         *ret = j->info;
         memset(&j->info, 0, sizeof j->info);
     }
+    if (rc == 0 && ret_path) {
+        *ret_path = j->path;
+        j->path = NULL;
+    }
     vdi_job_free(j);
     return rc;
 }
 
 int storage_io_vdi_create(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_CREATE, "VDI.create", location, size, ret, e);
+    return run_vdi_job(h, VDI_JOB_CREATE, "VDI.create", location, size, ret, NULL, e);
 }
 
 int storage_io_vdi_create_raw(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                               storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_CREATE_RAW, "VDI.create", location, size, ret, e);
+    return run_vdi_job(h, VDI_JOB_CREATE_RAW, "VDI.create", location, size, ret, NULL, e);
 }
 
 int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_DELETE, "VDI.destroy", location, 0, NULL, e);
+    return run_vdi_job(h, VDI_JOB_DELETE, "VDI.destroy", location, 0, NULL, NULL, e);
 }
 
 int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_RESIZE, "VDI.resize", location, size, ret, e);
+    return run_vdi_job(h, VDI_JOB_RESIZE, "VDI.resize", location, size, ret, NULL, e);
 }
 
 int storage_io_vdi_stat(const storage_sr *h, const char *location, storage_vdi_info *ret, storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_STAT, "VDI.update", location, 0, ret, e);
+    return run_vdi_job(h, VDI_JOB_STAT, "VDI.update", location, 0, ret, NULL, e);
+}
+
+int storage_io_vdi_path(const storage_sr *h, const char *location, char **ret_path, storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_PATH, "VDI attach", location, 0, NULL, ret_path, e);
 }
 
 int storage_io_vdi_hide(const storage_sr *h, const char *location, storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_HIDE, "VDI.destroy", location, 0, NULL, e);
+    return run_vdi_job(h, VDI_JOB_HIDE, "VDI.destroy", location, 0, NULL, NULL, e);
 }
 
 int storage_io_vdi_coalesce_leaf(const storage_sr *h, const char *location, int64_t max_bytes,
                                  storage_vdi_info *ret, storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_COALESCE, "leaf coalesce", location, max_bytes, ret, e);
+    return run_vdi_job(h, VDI_JOB_COALESCE, "leaf coalesce", location, max_bytes, ret, NULL, e);
 }
 
 /* ---- the SR's sizes after an operation --------------------------------------------------- */

@@ -1274,7 +1274,8 @@ int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_pa
                             xapi_value *err) {
     xapi_obj *sr = sr_of(srv, vdi), *pbd;
     storage_sr h = {0};
-    char *path;
+    storage_err e = {0};
+    char *path = NULL;
     int rc;
 
     if (!sr)
@@ -1290,10 +1291,13 @@ int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_pa
     rc = storage_sr_handle(srv, sr, pbd, &h, err);
     if (rc < 0)
         return rc;
-    path = h.drv->vdi_path(&h, vdi->fields[XAPI_F_VDI_location].s);
-    if (!path || vdi->fields[XAPI_F_VDI_missing].b || storage_check_vdi(h.drv, path) < 0) {
-        free(path);
+    /* In a time-limited job: the caller holds the lock, which a storage that
+     * stopped answering holds at most storage_io_timeout (then not at all). */
+    if (vdi->fields[XAPI_F_VDI_missing].b ||
+        storage_io_vdi_path(&h, vdi->fields[XAPI_F_VDI_location].s, &path, &e) < 0) {
         storage_sr_handle_free(&h);
+        if (e.code == SM_ERR_SR_UNAVAILABLE)
+            return storage_backend_fail(err, &e);
         return xapi_fail(err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
     }
     *ret_path = path;

@@ -196,7 +196,7 @@ class StorageStallTest(DaemonTest):
         self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
         self.assertIn("still waiting", err[2])
         fuse.release()
-        wait_for(lambda: x.VDI.update(self.s, vdi)["Status"] == "Success", timeout=10, what="VDI usable again")
+        wait_for(lambda: x.VDI.update(self.s, vdi)["Status"] == "Success", timeout=30, what="VDI usable again")
         return vdi
 
     def test_vdi_destroy_on_a_hung_sr_times_out_while_the_rest_is_served(self):
@@ -240,6 +240,31 @@ class StorageStallTest(DaemonTest):
         self.assertFalse(t.is_alive(), "the export never ended")
         self.assertFalse(isinstance(out["r"], tuple) and out["r"][0] == 200 and len(out["r"][2]) == MiB)
         wait_for(lambda: ok(x.VDI.get_current_operations(self.s, vdi)) == {}, timeout=10, what="mark gone")
+
+    def test_vm_start_with_a_disk_on_a_hung_sr_times_out(self):
+        """VM.start looks at its disks' files under the store lock: a disk on storage that does not
+        answer fails the start with SR_BACKEND_FAILURE_47 at the time limit instead of hanging."""
+        hung = self.make_sr()
+        vdi = ok(self.new_vdi(self.x, hung))
+        t = ok(self.x.VM.get_by_name_label(self.s, "Generic Linux PV"))[0]
+        vm = ok(self.x.VM.clone(self.s, t, "on a hung SR"))
+        self.addCleanup(self.x.VM.destroy, self.s, vm)
+        ok(self.x.VM.set_is_a_template(self.s, vm, False))
+        ok(self.x.VM.set_PV_kernel(self.s, vm, "/boot/vmlinuz"))
+        ok(self.x.VBD.create(self.s, {"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": False, "mode": "RW",
+                                      "type": "Disk", "empty": False, "other_config": {}, "qos_algorithm_type": "",
+                                      "qos_algorithm_params": {}}))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung))))
+        t, out = self.in_thread(lambda px: px.VM.start(self.s, vm, False, False))
+        t.join(IO_TIMEOUT * 5)
+        self.assertFalse(t.is_alive(), "VM.start with a disk on the hung SR never ended")
+        err = fail(out["r"])
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47", err)
+        x = self.proxy(timeout=PROMPT)
+        self.assertEqual(ok(x.VM.get_power_state(self.s, vm)), "Halted")
+        fuse.release()
+        wait_for(lambda: x.VM.start(self.s, vm, False, False)["Status"] == "Success", timeout=30, what="VM starts")
+        ok(x.VM.hard_shutdown(self.s, vm))
 
     def test_create_and_plug_on_a_hung_path_time_out(self):
         other = self.make_sr()
