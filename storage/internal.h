@@ -126,7 +126,9 @@ int storage_io_vdi_create_raw(const storage_sr *h, const char *location, int64_t
 int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err *e);
 int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e);
-int storage_io_vdi_stat(const storage_sr *h, const char *location, storage_vdi_info *ret, storage_err *e);
+/* vdi_stat, for the operation `what` (named in the error and the log if it times out). */
+int storage_io_vdi_stat(const storage_sr *h, const char *what, const char *location, storage_vdi_info *ret,
+                        storage_err *e);
 /* vdi_path, and storage_check_vdi of it: 0 and the path, a negative errno
  * with *e empty when there is no such data, or *e SR_UNAVAILABLE when the
  * storage did not answer. */

@@ -238,8 +238,9 @@ int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t siz
     return run_vdi_job(h, VDI_JOB_RESIZE, "VDI.resize", location, size, ret, NULL, e);
 }
 
-int storage_io_vdi_stat(const storage_sr *h, const char *location, storage_vdi_info *ret, storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_STAT, "VDI.update", location, 0, ret, NULL, e);
+int storage_io_vdi_stat(const storage_sr *h, const char *what, const char *location, storage_vdi_info *ret,
+                        storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_STAT, what, location, 0, ret, NULL, e);
 }
 
 int storage_io_vdi_path(const storage_sr *h, const char *location, char **ret_path, storage_err *e) {

@@ -400,7 +400,7 @@ static void gc_parents(xapi_server *srv, const char *sr_ref, const storage_sr *h
         xapi_obj *sr, *p;
         int rc;
 
-        if (storage_io_vdi_stat(h, loc, &info, &e) < 0 || !info.hidden) {
+        if (storage_io_vdi_stat(h, "base copy clean-up", loc, &info, &e) < 0 || !info.hidden) {
             storage_vdi_info_free(&info);
             break;
         }
@@ -733,8 +733,9 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     if (chain) {
         rc = src.drv->vdi_chain(&src, src_loc, base_uuid, uuid, &e);
         if (rc == 0) { /* what the records say of the chain, read now, not under the lock */
-            storage_io_vdi_stat(&src, base_uuid, &base_info, &(storage_err){0});
-            storage_io_vdi_stat(&src, src_loc, &src_info, &(storage_err){0});
+            const char *what = mode == STORAGE_CLONE ? "VDI.clone" : "VDI.snapshot";
+            storage_io_vdi_stat(&src, what, base_uuid, &base_info, &(storage_err){0});
+            storage_io_vdi_stat(&src, what, src_loc, &src_info, &(storage_err){0});
         }
     } else
         rc = (raw_copy ? dst.drv->vdi_import_raw : dst.drv->vdi_import)(&dst, uuid, src_path, size, &e);
@@ -891,7 +892,7 @@ static int copy_into(xapi_call *c, const char *opid) {
     }
 
     rc = dst.drv->vdi_write(&dst, dst_loc, src_path, size, &e);
-    have_info = rc == 0 && dst.drv->vdi_stat && storage_io_vdi_stat(&dst, dst_loc, &info, &(storage_err){0}) == 0;
+    have_info = rc == 0 && dst.drv->vdi_stat && storage_io_vdi_stat(&dst, "VDI.copy", dst_loc, &info, &(storage_err){0}) == 0;
 
     xapi_store_write_begin(st);
     storage_vdi_op_end(srv, src_ref, opid);
@@ -1095,7 +1096,7 @@ static int vdi_update(xapi_call *c) {
     rc = vdi_unlocked_begin(&u, update_check);
     if (rc < 0)
         goto out;
-    rc = storage_io_vdi_stat(&u.h, u.location, &u.info, &u.e);
+    rc = storage_io_vdi_stat(&u.h, "VDI.update", u.location, &u.info, &u.e);
     vdi = vdi_unlocked_end(&u);
     /* A storage that does not answer is the SR's failure; anything else, the VDI's. */
     if (rc < 0 && u.e.code == SM_ERR_SR_UNAVAILABLE)
@@ -1145,7 +1146,7 @@ static int vdi_introduce(xapi_call *c) {
         storage_sr_handle_free(&h);
         return rc;
     }
-    if (h.drv->vdi_stat && storage_io_vdi_stat(&h, location, &info, &e) < 0 && e.code == SM_ERR_SR_UNAVAILABLE) {
+    if (h.drv->vdi_stat && storage_io_vdi_stat(&h, "VDI.introduce", location, &info, &e) < 0 && e.code == SM_ERR_SR_UNAVAILABLE) {
         rc = storage_backend_fail(&c->err, &e);
         storage_sr_handle_free(&h);
         return rc;

@@ -508,7 +508,7 @@ static void transfer_end(transfer *t) {
         }
         xapi_store_rdunlock(st);
         if (location && h.drv->vdi_stat)
-            have_info = storage_io_vdi_stat(&h, location, &info, &(storage_err){0}) == 0;
+            have_info = storage_io_vdi_stat(&h, "import_raw_vdi", location, &info, &(storage_err){0}) == 0;
     }
 
     xapi_store_write_begin(st);
