@@ -168,21 +168,13 @@ void storage_sr_set_sizes(xapi_server *srv, xapi_obj *sr, const storage_sr_io *i
     }
 }
 
-void storage_sr_refresh(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const xapi_obj *leaving) {
-    xapi_store *st = srv->store;
-    storage_sr_io *io = NULL;
-    storage_err e = {0};
+void storage_sr_refresh(xapi_server *srv, xapi_obj *sr, const xapi_obj *leaving) {
     int64_t size;
 
-    /* statvfs of a mount whose server stopped answering blocks: bounded, and
-     * skipped at once while the SR has a stuck job (the sizes stay as they were). */
-    if (h && h->drv->sr_stat && storage_sr_io_run(h, STORAGE_SR_IO_STAT, NULL, 0, "SR sizes", &io, &e) < 0)
-        log_warning("storage: SR %s: sizes not updated: %s", sr->uuid, e.text);
-    storage_sr_set_sizes(srv, sr, io);
-    storage_sr_io_free(io);
+    storage_sr_set_sizes(srv, sr, NULL);
     if (leaving && !leaving->deleted && leaving->fields[XAPI_F_VDI_managed].b) {
         size = sr->fields[XAPI_F_SR_virtual_allocation].i - leaving->fields[XAPI_F_VDI_virtual_size].i;
-        xapi_obj_set_int(st, sr, XAPI_F_SR_virtual_allocation, size);
+        xapi_obj_set_int(srv->store, sr, XAPI_F_SR_virtual_allocation, size);
     }
 }
 
@@ -303,6 +295,17 @@ void storage_op_id(const xapi_call *c, char ret[XAPI_REF_LEN + 1]) {
 /* Operations that only read the VDI's data: they may overlap each other. */
 static bool reads_data(const char *op) {
     return strcmp(op, "clone") == 0 || strcmp(op, "copy") == 0 || strcmp(op, "snapshot") == 0;
+}
+
+int storage_vdi_check_no_writer(const xapi_obj *vdi, xapi_value *err) {
+    const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
+
+    for (uint32_t i = 0; i < cur->n; i++) {
+        const char *op = xapi_value_str(&cur->members[i].value);
+        if (!reads_data(op))
+            return xapi_fail(err, "OTHER_OPERATION_IN_PROGRESS", "VDI", vdi->ref, op, cur->members[i].name, NULL);
+    }
+    return 0;
 }
 
 static bool live_ok(const char *op) {

@@ -9,8 +9,10 @@
  * abandoned at storage_io_timeout, so a driver may block on storage that
  * stopped answering). The SR calls (create, attach, detach, delete, scan,
  * stat, probe) run without the store lock, the SR marked busy meanwhile; the
- * quick VDI ones (create, delete, resize, stat, publish) with the write lock
- * held; the slow one (import: copying data) without it, into a staging object
+ * VDI ones (create, delete, set_hidden, resize, stat, coalesce) without it
+ * too, the VDI marked busy (current_operations), but for a few still made
+ * under the lock, bounded by the job's limit (README); publish (a rename)
+ * with the write lock held; the slow one (import: copying data) without it, into a staging object
  * that scans do not see until publish makes it the VDI's data. Every call returns 0 or a
  * negative errno and, on failure, fills *e with the SM error number and text
  * that become SR_BACKEND_FAILURE_<code> ["", text, ""], as xapi reports its

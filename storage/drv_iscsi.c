@@ -7,6 +7,8 @@
  * (optional), and for lvmoiscsi SCSIid. PBD.plug makes the node record and
  * logs in; PBD.unplug logs out. The LUNs are those sysfs shows under the
  * sessions to targetIQN (storage/iscsi.c), each known by its SCSIid.
+ * Several SRs may use one target (an iscsi SR and lvmoiscsi SRs on its
+ * LUNs): the session is counted, and the last user logs out.
  *
  * iscsi: one VDI per LUN (location = SCSIid; sm_config LUNid, SCSIid),
  * introduced by SR.scan; LUNs are made on the target, not here, so
@@ -25,6 +27,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +381,58 @@ out:
     return rc;
 }
 
+/* Who uses each target's session in this daemon: plugged SRs, and probes
+ * and SR operations while they run. The session goes (logout) when the last
+ * one lets go, if one of them made it or an SR was plugged on it; a session
+ * someone else made and only probes used stays. Calls run in I/O threads of
+ * their own (storage/io.h): the table has its lock. */
+typedef struct session_use {
+    char iqn[224];
+    unsigned n;
+    bool ours;
+    struct session_use *next;
+} session_use;
+
+static pthread_mutex_t uses_lock = PTHREAD_MUTEX_INITIALIZER;
+static session_use *uses;
+
+static void session_hold(const iscsi_conf *c, bool ours) {
+    session_use *u;
+
+    pthread_mutex_lock(&uses_lock);
+    for (u = uses; u && strcmp(u->iqn, c->iqn) != 0; u = u->next)
+        ;
+    if (!u) {
+        u = xapi_calloc(1, sizeof *u);
+        snprintf(u->iqn, sizeof u->iqn, "%s", c->iqn);
+        u->next = uses;
+        uses = u;
+    }
+    u->n++;
+    u->ours = u->ours || ours;
+    pthread_mutex_unlock(&uses_lock);
+}
+
+/* One user fewer: whether the session should go now (the last user, and ours). */
+static bool session_release(const iscsi_conf *c) {
+    bool last = false;
+
+    pthread_mutex_lock(&uses_lock);
+    for (session_use **p = &uses; *p; p = &(*p)->next) {
+        session_use *u = *p;
+        if (strcmp(u->iqn, c->iqn) != 0)
+            continue;
+        if (--u->n == 0) {
+            last = u->ours;
+            *p = u->next;
+            free(u);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&uses_lock);
+    return last;
+}
+
 static int logout(const iscsi_conf *c, storage_err *e) {
     char portal[300], *err = NULL;
     int status = 0, rc;
@@ -448,9 +503,25 @@ static int iscsi_sr_attach(const storage_sr *sr, storage_err *e) {
 
     if (rc == 0)
         rc = login(&c, &fresh, e);
-    if (rc == 0)
+    if (rc == 0) {
+        session_hold(&c, true);
         agent_log(LOG_INFO, "SR %s: %s to %s on %s:%d", sr->uuid, fresh ? "logged in" : "already logged in", c.iqn,
                   c.target, c.port);
+    }
+    return rc;
+}
+
+/* A plugged SR lets go of its target's session: logged out if no other SR uses it. */
+static int sr_session_release(const storage_sr *sr, const iscsi_conf *c, storage_err *e) {
+    int rc;
+
+    if (!session_release(c)) {
+        agent_log(LOG_INFO, "SR %s: the session to %s stays: another SR uses it", sr->uuid, c->iqn);
+        return 0;
+    }
+    rc = logout(c, e);
+    if (rc == 0)
+        agent_log(LOG_INFO, "SR %s: logged out of %s", sr->uuid, c->iqn);
     return rc;
 }
 
@@ -458,11 +529,7 @@ static int iscsi_sr_detach(const storage_sr *sr, storage_err *e) {
     iscsi_conf c;
     int rc = sr_conf(sr, &c, e);
 
-    if (rc == 0)
-        rc = logout(&c, e);
-    if (rc == 0)
-        agent_log(LOG_INFO, "SR %s: logged out of %s", sr->uuid, c.iqn);
-    return rc;
+    return rc < 0 ? rc : sr_session_release(sr, &c, e);
 }
 
 static int iscsi_sr_stat(const storage_sr *sr, int64_t *ret_size, int64_t *ret_used, storage_err *e) {
@@ -602,15 +669,21 @@ static void iscsi_vdi_discard(const storage_sr *sr, const char *location) {
     (void)location;
 }
 
-/* Logs in for a probe; *ret_fresh: it did, and the probe logs out after. */
+/* Logs in for a probe or an SR operation (*ret_fresh: it did), a user of the
+ * session until probe_logout, which logs out if it was the last and the
+ * session is ours: one this daemon made, or one a plugged SR used. */
 static int probe_login(const iscsi_conf *c, bool *ret_fresh, storage_err *e) {
-    return login(c, ret_fresh, e);
+    int rc = login(c, ret_fresh, e);
+
+    if (rc == 0)
+        session_hold(c, *ret_fresh);
+    return rc;
 }
 
-static void probe_logout(const iscsi_conf *c, bool fresh) {
+static void probe_logout(const iscsi_conf *c) {
     storage_err ignored = {0};
 
-    if (fresh)
+    if (session_release(c))
         logout(c, &ignored);
 }
 
@@ -645,7 +718,7 @@ static int probe_luns(const iscsi_conf *c, char **ret_xml, storage_err *e) {
     if (rc == 0)
         storage_iscsi_luns_xml(l, n, ret_xml);
     storage_iscsi_luns_free(l, n);
-    probe_logout(c, fresh);
+    probe_logout(c);
     return rc;
 }
 
@@ -712,11 +785,11 @@ static int lvm_handle(const storage_sr *sr, storage_sr *ret, iscsi_conf *c, bool
     int rc = sr_conf(sr, c, e);
 
     if (rc == 0)
-        rc = login(c, ret_fresh, e);
+        rc = probe_login(c, ret_fresh, e);
     if (rc < 0)
         return rc;
     if (find_lun(c, c->scsi_id, &l) < 0) {
-        probe_logout(c, *ret_fresh);
+        probe_logout(c);
         return storage_err_set(e, SM_ERR_CONFIG_SCSIID, ENOENT, "The SCSIid parameter is missing or incorrect",
                                c->scsi_id);
     }
@@ -747,8 +820,12 @@ static int on_lun(const storage_sr *sr, lun_op op, char *const *locations, size_
         rc = lvm->sr_attach(&h, e);
     else
         rc = lvm->sr_delete(&h, locations, n, e);
-    if (rc < 0 || op == LUN_DELETE)
-        probe_logout(&c, fresh);
+    if (rc == 0 && op == LUN_ATTACH)
+        session_hold(&c, true); /* the plugged SR's, until its detach */
+    if (rc == 0 && op == LUN_CREATE)
+        session_release(&c); /* the attach that follows holds it: no logout in between */
+    else
+        probe_logout(&c);
     storage_sr_handle_free(&h);
     return rc;
 }
@@ -768,7 +845,7 @@ static int lvmoiscsi_sr_detach(const storage_sr *sr, storage_err *e) {
     if (rc == 0 && storage_iscsi_session_exists(storage_iscsi_sysfs_root, c.iqn))
         rc = lvm->sr_detach(sr, e);
     if (rc == 0)
-        rc = logout(&c, e);
+        rc = sr_session_release(sr, &c, e);
     return rc;
 }
 
@@ -816,7 +893,7 @@ static int lvmoiscsi_sr_probe(const xapi_value *dc, const xapi_value *sm_config,
         free(dev);
         lun_clear(&l);
     }
-    probe_logout(&c, fresh);
+    probe_logout(&c);
     return rc;
 }
 

@@ -39,9 +39,10 @@ int storage_sr_cap(const xapi_obj *sr, const storage_driver *drv, unsigned cap, 
 /* SR_BACKEND_FAILURE_<n> ["", text, ""]. */
 int storage_backend_fail(xapi_value *err, const storage_err *e);
 
-/* Physical sizes (statvfs) and virtual_allocation (sum of the VDIs' sizes,
- * leaving out `leaving`, a VDI about to be destroyed). */
-void storage_sr_refresh(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const xapi_obj *leaving);
+/* virtual_allocation (sum of the VDIs' sizes, leaving out `leaving`, a VDI
+ * about to be destroyed). No I/O: the physical sizes (statvfs) come from
+ * storage_sr_sizes_refresh once the lock is released. */
+void storage_sr_refresh(xapi_server *srv, xapi_obj *sr, const xapi_obj *leaving);
 void storage_sr_update_allowed(xapi_server *srv, xapi_obj *sr);
 /* ...of the SR and every VDI in it. */
 void storage_sr_update_allowed_all(xapi_server *srv, xapi_obj *sr);
@@ -56,6 +57,10 @@ void storage_op_id(const xapi_call *c, char ret[XAPI_REF_LEN + 1]);
  * capabilities (not whether the SR is plugged). */
 int storage_vdi_check_op(xapi_server *srv, xapi_obj *vdi, const char *op, xapi_value *err);
 void storage_vdi_op_begin(xapi_server *srv, xapi_obj *vdi, const char *opid, const char *op);
+/* OTHER_OPERATION_IN_PROGRESS ["VDI", vdi, op, id] while an operation other
+ * than a read (clone, copy, snapshot) runs on the VDI: one that deletes or
+ * changes its data without the lock (destroy, resize, update, a coalesce). */
+int storage_vdi_check_no_writer(const xapi_obj *vdi, xapi_value *err);
 void storage_vdi_op_end(xapi_server *srv, const char *vdi_ref, const char *opid);
 
 /* The VDI whose data is at path (vdi_path) is a VHD: a <uuid>.vhd image of a
@@ -111,9 +116,8 @@ void storage_sr_handle_copy(const storage_sr *h, storage_sr *ret);
 /* The driver's sr_probe in a time-limited job. */
 int storage_sr_probe_io(const storage_driver *drv, const xapi_value *device_config, const xapi_value *sm_config,
                         char **ret_xml, storage_err *e);
-/* A driver's quick VDI calls, in a time-limited job: with the store lock
- * held they hold it at most storage_io_timeout, and once an SR has a stuck
- * job they fail at once. */
+/* A driver's VDI calls, each in a time-limited job (no store lock held,
+ * the VDI marked busy meanwhile): once an SR has a stuck job they fail at once. */
 int storage_io_vdi_create(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e);
 /* The same for the driver's raw images (vdi_create_raw) and VHD images (vdi_create_vhd). */
@@ -124,7 +128,22 @@ int storage_io_vdi_create_vhd(const storage_sr *h, const char *location, int64_t
 int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err *e);
 int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e);
-int storage_io_vdi_stat(const storage_sr *h, const char *location, storage_vdi_info *ret, storage_err *e);
+/* vdi_stat, for the operation `what` (named in the error and the log if it times out). */
+int storage_io_vdi_stat(const storage_sr *h, const char *what, const char *location, storage_vdi_info *ret,
+                        storage_err *e);
+/* vdi_path, and storage_check_vdi of it: 0 and the path, a negative errno
+ * with *e empty when there is no such data, or *e SR_UNAVAILABLE when the
+ * storage did not answer. */
+int storage_io_vdi_path(const storage_sr *h, const char *location, char **ret_path, storage_err *e);
+/* vdi_set_hidden(location, true). */
+int storage_io_vdi_hide(const storage_sr *h, const char *location, storage_err *e);
+/* vdi_coalesce_leaf, then the leaf's vdi_stat into *ret. */
+int storage_io_vdi_coalesce_leaf(const storage_sr *h, const char *location, int64_t max_bytes,
+                                 storage_vdi_info *ret, storage_err *e);
+/* The SR's physical sizes from the driver (statvfs), read without the store
+ * lock (call without it) and published if the SR is still plugged: what an
+ * operation does after its transaction, so that no lock waits on the storage. */
+void storage_sr_sizes_refresh(xapi_server *srv, const char *sr_ref);
 
 /* The VDIs an SR had when a scan started without the lock: what the scan
  * may forget, and locations it must not bring back (destroyed meanwhile). */

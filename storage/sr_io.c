@@ -1,5 +1,6 @@
 /* An SR's driver I/O done outside the store lock (storage/internal.h:
  * storage_sr_io_run): create, attach, scan, sizes, detach, delete and probe,
+ * and the VDI calls,
  * in one time-limited job (storage/io.h) on a copy of the SR's handle, so
  * that the caller can drop the lock, wait, and publish what it learnt. */
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/log.h"
 #include "storage/internal.h"
 #include "storage/io.h"
 
@@ -130,14 +132,25 @@ int storage_sr_probe_io(const storage_driver *drv, const xapi_value *device_conf
     return rc;
 }
 
-/* ---- one quick driver call under the lock, bounded -------------------------------------- */
+/* ---- one driver call on a VDI, bounded ------------------------------------------------- */
 
 typedef struct vdi_job {
     storage_sr h;
-    enum { VDI_JOB_CREATE, VDI_JOB_CREATE_RAW, VDI_JOB_CREATE_VHD, VDI_JOB_DELETE, VDI_JOB_RESIZE, VDI_JOB_STAT } kind;
+    enum {
+        VDI_JOB_CREATE,
+        VDI_JOB_CREATE_RAW,
+        VDI_JOB_CREATE_VHD,
+        VDI_JOB_DELETE,
+        VDI_JOB_RESIZE,
+        VDI_JOB_STAT,
+        VDI_JOB_HIDE,
+        VDI_JOB_COALESCE,
+        VDI_JOB_PATH,
+    } kind;
     char *location;
     int64_t size;
     storage_vdi_info info;
+    char *path; /* VDI_JOB_PATH's result */
 } vdi_job;
 
 static void vdi_job_free(void *ctx) {
@@ -146,12 +159,14 @@ static void vdi_job_free(void *ctx) {
     storage_sr_handle_free(&j->h);
     free(j->location);
     storage_vdi_info_free(&j->info);
+    free(j->path);
     free(j);
 }
 
 static int vdi_job_run(void *ctx, storage_err *e) {
     vdi_job *j = ctx;
     const storage_driver *drv = j->h.drv;
+    int rc;
 
     switch (j->kind) {
     case VDI_JOB_CREATE:
@@ -166,12 +181,25 @@ static int vdi_job_run(void *ctx, storage_err *e) {
         return drv->vdi_resize(&j->h, j->location, j->size, &j->info, e);
     case VDI_JOB_STAT:
         return drv->vdi_stat(&j->h, j->location, &j->info, e);
+    case VDI_JOB_HIDE:
+        return drv->vdi_set_hidden(&j->h, j->location, true, e);
+    case VDI_JOB_COALESCE: /* then the leaf as it is now; the chain changed even if that fails (info empty) */
+        rc = drv->vdi_coalesce_leaf(&j->h, j->location, j->size, e);
+        if (rc == 0 && drv->vdi_stat(&j->h, j->location, &j->info, &(storage_err){0}) < 0) {
+            storage_vdi_info_free(&j->info);
+            memset(&j->info, 0, sizeof j->info);
+        }
+        return rc;
+    case VDI_JOB_PATH: /* not a failure of the storage: e stays empty */
+        j->path = drv->vdi_path(&j->h, j->location);
+        return j->path ? storage_check_vdi(drv, j->path) : -ENOENT;
     }
     return -EINVAL;
 }
 
+/* The job's info into *ret, its path into *ret_path (either may be NULL). */
 static int run_vdi_job(const storage_sr *h, int kind, const char *what, const char *location, int64_t size,
-                       storage_vdi_info *ret, storage_err *e) {
+                       storage_vdi_info *ret, char **ret_path, storage_err *e) {
     vdi_job *j = xapi_calloc(1, sizeof *j);
     int rc;
 
@@ -186,34 +214,85 @@ static int run_vdi_job(const storage_sr *h, int kind, const char *what, const ch
         *ret = j->info;
         memset(&j->info, 0, sizeof j->info);
     }
+    if (rc == 0 && ret_path) {
+        *ret_path = j->path;
+        j->path = NULL;
+    }
     vdi_job_free(j);
     return rc;
 }
 
 int storage_io_vdi_create(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_CREATE, "VDI.create", location, size, ret, e);
+    return run_vdi_job(h, VDI_JOB_CREATE, "VDI.create", location, size, ret, NULL, e);
 }
 
 int storage_io_vdi_create_raw(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                               storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_CREATE_RAW, "VDI.create", location, size, ret, e);
+    return run_vdi_job(h, VDI_JOB_CREATE_RAW, "VDI.create", location, size, ret, NULL, e);
 }
 
 int storage_io_vdi_create_vhd(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                               storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_CREATE_VHD, "VDI.create", location, size, ret, e);
+    return run_vdi_job(h, VDI_JOB_CREATE_VHD, "VDI.create", location, size, ret, NULL, e);
 }
 
 int storage_io_vdi_delete(const storage_sr *h, const char *location, storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_DELETE, "VDI.destroy", location, 0, NULL, e);
+    return run_vdi_job(h, VDI_JOB_DELETE, "VDI.destroy", location, 0, NULL, NULL, e);
 }
 
 int storage_io_vdi_resize(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,
                           storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_RESIZE, "VDI.resize", location, size, ret, e);
+    return run_vdi_job(h, VDI_JOB_RESIZE, "VDI.resize", location, size, ret, NULL, e);
 }
 
-int storage_io_vdi_stat(const storage_sr *h, const char *location, storage_vdi_info *ret, storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_STAT, "VDI.update", location, 0, ret, e);
+int storage_io_vdi_stat(const storage_sr *h, const char *what, const char *location, storage_vdi_info *ret,
+                        storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_STAT, what, location, 0, ret, NULL, e);
+}
+
+int storage_io_vdi_path(const storage_sr *h, const char *location, char **ret_path, storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_PATH, "VDI attach", location, 0, NULL, ret_path, e);
+}
+
+int storage_io_vdi_hide(const storage_sr *h, const char *location, storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_HIDE, "VDI.destroy", location, 0, NULL, NULL, e);
+}
+
+int storage_io_vdi_coalesce_leaf(const storage_sr *h, const char *location, int64_t max_bytes,
+                                 storage_vdi_info *ret, storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_COALESCE, "leaf coalesce", location, max_bytes, ret, NULL, e);
+}
+
+/* ---- the SR's sizes after an operation --------------------------------------------------- */
+
+void storage_sr_sizes_refresh(xapi_server *srv, const char *sr_ref) {
+    xapi_store *st = srv->store;
+    storage_sr h = {0};
+    storage_sr_io *io = NULL;
+    storage_err e = {0};
+    xapi_value ignored = {0};
+    xapi_obj *sr;
+    int rc;
+
+    xapi_store_rdlock(st);
+    sr = xapi_store_get_class(st, storage_cls(XAPI_C_SR), sr_ref);
+    rc = sr ? storage_sr_plugged(srv, sr, &h, &ignored) : -ENOENT;
+    xapi_store_rdunlock(st);
+    if (rc < 0 || !h.drv->sr_stat)
+        goto out;
+    /* Skipped at once while the SR has a stuck job: the sizes stay as they were. */
+    if (storage_sr_io_run(&h, STORAGE_SR_IO_STAT, NULL, 0, "SR sizes", &io, &e) < 0) {
+        log_warning("storage: SR %s: sizes not updated: %s", h.uuid, e.text);
+        goto out;
+    }
+    xapi_store_write_begin(st);
+    sr = xapi_store_get_class(st, storage_cls(XAPI_C_SR), sr_ref);
+    if (sr && storage_sr_attached(srv, sr))
+        storage_sr_set_sizes(srv, sr, io);
+    xapi_store_write_end(st);
+out:
+    storage_sr_io_free(io);
+    storage_sr_handle_free(&h);
+    xapi_value_free(&ignored);
 }

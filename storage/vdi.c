@@ -107,7 +107,7 @@ static int vdi_make_data(xapi_server *srv, xapi_obj *o, xapi_value *err) {
         xapi_obj_set_bool(srv->store, o, XAPI_F_VDI_managed, true);
         xapi_obj_set_bool(srv->store, o, XAPI_F_VDI_storage_lock, false);
         storage_vdi_update_allowed_operations(srv, o);
-        storage_sr_refresh(srv, sr, &h, NULL);
+        storage_sr_refresh(srv, sr, NULL);
         storage_sr_update_allowed(srv, sr);
         log_debug("storage: VDI %s created on SR %s (%" PRId64 " bytes)", o->uuid, sr->uuid, info.virtual_size);
     }
@@ -269,7 +269,10 @@ int storage_vdi_create(xapi_server *srv, const char *sr_ref, const char *name, i
     rc = vdi_make_data(srv, o, err);
     if (rc < 0)
         xapi_obj_destroy(srv->store, o);
-    return finish_ref(srv, rc, ref, ret_ref, err);
+    rc = finish_ref(srv, rc, ref, ret_ref, err);
+    if (rc == 0)
+        storage_sr_sizes_refresh(srv, sr_ref);
+    return rc;
 }
 
 /* ---- destroy ---------------------------------------------------------------- */
@@ -318,122 +321,140 @@ static xapi_obj *only_child(xapi_server *srv, const xapi_obj *sr, const char *lo
     return found;
 }
 
-#define LEAF_COALESCE_MAX (INT64_C(20) << 20) /* sm's live leaf-coalesce limit: quick enough under the lock */
+#define LEAF_COALESCE_MAX (INT64_C(20) << 20) /* sm's live leaf-coalesce limit: a quick copy */
+
+/* A base copy's record, once its image is gone (p_ref "": it had none). Write lock held. */
+static void drop_base_record(xapi_server *srv, const char *sr_ref, const char *p_ref) {
+    xapi_obj *sr = xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), sr_ref);
+    xapi_obj *p = *p_ref ? get_vdi(srv, p_ref) : NULL;
+
+    if (!p)
+        return;
+    if (sr)
+        storage_sr_refresh(srv, sr, p);
+    xapi_obj_destroy(srv->store, p);
+}
 
 /* A hidden parent left with one child that is a leaf no guest, no operation
  * uses and holds little data: the leaf is folded into it (sm's leaf
  * coalesce), so snapshot-and-delete cycles (Nova's image upload) do not
- * grow the chain. A bigger leaf stays a leaf. */
-static void coalesce_leaf(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const char *parent,
-                          const xapi_obj *leaving) {
-    xapi_obj *child = only_child(srv, sr, parent, leaving), *p;
+ * grow the chain. A bigger leaf stays a leaf. Entered with the write lock
+ * held, which it releases: both VDIs are marked "blocked" while the data
+ * moves without the lock (a guest cannot attach the leaf meanwhile). */
+static void coalesce_leaf(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const char *parent, const char *opid) {
+    xapi_store *st = srv->store;
+    xapi_obj *child = only_child(srv, sr, parent, NULL), *p;
     storage_vdi_info info = {0};
     storage_err e = {0};
-    char *loc;
+    char child_ref[XAPI_REF_LEN + 1], p_ref[XAPI_REF_LEN + 1] = "", sr_ref[XAPI_REF_LEN + 1];
+    char *loc = NULL;
     int rc;
 
     if (!h->drv->vdi_coalesce_leaf || !child || !child->fields[XAPI_F_VDI_managed].b ||
         child->fields[XAPI_F_VDI_current_operations].n > 0 ||
         storage_any_set(srv, &child->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached) ||
-        has_children(srv, sr, child->fields[XAPI_F_VDI_location].s, NULL))
+        has_children(srv, sr, child->fields[XAPI_F_VDI_location].s, NULL)) {
+        xapi_store_write_end(st);
         return;
+    }
     p = vdi_at(srv, sr, parent);
-    if (p && (p->fields[XAPI_F_VDI_managed].b || p->fields[XAPI_F_VDI_current_operations].n > 0))
+    if (p && (p->fields[XAPI_F_VDI_managed].b || p->fields[XAPI_F_VDI_current_operations].n > 0)) {
+        xapi_store_write_end(st);
         return;
+    }
     loc = xapi_strdup(child->fields[XAPI_F_VDI_location].s);
-    rc = h->drv->vdi_coalesce_leaf(h, loc, LEAF_COALESCE_MAX, &e);
-    if (rc < 0) {
-        if (rc != -E2BIG)
-            log_warning("storage: SR %s: VDI %s not coalesced into %s: %s", sr->uuid, loc, parent, e.text);
-        free(loc);
-        return;
-    }
-    log_info("storage: SR %s: VDI %s coalesced into its base copy %s", sr->uuid, loc, parent);
+    memcpy(child_ref, child->ref, sizeof child_ref);
+    memcpy(sr_ref, sr->ref, sizeof sr_ref);
+    storage_vdi_op_begin(srv, child, opid, "blocked");
     if (p) {
-        storage_sr_refresh(srv, sr, NULL, p);
-        xapi_obj_destroy(srv->store, p);
+        memcpy(p_ref, p->ref, sizeof p_ref);
+        storage_vdi_op_begin(srv, p, opid, "blocked");
     }
-    if (h->drv->vdi_stat(h, loc, &info, &e) == 0)
-        storage_vdi_set_info(srv, child, &info);
+    xapi_store_write_end(st);
+
+    rc = storage_io_vdi_coalesce_leaf(h, loc, LEAF_COALESCE_MAX, &info, &e);
+
+    xapi_store_write_begin(st);
+    storage_vdi_op_end(srv, child_ref, opid);
+    if (*p_ref)
+        storage_vdi_op_end(srv, p_ref, opid);
+    if (rc == 0) {
+        log_info("storage: SR %s: VDI %s coalesced into its base copy %s", h->uuid, loc, parent);
+        drop_base_record(srv, sr_ref, p_ref);
+        child = get_vdi(srv, child_ref);
+        if (child && info.location)
+            storage_vdi_set_info(srv, child, &info);
+    } else if (rc != -E2BIG)
+        log_warning("storage: SR %s: VDI %s not coalesced into %s: %s", h->uuid, loc, parent, e.text);
+    end_ops_stored(st);
     storage_vdi_info_free(&info);
     free(loc);
 }
 
-/* After `leaving` (a VHD over parent) is destroyed: the hidden parents no VDI
- * needs any more go, up the chain (sm's GC of garbage base copies). A
- * visible parent is a VDI of its own and stays. */
-static void gc_parents(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const char *parent,
-                       const xapi_obj *leaving) {
-    char *loc = parent ? xapi_strdup(parent) : NULL;
+/* After a VHD over parent was destroyed: the hidden parents no VDI needs
+ * any more go, up the chain (sm's GC of garbage base copies); a visible
+ * parent is a VDI of its own and stays. Each step is decided under the
+ * lock and its I/O done without it (called without the lock). */
+static void gc_parents(xapi_server *srv, const char *sr_ref, const storage_sr *h, const char *parent,
+                       const char *opid) {
+    xapi_store *st = srv->store;
+    char *loc = parent && *parent ? xapi_strdup(parent) : NULL;
 
     for (unsigned depth = 0; loc && depth < 64; depth++) {
         storage_vdi_info info = {0};
         storage_err e = {0};
-        xapi_obj *p;
+        char p_ref[XAPI_REF_LEN + 1] = "";
+        xapi_obj *sr, *p;
+        int rc;
 
-        if (h->drv->vdi_stat(h, loc, &info, &e) < 0 || !info.hidden) {
+        if (storage_io_vdi_stat(h, "base copy clean-up", loc, &info, &e) < 0 || !info.hidden) {
             storage_vdi_info_free(&info);
             break;
         }
-        if (has_children(srv, sr, loc, leaving)) {
-            coalesce_leaf(srv, sr, h, loc, leaving);
+        xapi_store_write_begin(st);
+        sr = xapi_store_get_class(st, storage_cls(XAPI_C_SR), sr_ref);
+        p = sr ? vdi_at(srv, sr, loc) : NULL;
+        if (sr && storage_sr_attached(srv, sr) && has_children(srv, sr, loc, NULL)) {
+            coalesce_leaf(srv, sr, h, loc, opid); /* releases the lock */
             storage_vdi_info_free(&info);
             break;
         }
-        p = vdi_at(srv, sr, loc);
-        if (p && p->fields[XAPI_F_VDI_current_operations].n > 0) {
+        if (!sr || !storage_sr_attached(srv, sr) || (p && p->fields[XAPI_F_VDI_current_operations].n > 0)) {
+            xapi_store_write_end(st);
             storage_vdi_info_free(&info);
             break;
         }
-        if (h->drv->vdi_delete(h, loc, &e) < 0) {
-            log_warning("storage: SR %s: base copy %s left: %s", sr->uuid, loc, e.text);
-            storage_vdi_info_free(&info);
-            break;
-        }
-        log_info("storage: SR %s: base copy %s no longer needed, deleted", sr->uuid, loc);
         if (p) {
-            storage_sr_refresh(srv, sr, NULL, p);
-            xapi_obj_destroy(srv->store, p);
+            memcpy(p_ref, p->ref, sizeof p_ref);
+            storage_vdi_op_begin(srv, p, opid, "destroy");
         }
+        xapi_store_write_end(st);
+
+        rc = storage_io_vdi_delete(h, loc, &e);
+
+        xapi_store_write_begin(st);
+        if (*p_ref)
+            storage_vdi_op_end(srv, p_ref, opid);
+        if (rc == 0) {
+            log_info("storage: SR %s: base copy %s no longer needed, deleted", h->uuid, loc);
+            drop_base_record(srv, sr_ref, p_ref);
+        } else
+            log_warning("storage: SR %s: base copy %s left: %s", h->uuid, loc, e.text);
+        end_ops_stored(st);
         free(loc);
-        loc = info.parent ? xapi_strdup(info.parent) : NULL;
+        loc = rc == 0 && info.parent ? xapi_strdup(info.parent) : NULL;
         storage_vdi_info_free(&info);
     }
     free(loc);
 }
 
-/* The VDI's data goes, and what refers to it. Write lock held. */
-static int vdi_delete(xapi_server *srv, xapi_obj *o, xapi_value *err) {
+/* The VDI's record goes, and what refers to it: as xapi, its VBDs, and VMs
+ * forget it as their suspend image. Write lock held. */
+static void vdi_drop_record(xapi_server *srv, xapi_obj *o) {
     xapi_store *st = srv->store;
     xapi_obj *sr = sr_of(srv, o);
-    storage_sr h = {0};
-    storage_err e = {0};
-    xapi_value vbds;
-    char *parent;
-    int rc;
+    xapi_value vbds = xapi_value_copy(&o->fields[XAPI_F_VDI_VBDs]);
 
-    if (!sr)
-        return 0; /* an orphan record: nothing to delete but itself */
-    rc = storage_sr_plugged(srv, sr, &h, err);
-    if (rc < 0)
-        return rc;
-    rc = storage_vdi_check_op(srv, o, "destroy", err);
-    parent = xapi_strdup(storage_map_get(&o->fields[XAPI_F_VDI_sm_config], "vhd-parent") ?: "");
-    /* A VHD other VDIs are made over stays for them, hidden (sm's FileSR does the same). */
-    if (rc == 0 && h.drv->vdi_set_hidden && has_children(srv, sr, o->fields[XAPI_F_VDI_location].s, o)) {
-        if (h.drv->vdi_set_hidden(&h, o->fields[XAPI_F_VDI_location].s, true, &e) < 0)
-            rc = storage_backend_fail(err, &e);
-    } else if (rc == 0 && storage_io_vdi_delete(&h, o->fields[XAPI_F_VDI_location].s, &e) < 0)
-        rc = storage_backend_fail(err, &e);
-    else if (rc == 0 && *parent)
-        gc_parents(srv, sr, &h, parent, o);
-    free(parent);
-    if (rc < 0) {
-        storage_sr_handle_free(&h);
-        return rc;
-    }
-    /* As xapi: the VDI's VBDs go with it, and VMs forget it as their suspend image. */
-    vbds = xapi_value_copy(&o->fields[XAPI_F_VDI_VBDs]);
     for (uint32_t i = 0; i < vbds.n; i++) {
         xapi_obj *b = xapi_store_get_class(st, storage_cls(XAPI_C_VBD), vbds.items[i].s);
         if (b)
@@ -443,42 +464,101 @@ static int vdi_delete(xapi_server *srv, xapi_obj *o, xapi_value *err) {
     for (xapi_obj *vm = xapi_store_first(st, storage_cls(XAPI_C_VM)); vm; vm = xapi_store_next(vm))
         if (strcmp(vm->fields[XAPI_F_VM_suspend_VDI].s, o->ref) == 0)
             xapi_obj_set_string(st, vm, XAPI_F_VM_suspend_VDI, XAPI_NULL_REF);
-    storage_sr_refresh(srv, sr, &h, o);
-    storage_sr_handle_free(&h);
+    if (sr)
+        storage_sr_refresh(srv, sr, o);
     log_debug("storage: VDI %s destroyed", o->uuid);
-    return 0;
+    xapi_obj_destroy(st, o);
 }
 
-static int vdi_before_destroy(xapi_call *c, xapi_obj *o) {
-    return vdi_delete(c->srv, o, &c->err);
+/* VDI.destroy: checked and marked ("destroy") under the lock, the data
+ * deleted without it (a VHD that other VDIs are made over stays for them,
+ * hidden, as sm's FileSR does), the record removed under the lock again if
+ * the deletion worked; then the base copies nothing needs any more, and the
+ * SR's sizes. Called without the lock. */
+static int vdi_destroy_common(xapi_server *srv, const char *opid, const char *vdi_ref, xapi_value *err) {
+    xapi_store *st = srv->store;
+    storage_sr h = {0};
+    storage_err e = {0};
+    xapi_obj *o, *sr;
+    char sr_ref[XAPI_REF_LEN + 1];
+    char *location = NULL, *parent = NULL;
+    bool hide;
+    int rc;
+
+    xapi_store_write_begin(st);
+    o = get_vdi(srv, vdi_ref);
+    if (!o) {
+        xapi_store_write_abort(st);
+        return xapi_fail(err, "HANDLE_INVALID", "VDI", vdi_ref, NULL);
+    }
+    sr = sr_of(srv, o);
+    if (!sr) { /* an orphan record: nothing to delete but itself */
+        vdi_drop_record(srv, o);
+        rc = xapi_store_write_end_durable(st);
+        return rc < 0 ? xapi_store_fail(st, rc, err) : 0;
+    }
+    rc = storage_sr_plugged(srv, sr, &h, err);
+    if (rc == 0)
+        rc = storage_vdi_check_op(srv, o, "destroy", err);
+    if (rc < 0) {
+        xapi_store_write_abort(st);
+        goto out;
+    }
+    memcpy(sr_ref, sr->ref, sizeof sr_ref);
+    location = xapi_strdup(o->fields[XAPI_F_VDI_location].s);
+    parent = xapi_strdup(storage_map_get(&o->fields[XAPI_F_VDI_sm_config], "vhd-parent") ?: "");
+    hide = h.drv->vdi_set_hidden && has_children(srv, sr, location, o);
+    storage_vdi_op_begin(srv, o, opid, "destroy");
+    xapi_store_write_end(st);
+
+    rc = hide ? storage_io_vdi_hide(&h, location, &e) : storage_io_vdi_delete(&h, location, &e);
+
+    xapi_store_write_begin(st);
+    storage_vdi_op_end(srv, vdi_ref, opid);
+    if (rc < 0) {
+        rc = storage_backend_fail(err, &e);
+        end_ops_stored(st);
+        goto out;
+    }
+    o = get_vdi(srv, vdi_ref);
+    if (o)
+        vdi_drop_record(srv, o);
+    if ((rc = xapi_store_write_end_durable(st)) < 0) {
+        rc = xapi_store_fail(st, rc, err);
+        goto out;
+    }
+    if (!hide)
+        gc_parents(srv, sr_ref, &h, parent, opid);
+    storage_sr_sizes_refresh(srv, sr_ref);
+out:
+    free(location);
+    free(parent);
+    storage_sr_handle_free(&h);
+    return rc;
+}
+
+static int vdi_destroy_call(xapi_call *c) {
+    char opid[XAPI_REF_LEN + 1];
+    int rc;
+
+    storage_op_id(c, opid);
+    rc = vdi_destroy_common(c->srv, opid, c->args[0].s, &c->err);
+    if (rc == 0)
+        xapi_out_void(c->out);
+    return rc;
 }
 
 int storage_vdi_destroy(xapi_server *srv, const char *vdi_ref, xapi_value *err) {
-    xapi_obj *o;
-    int rc;
+    char opid[XAPI_REF_LEN + 1];
 
-    xapi_store_write_begin(srv->store);
-    o = xapi_store_get_class(srv->store, storage_cls(XAPI_C_VDI), vdi_ref);
-    if (!o) {
-        xapi_store_write_abort(srv->store);
-        return xapi_fail(err, "HANDLE_INVALID", "VDI", vdi_ref, NULL);
-    }
-    rc = vdi_delete(srv, o, err);
-    if (rc < 0) {
-        xapi_store_write_abort(srv->store);
-        return rc;
-    }
-    xapi_obj_destroy(srv->store, o);
-    if ((rc = xapi_store_write_end_durable(srv->store)) < 0)
-        return xapi_store_fail(srv->store, rc, err);
-    return 0;
+    storage_op_id(NULL, opid);
+    return vdi_destroy_common(srv, opid, vdi_ref, err);
 }
 
 const xapi_class_hooks storage_vdi_hooks = {
     .before_create = vdi_before_create,
     .create_undo = vdi_create_undo,
     .after_create = vdi_after_create,
-    .before_destroy = vdi_before_destroy,
 };
 
 /* ---- clone / snapshot / copy ------------------------------------------------------ */
@@ -546,25 +626,22 @@ static int clone_fail(storage_clone_mode mode, xapi_value *err, storage_err *e) 
 }
 
 /* After a chain was made: the base copy's record (hidden, not managed), and
- * the source VDI's record refreshed (now a leaf over the base). */
-static void chain_records(xapi_server *srv, xapi_obj *sr, const storage_sr *h, const char *src_ref,
-                          const char *base_uuid) {
-    storage_vdi_info info = {0};
-    storage_err e = {0};
+ * the source VDI's record refreshed (now a leaf over the base), from what
+ * the driver said of them without the lock (empty infos: it could not). */
+static void chain_records(xapi_server *srv, xapi_obj *sr, const char *src_ref, const char *base_uuid,
+                          const storage_vdi_info *base_info, const storage_vdi_info *src_info) {
     xapi_obj *src = get_vdi(srv, src_ref), *base;
     char ref[XAPI_REF_LEN + 1];
 
     xapi_ref_generate(ref);
-    if (h->drv->vdi_stat(h, base_uuid, &info, &e) == 0) {
-        base = storage_vdi_new(srv, sr, ref, base_uuid, &info);
+    if (base_info->location) {
+        base = storage_vdi_new(srv, sr, ref, base_uuid, base_info);
         if (base)
             storage_vdi_update_allowed_operations(srv, base);
     } else
-        log_warning("storage: SR %s: base copy %s: %s", sr->uuid, base_uuid, e.text);
-    storage_vdi_info_free(&info);
-    if (src && h->drv->vdi_stat(h, src->fields[XAPI_F_VDI_location].s, &info, &e) == 0)
-        storage_vdi_set_info(srv, src, &info);
-    storage_vdi_info_free(&info);
+        log_warning("storage: SR %s: base copy %s has no record: its image could not be read", sr->uuid, base_uuid);
+    if (src && src_info->location)
+        storage_vdi_set_info(srv, src, src_info);
 }
 
 static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref, storage_clone_mode mode,
@@ -572,7 +649,7 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     xapi_store *st = srv->store;
     const char *op = mode_op(mode);
     storage_sr src = {0}, dst = {0};
-    storage_vdi_info info = {0};
+    storage_vdi_info info = {0}, base_info = {0}, src_info = {0};
     storage_err e = {0};
     vdi_meta meta;
     xapi_obj *vdi, *src_sr, *dst_sr, *nv;
@@ -660,9 +737,14 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     }
 
     /* The data, without the lock: this is the slow part (a VHD chain: quick, still unlocked). */
-    if (chain)
+    if (chain) {
         rc = src.drv->vdi_chain(&src, src_loc, base_uuid, uuid, &e);
-    else
+        if (rc == 0) { /* what the records say of the chain, read now, not under the lock */
+            const char *what = mode == STORAGE_CLONE ? "VDI.clone" : "VDI.snapshot";
+            storage_io_vdi_stat(&src, what, base_uuid, &base_info, &(storage_err){0});
+            storage_io_vdi_stat(&src, what, src_loc, &src_info, &(storage_err){0});
+        }
+    } else
         rc = (raw_copy ? dst.drv->vdi_import_raw : dst.drv->vdi_import)(&dst, uuid, src_path, size, &e);
 
     xapi_store_write_begin(st);
@@ -678,7 +760,7 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         goto fail_after_io;
     }
     if (chain) /* whatever follows, the chain is made: its records too */
-        chain_records(srv, dst_sr, &dst, src_ref, base_uuid);
+        chain_records(srv, dst_sr, src_ref, base_uuid, &base_info, &src_info);
     if (dst.drv->vdi_publish(&dst, uuid, &info, &e) < 0) {
         rc = clone_fail(mode, err, &e);
         goto fail_after_io;
@@ -697,9 +779,11 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         xapi_obj_set(st, nv, XAPI_F_VDI_snapshot_time, xapi_value_datetime(xapi_wall_seconds()));
     }
     storage_vdi_update_allowed_operations(srv, nv);
-    storage_sr_refresh(srv, dst_sr, &dst, NULL);
+    storage_sr_refresh(srv, dst_sr, NULL);
     log_debug("storage: VDI %s: %s -> %s", src_ref, op, uuid);
     rc = finish_ref(srv, 0, ref, ret_ref, err);
+    if (rc == 0)
+        storage_sr_sizes_refresh(srv, dst_sr_ref);
     goto out;
 fail_after_io:
     end_ops_stored(st);
@@ -709,6 +793,8 @@ fail_locked:
 out:
     meta_free(&meta);
     storage_vdi_info_free(&info);
+    storage_vdi_info_free(&base_info);
+    storage_vdi_info_free(&src_info);
     storage_sr_handle_free(&src);
     storage_sr_handle_free(&dst);
     free(src_path);
@@ -751,8 +837,9 @@ static int copy_into(xapi_call *c, const char *opid) {
     storage_vdi_info info = {0};
     storage_err e = {0};
     xapi_obj *vdi, *into, *src_sr, *dst_sr;
-    char src_ref[XAPI_REF_LEN + 1], dst_ref[XAPI_REF_LEN + 1], size_text[32];
+    char src_ref[XAPI_REF_LEN + 1], dst_ref[XAPI_REF_LEN + 1], dst_sr_ref[XAPI_REF_LEN + 1], size_text[32];
     char *src_path = NULL, *dst_loc = NULL;
+    bool have_info;
     int64_t size;
     int rc;
 
@@ -812,6 +899,7 @@ static int copy_into(xapi_call *c, const char *opid) {
     }
 
     rc = dst.drv->vdi_write(&dst, dst_loc, src_path, size, &e);
+    have_info = rc == 0 && dst.drv->vdi_stat && storage_io_vdi_stat(&dst, "VDI.copy", dst_loc, &info, &(storage_err){0}) == 0;
 
     xapi_store_write_begin(st);
     storage_vdi_op_end(srv, src_ref, opid);
@@ -821,12 +909,16 @@ static int copy_into(xapi_call *c, const char *opid) {
         goto fail_after_io;
     }
     into = get_vdi(srv, dst_ref);
-    if (into && dst.drv->vdi_stat && dst.drv->vdi_stat(&dst, dst_loc, &info, &e) == 0)
+    if (into && have_info)
         xapi_obj_set_int(st, into, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
     dst_sr = into ? sr_of(srv, into) : NULL;
-    if (dst_sr)
-        storage_sr_refresh(srv, dst_sr, &dst, NULL);
+    if (dst_sr) {
+        memcpy(dst_sr_ref, dst_sr->ref, sizeof dst_sr_ref);
+        storage_sr_refresh(srv, dst_sr, NULL);
+    }
     rc = xapi_finish_ref(c, 0, dst_ref);
+    if (rc == 0 && dst_sr)
+        storage_sr_sizes_refresh(srv, dst_sr_ref);
     goto out;
 fail_after_io:
     end_ops_stored(st);
@@ -885,29 +977,102 @@ static int lookup_vdi_plugged(xapi_call *c, xapi_obj **ret_vdi, xapi_obj **ret_s
     return 0;
 }
 
-static int vdi_resize_common(xapi_call *c, const char *op) {
-    xapi_server *srv = c->srv;
-    storage_sr h = {0};
-    storage_vdi_info info = {0};
-    storage_err e = {0};
-    xapi_obj *vdi, *sr;
+/* A VDI operation whose driver call runs without the lock (resize, update):
+ * the VDI checked and marked with op under it, the call in a time-limited
+ * job, the result published under the lock again if the VDI is still there. */
+typedef struct vdi_unlocked {
+    xapi_call *c;
+    const char *op;
+    storage_sr h;
+    char opid[XAPI_REF_LEN + 1], vdi_ref[XAPI_REF_LEN + 1], sr_ref[XAPI_REF_LEN + 1];
+    char *location;
+    storage_vdi_info info; /* the job's result */
+    storage_err e;
+} vdi_unlocked;
+
+/* Finds and marks the call's VDI (its first argument) on a plugged SR, with
+ * check(u, vdi) deciding under the lock whether op may start; releases the lock. */
+static int vdi_unlocked_begin(vdi_unlocked *u, int (*check)(vdi_unlocked *u, xapi_obj *vdi)) {
+    xapi_server *srv = u->c->srv;
+    xapi_obj *vdi = NULL, *sr = NULL;
     int rc;
 
     xapi_store_write_begin(srv->store);
-    rc = lookup_vdi_plugged(c, &vdi, &sr, &h);
+    rc = lookup_vdi_plugged(u->c, &vdi, &sr, &u->h);
     if (rc == 0)
-        rc = storage_vdi_check_op(srv, vdi, op, &c->err);
-    if (rc == 0)
-        rc = size_check(c->args[1].i, &c->err);
-    if (rc == 0 && storage_io_vdi_resize(&h, vdi->fields[XAPI_F_VDI_location].s, c->args[1].i, &info, &e) < 0)
-        rc = storage_backend_fail(&c->err, &e);
-    if (rc == 0) {
-        storage_vdi_set_info(srv, vdi, &info);
-        storage_sr_refresh(srv, sr, &h, NULL);
+        rc = check(u, vdi);
+    if (rc < 0) {
+        xapi_store_write_abort(srv->store);
+        return rc;
     }
-    storage_vdi_info_free(&info);
-    storage_sr_handle_free(&h);
-    return xapi_finish_void(c, rc);
+    storage_op_id(u->c, u->opid);
+    memcpy(u->vdi_ref, vdi->ref, sizeof u->vdi_ref);
+    memcpy(u->sr_ref, sr->ref, sizeof u->sr_ref);
+    u->location = xapi_strdup(vdi->fields[XAPI_F_VDI_location].s);
+    storage_vdi_op_begin(srv, vdi, u->opid, u->op);
+    xapi_store_write_end(srv->store);
+    return 0;
+}
+
+/* After the job (rc its result): the lock taken again, the mark removed; the
+ * VDI, or NULL if it went meanwhile (lock held either way). */
+static xapi_obj *vdi_unlocked_end(vdi_unlocked *u) {
+    xapi_server *srv = u->c->srv;
+
+    xapi_store_write_begin(srv->store);
+    storage_vdi_op_end(srv, u->vdi_ref, u->opid);
+    return get_vdi(srv, u->vdi_ref);
+}
+
+/* Stores what was published (or, rc < 0, just the mark's removal), then the SR's sizes. */
+static int vdi_unlocked_finish(vdi_unlocked *u, int rc) {
+    xapi_call *c = u->c;
+    xapi_obj *sr = xapi_store_get_class(c->srv->store, storage_cls(XAPI_C_SR), u->sr_ref);
+
+    if (rc < 0) {
+        end_ops_stored(c->srv->store);
+        return rc;
+    }
+    if (sr)
+        storage_sr_refresh(c->srv, sr, NULL);
+    rc = xapi_commit(c);
+    if (rc < 0)
+        return rc;
+    storage_sr_sizes_refresh(c->srv, u->sr_ref);
+    xapi_out_void(c->out);
+    return 0;
+}
+
+static void vdi_unlocked_free(vdi_unlocked *u) {
+    storage_sr_handle_free(&u->h);
+    storage_vdi_info_free(&u->info);
+    free(u->location);
+}
+
+static int resize_check(vdi_unlocked *u, xapi_obj *vdi) {
+    int rc = storage_vdi_check_op(u->c->srv, vdi, u->op, &u->c->err);
+
+    return rc < 0 ? rc : size_check(u->c->args[1].i, &u->c->err);
+}
+
+static int vdi_resize_common(xapi_call *c, const char *op) {
+    vdi_unlocked u = {.c = c, .op = op};
+    xapi_obj *vdi;
+    int rc;
+
+    rc = vdi_unlocked_begin(&u, resize_check);
+    if (rc < 0)
+        goto out;
+    rc = storage_io_vdi_resize(&u.h, u.location, c->args[1].i, &u.info, &u.e);
+    vdi = vdi_unlocked_end(&u);
+    if (rc < 0)
+        rc = storage_backend_fail(&c->err, &u.e);
+    else if (vdi)
+        storage_vdi_set_info(c->srv, vdi, &u.info);
+    rc = vdi_unlocked_finish(&u, rc);
+out:
+    vdi_unlocked_free(&u);
+    return rc;
 }
 
 static int vdi_resize(xapi_call *c) {
@@ -918,27 +1083,42 @@ static int vdi_resize_online(xapi_call *c) {
     return vdi_resize_common(c, "resize_online");
 }
 
+/* VDI.update only reads: it waits for no reader, but for nothing that changes the VDI either. */
+static int update_check(vdi_unlocked *u, xapi_obj *vdi) {
+    int rc = storage_vdi_check_no_writer(vdi, &u->c->err);
+
+    if (rc < 0)
+        return rc;
+    if (!u->h.drv->vdi_stat)
+        return xapi_call_fail(u->c, "VDI_MISSING", vdi->fields[XAPI_F_VDI_SR].s, vdi->ref);
+    return 0;
+}
+
 static int vdi_update(xapi_call *c) {
+    vdi_unlocked u = {.c = c, .op = "update"};
     xapi_server *srv = c->srv;
-    storage_sr h = {0};
-    storage_vdi_info info = {0};
-    storage_err e = {0};
-    xapi_obj *vdi, *sr;
+    xapi_obj *vdi;
     int rc;
 
-    xapi_store_write_begin(srv->store);
-    rc = lookup_vdi_plugged(c, &vdi, &sr, &h);
-    if (rc == 0 && (!h.drv->vdi_stat || storage_io_vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) < 0))
-        rc = xapi_call_fail(c, "VDI_MISSING", sr->ref, vdi->ref);
-    if (rc == 0) {
-        xapi_obj_set_int(srv->store, vdi, XAPI_F_VDI_virtual_size, info.virtual_size);
-        xapi_obj_set_int(srv->store, vdi, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
+    rc = vdi_unlocked_begin(&u, update_check);
+    if (rc < 0)
+        goto out;
+    rc = storage_io_vdi_stat(&u.h, "VDI.update", u.location, &u.info, &u.e);
+    vdi = vdi_unlocked_end(&u);
+    /* A storage that does not answer is the SR's failure; anything else, the VDI's. */
+    if (rc < 0 && u.e.code == SM_ERR_SR_UNAVAILABLE)
+        rc = storage_backend_fail(&c->err, &u.e);
+    else if (rc < 0)
+        rc = xapi_call_fail(c, "VDI_MISSING", u.sr_ref, u.vdi_ref);
+    else if (vdi) {
+        xapi_obj_set_int(srv->store, vdi, XAPI_F_VDI_virtual_size, u.info.virtual_size);
+        xapi_obj_set_int(srv->store, vdi, XAPI_F_VDI_physical_utilisation, u.info.physical_utilisation);
         xapi_obj_set_bool(srv->store, vdi, XAPI_F_VDI_missing, false);
-        storage_sr_refresh(srv, sr, &h, NULL);
     }
-    storage_vdi_info_free(&info);
-    storage_sr_handle_free(&h);
-    return xapi_finish_void(c, rc);
+    rc = vdi_unlocked_finish(&u, rc);
+out:
+    vdi_unlocked_free(&u);
+    return rc;
 }
 
 /* VDI.introduce(uuid, name_label, name_description, SR, type, sharable, read_only, other_config,
@@ -953,17 +1133,37 @@ static int vdi_introduce(xapi_call *c) {
     storage_err e = {0};
     xapi_obj *sr, *v = NULL;
     const xapi_value *vdis;
-    char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1];
+    char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1], sr_ref[XAPI_REF_LEN + 1];
+    bool have_info;
     int rc;
 
     if (*want && !storage_uuid_valid(want))
         return xapi_call_fail(c, "UUID_INVALID", "VDI", want);
-    xapi_store_write_begin(st);
+    /* What the driver sees there, read without the lock (its storage may not answer). */
+    xapi_store_rdlock(st);
     rc = xapi_lookup(c, storage_cls(XAPI_C_SR), c->args[3].s, &sr);
     if (rc == 0)
         rc = storage_sr_plugged(srv, sr, &h, &c->err);
     if (rc == 0)
         rc = storage_sr_cap(sr, h.drv, STORAGE_CAP_VDI_INTRODUCE, &c->err);
+    if (rc == 0)
+        memcpy(sr_ref, sr->ref, sizeof sr_ref);
+    xapi_store_rdunlock(st);
+    if (rc < 0) {
+        storage_sr_handle_free(&h);
+        return rc;
+    }
+    if (h.drv->vdi_stat && storage_io_vdi_stat(&h, "VDI.introduce", location, &info, &e) < 0 && e.code == SM_ERR_SR_UNAVAILABLE) {
+        rc = storage_backend_fail(&c->err, &e);
+        storage_sr_handle_free(&h);
+        return rc;
+    }
+    have_info = info.location != NULL;
+
+    xapi_store_write_begin(st);
+    rc = xapi_lookup(c, storage_cls(XAPI_C_SR), sr_ref, &sr);
+    if (rc == 0 && !storage_sr_attached(srv, sr))
+        rc = xapi_call_fail(c, "SR_HAS_NO_PBDS", sr->ref);
     if (rc < 0)
         goto out;
     vdis = &sr->fields[XAPI_F_SR_VDIs];
@@ -978,7 +1178,7 @@ static int vdi_introduce(xapi_call *c) {
         rc = xapi_call_fail(c, "LOCATION_NOT_UNIQUE", sr->ref, location);
         goto out;
     }
-    if (!h.drv->vdi_stat || h.drv->vdi_stat(&h, location, &info, &e) < 0) {
+    if (!have_info) {
         rc = xapi_call_fail(c, "VDI_LOCATION_MISSING", sr->ref, location);
         goto out;
     }
@@ -1009,12 +1209,15 @@ static int vdi_introduce(xapi_call *c) {
     xapi_obj_set(st, v, XAPI_F_VDI_xenstore_data, xapi_value_copy(&c->args[9]));
     xapi_obj_set(st, v, XAPI_F_VDI_sm_config, xapi_value_copy(&c->args[10]));
     storage_vdi_update_allowed_operations(srv, v);
-    storage_sr_refresh(srv, sr, &h, NULL);
+    storage_sr_refresh(srv, sr, NULL);
     memcpy(ref, v->ref, sizeof ref);
 out:
     storage_vdi_info_free(&info);
     storage_sr_handle_free(&h);
-    return xapi_finish_ref(c, rc, ref);
+    rc = xapi_finish_ref(c, rc, ref);
+    if (rc == 0)
+        storage_sr_sizes_refresh(srv, sr_ref);
+    return rc;
 }
 
 static int vdi_forget(xapi_call *c) {
@@ -1028,7 +1231,7 @@ static int vdi_forget(xapi_call *c) {
     if (rc == 0) {
         sr = sr_of(c->srv, vdi);
         if (sr)
-            storage_sr_refresh(c->srv, sr, NULL, vdi);
+            storage_sr_refresh(c->srv, sr, vdi);
         xapi_obj_destroy(c->srv->store, vdi);
     }
     return xapi_finish_void(c, rc);
@@ -1079,21 +1282,30 @@ int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_pa
                             xapi_value *err) {
     xapi_obj *sr = sr_of(srv, vdi), *pbd;
     storage_sr h = {0};
-    char *path;
+    storage_err e = {0};
+    char *path = NULL;
     int rc;
 
     if (!sr)
         return xapi_fail(err, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s, NULL);
+    /* Its data may be going or changing without the lock (destroy, resize, a
+     * leaf coalesce): no guest gets it meanwhile. Reads (copies) may overlap. */
+    rc = storage_vdi_check_no_writer(vdi, err);
+    if (rc < 0)
+        return rc;
     pbd = storage_my_pbd(srv, sr);
     if (!pbd || !pbd->fields[XAPI_F_PBD_currently_attached].b)
         return xapi_fail(err, "SR_NOT_ATTACHED", sr->ref, NULL);
     rc = storage_sr_handle(srv, sr, pbd, &h, err);
     if (rc < 0)
         return rc;
-    path = h.drv->vdi_path(&h, vdi->fields[XAPI_F_VDI_location].s);
-    if (!path || vdi->fields[XAPI_F_VDI_missing].b || storage_check_vdi(h.drv, path) < 0) {
-        free(path);
+    /* In a time-limited job: the caller holds the lock, which a storage that
+     * stopped answering holds at most storage_io_timeout (then not at all). */
+    if (vdi->fields[XAPI_F_VDI_missing].b ||
+        storage_io_vdi_path(&h, vdi->fields[XAPI_F_VDI_location].s, &path, &e) < 0) {
         storage_sr_handle_free(&h);
+        if (e.code == SM_ERR_SR_UNAVAILABLE)
+            return storage_backend_fail(err, &e);
         return xapi_fail(err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
     }
     *ret_path = path;
@@ -1106,6 +1318,7 @@ int storage_vdi_attach_info(xapi_server *srv, const xapi_obj *vdi, char **ret_pa
 }
 
 const xapi_handler storage_vdi_handlers[] = {
+    {"VDI", "destroy", vdi_destroy_call},
     {"VDI", "clone", vdi_clone},
     {"VDI", "snapshot", vdi_snapshot},
     {"VDI", "copy", vdi_copy},

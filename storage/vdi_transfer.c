@@ -84,6 +84,11 @@ typedef struct transfer {
      * (ext_end 0: none known yet), so that holes are answered with zeros rather than read. */
     uint64_t ext_off, ext_end;
     bool ext_data;
+    bool ended; /* transfer_end done */
+    /* Where the data is (vdi_take), opened without the lock (transfer_open_data). */
+    storage_sr h;
+    char sr[XAPI_REF_LEN + 1];
+    char *path, *location;
 } transfer;
 
 static bool all_zero(const char *p, size_t n) {
@@ -259,6 +264,9 @@ static void transfer_free(transfer *t) {
     storage_vhd_decoder_free(t->dec);
     storage_vhd_layout_free(&t->layout);
     xapi_value_free(&t->err);
+    storage_sr_handle_free(&t->h);
+    free(t->path);
+    free(t->location);
     free(t);
 }
 
@@ -317,27 +325,26 @@ static void reply_error(xapi_http_reply *rep, const char *task, const xapi_value
         xapi_http_reply_header(rep, "task-id", "%s", task);
 }
 
-/* Checks (write lock held) and marks the VDI for the transfer, opens its data. */
+/* Checks (write lock held) and marks the VDI for the transfer; where its data
+ * is, for transfer_open_data to open without the lock. */
 static int vdi_take(transfer *t, xapi_obj *vdi) {
     xapi_server *srv = t->srv;
     xapi_obj *sr = xapi_store_get_class(srv->store, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s);
     const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
     const xapi_value *vbds = &vdi->fields[XAPI_F_VDI_VBDs];
     storage_sr h = {0};
-    char *path = NULL, *format = NULL;
     int rc;
 
     if (!sr)
         return xapi_fail(&t->err, "HANDLE_INVALID", "SR", vdi->fields[XAPI_F_VDI_SR].s, NULL);
     rc = storage_sr_plugged(srv, sr, &h, &t->err);
+    /* What storage_vdi_attach_info refuses, but for the data's own checks (I/O: transfer_open_data). */
     if (rc == 0)
-        rc = storage_vdi_attach_info(srv, vdi, &path, &format, &t->err);
+        rc = storage_vdi_check_no_writer(vdi, &t->err);
+    if (rc == 0 && vdi->fields[XAPI_F_VDI_missing].b)
+        rc = xapi_fail(&t->err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
     if (rc < 0)
         goto out;
-    if (strcmp(format, "raw") != 0 && !h.drv->vdi_open_vhd) {
-        rc = xapi_fail(&t->err, "SR_OPERATION_NOT_SUPPORTED", sr->ref, NULL);
-        goto out;
-    }
     if (t->import) {
         if (vdi->fields[XAPI_F_VDI_read_only].b) {
             rc = xapi_fail(&t->err, "VDI_READONLY", vdi->ref, NULL);
@@ -359,29 +366,43 @@ static int vdi_take(transfer *t, xapi_obj *vdi) {
         rc = storage_vdi_check_op(srv, vdi, "copy", &t->err);
     if (rc < 0)
         goto out;
-    /* Not through a symlink or a hard link planted in the SR: it could be any file on the host. */
-    if (strcmp(format, "raw") != 0) {
-        storage_err e = {0};
-        if (h.drv->vdi_open_vhd(&h, vdi->fields[XAPI_F_VDI_location].s, t->import, &t->vf, &e) < 0) {
-            rc = storage_backend_fail(&t->err, &e);
-            goto out;
-        }
-    } else
-        t->fd = storage_open_vdi(h.drv, path, t->import ? O_WRONLY : O_RDONLY);
-    if (t->fd < 0 && !t->vf) {
-        rc = xapi_fail(&t->err, "VDI_MISSING", sr->ref, vdi->ref, NULL);
-        goto out;
-    }
+    t->h = h;
+    h = (storage_sr){0};
+    t->location = xapi_strdup(vdi->fields[XAPI_F_VDI_location].s);
+    memcpy(t->sr, sr->ref, sizeof t->sr);
     memcpy(t->vdi, vdi->ref, sizeof t->vdi);
     memcpy(t->uuid, vdi->uuid, sizeof t->uuid);
     t->size = vdi->fields[XAPI_F_VDI_virtual_size].i;
     storage_vdi_op_begin(srv, vdi, t->task, "copy");
 out:
     storage_sr_handle_free(&h);
-    free(path);
-    free(format);
     return rc;
 }
+
+/* Finds and opens the data of the VDI vdi_take marked, without the store
+ * lock (storage that does not answer stalls this transfer only): not
+ * through a symlink or a hard link planted in the SR, which could be any
+ * file on the host. */
+static int transfer_open_data(transfer *t) {
+    storage_err e = {0};
+
+    t->path = t->h.drv->vdi_path(&t->h, t->location);
+    if (!t->path)
+        return xapi_fail(&t->err, "VDI_MISSING", t->sr, t->vdi, NULL);
+    if (storage_path_is_vhd(t->h.drv, t->path)) {
+        if (!t->h.drv->vdi_open_vhd)
+            return xapi_fail(&t->err, "SR_OPERATION_NOT_SUPPORTED", t->sr, NULL);
+        if (t->h.drv->vdi_open_vhd(&t->h, t->location, t->import, &t->vf, &e) < 0)
+            return storage_backend_fail(&t->err, &e);
+        return 0;
+    }
+    t->fd = storage_open_vdi(t->h.drv, t->path, t->import ? O_WRONLY : O_RDONLY);
+    if (t->fd < 0)
+        return xapi_fail(&t->err, "VDI_MISSING", t->sr, t->vdi, NULL);
+    return 0;
+}
+
+static void transfer_close(transfer *t);
 
 /* Authentication, arguments, task and VDI: a transfer ready to run, or the
  * reply that refuses it (the task, if any, failed with the error). */
@@ -446,42 +467,82 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
         transfer_free(t);
         return rc;
     }
+    rc = transfer_open_data(t);
+    if (rc < 0) { /* marked and stored: the mark goes, the task fails */
+        reply_error(rep, t->task, &t->err);
+        transfer_close(t);
+        return rc;
+    }
     *ret = t;
     return 0;
 }
 
-/* The VDI is free again, its sizes refreshed, the task ended; frees t. */
-static void transfer_close(transfer *t) {
+/* The transfer is over: the VDI's data closed, the VDI free again, its sizes
+ * refreshed (an import's, read without the store lock), the task ended. Once
+ * only: an export ends when its last byte has been read, before it is sent,
+ * so that a client that has it all finds the VDI free (a VDI.destroy right
+ * after does not get VDI_IN_USE), and the reply's end finds nothing to do. */
+static void transfer_end(transfer *t) {
     xapi_server *srv = t->srv;
     xapi_store *st = srv->store;
-    bool ok = t->err.kind != XAPI_V_ARRAY;
+    bool ok = t->err.kind != XAPI_V_ARRAY, have_info = false;
     storage_vdi_info info = {0};
-    storage_err e = {0};
     storage_sr h = {0};
     xapi_value ignored = {0};
-    char result[XAPI_REF_LEN + 32];
+    char result[XAPI_REF_LEN + 32], sr_ref[XAPI_REF_LEN + 1] = "";
+    char *location = NULL;
     xapi_obj *vdi, *sr;
+
+    if (t->ended)
+        return;
+    t->ended = true;
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    t->w.fd = -1;
+    storage_vhd_file_close(t->vf);
+    t->vf = NULL;
+    t->w.vf = NULL;
+    if (t->import) {
+        xapi_store_rdlock(st);
+        vdi = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), t->vdi);
+        sr = vdi ? xapi_store_get_class(st, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s) : NULL;
+        if (sr && storage_sr_plugged(srv, sr, &h, &ignored) == 0) {
+            location = xapi_strdup(vdi->fields[XAPI_F_VDI_location].s);
+            memcpy(sr_ref, sr->ref, sizeof sr_ref);
+        }
+        xapi_store_rdunlock(st);
+        if (location && h.drv->vdi_stat)
+            have_info = storage_io_vdi_stat(&h, "import_raw_vdi", location, &info, &(storage_err){0}) == 0;
+    }
 
     xapi_store_write_begin(st);
     storage_vdi_op_end(srv, t->vdi, t->task);
     vdi = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), t->vdi);
-    sr = vdi ? xapi_store_get_class(st, storage_cls(XAPI_C_SR), vdi->fields[XAPI_F_VDI_SR].s) : NULL;
-    if (t->import && sr && storage_sr_plugged(srv, sr, &h, &ignored) == 0) {
-        if (h.drv->vdi_stat && h.drv->vdi_stat(&h, vdi->fields[XAPI_F_VDI_location].s, &info, &e) == 0)
-            xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
-        storage_sr_refresh(srv, sr, &h, NULL);
-    }
+    sr = vdi && *sr_ref ? xapi_store_get_class(st, storage_cls(XAPI_C_SR), sr_ref) : NULL;
+    if (vdi && have_info)
+        xapi_obj_set_int(st, vdi, XAPI_F_VDI_physical_utilisation, info.physical_utilisation);
+    if (sr)
+        storage_sr_refresh(srv, sr, NULL);
     result[0] = '\0';
     if (t->import) /* as xapi: the VDI is the import's result */
         snprintf(result, sizeof result, "<value>%s</value>", t->vdi);
     xapi_task_end(srv, t->task, result, ok ? NULL : &t->err);
     xapi_store_write_end_durable(st);
+    if (*sr_ref)
+        storage_sr_sizes_refresh(srv, sr_ref);
     log_info("storage: %s of VDI %s (%" PRIu64 " bytes%s) %s%s%s", t->import ? "import" : "export", t->uuid, t->done,
              t->vhd ? ", vhd" : "", ok ? "done" : "failed: ", ok ? "" : xapi_value_str(&t->err.items[0]),
              ok ? "" : (t->err.n > 1 ? " ..." : ""));
     storage_vdi_info_free(&info);
     storage_sr_handle_free(&h);
     xapi_value_free(&ignored);
+    free(location);
+}
+
+/* transfer_end if not done yet, and t freed. */
+static void transfer_close(transfer *t) {
+    transfer_end(t);
     transfer_free(t);
 }
 
@@ -713,6 +774,8 @@ static ssize_t export_read(void *state, uint64_t pos, char *buf, size_t max) {
     }
     t->done = pos + (uint64_t)n;
     progress(t);
+    if (t->done >= t->expected)
+        transfer_end(t); /* the last byte read: the VDI is free before the client has it all */
     return n;
 }
 

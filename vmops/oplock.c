@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "agent/config.h"
+#include "storage/storage.h"
 #include "xapi/error.h"
 #include "xapi/task.h"
 #include "vmops/oplock.h"
@@ -132,6 +133,15 @@ static void set_current_op(xapi_server *srv, const char *vm_ref, const char *op_
             xapi_struct_remove(&cur, op_ref);
         xapi_obj_set(st, vm, XAPI_F_VM_current_operations, cur);
         vmops_update_allowed_operations(st, vm);
+        /* A start, resume or reboot attaches the VM's disks from now on: their VDIs allow only
+         * what may run on an attached disk (storage_vdi_check_op), as once they are. */
+        for (uint32_t i = 0; i < vm->fields[XAPI_F_VM_VBDs].n; i++) {
+            xapi_obj *vbd = xapi_store_get_class(st, &xapi_classes[XAPI_C_VBD], vm->fields[XAPI_F_VM_VBDs].items[i].s);
+            xapi_obj *vdi = vbd ? xapi_store_get_class(st, &xapi_classes[XAPI_C_VDI], vbd->fields[XAPI_F_VBD_VDI].s)
+                                : NULL;
+            if (vdi)
+                storage_vdi_update_allowed_operations(srv, vdi);
+        }
     }
     /* Not waited for: the operation's own result is, and it follows in the same queue. */
     xapi_store_write_end(st);

@@ -74,12 +74,14 @@ class IscsiUnreachableTest(DaemonTest):
         self.assertEqual(err[0], "SR_BACKEND_FAILURE_141", err)
 
 
-@unittest.skipUnless(can_loop(), "needs root and loop devices")
-class IscsiSrTest(DaemonTest):
+class TargetTest(DaemonTest):
+    """A daemon whose iscsiadm talks to a FakeTarget of TARGETS (its argument)."""
+
+    TARGETS = {}
+
     @classmethod
     def setUpClass(cls):
-        cls.target = FakeTarget({IQN: [{"lun": 1, "size": 16 * MiB, "data": DATA}, {"lun": 2, "size": 8 * MiB}],
-                                 "iqn.2026-12.test.xenapid:chap": [{"lun": 1, "size": 4 * MiB}]})
+        cls.target = FakeTarget(cls.TARGETS)
         cls.extra_config = cls.target.config()
         super().setUpClass()
 
@@ -87,6 +89,12 @@ class IscsiSrTest(DaemonTest):
     def tearDownClass(cls):
         super().tearDownClass()
         cls.target.close()
+
+
+@unittest.skipUnless(can_loop(), "needs root and loop devices")
+class IscsiSrTest(TargetTest):
+    TARGETS = {IQN: [{"lun": 1, "size": 16 * MiB, "data": DATA}, {"lun": 2, "size": 8 * MiB}],
+               "iqn.2026-12.test.xenapid:chap": [{"lun": 1, "size": 4 * MiB}]}
 
     def host(self):
         return ok(self.x.host.get_all(self.s))[0]
@@ -219,6 +227,57 @@ class IscsiSrTest(DaemonTest):
         self.assertEqual(self.target.sessions(), [])
         err = fail(self.create(self.dc(SCSIid="../../etc"), "lvmoiscsi"))
         self.assertEqual(err[0], "SR_BACKEND_FAILURE_107", err)
+
+
+@unittest.skipUnless(can_loop(), "needs root and loop devices")
+class IscsiSharedTargetTest(TargetTest):
+    """Two SRs on one target (an iscsi SR, and an lvmoiscsi SR on one of its LUNs) share its session:
+    unplugging either keeps it for the other; the last one logs out."""
+
+    IQN = "iqn.2026-12.test.xenapid:shared"
+    TARGETS = {IQN: [{"lun": 1, "size": 8 * MiB}, {"lun": 2, "size": 8 * MiB}]}
+
+    def create(self, type, **over):
+        dc = {"target": "127.0.0.1", "port": str(self.target.port), "targetIQN": self.IQN}
+        dc.update(over)
+        sr = ok(self.x.SR.create(self.s, ok(self.x.host.get_all(self.s))[0], dc, "0", type, "", type, "user", True,
+                                 {}))
+        self.addCleanup(self.forget, sr)
+        return sr, ok(self.x.SR.get_PBDs(self.s, sr))[0]
+
+    def forget(self, sr):
+        for pbd in ok(self.x.SR.get_PBDs(self.s, sr)):
+            ok(self.x.PBD.unplug(self.s, pbd))
+        ok(self.x.SR.forget(self.s, sr))
+
+    def logouts(self):
+        return len([c for c in self.target.calls() if "--logout" in c])
+
+    def test_unplugging_one_sr_keeps_the_others_session(self):
+        raw, raw_pbd = self.create("iscsi")
+        lvm, lvm_pbd = self.create("lvmoiscsi", SCSIid=self.target.luns(self.IQN)[1]["scsi_id"])
+        self.assertEqual(len(self.target.sessions()), 1)
+        logouts = self.logouts()
+
+        ok(self.x.PBD.unplug(self.s, raw_pbd))
+        self.assertEqual(len(self.target.sessions()), 1, "unplugging the iscsi SR logged out the lvmoiscsi SR's")
+        self.assertEqual(self.logouts(), logouts)
+        ok(self.x.SR.scan(self.s, lvm))
+
+        ok(self.x.PBD.plug(self.s, raw_pbd))
+        ok(self.x.PBD.unplug(self.s, lvm_pbd))
+        self.assertEqual(len(self.target.sessions()), 1, "unplugging the lvmoiscsi SR logged out the iscsi SR's")
+        ok(self.x.SR.scan(self.s, raw))
+        self.assertEqual(len(ok(self.x.SR.get_VDIs(self.s, raw))), 2)
+
+        # A probe while an SR uses the session does not end it either.
+        ok(self.x.SR.probe(self.s, ok(self.x.host.get_all(self.s))[0],
+                           {"target": "127.0.0.1", "port": str(self.target.port), "targetIQN": self.IQN}, "iscsi", {}))
+        self.assertEqual(len(self.target.sessions()), 1)
+
+        ok(self.x.PBD.unplug(self.s, raw_pbd))
+        self.assertEqual(self.target.sessions(), [])
+        self.assertEqual(self.logouts(), logouts + 1)
 
 
 if __name__ == "__main__":

@@ -166,6 +166,115 @@ class StorageStallTest(DaemonTest):
         fuse.release()
         wait_for(lambda: self.new_vdi(x, hung)["Status"] == "Success", timeout=10, what="VDI.create again")
 
+    def vdi_op_on_a_hung_sr(self, what, call):
+        """call(proxy, vdi) on a VDI of an SR whose storage hangs: other calls are served while it waits,
+        the VDI shows the operation meanwhile, and it ends with SR_BACKEND_FAILURE_47 naming what, the
+        VDI still there and idle; once the storage answers again, the VDI works."""
+        hung, other = self.make_sr(), self.make_sr()
+        vdi = ok(self.new_vdi(self.x, hung))
+        size = ok(self.x.VDI.get_virtual_size(self.s, vdi))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung))))
+        x = self.proxy(timeout=PROMPT)
+        t, out = self.in_thread(lambda px: call(px, vdi))
+        cur = wait_for(lambda: ok(x.VDI.get_current_operations(self.s, vdi)), timeout=5, what="VDI busy")
+        self.assertEqual(len(cur), 1)
+        err = fail(x.VDI.destroy(self.s, vdi))
+        self.assertEqual(err[:3], ["OTHER_OPERATION_IN_PROGRESS", "VDI", vdi])
+        while t.is_alive():
+            self.others_are_served(other)
+            ok(x.VDI.get_record(self.s, vdi))
+            t.join(0.5)
+        err = fail(out["r"])
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47", err)
+        self.assertIn(what, err[2])
+        self.assertIn("no answer from the storage", err[2])
+        self.assertIn(vdi, ok(x.SR.get_VDIs(self.s, hung)))
+        self.assertEqual(ok(x.VDI.get_current_operations(self.s, vdi)), {})
+        self.assertEqual(ok(x.VDI.get_virtual_size(self.s, vdi)), size)
+        # The abandoned thread still waits: the SR's next driver call fails at once.
+        err = fail(x.VDI.update(self.s, vdi))
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47")
+        self.assertIn("still waiting", err[2])
+        fuse.release()
+
+        def answered():
+            r = x.VDI.update(self.s, vdi)
+            return r if r["Status"] == "Success" or r["ErrorDescription"][0] != "SR_BACKEND_FAILURE_47" else None
+
+        r = wait_for(answered, timeout=30, what="the SR answering again")
+        # The abandoned call itself may go through once the storage answers (its result dropped): an
+        # abandoned deletion leaves the record without its data, which the next scan forgets.
+        if what != "VDI.destroy":
+            ok(r)
+        return vdi
+
+    def test_vdi_destroy_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        vdi = self.vdi_op_on_a_hung_sr("VDI.destroy", lambda px, vdi: px.VDI.destroy(self.s, vdi))
+        ok(self.x.VDI.destroy(self.s, vdi))
+        self.assertEqual(fail(self.x.VDI.get_uuid(self.s, vdi))[0], "HANDLE_INVALID")
+
+    def test_vdi_resize_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        vdi = self.vdi_op_on_a_hung_sr("VDI.resize", lambda px, vdi: px.VDI.resize(self.s, vdi, str(4 * MiB)))
+        ok(self.x.VDI.resize(self.s, vdi, str(4 * MiB)))
+        self.assertEqual(ok(self.x.VDI.get_virtual_size(self.s, vdi)), str(4 * MiB))
+
+    def test_vdi_update_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        self.vdi_op_on_a_hung_sr("VDI.update", lambda px, vdi: px.VDI.update(self.s, vdi))
+
+    def test_export_from_a_hung_sr_stalls_only_itself(self):
+        """GET /export_raw_vdi of a VDI whose storage hangs waits (its file opened without the store
+        lock); everything else is served meanwhile, and the export fails once the storage is gone."""
+        hung, other = self.make_sr(), self.make_sr()
+        vdi = ok(self.new_vdi(self.x, hung))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung))))
+        x = self.proxy(timeout=PROMPT)
+        out = {}
+
+        def export():
+            try:
+                out["r"] = self.d.http("GET", "/export_raw_vdi?session_id=%s&vdi=%s" % (self.s, vdi), timeout=60)
+            except Exception as e:  # noqa: BLE001 - the connection may just end
+                out["r"] = e
+
+        t = threading.Thread(target=export, daemon=True)
+        t.start()
+        wait_for(lambda: ok(x.VDI.get_current_operations(self.s, vdi)), timeout=5, what="export's mark")
+        self.assertEqual(fail(x.VDI.destroy(self.s, vdi))[0], "VDI_IN_USE")
+        for _ in range(3):
+            self.others_are_served(other)
+            ok(x.VDI.get_record(self.s, vdi))
+        self.assertTrue(t.is_alive())
+        fuse.release()
+        t.join(30)
+        self.assertFalse(t.is_alive(), "the export never ended")
+        self.assertFalse(isinstance(out["r"], tuple) and out["r"][0] == 200 and len(out["r"][2]) == MiB)
+        wait_for(lambda: ok(x.VDI.get_current_operations(self.s, vdi)) == {}, timeout=10, what="mark gone")
+
+    def test_vm_start_with_a_disk_on_a_hung_sr_times_out(self):
+        """VM.start looks at its disks' files under the store lock: a disk on storage that does not
+        answer fails the start with SR_BACKEND_FAILURE_47 at the time limit instead of hanging."""
+        hung = self.make_sr()
+        vdi = ok(self.new_vdi(self.x, hung))
+        t = ok(self.x.VM.get_by_name_label(self.s, "Generic Linux PV"))[0]
+        vm = ok(self.x.VM.clone(self.s, t, "on a hung SR"))
+        self.addCleanup(self.x.VM.destroy, self.s, vm)
+        ok(self.x.VM.set_is_a_template(self.s, vm, False))
+        ok(self.x.VM.set_PV_kernel(self.s, vm, "/boot/vmlinuz"))
+        ok(self.x.VBD.create(self.s, {"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": False, "mode": "RW",
+                                      "type": "Disk", "empty": False, "other_config": {}, "qos_algorithm_type": "",
+                                      "qos_algorithm_params": {}}))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, hung))))
+        t, out = self.in_thread(lambda px: px.VM.start(self.s, vm, False, False))
+        t.join(IO_TIMEOUT * 5)
+        self.assertFalse(t.is_alive(), "VM.start with a disk on the hung SR never ended")
+        err = fail(out["r"])
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47", err)
+        x = self.proxy(timeout=PROMPT)
+        self.assertEqual(ok(x.VM.get_power_state(self.s, vm)), "Halted")
+        fuse.release()
+        wait_for(lambda: x.VM.start(self.s, vm, False, False)["Status"] == "Success", timeout=30, what="VM starts")
+        ok(x.VM.hard_shutdown(self.s, vm))
+
     def test_create_and_plug_on_a_hung_path_time_out(self):
         other = self.make_sr()
         path = tempfile.mkdtemp(prefix="hung-", dir=self.root)

@@ -32,12 +32,12 @@ class RaceBase(DaemonTest):
         self.addCleanup(self.x.VM.hard_shutdown, self.s, vm)
         return vm
 
-    def new_disk(self, vm, userdevice):
+    def new_disk(self, vm, userdevice, mode="RW"):
         vdi = ok(self.x.VDI.create(self.s, {"name_label": "raced", "SR": self.sr(), "virtual_size": str(2 * MiB),
                                            "type": "user", "sharable": False, "read_only": False,
                                            "other_config": {}}))
         vbd = ok(self.x.VBD.create(self.s, {"VM": vm, "VDI": vdi, "userdevice": str(userdevice), "bootable": False,
-                                           "mode": "RW", "type": "Disk", "empty": False, "other_config": {},
+                                           "mode": mode, "type": "Disk", "empty": False, "other_config": {},
                                            "qos_algorithm_type": "", "qos_algorithm_params": {}}))
         return vdi, vbd, ok(self.x.VDI.get_location(self.s, vdi))
 
@@ -79,6 +79,32 @@ class RaceBase(DaemonTest):
             self.assertTrue(ok(self.x.VBD.get_currently_attached(self.s, vbd)))
             self.assertTrue(os.path.exists(image))
         return won[0]
+
+
+class TestAllowedWhileAttached(RaceBase):
+    """A VDI a running VM uses lists only what xapi allows on an attached disk: the live operations
+    (clone, snapshot, resize_online), and copy from a read-only one; and fails the others with
+    VDI_IN_USE. Halted again, it lists them all."""
+
+    def test_vm_start_and_shutdown(self):
+        vm = self.new_vm("allowed")
+        rw, _, _ = self.new_disk(vm, 1)
+        ro, _, _ = self.new_disk(vm, 2, mode="RO")
+        everything = ["clone", "copy", "destroy", "forget", "resize", "resize_online", "snapshot", "update"]
+        for vdi in (rw, ro):
+            self.assertEqual(sorted(ok(self.x.VDI.get_allowed_operations(self.s, vdi))), everything)
+        ok(self.x.VM.start(self.s, vm, False, False))
+        self.assertEqual(sorted(ok(self.x.VDI.get_allowed_operations(self.s, rw))),
+                         ["clone", "resize_online", "snapshot"])
+        self.assertEqual(sorted(ok(self.x.VDI.get_allowed_operations(self.s, ro))),
+                         ["clone", "copy", "resize_online", "snapshot"])
+        for vdi in (rw, ro):
+            self.assertEqual(self.x.VDI.destroy(self.s, vdi)["ErrorDescription"], ["VDI_IN_USE", vdi, "destroy"])
+            self.assertEqual(self.x.VDI.resize(self.s, vdi, str(4 * MiB))["ErrorDescription"],
+                             ["VDI_IN_USE", vdi, "resize"])
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+        for vdi in (rw, ro):
+            self.assertEqual(sorted(ok(self.x.VDI.get_allowed_operations(self.s, vdi))), everything)
 
 
 class TestDestroyRacesAttach(RaceBase):

@@ -656,6 +656,39 @@ class TestStalledImport(TransferBase):
             s.close()
         ok(self.x.VDI.destroy(self.s, vdi))
 
+    def read_reply_body(self, s):
+        """The reply on socket s: status line and headers, then exactly Content-Length bytes (not
+        waiting for the connection's end, as a client that has what it asked for does not)."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            b = s.recv(65536)
+            self.assertTrue(b, "the connection ended before the headers")
+            data += b
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = [int(l.split(b":", 1)[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+        while len(body) < length[0]:
+            b = s.recv(65536)
+            self.assertTrue(b, "the connection ended before the data")
+            body += b
+        return head, body
+
+    def test_destroy_right_after_export(self):
+        """The VDI is free as soon as the client has the last byte: VDI.destroy then, on a connection
+        already open, succeeds (never VDI_IN_USE), and the export's task has ended."""
+        for i in range(24):
+            fmt = "vhd" if i % 2 else "raw"
+            vdi = self.new_vdi(MiB)
+            self.assertEqual(self.put(vdi, os.urandom(64 * KiB))[0], 200)
+            task = ok(self.x.task.create(self.s, "export", ""))
+            with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+                s.sendall(b"GET /export_raw_vdi?%s HTTP/1.1\r\nHost: x\r\n\r\n" %
+                          self.query(vdi, task_id=task, format=fmt).encode())
+                head, body = self.read_reply_body(s)
+                self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+                r = self.x.VDI.destroy(self.s, vdi)
+                self.assertEqual(r["Status"], "Success", (fmt, r))
+                self.assertEqual(self.task(task)["status"], "success")
+
     def test_client_gone_during_export(self):
         vdi = self.new_vdi(64 * MiB)
         self.assertEqual(self.put(vdi, os.urandom(64 * MiB))[0], 200)
