@@ -16,7 +16,8 @@
 #
 # Options: --bin XENAPID (default $XENAPID_BIN, else <repo>/build/xenapid);
 # --only STEP,STEP... runs only those steps of suite.py (the others are
-# reported as skipped; for working on a step, not for CI); --storm N: guests
+# reported as skipped; for working on a step, not for CI); --also STEP,...
+# runs those opt-in steps beside the default list; --storm N: guests
 # in the boot-storm step (default 20).
 # Environment: XENAPID_E2E_BACKEND (libxl in the lab, sim elsewhere);
 # E2E_TRACE_HOTPLUG=0 leaves Xen's hotplug scripts as they are (by default, in
@@ -56,8 +57,9 @@ while [ $# -gt 0 ]; do
     --bin=*) bin="${1#--bin=}"; shift ;;
     --only) export E2E_ONLY="$2"; shift 2 ;;
     --only=*) export E2E_ONLY="${1#--only=}"; shift ;;
+    --also) export E2E_ALSO="$2"; shift 2 ;;
     --storm) export E2E_STORM_GUESTS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...] [--storm GUESTS]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...] [--also STEP,STEP...] [--storm GUESTS]" >&2; exit 2 ;;
   esac
 done
 

@@ -21,6 +21,8 @@
 #   XENAPID_E2E_STORM=N guests in the opt-in boot-storm step (default 20)
 #   XENAPID_E2E_ONLY=STEP,STEP...  run only those steps of suite.py (while
 #                       working on them; the others are reported as skipped)
+#   XENAPID_E2E_ALSO=STEP,STEP...  run those opt-in steps (OPT_IN in suite.py)
+#                       beside the default list
 #   XENLAB_*            passed on to the lab (see tests/e2e/lab/README.md)
 # Logs of the run: the run folder it names at the end, var/xenlab/runs/<id>/
 # (script.log: the suite's output; logs/e2e/: xenapid.log with epoch timestamps,
@@ -116,9 +118,12 @@ sampler_log="var/e2e/host-load.log"
     echo "$(cut -d' ' -f1 /proc/loadavg) $(( ${n:-1} > 0 ? ${n:-1} - 1 : 0 ))" >> "$sampler_log"
   done ) &
 sampler=$!
+# a run stopped by a signal must not leave the sampler looping (it would also keep what run.sh's
+# caller gave it, such as a lock's descriptor)
+trap 'kill "$sampler" 2>/dev/null' EXIT
 timeout --kill-after=20 "$((lab_timeout + 5))" \
   tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" \
-    ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} ${XENAPID_E2E_STORM:+--storm "$XENAPID_E2E_STORM"} 2>&1 | tee "$out"
+    ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} ${XENAPID_E2E_ALSO:+--also "$XENAPID_E2E_ALSO"} ${XENAPID_E2E_STORM:+--storm "$XENAPID_E2E_STORM"} 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
