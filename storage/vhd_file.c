@@ -818,16 +818,19 @@ void storage_vhd_file_cache_bitmaps(storage_vhd_file *f) {
 }
 
 /* The sector bitmap of f's allocated block blk: from the cache, else read
- * into buf (bitmap_len bytes) and, the cache on, kept there. Readers in
- * parallel may read it twice: the first to publish it wins. */
-static int block_bitmap(storage_vhd_file *f, uint32_t blk, uint8_t *buf, const uint8_t **ret) {
-    uint8_t *have = NULL, *mine;
+ * into *buf (bitmap_len bytes, allocated if NULL) and, the cache on, kept
+ * there. Readers in parallel may read it twice: the first to publish it wins. */
+static int block_bitmap(storage_vhd_file *f, uint32_t blk, uint8_t **bufp, const uint8_t **ret) {
+    uint8_t *have = NULL, *mine, *buf;
     int rc;
 
     if (f->bitmaps && (have = __atomic_load_n(&f->bitmaps[blk], __ATOMIC_ACQUIRE))) {
         *ret = have;
         return 0;
     }
+    if (!*bufp && !(*bufp = malloc(f->info.bitmap_len)))
+        return -ENOMEM;
+    buf = *bufp;
     rc = fd_read(f, (uint64_t)f->info.bat[blk] * SECTOR, buf, f->info.bitmap_len);
     if (rc < 0)
         return rc;
@@ -861,9 +864,7 @@ static int read_block(storage_vhd_file *f, uint32_t blk, uint64_t in, uint64_t k
     const uint8_t *bm;
     int rc = 0;
 
-    if (!*bmbuf && !(*bmbuf = malloc(f->info.bitmap_len)))
-        return -ENOMEM;
-    if ((rc = block_bitmap(f, blk, *bmbuf, &bm)) < 0)
+    if ((rc = block_bitmap(f, blk, bmbuf, &bm)) < 0)
         return rc;
     if (bm == BM_FULL)
         return fd_read(f, base + in, p, (size_t)k);
@@ -1032,7 +1033,7 @@ int storage_vhd_file_write(storage_vhd_file *f, uint64_t offset, const void *buf
             break;
         at = (uint64_t)f->info.bat[blk] * SECTOR;
         if ((rc = fd_write(f, at + f->info.bitmap_len + in, p, (size_t)k)) < 0 ||
-            (rc = block_bitmap(f, blk, bm, &cur)) < 0)
+            (rc = block_bitmap(f, blk, &bm, &cur)) < 0)
             break;
         if (cur != BM_FULL) { /* a full block's bitmap stays as it is */
             if (cur == BM_EMPTY)
