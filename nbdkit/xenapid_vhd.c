@@ -12,13 +12,17 @@
  * (the read-only parent of a snapshot or clone) is refused unless the export
  * is read-only: writing it would change what its children read.
  *
- * One image handle is shared by every connection and requests are
- * serialised: the BAT and bitmaps live in that handle. A separate shared
- * object (nbdkit/, not storage/): nbdkit loads it, the daemon never links it. */
+ * One image handle is shared by every connection; requests run in parallel
+ * (nbdkit's threads, and the kernel client's connections): reads together
+ * (pread on the shared fds, the sector bitmaps cached in the handle once
+ * read), a write alone (it changes the BAT, bitmaps and footer), under one
+ * rwlock. A separate shared object (nbdkit/, not storage/): nbdkit loads it,
+ * the daemon never links it. */
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,11 +31,12 @@
 
 #define SECTOR 512u
 
-#define THREAD_MODEL NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
 static char *image_path;
 static bool image_readonly;
 static storage_vhd_file *image;
+static pthread_rwlock_t image_lock = PTHREAD_RWLOCK_INITIALIZER; /* reads shared, writes exclusive */
 
 static void xvhd_unload(void) {
     storage_vhd_file_close(image);
@@ -99,6 +104,7 @@ static int xvhd_get_ready(void) {
         report(rc, "parent chain: ", f->error);
         goto out;
     }
+    storage_vhd_file_cache_bitmaps(f);
     image = f;
     f = NULL;
 out:
@@ -127,7 +133,7 @@ static int xvhd_can_fua(void *handle) {
 }
 
 static int xvhd_can_multi_conn(void *handle) {
-    return 1; /* one shared image, serialised: every connection sees every write */
+    return 1; /* one shared image: a read after a write's reply sees it, on any connection */
 }
 
 static int xvhd_block_size(void *handle, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum) {
@@ -144,7 +150,11 @@ static int fail(int rc) {
 }
 
 static int xvhd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
-    int rc = storage_vhd_file_read(image, offset, buf, count);
+    int rc;
+
+    pthread_rwlock_rdlock(&image_lock);
+    rc = storage_vhd_file_read(image, offset, buf, count);
+    pthread_rwlock_unlock(&image_lock);
     return rc < 0 ? fail(rc) : 0;
 }
 
@@ -162,8 +172,8 @@ static int write_partial(uint64_t offset, const uint8_t *buf, uint32_t count) {
     return storage_vhd_file_write(image, start, sec, SECTOR);
 }
 
-static int xvhd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
-    const uint8_t *p = buf;
+/* Under image_lock held for writing: whole sectors straight to the image, partial ones merged. */
+static int write_locked(const uint8_t *p, uint32_t count, uint64_t offset) {
     int rc;
 
     if (offset % SECTOR) {
@@ -171,7 +181,7 @@ static int xvhd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t o
         if (k > count)
             k = count;
         if ((rc = write_partial(offset, p, k)) < 0)
-            return fail(rc);
+            return rc;
         p += k;
         offset += k;
         count -= k;
@@ -179,14 +189,23 @@ static int xvhd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t o
     if (count >= SECTOR) {
         uint32_t whole = count - count % SECTOR;
         if ((rc = storage_vhd_file_write(image, offset, p, whole)) < 0)
-            return fail(rc);
+            return rc;
         p += whole;
         offset += whole;
         count -= whole;
     }
     if (count > 0 && (rc = write_partial(offset, p, count)) < 0)
-        return fail(rc);
+        return rc;
     return 0;
+}
+
+static int xvhd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
+    int rc;
+
+    pthread_rwlock_wrlock(&image_lock);
+    rc = write_locked(buf, count, offset);
+    pthread_rwlock_unlock(&image_lock);
+    return rc < 0 ? fail(rc) : 0;
 }
 
 static int xvhd_flush(void *handle, uint32_t flags) {

@@ -433,6 +433,26 @@ int storage_vhd_info_locator_path(const storage_vhd_info *i, unsigned k, storage
 
 /* ---- files ---------------------------------------------------------------------- */
 
+/* Markers in f->bitmaps (never dereferenced): every sector of the block is
+ * in the image, or none is. Most blocks are one or the other, and a marker
+ * costs no memory and no scan of the bits. */
+static uint8_t bitmap_full, bitmap_empty;
+#define BM_FULL (&bitmap_full)
+#define BM_EMPTY (&bitmap_empty)
+
+static bool is_marker(const uint8_t *bm) {
+    return bm == BM_FULL || bm == BM_EMPTY;
+}
+
+static void drop_bitmaps(storage_vhd_file *f) {
+    for (uint32_t i = 0; f->bitmaps && i < f->nbitmaps; i++)
+        if (!is_marker(f->bitmaps[i]))
+            free(f->bitmaps[i]);
+    free(f->bitmaps);
+    f->bitmaps = NULL;
+    f->nbitmaps = 0;
+}
+
 static int fd_read(void *opaque, uint64_t offset, void *buf, size_t len) {
     storage_vhd_file *f = opaque;
     uint8_t *p = buf;
@@ -577,6 +597,7 @@ void storage_vhd_file_close(storage_vhd_file *f) {
         storage_vhd_file *parent = f->parent;
         if (f->fd >= 0)
             close(f->fd);
+        drop_bitmaps(f);
         storage_vhd_info_free(&f->info);
         free(f->path);
         free(f);
@@ -746,6 +767,84 @@ static bool bit(const uint8_t *bm, uint32_t s) {
     return bm[s / 8] & (0x80u >> (s % 8));
 }
 
+/* The first sector from s on (below lim) whose bit is not `present`, or
+ * lim: a byte at a time where the bits of a byte are all alike. */
+static uint32_t run_end(const uint8_t *bm, uint32_t s, uint32_t lim, bool present) {
+    uint8_t same = present ? 0xFF : 0x00;
+
+    while (s < lim) {
+        if (s % 8 == 0 && lim - s >= 8 && bm[s / 8] == same) {
+            s += 8;
+            continue;
+        }
+        if (bit(bm, s) != present)
+            break;
+        s++;
+    }
+    return s;
+}
+
+/* The marker for a bitmap of `per` sectors, or bm itself (some present, some not). */
+static const uint8_t *classify(const uint8_t *bm, uint32_t per) {
+    uint32_t ones = run_end(bm, 0, per, true);
+
+    if (ones == per)
+        return BM_FULL;
+    if (ones == 0 && run_end(bm, 0, per, false) == per)
+        return BM_EMPTY;
+    return bm;
+}
+
+/* What the cache keeps for bm: a marker or a copy (NULL, uncached, if out of memory). */
+static uint8_t *cache_entry(const storage_vhd_file *f, const uint8_t *bm) {
+    const uint8_t *c = classify(bm, f->info.block_size / SECTOR);
+    uint8_t *copy;
+
+    if (is_marker(c))
+        return (uint8_t *)c;
+    copy = malloc(f->info.bitmap_len);
+    if (copy)
+        memcpy(copy, bm, f->info.bitmap_len);
+    return copy;
+}
+
+void storage_vhd_file_cache_bitmaps(storage_vhd_file *f) {
+    for (; f; f = f->parent) {
+        if (f->bitmaps || f->raw || f->info.type == VHD_DISK_FIXED)
+            continue;
+        f->bitmaps = calloc(f->info.max_bat ? f->info.max_bat : 1, sizeof *f->bitmaps);
+        f->nbitmaps = f->bitmaps ? f->info.max_bat : 0; /* out of memory: uncached, as before */
+    }
+}
+
+/* The sector bitmap of f's allocated block blk: from the cache, else read
+ * into *buf (bitmap_len bytes, allocated if NULL) and, the cache on, kept
+ * there. Readers in parallel may read it twice: the first to publish it wins. */
+static int block_bitmap(storage_vhd_file *f, uint32_t blk, uint8_t **bufp, const uint8_t **ret) {
+    uint8_t *have = NULL, *mine, *buf;
+    int rc;
+
+    if (f->bitmaps && (have = __atomic_load_n(&f->bitmaps[blk], __ATOMIC_ACQUIRE))) {
+        *ret = have;
+        return 0;
+    }
+    if (!*bufp && !(*bufp = malloc(f->info.bitmap_len)))
+        return -ENOMEM;
+    buf = *bufp;
+    rc = fd_read(f, (uint64_t)f->info.bat[blk] * SECTOR, buf, f->info.bitmap_len);
+    if (rc < 0)
+        return rc;
+    *ret = buf;
+    if (!f->bitmaps || !(mine = cache_entry(f, buf)))
+        return 0;
+    if (__atomic_compare_exchange_n(&f->bitmaps[blk], &have, mine, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        have = mine;
+    else if (!is_marker(mine))
+        free(mine);
+    *ret = have;
+    return 0;
+}
+
 static int read_parent(storage_vhd_file *f, uint64_t offset, uint8_t *buf, size_t len) {
     if (f->info.type != VHD_DISK_DIFFERENCING) {
         memset(buf, 0, len);
@@ -754,6 +853,35 @@ static int read_parent(storage_vhd_file *f, uint64_t offset, uint8_t *buf, size_
     if (!f->parent)
         return -ENOLINK;
     return storage_vhd_file_read(f->parent, offset, buf, len);
+}
+
+/* Bytes [in, in + k) of allocated block blk into p: each run of present
+ * sectors in one pread from f, each run of absent ones from the parent. */
+static int read_block(storage_vhd_file *f, uint32_t blk, uint64_t in, uint64_t k, uint8_t *p, uint8_t **bmbuf) {
+    uint64_t base = (uint64_t)f->info.bat[blk] * SECTOR + f->info.bitmap_len;
+    uint64_t start = (uint64_t)blk * f->info.block_size, at = in;
+    uint32_t lim = (uint32_t)((in + k - 1) / SECTOR) + 1;
+    const uint8_t *bm;
+    int rc = 0;
+
+    if ((rc = block_bitmap(f, blk, bmbuf, &bm)) < 0)
+        return rc;
+    if (bm == BM_FULL)
+        return fd_read(f, base + in, p, (size_t)k);
+    if (bm == BM_EMPTY)
+        return read_parent(f, start + in, p, (size_t)k);
+    while (at < in + k && rc == 0) {
+        uint32_t s = (uint32_t)(at / SECTOR);
+        bool present = bit(bm, s);
+        uint64_t end = (uint64_t)run_end(bm, s + 1, lim, present) * SECTOR;
+
+        if (end > in + k)
+            end = in + k;
+        rc = present ? fd_read(f, base + at, p + (at - in), (size_t)(end - at))
+                     : read_parent(f, start + at, p + (at - in), (size_t)(end - at));
+        at = end;
+    }
+    return rc;
 }
 
 int storage_vhd_file_read(storage_vhd_file *f, uint64_t offset, void *buf, size_t len) {
@@ -767,30 +895,12 @@ int storage_vhd_file_read(storage_vhd_file *f, uint64_t offset, void *buf, size_
     }
     if (f->raw || f->info.type == VHD_DISK_FIXED)
         return fd_read(f, offset, p, len);
-    bm = malloc(f->info.bitmap_len);
-    if (!bm)
-        return -ENOMEM;
     while (len > 0 && rc == 0) {
-        uint32_t blk = (uint32_t)(offset / f->info.block_size), e = f->info.bat[blk];
+        uint32_t blk = (uint32_t)(offset / f->info.block_size);
         uint64_t in = offset % f->info.block_size, k = f->info.block_size - in < len ? f->info.block_size - in : len;
-        uint64_t base = (uint64_t)e * SECTOR + f->info.bitmap_len;
 
-        if (e == VHD_BAT_UNUSED)
-            rc = read_parent(f, offset, p, (size_t)k);
-        else if ((rc = fd_read(f, (uint64_t)e * SECTOR, bm, f->info.bitmap_len)) == 0) {
-            uint64_t at = in;
-            while (at < in + k && rc == 0) {
-                bool present = bit(bm, (uint32_t)(at / SECTOR));
-                uint64_t end = (at / SECTOR + 1) * SECTOR;
-                while (end < in + k && bit(bm, (uint32_t)(end / SECTOR)) == present)
-                    end += SECTOR;
-                if (end > in + k)
-                    end = in + k;
-                rc = present ? fd_read(f, base + at, p + (at - in), (size_t)(end - at))
-                             : read_parent(f, offset + (at - in), p + (at - in), (size_t)(end - at));
-                at = end;
-            }
-        }
+        rc = f->info.bat[blk] == VHD_BAT_UNUSED ? read_parent(f, offset, p, (size_t)k)
+                                                : read_block(f, blk, in, k, p, &bm);
         p += k;
         offset += k;
         len -= (size_t)k;
@@ -901,11 +1011,22 @@ static int alloc_block(storage_vhd_file *f, uint32_t blk) {
     if (at / SECTOR >= VHD_BAT_UNUSED)
         return -EFBIG;
     f->info.bat[blk] = (uint32_t)(at / SECTOR);
+    if (f->bitmaps) /* its bitmap, zeros on disk: no sector present yet */
+        f->bitmaps[blk] = BM_EMPTY;
     return write_bat_entry(f, blk);
 }
 
+/* The cache's entry for block blk is now bm (writers run alone: no reader holds the old one). */
+static void cache_replace(storage_vhd_file *f, uint32_t blk, const uint8_t *bm) {
+    if (!f->bitmaps)
+        return;
+    if (!is_marker(f->bitmaps[blk]))
+        free(f->bitmaps[blk]);
+    f->bitmaps[blk] = cache_entry(f, bm);
+}
+
 int storage_vhd_file_write(storage_vhd_file *f, uint64_t offset, const void *buf, size_t len) {
-    const uint8_t *p = buf;
+    const uint8_t *p = buf, *cur;
     uint8_t *bm = NULL;
     int rc = 0;
 
@@ -927,11 +1048,19 @@ int storage_vhd_file_write(storage_vhd_file *f, uint64_t offset, const void *buf
             break;
         at = (uint64_t)f->info.bat[blk] * SECTOR;
         if ((rc = fd_write(f, at + f->info.bitmap_len + in, p, (size_t)k)) < 0 ||
-            (rc = fd_read(f, at, bm, f->info.bitmap_len)) < 0)
+            (rc = block_bitmap(f, blk, &bm, &cur)) < 0)
             break;
-        for (uint64_t s = in / SECTOR; s < (in + k) / SECTOR; s++)
-            bm[s / 8] |= (uint8_t)(0x80u >> (s % 8));
-        rc = fd_write(f, at, bm, f->info.bitmap_len);
+        if (cur != BM_FULL) { /* a full block's bitmap stays as it is */
+            if (cur == BM_EMPTY)
+                memset(bm, 0, f->info.bitmap_len);
+            else if (cur != bm)
+                memcpy(bm, cur, f->info.bitmap_len);
+            for (uint64_t s = in / SECTOR; s < (in + k) / SECTOR; s++)
+                bm[s / 8] |= (uint8_t)(0x80u >> (s % 8));
+            if ((rc = fd_write(f, at, bm, f->info.bitmap_len)) < 0)
+                break;
+            cache_replace(f, blk, bm);
+        }
         p += k;
         offset += k;
         len -= (size_t)k;
@@ -1372,6 +1501,7 @@ int storage_vhd_file_resize(storage_vhd_file *f, uint64_t size) {
     if (want > STORAGE_VHD_MAX_SIZE)
         return failf(f->error, sizeof f->error, "size %llu too large", (unsigned long long)want);
     need = (uint32_t)((want + f->info.block_size - 1) / f->info.block_size);
+    drop_bitmaps(f);
     if (need > f->info.max_bat && (rc = move_bat(f, need)) < 0)
         return rc;
     f->info.size = want;
@@ -1418,6 +1548,7 @@ int storage_vhd_file_zero(storage_vhd_file *f) {
     disk = malloc((size_t)f->info.max_bat * 4 + 1);
     if (!disk)
         return -ENOMEM;
+    drop_bitmaps(f);
     memset(disk, 0xFF, (size_t)f->info.max_bat * 4);
     for (uint32_t i = 0; i < f->info.max_bat; i++)
         f->info.bat[i] = VHD_BAT_UNUSED;

@@ -94,6 +94,11 @@ struct storage_vhd_file {
     storage_vhd_info info;    /* unset for raw */
     storage_vhd_file *parent; /* after storage_vhd_file_open_chain */
     char error[256];          /* the reason of the last -EINVAL */
+    /* after storage_vhd_file_cache_bitmaps: block i's sector bitmap as read,
+     * max_bat slots; NULL until read, or one of two markers (all sectors
+     * present, none present) */
+    uint8_t **bitmaps;
+    uint32_t nbitmaps;
 };
 
 /* Opens an image (writable: O_RDWR). 0 or a negative errno; on -EINVAL the
@@ -127,8 +132,17 @@ unsigned storage_vhd_file_depth(const storage_vhd_file *f);
 uint64_t storage_vhd_file_phys_size(const storage_vhd_file *f);
 uint64_t storage_vhd_file_virtual_size(const storage_vhd_file *f);
 
+/* Keeps the sector bitmaps of f and of its opened parents in memory once
+ * read, so that a read of a block costs one pread per run of sectors and no
+ * bitmap read: for a long-lived reader (the nbdkit plugin), which alone
+ * changes the image meanwhile (its parents never change). Memory: a pointer
+ * per BAT entry, and bitmap_len bytes per block read whose bitmap is neither
+ * full nor empty. Resizing or zeroing f turns f's cache off. */
+void storage_vhd_file_cache_bitmaps(storage_vhd_file *f);
+
 /* Reads the disk through the chain (opened first for a differencing disk:
- * -ENOLINK otherwise); zeros past the disk's end. */
+ * -ENOLINK otherwise); zeros past the disk's end. Reads of one chain may run
+ * in parallel threads with each other, not with anything that changes it. */
 int storage_vhd_file_read(storage_vhd_file *f, uint64_t offset, void *buf, size_t len);
 /* Whether [offset, offset + len) of the disk reads as zeros because no image
  * of the chain has a block there, known from the BATs alone (a raw or fixed

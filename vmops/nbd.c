@@ -285,14 +285,17 @@ static int nbd_family(uint16_t *ret_id) {
 int vmops_nbd_connect(const vmops_nbd_connect_params *p, int *ret_index) {
     uint64_t block = 512;
     uint64_t flags = p->flags;
-    uint32_t fd = (uint32_t)p->sock_fd, index = 0;
+    uint32_t index = 0;
     uint16_t family;
     size_t socks, item;
     nlmsg m;
     int rc;
 
-    if (p->sock_fd < 0 || p->size == 0 || p->size % 512)
+    if (p->nsocks == 0 || p->nsocks > VMOPS_NBD_MAX_CONNECTIONS || p->size == 0 || p->size % 512)
         return -EINVAL;
+    for (unsigned i = 0; i < p->nsocks; i++)
+        if (p->sock_fds[i] < 0)
+            return -EINVAL;
     rc = nbd_family(&family);
     if (rc < 0)
         return rc;
@@ -304,15 +307,56 @@ int vmops_nbd_connect(const vmops_nbd_connect_params *p, int *ret_index) {
     if (p->identifier && !msg_put(&m, NBD_ATTR_BACKEND_IDENTIFIER, p->identifier, strlen(p->identifier) + 1))
         return -ENAMETOOLONG;
     socks = msg_put(&m, NBD_ATTR_SOCKETS | NLA_F_NESTED, NULL, 0);
-    item = msg_put(&m, NBD_SOCK_ITEM | NLA_F_NESTED, NULL, 0);
-    msg_put(&m, NBD_SOCK_FD, &fd, sizeof fd);
-    msg_nest_end(&m, item);
+    for (unsigned i = 0; i < p->nsocks; i++) {
+        uint32_t fd = (uint32_t)p->sock_fds[i];
+
+        item = msg_put(&m, NBD_SOCK_ITEM | NLA_F_NESTED, NULL, 0);
+        msg_put(&m, NBD_SOCK_FD, &fd, sizeof fd);
+        msg_nest_end(&m, item);
+    }
     msg_nest_end(&m, socks);
     rc = nl_call(&m, NBD_ATTR_INDEX, &index, sizeof index);
     if (rc < 0)
         return rc;
     *ret_index = (int)index;
     return 0;
+}
+
+static int read_sys_uint(const char *path, unsigned *ret) {
+    char buf[32];
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -errno;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return n < 0 ? -errno : -EPROTO;
+    buf[n] = 0;
+    if (sscanf(buf, "%u", ret) != 1)
+        return -EPROTO;
+    return 0;
+}
+
+int vmops_nbd_set_max_request(int index, unsigned kib) {
+    char path[96], buf[16];
+    unsigned hw;
+    ssize_t n;
+    int fd, rc;
+
+    snprintf(path, sizeof path, "/sys/block/nbd%d/queue/max_hw_sectors_kb", index);
+    rc = read_sys_uint(path, &hw);
+    if (rc < 0)
+        return rc;
+    snprintf(path, sizeof path, "/sys/block/nbd%d/queue/max_sectors_kb", index);
+    n = snprintf(buf, sizeof buf, "%u\n", kib < hw ? kib : hw);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    rc = write(fd, buf, (size_t)n) == n ? 0 : -errno;
+    close(fd);
+    return rc;
 }
 
 /* /sys/block/nbdN/backend: what the connect named (absent on kernels before 5.13). */

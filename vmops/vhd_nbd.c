@@ -136,6 +136,8 @@ static int start_nbdkit(const vmops_vhd_nbd_params *p, const files *f, pid_t *re
     argv[a++] = f->sock;
     argv[a++] = "--pidfile";
     argv[a++] = f->pid;
+    argv[a++] = "--threads";
+    argv[a++] = VMOPS_VHD_NBD_THREADS;
     if (p->readonly)
         argv[a++] = "--readonly";
     argv[a++] = p->plugin;
@@ -240,8 +242,18 @@ static int device_number(int index, dev_t *ret) {
     return 0;
 }
 
+/* One connection per CPU (the kernel receives on each in a thread of its own). */
+static unsigned connections_of(const vmops_vhd_nbd_params *p) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = p->connections ? p->connections : cpus > 0 ? (unsigned)cpus : 1;
+
+    if (n > VMOPS_VHD_NBD_CONNECTIONS)
+        n = VMOPS_VHD_NBD_CONNECTIONS;
+    return n;
+}
+
 int vmops_vhd_nbd_attach(const vmops_vhd_nbd_params *p, vmops_vhd_nbd *ret, char *err, size_t errlen) {
-    vmops_nbd_connect_params c = {.sock_fd = -1};
+    vmops_nbd_connect_params c = {.nsocks = 0};
     files f;
     uint64_t size;
     uint16_t flags;
@@ -276,21 +288,27 @@ int vmops_vhd_nbd_attach(const vmops_vhd_nbd_params *p, vmops_vhd_nbd *ret, char
         snprintf(err, errlen, "cannot write %s", f.rec);
         goto fail;
     }
-    c.sock_fd = connect_unix(f.sock);
-    if (c.sock_fd < 0) {
-        rc = c.sock_fd;
-        snprintf(err, errlen, "cannot connect to nbdkit's socket %s", f.sock);
-        goto fail;
-    }
-    rc = vmops_nbd_handshake(c.sock_fd, &size, &flags);
-    if (rc < 0) {
-        snprintf(err, errlen, "NBD handshake with nbdkit failed");
-        goto fail;
-    }
-    if (p->readonly && !(flags & NBD_FLAG_READ_ONLY)) {
-        rc = -EPROTO;
-        snprintf(err, errlen, "nbdkit serves a read-only disk writable");
-        goto fail;
+    for (unsigned want = connections_of(p); c.nsocks < want;) {
+        int fd = connect_unix(f.sock);
+
+        if (fd < 0) {
+            rc = fd;
+            snprintf(err, errlen, "cannot connect to nbdkit's socket %s", f.sock);
+            goto fail;
+        }
+        c.sock_fds[c.nsocks++] = fd;
+        rc = vmops_nbd_handshake(fd, &size, &flags);
+        if (rc < 0) {
+            snprintf(err, errlen, "NBD handshake with nbdkit failed");
+            goto fail;
+        }
+        if (p->readonly && !(flags & NBD_FLAG_READ_ONLY)) {
+            rc = -EPROTO;
+            snprintf(err, errlen, "nbdkit serves a read-only disk writable");
+            goto fail;
+        }
+        if (!(flags & NBD_FLAG_CAN_MULTI_CONN))
+            want = 1; /* a server that cannot keep connections coherent gets one */
     }
     c.size = size;
     c.flags = flags;
@@ -311,14 +329,17 @@ int vmops_vhd_nbd_attach(const vmops_vhd_nbd_params *p, vmops_vhd_nbd *ret, char
         snprintf(err, errlen, "no device number for nbd%d", index);
         goto fail;
     }
-    close(c.sock_fd);
+    /* a tuning: the device works without it (older kernels, no sysfs) */
+    vmops_nbd_set_max_request(index, p->max_request_kib ? p->max_request_kib : VMOPS_VHD_NBD_MAX_REQUEST_KIB);
+    for (unsigned i = 0; i < c.nsocks; i++)
+        close(c.sock_fds[i]);
     ret->index = index;
     ret->dev = dev;
     ret->pgid = pgid;
     return 0;
 fail:
-    if (c.sock_fd >= 0)
-        close(c.sock_fd);
+    for (unsigned i = 0; i < c.nsocks; i++)
+        close(c.sock_fds[i]);
     if (index >= 0)
         vmops_nbd_disconnect(index, f.sock);
     stop_group(&f, pgid);

@@ -21,7 +21,19 @@ typedef struct vmops_vhd_nbd_params {
     const char *key;    /* names the files: letters, digits, '-' and '_' only */
     const char *nbdkit; /* the program (NULL: nbdkit from PATH) */
     const char *plugin; /* nbdkit-xenapid-vhd-plugin.so */
+    unsigned connections;     /* NBD connections (0: one per online CPU, at most VMOPS_VHD_NBD_CONNECTIONS) */
+    unsigned max_request_kib; /* the device's max_sectors_kb (0: VMOPS_VHD_NBD_MAX_REQUEST_KIB) */
 } vmops_vhd_nbd_params;
+
+/* The kernel's NBD client spreads requests over its connections, one
+ * receiving thread each; nbdkit serves each connection with
+ * VMOPS_VHD_NBD_THREADS threads (its default, 16, doubled the context
+ * switches per request without making a sequential read faster:
+ * bench/vhd_chain_read.py). Requests as large as a loop device takes
+ * (BLK_DEF_MAX_SECTORS), which the raw file disks go through. */
+#define VMOPS_VHD_NBD_CONNECTIONS 4
+#define VMOPS_VHD_NBD_THREADS "2"
+#define VMOPS_VHD_NBD_MAX_REQUEST_KIB 1280
 
 typedef struct vmops_vhd_nbd {
     int index;  /* /dev/nbd<index> */

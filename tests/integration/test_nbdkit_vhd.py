@@ -138,6 +138,82 @@ class NbdkitVhd(unittest.TestCase):
         self.assertEqual(vhd_mid[1:2], b"\x11")
         vhd_util("check", "-n", leaf)
 
+    def clear_bitmap(self, image, block):
+        """Clears allocated block's sector bitmap in the file: allocated, no sector present."""
+        with open(image, "r+b") as f:
+            f.seek(512 + 16)  # the dynamic header (at 512 in images vhd-util makes): BAT offset
+            bat = int.from_bytes(f.read(8), "big")
+            f.seek(bat + 4 * block)
+            at = int.from_bytes(f.read(4), "big")
+            self.assertNotEqual(at, 0xFFFFFFFF, "block %d is not allocated" % block)
+            f.seek(at * 512)
+            f.write(bytes(512))
+
+    def window(self, image, off, length):
+        """Bytes [off, off + length) as read through nbdkit's offset filter: requests at
+        offsets and of sizes that are no multiple of a sector in the plugin."""
+        out = self.path("window.raw")
+        r = subprocess.run(["nbdkit", "-U", "-", "--filter=offset", PLUGIN, "file=" + image, "readonly=true",
+                            "offset=%d" % off, "range=%d" % length, "--run",
+                            'qemu-img convert -f raw -O raw "$uri" ' + out],
+                           capture_output=True, text=True, timeout=120, env=NBDKIT_ENV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out, "rb") as f:
+            data = f.read()
+        os.unlink(out)
+        return data[:length]  # qemu rounds the export up to a sector, with zeros
+
+    def test_chain_reads_at_block_and_bitmap_edges(self):
+        """The read path that resolves a run of sectors per pread and keeps the bitmaps
+        (full, empty, partial) in memory: bytes at 2 MiB block edges, at sector-bitmap byte
+        edges (sectors 7/8, 15/16), a block allocated with an empty bitmap, a block written
+        whole over a partial parent, read whole (in parallel) and through windows at odd
+        offsets, and reads after writes in one server (the cache follows them)."""
+        base, mid, leaf = self.path("base.vhd"), self.path("mid.vhd"), self.path("leaf.vhd")
+        B = 2 * MiB
+        vhd_util("create", "-n", base, "-s", SIZE // MiB)
+        self.write(base, [(0, self.fill(B, 0x11)),                    # block 0 full
+                          (B + 8 * 512, self.fill(8 * 512, 0x12)),    # block 1: sectors 8..15
+                          (3 * B, self.fill(B, 0x13))])               # block 3 full
+        vhd_util("snapshot", "-n", mid, "-p", base)
+        vhd_util("set", "-n", base, "-f", "hidden", "-v", "1")
+        self.write(mid, [(B - 512, self.fill(1024, 0x21)),            # last sector of 0, first of 1
+                         (7 * 512, self.fill(2 * 512, 0x22)),         # sectors 7, 8: a bitmap byte edge
+                         (B + 15 * 512, self.fill(2 * 512, 0x23)),    # sectors 15, 16 of block 1
+                         (3 * B + 4096, self.fill(512, 0x24))])       # block 3: allocated in mid...
+        self.clear_bitmap(mid, 3)                                     # ...with no sector present
+        self.model[3 * B + 4096:3 * B + 4096 + 512] = self.fill(512, 0x13)
+        vhd_util("snapshot", "-n", leaf, "-p", mid)
+        vhd_util("set", "-n", mid, "-f", "hidden", "-v", "1")
+        self.write(leaf, [(B, self.fill(B, 0x31)),                    # block 1 whole over partial parents
+                          (15 * 512, self.fill(512, 0x32)),           # sector 15 of block 0
+                          (2 * B + B - 512, self.fill(512, 0x33))])   # the last sector of block 2
+        model = bytes(self.model)
+        self.assertEqual(self.export(leaf, "readonly=true"), model)
+        for off, n in ((B - 700, 1500), (7 * 512 - 3, 2 * 512 + 9), (15 * 512 + 1, 511), (3 * B + 4000, 700),
+                       (3 * B - 1, 2), (0, 1), (SIZE - 513, 513)):
+            self.assertEqual(self.window(leaf, off, n), model[off:off + n], "window %d+%d" % (off, n))
+        # reads, then writes into the blocks just read (full, partial, unallocated), then reads again
+        cmds = ["-c 'read -P %d 0 3584'" % 0x11, "-c 'read -P %d %d 4096'" % (0x31, B + 4096),
+                "-c 'read -P %d %d 4096'" % (0x13, 3 * B)]
+        for off, n, byte in ((4096, 512, 0x41), (2 * B, 512, 0x42), (3 * B + 8192, 1024, 0x43)):
+            cmds.append("-c 'write -P %d %d %d'" % (byte, off, n))
+            self.model[off:off + n] = self.fill(n, byte)
+        for off, n in ((0, B), (2 * B, B), (3 * B, B)):
+            chunk = bytes(self.model[off:off + n])
+            runs, i = [], 0
+            while i < n:  # one read -P per run of equal bytes
+                j = i
+                while j < n and chunk[j] == chunk[i]:
+                    j += 1
+                runs.append("-c 'read -P %d %d %d'" % (chunk[i], off + i, j - i))
+                i = j
+            cmds.extend(runs)
+        r = serve(leaf, 'qemu-io -f raw "$uri" ' + " ".join(cmds))
+        self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
+        self.assertNotIn("Pattern verification failed", r.stdout + r.stderr)
+        self.assertEqual(self.export(leaf, "readonly=true"), bytes(self.model))
+
     def test_hidden_parent_is_not_served_writable(self):
         base, leaf = self.path("base.vhd"), self.path("leaf.vhd")
         vhd_util("create", "-n", base, "-s", SIZE // MiB)

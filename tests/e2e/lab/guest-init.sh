@@ -23,6 +23,7 @@
 #   XENLAB-HEARTBEAT <n> <uptime>          every N s if booted with xenlab.heartbeat=N
 #   XENLAB-GUEST-SHUTDOWN <poweroff|reboot> when the toolstack asks it to shut down
 #   XENLAB-ECHO <line>                     for each line typed on the console
+#                                          ("ddread <dev> <MiB>" typed: XENLAB-DDREAD again)
 #   XENLAB-BUSY-START <n> / XENLAB-BUSY-END  around a busy loop of n s (1..60) that
 #                                          the line "busy <n>" typed on the console starts
 # Guest networking (the guestnet block below): booted with xenlab.ip=ADDR/LEN
@@ -143,10 +144,21 @@ busy() {
   while [ "${up%.*}" -lt "$end" ]; do read -r up _ < /proc/uptime; done
   echo "XENLAB-BUSY-END"
 }
+# "ddread DEV MIB": the boot's xenlab.ddread read again (after the host changed
+# something under the disk), answered with the same XENLAB-DDREAD line.
+ddread_dev() {
+  case "$1" in xvd[a-z]) ;; *) echo "XENLAB-ERROR: ddread wants xvdX, not '$1'"; return ;; esac
+  case "$2" in ''|*[!0-9]*) echo "XENLAB-ERROR: ddread wants MiB, not '$2'"; return ;; esac
+  read -r up _ < /proc/uptime; t0="${up%.*}${up#*.}"
+  dd if="/dev/$1" of=/dev/null bs=1M count="$2" iflag=direct 2>/dev/null || echo "XENLAB-ERROR: ddread $1 failed"
+  read -r up _ < /proc/uptime; t=$(( ${up%.*}${up#*.} - t0 ))
+  echo "XENLAB-DDREAD $1 $2 $((t / 100)).$((t % 100 / 10))$((t % 10))"
+}
 ( while read -r line; do
     line="$(echo "$line" | tr -d '\r')"
     case "$line" in
       "busy "*) busy "${line#busy }" ;;
+      "ddread "*) set -- ${line#ddread }; ddread_dev "$1" "$2" ;;
       *) gn_cmd "$line" || echo "XENLAB-ECHO $line" ;;
     esac
   done < /dev/console ) &   # (an asynchronous list's stdin is /dev/null unless redirected)
