@@ -104,6 +104,10 @@ fi
 if [ -f "$(dirname "$bin")/libvirt-physinfo.so" ]; then
   cp -f "$(dirname "$bin")/libvirt-physinfo.so" var/e2e/libvirt-physinfo.so.tmp && mv -f var/e2e/libvirt-physinfo.so.tmp var/e2e/libvirt-physinfo.so
 fi
+# and the xl baselines' slow clock for libxl's limits (tests/e2e/shim/libxl_slowclock.c)
+if [ -f "$(dirname "$bin")/libxl-slowclock.so" ]; then
+  cp -f "$(dirname "$bin")/libxl-slowclock.so" var/e2e/libxl-slowclock.so.tmp && mv -f var/e2e/libxl-slowclock.so.tmp var/e2e/libxl-slowclock.so
+fi
 out="var/e2e/run.out"
 # Timings under emulation depend on what else the machine runs: say so.
 others="$(pgrep -c "^qemu-system-x86" 2>/dev/null || true)"
