@@ -22,7 +22,7 @@ static __thread char last_error[LAST_ERROR_MAX];
 static __thread char too_small[LAST_ERROR_MAX];
 
 bool vmops_libxl_error_is_memory_too_small(const char *msg) {
-    /* libxc's xc_dom_alloc_segment: "segment kernel too large (0x3a2f > 0x2000 - 0x0 pages)",
+    /* libxc's xc_dom_chk_alloc_pages: "segment kernel too large (0x3a00 > 0x2000 - 0x1000 pages)",
      * for the kernel, the ramdisk, or what is placed after them (page tables, start info...) */
     const char *seg = msg ? strstr(msg, "segment ") : NULL;
 
