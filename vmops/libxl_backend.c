@@ -465,6 +465,13 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
     if (xlrc != 0) {
         /* libxl destroys what it had built */
         rc = xl_fail(ret_msg, xlrc, restore_fd < 0 ? "creating the domain" : "restoring the domain");
+        /* the VM's memory cannot hold its kernel (libxc said so before libxl's own errors): the
+         * caller's to fix, not the host's, -EFBIG for vmops (VM_MEMORY_SIZE_TOO_LOW) */
+        if (vmops_libxl_error_memory_too_small()) {
+            set_msg(ret_msg, "the VM's memory (%" PRId64 " bytes) is too small for its boot image: %s",
+                    cfg->memory_target, vmops_libxl_error_memory_too_small());
+            rc = -EFBIG;
+        }
         goto out;
     }
     rc = watch_domain(x, domid, cfg->uuid, false);

@@ -17,6 +17,17 @@
 #define LAST_ERROR_MAX (MESSAGE_MAX + 128)
 
 static __thread char last_error[LAST_ERROR_MAX];
+/* The first error since the clear that says the guest's memory cannot hold its boot image: libxl
+ * logs its own errors after libxc's ("cannot (re-)build domain"), which would hide the cause. */
+static __thread char too_small[LAST_ERROR_MAX];
+
+bool vmops_libxl_error_is_memory_too_small(const char *msg) {
+    /* libxc's xc_dom_chk_alloc_pages: "segment kernel too large (0x3a00 > 0x2000 - 0x1000 pages)",
+     * for the kernel, the ramdisk, or what is placed after them (page tables, start info...) */
+    const char *seg = msg ? strstr(msg, "segment ") : NULL;
+
+    return seg && strstr(seg, " too large (") && strstr(seg, " pages)");
+}
 
 static int syslog_level(xentoollog_level level) {
     switch (level) {
@@ -56,6 +67,8 @@ static void logger_vmessage(xentoollog_logger *lg, xentoollog_level level, int e
             snprintf(last_error, sizeof last_error, "%s: %s", msg, strerror(errnoval));
         else
             snprintf(last_error, sizeof last_error, "%s", msg);
+        if (!too_small[0] && vmops_libxl_error_is_memory_too_small(msg))
+            snprintf(too_small, sizeof too_small, "%s", msg);
     }
 }
 
@@ -79,8 +92,13 @@ void vmops_libxl_logger_free(xentoollog_logger *lg) {
 
 void vmops_libxl_error_clear(void) {
     last_error[0] = 0;
+    too_small[0] = 0;
 }
 
 const char *vmops_libxl_error_last(void) {
     return last_error[0] ? last_error : NULL;
+}
+
+const char *vmops_libxl_error_memory_too_small(void) {
+    return too_small[0] ? too_small : NULL;
 }

@@ -264,6 +264,15 @@ static void console_write(sim *s, const char *uuid, const char *fmt, ...) {
     fclose(f);
 }
 
+/* The size of a direct-boot image file; 0 for none, or one the simulator cannot read. */
+static int64_t image_size(const char *path) {
+    struct stat st;
+
+    if (!path || !*path || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return (int64_t)st.st_size;
+}
+
 static int add_domain(vmops_backend *b, const vmops_domain_config *cfg, int *ret_domid, char **ret_msg) {
     sim *s = b->priv;
     sim_domain *d;
@@ -276,6 +285,12 @@ static int add_domain(vmops_backend *b, const vmops_domain_config *cfg, int *ret
     if (cfg->memory_target > b->host_memory_free) {
         *ret_msg = xapi_strdup("not enough free memory");
         return -ENOMEM;
+    }
+    if (image_size(cfg->kernel) + image_size(cfg->ramdisk) > cfg->memory_target) {
+        /* as libxc's domain builder refuses it: the images are loaded into the guest's memory */
+        *ret_msg = msg_dup("segment kernel too large: %s and its ramdisk do not fit in the VM's memory",
+                           cfg->kernel);
+        return -EFBIG;
     }
     for (size_t i = 0; i < cfg->ndisks; i++)
         if (cfg->disks[i].target && *cfg->disks[i].target && access(cfg->disks[i].target, F_OK) < 0) {

@@ -136,12 +136,18 @@ static int domain_op_fail(xapi_call *c, const char *vm_ref, int domid, unsigned 
 }
 
 /* A failure to build the VM's domain (create, resume) as an API error: a
- * missing device model has xapi's code for it. */
+ * missing device model and a memory too small for the kernel have xapi's
+ * codes for them. */
 static int build_fail(xapi_call *c, const char *vm_ref, const char *what, int rc, char *msg, int64_t needed) {
     if (rc == -ENOEXEC) {
         rc = xapi_call_fail(c, "FAILED_TO_START_EMULATOR", vm_ref, "qemu-dm", msg ? msg : "device model missing");
         free(msg);
         return rc;
+    }
+    if (rc == -EFBIG) { /* the VM's own memory settings (xapi checks them before the build) */
+        log_info("VM %s: %s: %s", vm_ref, what, msg ? msg : "memory too small for the kernel");
+        free(msg);
+        return xapi_call_fail(c, "VM_MEMORY_SIZE_TOO_LOW", vm_ref);
     }
     if (rc == -EMEDIUMTYPE) { /* a disk the backend cannot attach: SM's VDIUnavailable, as xapi reports it */
         char *text = NULL;

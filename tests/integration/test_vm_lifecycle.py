@@ -279,6 +279,22 @@ class TestPowerStates(VMTestBase):
         self.assertTrue(int(err[2]) < (1 << 50))
         self.assertEqual(self.power(vm), "Halted")
 
+    def test_memory_too_small_for_kernel(self):
+        """A PV kernel bigger than the VM's memory: the domain builder refuses it (libxc's "segment
+        kernel too large"; the simulator does the same) and VM.start says VM_MEMORY_SIZE_TOO_LOW, as
+        xapi does for a VM whose memory cannot start it, not INTERNAL_ERROR."""
+        kernel = os.path.join(self.d.state_dir, "big-vmlinux")
+        with open(kernel, "wb") as f:
+            f.truncate(40 * MiB)   # sparse: only its size matters
+        vm = self.new_vm("small", memory=32 * MiB)
+        ok(self.x.VM.set_PV_kernel(self.s, vm, kernel))
+        self.assertEqual(fail(self.x.VM.start(self.s, vm, False, False)), ["VM_MEMORY_SIZE_TOO_LOW", vm])
+        self.assertEqual(self.power(vm), "Halted")
+        self.assertEqual(ok(self.x.VM.get_domid(self.s, vm)), "-1")
+        ok(self.x.VM.set_memory_limits(self.s, vm, str(32 * MiB), str(64 * MiB), str(64 * MiB), str(64 * MiB)))
+        ok(self.x.VM.start(self.s, vm, False, False))
+        ok(self.x.VM.hard_shutdown(self.s, vm))
+
     def test_vcpus(self):
         vm = self.new_vm("vcpus")
         ok(self.x.VM.set_VCPUs_max(self.s, vm, "4"))

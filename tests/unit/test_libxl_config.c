@@ -36,6 +36,7 @@
 
 #include "vmops/backend.h"
 #include "vmops/libxl_config.h"
+#include "vmops/libxl_log.h"
 
 #define MiB (1024LL * 1024LL)
 
@@ -787,6 +788,57 @@ static void test_daemon_without_xen(void **state) {
     }
 }
 
+/* ---- build errors (vmops/libxl_log.c) ------------------------------------------------ */
+
+static void xtl(xentoollog_logger *lg, xentoollog_level level, int errnoval, const char *context, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
+static void xtl(xentoollog_logger *lg, xentoollog_level level, int errnoval, const char *context, const char *fmt,
+                ...) {
+    va_list ap;
+
+    va_start(ap, fmt);
+    lg->vmessage(lg, level, errnoval, context, fmt, ap);
+    va_end(ap);
+}
+
+/* A PV guest whose memory cannot hold its kernel: libxc says so first, then libxl says only that the
+ * build failed; the backend must still see the cause (VM.start's VM_MEMORY_SIZE_TOO_LOW, not
+ * INTERNAL_ERROR). The lines are those Xen 4.17's libxc and libxl logged in the lab (e2e step
+ * start-memory-too-small: 32 MiB for Debian's 6.1 vmlinux). */
+static void test_build_errors(void **state) {
+    xentoollog_logger *lg = vmops_libxl_logger_new();
+    (void)state;
+
+    vmops_libxl_error_clear();
+    xtl(lg, XTL_ERROR, -1, "xc", "%s", "panic: xg_dom_core.c:536: xc_dom_chk_alloc_pages: segment kernel too large "
+                                       "(0x3a00 > 0x2000 - 0x1000 pages): Out of memory");
+    xtl(lg, XTL_ERROR, ENOENT, "libxl", "%s", "libxl_dom.c:594:libxl__build_dom: xc_dom_build_image failed");
+    xtl(lg, XTL_ERROR, -1, "libxl", "%s", "libxl_create.c:1640:domcreate_rebuild_done: Domain 1:cannot (re-)build "
+                                          "domain: -3");
+    assert_non_null(vmops_libxl_error_memory_too_small());
+    assert_non_null(strstr(vmops_libxl_error_memory_too_small(), "segment kernel too large"));
+    assert_non_null(strstr(vmops_libxl_error_last(), "cannot (re-)build domain"));
+    /* a ramdisk that does not fit either */
+    vmops_libxl_error_clear();
+    assert_null(vmops_libxl_error_memory_too_small());
+    xtl(lg, XTL_ERROR, -1, "xc", "Out of memory: xc_dom_alloc_segment: segment ramdisk too large (0x900 > 0x800 - "
+                                 "0x3a2f pages)");
+    assert_non_null(vmops_libxl_error_memory_too_small());
+    /* not the guest's memory: the host's, a kernel file over libxc's size limit, a mere warning */
+    vmops_libxl_error_clear();
+    xtl(lg, XTL_ERROR, -1, "xc", "panic: xc_dom_boot.c:120: xc_dom_boot_mem_init: can't allocate low memory for "
+                                 "domain: Out of memory");
+    xtl(lg, XTL_ERROR, -1, "xc", "%s", "kernel image too large");
+    xtl(lg, XTL_ERROR, ENOMEM, "libxl", "%s", "libxl_dom.c:580:libxl__build_dom: xc_dom_boot_mem_init failed");
+    xtl(lg, XTL_WARN, -1, "xc", "%s", "xc_dom_alloc_segment: segment kernel too large (0x3a2f > 0x2000 - 0x0 pages)");
+    assert_null(vmops_libxl_error_memory_too_small());
+    assert_non_null(vmops_libxl_error_last());
+    assert_false(vmops_libxl_error_is_memory_too_small(NULL));
+    assert_false(vmops_libxl_error_is_memory_too_small("segment kernel too large"));
+    vmops_libxl_error_clear();
+    vmops_libxl_logger_free(lg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pv_direct),    cmocka_unit_test(test_pv_pygrub),
@@ -796,6 +848,7 @@ int main(void) {
         cmocka_unit_test(test_devices),      cmocka_unit_test(test_new_without_xen),
         cmocka_unit_test(test_device_scripts),
         cmocka_unit_test(test_daemon_without_xen), cmocka_unit_test(test_device_model_check),
+        cmocka_unit_test(test_build_errors),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
