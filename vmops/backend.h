@@ -140,7 +140,8 @@ typedef struct vmops_backend vmops_backend;
 typedef struct vmops_backend_ops {
     const char *name;
     /* Creates a domain, paused, with its devices. -ENOMEM: not enough free
-     * memory; -ENOEXEC: the device model (qemu) it needs is not installed. */
+     * memory; -ENOEXEC: the device model (qemu) it needs is not installed
+     * or did not start. */
     int (*create)(vmops_backend *b, const vmops_domain_config *cfg, int *ret_domid, char **ret_msg);
     int (*unpause)(vmops_backend *b, int domid, char **ret_msg);
     int (*pause)(vmops_backend *b, int domid, char **ret_msg);

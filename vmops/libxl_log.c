@@ -17,6 +17,9 @@
 #define LAST_ERROR_MAX (MESSAGE_MAX + 128)
 
 static __thread char last_error[LAST_ERROR_MAX];
+/* The first error about the device model since the clear: libxl's own last words
+ * after it (the domain's destruction) would hide why an HVM guest did not start. */
+static __thread char dm_error[LAST_ERROR_MAX];
 
 static int syslog_level(xentoollog_level level) {
     switch (level) {
@@ -56,6 +59,10 @@ static void logger_vmessage(xentoollog_logger *lg, xentoollog_level level, int e
             snprintf(last_error, sizeof last_error, "%s: %s", msg, strerror(errnoval));
         else
             snprintf(last_error, sizeof last_error, "%s", msg);
+        /* libxl's words for its QEMU: "domain N device model: startup timed out",
+         * "device model did not start", "... device model: spawn failed" */
+        if (!dm_error[0] && strstr(msg, "device model"))
+            snprintf(dm_error, sizeof dm_error, "%s", last_error);
     }
 }
 
@@ -79,8 +86,13 @@ void vmops_libxl_logger_free(xentoollog_logger *lg) {
 
 void vmops_libxl_error_clear(void) {
     last_error[0] = 0;
+    dm_error[0] = 0;
 }
 
 const char *vmops_libxl_error_last(void) {
     return last_error[0] ? last_error : NULL;
+}
+
+const char *vmops_libxl_dm_error(void) {
+    return dm_error[0] ? dm_error : NULL;
 }

@@ -11,3 +11,5 @@ void vmops_libxl_logger_free(xentoollog_logger *lg);
 void vmops_libxl_error_clear(void);
 /* This thread's last error logged by libxl since the clear, or NULL. */
 const char *vmops_libxl_error_last(void);
+/* This thread's first error about the device model (QEMU) since the clear, or NULL. */
+const char *vmops_libxl_dm_error(void);

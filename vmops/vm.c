@@ -136,7 +136,7 @@ static int domain_op_fail(xapi_call *c, const char *vm_ref, int domid, unsigned 
 }
 
 /* A failure to build the VM's domain (create, resume) as an API error: a
- * missing device model has xapi's code for it. */
+ * device model missing or not started has xapi's code for it. */
 static int build_fail(xapi_call *c, const char *vm_ref, const char *what, int rc, char *msg, int64_t needed) {
     if (rc == -ENOEXEC) {
         rc = xapi_call_fail(c, "FAILED_TO_START_EMULATOR", vm_ref, "qemu-dm", msg ? msg : "device model missing");
