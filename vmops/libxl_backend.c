@@ -463,10 +463,11 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (xlrc != 0) {
-        /* libxl destroys what it had built. QEMU that did not start (it has
-         * LIBXL_DEVICE_MODEL_START_TIMEOUT, 60 s fixed at libxl's build, to say
-         * "running" in xenstore; an HVM guest cannot run without it) is xapi's
-         * FAILED_TO_START_EMULATOR, not an internal error. */
+        /* libxl destroys what it had built. QEMU that did not start (libxl
+         * gives it 60 s to say "running" in xenstore, then 10 s for its QMP
+         * answers, LIBXL_DEVICE_MODEL_START_TIMEOUT and LIBXL_QMP_CMD_TIMEOUT,
+         * both fixed when libxl is built; an HVM guest cannot run without it)
+         * is xapi's FAILED_TO_START_EMULATOR, not an internal error. */
         const char *dm = d.b_info.type == LIBXL_DOMAIN_TYPE_HVM ? vmops_libxl_dm_error() : NULL;
 
         if (dm) {
