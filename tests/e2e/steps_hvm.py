@@ -275,7 +275,12 @@ class HvmSteps:
         try:
             tap.wait("XENLAB-GUEST-UP", timeout, "the HVM guest's marker through CONNECT /console (vt100)")
             t_up = L.now()
-            text = tap.wait("XENLAB-CMDLINE:", 30, "the HVM guest's command line through CONNECT /console")
+            tap.wait("XENLAB-CMDLINE:", 30, "the HVM guest's command line through CONNECT /console")
+            # the whole line: the serial port's bytes come in pieces (run 2's CD guest had
+            # come as far as "... quiet loglevel" when the check read it)
+            L.wait_until("the end of the HVM guest's command line", 30,
+                         lambda: "\n" in tap.text().split("XENLAB-CMDLINE:", 1)[1] or None, step=0.2)
+            text = tap.text()
         except L.StepFailed as e:
             stop.set()
             ph.pop("_thread").join(35)

@@ -248,8 +248,10 @@ build_initrd guest "$here/guest-init.sh" xen-blkfront xen-netfront
 # PCI device (the loader brings the initramfs, the console is the ISA serial port);
 # acpi=off keeps ACPI's AML from failing on the PCI config space it cannot reach (and
 # printing it on the serial port, a trap per character); loglevel=1 keeps pci=off's
-# own complaint off the port too.
-hvm_args="console=hvc0 console=ttyS0 quiet loglevel=1 acpi=off pci=off"
+# own complaint off the port too; nopv: a plain HVM guest, no PV drivers (without PCI
+# the kernel does not find Xen's platform device, which sets up the grant table, and
+# xen-kbdfront's probe then panicked it in gnttab_expand), so no hvc0 either.
+hvm_args="console=ttyS0 quiet loglevel=1 acpi=off pci=off nopv"
 loader_cfg() { # BOOT-NAME: a syslinux/isolinux configuration that boots at once
   printf 'SERIAL 0 115200\nDEFAULT xenlab\nPROMPT 0\nTIMEOUT 0\nLABEL xenlab\n  KERNEL /vmlinuz\n  INITRD /initrd.gz\n  APPEND %s xenlab.boot=%s\n' "$hvm_args" "$1"
 }
