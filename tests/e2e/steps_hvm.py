@@ -28,9 +28,12 @@ scan 46 s), 37.6 s in SeaBIOS, 24 s to syslinux's banner, and its kernel had not
 7 minutes later with 161 s of guest CPU. Not the loader: on plain QEMU the same image loads the
 kernel and initramfs with 707 AHCI accesses, and the kernel then makes 17,339 PCI config-space
 data accesses before /init (329 with pci=off): under the lab's nested TCG each is a round trip
-to QEMU in dom0, 30-60 ms loaded. The HVM guests' kernel now boots with pci=off acpi=off (their
-images, suite.HVM_ARGS). Each step prints its phases (hvm_phase_note) and leaves the guest's xl
-dmesg lines and serial output in WORK.
+to QEMU in dom0, 30-60 ms loaded. The HVM guests' kernel now boots with pci=off acpi=off nopv
+(their images, suite.HVM_ARGS; lab/setup.sh says why). Run 2 (load 2-3, one other lab): the disk
+guest's firmware 7 s (hvmloader 2.1 s, SeaBIOS 4.5 s; pinned), its kernel (pci=off, no nopv yet)
+panicked in xen-kbdfront; the CD guest (nopv, not pinned) reached /init ~150 s after VM.start,
+its firmware 6.3 s, isolinux over IDE the rest. Each step prints its phases (hvm_phase_note) and
+leaves the guest's xl dmesg lines and serial output in WORK.
 """
 
 import json

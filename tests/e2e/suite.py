@@ -86,11 +86,11 @@ OPT_IN = {
     "vif-locked": "opt-in: see guests-ping",
     "vif-ratelimit": "opt-in: fails: TCG carries ~97 KiB/s between guests, under its 128 kbps limit; needs a lower limit",
     "hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; ~200 s on an idle host, more under load; "
-                           "not run in the lab with pci=off yet",
-    "hvm-disk-boot": "opt-in: XENAPID_E2E_ONLY=...,hvm-disk-boot; under load the kernel had not reached /init 7 min "
-                     "after the firmware's 87 s (its PCI scan, steps_hvm.py); pci=off since, not run in the lab yet",
-    "hvm-cd-boot": "opt-in: XENAPID_E2E_ONLY=...,hvm-cd-boot; under load libxl's 10 s for QEMU's QMP answers ran out "
-                   "(FAILED_TO_START_EMULATOR, now retried once); pci=off since, not run in the lab yet",
+                           "not run in the lab with pci=off nopv yet",
+    "hvm-disk-boot": "opt-in: XENAPID_E2E_ONLY=...,hvm-disk-boot; firmware 7 s at load 2-3 (87 s at load 19), then "
+                     "its pci=off kernel without nopv panicked; with nopv not run in the lab yet (steps_hvm.py)",
+    "hvm-cd-boot": "opt-in: XENAPID_E2E_ONLY=...,hvm-cd-boot; reached /init ~150 s after VM.start at load 2-3 (pci=off "
+                   "nopv), failed on a command line check fixed since; not yet passed in the lab",
     "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI",
     "nfs-sr-guest-read": "opt-in: XENAPID_E2E_ONLY=...,nfs-sr-guest-read; passed (40 s) on a merge with the VHD "
                          "datapath, not yet in a run of the whole suite",
