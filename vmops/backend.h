@@ -140,8 +140,9 @@ typedef struct vmops_backend vmops_backend;
 typedef struct vmops_backend_ops {
     const char *name;
     /* Creates a domain, paused, with its devices. -ENOMEM: not enough free
-     * memory; -ENOEXEC: the device model (qemu) it needs is not installed;
-     * -EFBIG: the VM's memory is too small for its kernel (and ramdisk). */
+     * memory; -ENOEXEC: the device model (qemu) it needs is not installed
+     * or did not start; -EFBIG: the VM's memory is too small for its kernel
+     * (and ramdisk). */
     int (*create)(vmops_backend *b, const vmops_domain_config *cfg, int *ret_domid, char **ret_msg);
     int (*unpause)(vmops_backend *b, int domid, char **ret_msg);
     int (*pause)(vmops_backend *b, int domid, char **ret_msg);

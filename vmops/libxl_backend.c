@@ -463,7 +463,20 @@ static int make_domain(vmops_backend *b, const vmops_domain_config *cfg, int res
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (xlrc != 0) {
-        /* libxl destroys what it had built */
+        /* libxl destroys what it had built. QEMU that did not start (libxl
+         * gives it 60 s to say "running" in xenstore, then 10 s for its QMP
+         * answers, LIBXL_DEVICE_MODEL_START_TIMEOUT and LIBXL_QMP_CMD_TIMEOUT,
+         * both fixed when libxl is built; an HVM guest cannot run without it)
+         * is xapi's FAILED_TO_START_EMULATOR, not an internal error. */
+        const char *dm = d.b_info.type == LIBXL_DOMAIN_TYPE_HVM ? vmops_libxl_dm_error() : NULL;
+
+        if (dm) {
+            set_msg(ret_msg, "the device model did not start: %s (libxl error %d, %s)", dm, xlrc,
+                    libxl_error_to_string(xlrc));
+            log_error("libxl backend: VM %s: %s", cfg->uuid, *ret_msg);
+            rc = -ENOEXEC;
+            goto out;
+        }
         rc = xl_fail(ret_msg, xlrc, restore_fd < 0 ? "creating the domain" : "restoring the domain");
         /* the VM's memory cannot hold its kernel (libxc said so before libxl's own errors): the
          * caller's to fix, not the host's, -EFBIG for vmops (VM_MEMORY_SIZE_TOO_LOW) */

@@ -28,6 +28,9 @@ bool vmops_libxl_error_is_memory_too_small(const char *msg) {
 
     return seg && strstr(seg, " too large (") && strstr(seg, " pages)");
 }
+/* The first error about the device model since the clear: libxl's own last words
+ * after it (the domain's destruction) would hide why an HVM guest did not start. */
+static __thread char dm_error[LAST_ERROR_MAX];
 
 static int syslog_level(xentoollog_level level) {
     switch (level) {
@@ -69,6 +72,10 @@ static void logger_vmessage(xentoollog_logger *lg, xentoollog_level level, int e
             snprintf(last_error, sizeof last_error, "%s", msg);
         if (!too_small[0] && vmops_libxl_error_is_memory_too_small(msg))
             snprintf(too_small, sizeof too_small, "%s", msg);
+        /* libxl's words for its QEMU: "domain N device model: startup timed out",
+         * "device model did not start", "... device model: spawn failed" */
+        if (!dm_error[0] && strstr(msg, "device model"))
+            snprintf(dm_error, sizeof dm_error, "%s", last_error);
     }
 }
 
@@ -93,6 +100,7 @@ void vmops_libxl_logger_free(xentoollog_logger *lg) {
 void vmops_libxl_error_clear(void) {
     last_error[0] = 0;
     too_small[0] = 0;
+    dm_error[0] = 0;
 }
 
 const char *vmops_libxl_error_last(void) {
@@ -101,4 +109,8 @@ const char *vmops_libxl_error_last(void) {
 
 const char *vmops_libxl_error_memory_too_small(void) {
     return too_small[0] ? too_small : NULL;
+}
+
+const char *vmops_libxl_dm_error(void) {
+    return dm_error[0] ? dm_error : NULL;
 }

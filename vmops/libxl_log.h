@@ -17,3 +17,5 @@ const char *vmops_libxl_error_last(void);
 bool vmops_libxl_error_is_memory_too_small(const char *msg);
 /* This thread's first such error since the clear, or NULL. */
 const char *vmops_libxl_error_memory_too_small(void);
+/* This thread's first error about the device model (QEMU) since the clear, or NULL. */
+const char *vmops_libxl_dm_error(void);

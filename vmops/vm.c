@@ -136,8 +136,8 @@ static int domain_op_fail(xapi_call *c, const char *vm_ref, int domid, unsigned 
 }
 
 /* A failure to build the VM's domain (create, resume) as an API error: a
- * missing device model and a memory too small for the kernel have xapi's
- * codes for them. */
+ * device model missing or not started and a memory too small for the kernel
+ * have xapi's codes for them. */
 static int build_fail(xapi_call *c, const char *vm_ref, const char *what, int rc, char *msg, int64_t needed) {
     if (rc == -ENOEXEC) {
         rc = xapi_call_fail(c, "FAILED_TO_START_EMULATOR", vm_ref, "qemu-dm", msg ? msg : "device model missing");

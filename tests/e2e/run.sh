@@ -117,7 +117,10 @@ say "booting Xen + dom0 and running the suite in dom0 (limit ${lab_timeout}s; XE
 # Sample the host's load while the lab runs, to tell a slow run from a loaded machine.
 sampler_log="var/e2e/host-load.log"
 : > "$sampler_log"
-( while sleep 5; do
+# It ends with this script even when the script is killed (a timeout's SIGKILL): a sampler
+# left behind would keep the lab slot's lock (/work/wt/bin/lab-slot), which it inherits, forever.
+run_pid=$$
+( while sleep 5 && kill -0 "$run_pid" 2>/dev/null; do
     n="$(pgrep -c "^qemu-system-x86" 2>/dev/null || true)"
     echo "$(cut -d' ' -f1 /proc/loadavg) $(( ${n:-1} > 0 ? ${n:-1} - 1 : 0 ))" >> "$sampler_log"
   done ) &
