@@ -118,16 +118,13 @@ say "booting Xen + dom0 and running the suite in dom0 (limit ${lab_timeout}s; XE
 sampler_log="var/e2e/host-load.log"
 : > "$sampler_log"
 # It ends with this script even when the script is killed (a timeout's SIGKILL): a sampler
-# left behind would keep the lab slot's lock (/work/wt/bin/lab-slot), which it inherits, forever.
+# left behind would keep whatever its caller gave run.sh (such as a lock's descriptor) forever.
 run_pid=$$
 ( while sleep 5 && kill -0 "$run_pid" 2>/dev/null; do
     n="$(pgrep -c "^qemu-system-x86" 2>/dev/null || true)"
     echo "$(cut -d' ' -f1 /proc/loadavg) $(( ${n:-1} > 0 ? ${n:-1} - 1 : 0 ))" >> "$sampler_log"
   done ) &
 sampler=$!
-# a run stopped by a signal must not leave the sampler looping (it would also keep what run.sh's
-# caller gave it, such as a lock's descriptor)
-trap 'kill "$sampler" 2>/dev/null' EXIT
 timeout --kill-after=20 "$((lab_timeout + 5))" \
   tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" \
     ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} ${XENAPID_E2E_ALSO:+--also "$XENAPID_E2E_ALSO"} ${XENAPID_E2E_STORM:+--storm "$XENAPID_E2E_STORM"} 2>&1 | tee "$out"
