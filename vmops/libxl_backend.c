@@ -369,6 +369,10 @@ static void remember_name(xlb *x, const char *uuid, const char *name) {
 
 /* ---- building domains --------------------------------------------------------------------------- */
 
+/* How long VM.start waits for the VM's dying domain to be gone: 100 x 100 ms. */
+#define DYING_DOMAIN_WAIT_TRIES 100
+#define DYING_DOMAIN_WAIT_US 100000
+
 /* Before creating: no domain of this VM yet, a name libxl accepts, the
  * bridges, enough memory. May change d's name. */
 static int prepare_domain(xlb *x, const vmops_domain_config *cfg, libxl_domain_config *d, char **ret_msg) {
@@ -379,17 +383,34 @@ static int prepare_domain(xlb *x, const vmops_domain_config *cfg, libxl_domain_c
     int n = 0, rc, xlrc;
 
     libxl_domain_config_init(&copy);
-    doms = libxl_list_domain(x->ctx, &n);
-    if (!doms) {
-        rc = xl_fail(ret_msg, ERROR_FAIL, "listing domains");
-        goto out;
-    }
-    for (int i = 0; i < n; i++)
-        if (doms[i].domid != 0 && libxl_uuid_compare(&doms[i].uuid, &d->c_info.uuid) == 0) {
-            set_msg(ret_msg, "a domain for VM %s already exists (domain %u)", cfg->uuid, doms[i].domid);
-            rc = -EEXIST;
+    /* The VM's previous domain may still be dying after a reboot or a destroy (libxl has said it
+     * is gone, Xen is still releasing its pages): wait a bounded time for it, then let it be. A
+     * live one is a real conflict. */
+    for (int tries = 0;; tries++) {
+        bool dying = false;
+
+        doms = libxl_list_domain(x->ctx, &n);
+        if (!doms) {
+            rc = xl_fail(ret_msg, ERROR_FAIL, "listing domains");
             goto out;
         }
+        for (int i = 0; i < n; i++) {
+            if (doms[i].domid == 0 || libxl_uuid_compare(&doms[i].uuid, &d->c_info.uuid) != 0)
+                continue;
+            if (!doms[i].dying) {
+                set_msg(ret_msg, "a domain for VM %s already exists (domain %u)", cfg->uuid, doms[i].domid);
+                rc = -EEXIST;
+                goto out;
+            }
+            dying = true;
+        }
+        if (!dying || tries >= DYING_DOMAIN_WAIT_TRIES)
+            break;
+        libxl_dominfo_list_free(doms, n);
+        doms = NULL;
+        n = 0;
+        usleep(DYING_DOMAIN_WAIT_US);
+    }
     /* libxl wants unique domain names; VM names need not be */
     if (libxl_name_to_domid(x->ctx, d->c_info.name, &other) == 0) {
         char *name = NULL;
