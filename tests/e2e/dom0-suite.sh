@@ -113,7 +113,8 @@ op_wait_timeout = 60
 plugin_dir = $here/plugins
 plugin_pythonpath = $repo/host/python
 # The time limit of driver I/O (an NFS server that stops answering: steps_nfs.py's IO_TIMEOUT).
-storage_io_timeout = 30
+# 60 s: under TCG with another lab running, the lvm SR's pvcreate + vgcreate took over 30 s.
+storage_io_timeout = 60
 EOF
 
 if [ "$backend" = libxl ]; then

@@ -34,7 +34,7 @@ SERVER = "127.0.0.1"
 EXPORT = "/run/e2e-nfs-export"   # tmpfs: knfsd cannot export dom0's 9p root
 STATE = "/var/lib/nfs"            # nfs-utils' state (etab, rmtab, sm): tmpfs over the read-only root
 NFSD_THREADS = "4"
-IO_TIMEOUT = 30                   # storage_io_timeout of the daemon (tests/e2e/dom0-suite.sh's config)
+IO_TIMEOUT = 60                   # storage_io_timeout of the daemon (tests/e2e/dom0-suite.sh's config)
 
 
 def _mounted(path):

@@ -108,7 +108,7 @@ OPT_IN = {
     "libvirt-create-benchmark": "opt-in: XENAPID_E2E_ONLY=...,libvirt-create-benchmark; libvirtd's start and three "
                                 "creates add minutes to the CI budget",
     "nfs-hung-server": "opt-in: XENAPID_E2E_ONLY=login,sr-create,nfs-sr,nfs-hung-server,nfs-cleanup; ~70 s under "
-                       "TCG (the 30 s storage_io_timeout, then ~25 s until the mount answers again)",
+                       "TCG (the 60 s storage_io_timeout, then ~25 s until the mount answers again)",
     "lvmoiscsi-sr": "opt-in: XENAPID_E2E_ONLY=...,lvmoiscsi-sr; 133 s in the lab under load (four iSCSI logins, "
                     "pvcreate/vgcreate)",
 }
@@ -283,11 +283,12 @@ def tail(text, n=15):
     return "\n".join("        | " + l.rstrip("\r") for l in text.splitlines()[-n:])
 
 
-def run(cmd, timeout=60, check_rc=True):
+def run(cmd, timeout=60, check_rc=True, env=None):
     """A command (list) with a time limit: (rc, stdout+stderr)."""
     timeout = capped(timeout)
     try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, text=True)
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, text=True,
+                           env=env)
     except subprocess.TimeoutExpired:
         raise StepFailed("%s: no exit within %ds" % (" ".join(cmd), timeout))
     if check_rc and p.returncode != 0:
@@ -1308,9 +1309,18 @@ class Suite(HvmSteps):
         get = lambda: self.console_text_file(XL_NAME)  # noqa: E731
         need = ["XENLAB-MAC eth1: " + XL_MAC2]
         base = self.counts(need, get())
+        # The baseline, with xl_env's slow clock for libxl's 40 s limit on Xen's vif-bridge script. Its
+        # failure (that script killed under load) is the baseline's, not xenapid's: reported, not failed.
         t0 = now()
-        run(["xl", "network-attach", XL_NAME, "mac=" + XL_MAC2, "bridge=" + self.o["bridge"]], timeout=capped(T_PLUG))
+        rc, o = run(["xl", "network-attach", XL_NAME, "mac=" + XL_MAC2, "bridge=" + self.o["bridge"]],
+                    timeout=capped(T_PLUG), check_rc=False, env=xl_env())
         t1 = now()
+        if rc != 0:
+            out("      NIC seen by the guest: VIF.plug %.1f s (returned %.1f s); no xl baseline: xl network-attach "
+                "exited with %d: %s" % (self.bench_vif["xenapid"]["seen_s"], self.bench_vif["xenapid"]["call_s"],
+                                        rc, o.strip()[-300:]))
+            run(["xl", "network-detach", XL_NAME, XL_MAC2], timeout=capped(T_PLUG), check_rc=False)
+            return
         self.wait_console(need, T_PLUG, "the NIC xl network-attach plugged (eth1 of %s)" % XL_NAME, base, get=get)
         self.bench_vif["xl"] = {"call_s": t1 - t0, "seen_s": now() - t0}
         run(["xl", "network-detach", XL_NAME, XL_MAC2], timeout=capped(T_PLUG), check_rc=False)
