@@ -77,8 +77,6 @@ ALSO = [n for n in os.environ.get("E2E_ALSO", "").split(",") if n]
 # The boot storm (20 guests twice, ~2 min alone under TCG) is a benchmark run by hand.
 OPT_IN = {
     # written this stop, not yet passed in a lab run of the whole suite, or too slow for CI's e2e budget
-    "console-nova-log-link": "opt-in: XENAPID_E2E_ONLY=...,console-nova-log-link; passed in the lab (0.7 s, after "
-                             "vm-start), not yet in a run of the whole suite",
     "iscsi-sr-volume": "opt-in: XENAPID_E2E_ONLY=...,iscsi-sr-volume; passed alone in 99.5 s under load (tgtd's "
                        "start 30 s), too long for CI's budget beside the rest",
     "guests-ping": "opt-in: XENAPID_E2E_ONLY=login,guests-ping,guests-ping-vlan,no-ping-after-vif-unplug,vif-locked,"
@@ -92,22 +90,15 @@ OPT_IN = {
                               "not yet in a run of the whole suite",
     "hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; ~200 s on an idle host, more under load; "
                            "not run in the lab with pci=off nopv yet",
-    "hvm-disk-boot": "opt-in: XENAPID_E2E_ONLY=...,hvm-disk-boot; firmware 7 s at load 2-3 (87 s at load 19), then "
-                     "its pci=off kernel without nopv panicked; with nopv not run in the lab yet (steps_hvm.py)",
-    "hvm-cd-boot": "opt-in: XENAPID_E2E_ONLY=...,hvm-cd-boot; reached /init ~150 s after VM.start at load 2-3 (pci=off "
-                   "nopv), failed on a command line check fixed since; not yet passed in the lab",
+    "hvm-disk-boot": "opt-in: XENAPID_E2E_ONLY=...,hvm-disk-boot; with pci=off nopv beside another lab: SYSLINUX "
+                     "67 s after VM.start, no marker within 300 s (steps_hvm.py)",
+    "hvm-cd-boot": "opt-in: XENAPID_E2E_ONLY=...,hvm-cd-boot; reached /init ~150 s after VM.start at load 2-3; beside "
+                   "another lab ISOLINUX at ~65 s, no marker within 300 s",
     "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI",
-    "nfs-sr-guest-read": "opt-in: XENAPID_E2E_ONLY=...,nfs-sr-guest-read; passed (40 s) on a merge with the VHD "
-                         "datapath, not yet in a run of the whole suite",
-    # VHD chains on real Xen (tests/e2e/steps_vhd_chain.py): opt-in until a lab run has passed them
-    "vhd-sr-import": "opt-in: XENAPID_E2E_ONLY=login,vhd-sr-import,vhd-clone-write,vhd-chain-reads,vhd-restart-sweep",
-    "vhd-clone-write": "opt-in: see vhd-sr-import",
-    "vhd-chain-reads": "opt-in: see vhd-sr-import",
-    "vhd-restart-sweep": "opt-in: see vhd-sr-import",
     "vhd-chain-read-bench": "opt-in: XENAPID_E2E_ONLY=...,vhd-chain-read-bench; benchmark 3, two 256 MiB imports and boots",
     "libvirt-create-benchmark": "opt-in: XENAPID_E2E_ONLY=...,libvirt-create-benchmark; libvirtd's start and three "
                                 "creates add minutes to the CI budget",
-    "nfs-hung-server": "opt-in: XENAPID_E2E_ONLY=login,sr-create,nfs-sr,nfs-hung-server,nfs-cleanup; ~70 s under "
+    "nfs-hung-server": "opt-in: XENAPID_E2E_ONLY=login,sr-create,nfs-sr,nfs-hung-server,nfs-cleanup; ~100 s under "
                        "TCG (the 60 s storage_io_timeout, then ~25 s until the mount answers again)",
     "lvmoiscsi-sr": "opt-in: XENAPID_E2E_ONLY=...,lvmoiscsi-sr; 133 s in the lab under load (four iSCSI logins, "
                     "pvcreate/vgcreate)",
