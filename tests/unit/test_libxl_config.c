@@ -839,17 +839,6 @@ static void test_build_errors(void **state) {
     vmops_libxl_logger_free(lg);
 }
 
-/* As libxl's xtl_log (without linking libxentoollog into the test): one message to the logger. */
-static void xtl_say(xentoollog_logger *lg, xentoollog_level level, int errnoval, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void xtl_say(xentoollog_logger *lg, xentoollog_level level, int errnoval, const char *fmt, ...) {
-    va_list ap;
-
-    va_start(ap, fmt);
-    lg->vmessage(lg, level, errnoval, "libxl", fmt, ap);
-    va_end(ap);
-}
-
 /* What libxl logs when QEMU does not come up (its words in Xen 4.17's
  * libxl_exec.c and libxl_create.c) is kept apart from the errors that follow
  * it (the destruction of the half-built domain), so that VM.start can say
@@ -858,19 +847,19 @@ static void test_device_model_error(void **state) {
     xentoollog_logger *lg = vmops_libxl_logger_new();
 
     vmops_libxl_error_clear();
-    xtl_say(lg, XTL_ERROR, -1, "Domain 7:disk vdev=xvda failed to attach");
+    xtl(lg, XTL_ERROR, -1, "libxl", "Domain 7:disk vdev=xvda failed to attach");
     assert_null(vmops_libxl_dm_error());
     assert_non_null(vmops_libxl_error_last());
     /* a device model's messages below the error level are not a failure */
-    xtl_say(lg, XTL_DEBUG, -1, "Spawning device-model /usr/libexec/xen-qemu-system-i386 with arguments:");
-    xtl_say(lg, XTL_WARN, -1, "domain 7 device model: slow to answer");
+    xtl(lg, XTL_DEBUG, -1, "libxl", "Spawning device-model /usr/libexec/xen-qemu-system-i386 with arguments:");
+    xtl(lg, XTL_WARN, -1, "libxl", "domain 7 device model: slow to answer");
     assert_null(vmops_libxl_dm_error());
 
     vmops_libxl_error_clear();
     assert_null(vmops_libxl_error_last());
-    xtl_say(lg, XTL_ERROR, -1, "domain 7 device model: startup timed out");
-    xtl_say(lg, XTL_ERROR, -1, "Domain 7:device model did not start: -9");
-    xtl_say(lg, XTL_ERROR, ENOENT, "Domain 7:Unable to destroy guest");
+    xtl(lg, XTL_ERROR, -1, "libxl", "domain 7 device model: startup timed out");
+    xtl(lg, XTL_ERROR, -1, "libxl", "Domain 7:device model did not start: -9");
+    xtl(lg, XTL_ERROR, ENOENT, "libxl", "Domain 7:Unable to destroy guest");
     assert_non_null(vmops_libxl_dm_error());
     assert_string_equal(vmops_libxl_dm_error(), "domain 7 device model: startup timed out");
     assert_non_null(strstr(vmops_libxl_error_last(), "Unable to destroy guest"));
