@@ -195,6 +195,22 @@ class TransferBase(DaemonTest):
             time.sleep(0.05)
         self.fail("task %s still pending" % ref)
 
+    def read_reply_body(self, s):
+        """The reply on socket s: status line and headers, then exactly Content-Length bytes (not
+        waiting for the connection's end, as a client that has what it asked for does not)."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            b = s.recv(65536)
+            self.assertTrue(b, "the connection ended before the headers")
+            data += b
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = [int(l.split(b":", 1)[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+        while len(body) < length[0]:
+            b = s.recv(65536)
+            self.assertTrue(b, "the connection ended before the data")
+            body += b
+        return head, body
+
     def raw_request(self, head, body=b"", timeout=10):
         """Sends head (and body) on a raw socket; the reply up to the connection's end."""
         with socket.create_connection(("127.0.0.1", self.d.port), timeout=timeout) as s:
@@ -365,6 +381,45 @@ class TestRaw(TransferBase):
         self.assertEqual(os.stat(self.vdi_path(vdi)).st_size, MiB)
         self.assertEqual(ok(self.x.VDI.get_virtual_size(self.s, vdi)), str(MiB))
 
+    def test_body_in_pieces_past_the_first(self):
+        """A body of known length whose first piece comes with the headers and the rest in odd
+        pieces, paused: what MHD does not hand over is read from the socket (put_direct), every
+        byte in place, and the reply (task-id, Connection: close) comes on the same connection."""
+        vdi = self.new_vdi(4 * MiB)
+        data = os.urandom(3 * MiB + 4097)
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=30) as s:
+            s.sendall(b"PUT /import_raw_vdi?%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                      % (self.query(vdi).encode(), len(data)) + data[:1000])
+            at = 1000
+            for i, piece in enumerate(odd_chunks(data[1000:])):
+                s.sendall(piece)
+                at += len(piece)
+                if i % 4 == 0:
+                    time.sleep(0.01)
+            self.assertEqual(at, len(data))
+            head, body = self.read_reply_body(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            self.assertIn(b"\r\nConnection: close", head)
+            task = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
+                    if l.lower().startswith(b"task-id:")]
+            self.assertEqual(self.task(task[0])["status"], "success")
+            s.settimeout(10)
+            self.assertEqual(s.recv(1), b"")  # closed after the reply
+        self.assertEqual(self.export_raw(vdi), data + bytes(4 * MiB - len(data)))
+
+    def test_body_cut_short(self):
+        """A body of known length that ends early: the import fails, the VDI is free again."""
+        vdi = self.new_vdi(4 * MiB)
+        task = ok(self.x.task.create(self.s, "import", ""))
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=30) as s:
+            s.sendall(b"PUT /import_raw_vdi?%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                      % (self.query(vdi, task_id=task).encode(), 3 * MiB) + os.urandom(2 * MiB))
+            s.shutdown(socket.SHUT_WR)
+            rec = self.wait_task(task, timeout=15)
+        self.assertEqual(rec["status"], "failure")
+        self.assertEqual(rec["error_info"][0], "INTERNAL_ERROR")
+        self.assertEqual(ok(self.x.VDI.get_current_operations(self.s, vdi)), {})
+
     def test_curl(self):
         curl = shutil.which("curl")
         if not curl:
@@ -453,6 +508,20 @@ class TestVHD(TransferBase):
                 self.assertEqual(rec["error_info"][0], "INTERNAL_ERROR")
                 self.assertIn("VHD", rec["error_info"][1])
                 self.assertEqual(ok(self.x.VDI.get_current_operations(self.s, vdi)), {})
+
+    def test_refused_in_the_body(self):
+        """An image whose data lies past the VDI's size, found out well after MHD's first piece:
+        the rest is read and dropped and the reply is the error."""
+        vdi = self.new_vdi(4 * MiB)
+        img = dynamic_vhd(os.urandom(8 * MiB), size=8 * MiB)
+        task = ok(self.x.task.create(self.s, "import", ""))
+        status, _, body = self.put(vdi, img, format="vhd", task_id=task)
+        self.assertEqual(status, 413, body)
+        self.assertIn(b"VDI_TOO_SMALL", body)
+        rec = self.task(task)
+        self.assertEqual(rec["status"], "failure")
+        self.assertEqual(rec["error_info"][:2], ["VDI_TOO_SMALL", vdi])
+        self.assertEqual(ok(self.x.VDI.get_current_operations(self.s, vdi)), {})
 
     def test_export_is_a_dynamic_vhd(self):
         size = 10 * MiB + 3 * 512  # not a whole number of blocks
@@ -655,22 +724,6 @@ class TestStalledImport(TransferBase):
         finally:
             s.close()
         ok(self.x.VDI.destroy(self.s, vdi))
-
-    def read_reply_body(self, s):
-        """The reply on socket s: status line and headers, then exactly Content-Length bytes (not
-        waiting for the connection's end, as a client that has what it asked for does not)."""
-        data = b""
-        while b"\r\n\r\n" not in data:
-            b = s.recv(65536)
-            self.assertTrue(b, "the connection ended before the headers")
-            data += b
-        head, body = data.split(b"\r\n\r\n", 1)
-        length = [int(l.split(b":", 1)[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
-        while len(body) < length[0]:
-            b = s.recv(65536)
-            self.assertTrue(b, "the connection ended before the data")
-            body += b
-        return head, body
 
     def test_destroy_right_after_export(self):
         """The VDI is free as soon as the client has the last byte: VDI.destroy then, on a connection
