@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/log.h"
@@ -84,6 +85,7 @@ typedef struct transfer {
      * (ext_end 0: none known yet), so that holes are answered with zeros rather than read. */
     uint64_t ext_off, ext_end;
     bool ext_data;
+    uint64_t file_size; /* export from a regular file: its size (0: none, or a device) */
     bool ended; /* transfer_end done */
     /* Where the data is (vdi_take), opened without the lock (transfer_open_data). */
     storage_sr h;
@@ -482,7 +484,15 @@ static int transfer_open(xapi_server *srv, xapi_http_req *r, bool import, transf
  * only: an export ends when its last byte has been read, before it is sent,
  * so that a client that has it all finds the VDI free (a VDI.destroy right
  * after does not get VDI_IN_USE), and the reply's end finds nothing to do. */
+static void transfer_end_keep(transfer *t, bool keep_data);
+
 static void transfer_end(transfer *t) {
+    transfer_end_keep(t, false);
+}
+
+/* keep_data: the export's files stay open (until transfer_free) for the last
+ * bytes, which are sent from them after this (export_extent). */
+static void transfer_end_keep(transfer *t, bool keep_data) {
     xapi_server *srv = t->srv;
     xapi_store *st = srv->store;
     bool ok = t->err.kind != XAPI_V_ARRAY, have_info = false;
@@ -496,13 +506,15 @@ static void transfer_end(transfer *t) {
     if (t->ended)
         return;
     t->ended = true;
-    if (t->fd >= 0)
-        close(t->fd);
-    t->fd = -1;
-    t->w.fd = -1;
-    storage_vhd_file_close(t->vf);
-    t->vf = NULL;
-    t->w.vf = NULL;
+    if (!keep_data) {
+        if (t->fd >= 0)
+            close(t->fd);
+        t->fd = -1;
+        t->w.fd = -1;
+        storage_vhd_file_close(t->vf);
+        t->vf = NULL;
+        t->w.vf = NULL;
+    }
     if (t->import) {
         xapi_store_rdlock(st);
         vdi = xapi_store_get_class(st, storage_cls(XAPI_C_VDI), t->vdi);
@@ -779,6 +791,48 @@ static ssize_t export_read(void *state, uint64_t pos, char *buf, size_t max) {
     return n;
 }
 
+/* Where the disk's bytes from off lie as they are in a file, for sendfile: a
+ * raw file's data (not its holes, which read answers with zeros without
+ * touching the page cache), or a VHD chain's full blocks. 1, 0 or an errno. */
+static int disk_extent(transfer *t, uint64_t off, uint64_t *len, int *ret_fd, uint64_t *ret_off) {
+    if (t->vf)
+        return storage_vhd_file_extent(t->vf, off, len, ret_fd, ret_off);
+    if (off >= t->file_size)
+        return 0;
+    if (!t->ext_end || off < t->ext_off || off >= t->ext_end)
+        find_extent(t, off);
+    if (!t->ext_data)
+        return 0;
+    *len = *len < t->ext_end - off ? *len : t->ext_end - off;
+    *len = *len < t->file_size - off ? *len : t->file_size - off;
+    *ret_fd = t->fd;
+    *ret_off = off;
+    return 1;
+}
+
+static int export_extent(void *state, uint64_t pos, uint64_t *len, int *ret_fd, uint64_t *ret_off) {
+    transfer *t = state;
+    uint64_t off = pos;
+    int rc;
+
+    if (t->ended || (t->vhd && !storage_vhd_layout_data_at(&t->layout, pos, len, &off)))
+        return 0;
+    rc = disk_extent(t, off, len, ret_fd, ret_off);
+    if (rc < 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "reading the VDI: %s", strerror(-rc));
+        transfer_fail(t, "INTERNAL_ERROR", msg);
+        return rc;
+    }
+    if (rc == 0)
+        return 0;
+    t->done = pos + *len;
+    progress(t);
+    if (t->done >= t->expected)
+        transfer_end_keep(t, true); /* as export_read: the VDI is free before the client has it all */
+    return 1;
+}
+
 static void export_done(void *state, bool complete) {
     transfer *t = state;
 
@@ -794,8 +848,12 @@ static void export_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep)
     if (transfer_open(srv, r, false, &t, rep) < 0)
         return;
     /* Read front to back: a larger readahead for a disk not in the page cache. */
-    if (t->fd >= 0)
+    if (t->fd >= 0) {
+        struct stat st;
         posix_fadvise(t->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        if (fstat(t->fd, &st) == 0 && S_ISREG(st.st_mode))
+            t->file_size = (uint64_t)st.st_size; /* (an LV is only read: see storage_vhd_file_extent) */
+    }
     for (storage_vhd_file *f = t->vf; f; f = f->parent)
         posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     rc = t->vhd ? export_layout(t) : 0;
@@ -812,6 +870,7 @@ static void export_get(xapi_server *srv, xapi_http_req *r, xapi_http_reply *rep)
     rep->type = "application/octet-stream";
     rep->close = true;
     rep->read = export_read;
+    rep->extent = export_extent;
     rep->done = export_done;
     rep->state = t;
     rep->stream_len = t->expected;

@@ -538,3 +538,19 @@ ssize_t storage_vhd_layout_read(const storage_vhd_layout *l, uint64_t pos, void 
               (size_t)k);
     return rc < 0 ? rc : (ssize_t)k;
 }
+
+bool storage_vhd_layout_data_at(const storage_vhd_layout *l, uint64_t pos, uint64_t *len, uint64_t *ret_disk_offset) {
+    const uint64_t per_block = STORAGE_VHD_SECTOR + STORAGE_VHD_BLOCK_SIZE;
+    uint64_t in;
+
+    if (pos < l->meta_len || pos >= l->meta_len + (uint64_t)l->nallocated * per_block)
+        return false;
+    in = (pos - l->meta_len) % per_block;
+    if (in < STORAGE_VHD_SECTOR)
+        return false;
+    in -= STORAGE_VHD_SECTOR;
+    if (*len > STORAGE_VHD_BLOCK_SIZE - in)
+        *len = STORAGE_VHD_BLOCK_SIZE - in;
+    *ret_disk_offset = (uint64_t)l->allocated[(pos - l->meta_len) / per_block] * STORAGE_VHD_BLOCK_SIZE + in;
+    return true;
+}

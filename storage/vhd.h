@@ -72,3 +72,6 @@ typedef int (*storage_vhd_read_fn)(void *opaque, uint64_t offset, void *buf, siz
  * disk data through read. The number of bytes (> 0), or read's error. */
 ssize_t storage_vhd_layout_read(const storage_vhd_layout *l, uint64_t pos, void *buf, size_t max,
                                 storage_vhd_read_fn read, void *opaque);
+/* Whether the image's bytes at pos are disk data, as storage_vhd_layout_read
+ * would read them: then the disk's offset, and *len cut to the block's end. */
+bool storage_vhd_layout_data_at(const storage_vhd_layout *l, uint64_t pos, uint64_t *len, uint64_t *ret_disk_offset);

@@ -924,6 +924,55 @@ bool storage_vhd_file_unallocated(const storage_vhd_file *f, uint64_t offset, ui
     return false; /* a parent not opened: unknown */
 }
 
+int storage_vhd_file_extent(storage_vhd_file *f, uint64_t offset, uint64_t *len, int *ret_fd, uint64_t *ret_offset) {
+    uint8_t *buf = NULL;
+    int rc = 0;
+
+    for (; f && rc == 0; f = f->parent) {
+        uint64_t n = *len, in, at;
+        uint32_t blk;
+        const uint8_t *bm;
+
+        if (f->device || offset >= f->info.size)
+            break; /* (an LV stays open only while read: its removal must not find it busy) */
+        if (n > f->info.size - offset)
+            n = f->info.size - offset;
+        if (f->raw || f->info.type == VHD_DISK_FIXED) {
+            if (offset >= f->file_size - (f->raw ? 0 : FOOTER))
+                break;
+            if (n > f->file_size - (f->raw ? 0 : FOOTER) - offset)
+                n = f->file_size - (f->raw ? 0 : FOOTER) - offset;
+            *ret_fd = f->fd;
+            *ret_offset = offset;
+            *len = n;
+            rc = 1;
+            break;
+        }
+        blk = (uint32_t)(offset / f->info.block_size);
+        in = offset % f->info.block_size;
+        if (f->info.bat[blk] == VHD_BAT_UNUSED) {
+            if (f->info.type != VHD_DISK_DIFFERENCING)
+                break; /* zeros: the caller's to produce */
+            continue;
+        }
+        if ((rc = block_bitmap(f, blk, &buf, &bm)) < 0)
+            break;
+        if (!is_marker(bm)) /* read now, not cached */
+            bm = classify(bm, f->info.block_size / SECTOR);
+        if (bm == BM_EMPTY && f->info.type == VHD_DISK_DIFFERENCING)
+            continue;
+        if (bm != BM_FULL)
+            break;
+        at = (uint64_t)f->info.bat[blk] * SECTOR + f->info.bitmap_len;
+        *ret_fd = f->fd;
+        *ret_offset = at + in;
+        *len = n < f->info.block_size - in ? n : f->info.block_size - in;
+        rc = 1;
+    }
+    free(buf);
+    return rc;
+}
+
 static int write_zeros(storage_vhd_file *f, uint64_t offset, uint64_t len) {
     uint8_t *z;
     int rc = 0;

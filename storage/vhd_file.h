@@ -148,6 +148,13 @@ int storage_vhd_file_read(storage_vhd_file *f, uint64_t offset, void *buf, size_
  * of the chain has a block there, known from the BATs alone (a raw or fixed
  * image has data wherever it has bytes; a parent not opened counts as data). */
 bool storage_vhd_file_unallocated(const storage_vhd_file *f, uint64_t offset, uint64_t len);
+/* Where the disk's bytes from offset are as they are in one file of the chain,
+ * for a reader that sends them without reading them (sendfile): 1 with
+ * *ret_fd (f's or a parent's), *ret_offset there and *len cut to what lies
+ * there in one piece (a block whose sector bitmap is full, or a fixed or
+ * raw image); 0 if not so (absent blocks, partial bitmaps, block devices,
+ * past the disk's end: read them); or a negative errno. */
+int storage_vhd_file_extent(storage_vhd_file *f, uint64_t offset, uint64_t *len, int *ret_fd, uint64_t *ret_offset);
 /* Writes whole sectors into f itself, allocating blocks as needed. */
 int storage_vhd_file_write(storage_vhd_file *f, uint64_t offset, const void *buf, size_t len);
 

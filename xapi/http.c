@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -586,11 +587,18 @@ static void stream_free(void *cls) {
 static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp,
                                       const char *content_type, bool close_after, bool may_cork);
 
+static enum MHD_Result stream_direct(struct MHD_Connection *conn, xapi_http_reply *rep);
+
 /* Sends what a streaming handler filled in; rep's body and stream pass to the response. */
 static enum MHD_Result send_http_reply(struct MHD_Connection *conn, xapi_http_reply *rep) {
     struct MHD_Response *resp;
     stream *s;
 
+    if (rep->read && rep->extent && !thread_conn_tls && rep->stream_len > 0) {
+        free(rep->body);
+        rep->body = NULL;
+        return stream_direct(conn, rep);
+    }
     if (rep->read) {
         s = xapi_calloc(1, sizeof *s);
         *s = (stream){rep->read, rep->done, rep->state, rep->stream_len, rep->stream_len == 0};
@@ -611,6 +619,76 @@ static enum MHD_Result send_http_reply(struct MHD_Connection *conn, xapi_http_re
         MHD_add_response_header(resp, rep->headers[i].name, rep->headers[i].value);
     return queue_response(conn, rep->status ? rep->status : MHD_HTTP_INTERNAL_SERVER_ERROR, resp,
                           rep->type ? rep->type : "text/plain; charset=utf-8", rep->close, true);
+}
+
+static int direct_send(int fd, const char *buf, size_t len);
+static void direct_head(xapi_buf *b, const xapi_http_reply *rep, uint64_t len);
+
+#define EXTENT_MAX (4 * 1024 * 1024) /* bytes one sendfile call is asked for */
+
+/* Sends len bytes of fd from off on a plain connection's socket. 0 or -EIO. */
+static int direct_sendfile(int sock, int fd, uint64_t off, uint64_t len) {
+    off_t at = (off_t)off;
+
+    while (len > 0) {
+        struct pollfd p = {.fd = sock, .events = POLLOUT};
+        ssize_t n = sendfile(sock, fd, &at, len < EXTENT_MAX ? (size_t)len : EXTENT_MAX);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (poll(&p, 1, TUNNEL_GREETING_MS) <= 0)
+                return -EIO;
+            continue;
+        }
+        if (n <= 0)
+            return -EIO; /* 0: the file is shorter than it was */
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* A streamed reply with extents on a plain connection, sent here by the
+ * connection's thread: the pieces in files with sendfile, the rest as read
+ * produces it. A VHD export from the page cache otherwise costs two copies
+ * in xenapid (read into MHD's buffer, then into the socket) besides the
+ * client's: this is the one the floor (curl copying the file) does not
+ * make. MHD sees none of it, so the connection closes after it (MHD_NO). */
+static enum MHD_Result stream_direct(struct MHD_Connection *conn, xapi_http_reply *rep) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    xapi_buf head = XAPI_BUF_INIT;
+    uint64_t pos = 0;
+    char *buf = NULL;
+    int rc, sock;
+
+    if (!ci)
+        return MHD_NO;
+    sock = ci->connect_fd;
+    direct_head(&head, rep, rep->stream_len);
+    rc = direct_send(sock, head.data, head.len);
+    xapi_buf_free(&head);
+    while (rc == 0 && pos < rep->stream_len) {
+        uint64_t n = rep->stream_len - pos < EXTENT_MAX ? rep->stream_len - pos : EXTENT_MAX, off;
+        int fd;
+        ssize_t k;
+
+        rc = rep->extent(rep->state, pos, &n, &fd, &off);
+        if (rc > 0) {
+            rc = direct_sendfile(sock, fd, off, n);
+            pos += n;
+            continue;
+        }
+        if (rc < 0)
+            break;
+        if (!buf)
+            buf = xapi_malloc(STREAM_BLOCK);
+        k = rep->read(rep->state, pos, buf, rep->stream_len - pos < STREAM_BLOCK ? (size_t)(rep->stream_len - pos)
+                                                                                 : STREAM_BLOCK);
+        rc = k > 0 ? direct_send(sock, buf, (size_t)k) : -EIO;
+        pos += k > 0 ? (uint64_t)k : 0;
+    }
+    free(buf);
+    if (rep->done)
+        rep->done(rep->state, rc == 0 && pos == rep->stream_len);
+    return MHD_NO;
 }
 
 typedef struct request_ctx {

@@ -50,6 +50,13 @@ typedef struct xapi_http_reply {
      * true if every byte was produced, and frees state. */
     ssize_t (*read)(void *state, uint64_t pos, char *buf, size_t max);
     void (*done)(void *state, bool complete);
+    /* Optional, with read: whether the body's bytes from pos are in a file as
+     * they are, for a plain connection to send them from the page cache
+     * (sendfile) instead of copying them through read: 1 with the file's fd,
+     * the offset there and *len cut to what lies there in one piece; 0 to have
+     * read produce them; < 0 to abort. Bytes are asked for in order, each once,
+     * by extent or by read; the fd must stay open until done. */
+    int (*extent)(void *state, uint64_t pos, uint64_t *len, int *ret_fd, uint64_t *ret_offset);
     void *state;
     uint64_t stream_len;
     struct {

@@ -601,6 +601,51 @@ static void test_hostile(void **state) {
     free(im.data);
 }
 
+/* The extent at off must be there (at its own offset in the file of the chain that
+ * holds it, len bytes) and read as the chain reads. */
+static void expect_extent(storage_vhd_file *f, uint64_t off, uint64_t len, uint64_t want_len, int want_fd) {
+    uint64_t n = len, at = 0;
+    int fd = -1;
+    uint8_t *got, *via;
+
+    assert_int_equal(storage_vhd_file_extent(f, off, &n, &fd, &at), 1);
+    assert_int_equal(n, want_len);
+    assert_int_equal(fd, want_fd);
+    got = malloc(n);
+    via = malloc(n);
+    assert_int_equal(pread(fd, got, n, (off_t)at), (ssize_t)n);
+    assert_int_equal(storage_vhd_file_read(f, off, via, n), 0);
+    assert_memory_equal(got, via, n);
+    free(got);
+    free(via);
+}
+
+static void test_extents(void **state) {
+    storage_vhd_file *f;
+    uint64_t n;
+    int fd;
+    uint64_t at;
+
+    make("ebase.vhd", 8 * MiB, NULL);
+    write_at("ebase.vhd", 0, BS, 1);          /* block 0: full in the parent */
+    write_at("ebase.vhd", 2 * BS, BS, 2);     /* block 2: full in the parent, partly over in the leaf */
+    make("eleaf.vhd", 0, "ebase.vhd");
+    write_at("eleaf.vhd", BS, BS, 3);         /* block 1: full in the leaf */
+    write_at("eleaf.vhd", 2 * BS + 4096, 512, 4);
+    f = open_file("eleaf.vhd", false);
+    assert_int_equal(storage_vhd_file_open_chain(f, false), 0);
+    expect_extent(f, 4096, 8 * MiB, BS - 4096, f->parent->fd); /* the leaf has no block: the parent's */
+    expect_extent(f, BS + 512, 100, 100, f->fd);
+    expect_extent(f, BS, 8 * MiB, BS, f->fd);                  /* cut at the block's end */
+    n = BS;
+    assert_int_equal(storage_vhd_file_extent(f, 2 * BS, &n, &fd, &at), 0); /* a partial bitmap: read it */
+    n = BS;
+    assert_int_equal(storage_vhd_file_extent(f, 3 * BS, &n, &fd, &at), 0); /* nowhere: zeros */
+    n = BS;
+    assert_int_equal(storage_vhd_file_extent(f, 8 * MiB, &n, &fd, &at), 0); /* past the end */
+    storage_vhd_file_close(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_dynamic),   cmocka_unit_test(test_write_read),
@@ -608,7 +653,7 @@ int main(void) {
         cmocka_unit_test(test_set_parent_hidden), cmocka_unit_test(test_skip_empty_parent),
         cmocka_unit_test(test_raw_parent),       cmocka_unit_test(test_resize),
         cmocka_unit_test(test_fixed),            cmocka_unit_test(test_hostile),
-        cmocka_unit_test(test_batmap_kept),
+        cmocka_unit_test(test_batmap_kept),      cmocka_unit_test(test_extents),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
