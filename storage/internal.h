@@ -135,6 +135,12 @@ int storage_io_vdi_stat(const storage_sr *h, const char *what, const char *locat
  * with *e empty when there is no such data, or *e SR_UNAVAILABLE when the
  * storage did not answer. */
 int storage_io_vdi_path(const storage_sr *h, const char *location, char **ret_path, storage_err *e);
+/* The same for the operation `what`. */
+int storage_io_vdi_find(const storage_sr *h, const char *what, const char *location, char **ret_path,
+                        storage_err *e);
+/* vdi_publish of what vdi_import or vdi_chain staged, for the operation `what`. */
+int storage_io_vdi_publish(const storage_sr *h, const char *what, const char *location, storage_vdi_info *ret,
+                           storage_err *e);
 /* vdi_set_hidden(location, true). */
 int storage_io_vdi_hide(const storage_sr *h, const char *location, storage_err *e);
 /* vdi_coalesce_leaf, then the leaf's vdi_stat into *ret. */

@@ -146,6 +146,7 @@ typedef struct vdi_job {
         VDI_JOB_HIDE,
         VDI_JOB_COALESCE,
         VDI_JOB_PATH,
+        VDI_JOB_PUBLISH,
     } kind;
     char *location;
     int64_t size;
@@ -190,6 +191,8 @@ static int vdi_job_run(void *ctx, storage_err *e) {
             memset(&j->info, 0, sizeof j->info);
         }
         return rc;
+    case VDI_JOB_PUBLISH:
+        return drv->vdi_publish(&j->h, j->location, &j->info, e);
     case VDI_JOB_PATH: /* not a failure of the storage: e stays empty */
         j->path = drv->vdi_path(&j->h, j->location);
         return j->path ? storage_check_vdi(drv, j->path) : -ENOENT;
@@ -252,7 +255,17 @@ int storage_io_vdi_stat(const storage_sr *h, const char *what, const char *locat
 }
 
 int storage_io_vdi_path(const storage_sr *h, const char *location, char **ret_path, storage_err *e) {
-    return run_vdi_job(h, VDI_JOB_PATH, "VDI attach", location, 0, NULL, ret_path, e);
+    return storage_io_vdi_find(h, "VDI attach", location, ret_path, e);
+}
+
+int storage_io_vdi_find(const storage_sr *h, const char *what, const char *location, char **ret_path,
+                        storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_PATH, what, location, 0, NULL, ret_path, e);
+}
+
+int storage_io_vdi_publish(const storage_sr *h, const char *what, const char *location, storage_vdi_info *ret,
+                           storage_err *e) {
+    return run_vdi_job(h, VDI_JOB_PUBLISH, what, location, 0, ret, NULL, e);
 }
 
 int storage_io_vdi_hide(const storage_sr *h, const char *location, storage_err *e) {

@@ -648,9 +648,12 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
                         const char *sr_ref, char ret_ref[XAPI_REF_LEN + 1], xapi_value *err) {
     xapi_store *st = srv->store;
     const char *op = mode_op(mode);
+    const char *what = mode == STORAGE_CLONE ? "VDI.clone" : mode == STORAGE_SNAPSHOT ? "VDI.snapshot" : "VDI.copy";
     storage_sr src = {0}, dst = {0};
     storage_vdi_info info = {0}, base_info = {0}, src_info = {0};
-    storage_err e = {0};
+    storage_err e = {0}, pe = {0};
+    bool undo = false;
+    int published = -ECANCELED; /* storage_io_vdi_publish's result, once called */
     vdi_meta meta;
     xapi_obj *vdi, *src_sr, *dst_sr, *nv;
     char uuid[XAPI_UUID_LEN + 1], ref[XAPI_REF_LEN + 1], dst_sr_ref[XAPI_REF_LEN + 1], src_ref[XAPI_REF_LEN + 1];
@@ -692,35 +695,6 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         rc = storage_sr_cap(dst_sr, dst.drv, STORAGE_CAP_VDI_CREATE, err);
     if (rc < 0)
         goto fail_locked;
-    src_path = src.drv->vdi_path(&src, vdi->fields[XAPI_F_VDI_location].s);
-    if (!src_path || storage_check_vdi(src.drv, src_path) < 0) {
-        rc = xapi_fail(err, "VDI_MISSING", src_sr->ref, vdi->ref, NULL);
-        goto fail_locked;
-    }
-    /* A VHD's bytes are not its disk: only a driver that reads VHD chains can copy one. */
-    src_vhd = storage_path_is_vhd(src.drv, src_path);
-    if (src_vhd && !dst.drv->vdi_open_vhd) {
-        rc = xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", dst_sr->ref, NULL);
-        goto fail_locked;
-    }
-    /* A raw VDI of a VHD SR (a suspend image) stays raw in one: no chain over it. */
-    raw_copy = !src_vhd && strcmp(src.drv->format, "vhd") == 0 && dst.drv->vdi_import_raw;
-    size = vdi->fields[XAPI_F_VDI_virtual_size].i;
-    chain = mode != STORAGE_COPY && src.drv->vdi_chain && dst_sr == src_sr && src_vhd;
-    /* A chain moves the VDI's name to a new leaf: a guest's QEMU would go on
-     * writing the old file, now the base. Only the simulator has no such writer. */
-    /* ... and it moves the VDI's file under whatever has it open: nothing else may run on it meanwhile. */
-    if (chain && vdi->fields[XAPI_F_VDI_current_operations].n > 0) {
-        const xapi_value *cur = &vdi->fields[XAPI_F_VDI_current_operations];
-        rc = xapi_fail(err, "OTHER_OPERATION_IN_PROGRESS", "VDI", vdi->ref, xapi_value_str(&cur->members[0].value),
-                       cur->members[0].name, NULL);
-        goto fail_locked;
-    }
-    if (chain && storage_any_set(srv, &vdi->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached) &&
-        !(srv->backend && strcmp(srv->backend->ops->name, "sim") == 0)) {
-        rc = xapi_fail(err, "VDI_IN_USE", vdi->ref, op, NULL);
-        goto fail_locked;
-    }
     src_loc = xapi_strdup(vdi->fields[XAPI_F_VDI_location].s);
     xapi_uuid_generate(base_uuid);
     memcpy(dst_sr_ref, dst_sr->ref, sizeof dst_sr_ref);
@@ -736,16 +710,58 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
         goto fail_locked;
     }
 
+    /* The source's data found and checked without the lock (storage that does
+     * not answer stalls this call only, until storage_io_timeout). */
+    rc = storage_io_vdi_find(&src, what, src_loc, &src_path, &e);
+    xapi_store_write_begin(st);
+    vdi = get_vdi(srv, src_ref);
+    if (rc < 0 || !vdi) {
+        storage_vdi_op_end(srv, src_ref, opid);
+        rc = !vdi ? xapi_fail(err, "HANDLE_INVALID", "VDI", src_ref, NULL)
+             : e.code ? storage_backend_fail(err, &e)
+                      : xapi_fail(err, "VDI_MISSING", vdi->fields[XAPI_F_VDI_SR].s, vdi->ref, NULL);
+        goto fail_after_io;
+    }
+    /* A VHD's bytes are not its disk: only a driver that reads VHD chains can copy one. */
+    src_vhd = storage_path_is_vhd(src.drv, src_path);
+    if (src_vhd && !dst.drv->vdi_open_vhd)
+        rc = xapi_fail(err, "SR_OPERATION_NOT_SUPPORTED", dst_sr_ref, NULL);
+    /* A raw VDI of a VHD SR (a suspend image) stays raw in one: no chain over it. */
+    raw_copy = !src_vhd && strcmp(src.drv->format, "vhd") == 0 && dst.drv->vdi_import_raw;
+    size = vdi->fields[XAPI_F_VDI_virtual_size].i;
+    chain = mode != STORAGE_COPY && src.drv->vdi_chain && strcmp(dst_sr_ref, vdi->fields[XAPI_F_VDI_SR].s) == 0 &&
+            src_vhd;
+    /* A chain moves the VDI's name to a new leaf: a guest's QEMU would go on
+     * writing the old file, now the base. Only the simulator has no such writer. */
+    /* ... and it moves the VDI's file under whatever has it open: nothing else may run on it meanwhile. */
+    for (uint32_t i = 0; chain && rc == 0 && i < vdi->fields[XAPI_F_VDI_current_operations].n; i++) {
+        const xapi_member *m = &vdi->fields[XAPI_F_VDI_current_operations].members[i];
+        if (strcmp(m->name, opid) != 0)
+            rc = xapi_fail(err, "OTHER_OPERATION_IN_PROGRESS", "VDI", vdi->ref, xapi_value_str(&m->value), m->name,
+                           NULL);
+    }
+    if (rc == 0 && chain &&
+        storage_any_set(srv, &vdi->fields[XAPI_F_VDI_VBDs], XAPI_C_VBD, XAPI_F_VBD_currently_attached) &&
+        !(srv->backend && strcmp(srv->backend->ops->name, "sim") == 0))
+        rc = xapi_fail(err, "VDI_IN_USE", vdi->ref, op, NULL);
+    if (rc < 0) {
+        storage_vdi_op_end(srv, src_ref, opid);
+        goto fail_after_io;
+    }
+    xapi_store_write_end(st);
+
     /* The data, without the lock: this is the slow part (a VHD chain: quick, still unlocked). */
     if (chain) {
         rc = src.drv->vdi_chain(&src, src_loc, base_uuid, uuid, &e);
         if (rc == 0) { /* what the records say of the chain, read now, not under the lock */
-            const char *what = mode == STORAGE_CLONE ? "VDI.clone" : "VDI.snapshot";
             storage_io_vdi_stat(&src, what, base_uuid, &base_info, &(storage_err){0});
             storage_io_vdi_stat(&src, what, src_loc, &src_info, &(storage_err){0});
         }
     } else
         rc = (raw_copy ? dst.drv->vdi_import_raw : dst.drv->vdi_import)(&dst, uuid, src_path, size, &e);
+    /* The new VDI's data under its name, still without the lock. */
+    if (rc == 0)
+        published = storage_io_vdi_publish(&dst, what, uuid, &info, &pe);
 
     xapi_store_write_begin(st);
     storage_vdi_op_end(srv, src_ref, opid);
@@ -755,14 +771,16 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     }
     dst_sr = xapi_store_get_class(st, storage_cls(XAPI_C_SR), dst_sr_ref);
     if (!dst_sr || !storage_sr_attached(srv, dst_sr)) {
-        dst.drv->vdi_discard(&dst, uuid);
+        undo = published == 0; /* the published data goes once the lock is dropped */
+        if (published < 0 && published != -ETIME)
+            dst.drv->vdi_discard(&dst, uuid);
         rc = xapi_fail(err, "SR_HAS_NO_PBDS", dst_sr_ref, NULL);
         goto fail_after_io;
     }
     if (chain) /* whatever follows, the chain is made: its records too */
         chain_records(srv, dst_sr, src_ref, base_uuid, &base_info, &src_info);
-    if (dst.drv->vdi_publish(&dst, uuid, &info, &e) < 0) {
-        rc = clone_fail(mode, err, &e);
+    if (published < 0) {
+        rc = clone_fail(mode, err, &pe);
         goto fail_after_io;
     }
     nv = storage_vdi_new(srv, dst_sr, ref, uuid, &info);
@@ -787,6 +805,8 @@ static int clone_common(xapi_server *srv, const char *opid, const char *vdi_ref,
     goto out;
 fail_after_io:
     end_ops_stored(st);
+    if (undo && storage_io_vdi_delete(&dst, uuid, &pe) < 0)
+        log_warning("storage: SR %s: data %s of a failed %s left: %s", dst.uuid, uuid, what, pe.text);
     goto out;
 fail_locked:
     xapi_store_write_abort(st);

@@ -166,7 +166,7 @@ class StorageStallTest(DaemonTest):
         fuse.release()
         wait_for(lambda: self.new_vdi(x, hung)["Status"] == "Success", timeout=10, what="VDI.create again")
 
-    def vdi_op_on_a_hung_sr(self, what, call):
+    def vdi_op_on_a_hung_sr(self, what, call, reads=False):
         """call(proxy, vdi) on a VDI of an SR whose storage hangs: other calls are served while it waits,
         the VDI shows the operation meanwhile, and it ends with SR_BACKEND_FAILURE_47 naming what, the
         VDI still there and idle; once the storage answers again, the VDI works."""
@@ -179,7 +179,8 @@ class StorageStallTest(DaemonTest):
         cur = wait_for(lambda: ok(x.VDI.get_current_operations(self.s, vdi)), timeout=5, what="VDI busy")
         self.assertEqual(len(cur), 1)
         err = fail(x.VDI.destroy(self.s, vdi))
-        self.assertEqual(err[:3], ["OTHER_OPERATION_IN_PROGRESS", "VDI", vdi])
+        # (reads: an operation that reads the VDI, as a copy, leaves it in use, as xapi says)
+        self.assertEqual(err[:3], ["VDI_IN_USE", vdi, "destroy"] if reads else ["OTHER_OPERATION_IN_PROGRESS", "VDI", vdi])
         while t.is_alive():
             self.others_are_served(other)
             ok(x.VDI.get_record(self.s, vdi))
@@ -220,6 +221,22 @@ class StorageStallTest(DaemonTest):
 
     def test_vdi_update_on_a_hung_sr_times_out_while_the_rest_is_served(self):
         self.vdi_op_on_a_hung_sr("VDI.update", lambda px, vdi: px.VDI.update(self.s, vdi))
+
+    # VDI.snapshot, clone and copy find their source (an lstat) and publish the new VDI's data (a rename)
+    # without the store lock: before, each of those waited for the hung SR with the lock held.
+    def test_vdi_snapshot_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        vdi = self.vdi_op_on_a_hung_sr("VDI.snapshot", lambda px, vdi: px.VDI.snapshot(self.s, vdi, {}), reads=True)
+        snap = ok(self.x.VDI.snapshot(self.s, vdi, {}))
+        self.assertEqual(ok(self.x.VDI.get_snapshot_of(self.s, snap)), vdi)
+
+    def test_vdi_clone_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        vdi = self.vdi_op_on_a_hung_sr("VDI.clone", lambda px, vdi: px.VDI.clone(self.s, vdi, {}), reads=True)
+        ok(self.x.VDI.clone(self.s, vdi, {}))
+
+    def test_vdi_copy_on_a_hung_sr_times_out_while_the_rest_is_served(self):
+        vdi = self.vdi_op_on_a_hung_sr("VDI.copy", lambda px, vdi: px.VDI.copy(self.s, vdi, "OpaqueRef:NULL"),
+                                       reads=True)
+        ok(self.x.VDI.copy(self.s, vdi, "OpaqueRef:NULL"))
 
     def test_export_from_a_hung_sr_stalls_only_itself(self):
         """GET /export_raw_vdi of a VDI whose storage hangs waits (its file opened without the store
