@@ -141,6 +141,11 @@ int storage_io_vdi_find(const storage_sr *h, const char *what, const char *locat
 /* vdi_publish of what vdi_import or vdi_chain staged, for the operation `what`. */
 int storage_io_vdi_publish(const storage_sr *h, const char *what, const char *location, storage_vdi_info *ret,
                            storage_err *e);
+/* VDI.destroy's deletion (or, hide, vdi_set_hidden(location, true)); if it
+ * times out and then ends, late(late_arg, its result) in its thread without
+ * a lock. late_arg (malloc'd) is freed whatever happens. */
+int storage_io_vdi_delete_late(const storage_sr *h, const char *location, bool hide, void (*late)(void *arg, int rc),
+                               void *late_arg, storage_err *e);
 /* vdi_set_hidden(location, true). */
 int storage_io_vdi_hide(const storage_sr *h, const char *location, storage_err *e);
 /* vdi_coalesce_leaf, then the leaf's vdi_stat into *ret. */

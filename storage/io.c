@@ -16,6 +16,7 @@ typedef struct io_job {
     storage_io_fn fn;
     void *ctx;
     void (*ctx_free)(void *);
+    void (*late)(void *, int);
     int rc;
     storage_err e;
     bool done, abandoned;
@@ -58,6 +59,8 @@ static void *io_thread(void *arg) {
     pthread_mutex_unlock(&io_lock);
     log_info("storage: SR %s: %s abandoned at its time limit has now ended (%s); its result was dropped",
              *j->sr ? j->sr : "-", j->what, rc < 0 ? strerror(-rc) : "success");
+    if (j->late)
+        j->late(j->ctx, rc);
     if (j->ctx_free)
         j->ctx_free(j->ctx);
     job_free(j);
@@ -83,6 +86,11 @@ unsigned storage_io_stuck(void) {
 
 int storage_io_run(const char *sr_uuid, const char *what, storage_io_fn fn, void *ctx, void (*ctx_free)(void *),
                    storage_err *e) {
+    return storage_io_run_late(sr_uuid, what, fn, ctx, ctx_free, NULL, e);
+}
+
+int storage_io_run_late(const char *sr_uuid, const char *what, storage_io_fn fn, void *ctx,
+                        void (*ctx_free)(void *), void (*late)(void *ctx, int rc), storage_err *e) {
     pthread_condattr_t ca;
     pthread_attr_t ta;
     pthread_t tid;
@@ -111,6 +119,7 @@ int storage_io_run(const char *sr_uuid, const char *what, storage_io_fn fn, void
     j->fn = fn;
     j->ctx = ctx;
     j->ctx_free = ctx_free;
+    j->late = late;
     snprintf(j->sr, sizeof j->sr, "%s", sr_uuid ? sr_uuid : "");
     snprintf(j->what, sizeof j->what, "%s", what);
     pthread_condattr_init(&ca);

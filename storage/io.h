@@ -22,5 +22,10 @@ typedef int (*storage_io_fn)(void *ctx, storage_err *e);
  * -ETIME, ctx is still the caller's. */
 int storage_io_run(const char *sr_uuid, const char *what, storage_io_fn fn, void *ctx, void (*ctx_free)(void *),
                    storage_err *e);
+/* The same, and if fn is abandoned, late(ctx, its result) when it ends after
+ * all (in its thread, without any lock held, before ctx_free): for an
+ * operation whose late success must still reach the records. */
+int storage_io_run_late(const char *sr_uuid, const char *what, storage_io_fn fn, void *ctx,
+                        void (*ctx_free)(void *), void (*late)(void *ctx, int rc), storage_err *e);
 /* How many abandoned I/O threads have not ended yet (for tests and logs). */
 unsigned storage_io_stuck(void);

@@ -152,6 +152,8 @@ typedef struct vdi_job {
     int64_t size;
     storage_vdi_info info;
     char *path; /* VDI_JOB_PATH's result */
+    void (*late)(void *arg, int rc); /* see storage_io_vdi_delete_late */
+    void *late_arg;
 } vdi_job;
 
 static void vdi_job_free(void *ctx) {
@@ -161,7 +163,15 @@ static void vdi_job_free(void *ctx) {
     free(j->location);
     storage_vdi_info_free(&j->info);
     free(j->path);
+    free(j->late_arg);
     free(j);
+}
+
+static void vdi_job_late(void *ctx, int rc) {
+    vdi_job *j = ctx;
+
+    if (j->late)
+        j->late(j->late_arg, rc);
 }
 
 static int vdi_job_run(void *ctx, storage_err *e) {
@@ -201,8 +211,9 @@ static int vdi_job_run(void *ctx, storage_err *e) {
 }
 
 /* The job's info into *ret, its path into *ret_path (either may be NULL). */
-static int run_vdi_job(const storage_sr *h, int kind, const char *what, const char *location, int64_t size,
-                       storage_vdi_info *ret, char **ret_path, storage_err *e) {
+static int run_vdi_job_late(const storage_sr *h, int kind, const char *what, const char *location, int64_t size,
+                            storage_vdi_info *ret, char **ret_path, void (*late)(void *arg, int rc), void *late_arg,
+                            storage_err *e) {
     vdi_job *j = xapi_calloc(1, sizeof *j);
     int rc;
 
@@ -210,7 +221,9 @@ static int run_vdi_job(const storage_sr *h, int kind, const char *what, const ch
     j->kind = kind;
     j->location = xapi_strdup(location);
     j->size = size;
-    rc = storage_io_run(h->uuid, what, vdi_job_run, j, vdi_job_free, e);
+    j->late = late;
+    j->late_arg = late_arg;
+    rc = storage_io_run_late(h->uuid, what, vdi_job_run, j, vdi_job_free, vdi_job_late, e);
     if (rc == -ETIME)
         return rc;
     if (rc == 0 && ret) {
@@ -223,6 +236,17 @@ static int run_vdi_job(const storage_sr *h, int kind, const char *what, const ch
     }
     vdi_job_free(j);
     return rc;
+}
+
+static int run_vdi_job(const storage_sr *h, int kind, const char *what, const char *location, int64_t size,
+                       storage_vdi_info *ret, char **ret_path, storage_err *e) {
+    return run_vdi_job_late(h, kind, what, location, size, ret, ret_path, NULL, NULL, e);
+}
+
+int storage_io_vdi_delete_late(const storage_sr *h, const char *location, bool hide, void (*late)(void *arg, int rc),
+                               void *late_arg, storage_err *e) {
+    return run_vdi_job_late(h, hide ? VDI_JOB_HIDE : VDI_JOB_DELETE, "VDI.destroy", location, 0, NULL, NULL, late,
+                            late_arg, e);
 }
 
 int storage_io_vdi_create(const storage_sr *h, const char *location, int64_t size, storage_vdi_info *ret,

@@ -470,6 +470,37 @@ static void vdi_drop_record(xapi_server *srv, xapi_obj *o) {
     xapi_obj_destroy(st, o);
 }
 
+/* A VDI.destroy whose deletion was abandoned at the time limit (the call
+ * failed with SR_BACKEND_FAILURE_47) and which then went through after all:
+ * the data is gone, so the record goes too, as the destroy would have done
+ * (and as the next SR.scan would), unless an operation has the VDI now or
+ * its location is another's: then it is only marked missing. */
+typedef struct destroy_late {
+    xapi_server *srv;
+    char vdi[XAPI_REF_LEN + 1], sr[XAPI_REF_LEN + 1];
+    char location[];
+} destroy_late;
+
+static void vdi_destroy_late(void *arg, int rc) {
+    destroy_late *d = arg;
+    xapi_store *st = d->srv->store;
+    xapi_obj *o;
+
+    if (rc < 0)
+        return;
+    xapi_store_write_begin(st);
+    o = get_vdi(d->srv, d->vdi);
+    if (o && strcmp(o->fields[XAPI_F_VDI_location].s, d->location) == 0) {
+        if (o->fields[XAPI_F_VDI_current_operations].n == 0) {
+            log_notice("storage: VDI %s: its abandoned VDI.destroy went through late: the record goes too", o->uuid);
+            vdi_drop_record(d->srv, o);
+        } else
+            xapi_obj_set_bool(st, o, XAPI_F_VDI_missing, true);
+    }
+    xapi_store_write_end_durable(st);
+    storage_sr_sizes_refresh(d->srv, d->sr);
+}
+
 /* VDI.destroy: checked and marked ("destroy") under the lock, the data
  * deleted without it (a VHD that other VDIs are made over stays for them,
  * hidden, as sm's FileSR does), the record removed under the lock again if
@@ -482,6 +513,7 @@ static int vdi_destroy_common(xapi_server *srv, const char *opid, const char *vd
     xapi_obj *o, *sr;
     char sr_ref[XAPI_REF_LEN + 1];
     char *location = NULL, *parent = NULL;
+    destroy_late *late;
     bool hide;
     int rc;
 
@@ -511,7 +543,12 @@ static int vdi_destroy_common(xapi_server *srv, const char *opid, const char *vd
     storage_vdi_op_begin(srv, o, opid, "destroy");
     xapi_store_write_end(st);
 
-    rc = hide ? storage_io_vdi_hide(&h, location, &e) : storage_io_vdi_delete(&h, location, &e);
+    late = xapi_calloc(1, sizeof *late + strlen(location) + 1);
+    late->srv = srv;
+    snprintf(late->vdi, sizeof late->vdi, "%s", vdi_ref);
+    memcpy(late->sr, sr_ref, sizeof late->sr);
+    strcpy(late->location, location);
+    rc = storage_io_vdi_delete_late(&h, location, hide, vdi_destroy_late, late, &e);
 
     xapi_store_write_begin(st);
     storage_vdi_op_end(srv, vdi_ref, opid);

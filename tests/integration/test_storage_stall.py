@@ -8,8 +8,10 @@ an operation is stuck, further I/O on that SR fails at once until the
 storage answers again."""
 
 import ctypes
+import errno
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import threading
@@ -45,6 +47,58 @@ class HungFuse:
             os.close(self.fd)
             self.fd = -1
             subprocess.run(["umount", "-l", self.path], check=False)
+
+
+class AnsweringFuse:
+    """Makes a HungFuse answer from now on, as storage that comes back: a flat directory of the files
+    named (regular files of 1 MiB, each can be unlinked once); every other request fails with ENOSYS
+    (ENOENT for other names). Enough for an abandoned lstat and unlink to go through late."""
+
+    HEADER = struct.Struct("<IIQQIIII")  # fuse_in_header
+    OUT = struct.Struct("<IiQ")          # fuse_out_header
+    ATTR = struct.Struct("<QQQQQQIIIIIIIIII")  # fuse_attr
+
+    def __init__(self, fuse, names):
+        self.fd = fuse.fd
+        self.names = {n: 2 + i for i, n in enumerate(names)}
+        self.unlinked = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def attr(self, ino, mode):
+        return self.ATTR.pack(ino, MiB, MiB // 512, 0, 0, 0, 0, 0, 0, mode, 1, 0, 0, 0, 4096, 0)
+
+    def reply(self, unique, error=0, body=b""):
+        os.write(self.fd, self.OUT.pack(self.OUT.size + len(body), error, unique) + body)
+
+    def serve(self):
+        while True:
+            try:
+                req = os.read(self.fd, 1 << 20)
+            except OSError:
+                return
+            _, op, unique, node, *_ = self.HEADER.unpack_from(req)
+            arg = req[self.HEADER.size:]
+            if op == 26:  # INIT: protocol 7.31, small writes
+                self.reply(unique, body=struct.pack("<IIIIHHIIHHI7I", 7, 31, 0, 0, 1, 1, 4096, 1, 1, 0, 0,
+                                                    *[0] * 7))
+            elif op in (2, 42, 36):  # FORGET, BATCH_FORGET, INTERRUPT: no reply
+                continue
+            elif op == 1:  # LOOKUP
+                name = arg.split(b"\0", 1)[0].decode()
+                if node == 1 and name in self.names:
+                    self.reply(unique, body=struct.pack("<QQQQII", self.names[name], 0, 0, 0, 0, 0) +
+                               self.attr(self.names[name], 0o100644))
+                else:
+                    self.reply(unique, -errno.ENOENT)
+            elif op == 3:  # GETATTR
+                self.reply(unique, body=struct.pack("<QII", 0, 0, 0) +
+                           self.attr(node, 0o40755 if node == 1 else 0o100644))
+            elif op == 10:  # UNLINK
+                name = arg.split(b"\0", 1)[0].decode()
+                self.unlinked.append(name)
+                self.reply(unique, 0 if self.names.pop(name, None) else -errno.ENOENT)
+            else:
+                self.reply(unique, -errno.ENOSYS)
 
 
 @unittest.skipUnless(can_mount_fuse(), "needs root and /dev/fuse")
@@ -203,16 +257,35 @@ class StorageStallTest(DaemonTest):
             return r if r["Status"] == "Success" or r["ErrorDescription"][0] != "SR_BACKEND_FAILURE_47" else None
 
         r = wait_for(answered, timeout=30, what="the SR answering again")
-        # The abandoned call itself may go through once the storage answers (its result dropped): an
-        # abandoned deletion leaves the record without its data, which the next scan forgets.
+        # The abandoned call itself may go through once the storage answers (its result dropped, but an
+        # abandoned deletion that went through drops the record too: test_vdi_destroy_that_ends_late...).
         if what != "VDI.destroy":
             ok(r)
         return vdi
 
     def test_vdi_destroy_on_a_hung_sr_times_out_while_the_rest_is_served(self):
         vdi = self.vdi_op_on_a_hung_sr("VDI.destroy", lambda px, vdi: px.VDI.destroy(self.s, vdi))
-        ok(self.x.VDI.destroy(self.s, vdi))
+        r = self.x.VDI.destroy(self.s, vdi)
+        if r["Status"] != "Success":  # the abandoned deletion went through, and the record with it
+            self.assertEqual(r["ErrorDescription"][:2], ["HANDLE_INVALID", "VDI"])
         self.assertEqual(fail(self.x.VDI.get_uuid(self.s, vdi))[0], "HANDLE_INVALID")
+
+    def test_vdi_destroy_that_ends_late_drops_the_record(self):
+        """A VDI.destroy abandoned at the time limit whose deletion the storage then carries out: the
+        record goes too (before, it stayed, without its data, until the next SR.scan)."""
+        sr = self.make_sr()
+        vdi = ok(self.new_vdi(self.x, sr))
+        location = ok(self.x.VDI.get_location(self.s, vdi))
+        fuse = self.hang(os.path.join(self.root, ok(self.x.SR.get_uuid(self.s, sr))))
+        err = fail(self.proxy(timeout=60).VDI.destroy(self.s, vdi))
+        self.assertEqual(err[0], "SR_BACKEND_FAILURE_47", err)
+        self.assertIn(vdi, ok(self.x.SR.get_VDIs(self.s, sr)))
+        storage = AnsweringFuse(fuse, [location + ".vhd"])
+        wait_for(lambda: self.x.VDI.get_uuid(self.s, vdi)["ErrorDescription"][0] == "HANDLE_INVALID"
+                 if self.x.VDI.get_uuid(self.s, vdi)["Status"] != "Success" else False, timeout=20,
+                 what="the late VDI.destroy's record gone")
+        self.assertEqual(storage.unlinked, [location + ".vhd"])
+        self.assertNotIn(vdi, ok(self.x.SR.get_VDIs(self.s, sr)))
 
     def test_vdi_resize_on_a_hung_sr_times_out_while_the_rest_is_served(self):
         vdi = self.vdi_op_on_a_hung_sr("VDI.resize", lambda px, vdi: px.VDI.resize(self.s, vdi, str(4 * MiB)))
