@@ -621,13 +621,21 @@ static enum MHD_Result send_http_reply(struct MHD_Connection *conn, xapi_http_re
                           rep->type ? rep->type : "text/plain; charset=utf-8", rep->close, true);
 }
 
-static int direct_send(int fd, const char *buf, size_t len);
+static int direct_send(int fd, const char *buf, size_t len, int timeout_ms);
 static void direct_head(xapi_buf *b, const xapi_http_reply *rep, uint64_t len);
+
+/* How long a direct reply waits for a client that takes nothing: connection_timeout, as MHD would. */
+static int direct_timeout_ms(struct MHD_Connection *conn) {
+    conn_track *t = track_of(conn);
+    int s = t ? t->h->srv->config->connection_timeout : 30;
+
+    return s > 0 ? s * 1000 : -1;
+}
 
 #define EXTENT_MAX (4 * 1024 * 1024) /* bytes one sendfile call is asked for */
 
 /* Sends len bytes of fd from off on a plain connection's socket. 0 or -EIO. */
-static int direct_sendfile(int sock, int fd, uint64_t off, uint64_t len) {
+static int direct_sendfile(int sock, int fd, uint64_t off, uint64_t len, int timeout_ms) {
     off_t at = (off_t)off;
 
     while (len > 0) {
@@ -635,7 +643,7 @@ static int direct_sendfile(int sock, int fd, uint64_t off, uint64_t len) {
         ssize_t n = sendfile(sock, fd, &at, len < EXTENT_MAX ? (size_t)len : EXTENT_MAX);
 
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (poll(&p, 1, TUNNEL_GREETING_MS) <= 0)
+            if (poll(&p, 1, timeout_ms) <= 0)
                 return -EIO;
             continue;
         }
@@ -657,13 +665,12 @@ static enum MHD_Result stream_direct(struct MHD_Connection *conn, xapi_http_repl
     xapi_buf head = XAPI_BUF_INIT;
     uint64_t pos = 0;
     char *buf = NULL;
-    int rc, sock;
+    int rc = -EIO, sock, timeout_ms = direct_timeout_ms(conn);
 
-    if (!ci)
-        return MHD_NO;
-    sock = ci->connect_fd;
+    sock = ci ? ci->connect_fd : -1;
     direct_head(&head, rep, rep->stream_len);
-    rc = direct_send(sock, head.data, head.len);
+    if (ci)
+        rc = direct_send(sock, head.data, head.len, timeout_ms);
     xapi_buf_free(&head);
     while (rc == 0 && pos < rep->stream_len) {
         uint64_t n = rep->stream_len - pos < EXTENT_MAX ? rep->stream_len - pos : EXTENT_MAX, off;
@@ -672,7 +679,7 @@ static enum MHD_Result stream_direct(struct MHD_Connection *conn, xapi_http_repl
 
         rc = rep->extent(rep->state, pos, &n, &fd, &off);
         if (rc > 0) {
-            rc = direct_sendfile(sock, fd, off, n);
+            rc = direct_sendfile(sock, fd, off, n, timeout_ms);
             pos += n;
             continue;
         }
@@ -682,7 +689,7 @@ static enum MHD_Result stream_direct(struct MHD_Connection *conn, xapi_http_repl
             buf = xapi_malloc(STREAM_BLOCK);
         k = rep->read(rep->state, pos, buf, rep->stream_len - pos < STREAM_BLOCK ? (size_t)(rep->stream_len - pos)
                                                                                  : STREAM_BLOCK);
-        rc = k > 0 ? direct_send(sock, buf, (size_t)k) : -EIO;
+        rc = k > 0 ? direct_send(sock, buf, (size_t)k, timeout_ms) : -EIO;
         pos += k > 0 ? (uint64_t)k : 0;
     }
     free(buf);
@@ -709,14 +716,14 @@ typedef struct request_ctx {
 #define PUT_DIRECT_BUF (1024 * 1024) /* bytes of a PUT body read at once by put_direct */
 
 /* Sends all of buf on a plain connection's socket, waiting at most
- * TUNNEL_GREETING_MS for room each time. 0 or -EIO. */
-static int direct_send(int fd, const char *buf, size_t len) {
+ * timeout_ms for room each time. 0 or -EIO. */
+static int direct_send(int fd, const char *buf, size_t len, int timeout_ms) {
     while (len > 0) {
         struct pollfd p = {.fd = fd, .events = POLLOUT};
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
 
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (poll(&p, 1, TUNNEL_GREETING_MS) <= 0)
+            if (poll(&p, 1, timeout_ms) <= 0)
                 return -EIO;
             continue;
         }
@@ -801,8 +808,8 @@ static enum MHD_Result put_direct(xapi_http *h, struct MHD_Connection *conn, req
     ctx->put_state = NULL;
     ctx->put->end(state, &rep);
     direct_head(&head, &rep, rep.len);
-    if (direct_send(fd, head.data, head.len) == 0 && rep.len)
-        (void)direct_send(fd, rep.body, rep.len);
+    if (direct_send(fd, head.data, head.len, direct_timeout_ms(conn)) == 0 && rep.len)
+        (void)direct_send(fd, rep.body, rep.len, direct_timeout_ms(conn));
     xapi_buf_free(&head);
     free(rep.body);
     return MHD_NO;
