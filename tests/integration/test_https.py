@@ -400,6 +400,39 @@ class TestHTTPSRecordsTogether(WithTLSDaemon):
         self.assertEqual(json.loads(replies[1][2])["id"], 31)
 
 
+class TestHTTPSCloseNotifyWithTheRequest(unittest.TestCase):
+    """A client that sends its last request and its close_notify together: it gets the reply,
+    and the connection ends then, not at the idle timeout (set far beyond the client's socket
+    timeout here, so that a connection left waiting shows as that timeout)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = tls_daemon("connection_timeout = 600\n").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def test_reply_then_the_end(self):
+        c = RecordClient(self.d.tls_port)
+        self.addCleanup(c.close)
+        c.write(jsonrpc_request("session.login_with_password", ["root", PASSWORD, "1.0", "bye"], 1))
+        c.flush()
+        s = json.loads(read_responses(c, 1)[0][2])["result"]
+        c.write(jsonrpc_request("session.get_this_host", [s, s], 2))
+        with self.assertRaises(ssl.SSLWantReadError):
+            c.tls.unwrap()  # our close_notify, into the same send as the request
+        c.flush()
+        data = read_to_end(c.sk)  # the server's records, up to its end of the connection
+        c.incoming.write(data)
+        reply = b""
+        with self.assertRaises((ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError)):
+            while True:
+                reply += c.tls.read(65536)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:80])
+        self.assertTrue(reply.endswith(b'"id":2}'), reply[-80:])
+
+
 class TestCloudStackConnectOverHTTPS(unittest.TestCase):
     """CloudStack's XenServer resource end to end over HTTPS, verification off
     (cloudstack.md: discovery, CheckXenHostInfo, then pingXAPI with the
