@@ -9,6 +9,7 @@ pkgs=(
   libsqlite3-dev libsystemd-dev libcurl4-openssl-dev libcmocka-dev libcrypt-dev libpam0g-dev
   libgnutls28-dev libnl-3-dev libnl-route-3-dev curl nodejs sqlite3 qemu-utils openssl
   dbus-daemon python3-dbus python3-gi pciutils libnftables-dev lvm2 nfs-common nfs-kernel-server nbdkit nbdkit-plugin-dev nbd-client open-iscsi tgt
+  valgrind strace
 )
 # Debian's nodejs ships without npm; a machine whose nodejs bundles npm has it already.
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

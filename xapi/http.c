@@ -26,6 +26,7 @@
 #include "xapi/rbac.h"
 #include "xapi/session.h"
 #include "xapi/tls.h"
+#include "xapi/tls_readahead.h"
 
 #define THREAD_STACK (512 * 1024)
 
@@ -48,6 +49,7 @@ typedef struct conn_track {
     uint64_t window_bytes; /* PHASE_UPLOADING: body bytes since since_ms */
     bool cut;            /* shut down by the reaper or a limit */
     bool tcp_corked;     /* TLS: MHD may have set TCP_CORK since uncork() last took it off (see there) */
+    xapi_tls_readahead *ra; /* TLS: the session's transport, freed at _CLOSED (after MHD's last use of it) */
     char peer[INET6_ADDRSTRLEN + 16]; /* address text, or "uid N" on the UNIX socket */
 } conn_track;
 
@@ -170,6 +172,8 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
         if (t->next)
             t->next->prev = t->prev;
         pthread_mutex_unlock(&h->lock);
+        if (t->ra)
+            xapi_tls_readahead_free(t->ra);
         free(t);
         *socket_context = NULL;
         return;
@@ -184,6 +188,10 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
     describe_peer(t, ci ? ci->client_addr : NULL);
     t->phase = PHASE_WAITING;
     t->since_ms = now_ms();
+    /* Before the handshake, which runs on the connection's own thread. */
+    if (h->tls && t->fd >= 0 && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == h->tls &&
+        (ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION)) && ci->tls_session)
+        t->ra = xapi_tls_readahead_attach(ci->tls_session, t->fd);
     pthread_mutex_lock(&h->lock);
     if (t->local)
         for (conn_track *o = h->conns; o; o = o->next)

@@ -306,6 +306,133 @@ class TestHTTPSKeepAlive(WithTLSDaemon):
                 self.assertEqual(json.loads(body)["id"], id)
 
 
+class RecordClient:
+    """A TLS client over a plain socket through ssl.MemoryBIO: every write() is a TLS record of
+    its own, and flush() sends all the records written since in one send(), so that they reach
+    the server together and it reads them with one recv(). recv() reads like a socket's."""
+
+    def __init__(self, port):
+        self.sk = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ssl._create_unverified_context().wrap_bio(self.incoming, self.outgoing)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.fill()
+        self.flush()
+
+    def flush(self):
+        data = self.outgoing.read()
+        if data:
+            self.sk.sendall(data)
+
+    def fill(self):
+        chunk = self.sk.recv(65536)
+        if chunk:
+            self.incoming.write(chunk)
+        else:
+            self.incoming.write_eof()
+
+    def write(self, data):
+        for i in range(0, len(data), 16384):  # a record holds at most 16 KiB
+            self.tls.write(data[i:i + 16384])
+
+    def recv(self, n):
+        while True:
+            try:
+                return self.tls.read(n)
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.fill()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def close(self):
+        self.sk.close()
+
+
+class TestHTTPSRecordsTogether(WithTLSDaemon):
+    """Several TLS records in one recv() of the server (it reads ahead of GnuTLS's record
+    header): every one is answered, none waits behind a poll() of an empty socket."""
+
+    def call(self, c, method, params, id):
+        c.write(jsonrpc_request(method, params, id))
+        c.flush()
+        (status, _, body), = read_responses(c, 1)
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["id"], id)
+        return json.loads(body)["result"]
+
+    def setUp(self):
+        self.c = RecordClient(self.d.tls_port)
+        self.addCleanup(self.c.close)
+        self.s = self.call(self.c, "session.login_with_password", ["root", PASSWORD, "1.0", "records"], 1)
+
+    def test_pipelined_requests_in_records_of_their_own(self):
+        for i in range(4):
+            self.c.write(jsonrpc_request("session.get_this_host", [self.s, self.s], 10 + i))
+        self.c.flush()
+        replies = read_responses(self.c, 4)
+        self.assertEqual([json.loads(b)["id"] for _, _, b in replies], [10, 11, 12, 13])
+        self.assertEqual(len({json.loads(b)["result"] for _, _, b in replies}), 1)
+
+    def test_headers_and_body_in_two_records(self):
+        req = jsonrpc_request("session.get_this_host", [self.s, self.s], 20)
+        head_end = req.index(b"\r\n\r\n") + 4
+        self.c.write(req[:head_end])  # as clients that write the headers and the body apart
+        self.c.write(req[head_end:])
+        self.c.flush()
+        (status, _, body), = read_responses(self.c, 1)
+        self.assertTrue(json.loads(body)["result"].startswith("OpaqueRef:"))
+        self.assertEqual(self.call(self.c, "session.get_this_host", [self.s, self.s], 21), json.loads(body)["result"])
+
+    def test_big_request_in_full_records_then_small_ones(self):
+        name = "n" * (100 * 1024)  # seven records, more than one read of the server
+        self.c.write(jsonrpc_request("VM.get_by_name_label", [self.s, name], 30))
+        self.c.write(jsonrpc_request("session.get_this_host", [self.s, self.s], 31))
+        self.c.flush()
+        replies = read_responses(self.c, 2)
+        self.assertEqual(json.loads(replies[0][2]), {"jsonrpc": "2.0", "id": 30, "result": []})
+        self.assertEqual(json.loads(replies[1][2])["id"], 31)
+
+
+class TestHTTPSCloseNotifyWithTheRequest(unittest.TestCase):
+    """A client that sends its last request and its close_notify together: it gets the reply,
+    and the connection ends then, not at the idle timeout (set far beyond the client's socket
+    timeout here, so that a connection left waiting shows as that timeout)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = tls_daemon("connection_timeout = 600\n").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def test_reply_then_the_end(self):
+        c = RecordClient(self.d.tls_port)
+        self.addCleanup(c.close)
+        c.write(jsonrpc_request("session.login_with_password", ["root", PASSWORD, "1.0", "bye"], 1))
+        c.flush()
+        s = json.loads(read_responses(c, 1)[0][2])["result"]
+        c.write(jsonrpc_request("session.get_this_host", [s, s], 2))
+        with self.assertRaises(ssl.SSLWantReadError):
+            c.tls.unwrap()  # our close_notify, into the same send as the request
+        c.flush()
+        data = read_to_end(c.sk)  # the server's records, up to its end of the connection
+        c.incoming.write(data)
+        reply = b""
+        with self.assertRaises((ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError)):
+            while True:
+                reply += c.tls.read(65536)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:80])
+        self.assertTrue(reply.endswith(b'"id":2}'), reply[-80:])
+
+
 class TestCloudStackConnectOverHTTPS(unittest.TestCase):
     """CloudStack's XenServer resource end to end over HTTPS, verification off
     (cloudstack.md: discovery, CheckXenHostInfo, then pingXAPI with the
