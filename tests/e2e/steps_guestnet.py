@@ -11,6 +11,8 @@ dom0's side of B's VIF, so what B receives) shows in a TCP transfer from A.
 What costs the time under TCG is the guests' boots (domain build, then the
 kernel up to /init), so both guests are started at once, and the two VIF.plugs
 of the VLAN step and the two shutdowns at the end too; every wait is a poll.
+The pings that must get no answer cost ~3 s each in the guest (guest-init.sh's
+ping: 2 requests 1 s apart, then 2 s for the replies), the others two round trips.
 
 Lines are typed on each guest's console through xenapid's CONNECT /console and
 the guest answers with XENLAB-* lines (see guest-init.sh). The two guests are
