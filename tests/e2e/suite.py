@@ -180,10 +180,15 @@ class API:
     def call_nosession(self, method, *args, timeout=T_CALL):
         shown = ", ".join(short(a) for a in args)
         t0 = now()
+        asked, timeout = timeout, capped(timeout)
         try:
             r = self.raw(method, *args, timeout=timeout)
         except (socket.timeout, TimeoutError):
-            msg = "%s(%s): no reply within %ds" % (method, shown, timeout)
+            # the limit the call had: the suite's deadline may have cut it (a lab run said "no reply
+            # within 240s" of a call cut after 47 s)
+            msg = "%s(%s): no reply within %ds%s" % (method, shown, timeout,
+                                                     " (cut from %ds by the suite's deadline)" % asked
+                                                     if timeout < asked else "")
             self.failures.append((method, shown, "timeout after %ds" % timeout))
             raise StepFailed(msg)
         except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as e:
