@@ -70,7 +70,11 @@ mount --bind -o ro "$XENLAB_MODROOT/lib/modules/$XENLAB_KVER" "/lib/modules/$XEN
 
 ip link set lo up || fail "lo up"
 
-mods=(xen-evtchn xenfs xen-privcmd xen-gntdev xen-gntalloc xen-blkback xen-netback bridge loop 8021q)
+# nf_tables and sch_tbf too, as on a host that has run them once: the kernel would load them on
+# xenapid's first VIF rule (a VM.start's record, under its store's write lock) or first rate limit,
+# and under nested emulation a modprobe through the 9p root takes seconds (the first VM.start's
+# record took 1.4 s with little CPU in a lab run alone).
+mods=(xen-evtchn xenfs xen-privcmd xen-gntdev xen-gntalloc xen-blkback xen-netback bridge loop 8021q nf_tables sch_tbf)
 for m in "${mods[@]}"; do
   modprobe "$m" || fail "modprobe $m"
 done
