@@ -68,6 +68,8 @@ HVM_PHASES = (
     ("seabios", "xen", "Invoking SeaBIOS"),
     ("booting", "xen", "Booting from"),
     ("loader", "serial", "LINUX "),
+    # QEMU has read as many bytes as the loader's files hold (the kernel and initramfs)
+    ("loaded", "io", None),
     ("guest-up", "serial", "XENLAB-GUEST-UP"),
 )
 # Which steps put the guest's vCPU and QEMU on one CPU (hvm_pin). Being measured: the disk guest
@@ -113,10 +115,8 @@ class HvmSteps:
             "mode": "RO" if kind == "CD" else "RW", "type": kind, "empty": False, "other_config": {},
             "qos_algorithm_type": "", "qos_algorithm_params": {}})
 
-    def hvm_start(self, vm, name, label, pin=False):
-        """VM.start, the vt100 console opened at once (QEMU drops what the serial port sends while
-        nobody holds its pty open, and the copy in WORK shows how far a slow boot got), qemu-xen
-        running with the VM's VNC socket. Returns (tap, domid, t0)."""
+    def hvm_start(self, vm, name, label, pin=False, load_bytes=0):
+        """VM.start, then hvm_attach. Returns (tap, domid, t0)."""
         c, L = self.api.call, self.lib
         self.hvm_prewarm()
         t0 = L.now()
@@ -131,14 +131,21 @@ class HvmSteps:
             L.out("      VM.start failed after %.1fs: %s; once more" % (L.now() - t0, str(e)[:400]))
             t0 = L.now()
             c("VM.start", vm, False, False, timeout=L.T_START)
+        return self.hvm_attach(vm, name, label, t0, "VM.start", pin, load_bytes)
+
+    def hvm_attach(self, vm, name, label, t0, how, pin=False, load_bytes=0):
+        """After VM.start or a reboot: the vt100 console opened at once (QEMU drops what the serial
+        port sends while nobody holds its pty open, and the copy in WORK shows how far a slow boot
+        got), the phase watcher, qemu-xen running with the VM's VNC socket. Returns (tap, domid, t0)."""
+        c, L = self.api.call, self.lib
         t1 = L.now()
-        L.check(c("VM.get_power_state", vm) == "Running", "HVM VM not Running after VM.start")
+        L.check(c("VM.get_power_state", vm) == "Running", "HVM VM not Running after %s" % how)
         tap = self.open_console(vm, "vt100", copy_to=os.path.join(L.WORK, "%s-serial.log" % label))
         self.o.setdefault("hvm_taps", []).append(tap)
         domid = int(c("VM.get_domid", vm))
-        L.out("      HVM VM.start returned after %.1fs (domid %d)" % (t1 - t0, domid))
+        L.out("      HVM %s returned after %.1fs (domid %d)" % (how, t1 - t0, domid))
         stop = threading.Event()
-        self.o.setdefault("hvm_watch", {})[name] = (stop, self.hvm_phase_watch(domid, tap, t0, stop))
+        self.o.setdefault("hvm_watch", {})[name] = (stop, self.hvm_phase_watch(domid, tap, t0, stop, load_bytes))
         if pin:
             self.hvm_pin(domid)
         L.check(c("VM_metrics.get_current_domain_type", c("VM.get_metrics", vm)) == "hvm", "current_domain_type")
@@ -223,34 +230,68 @@ class HvmSteps:
         return "domain CPU time %s s; xl dmesg: %s; serial: %s%s" % (
             d.get("cpu_s"), d.get("hvmloader"), d["serial"], " (%s)" % d["error"] if "error" in d else "")
 
-    def hvm_phase_watch(self, domid, tap, t0, stop):
+    def hvm_phase_watch(self, domid, tap, t0, stop, load_bytes=0):
         """When each of HVM_PHASES was first seen (polled every 2 s, in seconds from VM.start) and,
         for Xen's lines, Xen's own time on them when it prints one: a boot's time split into
         hvmloader's (its PCI scan), SeaBIOS's, the loader's and the kernel's. Returns the dict
         {phase: {"t": s, "xen": s or None}} a thread fills in until stop is set; the guest's
         lines of xl dmesg go to WORK at the end."""
-        L, seen, lines = self.lib, {}, {}
+        L, seen, lines, trace = self.lib, {}, {}, []
+        dm = {}
+
+        def sample():
+            """(bytes QEMU has read since VM.start, the guest's CPU seconds): the loader's reads
+            of its files from the disk or CD come through QEMU's read() calls (rchar)."""
+            if "pid" not in dm:
+                rc, pid = L.run(["xenstore-read", "/local/domain/%d/image/device-model-pid" % domid], timeout=30,
+                                check_rc=False)
+                if rc == 0 and pid.strip().isdigit():
+                    dm["pid"] = int(pid)
+            rchar = None
+            try:
+                with open("/proc/%d/io" % dm["pid"]) as f:
+                    rchar = int(next(l for l in f if l.startswith("rchar:")).split()[1])
+                dm.setdefault("rchar0", rchar)
+            except (KeyError, OSError, StopIteration, ValueError):
+                pass
+            cpu = None
+            rc, o = L.run(["xl", "list", str(domid)], timeout=30, check_rc=False)
+            f = o.splitlines()[-1].split() if rc == 0 and o.strip() else []
+            if len(f) >= 6:
+                try:
+                    cpu = float(f[-1])
+                except ValueError:
+                    pass
+            return (rchar - dm["rchar0"] if rchar is not None else None), cpu
 
         def poll():
             while not stop.wait(2):
                 try:
+                    io, cpu = sample()
                     _, o = L.run(["xl", "dmesg"], timeout=30, check_rc=False)
                 except (OSError, L.StepFailed):
-                    o = ""
+                    io, cpu, o = None, None, ""
                 # (kept as they come: Xen's console ring drops its oldest lines)
                 mine = [l for l in o.splitlines() if "(d%d)" % domid in l]
                 lines.update(dict.fromkeys(mine))
                 text, t = tap.text(), L.now() - t0
+                trace.append((round(t, 1), io, cpu))
                 for name, src, pat in HVM_PHASES:
                     if name in seen:
                         continue
-                    hit = next((l for l in mine if pat in l), None) if src == "xen" else (
-                        pat if pat in text else None)
+                    if src == "io":
+                        hit = load_bytes and io is not None and io >= load_bytes
+                    else:
+                        hit = next((l for l in mine if pat in l), None) if src == "xen" else (
+                            pat if pat in text else None)
                     if hit:
                         m = XEN_STAMP.search(hit) if src == "xen" else None
-                        seen[name] = {"t": round(t, 1), "xen": float(m.group(1)) if m else None}
+                        seen[name] = {"t": round(t, 1), "xen": float(m.group(1)) if m else None, "cpu": cpu}
             with open(os.path.join(L.WORK, "hvm-d%d-xl-dmesg.txt" % domid), "w") as f:
                 f.write("\n".join(lines) + "\n")
+            # (s from VM.start, bytes QEMU read, the guest's CPU s) every 2 s
+            with open(os.path.join(L.WORK, "hvm-d%d-trace.json" % domid), "w") as f:
+                json.dump(trace, f)
         th = threading.Thread(target=poll, daemon=True)
         th.start()
         seen["_thread"] = th
@@ -263,7 +304,8 @@ class HvmSteps:
         got = [(n, ph[n]) for n, _, _ in HVM_PHASES if n in ph]
         if not got:
             return "no boot phase seen (xl dmesg, serial)"
-        note = ", ".join("%s %.0fs" % (n, v["t"]) for n, v in got)
+        note = ", ".join("%s %.0fs%s" % (n, v["t"], " (cpu %.1fs)" % v["cpu"] if v.get("cpu") is not None else "")
+                         for n, v in got)
         xen = [(n, v["xen"]) for n, v in got if v["xen"] is not None]
         if len(xen) > 1:
             note += " (by Xen's clock: %s)" % ", ".join(
@@ -298,7 +340,7 @@ class HvmSteps:
         # the serial log shows the loader's banner (SYSLINUX/ISOLINUX) and SeaBIOS's line for the device
         loader = [l.strip() for l in tap.text().splitlines() if "LINUX " in l and "Copyright" in l]
         L.out("      HVM guest %s: XENLAB-GUEST-UP after %.1fs from VM.start (through the proxy); loader %s; "
-              "cmdline %r" % (name, t_up - t0, loader[:1] or "none (QEMU's -kernel)", cmdline))
+              "cmdline %r" % (name, t_up - t0, loader[:1] or "none", cmdline))
         L.out("      boot phases (s from VM.start): %s" % self.hvm_phase_note(ph))
         with open(os.path.join(L.WORK, "hvm-phases.json"), "w") as f:
             json.dump(self.o["hvm_phases"], f, indent=1)
@@ -399,6 +441,7 @@ class HvmSteps:
     def hvm_cleanup(self):
         """What a failed HVM step left: its watchers, pinning, consoles and VMs (the domains go
         with the lab)."""
+        self.o.pop("hvm_disk_running", None)
         for stop, _ in self.o.pop("hvm_watch", {}).values():
             stop.set()
         try:
@@ -415,41 +458,71 @@ class HvmSteps:
                 pass
 
     # ---- the steps ----
-    def s_hvm_disk(self):
-        """An HVM guest booted by SeaBIOS from its disk: a VDI holding the lab's image (MBR, syslinux,
-        kernel, initramfs) imported through PUT /import_raw_vdi, boot order "c". Also: qemu-xen's
-        VNC server through the rfb console, and xapi's platform keys in libxl's domain config."""
+    def s_hvm_disk(self, linux=False):
+        """An HVM guest booted by SeaBIOS from its disk: a VDI holding the lab's image imported
+        through PUT /import_raw_vdi, boot order "c" (hvm-boot.img, the one-sector guest of
+        lab/hvm-boot.S; with linux, hvm-disk.img: MBR, syslinux, kernel, initramfs). Also:
+        qemu-xen's VNC server through the rfb console, and xapi's platform keys in libxl's domain
+        config. Left running for hvm-hard-reboot when that step runs next."""
         c, L = self.api.call, self.lib
-        name = L.HVM_DISK_NAME
-        L.check(os.path.isfile(L.GUEST_DISK), "no HVM boot disk image %r (tests/e2e/lab/setup.sh builds it)"
-                % L.GUEST_DISK)
-        size = -(-os.path.getsize(L.GUEST_DISK) // MiB) * MiB
+        name, image = L.HVM_DISK_NAME, L.GUEST_DISK if linux else L.HVM_BOOT_DISK
+        L.check(os.path.isfile(image), "no HVM boot disk image %r (tests/e2e/lab/setup.sh builds it)" % image)
+        size = -(-os.path.getsize(image) // MiB) * MiB
         vdi = c("VDI.create", {"name_label": "e2e-hvm-boot-disk", "name_description": "", "SR": self.o["sr"],
                                "virtual_size": str(size), "type": "system", "sharable": False, "read_only": False,
                                "other_config": {}})
-        with open(L.GUEST_DISK, "rb") as f:
-            self.import_raw(vdi, f.read(), " of %s" % L.GUEST_DISK)
+        with open(image, "rb") as f:
+            self.import_raw(vdi, f.read(), " of %s" % image)
         vm, rec = self.hvm_new_vm(name, "c", platform=dict(FAST_FIRMWARE, device_id="0001", hdtype="ahci",
                                                            **NO_ACPI))
         self.hvm_vbd(vm, vdi, "0", "Disk", True)
-        tap, domid, t0 = self.hvm_start(vm, name, "hvm-disk", pin=PIN_DISK)
+        load = os.path.getsize(L.GUEST_BZIMAGE) + os.path.getsize(L.GUEST_INITRD) if linux else 0
+        tap, domid, t0 = self.hvm_start(vm, name, "hvm-disk", pin=PIN_DISK, load_bytes=load)
         self.hvm_check_platform(domid, rec["platform"])
         self.hvm_check_rfb(vm, t0)
         self.hvm_wait_guest(vm, name, domid, tap, t0, "disk", L.T_HVM_BOOT)
+        if not linux and self.will_run("hvm-hard-reboot"):
+            self.o["hvm_disk_running"] = (vm, tap, vdi, domid)
+            return
         self.hvm_stop(vm, tap, [vdi])
 
-    def s_hvm_cd(self):
+    def s_hvm_hard_reboot(self):
+        """VM.hard_reboot of hvm-disk-boot's guest: a new domain (VM.start's wait for the old HVM
+        domain that Xen still releases after libxl said it was destroyed, vmops/libxl_backend.c),
+        a new QEMU, and the guest's marker and echo again through a new console."""
+        c, L = self.api.call, self.lib
+        name = L.HVM_DISK_NAME
+        L.check("hvm_disk_running" in self.o, "hvm-disk-boot left no running guest")
+        vm, tap, vdi, old = self.o.pop("hvm_disk_running")
+        self.hvm_unpin()
+        t0 = L.now()
+        c("VM.hard_reboot", vm, timeout=L.T_SHUTDOWN + L.T_START)
+        # the old domain's console ends with its QEMU
+        L.wait_until("the old vt100 console's end after VM.hard_reboot", 30, lambda: tap.closed, step=0.5)
+        tap.close()
+        self.o["hvm_taps"].remove(tap)
+        tap, domid, t0 = self.hvm_attach(vm, name, "hvm-reboot", t0, "VM.hard_reboot", pin=PIN_DISK)
+        L.check(domid > 0 and domid != old, "after VM.hard_reboot domid %d (was %d): expected a new domain"
+                % (domid, old))
+        L.check(all(d["domid"] != old for d in L.xl_list().values()), "domain %d is still there after "
+                "VM.hard_reboot" % old)
+        self.hvm_wait_guest(vm, name, domid, tap, t0, "disk", L.T_HVM_BOOT)
+        L.out("      VM.hard_reboot: domid %d -> %d" % (old, domid))
+        self.hvm_stop(vm, tap, [vdi])
+
+    def s_hvm_cd(self, linux=False):
         """xapi's "Other install media" flow: an ISO SR over the lab's folder of install media,
         VM.provision making the template's system disk (empty), a CD VBD with the ISO, boot order
-        "dc": SeaBIOS boots isolinux from the CD."""
+        "dc": SeaBIOS boots the CD (xenlab-hvm-boot.iso, the one-sector guest; with linux,
+        xenlab-guest.iso: isolinux, kernel, initramfs)."""
         c, L = self.api.call, self.lib
-        name = L.HVM_CD_NAME
-        L.check(os.path.isfile(L.GUEST_ISO), "no HVM boot ISO %r (tests/e2e/lab/setup.sh builds it)" % L.GUEST_ISO)
-        sr = c("SR.create", self.o["host"], {"location": os.path.dirname(L.GUEST_ISO)}, "0", ISO_SR_NAME, "",
+        name, iso = L.HVM_CD_NAME, L.GUEST_ISO if linux else L.HVM_BOOT_ISO
+        L.check(os.path.isfile(iso), "no HVM boot ISO %r (tests/e2e/lab/setup.sh builds it)" % iso)
+        sr = c("SR.create", self.o["host"], {"location": os.path.dirname(iso)}, "0", ISO_SR_NAME, "",
                "iso", "iso", False, {})
         self.o["iso_sr"] = sr
         c("SR.scan", sr)
-        base = os.path.basename(L.GUEST_ISO)
+        base = os.path.basename(iso)
         isos = [v for v in c("SR.get_VDIs", sr) if c("VDI.get_location", v) == base]
         L.check(len(isos) == 1, "the ISO SR has no VDI at location %s: %r" % (base, [c("VDI.get_location", v)
                                                                                   for v in c("SR.get_VDIs", sr)]))
@@ -458,7 +531,8 @@ class HvmSteps:
         L.check(len(disks) == 1 and int(c("VDI.get_virtual_size", disks[0])) == 16 * MiB,
                 "VM.provision made VDIs %r" % disks)
         self.hvm_vbd(vm, isos[0], "3", "CD", False)
-        tap, domid, t0 = self.hvm_start(vm, name, "hvm-cd", pin=PIN_CD)
+        load = os.path.getsize(L.GUEST_BZIMAGE) + os.path.getsize(L.GUEST_INITRD) if linux else 0
+        tap, domid, t0 = self.hvm_start(vm, name, "hvm-cd", pin=PIN_CD, load_bytes=load)
         self.hvm_wait_guest(vm, name, domid, tap, t0, "cd", L.T_HVM_BOOT)
         self.hvm_stop(vm, tap, disks)
         pbds = c("SR.get_PBDs", sr)
