@@ -1,39 +1,37 @@
 """The e2e suite's HVM steps (a mixin of suite.Suite): HVM guests under the lab's Xen with
-qemu-xen as their device model, booted three ways:
+qemu-xen as their device model:
 
-  hvm-disk-boot        from a disk (a VDI holding the lab's BIOS-bootable image: MBR + syslinux),
-                       boot order "c"; the VM's VNC console (rfb) and xapi's platform keys are
-                       checked here too
+  hvm-disk-boot        from a disk (a VDI holding hvm-boot.img, whose MBR is the one-sector guest
+                       of tests/e2e/lab/hvm-boot.S), boot order "c"; the VM's VNC console (rfb)
+                       and xapi's platform keys are checked here too
+  hvm-hard-reboot      VM.hard_reboot of that guest: a new domain, a new QEMU, its marker again
   hvm-cd-boot          xapi's "Other install media" flow: VM.provision makes the empty system disk
-                       (other_config:disks), a CD VBD holds an ISO SR's image (isolinux), boot
-                       order "dc"
+                       (other_config:disks), a CD VBD holds an ISO SR's image (the same guest as
+                       a no-emulation El Torito image), boot order "dc"
+  hvm-disk-boot-linux, hvm-cd-boot-linux   the same with the lab's Linux kernel and initramfs
+                       behind syslinux/isolinux (opt-in: see below)
   hvm-kernel-boot-vnc  from a given kernel (QEMU's -kernel, loaded through fw_cfg: slow under TCG)
 
 Every guest's marker comes out of its serial port through CONNECT /console (the vt100 console)
 and a line typed there is echoed. The suite module's helpers come in as self.lib (the suite
-runs as __main__, so this file does not import it).
+runs as __main__, so this file does not import it). Each step prints its boot phases from
+VM.start (hvm_phase_note: hvmloader, its PCI scan, SeaBIOS, the hand-over, the loader, the bytes
+QEMU read for it, the marker; the guest's CPU seconds at each) and leaves the guest's xl dmesg
+lines, a trace of QEMU's read bytes and the guest's CPU time, and its serial output in WORK.
 
-Why they are opt-in (suite.OPT_IN): under nested TCG every access of the guest's firmware to an
-emulated device is a round trip to qemu in dom0, and that is what an HVM boot is made of. Seen
-with two labs on the 2 cores (load average 17-25), Xen's console_timestamps=boot: hvmloader's PCI
-scan alone 89 s, SeaBIOS (no VGA) 57 s more to "Booting from Hard Disk"; with the template's
-VGA, SeaBIOS had not got past "Turning on vga text mode console" 8 minutes after VM.start; on
-IDE, syslinux's banner came 2 minutes after the hand-over and the kernel was not loaded 300 s
-after VM.start. The kernel boot took ~200 s on an idle host (fw_cfg moves a page per trap, IDE
-a sector).
-
-Where the time went (this stop, run 1: load mean 18.9, max 30, a 20-guest boot storm in the other
-lab): the disk guest (AHCI, vga none, platform:acpi=0, pinned) spent 49.3 s in hvmloader (its PCI
-scan 46 s), 37.6 s in SeaBIOS, 24 s to syslinux's banner, and its kernel had not reached /init
-7 minutes later with 161 s of guest CPU. Not the loader: on plain QEMU the same image loads the
-kernel and initramfs with 707 AHCI accesses, and the kernel then makes 17,339 PCI config-space
-data accesses before /init (329 with pci=off): under the lab's nested TCG each is a round trip
-to QEMU in dom0, 30-60 ms loaded. The HVM guests' kernel now boots with pci=off acpi=off nopv
-(their images, suite.HVM_ARGS; lab/setup.sh says why). Run 2 (load 2-3, one other lab): the disk
-guest's firmware 7 s (hvmloader 2.1 s, SeaBIOS 4.5 s; pinned), its kernel (pci=off, no nopv yet)
-panicked in xen-kbdfront; the CD guest (nopv, not pinned) reached /init ~150 s after VM.start,
-its firmware 6.3 s, isolinux over IDE the rest. Each step prints its phases (hvm_phase_note) and
-leaves the guest's xl dmesg lines and serial output in WORK.
+Why the default steps boot a one-sector guest: under nested TCG every access of the guest's
+firmware and loader to an emulated device is a round trip guest -> Xen -> QEMU in dom0. With
+Linux behind isolinux (hvm-cd-boot-linux, lab run at load 9, another lab beside), the firmware
+took 66 s from VM.start to "Booting from DVD/CD", then isolinux's reads of the kernel and
+initramfs (9.3 MB) came through QEMU at 6 KB/s: 1.8 MB in 300 s, the guest's vCPU busy (71 s of
+CPU) in SeaBIOS's ATAPI programmed I/O. The same lab run's one-sector guests reached their
+marker 56 s (disk, AHCI, pinned) and 68 s (CD) after VM.start: the firmware is all of it
+(hvmloader's PCI scan ~16 s, SeaBIOS 9-14 s, VM.start itself 21-25 s). Earlier figures: with two
+labs on the 2 cores (load 17-25) hvmloader's PCI scan alone took 89 s; with the template's VGA,
+SeaBIOS had not got past "Turning on vga text mode console" 8 minutes after VM.start; the
+Linux kernel's own PCI scan was ~17,000 config-space accesses (329 with pci=off, which the Linux
+images' command line has, with acpi=off nopv: lab/setup.sh says why). At load 3.9 the Linux CD
+guest reached /init ~150 s after VM.start.
 """
 
 import json
@@ -42,6 +40,7 @@ import random
 import re
 import socket
 import threading
+import time
 
 MiB = 1 << 20
 HVM_MEM = 192 * MiB
@@ -72,9 +71,14 @@ HVM_PHASES = (
     ("loaded", "io", None),
     ("guest-up", "serial", "XENLAB-GUEST-UP"),
 )
-# Which steps put the guest's vCPU and QEMU on one CPU (hvm_pin). Being measured: the disk guest
-# pinned, the CD guest not, in one lab run.
-PIN_DISK, PIN_CD, PIN_KERNEL = True, False, True
+# Which steps put the guest's vCPU and QEMU on one CPU (hvm_pin). In two lab runs (load 9 and 19,
+# other labs beside) the pinned disk guest's firmware was done sooner than the CD guest's, which
+# was not pinned: marker 56 s vs 68 s, then 27 s vs 124 s after VM.start. All pinned now.
+PIN_DISK, PIN_CD, PIN_KERNEL = True, True, True
+# How often the phase watcher polls (xl dmesg, xl list, QEMU's /proc/PID/io): each poll is dom0
+# CPU under TCG, which the guest's QEMU in dom0 waits for. Xen's own time on its lines
+# (console_timestamps=boot) gives the firmware's phases to the ms however coarse this is.
+POLL_S = 4
 # Xen's time on its log lines (console_timestamps=boot in XENLAB_XEN_ARGS): "[   12.345678]"
 XEN_STAMP = re.compile(r"\[\s*(\d+\.\d+)\]")
 
@@ -231,7 +235,7 @@ class HvmSteps:
             d.get("cpu_s"), d.get("hvmloader"), d["serial"], " (%s)" % d["error"] if "error" in d else "")
 
     def hvm_phase_watch(self, domid, tap, t0, stop, load_bytes=0):
-        """When each of HVM_PHASES was first seen (polled every 2 s, in seconds from VM.start) and,
+        """When each of HVM_PHASES was first seen (polled every POLL_S, in seconds from VM.start) and,
         for Xen's lines, Xen's own time on them when it prints one: a boot's time split into
         hvmloader's (its PCI scan), SeaBIOS's, the loader's and the kernel's. Returns the dict
         {phase: {"t": s, "xen": s or None}} a thread fills in until stop is set; the guest's
@@ -265,7 +269,7 @@ class HvmSteps:
             return (rchar - dm["rchar0"] if rchar is not None else None), cpu
 
         def poll():
-            while not stop.wait(2):
+            while not stop.wait(POLL_S):
                 try:
                     io, cpu = sample()
                     _, o = L.run(["xl", "dmesg"], timeout=30, check_rc=False)
@@ -289,7 +293,7 @@ class HvmSteps:
                         seen[name] = {"t": round(t, 1), "xen": float(m.group(1)) if m else None, "cpu": cpu}
             with open(os.path.join(L.WORK, "hvm-d%d-xl-dmesg.txt" % domid), "w") as f:
                 f.write("\n".join(lines) + "\n")
-            # (s from VM.start, bytes QEMU read, the guest's CPU s) every 2 s
+            # (s from VM.start, bytes QEMU read, the guest's CPU s) every poll
             with open(os.path.join(L.WORK, "hvm-d%d-trace.json" % domid), "w") as f:
                 json.dump(trace, f)
         th = threading.Thread(target=poll, daemon=True)
@@ -299,7 +303,7 @@ class HvmSteps:
 
     @staticmethod
     def hvm_phase_note(ph):
-        """"hvmloader 4s, pci-done 40s, ..." (seconds from VM.start, within 2 s), and the phases'
+        """"hvmloader 4s, pci-done 40s, ..." (seconds from VM.start, within a poll), and the phases'
         lengths by Xen's clock where it stamped them."""
         got = [(n, ph[n]) for n, _, _ in HVM_PHASES if n in ph]
         if not got:
@@ -354,10 +358,47 @@ class HvmSteps:
         self.o.setdefault("hvm_boot_s", {})[name] = t_up - t0
         return t_up - t0
 
+    def hvm_dm_left(self, domid, t0, wait=30):
+        """The device model of a destroyed domain: "" once no qemu-xen for it runs (waited for up to
+        wait s), else what it is doing (libxl's destroy sends it SIGHUP and does not wait)."""
+        L = self.lib
+
+        def left():
+            pids = []
+            for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        args = f.read().split(b"\0")
+                except OSError:
+                    continue
+                if b"-xen-domid" in args and args[args.index(b"-xen-domid") + 1:][:1] == [str(domid).encode()]:
+                    pids.append(pid)
+            return pids
+        end = L.now() + wait
+        while left() and L.now() < end:
+            time.sleep(1)
+        pids = left()
+        if not pids:
+            return ""
+        info = []
+        for pid in pids:
+            d = {}
+            for k in ("status", "wchan", "stack"):
+                try:
+                    with open("/proc/%s/%s" % (pid, k)) as f:
+                        d[k] = f.read()
+                except OSError as e:
+                    d[k] = str(e)
+            st = [l for l in d["status"].splitlines() if l.startswith(("State:", "SigPnd:", "ShdPnd:", "SigBlk:"))]
+            info.append("pid %s %s wchan %s stack %r" % (pid, " ".join(st), d["wchan"], d["stack"][-300:]))
+        return "domain %d's QEMU still running %.0fs after it was destroyed: %s" % (domid, L.now() - t0, "; ".join(info))
+
     def hvm_stop(self, vm, tap, destroy_vdis):
         """VM.hard_shutdown (the proxy ends the console), then the VM, its VBDs and the VDIs given."""
         c, L = self.api.call, self.lib
         self.hvm_unpin()
+        domid = int(c("VM.get_domid", vm))
+        t0 = L.now()
         c("VM.hard_shutdown", vm, timeout=L.T_SHUTDOWN)
         L.wait_until("the vt100 console's end after VM.hard_shutdown", 30, lambda: tap.closed, step=0.5)
         tap.close()
@@ -370,6 +411,9 @@ class HvmSteps:
         self.o["hvm_vms"].remove(vm)
         for vdi in destroy_vdis:
             c("VDI.destroy", vdi)
+        left = self.hvm_dm_left(domid, t0)
+        if left:
+            L.out("      WARNING: " + left)
 
     def hvm_check_platform(self, domid, platform):
         """xapi's platform keys reached libxl: the domain's stored config (libxl-json)."""
@@ -507,6 +551,9 @@ class HvmSteps:
                 % (domid, old))
         self.hvm_wait_guest(vm, name, domid, tap, t0, "disk", L.T_HVM_BOOT)
         L.out("      VM.hard_reboot: domid %d -> %d; %s" % (old, domid, self.hvm_old_domain(old, t0)))
+        left = self.hvm_dm_left(old, t0)
+        if left:
+            L.out("      WARNING: " + left)
         self.hvm_stop(vm, tap, [vdi])
 
     def hvm_old_domain(self, old, t0):
