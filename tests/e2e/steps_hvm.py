@@ -533,9 +533,11 @@ class HvmSteps:
         self.hvm_stop(vm, tap, [vdi])
 
     def s_hvm_hard_reboot(self):
-        """VM.hard_reboot of hvm-disk-boot's guest: a new domain (VM.start's wait for the old HVM
-        domain that Xen still releases after libxl said it was destroyed, vmops/libxl_backend.c),
-        a new QEMU, and the guest's marker and echo again through a new console."""
+        """VM.hard_reboot of hvm-disk-boot's guest: a new domain (VM.start goes on beside the old
+        one while Xen still releases it, once the memory is there: vmops/libxl_backend.c), a new
+        QEMU, the guest's marker and echo again through a new console, and the old domain's QEMU
+        gone (it was not: forked by libxl with the daemon's SIGHUP blocked, it never took the
+        SIGHUP of libxl's destroy and kept the old domain dying; vmops_libxl_fork)."""
         c, L = self.api.call, self.lib
         name = L.HVM_DISK_NAME
         L.check("hvm_disk_running" in self.o, "hvm-disk-boot left no running guest")
