@@ -391,9 +391,10 @@ static int prepare_domain(xlb *x, const vmops_domain_config *cfg, libxl_domain_c
     /* The VM's previous domain may still be dying after a reboot or a destroy (libxl has said it
      * is gone, Xen has not freed it yet): wait a bounded time for it while Xen lacks the memory
      * the new domain needs, then let it be. Once the memory is there the dying domain is in
-     * nobody's way: in the lab an HVM guest's old domain stayed dying for over 40 s after
-     * VM.hard_reboot, and waiting for it only made the reboot 10 s longer. A live one is a real
-     * conflict. */
+     * nobody's way: in the lab an HVM guest's old domain stayed dying for minutes after
+     * VM.hard_reboot (its QEMU, which had not taken libxl's SIGHUP, still mapped its pages: see
+     * vmops_libxl_fork) with 1 GiB free, and waiting for it only made the reboot 10 s longer.
+     * A live one is a real conflict. */
     for (int tries = 0;; tries++) {
         bool dying = false;
         uint32_t dying_id = 0;

@@ -26,7 +26,11 @@ took 66 s from VM.start to "Booting from DVD/CD", then isolinux's reads of the k
 initramfs (9.3 MB) came through QEMU at 6 KB/s: 1.8 MB in 300 s, the guest's vCPU busy (71 s of
 CPU) in SeaBIOS's ATAPI programmed I/O. The same lab run's one-sector guests reached their
 marker 56 s (disk, AHCI, pinned) and 68 s (CD) after VM.start: the firmware is all of it
-(hvmloader's PCI scan ~16 s, SeaBIOS 9-14 s, VM.start itself 21-25 s). Earlier figures: with two
+(hvmloader's PCI scan ~16 s, SeaBIOS 9-14 s, VM.start itself 21-25 s). Over three lab runs (load
+9-18, other labs beside) the steps took 52-106 s (hvm-disk-boot), 75-111 s (hvm-hard-reboot) and
+54-171 s (hvm-cd-boot; 54 s once pinned), markers 27-68 s after VM.start, hvmloader's PCI scan
+5-49 s by Xen's clock. hvm-disk-boot-linux passed once: 225.5 s, marker 180 s after VM.start
+(syslinux's reads over AHCI ~35 s, the kernel ~50 s after them). Earlier figures: with two
 labs on the 2 cores (load 17-25) hvmloader's PCI scan alone took 89 s; with the template's VGA,
 SeaBIOS had not got past "Turning on vga text mode console" 8 minutes after VM.start; the
 Linux kernel's own PCI scan was ~17,000 config-space accesses (329 with pci=off, which the Linux
