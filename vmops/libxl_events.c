@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,10 +179,25 @@ static const libxl_osevent_hooks osevent_hooks = {
     .timeout_deregister = timeout_deregister,
 };
 
+pid_t vmops_libxl_fork(void *user) {
+    pid_t pid;
+
+    (void)user;
+    pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+    }
+    return pid;
+}
+
 /* libxl reaps its own children (hotplug scripts, bootloader, QEMU) and leaves
- * every other child of the daemon alone. */
+ * every other child of the daemon alone; it forks them with no signal blocked. */
 static const libxl_childproc_hooks childproc_hooks = {
     .chldowner = libxl_sigchld_owner_libxl_always_selective_reap,
+    .fork_replacement = vmops_libxl_fork,
 };
 
 /* On whatever thread made libxl notice the event (ctx unlocked): queued for ours. */

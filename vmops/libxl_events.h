@@ -10,6 +10,8 @@
  * libxl_ctx_free, vmops_libxl_loop_free. */
 #pragma once
 
+#include <sys/types.h>
+
 #include <libxl.h>
 #include <libxl_event.h>
 
@@ -25,3 +27,11 @@ int vmops_libxl_loop_start(vmops_libxl_loop *l);
 void vmops_libxl_loop_stop(vmops_libxl_loop *l);
 /* After libxl_ctx_free (the hooks are used until then). NULL is fine. */
 void vmops_libxl_loop_free(vmops_libxl_loop *l);
+
+/* fork() for libxl (its childproc fork_replacement): the child starts with no signal blocked.
+ * The daemon's threads block SIGTERM, SIGINT and SIGHUP for its main loop (agent/main.c) and
+ * some block all; a mask survives fork and exec, and libxl resets only SIGPIPE's disposition.
+ * So QEMU never took the SIGHUP with which libxl's domain destroy ends it: in the lab every
+ * destroyed HVM domain's QEMU kept running, and Xen kept the domain dying with the guest pages
+ * QEMU still mapped. user is unused. */
+pid_t vmops_libxl_fork(void *user);

@@ -16,7 +16,9 @@
 #
 # Environment:
 #   XENAPID_E2E=0       skip the suite (prints so and exits 0)
-#   XENAPID_E2E_TIMEOUT hard limit of the whole command in seconds (default 1200)
+#   XENAPID_E2E_TIMEOUT hard limit of the whole command in seconds (default 1500;
+#                       the HVM steps hvm-disk-boot, hvm-hard-reboot, hvm-cd-boot add 4-6 min
+#                       beside another lab)
 #   XENAPID_E2E_NO_BUILD=1  use build/xenapid as it is
 #   XENAPID_E2E_STORM=N guests in the opt-in boot-storm step (default 20)
 #   XENAPID_E2E_ONLY=STEP,STEP...  run only those steps of suite.py (while
@@ -40,7 +42,7 @@ if [ "${XENAPID_E2E:-1}" = 0 ]; then
   exit 0
 fi
 
-budget="${XENAPID_E2E_TIMEOUT:-1200}"
+budget="${XENAPID_E2E_TIMEOUT:-1500}"
 case "$budget" in ''|*[!0-9]*) say "XENAPID_E2E_TIMEOUT must be whole seconds"; exit 2 ;; esac
 t_begin=$SECONDS
 left() { echo $((budget - (SECONDS - t_begin))); }

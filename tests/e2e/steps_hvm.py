@@ -1,39 +1,41 @@
 """The e2e suite's HVM steps (a mixin of suite.Suite): HVM guests under the lab's Xen with
-qemu-xen as their device model, booted three ways:
+qemu-xen as their device model:
 
-  hvm-disk-boot        from a disk (a VDI holding the lab's BIOS-bootable image: MBR + syslinux),
-                       boot order "c"; the VM's VNC console (rfb) and xapi's platform keys are
-                       checked here too
+  hvm-disk-boot        from a disk (a VDI holding hvm-boot.img, whose MBR is the one-sector guest
+                       of tests/e2e/lab/hvm-boot.S), boot order "c"; the VM's VNC console (rfb)
+                       and xapi's platform keys are checked here too
+  hvm-hard-reboot      VM.hard_reboot of that guest: a new domain, a new QEMU, its marker again
   hvm-cd-boot          xapi's "Other install media" flow: VM.provision makes the empty system disk
-                       (other_config:disks), a CD VBD holds an ISO SR's image (isolinux), boot
-                       order "dc"
+                       (other_config:disks), a CD VBD holds an ISO SR's image (the same guest as
+                       a no-emulation El Torito image), boot order "dc"
+  hvm-disk-boot-linux, hvm-cd-boot-linux   the same with the lab's Linux kernel and initramfs
+                       behind syslinux/isolinux (opt-in: see below)
   hvm-kernel-boot-vnc  from a given kernel (QEMU's -kernel, loaded through fw_cfg: slow under TCG)
 
 Every guest's marker comes out of its serial port through CONNECT /console (the vt100 console)
 and a line typed there is echoed. The suite module's helpers come in as self.lib (the suite
-runs as __main__, so this file does not import it).
+runs as __main__, so this file does not import it). Each step prints its boot phases from
+VM.start (hvm_phase_note: hvmloader, its PCI scan, SeaBIOS, the hand-over, the loader, the bytes
+QEMU read for it, the marker; the guest's CPU seconds at each) and leaves the guest's xl dmesg
+lines, a trace of QEMU's read bytes and the guest's CPU time, and its serial output in WORK.
 
-Why they are opt-in (suite.OPT_IN): under nested TCG every access of the guest's firmware to an
-emulated device is a round trip to qemu in dom0, and that is what an HVM boot is made of. Seen
-with two labs on the 2 cores (load average 17-25), Xen's console_timestamps=boot: hvmloader's PCI
-scan alone 89 s, SeaBIOS (no VGA) 57 s more to "Booting from Hard Disk"; with the template's
-VGA, SeaBIOS had not got past "Turning on vga text mode console" 8 minutes after VM.start; on
-IDE, syslinux's banner came 2 minutes after the hand-over and the kernel was not loaded 300 s
-after VM.start. The kernel boot took ~200 s on an idle host (fw_cfg moves a page per trap, IDE
-a sector).
-
-Where the time went (this stop, run 1: load mean 18.9, max 30, a 20-guest boot storm in the other
-lab): the disk guest (AHCI, vga none, platform:acpi=0, pinned) spent 49.3 s in hvmloader (its PCI
-scan 46 s), 37.6 s in SeaBIOS, 24 s to syslinux's banner, and its kernel had not reached /init
-7 minutes later with 161 s of guest CPU. Not the loader: on plain QEMU the same image loads the
-kernel and initramfs with 707 AHCI accesses, and the kernel then makes 17,339 PCI config-space
-data accesses before /init (329 with pci=off): under the lab's nested TCG each is a round trip
-to QEMU in dom0, 30-60 ms loaded. The HVM guests' kernel now boots with pci=off acpi=off nopv
-(their images, suite.HVM_ARGS; lab/setup.sh says why). Run 2 (load 2-3, one other lab): the disk
-guest's firmware 7 s (hvmloader 2.1 s, SeaBIOS 4.5 s; pinned), its kernel (pci=off, no nopv yet)
-panicked in xen-kbdfront; the CD guest (nopv, not pinned) reached /init ~150 s after VM.start,
-its firmware 6.3 s, isolinux over IDE the rest. Each step prints its phases (hvm_phase_note) and
-leaves the guest's xl dmesg lines and serial output in WORK.
+Why the default steps boot a one-sector guest: under nested TCG every access of the guest's
+firmware and loader to an emulated device is a round trip guest -> Xen -> QEMU in dom0. With
+Linux behind isolinux (hvm-cd-boot-linux, lab run at load 9, another lab beside), the firmware
+took 66 s from VM.start to "Booting from DVD/CD", then isolinux's reads of the kernel and
+initramfs (9.3 MB) came through QEMU at 6 KB/s: 1.8 MB in 300 s, the guest's vCPU busy (71 s of
+CPU) in SeaBIOS's ATAPI programmed I/O. The same lab run's one-sector guests reached their
+marker 56 s (disk, AHCI, pinned) and 68 s (CD) after VM.start: the firmware is all of it
+(hvmloader's PCI scan ~16 s, SeaBIOS 9-14 s, VM.start itself 21-25 s). Over three lab runs (load
+9-18, other labs beside) the steps took 52-106 s (hvm-disk-boot), 75-111 s (hvm-hard-reboot) and
+54-171 s (hvm-cd-boot; 54 s once pinned), markers 27-68 s after VM.start, hvmloader's PCI scan
+5-49 s by Xen's clock. hvm-disk-boot-linux passed once: 225.5 s, marker 180 s after VM.start
+(syslinux's reads over AHCI ~35 s, the kernel ~50 s after them). Earlier figures: with two
+labs on the 2 cores (load 17-25) hvmloader's PCI scan alone took 89 s; with the template's VGA,
+SeaBIOS had not got past "Turning on vga text mode console" 8 minutes after VM.start; the
+Linux kernel's own PCI scan was ~17,000 config-space accesses (329 with pci=off, which the Linux
+images' command line has, with acpi=off nopv: lab/setup.sh says why). At load 3.9 the Linux CD
+guest reached /init ~150 s after VM.start.
 """
 
 import json
@@ -42,6 +44,7 @@ import random
 import re
 import socket
 import threading
+import time
 
 MiB = 1 << 20
 HVM_MEM = 192 * MiB
@@ -68,11 +71,18 @@ HVM_PHASES = (
     ("seabios", "xen", "Invoking SeaBIOS"),
     ("booting", "xen", "Booting from"),
     ("loader", "serial", "LINUX "),
+    # QEMU has read as many bytes as the loader's files hold (the kernel and initramfs)
+    ("loaded", "io", None),
     ("guest-up", "serial", "XENLAB-GUEST-UP"),
 )
-# Which steps put the guest's vCPU and QEMU on one CPU (hvm_pin). Being measured: the disk guest
-# pinned, the CD guest not, in one lab run.
-PIN_DISK, PIN_CD, PIN_KERNEL = True, False, True
+# Which steps put the guest's vCPU and QEMU on one CPU (hvm_pin). In two lab runs (load 9 and 19,
+# other labs beside) the pinned disk guest's firmware was done sooner than the CD guest's, which
+# was not pinned: marker 56 s vs 68 s, then 27 s vs 124 s after VM.start. All pinned now.
+PIN_DISK, PIN_CD, PIN_KERNEL = True, True, True
+# How often the phase watcher polls (xl dmesg, xl list, QEMU's /proc/PID/io): each poll is dom0
+# CPU under TCG, which the guest's QEMU in dom0 waits for. Xen's own time on its lines
+# (console_timestamps=boot) gives the firmware's phases to the ms however coarse this is.
+POLL_S = 4
 # Xen's time on its log lines (console_timestamps=boot in XENLAB_XEN_ARGS): "[   12.345678]"
 XEN_STAMP = re.compile(r"\[\s*(\d+\.\d+)\]")
 
@@ -113,10 +123,8 @@ class HvmSteps:
             "mode": "RO" if kind == "CD" else "RW", "type": kind, "empty": False, "other_config": {},
             "qos_algorithm_type": "", "qos_algorithm_params": {}})
 
-    def hvm_start(self, vm, name, label, pin=False):
-        """VM.start, the vt100 console opened at once (QEMU drops what the serial port sends while
-        nobody holds its pty open, and the copy in WORK shows how far a slow boot got), qemu-xen
-        running with the VM's VNC socket. Returns (tap, domid, t0)."""
+    def hvm_start(self, vm, name, label, pin=False, load_bytes=0):
+        """VM.start, then hvm_attach. Returns (tap, domid, t0)."""
         c, L = self.api.call, self.lib
         self.hvm_prewarm()
         t0 = L.now()
@@ -131,14 +139,21 @@ class HvmSteps:
             L.out("      VM.start failed after %.1fs: %s; once more" % (L.now() - t0, str(e)[:400]))
             t0 = L.now()
             c("VM.start", vm, False, False, timeout=L.T_START)
+        return self.hvm_attach(vm, name, label, t0, "VM.start", pin, load_bytes)
+
+    def hvm_attach(self, vm, name, label, t0, how, pin=False, load_bytes=0):
+        """After VM.start or a reboot: the vt100 console opened at once (QEMU drops what the serial
+        port sends while nobody holds its pty open, and the copy in WORK shows how far a slow boot
+        got), the phase watcher, qemu-xen running with the VM's VNC socket. Returns (tap, domid, t0)."""
+        c, L = self.api.call, self.lib
         t1 = L.now()
-        L.check(c("VM.get_power_state", vm) == "Running", "HVM VM not Running after VM.start")
+        L.check(c("VM.get_power_state", vm) == "Running", "HVM VM not Running after %s" % how)
         tap = self.open_console(vm, "vt100", copy_to=os.path.join(L.WORK, "%s-serial.log" % label))
         self.o.setdefault("hvm_taps", []).append(tap)
         domid = int(c("VM.get_domid", vm))
-        L.out("      HVM VM.start returned after %.1fs (domid %d)" % (t1 - t0, domid))
+        L.out("      HVM %s returned after %.1fs (domid %d)" % (how, t1 - t0, domid))
         stop = threading.Event()
-        self.o.setdefault("hvm_watch", {})[name] = (stop, self.hvm_phase_watch(domid, tap, t0, stop))
+        self.o.setdefault("hvm_watch", {})[name] = (stop, self.hvm_phase_watch(domid, tap, t0, stop, load_bytes))
         if pin:
             self.hvm_pin(domid)
         L.check(c("VM_metrics.get_current_domain_type", c("VM.get_metrics", vm)) == "hvm", "current_domain_type")
@@ -223,34 +238,68 @@ class HvmSteps:
         return "domain CPU time %s s; xl dmesg: %s; serial: %s%s" % (
             d.get("cpu_s"), d.get("hvmloader"), d["serial"], " (%s)" % d["error"] if "error" in d else "")
 
-    def hvm_phase_watch(self, domid, tap, t0, stop):
-        """When each of HVM_PHASES was first seen (polled every 2 s, in seconds from VM.start) and,
+    def hvm_phase_watch(self, domid, tap, t0, stop, load_bytes=0):
+        """When each of HVM_PHASES was first seen (polled every POLL_S, in seconds from VM.start) and,
         for Xen's lines, Xen's own time on them when it prints one: a boot's time split into
         hvmloader's (its PCI scan), SeaBIOS's, the loader's and the kernel's. Returns the dict
         {phase: {"t": s, "xen": s or None}} a thread fills in until stop is set; the guest's
         lines of xl dmesg go to WORK at the end."""
-        L, seen, lines = self.lib, {}, {}
+        L, seen, lines, trace = self.lib, {}, {}, []
+        dm = {}
+
+        def sample():
+            """(bytes QEMU has read since VM.start, the guest's CPU seconds): the loader's reads
+            of its files from the disk or CD come through QEMU's read() calls (rchar)."""
+            if "pid" not in dm:
+                rc, pid = L.run(["xenstore-read", "/local/domain/%d/image/device-model-pid" % domid], timeout=30,
+                                check_rc=False)
+                if rc == 0 and pid.strip().isdigit():
+                    dm["pid"] = int(pid)
+            rchar = None
+            try:
+                with open("/proc/%d/io" % dm["pid"]) as f:
+                    rchar = int(next(l for l in f if l.startswith("rchar:")).split()[1])
+                dm.setdefault("rchar0", rchar)
+            except (KeyError, OSError, StopIteration, ValueError):
+                pass
+            cpu = None
+            rc, o = L.run(["xl", "list", str(domid)], timeout=30, check_rc=False)
+            f = o.splitlines()[-1].split() if rc == 0 and o.strip() else []
+            if len(f) >= 6:
+                try:
+                    cpu = float(f[-1])
+                except ValueError:
+                    pass
+            return (rchar - dm["rchar0"] if rchar is not None else None), cpu
 
         def poll():
-            while not stop.wait(2):
+            while not stop.wait(POLL_S):
                 try:
+                    io, cpu = sample()
                     _, o = L.run(["xl", "dmesg"], timeout=30, check_rc=False)
                 except (OSError, L.StepFailed):
-                    o = ""
+                    io, cpu, o = None, None, ""
                 # (kept as they come: Xen's console ring drops its oldest lines)
                 mine = [l for l in o.splitlines() if "(d%d)" % domid in l]
                 lines.update(dict.fromkeys(mine))
                 text, t = tap.text(), L.now() - t0
+                trace.append((round(t, 1), io, cpu))
                 for name, src, pat in HVM_PHASES:
                     if name in seen:
                         continue
-                    hit = next((l for l in mine if pat in l), None) if src == "xen" else (
-                        pat if pat in text else None)
+                    if src == "io":
+                        hit = load_bytes and io is not None and io >= load_bytes
+                    else:
+                        hit = next((l for l in mine if pat in l), None) if src == "xen" else (
+                            pat if pat in text else None)
                     if hit:
                         m = XEN_STAMP.search(hit) if src == "xen" else None
-                        seen[name] = {"t": round(t, 1), "xen": float(m.group(1)) if m else None}
+                        seen[name] = {"t": round(t, 1), "xen": float(m.group(1)) if m else None, "cpu": cpu}
             with open(os.path.join(L.WORK, "hvm-d%d-xl-dmesg.txt" % domid), "w") as f:
                 f.write("\n".join(lines) + "\n")
+            # (s from VM.start, bytes QEMU read, the guest's CPU s) every poll
+            with open(os.path.join(L.WORK, "hvm-d%d-trace.json" % domid), "w") as f:
+                json.dump(trace, f)
         th = threading.Thread(target=poll, daemon=True)
         th.start()
         seen["_thread"] = th
@@ -258,12 +307,13 @@ class HvmSteps:
 
     @staticmethod
     def hvm_phase_note(ph):
-        """"hvmloader 4s, pci-done 40s, ..." (seconds from VM.start, within 2 s), and the phases'
+        """"hvmloader 4s, pci-done 40s, ..." (seconds from VM.start, within a poll), and the phases'
         lengths by Xen's clock where it stamped them."""
         got = [(n, ph[n]) for n, _, _ in HVM_PHASES if n in ph]
         if not got:
             return "no boot phase seen (xl dmesg, serial)"
-        note = ", ".join("%s %.0fs" % (n, v["t"]) for n, v in got)
+        note = ", ".join("%s %.0fs%s" % (n, v["t"], " (cpu %.1fs)" % v["cpu"] if v.get("cpu") is not None else "")
+                         for n, v in got)
         xen = [(n, v["xen"]) for n, v in got if v["xen"] is not None]
         if len(xen) > 1:
             note += " (by Xen's clock: %s)" % ", ".join(
@@ -298,7 +348,7 @@ class HvmSteps:
         # the serial log shows the loader's banner (SYSLINUX/ISOLINUX) and SeaBIOS's line for the device
         loader = [l.strip() for l in tap.text().splitlines() if "LINUX " in l and "Copyright" in l]
         L.out("      HVM guest %s: XENLAB-GUEST-UP after %.1fs from VM.start (through the proxy); loader %s; "
-              "cmdline %r" % (name, t_up - t0, loader[:1] or "none (QEMU's -kernel)", cmdline))
+              "cmdline %r" % (name, t_up - t0, loader[:1] or "none", cmdline))
         L.out("      boot phases (s from VM.start): %s" % self.hvm_phase_note(ph))
         with open(os.path.join(L.WORK, "hvm-phases.json"), "w") as f:
             json.dump(self.o["hvm_phases"], f, indent=1)
@@ -312,10 +362,48 @@ class HvmSteps:
         self.o.setdefault("hvm_boot_s", {})[name] = t_up - t0
         return t_up - t0
 
+    def hvm_dm_left(self, domid, t0, wait=30):
+        """The device model of a destroyed domain: "" once no qemu-xen for it runs (waited for up to
+        wait s), else what it is doing (libxl's destroy sends it SIGHUP and does not wait; its
+        signal masks in /proc/PID/status show a SIGHUP pending and blocked)."""
+        L = self.lib
+
+        def left():
+            pids = []
+            for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        args = f.read().split(b"\0")
+                except OSError:
+                    continue
+                if b"-xen-domid" in args and args[args.index(b"-xen-domid") + 1:][:1] == [str(domid).encode()]:
+                    pids.append(pid)
+            return pids
+        end = L.now() + wait
+        while left() and L.now() < end:
+            time.sleep(1)
+        pids = left()
+        if not pids:
+            return ""
+        info = []
+        for pid in pids:
+            d = {}
+            for k in ("status", "wchan", "stack"):
+                try:
+                    with open("/proc/%s/%s" % (pid, k)) as f:
+                        d[k] = f.read()
+                except OSError as e:
+                    d[k] = str(e)
+            st = [l for l in d["status"].splitlines() if l.startswith(("State:", "SigPnd:", "ShdPnd:", "SigBlk:"))]
+            info.append("pid %s %s wchan %s stack %r" % (pid, " ".join(st), d["wchan"], d["stack"][-300:]))
+        return "domain %d's QEMU still running %.0fs after it was destroyed: %s" % (domid, L.now() - t0, "; ".join(info))
+
     def hvm_stop(self, vm, tap, destroy_vdis):
         """VM.hard_shutdown (the proxy ends the console), then the VM, its VBDs and the VDIs given."""
         c, L = self.api.call, self.lib
         self.hvm_unpin()
+        domid = int(c("VM.get_domid", vm))
+        t0 = L.now()
         c("VM.hard_shutdown", vm, timeout=L.T_SHUTDOWN)
         L.wait_until("the vt100 console's end after VM.hard_shutdown", 30, lambda: tap.closed, step=0.5)
         tap.close()
@@ -328,6 +416,9 @@ class HvmSteps:
         self.o["hvm_vms"].remove(vm)
         for vdi in destroy_vdis:
             c("VDI.destroy", vdi)
+        # (libxl's destroy sends QEMU SIGHUP; QEMU forked with it blocked never went: vmops_libxl_fork)
+        left = self.hvm_dm_left(domid, t0)
+        L.check(not left, left)
 
     def hvm_check_platform(self, domid, platform):
         """xapi's platform keys reached libxl: the domain's stored config (libxl-json)."""
@@ -399,6 +490,7 @@ class HvmSteps:
     def hvm_cleanup(self):
         """What a failed HVM step left: its watchers, pinning, consoles and VMs (the domains go
         with the lab)."""
+        self.o.pop("hvm_disk_running", None)
         for stop, _ in self.o.pop("hvm_watch", {}).values():
             stop.set()
         try:
@@ -415,41 +507,98 @@ class HvmSteps:
                 pass
 
     # ---- the steps ----
-    def s_hvm_disk(self):
-        """An HVM guest booted by SeaBIOS from its disk: a VDI holding the lab's image (MBR, syslinux,
-        kernel, initramfs) imported through PUT /import_raw_vdi, boot order "c". Also: qemu-xen's
-        VNC server through the rfb console, and xapi's platform keys in libxl's domain config."""
+    def s_hvm_disk(self, linux=False):
+        """An HVM guest booted by SeaBIOS from its disk: a VDI holding the lab's image imported
+        through PUT /import_raw_vdi, boot order "c" (hvm-boot.img, the one-sector guest of
+        lab/hvm-boot.S; with linux, hvm-disk.img: MBR, syslinux, kernel, initramfs). Also:
+        qemu-xen's VNC server through the rfb console, and xapi's platform keys in libxl's domain
+        config. Left running for hvm-hard-reboot when that step runs next."""
         c, L = self.api.call, self.lib
-        name = L.HVM_DISK_NAME
-        L.check(os.path.isfile(L.GUEST_DISK), "no HVM boot disk image %r (tests/e2e/lab/setup.sh builds it)"
-                % L.GUEST_DISK)
-        size = -(-os.path.getsize(L.GUEST_DISK) // MiB) * MiB
+        name, image = L.HVM_DISK_NAME, L.GUEST_DISK if linux else L.HVM_BOOT_DISK
+        L.check(os.path.isfile(image), "no HVM boot disk image %r (tests/e2e/lab/setup.sh builds it)" % image)
+        size = -(-os.path.getsize(image) // MiB) * MiB
         vdi = c("VDI.create", {"name_label": "e2e-hvm-boot-disk", "name_description": "", "SR": self.o["sr"],
                                "virtual_size": str(size), "type": "system", "sharable": False, "read_only": False,
                                "other_config": {}})
-        with open(L.GUEST_DISK, "rb") as f:
-            self.import_raw(vdi, f.read(), " of %s" % L.GUEST_DISK)
+        with open(image, "rb") as f:
+            self.import_raw(vdi, f.read(), " of %s" % image)
         vm, rec = self.hvm_new_vm(name, "c", platform=dict(FAST_FIRMWARE, device_id="0001", hdtype="ahci",
                                                            **NO_ACPI))
         self.hvm_vbd(vm, vdi, "0", "Disk", True)
-        tap, domid, t0 = self.hvm_start(vm, name, "hvm-disk", pin=PIN_DISK)
+        load = os.path.getsize(L.GUEST_BZIMAGE) + os.path.getsize(L.GUEST_INITRD) if linux else 0
+        tap, domid, t0 = self.hvm_start(vm, name, "hvm-disk-linux" if linux else "hvm-disk", pin=PIN_DISK,
+                                        load_bytes=load)
         self.hvm_check_platform(domid, rec["platform"])
         self.hvm_check_rfb(vm, t0)
         self.hvm_wait_guest(vm, name, domid, tap, t0, "disk", L.T_HVM_BOOT)
+        if not linux and self.will_run("hvm-hard-reboot"):
+            self.o["hvm_disk_running"] = (vm, tap, vdi, domid)
+            return
         self.hvm_stop(vm, tap, [vdi])
 
-    def s_hvm_cd(self):
+    def s_hvm_hard_reboot(self):
+        """VM.hard_reboot of hvm-disk-boot's guest: a new domain (VM.start goes on beside the old
+        one while Xen still releases it, once the memory is there: vmops/libxl_backend.c), a new
+        QEMU, the guest's marker and echo again through a new console, and the old domain's QEMU
+        gone (it was not: forked by libxl with the daemon's SIGHUP blocked, it never took the
+        SIGHUP of libxl's destroy and kept the old domain dying; vmops_libxl_fork)."""
+        c, L = self.api.call, self.lib
+        name = L.HVM_DISK_NAME
+        L.check("hvm_disk_running" in self.o, "hvm-disk-boot left no running guest")
+        vm, tap, vdi, old = self.o.pop("hvm_disk_running")
+        self.hvm_unpin()
+        t0 = L.now()
+        c("VM.hard_reboot", vm, timeout=L.T_SHUTDOWN + L.T_START)
+        # the old domain's console ends with its QEMU
+        L.wait_until("the old vt100 console's end after VM.hard_reboot", 30, lambda: tap.closed, step=0.5)
+        tap.close()
+        self.o["hvm_taps"].remove(tap)
+        tap, domid, t0 = self.hvm_attach(vm, name, "hvm-reboot", t0, "VM.hard_reboot", pin=PIN_DISK)
+        L.check(domid > 0 and domid != old, "after VM.hard_reboot domid %d (was %d): expected a new domain"
+                % (domid, old))
+        self.hvm_wait_guest(vm, name, domid, tap, t0, "disk", L.T_HVM_BOOT)
+        L.out("      VM.hard_reboot: domid %d -> %d; %s" % (old, domid, self.hvm_old_domain(old, t0)))
+        left = self.hvm_dm_left(old, t0)
+        L.check(not left, left)
+        self.hvm_stop(vm, tap, [vdi])
+
+    def hvm_old_domain(self, old, t0):
+        """The rebooted VM's old domain: gone, or still dying in Xen (libxl destroyed it, something
+        in dom0 still holds its pages: the processes mapping foreign pages are named). A domain
+        that is not dying fails the step."""
+        L = self.lib
+        row = [(n, d) for n, d in L.xl_list().items() if d["domid"] == old]
+        if not row:
+            return "domain %d gone (seen %.0fs after VM.hard_reboot)" % (old, L.now() - t0)
+        L.check("d" in row[0][1]["state"], "domain %d (%s) still there and not dying after VM.hard_reboot: %r"
+                % (old, row[0][0], row[0][1]))
+        holders = []
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open("/proc/%s/maps" % pid) as f:
+                    n = sum(1 for l in f if "privcmd" in l or "gntdev" in l)
+                with open("/proc/%s/comm" % pid) as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            if n:
+                holders.append("%s[%s] %d" % (comm, pid, n))
+        return ("domain %d still dying %.0fs after VM.hard_reboot (xl list state %s); dom0 processes with "
+                "foreign mappings: %s" % (old, L.now() - t0, row[0][1]["state"], ", ".join(holders) or "none"))
+
+    def s_hvm_cd(self, linux=False):
         """xapi's "Other install media" flow: an ISO SR over the lab's folder of install media,
         VM.provision making the template's system disk (empty), a CD VBD with the ISO, boot order
-        "dc": SeaBIOS boots isolinux from the CD."""
+        "dc": SeaBIOS boots the CD (xenlab-hvm-boot.iso, the one-sector guest; with linux,
+        xenlab-guest.iso: isolinux, kernel, initramfs)."""
         c, L = self.api.call, self.lib
-        name = L.HVM_CD_NAME
-        L.check(os.path.isfile(L.GUEST_ISO), "no HVM boot ISO %r (tests/e2e/lab/setup.sh builds it)" % L.GUEST_ISO)
-        sr = c("SR.create", self.o["host"], {"location": os.path.dirname(L.GUEST_ISO)}, "0", ISO_SR_NAME, "",
+        name, iso = L.HVM_CD_NAME, L.GUEST_ISO if linux else L.HVM_BOOT_ISO
+        L.check(os.path.isfile(iso), "no HVM boot ISO %r (tests/e2e/lab/setup.sh builds it)" % iso)
+        sr = c("SR.create", self.o["host"], {"location": os.path.dirname(iso)}, "0", ISO_SR_NAME, "",
                "iso", "iso", False, {})
         self.o["iso_sr"] = sr
         c("SR.scan", sr)
-        base = os.path.basename(L.GUEST_ISO)
+        base = os.path.basename(iso)
         isos = [v for v in c("SR.get_VDIs", sr) if c("VDI.get_location", v) == base]
         L.check(len(isos) == 1, "the ISO SR has no VDI at location %s: %r" % (base, [c("VDI.get_location", v)
                                                                                   for v in c("SR.get_VDIs", sr)]))
@@ -458,7 +607,9 @@ class HvmSteps:
         L.check(len(disks) == 1 and int(c("VDI.get_virtual_size", disks[0])) == 16 * MiB,
                 "VM.provision made VDIs %r" % disks)
         self.hvm_vbd(vm, isos[0], "3", "CD", False)
-        tap, domid, t0 = self.hvm_start(vm, name, "hvm-cd", pin=PIN_CD)
+        load = os.path.getsize(L.GUEST_BZIMAGE) + os.path.getsize(L.GUEST_INITRD) if linux else 0
+        tap, domid, t0 = self.hvm_start(vm, name, "hvm-cd-linux" if linux else "hvm-cd", pin=PIN_CD,
+                                        load_bytes=load)
         self.hvm_wait_guest(vm, name, domid, tap, t0, "cd", L.T_HVM_BOOT)
         self.hvm_stop(vm, tap, disks)
         pbds = c("SR.get_PBDs", sr)

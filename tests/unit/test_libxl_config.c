@@ -7,8 +7,9 @@
  *
  *   XENAPID_UPDATE_GOLDEN=1 build/test_libxl_config   rewrites the golden files
  *
- * Also: invalid input is refused with a reason, and vmops_libxl_new (and the
- * daemon with --backend libxl) fails cleanly on a machine without Xen. */
+ * Also: invalid input is refused with a reason, vmops_libxl_new (and the daemon with
+ * --backend libxl) fails cleanly on a machine without Xen, and libxl's children start with no
+ * signal blocked. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -36,6 +37,7 @@
 
 #include "vmops/backend.h"
 #include "vmops/libxl_config.h"
+#include "vmops/libxl_events.h"
 #include "vmops/libxl_log.h"
 
 #define MiB (1024LL * 1024LL)
@@ -869,6 +871,43 @@ static void test_device_model_error(void **state) {
     (void)state;
 }
 
+/* vmops_libxl_fork (libxl's childproc fork_replacement): the child starts with no signal blocked,
+ * whatever the forking thread blocks. The daemon blocks SIGTERM, SIGINT and SIGHUP on every
+ * thread (agent/main.c); QEMU forked by libxl with that mask never took the SIGHUP of libxl's
+ * domain destroy (seen in the Xen lab: every destroyed HVM domain's QEMU kept running).
+ * The child exits 0 if its mask is empty and it can be ended by SIGHUP as QEMU is. */
+static void test_child_unblocked(void **state) {
+    sigset_t block, old;
+    int status;
+    pid_t pid;
+
+    (void)state;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &block, &old), 0);
+    pid = vmops_libxl_fork(NULL);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sigset_t now;
+
+        pthread_sigmask(SIG_SETMASK, NULL, &now);
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sigismember(&now, sig) == 1)
+                _exit(10 + sig);
+        /* as libxl's exec would start QEMU: a SIGHUP ends it */
+        execl("/bin/sh", "sh", "-c", "kill -HUP $$; sleep 5; exit 3", (char *)NULL);
+        _exit(4);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+    if (WIFEXITED(status))
+        fail_msg("the child exited with %d (10 + n: signal n still blocked)", WEXITSTATUS(status));
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGHUP);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pv_direct),    cmocka_unit_test(test_pv_pygrub),
@@ -880,6 +919,7 @@ int main(void) {
         cmocka_unit_test(test_daemon_without_xen), cmocka_unit_test(test_device_model_check),
         cmocka_unit_test(test_build_errors),
         cmocka_unit_test(test_device_model_error),
+        cmocka_unit_test(test_child_unblocked),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,6 +25,7 @@
 #   dom0-initrd.gz        busybox initramfs for dom0 (see dom0-init.sh)
 #   guest-initrd.gz       busybox initramfs for PV test guests (see guest-init.sh)
 #   hvm-disk.img, iso/xenlab-guest.iso  BIOS-bootable disk and CD of the same (HVM guests)
+#   hvm-boot.img, iso/xenlab-hvm-boot.iso  disk and CD of a one-sector HVM guest (hvm-boot.S)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,7 +45,7 @@ sudo=""
 # --- 1. host packages -------------------------------------------------------
 host_pkgs=(qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 xenstore-utils qemu-system-xen seabios libxen-dev iproute2 util-linux coreutils gzip xz-utils
            libvirt-daemon-driver-xen libvirt-clients # libvirt: the e2e libvirt-create-benchmark step
-           syslinux syslinux-common isolinux xorriso mtools dosfstools fdisk) # HVM disk and CD images
+           syslinux syslinux-common isolinux xorriso mtools dosfstools fdisk binutils) # HVM disk and CD images
 if [ "${XENLAB_NO_APT:-0}" != 1 ]; then
   missing=()
   for p in "${host_pkgs[@]}"; do
@@ -62,7 +63,7 @@ if [ "${XENLAB_NO_APT:-0}" != 1 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 fi
-for t in qemu-system-x86_64 cpio depmod modprobe dpkg-deb apt-get gzip syslinux xorriso mcopy mkfs.vfat sfdisk; do
+for t in qemu-system-x86_64 cpio depmod modprobe dpkg-deb apt-get gzip syslinux xorriso mcopy mkfs.vfat sfdisk as ld; do
   command -v "$t" >/dev/null || die "$t not found (install the host packages: ${host_pkgs[*]})"
 done
 if [ ! -x /bin/busybox ] || ! /bin/busybox --list | grep -qx switch_root; then
@@ -290,8 +291,31 @@ build_hvm_iso() {
   rm -rf "$tmp"
   log "built iso/$(basename "$out") ($(( $(stat -c %s "$out") / 1024 )) KiB: isolinux, kernel, guest initramfs)"
 }
+# The small guest of hvm-disk-boot and hvm-cd-boot (hvm-boot.S says why not Linux): its boot
+# sector as a disk's MBR (hvm-boot.img, 1 MiB) and as the no-emulation El Torito image of a CD
+# beside the Linux one in the ISO SR's folder (iso/xenlab-hvm-boot.iso).
+build_hvm_boot() {
+  local tmp v
+  tmp="$(mktemp -d "$cache/.hvm-boot.XXXXXX")"
+  for v in disk cd; do
+    as --32 $([ "$v" = cd ] && echo --defsym CD=1) -o "$tmp/$v.o" "$here/hvm-boot.S"
+    ld -m elf_i386 -Ttext 0x7c00 --oformat binary -e _start -o "$tmp/$v.bin" "$tmp/$v.o"
+    [ "$(stat -c %s "$tmp/$v.bin")" = 512 ] || die "hvm-boot.S ($v) did not assemble to one 512-byte sector"
+  done
+  truncate -s 1M "$tmp/boot.img"
+  dd if="$tmp/disk.bin" of="$tmp/boot.img" conv=notrunc status=none
+  mkdir -p "$tmp/root" "$cache/iso"
+  cp "$tmp/cd.bin" "$tmp/root/boot.bin"
+  xorriso -as mkisofs -quiet -V XENLAB-BOOT -o "$tmp/boot.iso" -b boot.bin -c boot.cat \
+    -no-emul-boot -boot-load-size 4 "$tmp/root" 2>/dev/null
+  mv "$tmp/boot.img" "$cache/hvm-boot.img"
+  mv "$tmp/boot.iso" "$cache/iso/xenlab-hvm-boot.iso"
+  rm -rf "$tmp"
+  log "built hvm-boot.img and iso/xenlab-hvm-boot.iso (the 512-byte guest of tests/e2e/lab/hvm-boot.S)"
+}
 build_hvm_disk
 build_hvm_iso
+build_hvm_boot
 
 # --- 5. record what was set up ----------------------------------------------
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
