@@ -427,41 +427,19 @@ bool network_nl_link_exists(const char *name, const char *kind) {
 /* Traffic control on a VIF's backend device: a TBF root qdisc shapes what the
  * host sends to the guest (the device's egress is the guest's receive side). */
 
-/* An open socket and a qdisc object for dev's root, for the caller to fill and send. */
-static int root_qdisc_open(const char *dev, struct nl_sock **ret_sk, struct rtnl_qdisc **ret_q) {
-    struct nl_sock *sk = NULL;
-    struct rtnl_link *l = NULL;
-    struct rtnl_qdisc *q = NULL;
-    int rc;
+/* A qdisc object for the root of the link with this ifindex, for the caller to fill and send. */
+static int root_qdisc_new(int ifindex, struct rtnl_qdisc **ret_q) {
+    struct rtnl_qdisc *q = rtnl_qdisc_alloc();
 
-    if (!name_ok(dev))
-        return -EINVAL;
-    rc = nl_open(&sk);
-    if (rc < 0)
-        goto out;
-    rc = nl_errno(rtnl_link_get_kernel(sk, 0, dev, &l));
-    if (rc < 0)
-        goto out;
-    q = rtnl_qdisc_alloc();
-    if (!q) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    rtnl_tc_set_ifindex(TC_CAST(q), rtnl_link_get_ifindex(l));
+    if (!q)
+        return -ENOMEM;
+    rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
     rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
-    *ret_sk = sk;
     *ret_q = q;
-    sk = NULL;
-    q = NULL;
-out:
-    rtnl_qdisc_put(q);
-    rtnl_link_put(l);
-    nl_socket_free(sk);
-    return rc;
+    return 0;
 }
 
-int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
-    struct nl_sock *sk = NULL;
+static int set_rate(struct nl_sock *sk, int ifindex, uint64_t bytes_per_sec) {
     struct rtnl_qdisc *q = NULL;
     uint64_t burst, limit;
     int rc;
@@ -473,7 +451,7 @@ int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
     limit = burst + bytes_per_sec / 4;
     if (limit > INT32_MAX)
         limit = INT32_MAX;
-    rc = root_qdisc_open(dev, &sk, &q);
+    rc = root_qdisc_new(ifindex, &q);
     if (rc < 0)
         return rc;
     rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(1, 0));
@@ -485,16 +463,14 @@ int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
     rc = nl_errno(rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_REPLACE));
 out:
     rtnl_qdisc_put(q);
-    nl_socket_free(sk);
     return rc;
 }
 
-int network_nl_link_clear_rate(const char *dev) {
-    struct nl_sock *sk = NULL;
+static int clear_rate(struct nl_sock *sk, int ifindex) {
     struct rtnl_qdisc *q = NULL;
     int rc;
 
-    rc = root_qdisc_open(dev, &sk, &q);
+    rc = root_qdisc_new(ifindex, &q);
     if (rc < 0)
         return rc;
     rc = nl_errno(rtnl_qdisc_delete(sk, q));
@@ -502,6 +478,70 @@ int network_nl_link_clear_rate(const char *dev) {
     if (rc == -ENODEV || rc == -EINVAL)
         rc = 0;
     rtnl_qdisc_put(q);
+    return rc;
+}
+
+/* One socket and one look-up of the link for a rate call (the link's ifindex). */
+static int rate_call(const char *dev, bool set, uint64_t bytes_per_sec) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL;
+    int rc;
+
+    if (!name_ok(dev))
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    rc = nl_errno(rtnl_link_get_kernel(sk, 0, dev, &l));
+    if (rc < 0)
+        goto out;
+    rc = set ? set_rate(sk, rtnl_link_get_ifindex(l), bytes_per_sec) : clear_rate(sk, rtnl_link_get_ifindex(l));
+out:
+    rtnl_link_put(l);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
+    return rate_call(dev, true, bytes_per_sec);
+}
+
+int network_nl_link_clear_rate(const char *dev) {
+    return rate_call(dev, false, 0);
+}
+
+int network_nl_vif_apply(const char *dev, int64_t mtu, uint64_t bytes_per_sec) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL, *ch = NULL;
+    int rc, r;
+
+    if (!name_ok(dev))
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    /* one look-up: whether it exists, its MTU and its ifindex */
+    if (rtnl_link_get_kernel(sk, 0, dev, &l) < 0) {
+        rc = -ENODEV;
+        goto out;
+    }
+    if (mtu > 0 && (int64_t)rtnl_link_get_mtu(l) != mtu) {
+        ch = rtnl_link_alloc();
+        if (!ch) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        rtnl_link_set_mtu(ch, (unsigned)mtu);
+        rc = nl_errno(rtnl_link_change(sk, l, ch, 0));
+    }
+    r = bytes_per_sec > 0 ? set_rate(sk, rtnl_link_get_ifindex(l), bytes_per_sec)
+                          : clear_rate(sk, rtnl_link_get_ifindex(l));
+    rc = rc < 0 ? rc : r;
+out:
+    if (ch)
+        rtnl_link_put(ch);
+    if (l)
+        rtnl_link_put(l);
     nl_socket_free(sk);
     return rc;
 }
