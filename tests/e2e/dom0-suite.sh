@@ -39,9 +39,10 @@ for l in iter(sys.stdin.readline, ""):
     sys.stdout.write("%.3f %s" % (time.time(), l))
     sys.stdout.flush()'
   echo "$(date +%s.%N | cut -c1-14) ---- e2e: starting $E2E_BIN --config $E2E_CONFIG" >> "$E2E_DAEMON_LOG"
-  # --strace: every thread's system calls with their times (-T), to find where a phase waits
+  # --strace: every thread's network and fsync calls with their times (-T), to find where a
+  # phase waits (seccomp-bpf: the other calls are not stopped, so the daemon keeps its pace)
   local wrap=()
-  [ -n "${E2E_STRACE:-}" ] && wrap=(strace -f -tt -T -o "$E2E_STRACE.$(date +%s)")
+  [ -n "${E2E_STRACE:-}" ] && wrap=(strace -f --seccomp-bpf -e trace=%network,fsync,fdatasync -tt -T -o "$E2E_STRACE.$(date +%s)")
   XENAPID_ROOT_PASSWORD="$E2E_PASSWORD" \
     "${wrap[@]}" "$E2E_BIN" --config "$E2E_CONFIG" --foreground \
     > >(python3 -u -c "$ts" >> "$E2E_DAEMON_LOG") 2>&1 < /dev/null &
