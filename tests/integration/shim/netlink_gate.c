@@ -3,7 +3,8 @@
  * that clears a VIF's rate limit, made for every VIF without one when it is plugged) first creates
  * PATH.entered, then waits while PATH exists, then goes on. The test holds the gate closed and looks
  * at what the daemon still answers meanwhile (a kernel that holds its rtnl lock for seconds, as seen
- * in the Xen lab, looks the same from the daemon). */
+ * in the Xen lab, looks the same from the daemon). With XENAPID_TEST_NETLINK_DELAY_MS=N each such call
+ * takes N ms more (bench/boot_storm.py --netlink-delay-ms: a slow kernel's netlink in a storm). */
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ int rtnl_qdisc_delete(struct nl_sock *sk, struct rtnl_qdisc *q); /* libnl's, wra
 int rtnl_qdisc_delete(struct nl_sock *sk, struct rtnl_qdisc *q) {
     static qdisc_delete_fn real;
     const char *gate = getenv("XENAPID_TEST_NETLINK_GATE");
+    const char *delay = getenv("XENAPID_TEST_NETLINK_DELAY_MS");
 
     if (!real) {
         /* dlsym returns a void *; POSIX guarantees it converts to a function pointer */
@@ -26,6 +28,8 @@ int rtnl_qdisc_delete(struct nl_sock *sk, struct rtnl_qdisc *q) {
         if (!real)
             return -1;
     }
+    if (delay && atoi(delay) > 0)
+        usleep((useconds_t)atoi(delay) * 1000);
     if (gate && access(gate, F_OK) == 0) {
         char entered[4096];
         int fd;
