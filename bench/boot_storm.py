@@ -11,9 +11,9 @@ With --host-networking the daemon makes the network's bridge over rtnetlink, as 
 which needs a network namespace of its own: as root, unshare -n sh -c "ip link set lo up; bench/boot_storm.py --host-networking".
 With --vif-devices (root; it enters a network namespace of its own) the VIFs' backend devices exist
 as libxl's netback would make them (veths named vif<domid>.0), so each start does its VIF's real
-plumbing (MTU, rate limit, rules) over netlink; --netlink-delay-ms N adds N ms to one netlink call
-of each plumbing (tests/integration/shim/netlink_gate.so preloaded: a slow kernel, as in the Xen lab,
-where that plumbing took seconds), and the record's parts are printed: the plumbing, the wait for the
+plumbing (MTU, rate limit, rules) over netlink; --netlink-delay-ms N adds N ms to the device look-up
+each plumbing starts with (tests/integration/shim/netlink_gate.c preloaded: a slow dom0, as in the Xen
+lab, where that plumbing took seconds), and the record's parts are printed: the plumbing, the wait for the
 store's write lock (other starts' records), the durable wait. --binary runs another build's daemon
 (an older commit's, for a before/after in the same run).
 

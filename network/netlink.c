@@ -80,9 +80,12 @@ static bool kind_is(struct rtnl_link *l, const char *kind) {
 
 enum { LEAVE = -1, DOWN = 0, UP = 1 };
 
-/* Applies state/mtu/master changes to the named link. master: -1 leaves it, 0 removes it. */
+/* Applies state/mtu/master changes to the named link. master: -1 leaves it, 0 removes it.
+ * Nothing is sent when the link is already so: every VIF's plug checks its
+ * bridge and uplinks, and on a starved dom0 each round trip costs. */
 static int link_change(struct nl_sock *sk, const char *name, int state, int64_t mtu, int master) {
     struct rtnl_link *orig = NULL, *ch = NULL;
+    bool up, change = false;
     int rc;
 
     rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &orig));
@@ -93,15 +96,23 @@ static int link_change(struct nl_sock *sk, const char *name, int state, int64_t 
         rc = -ENOMEM;
         goto out;
     }
-    if (mtu > 0 && (int64_t)rtnl_link_get_mtu(orig) != mtu)
+    if (mtu > 0 && (int64_t)rtnl_link_get_mtu(orig) != mtu) {
         rtnl_link_set_mtu(ch, (unsigned)mtu);
-    if (master >= 0 && rtnl_link_get_master(orig) != master)
+        change = true;
+    }
+    if (master >= 0 && rtnl_link_get_master(orig) != master) {
         rtnl_link_set_master(ch, master);
-    if (state == UP)
+        change = true;
+    }
+    up = rtnl_link_get_flags(orig) & IFF_UP;
+    if (state == UP && !up) {
         rtnl_link_set_flags(ch, IFF_UP);
-    else if (state == DOWN)
+        change = true;
+    } else if (state == DOWN && up) {
         rtnl_link_unset_flags(ch, IFF_UP);
-    rc = nl_errno(rtnl_link_change(sk, orig, ch, 0));
+        change = true;
+    }
+    rc = change ? nl_errno(rtnl_link_change(sk, orig, ch, 0)) : 0;
 out:
     if (ch)
         rtnl_link_put(ch);
@@ -510,7 +521,7 @@ int network_nl_link_clear_rate(const char *dev) {
     return rate_call(dev, false, 0);
 }
 
-int network_nl_vif_apply(const char *dev, int64_t mtu, uint64_t bytes_per_sec) {
+int network_nl_vif_apply(const char *dev, int64_t mtu, uint64_t bytes_per_sec, bool clear) {
     struct nl_sock *sk = NULL;
     struct rtnl_link *l = NULL, *ch = NULL;
     int rc, r;
@@ -535,7 +546,8 @@ int network_nl_vif_apply(const char *dev, int64_t mtu, uint64_t bytes_per_sec) {
         rc = nl_errno(rtnl_link_change(sk, l, ch, 0));
     }
     r = bytes_per_sec > 0 ? set_rate(sk, rtnl_link_get_ifindex(l), bytes_per_sec)
-                          : clear_rate(sk, rtnl_link_get_ifindex(l));
+        : clear               ? clear_rate(sk, rtnl_link_get_ifindex(l))
+                              : 0;
     rc = rc < 0 ? rc : r;
 out:
     if (ch)

@@ -112,7 +112,7 @@ bool network_vif_plumbing_equal(const network_vif_plumbing *a, const network_vif
            strings_equal(a->ipv4, a->nipv4, b->ipv4, b->nipv4) && strings_equal(a->ipv6, a->nipv6, b->ipv6, b->nipv6);
 }
 
-static int apply_locking(const network_vif_plumbing *p) {
+static int apply_locking(const network_vif_plumbing *p, bool fresh) {
     network_nft_vif_rules r = {.device = p->device,
                                .mac = p->mac,
                                .drop_all = strcmp(p->locking, "disabled") == 0,
@@ -122,18 +122,18 @@ static int apply_locking(const network_vif_plumbing *p) {
                                .nipv6 = p->nipv6};
 
     if (strcmp(p->locking, "unlocked") == 0)
-        return network_nft_vif_remove(p->device);
+        return fresh ? 0 : network_nft_vif_remove(p->device);
     return network_nft_vif_apply(&r);
 }
 
-int network_vif_plumbing_apply(const network_vif_plumbing *p) {
+int network_vif_plumbing_apply(const network_vif_plumbing *p, bool fresh) {
     int rc, r;
 
     /* MTU and rate on one netlink socket; that call also says whether the device exists */
-    rc = network_nl_vif_apply(p->device, p->mtu, p->rate);
+    rc = network_nl_vif_apply(p->device, p->mtu, p->rate, !fresh);
     if (rc == -ENODEV)
         return rc;
-    r = apply_locking(p);
+    r = apply_locking(p, fresh);
     rc = rc < 0 ? rc : r;
     if (rc < 0)
         log_warning("network: %s (VIF %s): cannot apply its settings: %s", p->device, p->vif_uuid, strerror(-rc));
@@ -141,9 +141,10 @@ int network_vif_plumbing_apply(const network_vif_plumbing *p) {
 }
 
 void network_vif_plumbing_remove(const network_vif_plumbing *p) {
+    if (!network_nl_link_exists(p->device, NULL))
+        return;
     network_nft_vif_remove(p->device);
-    if (network_nl_link_exists(p->device, NULL))
-        network_nl_link_clear_rate(p->device);
+    network_nl_link_clear_rate(p->device);
 }
 
 static int network_vif_apply_locked(xapi_server *srv, const xapi_obj *vm, const xapi_obj *vif) {
@@ -152,7 +153,7 @@ static int network_vif_apply_locked(xapi_server *srv, const xapi_obj *vm, const 
 
     if (network_vif_plumbing_of(srv, vif, vm->fields[XAPI_F_VM_domid].i, &p) <= 0)
         return 0;
-    rc = network_vif_plumbing_apply(&p);
+    rc = network_vif_plumbing_apply(&p, false);
     network_vif_plumbing_free(&p);
     return rc == -ENODEV ? 0 : rc;
 }

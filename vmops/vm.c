@@ -424,7 +424,8 @@ static void record_running(xapi_server *srv, xapi_obj *vm, int domid, bool pause
     xapi_obj_set(st, g, XAPI_F_VM_guest_metrics_last_updated, xapi_value_datetime(now));
     set_devices_attached(srv, vm, true, plumb);
     vmops_console_ensure(srv, vm);
-    vmops_console_log_link(srv, vm->uuid, (int)domid);
+    if (plumb) /* else vmops_record links it, without the lock (a xenstore read, file system calls) */
+        vmops_console_log_link(srv, vm->uuid, (int)domid);
     vmops_machined_running(vm->uuid, vm->fields[XAPI_F_VM_name_label].s, domid);
     update_host_memory(srv);
     vmops_update_allowed_operations(st, vm);
@@ -515,7 +516,7 @@ static void plumbing_catch_up(xapi_server *srv, const char *vm_ref, int64_t domi
             for (size_t k = 0; k < done->n && !same; k++)
                 same = network_vif_plumbing_equal(&now.v[i], &done->v[k]);
             if (!same)
-                network_vif_plumbing_apply(&now.v[i]);
+                network_vif_plumbing_apply(&now.v[i], false);
         }
     }
     xapi_store_rdunlock(srv->store);
@@ -527,6 +528,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     xapi_store *st = c->srv->store;
     vmops_record_times t = {0};
     plumbing_set plumb = {0};
+    char uuid[XAPI_UUID_LEN + 1] = "";
     bool up = is_up(what);
     int64_t t0, t1;
     xapi_obj *vm;
@@ -539,12 +541,14 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     t0 = xapi_now_ns();
     xapi_store_rdlock(st);
     vm = xapi_store_get_class(st, C_VM, vm_ref);
-    if (vm)
+    if (vm) {
         plumbing_gather(c->srv, vm, up ? domid : vm->fields[XAPI_F_VM_domid].i, !up, &plumb);
+        snprintf(uuid, sizeof uuid, "%s", vm->uuid);
+    }
     xapi_store_rdunlock(st);
-    if (up)
+    if (up) /* the domain was just built: its VIFs' devices are new */
         for (size_t i = 0; i < plumb.n; i++)
-            network_vif_plumbing_apply(&plumb.v[i]);
+            network_vif_plumbing_apply(&plumb.v[i], true);
     t.nvifs = (unsigned)plumb.n;
     t1 = xapi_now_ns();
     t.plumbing_ns = t1 - t0;
@@ -571,8 +575,12 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
         for (size_t i = 0; i < plumb.n; i++)
             network_vif_plumbing_remove(&plumb.v[i]);
         t.plumbing_ns += xapi_now_ns() - t0;
-    } else if (rc == 0 && plumb.n > 0)
-        plumbing_catch_up(c->srv, vm_ref, domid, &plumb);
+    } else if (rc == 0) {
+        if (plumb.n > 0)
+            plumbing_catch_up(c->srv, vm_ref, domid, &plumb);
+        if (*uuid)
+            vmops_console_log_link(c->srv, uuid, domid);
+    }
     plumbing_free(&plumb);
     if (ret_times)
         *ret_times = t;
@@ -586,7 +594,7 @@ int vmops_record(xapi_call *c, const char *vm_ref, int domid, int what, int64_t 
 /* ---- building a domain ----------------------------------------------------- */
 
 /* Checks the VM can start here and describes its domain (VM lock held, store lock not). */
-static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *ret) {
+static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *ret, int64_t *ret_network_ns) {
     xapi_server *srv = c->srv;
     xapi_obj *vm;
     int rc;
@@ -618,8 +626,10 @@ static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *
     }
     xapi_store_rdunlock(srv->store);
     /* the networks' devices on this host, before the domain needs them (no store lock: I/O) */
+    *ret_network_ns = xapi_now_ns();
     for (size_t i = 0; i < ret->nnics && rc == 0; i++)
         rc = network_prepare_for_vif(srv, ret->nics[i].bridge, &c->err);
+    *ret_network_ns = xapi_now_ns() - *ret_network_ns;
     if (rc < 0)
         vmops_domain_config_free(ret);
     return rc;
@@ -640,10 +650,10 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char *msg = NULL;
-    int64_t wall0, cpu0;
+    int64_t wall0, cpu0, prepare0 = clock_ns(CLOCK_MONOTONIC), network_ns = 0;
     int domid = -1, rc;
 
-    rc = prepare_start(c, vm_ref, &cfg);
+    rc = prepare_start(c, vm_ref, &cfg, &network_ns);
     if (rc < 0)
         return rc;
     wall0 = clock_ns(CLOCK_MONOTONIC);
@@ -665,7 +675,9 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
     }
     *ret = (vmops_boot_result){.domid = domid, .memory = cfg.memory_target,
                                .backend_wall_ns = clock_ns(CLOCK_MONOTONIC) - wall0,
-                               .backend_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0};
+                               .backend_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0,
+                               .prepare_ns = wall0 - prepare0,
+                               .network_ns = network_ns};
 out:
     vmops_domain_config_free(&cfg);
     return rc;
@@ -839,11 +851,13 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
      * writers, the disk) */
     log_info("VM %s started as domain %d; own time %" PRId64 " us wall, %" PRId64 " us CPU; backend %" PRId64
              " us wall, %" PRId64 " us CPU; record %" PRId64 " us wall (plumbing %" PRId64 " us for %u VIFs, lock wait %" PRId64
-             " us, locked %" PRId64 " us, durable wait %" PRId64 " us)",
+             " us, locked %" PRId64 " us, durable wait %" PRId64 " us); before the backend %" PRId64
+             " us (its networks' devices %" PRId64 " us)",
              op->vm_uuid, boot.domid, (wall1 - wall0 - boot.backend_wall_ns) / 1000,
              (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
              boot.backend_cpu_ns / 1000, (wall1 - record0) / 1000, rt.plumbing_ns / 1000, rt.nvifs,
-             rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000);
+             rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000, boot.prepare_ns / 1000,
+             boot.network_ns / 1000);
     return 0;
 }
 
@@ -958,6 +972,7 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char vdi[XAPI_REF_LEN + 1], *msg = NULL, *img = NULL;
+    int64_t network_ns = 0;
     int domid = -1, rc;
 
     /* A checkpoint is Suspended too, but is not a VM that runs. */
@@ -965,7 +980,7 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
         return xapi_call_fail(c, "VM_IS_SNAPSHOT", op->vm_ref, op->op);
     if (v->is_template)
         return xapi_call_fail(c, "VM_IS_TEMPLATE", op->vm_ref, op->op);
-    rc = prepare_start(c, op->vm_ref, &cfg);
+    rc = prepare_start(c, op->vm_ref, &cfg, &network_ns);
     if (rc < 0)
         goto out;
     rc = find_suspend_image(c->srv, op->vm_ref, vdi, &img);
@@ -1419,8 +1434,8 @@ unlock:
         dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
         have_plumbing = dev && network_vif_plumbing_of(c->srv, dev, domid, &plumbing) > 0;
         xapi_store_rdunlock(c->srv->store);
-        if (have_plumbing && plug)
-            network_vif_plumbing_apply(&plumbing);
+        if (have_plumbing && plug) /* the hot-plug just made the device */
+            network_vif_plumbing_apply(&plumbing, true);
     }
     xapi_store_write_begin(c->srv->store);
     dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
@@ -1446,7 +1461,7 @@ unlock:
         dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
         if (dev && network_vif_plumbing_of(c->srv, dev, domid, &now) > 0) {
             if (!network_vif_plumbing_equal(&now, &plumbing))
-                network_vif_plumbing_apply(&now);
+                network_vif_plumbing_apply(&now, false);
             network_vif_plumbing_free(&now);
         }
         xapi_store_rdunlock(c->srv->store);

@@ -35,6 +35,8 @@ typedef struct vmops_boot_result {
     int64_t memory;
     int64_t backend_wall_ns; /* CLOCK_MONOTONIC */
     int64_t backend_cpu_ns;  /* CLOCK_THREAD_CPUTIME_ID of the calling thread */
+    int64_t prepare_ns;      /* before the backend: the checks, the domain's config, its networks' devices */
+    int64_t network_ns;      /* of that, the networks' devices (network_prepare_for_vif) */
 } vmops_boot_result;
 /* Creates the VM's domain and unpauses it unless paused (VM lock held). */
 int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result *ret);

@@ -1,9 +1,10 @@
 """A VM.start's VIF plumbing (the backend device's MTU, rate limit and rules)
-runs without the store's lock. In the Xen lab that plumbing took seconds on a
-loaded host (the kernel's netlink calls wait on its rtnl lock), and while it
-ran under the store's write lock every other writer and reader of the daemon
-waited, the other starts of a boot storm with them. Here a netlink call is
-stalled on demand (tests/integration/shim/netlink_gate.c, preloaded into the
+runs without the store's lock. In the Xen lab that plumbing took seconds (a
+dom0 starved of CPU: 0.1-0.7 s between one system call and the next, and each
+nft call read the ruleset first), and while it ran under the store's write
+lock every other writer and reader of the daemon waited, the other starts of
+a boot storm with them. Here the plumbing's netlink look-up is stalled on
+demand (tests/integration/shim/netlink_gate.c, preloaded into the
 daemon) in a network namespace of the test's own, with the VIF's would-be
 backend device made as libxl's netback would: while the VM's start is held
 inside its plumbing, the daemon still answers reads and writes, the VM is not
