@@ -4,7 +4,8 @@
 N halted PV VMs with one VIF each (on a network) are started paused by C concurrent API clients,
 once with 1 client and once with C. Per start the daemon logs its own time: wall and thread CPU
 from taking the VM's lock to the durable record, less the backend's create and unpause, and, of
-that wall time, the wait for the durable record (`VM ... started as domain N; own time ...`).
+that wall time, the record (`VM ... started as domain N; own time ...`): its VIFs' plumbing, the
+wait for the store's write lock, the work under it and the wait for the commit.
 Printed: medians and maxima of those, beside the baseline in the same run: the sim backend's own
 create time per start and the client's whole call. Goal: xenapid's own time under 5 ms per start.
 With --host-networking the daemon makes the network's bridge over rtnetlink, as on a real host,
@@ -133,7 +134,8 @@ def main():
             print("  goal: own time under 5 ms per start (%d clients): wall %s, CPU %s"
                   % (clients, "met" if med(0) < 5 else "NOT met", "met" if med(1) < 5 else "NOT met"))
         print("  (medians over the starts; own = VM lock taken to durable record, less the backend's create and "
-              "unpause; record = the wait for the durable record, part of own wall; backend = the sim's create; "
+              "unpause; record = the VIFs' plumbing, the store's lock and the durable commit, part of own wall; "
+              "backend = the sim's create; "
               "call = the client's whole VM.start)")
         print("  load average: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     finally:

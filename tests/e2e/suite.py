@@ -1390,7 +1390,7 @@ class Suite(HvmSteps):
                (", first: " + errors[0][:300]) if errors else ""))
         if own:
             out("        own time per start (daemon-measured: VM lock taken to durable record, less the backend's "
-                "create+unpause) median %.2f ms wall (max %.2f; of it %.2f ms waiting for the durable record), "
+                "create+unpause) median %.2f ms wall (max %.2f; of it %.2f ms in the record: its parts below), "
                 "%.2f ms CPU (goal < 5 ms: wall %s, CPU %s)"
                 % (st["own_wall_ms_median"], st["own_wall_ms_max"], st["record_wall_ms_median"], st["own_cpu_ms_median"],
                    "met" if st["own_wall_ms_median"] < 5 else "NOT met",
