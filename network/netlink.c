@@ -83,14 +83,11 @@ enum { LEAVE = -1, DOWN = 0, UP = 1 };
 /* Applies state/mtu/master changes to the named link. master: -1 leaves it, 0 removes it.
  * Nothing is sent when the link is already so: every VIF's plug checks its
  * bridge and uplinks, and on a starved dom0 each round trip costs. */
-static int link_change(struct nl_sock *sk, const char *name, int state, int64_t mtu, int master) {
-    struct rtnl_link *orig = NULL, *ch = NULL;
+static int link_apply(struct nl_sock *sk, struct rtnl_link *orig, int state, int64_t mtu, int master) {
+    struct rtnl_link *ch = NULL;
     bool up, change = false;
     int rc;
 
-    rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &orig));
-    if (rc < 0)
-        goto out;
     ch = rtnl_link_alloc();
     if (!ch) {
         rc = -ENOMEM;
@@ -116,21 +113,35 @@ static int link_change(struct nl_sock *sk, const char *name, int state, int64_t 
 out:
     if (ch)
         rtnl_link_put(ch);
-    if (orig)
-        rtnl_link_put(orig);
     return rc;
 }
 
-/* Adds new (named name) unless a link of that name exists: then it must be of kind. */
+static int link_change(struct nl_sock *sk, const char *name, int state, int64_t mtu, int master) {
+    struct rtnl_link *orig = NULL;
+    int rc;
+
+    rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &orig));
+    if (rc < 0)
+        return rc;
+    rc = link_apply(sk, orig, state, mtu, master);
+    rtnl_link_put(orig);
+    return rc;
+}
+
+/* Adds new (named name) unless a link of that name exists: then it must be of
+ * kind, and *ret_have (if not NULL) is it, for the caller to put. */
 static int add_or_adopt(struct nl_sock *sk, struct rtnl_link *new, const char *name, const char *kind,
-                        bool *ret_created) {
+                        bool *ret_created, struct rtnl_link **ret_have) {
     struct rtnl_link *have = NULL;
     bool created = false;
     int rc;
 
     if (rtnl_link_get_kernel(sk, 0, name, &have) == 0) {
         rc = kind_is(have, kind) ? 0 : -ENOTUNIQ;
-        rtnl_link_put(have);
+        if (rc == 0 && ret_have)
+            *ret_have = have;
+        else
+            rtnl_link_put(have);
         if (rc < 0)
             return rc;
     } else {
@@ -150,7 +161,7 @@ static int add_or_adopt(struct nl_sock *sk, struct rtnl_link *new, const char *n
 
 int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
     struct nl_sock *sk = NULL;
-    struct rtnl_link *l = NULL;
+    struct rtnl_link *l = NULL, *have = NULL;
     bool created = false;
     int rc;
 
@@ -166,9 +177,12 @@ int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
     }
     rc = nl_errno(rtnl_link_set_type(l, "bridge"));
     if (rc == 0)
-        rc = add_or_adopt(sk, l, name, "bridge", &created);
+        rc = add_or_adopt(sk, l, name, "bridge", &created, &have);
+    /* one look-up for a bridge that exists: every plug of a VIF comes here */
     if (rc == 0)
-        rc = link_change(sk, name, UP, mtu, -1);
+        rc = have ? link_apply(sk, have, UP, mtu, -1) : link_change(sk, name, UP, mtu, -1);
+    if (have)
+        rtnl_link_put(have);
     if (rc < 0 && created)
         rtnl_link_delete(sk, l);
     if (rc == 0 && ret_created)
@@ -202,7 +216,7 @@ int network_nl_vlan_ensure(const char *parent, int tag, const char *name, bool *
     rtnl_link_set_link(l, rtnl_link_get_ifindex(p));
     rc = nl_errno(rtnl_link_vlan_set_id(l, (uint16_t)tag));
     if (rc == 0)
-        rc = add_or_adopt(sk, l, name, "vlan", &created);
+        rc = add_or_adopt(sk, l, name, "vlan", &created, NULL);
     if (rc == 0)
         rc = link_change(sk, parent, UP, 0, -1); /* a VLAN carries nothing over a parent that is down */
     if (rc == 0)
