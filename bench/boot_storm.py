@@ -36,7 +36,7 @@ OWN = re.compile(r"VM (\S+) started as domain \d+; own time (\d+) us wall, (\d+)
                  r"(\d+) us CPU; record (\d+) us wall")
 # the record's parts (newer daemons): plumbing, lock wait, durable wait
 PARTS = re.compile(r"VM (\S+) started as domain \d+; .* \(plumbing (\d+) us for \d+ VIFs, lock wait (\d+) us, "
-                   r"locked \d+ us, durable wait (\d+) us\)")
+                   r"locked \d+ us, durable wait (\d+) us(?:, then \d+ us)?\)")
 
 
 def make_vms(d, x, s, n, tag):

@@ -580,6 +580,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
             plumbing_catch_up(c->srv, vm_ref, domid, &plumb);
         if (*uuid)
             vmops_console_log_link(c->srv, uuid, domid);
+        t.after_ns = xapi_now_ns() - t0;
     }
     plumbing_free(&plumb);
     if (ret_times)
@@ -851,12 +852,12 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
      * writers, the disk) */
     log_info("VM %s started as domain %d; own time %" PRId64 " us wall, %" PRId64 " us CPU; backend %" PRId64
              " us wall, %" PRId64 " us CPU; record %" PRId64 " us wall (plumbing %" PRId64 " us for %u VIFs, lock wait %" PRId64
-             " us, locked %" PRId64 " us, durable wait %" PRId64 " us); before the backend %" PRId64
+             " us, locked %" PRId64 " us, durable wait %" PRId64 " us, then %" PRId64 " us); before the backend %" PRId64
              " us (its networks' devices %" PRId64 " us)",
              op->vm_uuid, boot.domid, (wall1 - wall0 - boot.backend_wall_ns) / 1000,
              (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
              boot.backend_cpu_ns / 1000, (wall1 - record0) / 1000, rt.plumbing_ns / 1000, rt.nvifs,
-             rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000, boot.prepare_ns / 1000,
+             rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000, rt.after_ns / 1000, boot.prepare_ns / 1000,
              boot.network_ns / 1000);
     return 0;
 }

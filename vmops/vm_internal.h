@@ -50,10 +50,11 @@ void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended);
  * after it for one that is gone. */
 int vmops_record(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory);
 /* Where vmops_record's time went (CLOCK_MONOTONIC ns): the VIFs' plumbing,
- * the wait for the store's write lock, the record's own work under it, and
- * the wait for its commit to be durable. */
+ * the wait for the store's write lock, the record's own work under it, the
+ * wait for its commit to be durable, and what follows it (the console log's
+ * link, a catch-up of the plumbing). */
 typedef struct vmops_record_times {
-    int64_t plumbing_ns, lock_wait_ns, locked_ns, durable_ns;
+    int64_t plumbing_ns, lock_wait_ns, locked_ns, durable_ns, after_ns;
     unsigned nvifs;
 } vmops_record_times;
 int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory,

@@ -108,7 +108,7 @@ OPT_IN = {
 # xenapid's log of a VM.start's record and its parts (vmops/vm.c start_vm): domid, record, plumbing,
 # lock wait, locked, durable wait, and what came before the backend's create with its networks' part (us)
 RECORD_PARTS = re.compile(r"started as domain (\d+); .*record (\d+) us wall \(plumbing (\d+) us for \d+ VIFs, "
-                          r"lock wait (\d+) us, locked (\d+) us, durable wait (\d+) us\)"
+                          r"lock wait (\d+) us, locked (\d+) us, durable wait (\d+) us(?:, then \d+ us)?\)"
                           r"(?:; before the backend (\d+) us \(its networks' devices (\d+) us\))?")
 STORM_GUESTS, STORM_CLIENTS, STORM_MIB = int(os.environ.get("E2E_STORM_GUESTS", "") or 20), 4, 80
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
