@@ -80,46 +80,68 @@ static bool kind_is(struct rtnl_link *l, const char *kind) {
 
 enum { LEAVE = -1, DOWN = 0, UP = 1 };
 
-/* Applies state/mtu/master changes to the named link. master: -1 leaves it, 0 removes it. */
-static int link_change(struct nl_sock *sk, const char *name, int state, int64_t mtu, int master) {
-    struct rtnl_link *orig = NULL, *ch = NULL;
+/* Applies state/mtu/master changes to the named link. master: -1 leaves it, 0 removes it.
+ * Nothing is sent when the link is already so: every VIF's plug checks its
+ * bridge and uplinks, and on a starved dom0 each round trip costs. */
+static int link_apply(struct nl_sock *sk, struct rtnl_link *orig, int state, int64_t mtu, int master) {
+    struct rtnl_link *ch = NULL;
+    bool up, change = false;
     int rc;
 
-    rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &orig));
-    if (rc < 0)
-        goto out;
     ch = rtnl_link_alloc();
     if (!ch) {
         rc = -ENOMEM;
         goto out;
     }
-    if (mtu > 0 && (int64_t)rtnl_link_get_mtu(orig) != mtu)
+    if (mtu > 0 && (int64_t)rtnl_link_get_mtu(orig) != mtu) {
         rtnl_link_set_mtu(ch, (unsigned)mtu);
-    if (master >= 0 && rtnl_link_get_master(orig) != master)
+        change = true;
+    }
+    if (master >= 0 && rtnl_link_get_master(orig) != master) {
         rtnl_link_set_master(ch, master);
-    if (state == UP)
+        change = true;
+    }
+    up = rtnl_link_get_flags(orig) & IFF_UP;
+    if (state == UP && !up) {
         rtnl_link_set_flags(ch, IFF_UP);
-    else if (state == DOWN)
+        change = true;
+    } else if (state == DOWN && up) {
         rtnl_link_unset_flags(ch, IFF_UP);
-    rc = nl_errno(rtnl_link_change(sk, orig, ch, 0));
+        change = true;
+    }
+    rc = change ? nl_errno(rtnl_link_change(sk, orig, ch, 0)) : 0;
 out:
     if (ch)
         rtnl_link_put(ch);
-    if (orig)
-        rtnl_link_put(orig);
     return rc;
 }
 
-/* Adds new (named name) unless a link of that name exists: then it must be of kind. */
+static int link_change(struct nl_sock *sk, const char *name, int state, int64_t mtu, int master) {
+    struct rtnl_link *orig = NULL;
+    int rc;
+
+    rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &orig));
+    if (rc < 0)
+        return rc;
+    rc = link_apply(sk, orig, state, mtu, master);
+    rtnl_link_put(orig);
+    return rc;
+}
+
+/* Adds new (named name) unless a link of that name exists: then it must be of
+ * kind, and *ret_have (if not NULL) is it, for the caller to put. */
 static int add_or_adopt(struct nl_sock *sk, struct rtnl_link *new, const char *name, const char *kind,
-                        bool *ret_created) {
+                        bool *ret_created, struct rtnl_link **ret_have) {
     struct rtnl_link *have = NULL;
     bool created = false;
     int rc;
 
     if (rtnl_link_get_kernel(sk, 0, name, &have) == 0) {
         rc = kind_is(have, kind) ? 0 : -ENOTUNIQ;
-        rtnl_link_put(have);
+        if (rc == 0 && ret_have)
+            *ret_have = have;
+        else
+            rtnl_link_put(have);
         if (rc < 0)
             return rc;
     } else {
@@ -139,7 +161,7 @@ static int add_or_adopt(struct nl_sock *sk, struct rtnl_link *new, const char *n
 
 int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
     struct nl_sock *sk = NULL;
-    struct rtnl_link *l = NULL;
+    struct rtnl_link *l = NULL, *have = NULL;
     bool created = false;
     int rc;
 
@@ -155,9 +177,12 @@ int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
     }
     rc = nl_errno(rtnl_link_set_type(l, "bridge"));
     if (rc == 0)
-        rc = add_or_adopt(sk, l, name, "bridge", &created);
+        rc = add_or_adopt(sk, l, name, "bridge", &created, &have);
+    /* one look-up for a bridge that exists: every plug of a VIF comes here */
     if (rc == 0)
-        rc = link_change(sk, name, UP, mtu, -1);
+        rc = have ? link_apply(sk, have, UP, mtu, -1) : link_change(sk, name, UP, mtu, -1);
+    if (have)
+        rtnl_link_put(have);
     if (rc < 0 && created)
         rtnl_link_delete(sk, l);
     if (rc == 0 && ret_created)
@@ -191,7 +216,7 @@ int network_nl_vlan_ensure(const char *parent, int tag, const char *name, bool *
     rtnl_link_set_link(l, rtnl_link_get_ifindex(p));
     rc = nl_errno(rtnl_link_vlan_set_id(l, (uint16_t)tag));
     if (rc == 0)
-        rc = add_or_adopt(sk, l, name, "vlan", &created);
+        rc = add_or_adopt(sk, l, name, "vlan", &created, NULL);
     if (rc == 0)
         rc = link_change(sk, parent, UP, 0, -1); /* a VLAN carries nothing over a parent that is down */
     if (rc == 0)
@@ -427,41 +452,19 @@ bool network_nl_link_exists(const char *name, const char *kind) {
 /* Traffic control on a VIF's backend device: a TBF root qdisc shapes what the
  * host sends to the guest (the device's egress is the guest's receive side). */
 
-/* An open socket and a qdisc object for dev's root, for the caller to fill and send. */
-static int root_qdisc_open(const char *dev, struct nl_sock **ret_sk, struct rtnl_qdisc **ret_q) {
-    struct nl_sock *sk = NULL;
-    struct rtnl_link *l = NULL;
-    struct rtnl_qdisc *q = NULL;
-    int rc;
+/* A qdisc object for the root of the link with this ifindex, for the caller to fill and send. */
+static int root_qdisc_new(int ifindex, struct rtnl_qdisc **ret_q) {
+    struct rtnl_qdisc *q = rtnl_qdisc_alloc();
 
-    if (!name_ok(dev))
-        return -EINVAL;
-    rc = nl_open(&sk);
-    if (rc < 0)
-        goto out;
-    rc = nl_errno(rtnl_link_get_kernel(sk, 0, dev, &l));
-    if (rc < 0)
-        goto out;
-    q = rtnl_qdisc_alloc();
-    if (!q) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    rtnl_tc_set_ifindex(TC_CAST(q), rtnl_link_get_ifindex(l));
+    if (!q)
+        return -ENOMEM;
+    rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
     rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
-    *ret_sk = sk;
     *ret_q = q;
-    sk = NULL;
-    q = NULL;
-out:
-    rtnl_qdisc_put(q);
-    rtnl_link_put(l);
-    nl_socket_free(sk);
-    return rc;
+    return 0;
 }
 
-int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
-    struct nl_sock *sk = NULL;
+static int set_rate(struct nl_sock *sk, int ifindex, uint64_t bytes_per_sec) {
     struct rtnl_qdisc *q = NULL;
     uint64_t burst, limit;
     int rc;
@@ -473,7 +476,7 @@ int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
     limit = burst + bytes_per_sec / 4;
     if (limit > INT32_MAX)
         limit = INT32_MAX;
-    rc = root_qdisc_open(dev, &sk, &q);
+    rc = root_qdisc_new(ifindex, &q);
     if (rc < 0)
         return rc;
     rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(1, 0));
@@ -485,16 +488,14 @@ int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
     rc = nl_errno(rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_REPLACE));
 out:
     rtnl_qdisc_put(q);
-    nl_socket_free(sk);
     return rc;
 }
 
-int network_nl_link_clear_rate(const char *dev) {
-    struct nl_sock *sk = NULL;
+static int clear_rate(struct nl_sock *sk, int ifindex) {
     struct rtnl_qdisc *q = NULL;
     int rc;
 
-    rc = root_qdisc_open(dev, &sk, &q);
+    rc = root_qdisc_new(ifindex, &q);
     if (rc < 0)
         return rc;
     rc = nl_errno(rtnl_qdisc_delete(sk, q));
@@ -502,6 +503,71 @@ int network_nl_link_clear_rate(const char *dev) {
     if (rc == -ENODEV || rc == -EINVAL)
         rc = 0;
     rtnl_qdisc_put(q);
+    return rc;
+}
+
+/* One socket and one look-up of the link for a rate call (the link's ifindex). */
+static int rate_call(const char *dev, bool set, uint64_t bytes_per_sec) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL;
+    int rc;
+
+    if (!name_ok(dev))
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    rc = nl_errno(rtnl_link_get_kernel(sk, 0, dev, &l));
+    if (rc < 0)
+        goto out;
+    rc = set ? set_rate(sk, rtnl_link_get_ifindex(l), bytes_per_sec) : clear_rate(sk, rtnl_link_get_ifindex(l));
+out:
+    rtnl_link_put(l);
+    nl_socket_free(sk);
+    return rc;
+}
+
+int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec) {
+    return rate_call(dev, true, bytes_per_sec);
+}
+
+int network_nl_link_clear_rate(const char *dev) {
+    return rate_call(dev, false, 0);
+}
+
+int network_nl_vif_apply(const char *dev, int64_t mtu, uint64_t bytes_per_sec, bool clear) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL, *ch = NULL;
+    int rc, r;
+
+    if (!name_ok(dev))
+        return -EINVAL;
+    rc = nl_open(&sk);
+    if (rc < 0)
+        return rc;
+    /* one look-up: whether it exists, its MTU and its ifindex */
+    if (rtnl_link_get_kernel(sk, 0, dev, &l) < 0) {
+        rc = -ENODEV;
+        goto out;
+    }
+    if (mtu > 0 && (int64_t)rtnl_link_get_mtu(l) != mtu) {
+        ch = rtnl_link_alloc();
+        if (!ch) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        rtnl_link_set_mtu(ch, (unsigned)mtu);
+        rc = nl_errno(rtnl_link_change(sk, l, ch, 0));
+    }
+    r = bytes_per_sec > 0 ? set_rate(sk, rtnl_link_get_ifindex(l), bytes_per_sec)
+        : clear               ? clear_rate(sk, rtnl_link_get_ifindex(l))
+                              : 0;
+    rc = rc < 0 ? rc : r;
+out:
+    if (ch)
+        rtnl_link_put(ch);
+    if (l)
+        rtnl_link_put(l);
     nl_socket_free(sk);
     return rc;
 }

@@ -51,3 +51,8 @@ bool network_nl_link_exists(const char *name, const char *kind);
 int network_nl_link_set_rate(const char *dev, uint64_t bytes_per_sec);
 /* Removes dev's root qdisc (back to the kernel's default); 0 when there was none. */
 int network_nl_link_clear_rate(const char *dev);
+/* A plugged VIF's backend device, on one socket with one look-up: its MTU
+ * (when > 0 and different) and its root TBF (bytes_per_sec > 0) or none
+ * (clear: remove one that may be there; a fresh device has none).
+ * -ENODEV when the device does not exist. */
+int network_nl_vif_apply(const char *dev, int64_t mtu, uint64_t bytes_per_sec, bool clear);

@@ -6,6 +6,7 @@
  * written as JSON strings, never as nft language. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,15 +20,29 @@ static bool device_ok(const char *d) {
     return d && *d && strlen(d) < 16 && strspn(d, "abcdefghijklmnopqrstuvwxyz0123456789.-_") == strlen(d);
 }
 
+/* One context for the process, made at the first use and kept: a context
+ * per call paid nft_ctx_new's set-up (its symbol tables read from files)
+ * and a fresh ruleset cache for every VIF. A context is not thread-safe:
+ * callers take turns on ctx_lock. */
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nft_ctx *shared_ctx;
+
 static int run(const char *json, bool ignore_errors) {
-    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    struct nft_ctx *ctx;
     int rc;
 
-    if (!ctx)
-        return -ENOMEM;
-    nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON); /* libnftables 1.0.6 parses JSON input in JSON mode */
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
+    pthread_mutex_lock(&ctx_lock);
+    if (!shared_ctx) {
+        shared_ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+        if (!shared_ctx) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        nft_ctx_output_set_flags(shared_ctx, NFT_CTX_OUTPUT_JSON); /* libnftables 1.0.6 parses JSON input in JSON mode */
+        nft_ctx_buffer_output(shared_ctx);
+        nft_ctx_buffer_error(shared_ctx);
+    }
+    ctx = shared_ctx;
     rc = nft_run_cmd_from_buffer(ctx, json) == 0 ? 0 : -EIO;
     if (rc < 0 && !ignore_errors) {
         const char *e = nft_ctx_get_error_buffer(ctx);
@@ -36,7 +51,11 @@ static int run(const char *json, bool ignore_errors) {
             rc = -EOPNOTSUPP;
         log_warning("network: nftables: %s", e ? e : "failed");
     }
-    nft_ctx_free(ctx);
+    /* reading a buffer empties it: nothing of this call is left for the next */
+    (void)nft_ctx_get_output_buffer(ctx);
+    (void)nft_ctx_get_error_buffer(ctx);
+out:
+    pthread_mutex_unlock(&ctx_lock);
     return rc;
 }
 

@@ -20,8 +20,7 @@
 #include "xapi/store.h"
 
 /* libxl's default backend name: vif<domid>.<devid>. */
-static int vif_device_name(const xapi_obj *vm, const xapi_obj *vif, char out[IF_NAMESIZE]) {
-    int64_t domid = vm->fields[XAPI_F_VM_domid].i;
+static int vif_device_name(int64_t domid, const xapi_obj *vif, char out[IF_NAMESIZE]) {
     const char *dev = vif->fields[XAPI_F_VIF_device].s;
     int n;
 
@@ -43,77 +42,129 @@ static const char *effective_locking_mode(xapi_server *srv, const xapi_obj *vif)
                                                                                               : "unlocked";
 }
 
-static void strings_of(const xapi_value *set, const char ***ret, size_t *ret_n) {
-    const char **v = xapi_calloc(set->n + 1, sizeof *v);
+static char **strings_of(const xapi_value *set) {
+    char **v = xapi_calloc(set->n + 1, sizeof *v);
 
     for (uint32_t i = 0; i < set->n; i++)
-        v[i] = set->items[i].s;
-    *ret = v;
-    *ret_n = set->n;
+        v[i] = xapi_strdup(set->items[i].s);
+    return v;
 }
 
-static int apply_rate(const char *devname, const xapi_obj *vif) {
+/* qos_algorithm_type ratelimit with kbps: bytes per second, else 0 (no limit). */
+static uint64_t rate_of(const xapi_obj *vif) {
     const char *kbps = net_map_get(&vif->fields[XAPI_F_VIF_qos_algorithm_params], "kbps");
     char *end = NULL;
     unsigned long long k;
 
     if (strcmp(vif->fields[XAPI_F_VIF_qos_algorithm_type].s, "ratelimit") != 0 || !kbps)
-        return network_nl_link_clear_rate(devname);
+        return 0;
     errno = 0;
     k = strtoull(kbps, &end, 10);
     if (errno || end == kbps || *end || k == 0 || k > INT32_MAX / 1024) {
         /* as xapi: a bad kbps leaves the VIF without a limit (and says so) */
-        log_warning("network: %s: ignoring qos_algorithm_params:kbps=%s", devname, kbps);
-        return network_nl_link_clear_rate(devname);
+        log_warning("network: VIF %s: ignoring qos_algorithm_params:kbps=%s", vif->uuid, kbps);
+        return 0;
     }
     /* xapi's kbps are kilobytes per second */
-    return network_nl_link_set_rate(devname, k * 1024);
+    return k * 1024;
 }
 
-static int apply_locking(xapi_server *srv, const char *devname, const xapi_obj *vif) {
-    const char *mode = effective_locking_mode(srv, vif);
-    network_nft_vif_rules r = {.device = devname, .mac = vif->fields[XAPI_F_VIF_MAC].s};
-    const char **v4 = NULL, **v6 = NULL;
-    int rc;
+int network_vif_plumbing_of(xapi_server *srv, const xapi_obj *vif, int64_t domid, network_vif_plumbing *ret) {
+    network_vif_plumbing p = {.mtu = vif->fields[XAPI_F_VIF_MTU].i};
 
-    if (strcmp(mode, "unlocked") == 0)
-        return network_nft_vif_remove(devname);
-    r.drop_all = strcmp(mode, "disabled") == 0;
-    strings_of(&vif->fields[XAPI_F_VIF_ipv4_allowed], &v4, &r.nipv4);
-    strings_of(&vif->fields[XAPI_F_VIF_ipv6_allowed], &v6, &r.nipv6);
-    r.ipv4 = v4;
-    r.ipv6 = v6;
-    rc = network_nft_vif_apply(&r);
-    free(v4);
-    free(v6);
+    if (!net_host_enabled(srv) || vif_device_name(domid, vif, p.device) < 0)
+        return 0;
+    snprintf(p.vif_uuid, sizeof p.vif_uuid, "%s", vif->uuid);
+    snprintf(p.locking, sizeof p.locking, "%s", effective_locking_mode(srv, vif));
+    snprintf(p.mac, sizeof p.mac, "%s", vif->fields[XAPI_F_VIF_MAC].s);
+    p.rate = rate_of(vif);
+    p.ipv4 = strings_of(&vif->fields[XAPI_F_VIF_ipv4_allowed]);
+    p.nipv4 = vif->fields[XAPI_F_VIF_ipv4_allowed].n;
+    p.ipv6 = strings_of(&vif->fields[XAPI_F_VIF_ipv6_allowed]);
+    p.nipv6 = vif->fields[XAPI_F_VIF_ipv6_allowed].n;
+    *ret = p;
+    return 1;
+}
+
+void network_vif_plumbing_free(network_vif_plumbing *p) {
+    for (size_t i = 0; p->ipv4 && i < p->nipv4; i++)
+        free(p->ipv4[i]);
+    for (size_t i = 0; p->ipv6 && i < p->nipv6; i++)
+        free(p->ipv6[i]);
+    free(p->ipv4);
+    free(p->ipv6);
+    p->ipv4 = p->ipv6 = NULL;
+    p->nipv4 = p->nipv6 = 0;
+}
+
+static bool strings_equal(char *const *a, size_t na, char *const *b, size_t nb) {
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
+bool network_vif_plumbing_equal(const network_vif_plumbing *a, const network_vif_plumbing *b) {
+    return strcmp(a->device, b->device) == 0 && a->mtu == b->mtu && a->rate == b->rate &&
+           strcmp(a->locking, b->locking) == 0 && strcmp(a->mac, b->mac) == 0 &&
+           strings_equal(a->ipv4, a->nipv4, b->ipv4, b->nipv4) && strings_equal(a->ipv6, a->nipv6, b->ipv6, b->nipv6);
+}
+
+static int apply_locking(const network_vif_plumbing *p, bool fresh) {
+    network_nft_vif_rules r = {.device = p->device,
+                               .mac = p->mac,
+                               .drop_all = strcmp(p->locking, "disabled") == 0,
+                               .ipv4 = (const char *const *)p->ipv4,
+                               .nipv4 = p->nipv4,
+                               .ipv6 = (const char *const *)p->ipv6,
+                               .nipv6 = p->nipv6};
+
+    if (strcmp(p->locking, "unlocked") == 0)
+        return fresh ? 0 : network_nft_vif_remove(p->device);
+    return network_nft_vif_apply(&r);
+}
+
+int network_vif_plumbing_apply(const network_vif_plumbing *p, bool fresh) {
+    int rc, r;
+
+    /* MTU and rate on one netlink socket; that call also says whether the device exists */
+    rc = network_nl_vif_apply(p->device, p->mtu, p->rate, !fresh);
+    if (rc == -ENODEV)
+        return rc;
+    r = apply_locking(p, fresh);
+    rc = rc < 0 ? rc : r;
+    if (rc < 0)
+        log_warning("network: %s (VIF %s): cannot apply its settings: %s", p->device, p->vif_uuid, strerror(-rc));
     return rc;
+}
+
+void network_vif_plumbing_remove(const network_vif_plumbing *p) {
+    if (!network_nl_link_exists(p->device, NULL))
+        return;
+    network_nft_vif_remove(p->device);
+    network_nl_link_clear_rate(p->device);
 }
 
 static int network_vif_apply_locked(xapi_server *srv, const xapi_obj *vm, const xapi_obj *vif) {
-    char devname[IF_NAMESIZE];
-    int64_t mtu = vif->fields[XAPI_F_VIF_MTU].i;
-    int rc, r;
+    network_vif_plumbing p;
+    int rc;
 
-    if (!net_host_enabled(srv) || vif_device_name(vm, vif, devname) < 0 || !network_nl_link_exists(devname, NULL))
+    if (network_vif_plumbing_of(srv, vif, vm->fields[XAPI_F_VM_domid].i, &p) <= 0)
         return 0;
-    rc = mtu > 0 ? network_nl_link_set_mtu(devname, mtu) : 0;
-    r = apply_rate(devname, vif);
-    rc = rc < 0 ? rc : r;
-    r = apply_locking(srv, devname, vif);
-    rc = rc < 0 ? rc : r;
-    if (rc < 0)
-        log_warning("network: %s (VIF %s): cannot apply its settings: %s", devname, vif->uuid, strerror(-rc));
-    return rc;
+    rc = network_vif_plumbing_apply(&p, false);
+    network_vif_plumbing_free(&p);
+    return rc == -ENODEV ? 0 : rc;
 }
 
 static void network_vif_release_locked(xapi_server *srv, const xapi_obj *vm, const xapi_obj *vif) {
-    char devname[IF_NAMESIZE];
+    network_vif_plumbing p;
 
-    if (!net_host_enabled(srv) || vif_device_name(vm, vif, devname) < 0)
+    if (network_vif_plumbing_of(srv, vif, vm->fields[XAPI_F_VM_domid].i, &p) <= 0)
         return;
-    network_nft_vif_remove(devname);
-    if (network_nl_link_exists(devname, NULL))
-        network_nl_link_clear_rate(devname);
+    network_vif_plumbing_remove(&p);
+    network_vif_plumbing_free(&p);
 }
 
 void network_vif_attached_changed(xapi_server *srv, const xapi_obj *vm, const xapi_obj *vif, bool attached) {

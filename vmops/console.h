@@ -10,8 +10,9 @@ void vmops_console_ensure(xapi_server *srv, xapi_obj *vm);
 /* The VM's console records go when it stops (store write lock held). */
 void vmops_console_remove(xapi_server *srv, xapi_obj *vm);
 /* xapi's console.<domid> in guest_console_dir: a link to the running domain's
- * console log, where Nova's console plugin reads it (store write lock held:
- * a readlink, and a symlink when the domid is new there). */
+ * console log, where Nova's console plugin reads it (no store lock needed,
+ * better none: the backend's name look-up, a readlink, and a symlink when the
+ * domid is new there). */
 void vmops_console_log_link(xapi_server *srv, const char *uuid, int domid);
 /* Registers GET /console?ref=<console ref>|uuid=<console uuid>&session_id=<session>
  * (the text console's log) and CONNECT /console (the live console, console_proxy.c). */

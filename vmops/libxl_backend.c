@@ -994,15 +994,18 @@ static char *xlb_console_log_path(vmops_backend *b, const char *uuid, int domid)
     xlb *x = b->priv;
     char *name = NULL, *path = NULL;
 
-    if (domid > 0)
-        name = libxl_domid_to_name(x->ctx, (uint32_t)domid);
-    if (!name && uuid) {
+    /* The name the domain was made (or found) with first: asking xenstore
+     * for it took a second at each VM.start in the lab, xenstored busy with
+     * the new domain's devices. */
+    if (uuid) {
         pthread_mutex_lock(&x->lock);
         for (last_name *n = x->names; n && !name; n = n->next)
             if (strcmp(n->uuid, uuid) == 0)
                 name = xapi_strdup(n->name);
         pthread_mutex_unlock(&x->lock);
     }
+    if (!name && domid > 0)
+        name = libxl_domid_to_name(x->ctx, (uint32_t)domid);
     if (!name)
         return NULL;
     if (asprintf(&path, "%s/guest-%s.log", x->console_dir, name) < 0)

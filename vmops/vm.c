@@ -364,7 +364,9 @@ static void update_vdi_of(xapi_server *srv, xapi_obj *vbd) {
         storage_vdi_update_allowed_operations(srv, vdi);
 }
 
-static void set_devices_attached(xapi_server *srv, xapi_obj *vm, bool attached) {
+/* plumb: the VIFs' backend devices are set up or cleared here, under the
+ * lock (the daemon's start, copies); vmops_record does it without the lock. */
+static void set_devices_attached(xapi_server *srv, xapi_obj *vm, bool attached, bool plumb) {
     xapi_store *st = srv->store;
     vmops_domain_type type = vmops_domain_type_of(vm);
     const xapi_value *vbds = &vm->fields[XAPI_F_VM_VBDs], *vifs = &vm->fields[XAPI_F_VM_VIFs];
@@ -387,16 +389,16 @@ static void set_devices_attached(xapi_server *srv, xapi_obj *vm, bool attached) 
         xapi_obj *vif = xapi_store_get_class(st, C_VIF, vifs->items[i].s);
         if (!vif)
             continue;
-        if (!attached && vif->fields[XAPI_F_VIF_currently_attached].b)
+        if (plumb && !attached && vif->fields[XAPI_F_VIF_currently_attached].b)
             network_vif_attached_changed(srv, vm, vif, false);
         xapi_obj_set_bool(st, vif, XAPI_F_VIF_currently_attached, attached);
-        if (attached)
+        if (plumb && attached)
             network_vif_attached_changed(srv, vm, vif, true);
     }
 }
 
 /* The VM runs (or is paused) as domid. Write lock held. */
-void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused, int64_t memory) {
+static void record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused, int64_t memory, bool plumb) {
     xapi_store *st = srv->store;
     xapi_obj *m = metrics_of(st, vm), *g;
     int64_t now = xapi_wall_seconds();
@@ -420,12 +422,17 @@ void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused
     }
     xapi_obj_set_bool(st, g, XAPI_F_VM_guest_metrics_live, !paused);
     xapi_obj_set(st, g, XAPI_F_VM_guest_metrics_last_updated, xapi_value_datetime(now));
-    set_devices_attached(srv, vm, true);
+    set_devices_attached(srv, vm, true, plumb);
     vmops_console_ensure(srv, vm);
-    vmops_console_log_link(srv, vm->uuid, (int)domid);
+    if (plumb) /* else vmops_record links it, without the lock (a xenstore read, file system calls) */
+        vmops_console_log_link(srv, vm->uuid, (int)domid);
     vmops_machined_running(vm->uuid, vm->fields[XAPI_F_VM_name_label].s, domid);
     update_host_memory(srv);
     vmops_update_allowed_operations(st, vm);
+}
+
+void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused, int64_t memory) {
+    record_running(srv, vm, domid, paused, memory, true);
 }
 
 void vmops_record_started(xapi_server *srv, xapi_obj *vm) {
@@ -434,11 +441,11 @@ void vmops_record_started(xapi_server *srv, xapi_obj *vm) {
 }
 
 /* The VM has no domain any more: halted, or suspended to its image. Write lock held. */
-void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
+static void record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended, bool plumb) {
     xapi_store *st = srv->store;
     xapi_obj *m = metrics_of(st, vm), *g;
 
-    set_devices_attached(srv, vm, false); /* first: a VIF's device name needs the domid */
+    set_devices_attached(srv, vm, false, plumb); /* first: a VIF's device name needs the domid */
     xapi_obj_set_string(st, vm, XAPI_F_VM_power_state, suspended ? "Suspended" : "Halted");
     xapi_obj_set_int(st, vm, XAPI_F_VM_domid, -1);
     xapi_obj_set_string(st, vm, XAPI_F_VM_resident_on, XAPI_NULL_REF);
@@ -454,27 +461,141 @@ void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
     vmops_update_allowed_operations(st, vm);
 }
 
-int vmops_record(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory) {
-    xapi_store *st = c->srv->store;
+void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended) {
+    record_stopped(srv, vm, suspended, true);
+}
+
+/* The plumbing of a VM's VIFs, copied out of the store. */
+typedef struct plumbing_set {
+    network_vif_plumbing *v;
+    size_t n;
+} plumbing_set;
+
+/* Store lock held. attached_only: the VIFs the record has attached (what a
+ * stop clears); else all of them (what a start attaches). */
+static void plumbing_gather(xapi_server *srv, const xapi_obj *vm, int64_t domid, bool attached_only,
+                            plumbing_set *ret) {
+    const xapi_value *vifs = &vm->fields[XAPI_F_VM_VIFs];
+
+    ret->v = xapi_calloc(vifs->n + 1, sizeof *ret->v);
+    ret->n = 0;
+    for (uint32_t i = 0; i < vifs->n; i++) {
+        xapi_obj *vif = xapi_store_get_class(srv->store, C_VIF, vifs->items[i].s);
+        if (vif && (!attached_only || vif->fields[XAPI_F_VIF_currently_attached].b) &&
+            network_vif_plumbing_of(srv, vif, domid, &ret->v[ret->n]) > 0)
+            ret->n++;
+    }
+}
+
+static void plumbing_free(plumbing_set *p) {
+    for (size_t i = 0; i < p->n; i++)
+        network_vif_plumbing_free(&p->v[i]);
+    free(p->v);
+    *p = (plumbing_set){0};
+}
+
+static bool is_up(int what) {
+    return what == REC_RUNNING || what == REC_PAUSED || what == REC_STARTED || what == REC_STARTED_PAUSED;
+}
+
+/* The VM's operation lock keeps its domain and VIF list as they are while the
+ * store's lock is free; a VIF's settings may still change (VIF.set_*). While
+ * the record has it detached, its setter leaves the device alone: what
+ * changed between the gathering and the record is applied here, under a read
+ * lock so that a later setter's own apply (under the write lock) comes after. */
+static void plumbing_catch_up(xapi_server *srv, const char *vm_ref, int64_t domid, const plumbing_set *done) {
+    plumbing_set now = {0};
     xapi_obj *vm;
 
-    xapi_store_write_begin(st);
+    xapi_store_rdlock(srv->store);
+    vm = xapi_store_get_class(srv->store, C_VM, vm_ref);
+    if (vm) {
+        plumbing_gather(srv, vm, domid, true, &now);
+        for (size_t i = 0; i < now.n; i++) {
+            bool same = false;
+            for (size_t k = 0; k < done->n && !same; k++)
+                same = network_vif_plumbing_equal(&now.v[i], &done->v[k]);
+            if (!same)
+                network_vif_plumbing_apply(&now.v[i], false);
+        }
+    }
+    xapi_store_rdunlock(srv->store);
+    plumbing_free(&now);
+}
+
+int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory,
+                       vmops_record_times *ret_times) {
+    xapi_store *st = c->srv->store;
+    vmops_record_times t = {0};
+    plumbing_set plumb = {0};
+    char uuid[XAPI_UUID_LEN + 1] = "";
+    bool up = is_up(what);
+    int64_t t0, t1;
+    xapi_obj *vm;
+    int rc;
+
+    /* Mark busy, unlock, plumb, relock, publish: the VM is busy (its
+     * operation lock); its VIFs' devices are set up before the record says
+     * they are attached, or cleared once it says they are not, and no other
+     * writer waits on the store's lock meanwhile. */
+    t0 = xapi_now_ns();
+    xapi_store_rdlock(st);
     vm = xapi_store_get_class(st, C_VM, vm_ref);
     if (vm) {
-        if (what == REC_RUNNING || what == REC_PAUSED || what == REC_STARTED || what == REC_STARTED_PAUSED) {
-            vmops_record_running(c->srv, vm, domid, what == REC_PAUSED || what == REC_STARTED_PAUSED, memory);
+        plumbing_gather(c->srv, vm, up ? domid : vm->fields[XAPI_F_VM_domid].i, !up, &plumb);
+        snprintf(uuid, sizeof uuid, "%s", vm->uuid);
+    }
+    xapi_store_rdunlock(st);
+    if (up) /* the domain was just built: its VIFs' devices are new */
+        for (size_t i = 0; i < plumb.n; i++)
+            network_vif_plumbing_apply(&plumb.v[i], true);
+    t.nvifs = (unsigned)plumb.n;
+    t1 = xapi_now_ns();
+    t.plumbing_ns = t1 - t0;
+
+    xapi_store_write_begin(st);
+    t0 = xapi_now_ns();
+    t.lock_wait_ns = t0 - t1;
+    vm = xapi_store_get_class(st, C_VM, vm_ref);
+    if (vm) {
+        if (up) {
+            record_running(c->srv, vm, domid, what == REC_PAUSED || what == REC_STARTED_PAUSED, memory, false);
             if (what == REC_STARTED || what == REC_STARTED_PAUSED)
                 vmops_record_started(c->srv, vm);
         } else
-            vmops_record_stopped(c->srv, vm, what == REC_SUSPENDED);
+            record_stopped(c->srv, vm, what == REC_SUSPENDED, false);
     }
-    return xapi_commit(c);
+    t1 = xapi_now_ns();
+    t.locked_ns = t1 - t0;
+    rc = xapi_commit(c);
+    t0 = xapi_now_ns();
+    t.durable_ns = t0 - t1;
+
+    if (!up) {
+        for (size_t i = 0; i < plumb.n; i++)
+            network_vif_plumbing_remove(&plumb.v[i]);
+        t.plumbing_ns += xapi_now_ns() - t0;
+    } else if (rc == 0) {
+        if (plumb.n > 0)
+            plumbing_catch_up(c->srv, vm_ref, domid, &plumb);
+        if (*uuid)
+            vmops_console_log_link(c->srv, uuid, domid);
+        t.after_ns = xapi_now_ns() - t0;
+    }
+    plumbing_free(&plumb);
+    if (ret_times)
+        *ret_times = t;
+    return rc;
+}
+
+int vmops_record(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory) {
+    return vmops_record_timed(c, vm_ref, domid, what, memory, NULL);
 }
 
 /* ---- building a domain ----------------------------------------------------- */
 
 /* Checks the VM can start here and describes its domain (VM lock held, store lock not). */
-static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *ret) {
+static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *ret, int64_t *ret_network_ns) {
     xapi_server *srv = c->srv;
     xapi_obj *vm;
     int rc;
@@ -506,8 +627,10 @@ static int prepare_start(xapi_call *c, const char *vm_ref, vmops_domain_config *
     }
     xapi_store_rdunlock(srv->store);
     /* the networks' devices on this host, before the domain needs them (no store lock: I/O) */
+    *ret_network_ns = xapi_now_ns();
     for (size_t i = 0; i < ret->nnics && rc == 0; i++)
         rc = network_prepare_for_vif(srv, ret->nics[i].bridge, &c->err);
+    *ret_network_ns = xapi_now_ns() - *ret_network_ns;
     if (rc < 0)
         vmops_domain_config_free(ret);
     return rc;
@@ -528,10 +651,10 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char *msg = NULL;
-    int64_t wall0, cpu0;
+    int64_t wall0, cpu0, prepare0 = clock_ns(CLOCK_MONOTONIC), network_ns = 0;
     int domid = -1, rc;
 
-    rc = prepare_start(c, vm_ref, &cfg);
+    rc = prepare_start(c, vm_ref, &cfg, &network_ns);
     if (rc < 0)
         return rc;
     wall0 = clock_ns(CLOCK_MONOTONIC);
@@ -553,7 +676,9 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
     }
     *ret = (vmops_boot_result){.domid = domid, .memory = cfg.memory_target,
                                .backend_wall_ns = clock_ns(CLOCK_MONOTONIC) - wall0,
-                               .backend_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0};
+                               .backend_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0,
+                               .prepare_ns = wall0 - prepare0,
+                               .network_ns = network_ns};
 out:
     vmops_domain_config_free(&cfg);
     return rc;
@@ -704,6 +829,7 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     /* from here (the VM's lock taken) to the durable record: the start's own time */
     int64_t wall0 = clock_ns(CLOCK_MONOTONIC), cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), record0, wall1;
     vmops_boot_result boot;
+    vmops_record_times rt;
     int rc;
 
     if (v->is_control_domain)
@@ -717,16 +843,22 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     if (rc < 0)
         return rc;
     record0 = clock_ns(CLOCK_MONOTONIC);
-    rc = vmops_record(c, op->vm_ref, boot.domid, paused ? REC_STARTED_PAUSED : REC_STARTED, boot.memory);
+    rc = vmops_record_timed(c, op->vm_ref, boot.domid, paused ? REC_STARTED_PAUSED : REC_STARTED, boot.memory, &rt);
     if (rc < 0)
         return rc;
     wall1 = clock_ns(CLOCK_MONOTONIC);
-    /* the e2e boot storm and bench/boot_storm.py read these figures */
+    /* the e2e boot storm and bench/boot_storm.py read these figures; the
+     * record's parts say where a slow one waited (its VIFs' devices, other
+     * writers, the disk) */
     log_info("VM %s started as domain %d; own time %" PRId64 " us wall, %" PRId64 " us CPU; backend %" PRId64
-             " us wall, %" PRId64 " us CPU; record %" PRId64 " us wall", op->vm_uuid, boot.domid,
-             (wall1 - wall0 - boot.backend_wall_ns) / 1000,
+             " us wall, %" PRId64 " us CPU; record %" PRId64 " us wall (plumbing %" PRId64 " us for %u VIFs, lock wait %" PRId64
+             " us, locked %" PRId64 " us, durable wait %" PRId64 " us, then %" PRId64 " us); before the backend %" PRId64
+             " us (its networks' devices %" PRId64 " us)",
+             op->vm_uuid, boot.domid, (wall1 - wall0 - boot.backend_wall_ns) / 1000,
              (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
-             boot.backend_cpu_ns / 1000, (wall1 - record0) / 1000);
+             boot.backend_cpu_ns / 1000, (wall1 - record0) / 1000, rt.plumbing_ns / 1000, rt.nvifs,
+             rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000, rt.after_ns / 1000, boot.prepare_ns / 1000,
+             boot.network_ns / 1000);
     return 0;
 }
 
@@ -841,6 +973,7 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char vdi[XAPI_REF_LEN + 1], *msg = NULL, *img = NULL;
+    int64_t network_ns = 0;
     int domid = -1, rc;
 
     /* A checkpoint is Suspended too, but is not a VM that runs. */
@@ -848,7 +981,7 @@ static int resume_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) 
         return xapi_call_fail(c, "VM_IS_SNAPSHOT", op->vm_ref, op->op);
     if (v->is_template)
         return xapi_call_fail(c, "VM_IS_TEMPLATE", op->vm_ref, op->op);
-    rc = prepare_start(c, op->vm_ref, &cfg);
+    rc = prepare_start(c, op->vm_ref, &cfg, &network_ns);
     if (rc < 0)
         goto out;
     rc = find_suspend_image(c->srv, op->vm_ref, vdi, &img);
@@ -1232,7 +1365,8 @@ static int device_plug(xapi_call *c, bool vbd, bool plug, bool force) {
     char *msg = NULL;
     xapi_obj *dev, *vm;
     vmops_op op = {0};
-    bool attached, marked = false;
+    network_vif_plumbing plumbing = {.mtu = 0};
+    bool attached, marked = false, have_plumbing = false;
     int domid = -1, rc;
 
     xapi_store_rdlock(c->srv->store);
@@ -1293,6 +1427,17 @@ unlock:
                             rc, msg);
         goto out;
     }
+    /* A VIF's backend device is set up before the record says it is attached
+     * (or cleared after it says it is not), without the store's lock, as at
+     * VM.start; the VM's lock keeps the domain. */
+    if (!vbd) {
+        xapi_store_rdlock(c->srv->store);
+        dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
+        have_plumbing = dev && network_vif_plumbing_of(c->srv, dev, domid, &plumbing) > 0;
+        xapi_store_rdunlock(c->srv->store);
+        if (have_plumbing && plug) /* the hot-plug just made the device */
+            network_vif_plumbing_apply(&plumbing, true);
+    }
     xapi_store_write_begin(c->srv->store);
     dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
     if (dev && marked) {
@@ -1304,14 +1449,27 @@ unlock:
                           plug);
         if (vbd && plug)
             xapi_obj_set_string(c->srv->store, dev, XAPI_F_VBD_device, disk.vdev);
-        vm = vbd ? NULL : xapi_store_get_class(c->srv->store, C_VM, vm_ref);
-        if (vm)
-            network_vif_attached_changed(c->srv, vm, dev, plug);
         if (vbd)
             update_vdi_of(c->srv, dev);
     }
     rc = xapi_commit(c);
+    if (have_plumbing && !plug)
+        network_vif_plumbing_remove(&plumbing);
+    else if (have_plumbing && rc == 0) {
+        /* a setter meanwhile saw the VIF detached and left its device alone */
+        network_vif_plumbing now;
+        xapi_store_rdlock(c->srv->store);
+        dev = xapi_store_get_class(c->srv->store, cls, dev_ref);
+        if (dev && network_vif_plumbing_of(c->srv, dev, domid, &now) > 0) {
+            if (!network_vif_plumbing_equal(&now, &plumbing))
+                network_vif_plumbing_apply(&now, false);
+            network_vif_plumbing_free(&now);
+        }
+        xapi_store_rdunlock(c->srv->store);
+    }
 out:
+    if (have_plumbing)
+        network_vif_plumbing_free(&plumbing);
     if (marked) {
         xapi_store_write_begin(c->srv->store);
         dev = xapi_store_get_class(c->srv->store, cls, dev_ref);

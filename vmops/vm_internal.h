@@ -35,6 +35,8 @@ typedef struct vmops_boot_result {
     int64_t memory;
     int64_t backend_wall_ns; /* CLOCK_MONOTONIC */
     int64_t backend_cpu_ns;  /* CLOCK_THREAD_CPUTIME_ID of the calling thread */
+    int64_t prepare_ns;      /* before the backend: the checks, the domain's config, its networks' devices */
+    int64_t network_ns;      /* of that, the networks' devices (network_prepare_for_vif) */
 } vmops_boot_result;
 /* Creates the VM's domain and unpauses it unless paused (VM lock held). */
 int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result *ret);
@@ -42,8 +44,21 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
 void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused, int64_t memory);
 void vmops_record_started(xapi_server *srv, xapi_obj *vm);
 void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended);
-/* Records the VM's new state and waits until it is durable (VM lock held). */
+/* Records the VM's new state and waits until it is durable (VM lock held).
+ * The VIFs' plumbing (their backend devices' MTU, rate limit and rules) is
+ * done without the store's lock: before the record for a domain that runs,
+ * after it for one that is gone. */
 int vmops_record(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory);
+/* Where vmops_record's time went (CLOCK_MONOTONIC ns): the VIFs' plumbing,
+ * the wait for the store's write lock, the record's own work under it, the
+ * wait for its commit to be durable, and what follows it (the console log's
+ * link, a catch-up of the plumbing). */
+typedef struct vmops_record_times {
+    int64_t plumbing_ns, lock_wait_ns, locked_ns, durable_ns, after_ns;
+    unsigned nvifs;
+} vmops_record_times;
+int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory,
+                       vmops_record_times *ret_times);
 /* Replaces the VM's domain by a fresh one (reboot). */
 int vmops_restart_domain(xapi_call *c, const char *vm_ref, int old_domid, bool paused);
 int vmops_destroy_domain(xapi_call *c, int domid);

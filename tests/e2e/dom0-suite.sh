@@ -39,10 +39,21 @@ for l in iter(sys.stdin.readline, ""):
     sys.stdout.write("%.3f %s" % (time.time(), l))
     sys.stdout.flush()'
   echo "$(date +%s.%N | cut -c1-14) ---- e2e: starting $E2E_BIN --config $E2E_CONFIG" >> "$E2E_DAEMON_LOG"
+  # --strace: every thread's network and fsync calls with their times (-T), to find where a
+  # phase waits (seccomp-bpf: the other calls are not stopped, so the daemon keeps its pace)
+  local wrap=()
+  [ -n "${E2E_STRACE:-}" ] && wrap=(strace -f --seccomp-bpf -e trace=%network,fsync,fdatasync -tt -T -o "$E2E_STRACE.$(date +%s)")
   XENAPID_ROOT_PASSWORD="$E2E_PASSWORD" \
-    "$E2E_BIN" --config "$E2E_CONFIG" --foreground \
+    "${wrap[@]}" "$E2E_BIN" --config "$E2E_CONFIG" --foreground \
     > >(python3 -u -c "$ts" >> "$E2E_DAEMON_LOG") 2>&1 < /dev/null &
   echo $! > "$E2E_PIDFILE"
+  if [ ${#wrap[@]} -gt 0 ]; then # the daemon's pid, not strace's: the suite signals and measures it
+    local p=$! c
+    for _ in $(seq 100); do
+      c="$(pgrep -P "$p" -x xenapid)" && { echo "$c" > "$E2E_PIDFILE"; break; }
+      sleep 0.1
+    done
+  fi
 }
 
 if [ "${1:-}" = --start-daemon ]; then
@@ -59,7 +70,8 @@ while [ $# -gt 0 ]; do
     --only=*) export E2E_ONLY="${1#--only=}"; shift ;;
     --also) export E2E_ALSO="$2"; shift 2 ;;
     --storm) export E2E_STORM_GUESTS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...] [--also STEP,STEP...] [--storm GUESTS]" >&2; exit 2 ;;
+    --strace) export E2E_STRACE=1; shift ;;
+    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...] [--also STEP,STEP...] [--storm GUESTS] [--strace]" >&2; exit 2 ;;
   esac
 done
 
@@ -90,6 +102,7 @@ mkdir -p "$work" "$logs" "$state"
 export E2E_BIN="$bin"
 export E2E_CONFIG="$state/xenapid.conf"
 export E2E_DAEMON_LOG="$work/xenapid.log"
+[ -n "${E2E_STRACE:-}" ] && export E2E_STRACE="$work/xenapid.strace"
 export E2E_PIDFILE="$state/xenapid.pid"
 export E2E_PASSWORD="e2e-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 export E2E_URL="http://127.0.0.1:$port/"

@@ -100,6 +100,11 @@ OPT_IN = {
 }
 # 80 MiB: the lab's guest kernel (Debian's vmlinux) alone takes 58 MiB of the domain's memory; at 32
 # MiB libxc refused it ("segment kernel too large"). 20 of them need XENLAB_MEM=4096 (see s_boot_storm).
+# xenapid's log of a VM.start's record and its parts (vmops/vm.c start_vm): domid, record, plumbing,
+# lock wait, locked, durable wait, and what came before the backend's create with its networks' part (us)
+RECORD_PARTS = re.compile(r"started as domain (\d+); .*record (\d+) us wall \(plumbing (\d+) us for \d+ VIFs, "
+                          r"lock wait (\d+) us, locked (\d+) us, durable wait (\d+) us(?:, then \d+ us)?\)"
+                          r"(?:; before the backend (\d+) us \(its networks' devices (\d+) us\))?")
 STORM_GUESTS, STORM_CLIENTS, STORM_MIB = int(os.environ.get("E2E_STORM_GUESTS", "") or 20), 4, 80
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -1360,6 +1365,7 @@ class Suite(HvmSteps):
         own = [tuple(int(x) for x in m) for m in re.findall(
             r"started as domain \d+; own time (\d+) us wall, (\d+) us CPU; backend (\d+) us wall, (\d+) us CPU; "
             r"record (\d+) us wall", self.daemon_log(log_off))]
+        parts = [tuple(int(x or 0) for x in m.groups()) for m in RECORD_PARTS.finditer(self.daemon_log(log_off))]
         st = {"clients": clients, "guests": len(vms), "ok": len(calls), "failed": len(errors),
               "not_started": len(todo),
               "first_error": errors[0] if errors else None, "wall_s": wall,
@@ -1375,6 +1381,14 @@ class Suite(HvmSteps):
                 "backend_cpu_ms_median": statistics.median(o[3] for o in own) / 1000,
                 # the client's view: HTTP, queueing and the reply on top of the daemon's own time
                 "call_less_backend_ms_per_start": 1000 * (sum(calls) - sum(o[2] for o in own) / 1e6) / max(1, len(own))})
+        if parts:
+            st.update({"record_plumbing_ms_median": statistics.median(p[2] for p in parts) / 1000,
+                       "record_lock_wait_ms_median": statistics.median(p[3] for p in parts) / 1000,
+                       "record_locked_ms_median": statistics.median(p[4] for p in parts) / 1000,
+                       "record_durable_ms_median": statistics.median(p[5] for p in parts) / 1000,
+                       "record_lock_wait_ms_max": max(p[3] for p in parts) / 1000,
+                       "before_backend_ms_median": statistics.median(p[6] for p in parts) / 1000,
+                       "networks_ms_median": statistics.median(p[7] for p in parts) / 1000})
         self.bench_storm["xenapid_%d" % clients] = st
         out("      xenapid, %d client(s): %d of %d starts in %.1f s (%d failed%s%s)"
             % (clients, len(calls), len(vms), wall, len(errors),
@@ -1382,11 +1396,18 @@ class Suite(HvmSteps):
                (", first: " + errors[0][:300]) if errors else ""))
         if own:
             out("        own time per start (daemon-measured: VM lock taken to durable record, less the backend's "
-                "create+unpause) median %.2f ms wall (max %.2f; of it %.2f ms waiting for the durable record), "
+                "create+unpause) median %.2f ms wall (max %.2f; of it %.2f ms in the record: its parts below), "
                 "%.2f ms CPU (goal < 5 ms: wall %s, CPU %s)"
                 % (st["own_wall_ms_median"], st["own_wall_ms_max"], st["record_wall_ms_median"], st["own_cpu_ms_median"],
                    "met" if st["own_wall_ms_median"] < 5 else "NOT met",
                    "met" if st["own_cpu_ms_median"] < 5 else "NOT met"))
+            if parts:
+                out("        the record's parts, medians: VIF plumbing %.2f ms (off the store's lock), store lock wait "
+                    "%.2f ms (max %.2f), under the lock %.2f ms, durable wait %.2f ms; before the backend %.2f ms "
+                    "(its networks' devices %.2f ms)"
+                    % (st["record_plumbing_ms_median"], st["record_lock_wait_ms_median"], st["record_lock_wait_ms_max"],
+                       st["record_locked_ms_median"], st["record_durable_ms_median"], st["before_backend_ms_median"],
+                       st["networks_ms_median"]))
             out("        backend (libxl) per start: median %.2f s wall, %.0f ms CPU in the calling thread; VM.start call "
                 "median %s s; call less backend %.1f ms per start (HTTP, op queue, reply); xenapid process CPU %s "
                 "ms per start" % (st["backend_wall_s_median"], st["backend_cpu_ms_median"],
@@ -1940,18 +1961,29 @@ class Suite(HvmSteps):
             took = next((int(m.group(1)) for t, l in log if smp["t0"] <= t <= smp["t1"] + 0.5
                          for m in [re.search(r"is domain %d\b.*libxl took (\d+) ms" % smp["domid"], l)] if m), None)
             ph.append(("libxl call as xenapid times it", took / 1000.0 if took is not None else None))
+            rec = next((m for t, l in log if smp["t0"] <= t <= smp["t1"] + 0.5
+                        for m in [RECORD_PARTS.search(l)] if m and int(m.group(1)) == smp["domid"]), None)
+            for i, name in enumerate(("record (after unpause)", "record: VIF plumbing", "record: store lock wait",
+                                      "record: durable wait", "before: networks' devices")):
+                g = rec.group([2, 3, 4, 6, 8][i]) if rec else None
+                ph.append((name, int(g) / 1e6 if g else None))
             cols.append(("VM.start #%d" % (len(cols) + 1), ph))
         for x in xs:
             cols.append((x["label"], self.phases("xl", x["t0"], x["t1"], x["t0"] + x["marker_s"], x["lines"],
                                                  x["domid"])))
         rows = [
             ("before libxl (xenapid / xl: parse)", lambda n: n.endswith("before libxl")),
+            ("  its networks' devices (xenapid)", lambda n: n == "before: networks' devices"),
             ("libxl: domain build (to 1st hotplug)", lambda n: n == "libxl: domain build (to 1st hotplug)"),
             ("hotplug scripts (wall time)", lambda n: n.startswith("hotplug scripts")),
             ("libxl: rest (waits around hotplug)", lambda n: n == "libxl: rest (waits around hotplug)"),
             ("libxl: domain create (no trace)", lambda n: n == "libxl: domain create (all)"),
             ("  (libxl call, xenapid's own log)", lambda n: n == "libxl call as xenapid times it"),
             ("after libxl (unpause, reply)", lambda n: "after libxl" in n or n.startswith("xl: unpause")),
+            ("  record (xenapid's log)", lambda n: n == "record (after unpause)"),
+            ("    its VIFs' plumbing", lambda n: n == "record: VIF plumbing"),
+            ("    store lock wait", lambda n: n == "record: store lock wait"),
+            ("    durable wait", lambda n: n == "record: durable wait"),
             ("= call returned", lambda n: n == "= call returned"),
             ("guest boot to marker", lambda n: n == "guest boot to marker"),
             ("= start to marker", lambda n: n == "= start to marker"),
