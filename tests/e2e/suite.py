@@ -80,8 +80,6 @@ ALSO = [n for n in os.environ.get("E2E_ALSO", "").split(",") if n]
 # The boot storm (20 guests twice, ~2 min alone under TCG) is a benchmark run by hand.
 OPT_IN = {
     # written this stop, not yet passed in a lab run of the whole suite, or too slow for CI's e2e budget
-    "iscsi-sr-volume": "opt-in: XENAPID_E2E_ONLY=...,iscsi-sr-volume; passed alone in 99.5 s under load (tgtd's "
-                       "start 30 s), too long for CI's budget beside the rest",
     "hvm-kernel-boot-vnc": "opt-in: XENAPID_E2E_ONLY=...,hvm-kernel-boot-vnc; ~200 s on an idle host, more under load; "
                            "not run in the lab with pci=off nopv yet",
     "hvm-disk-boot-linux": "opt-in: XENAPID_E2E_ONLY=login,sr-create,hvm-disk-boot-linux; passed in 225.5 s beside "
@@ -93,10 +91,6 @@ OPT_IN = {
     "vhd-chain-read-bench": "opt-in: XENAPID_E2E_ONLY=...,vhd-chain-read-bench; benchmark 3, two 256 MiB imports and boots",
     "libvirt-create-benchmark": "opt-in: XENAPID_E2E_ONLY=...,libvirt-create-benchmark; libvirtd's start and three "
                                 "creates add minutes to the CI budget",
-    "nfs-hung-server": "opt-in: XENAPID_E2E_ONLY=login,sr-create,nfs-sr,nfs-hung-server,nfs-cleanup; ~100 s under "
-                       "TCG (the 60 s storage_io_timeout, then ~25 s until the mount answers again)",
-    "lvmoiscsi-sr": "opt-in: XENAPID_E2E_ONLY=...,lvmoiscsi-sr; 133 s in the lab under load (four iSCSI logins, "
-                    "pvcreate/vgcreate)",
 }
 # 80 MiB: the lab's guest kernel (Debian's vmlinux) alone takes 58 MiB of the domain's memory; at 32
 # MiB libxc refused it ("segment kernel too large"). 20 of them need XENLAB_MEM=4096 (see s_boot_storm).
