@@ -438,7 +438,10 @@ class PasswordGuessingFlood(unittest.TestCase):
         normal("close")()
         for t in threads:
             t.join()
-        limit = 4 * (self.SECONDS / self.DELAY + 2)  # auth_parallel_per_peer checks per delay, and slack
+        # auth_parallel_per_peer (4) checks per delay, and slack of 4 delays: the batch in flight at the
+        # start and at the end, and scheduling jitter (a CI run counted 33 against a slack of 2 delays).
+        # Without the limit the 128 guessers make about 700 checks in that time.
+        limit = 4 * (self.SECONDS / self.DELAY + 4)
         self.assertEqual(counts["other"], 0, counts)
         self.assertLessEqual(counts["checked"], limit, counts)
         self.assertGreater(counts["busy"], 0, counts)
