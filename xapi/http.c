@@ -717,6 +717,7 @@ typedef struct request_ctx {
     bool inflight;     /* counted in xapi_http.inflight */
     uint64_t dropped;
     uint64_t received; /* body bytes MHD handed over */
+    uint64_t direct_len; /* a body put_direct may read the rest of: its length (0: all through MHD) */
     xapi_http_raw_post_fn raw; /* EP_RAW */
     gnutls_session_t corked;   /* a small reply's TLS records held until it is all queued */
 } request_ctx;
@@ -823,6 +824,18 @@ static enum MHD_Result put_direct(xapi_http *h, struct MHD_Connection *conn, req
     return MHD_NO;
 }
 
+/* The length of a PUT body whose rest the connection's thread may read itself
+ * (put_direct): a plain connection's body of known length; 0 for a TLS
+ * connection or a chunked body, which go through MHD. Read once, at the headers. */
+static uint64_t direct_body_length(struct MHD_Connection *conn) {
+    const char *clen;
+
+    if (thread_conn_tls || MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return 0;
+    clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return clen ? strtoull(clen, NULL, 10) : 0;
+}
+
 /* A PUT to a streaming handler: headers (first call), body pieces, end. */
 static enum MHD_Result handle_put(xapi_http *h, struct MHD_Connection *conn, const xapi_http_put_ops *ops,
                                   request_ctx **pctx, const char *upload_data, size_t *upload_data_size) {
@@ -838,23 +851,20 @@ static enum MHD_Result handle_put(xapi_http *h, struct MHD_Connection *conn, con
         ctx->ep = EP_PUT;
         ctx->put = ops;
         ctx->put_state = state;
+        ctx->direct_len = direct_body_length(conn);
         *pctx = ctx;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
-        const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        uint64_t total = clen ? strtoull(clen, NULL, 10) : 0;
         *upload_data_size = 0;
         ctx->received += n;
         if (!ctx->put_refused && ops->data(ctx->put_state, upload_data, n) < 0)
             ctx->put_refused = true;
         else if (ctx->put_refused && (ctx->dropped += n) > PUT_DROP_MAX)
             return MHD_NO; /* closes the connection: abort frees the state */
-        /* The rest on a plain connection read directly (a chunked body goes through MHD). */
-        if (!thread_conn_tls && clen && total > ctx->received &&
-            !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
-            return put_direct(h, conn, ctx, total - ctx->received);
+        if (ctx->direct_len > ctx->received)
+            return put_direct(h, conn, ctx, ctx->direct_len - ctx->received);
         return MHD_YES;
     }
     state = ctx->put_state;
