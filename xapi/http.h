@@ -51,8 +51,9 @@ typedef struct xapi_http_reply {
     ssize_t (*read)(void *state, uint64_t pos, char *buf, size_t max);
     void (*done)(void *state, bool complete);
     /* Optional, with read: whether the body's bytes from pos are in a file as
-     * they are, for a plain connection to send them from the page cache
-     * (sendfile) instead of copying them through read: 1 with the file's fd,
+     * they are, for a plain connection to read them from there itself (pread,
+     * gathered with read's bytes into large sends) instead of through read and
+     * libmicrohttpd's buffers: 1 with the file's fd,
      * the offset there and *len cut to what lies there in one piece; 0 to have
      * read produce them; < 0 to abort. Bytes are asked for in order, each once,
      * by extent or by read; the fd must stay open until done. */
