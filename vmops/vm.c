@@ -523,6 +523,13 @@ static void plumbing_catch_up(xapi_server *srv, const char *vm_ref, int64_t domi
     plumbing_free(&now);
 }
 
+static int64_t clock_ns(clockid_t clock) {
+    struct timespec ts;
+
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory,
                        vmops_record_times *ret_times) {
     xapi_store *st = c->srv->store;
@@ -530,7 +537,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     plumbing_set plumb = {0};
     char uuid[XAPI_UUID_LEN + 1] = "";
     bool up = is_up(what);
-    int64_t t0, t1;
+    int64_t t0, t1, cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), cpu1;
     xapi_obj *vm;
     int rc;
 
@@ -552,10 +559,13 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     t.nvifs = (unsigned)plumb.n;
     t1 = xapi_now_ns();
     t.plumbing_ns = t1 - t0;
+    cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    t.plumbing_cpu_ns = cpu1 - cpu0;
 
     xapi_store_write_begin(st);
     t0 = xapi_now_ns();
     t.lock_wait_ns = t0 - t1;
+    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     vm = xapi_store_get_class(st, C_VM, vm_ref);
     if (vm) {
         if (up) {
@@ -567,9 +577,13 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     }
     t1 = xapi_now_ns();
     t.locked_ns = t1 - t0;
+    cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    t.locked_cpu_ns = cpu1 - cpu0;
     rc = xapi_commit(c);
     t0 = xapi_now_ns();
     t.durable_ns = t0 - t1;
+    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    t.durable_cpu_ns = cpu0 - cpu1;
 
     if (!up) {
         for (size_t i = 0; i < plumb.n; i++)
@@ -581,6 +595,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
         if (*uuid)
             vmops_console_log_link(c->srv, uuid, domid);
         t.after_ns = xapi_now_ns() - t0;
+        t.after_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     }
     plumbing_free(&plumb);
     if (ret_times)
@@ -639,19 +654,13 @@ out:
     return rc;
 }
 
-static int64_t clock_ns(clockid_t clock) {
-    struct timespec ts;
-
-    clock_gettime(clock, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Creates and (unless paused) unpauses the domain. */
 int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result *ret) {
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char *msg = NULL;
-    int64_t wall0, cpu0, prepare0 = clock_ns(CLOCK_MONOTONIC), network_ns = 0;
+    int64_t wall0, cpu0, prepare0 = clock_ns(CLOCK_MONOTONIC), prepare_cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID),
+                        network_ns = 0;
     int domid = -1, rc;
 
     rc = prepare_start(c, vm_ref, &cfg, &network_ns);
@@ -678,7 +687,8 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
                                .backend_wall_ns = clock_ns(CLOCK_MONOTONIC) - wall0,
                                .backend_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0,
                                .prepare_ns = wall0 - prepare0,
-                               .network_ns = network_ns};
+                               .network_ns = network_ns,
+                               .prepare_cpu_ns = cpu0 - prepare_cpu0};
 out:
     vmops_domain_config_free(&cfg);
     return rc;
@@ -853,12 +863,14 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     log_info("VM %s started as domain %d; own time %" PRId64 " us wall, %" PRId64 " us CPU; backend %" PRId64
              " us wall, %" PRId64 " us CPU; record %" PRId64 " us wall (plumbing %" PRId64 " us for %u VIFs, lock wait %" PRId64
              " us, locked %" PRId64 " us, durable wait %" PRId64 " us, then %" PRId64 " us); before the backend %" PRId64
-             " us (its networks' devices %" PRId64 " us)",
+             " us (its networks' devices %" PRId64 " us); CPU before the backend %" PRId64 " us, in the record: plumbing %" PRId64
+             " us, locked %" PRId64 " us, durable %" PRId64 " us, then %" PRId64 " us",
              op->vm_uuid, boot.domid, (wall1 - wall0 - boot.backend_wall_ns) / 1000,
              (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
              boot.backend_cpu_ns / 1000, (wall1 - record0) / 1000, rt.plumbing_ns / 1000, rt.nvifs,
              rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000, rt.after_ns / 1000, boot.prepare_ns / 1000,
-             boot.network_ns / 1000);
+             boot.network_ns / 1000, boot.prepare_cpu_ns / 1000, rt.plumbing_cpu_ns / 1000, rt.locked_cpu_ns / 1000,
+             rt.durable_cpu_ns / 1000, rt.after_cpu_ns / 1000);
     return 0;
 }
 
