@@ -45,7 +45,9 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
 void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused, int64_t memory);
 void vmops_record_started(xapi_server *srv, xapi_obj *vm);
 void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended);
-/* Records the VM's new state and waits until it is durable (VM lock held).
+/* Records the VM's new state and waits until it is durable (VM lock held),
+ * except a fresh start's (REC_STARTED*), which the hypervisor can tell again
+ * after a crash (see recoverable_from_hypervisor in vm.c).
  * The VIFs' plumbing (their backend devices' MTU, rate limit and rules) is
  * done without the store's lock: before the record for a domain that runs,
  * after it for one that is gone. */
