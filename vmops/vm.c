@@ -523,6 +523,29 @@ static void plumbing_catch_up(xapi_server *srv, const char *vm_ref, int64_t domi
     plumbing_free(&now);
 }
 
+/* Whether a record need not be durable before the reply: a fresh start's,
+ * which says no more than the hypervisor does (the VM's domain, its power
+ * state, memory and devices attached). If the daemon dies before the
+ * committer has written it, the store still says Halted, and reconcile() at
+ * the next start finds the domain by the VM's uuid and records it running
+ * again, VIFs' plumbing and console with it; only VM_metrics.start_time is
+ * lost. Writes made after it are ordered after it (one commit queue), so
+ * whatever a client does next on the VM is durable only with it. Everything
+ * else waits: a halt (a domain that is gone says nothing), a resume (its
+ * suspend image goes) and a reboot (the new domid). While the store's writes
+ * fail, the start waits too, to fail as before rather than be taken back
+ * after its reply. */
+static bool recoverable_from_hypervisor(xapi_store *st, int what) {
+    return (what == REC_STARTED || what == REC_STARTED_PAUSED) && xapi_store_write_error(st) == 0;
+}
+
+static int64_t clock_ns(clockid_t clock) {
+    struct timespec ts;
+
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory,
                        vmops_record_times *ret_times) {
     xapi_store *st = c->srv->store;
@@ -530,7 +553,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     plumbing_set plumb = {0};
     char uuid[XAPI_UUID_LEN + 1] = "";
     bool up = is_up(what);
-    int64_t t0, t1;
+    int64_t t0, t1, cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), cpu1;
     xapi_obj *vm;
     int rc;
 
@@ -552,10 +575,13 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     t.nvifs = (unsigned)plumb.n;
     t1 = xapi_now_ns();
     t.plumbing_ns = t1 - t0;
+    cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    t.plumbing_cpu_ns = cpu1 - cpu0;
 
     xapi_store_write_begin(st);
     t0 = xapi_now_ns();
     t.lock_wait_ns = t0 - t1;
+    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     vm = xapi_store_get_class(st, C_VM, vm_ref);
     if (vm) {
         if (up) {
@@ -567,9 +593,17 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     }
     t1 = xapi_now_ns();
     t.locked_ns = t1 - t0;
-    rc = xapi_commit(c);
+    cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    t.locked_cpu_ns = cpu1 - cpu0;
+    if (recoverable_from_hypervisor(st, what)) {
+        xapi_store_write_end(st); /* the committer thread makes it durable, within a few ms */
+        rc = 0;
+    } else
+        rc = xapi_commit(c);
     t0 = xapi_now_ns();
     t.durable_ns = t0 - t1;
+    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    t.durable_cpu_ns = cpu0 - cpu1;
 
     if (!up) {
         for (size_t i = 0; i < plumb.n; i++)
@@ -581,6 +615,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
         if (*uuid)
             vmops_console_log_link(c->srv, uuid, domid);
         t.after_ns = xapi_now_ns() - t0;
+        t.after_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     }
     plumbing_free(&plumb);
     if (ret_times)
@@ -639,19 +674,13 @@ out:
     return rc;
 }
 
-static int64_t clock_ns(clockid_t clock) {
-    struct timespec ts;
-
-    clock_gettime(clock, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Creates and (unless paused) unpauses the domain. */
 int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result *ret) {
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char *msg = NULL;
-    int64_t wall0, cpu0, prepare0 = clock_ns(CLOCK_MONOTONIC), network_ns = 0;
+    int64_t wall0, cpu0, prepare0 = clock_ns(CLOCK_MONOTONIC), prepare_cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID),
+                        network_ns = 0;
     int domid = -1, rc;
 
     rc = prepare_start(c, vm_ref, &cfg, &network_ns);
@@ -678,7 +707,8 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
                                .backend_wall_ns = clock_ns(CLOCK_MONOTONIC) - wall0,
                                .backend_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0,
                                .prepare_ns = wall0 - prepare0,
-                               .network_ns = network_ns};
+                               .network_ns = network_ns,
+                               .prepare_cpu_ns = cpu0 - prepare_cpu0};
 out:
     vmops_domain_config_free(&cfg);
     return rc;
@@ -826,7 +856,7 @@ out:
 
 /* What cannot start at all is refused before its power state is looked at. */
 static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
-    /* from here (the VM's lock taken) to the durable record: the start's own time */
+    /* from here (the VM's lock taken) to the record (queued for the committer): the start's own time */
     int64_t wall0 = clock_ns(CLOCK_MONOTONIC), cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), record0, wall1;
     vmops_boot_result boot;
     vmops_record_times rt;
@@ -853,12 +883,14 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     log_info("VM %s started as domain %d; own time %" PRId64 " us wall, %" PRId64 " us CPU; backend %" PRId64
              " us wall, %" PRId64 " us CPU; record %" PRId64 " us wall (plumbing %" PRId64 " us for %u VIFs, lock wait %" PRId64
              " us, locked %" PRId64 " us, durable wait %" PRId64 " us, then %" PRId64 " us); before the backend %" PRId64
-             " us (its networks' devices %" PRId64 " us)",
+             " us (its networks' devices %" PRId64 " us); CPU before the backend %" PRId64 " us, in the record: plumbing %" PRId64
+             " us, locked %" PRId64 " us, durable %" PRId64 " us, then %" PRId64 " us",
              op->vm_uuid, boot.domid, (wall1 - wall0 - boot.backend_wall_ns) / 1000,
              (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
              boot.backend_cpu_ns / 1000, (wall1 - record0) / 1000, rt.plumbing_ns / 1000, rt.nvifs,
              rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000, rt.after_ns / 1000, boot.prepare_ns / 1000,
-             boot.network_ns / 1000);
+             boot.network_ns / 1000, boot.prepare_cpu_ns / 1000, rt.plumbing_cpu_ns / 1000, rt.locked_cpu_ns / 1000,
+             rt.durable_cpu_ns / 1000, rt.after_cpu_ns / 1000);
     return 0;
 }
 

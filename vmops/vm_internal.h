@@ -37,6 +37,7 @@ typedef struct vmops_boot_result {
     int64_t backend_cpu_ns;  /* CLOCK_THREAD_CPUTIME_ID of the calling thread */
     int64_t prepare_ns;      /* before the backend: the checks, the domain's config, its networks' devices */
     int64_t network_ns;      /* of that, the networks' devices (network_prepare_for_vif) */
+    int64_t prepare_cpu_ns;  /* the thread's CPU before the backend */
 } vmops_boot_result;
 /* Creates the VM's domain and unpauses it unless paused (VM lock held). */
 int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result *ret);
@@ -44,7 +45,9 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
 void vmops_record_running(xapi_server *srv, xapi_obj *vm, int domid, bool paused, int64_t memory);
 void vmops_record_started(xapi_server *srv, xapi_obj *vm);
 void vmops_record_stopped(xapi_server *srv, xapi_obj *vm, bool suspended);
-/* Records the VM's new state and waits until it is durable (VM lock held).
+/* Records the VM's new state and waits until it is durable (VM lock held),
+ * except a fresh start's (REC_STARTED*), which the hypervisor can tell again
+ * after a crash (see recoverable_from_hypervisor in vm.c).
  * The VIFs' plumbing (their backend devices' MTU, rate limit and rules) is
  * done without the store's lock: before the record for a domain that runs,
  * after it for one that is gone. */
@@ -55,6 +58,8 @@ int vmops_record(xapi_call *c, const char *vm_ref, int domid, int what, int64_t 
  * link, a catch-up of the plumbing). */
 typedef struct vmops_record_times {
     int64_t plumbing_ns, lock_wait_ns, locked_ns, durable_ns, after_ns;
+    /* the thread's CPU (CLOCK_THREAD_CPUTIME_ID) in the same parts, the lock wait left out */
+    int64_t plumbing_cpu_ns, locked_cpu_ns, durable_cpu_ns, after_cpu_ns;
     unsigned nvifs;
 } vmops_record_times;
 int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory,
