@@ -639,10 +639,13 @@ out:
     return rc;
 }
 
-static int64_t clock_ns(clockid_t clock) {
+/* The calling thread's CPU time: a start's figures split its wall time
+ * (xapi_now_ns, CLOCK_MONOTONIC like every other duration here) from the CPU
+ * it spent, to tell waiting from working on a loaded host. */
+static int64_t thread_cpu_ns(void) {
     struct timespec ts;
 
-    clock_gettime(clock, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -651,14 +654,14 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char *msg = NULL;
-    int64_t wall0, cpu0, prepare0 = clock_ns(CLOCK_MONOTONIC), network_ns = 0;
+    int64_t wall0, cpu0, prepare0 = xapi_now_ns(), network_ns = 0;
     int domid = -1, rc;
 
     rc = prepare_start(c, vm_ref, &cfg, &network_ns);
     if (rc < 0)
         return rc;
-    wall0 = clock_ns(CLOCK_MONOTONIC);
-    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    wall0 = xapi_now_ns();
+    cpu0 = thread_cpu_ns();
     rc = b->ops->create(b, &cfg, &domid, &msg);
     if (rc < 0) {
         rc = build_fail(c, vm_ref, "creating the domain", rc, msg, cfg.memory_target);
@@ -675,8 +678,8 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
         }
     }
     *ret = (vmops_boot_result){.domid = domid, .memory = cfg.memory_target,
-                               .backend_wall_ns = clock_ns(CLOCK_MONOTONIC) - wall0,
-                               .backend_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0,
+                               .backend_wall_ns = xapi_now_ns() - wall0,
+                               .backend_cpu_ns = thread_cpu_ns() - cpu0,
                                .prepare_ns = wall0 - prepare0,
                                .network_ns = network_ns};
 out:
@@ -827,7 +830,7 @@ out:
 /* What cannot start at all is refused before its power state is looked at. */
 static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     /* from here (the VM's lock taken) to the durable record: the start's own time */
-    int64_t wall0 = clock_ns(CLOCK_MONOTONIC), cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), record0, wall1;
+    int64_t wall0 = xapi_now_ns(), cpu0 = thread_cpu_ns(), record0, wall1;
     vmops_boot_result boot;
     vmops_record_times rt;
     int rc;
@@ -842,11 +845,11 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     rc = vmops_boot(c, op->vm_ref, paused, &boot);
     if (rc < 0)
         return rc;
-    record0 = clock_ns(CLOCK_MONOTONIC);
+    record0 = xapi_now_ns();
     rc = vmops_record_timed(c, op->vm_ref, boot.domid, paused ? REC_STARTED_PAUSED : REC_STARTED, boot.memory, &rt);
     if (rc < 0)
         return rc;
-    wall1 = clock_ns(CLOCK_MONOTONIC);
+    wall1 = xapi_now_ns();
     /* the e2e boot storm and bench/boot_storm.py read these figures; the
      * record's parts say where a slow one waited (its VIFs' devices, other
      * writers, the disk) */
@@ -855,7 +858,7 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
              " us, locked %" PRId64 " us, durable wait %" PRId64 " us, then %" PRId64 " us); before the backend %" PRId64
              " us (its networks' devices %" PRId64 " us)",
              op->vm_uuid, boot.domid, (wall1 - wall0 - boot.backend_wall_ns) / 1000,
-             (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
+             (thread_cpu_ns() - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
              boot.backend_cpu_ns / 1000, (wall1 - record0) / 1000, rt.plumbing_ns / 1000, rt.nvifs,
              rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000, rt.after_ns / 1000, boot.prepare_ns / 1000,
              boot.network_ns / 1000);
