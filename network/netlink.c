@@ -73,6 +73,41 @@ static bool name_ok(const char *name) {
     return name && *name && strlen(name) < IF_NAMESIZE && !strchr(name, '/') && !strchr(name, ' ');
 }
 
+/* A socket for a call on the device name: -EINVAL first when the name cannot be one. */
+static int nl_open_named(const char *name, struct nl_sock **ret) {
+    return name_ok(name) ? nl_open(ret) : -EINVAL;
+}
+
+/* A socket of its own and the link called name on it: what a call on one
+ * existing link starts with. The caller puts *ret_l and frees *ret_sk. A bad
+ * name is -EINVAL; a failed look-up is lookup_err when that is not 0 (a
+ * caller that promises -ENODEV for any), else libnl's error as an errno. */
+static int link_open(const char *name, int lookup_err, struct nl_sock **ret_sk, struct rtnl_link **ret_l) {
+    struct nl_sock *sk = NULL;
+    struct rtnl_link *l = NULL;
+    int rc;
+
+    rc = nl_open_named(name, &sk);
+    if (rc < 0)
+        return rc;
+    rc = rtnl_link_get_kernel(sk, 0, name, &l);
+    if (rc < 0) {
+        rc = lookup_err ? lookup_err : nl_errno(rc);
+        goto out;
+    }
+    *ret_sk = sk;
+    *ret_l = l;
+    sk = NULL;
+    l = NULL;
+    rc = 0;
+out:
+    if (l)
+        rtnl_link_put(l);
+    if (sk)
+        nl_socket_free(sk);
+    return rc;
+}
+
 static bool kind_is(struct rtnl_link *l, const char *kind) {
     const char *k = rtnl_link_get_type(l);
     return k && strcmp(k, kind) == 0;
@@ -165,9 +200,7 @@ int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
     bool created = false;
     int rc;
 
-    if (!name_ok(name))
-        return -EINVAL;
-    rc = nl_open(&sk);
+    rc = nl_open_named(name, &sk);
     if (rc < 0)
         return rc;
     l = rtnl_link_alloc();
@@ -355,16 +388,11 @@ int network_nl_link_delete(const char *name) {
     struct rtnl_link *l = NULL;
     int rc;
 
-    if (!name_ok(name))
-        return -EINVAL;
-    rc = nl_open(&sk);
+    rc = link_open(name, 0, &sk, &l);
     if (rc < 0)
         return rc;
-    rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &l));
-    if (rc == 0)
-        rc = nl_errno(rtnl_link_delete(sk, l));
-    if (l)
-        rtnl_link_put(l);
+    rc = nl_errno(rtnl_link_delete(sk, l));
+    rtnl_link_put(l);
     nl_socket_free(sk);
     return rc;
 }
@@ -440,11 +468,10 @@ bool network_nl_link_exists(const char *name, const char *kind) {
     struct rtnl_link *l = NULL;
     bool found;
 
-    if (!name_ok(name) || nl_open(&sk) < 0)
+    if (link_open(name, 0, &sk, &l) < 0)
         return false;
-    found = rtnl_link_get_kernel(sk, 0, name, &l) == 0 && (!kind || kind_is(l, kind));
-    if (l)
-        rtnl_link_put(l);
+    found = !kind || kind_is(l, kind);
+    rtnl_link_put(l);
     nl_socket_free(sk);
     return found;
 }
@@ -512,16 +539,10 @@ static int rate_call(const char *dev, bool set, uint64_t bytes_per_sec) {
     struct rtnl_link *l = NULL;
     int rc;
 
-    if (!name_ok(dev))
-        return -EINVAL;
-    rc = nl_open(&sk);
+    rc = link_open(dev, 0, &sk, &l);
     if (rc < 0)
         return rc;
-    rc = nl_errno(rtnl_link_get_kernel(sk, 0, dev, &l));
-    if (rc < 0)
-        goto out;
     rc = set ? set_rate(sk, rtnl_link_get_ifindex(l), bytes_per_sec) : clear_rate(sk, rtnl_link_get_ifindex(l));
-out:
     rtnl_link_put(l);
     nl_socket_free(sk);
     return rc;
@@ -540,16 +561,10 @@ int network_nl_vif_apply(const char *dev, int64_t mtu, uint64_t bytes_per_sec, b
     struct rtnl_link *l = NULL, *ch = NULL;
     int rc, r;
 
-    if (!name_ok(dev))
-        return -EINVAL;
-    rc = nl_open(&sk);
+    /* one look-up: whether it exists, its MTU and its ifindex */
+    rc = link_open(dev, -ENODEV, &sk, &l);
     if (rc < 0)
         return rc;
-    /* one look-up: whether it exists, its MTU and its ifindex */
-    if (rtnl_link_get_kernel(sk, 0, dev, &l) < 0) {
-        rc = -ENODEV;
-        goto out;
-    }
     if (mtu > 0 && (int64_t)rtnl_link_get_mtu(l) != mtu) {
         ch = rtnl_link_alloc();
         if (!ch) {

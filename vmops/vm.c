@@ -539,10 +539,13 @@ static bool recoverable_from_hypervisor(xapi_store *st, int what) {
     return (what == REC_STARTED || what == REC_STARTED_PAUSED) && xapi_store_write_error(st) == 0;
 }
 
-static int64_t clock_ns(clockid_t clock) {
+/* The calling thread's CPU time: a start's figures split its wall time
+ * (xapi_now_ns, CLOCK_MONOTONIC like every other duration here) from the CPU
+ * it spent, to tell waiting from working on a loaded host. */
+static int64_t thread_cpu_ns(void) {
     struct timespec ts;
 
-    clock_gettime(clock, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -553,7 +556,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     plumbing_set plumb = {0};
     char uuid[XAPI_UUID_LEN + 1] = "";
     bool up = is_up(what);
-    int64_t t0, t1, cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), cpu1;
+    int64_t t0, t1, cpu0 = thread_cpu_ns(), cpu1;
     xapi_obj *vm;
     int rc;
 
@@ -575,13 +578,13 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     t.nvifs = (unsigned)plumb.n;
     t1 = xapi_now_ns();
     t.plumbing_ns = t1 - t0;
-    cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    cpu1 = thread_cpu_ns();
     t.plumbing_cpu_ns = cpu1 - cpu0;
 
     xapi_store_write_begin(st);
     t0 = xapi_now_ns();
     t.lock_wait_ns = t0 - t1;
-    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    cpu0 = thread_cpu_ns();
     vm = xapi_store_get_class(st, C_VM, vm_ref);
     if (vm) {
         if (up) {
@@ -593,7 +596,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
     }
     t1 = xapi_now_ns();
     t.locked_ns = t1 - t0;
-    cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    cpu1 = thread_cpu_ns();
     t.locked_cpu_ns = cpu1 - cpu0;
     if (recoverable_from_hypervisor(st, what)) {
         xapi_store_write_end(st); /* the committer thread makes it durable, within a few ms */
@@ -602,7 +605,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
         rc = xapi_commit(c);
     t0 = xapi_now_ns();
     t.durable_ns = t0 - t1;
-    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    cpu0 = thread_cpu_ns();
     t.durable_cpu_ns = cpu0 - cpu1;
 
     if (!up) {
@@ -615,7 +618,7 @@ int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, in
         if (*uuid)
             vmops_console_log_link(c->srv, uuid, domid);
         t.after_ns = xapi_now_ns() - t0;
-        t.after_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+        t.after_cpu_ns = thread_cpu_ns() - cpu0;
     }
     plumbing_free(&plumb);
     if (ret_times)
@@ -679,15 +682,14 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
     vmops_backend *b = c->srv->backend;
     vmops_domain_config cfg = {0};
     char *msg = NULL;
-    int64_t wall0, cpu0, prepare0 = clock_ns(CLOCK_MONOTONIC), prepare_cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID),
-                        network_ns = 0;
+    int64_t wall0, cpu0, prepare0 = xapi_now_ns(), prepare_cpu0 = thread_cpu_ns(), network_ns = 0;
     int domid = -1, rc;
 
     rc = prepare_start(c, vm_ref, &cfg, &network_ns);
     if (rc < 0)
         return rc;
-    wall0 = clock_ns(CLOCK_MONOTONIC);
-    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    wall0 = xapi_now_ns();
+    cpu0 = thread_cpu_ns();
     rc = b->ops->create(b, &cfg, &domid, &msg);
     if (rc < 0) {
         rc = build_fail(c, vm_ref, "creating the domain", rc, msg, cfg.memory_target);
@@ -704,8 +706,8 @@ int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result 
         }
     }
     *ret = (vmops_boot_result){.domid = domid, .memory = cfg.memory_target,
-                               .backend_wall_ns = clock_ns(CLOCK_MONOTONIC) - wall0,
-                               .backend_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0,
+                               .backend_wall_ns = xapi_now_ns() - wall0,
+                               .backend_cpu_ns = thread_cpu_ns() - cpu0,
                                .prepare_ns = wall0 - prepare0,
                                .network_ns = network_ns,
                                .prepare_cpu_ns = cpu0 - prepare_cpu0};
@@ -857,7 +859,7 @@ out:
 /* What cannot start at all is refused before its power state is looked at. */
 static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     /* from here (the VM's lock taken) to the record (queued for the committer): the start's own time */
-    int64_t wall0 = clock_ns(CLOCK_MONOTONIC), cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), record0, wall1;
+    int64_t wall0 = xapi_now_ns(), cpu0 = thread_cpu_ns(), record0, wall1;
     vmops_boot_result boot;
     vmops_record_times rt;
     int rc;
@@ -872,11 +874,11 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
     rc = vmops_boot(c, op->vm_ref, paused, &boot);
     if (rc < 0)
         return rc;
-    record0 = clock_ns(CLOCK_MONOTONIC);
+    record0 = xapi_now_ns();
     rc = vmops_record_timed(c, op->vm_ref, boot.domid, paused ? REC_STARTED_PAUSED : REC_STARTED, boot.memory, &rt);
     if (rc < 0)
         return rc;
-    wall1 = clock_ns(CLOCK_MONOTONIC);
+    wall1 = xapi_now_ns();
     /* the e2e boot storm and bench/boot_storm.py read these figures; the
      * record's parts say where a slow one waited (its VIFs' devices, other
      * writers, the disk) */
@@ -886,7 +888,7 @@ static int start_vm(xapi_call *c, vmops_op *op, const vm_view *v, bool paused) {
              " us (its networks' devices %" PRId64 " us); CPU before the backend %" PRId64 " us, in the record: plumbing %" PRId64
              " us, locked %" PRId64 " us, durable %" PRId64 " us, then %" PRId64 " us",
              op->vm_uuid, boot.domid, (wall1 - wall0 - boot.backend_wall_ns) / 1000,
-             (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
+             (thread_cpu_ns() - cpu0 - boot.backend_cpu_ns) / 1000, boot.backend_wall_ns / 1000,
              boot.backend_cpu_ns / 1000, (wall1 - record0) / 1000, rt.plumbing_ns / 1000, rt.nvifs,
              rt.lock_wait_ns / 1000, rt.locked_ns / 1000, rt.durable_ns / 1000, rt.after_ns / 1000, boot.prepare_ns / 1000,
              boot.network_ns / 1000, boot.prepare_cpu_ns / 1000, rt.plumbing_cpu_ns / 1000, rt.locked_cpu_ns / 1000,
