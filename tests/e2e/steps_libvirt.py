@@ -10,7 +10,9 @@ turn the CPU features Xen reports into one of its CPU models ("Cannot find suita
 given data"), which is what QEMU's emulated CPU gives: libvirtd is then started again with
 libvirt-physinfo.so (tests/e2e/shim/) preloaded, which hides those features from libvirt (as on
 ARM, where Xen reports none); a PV guest's build does not use them. The printout says which way
-libvirtd came up.
+libvirtd came up. Like xl in its baseline, libvirtd runs with libxl-slowclock.so (tests/e2e/shim/)
+preloaded, which makes libxl's limits (its compiled-in 40 s for a hotplug script) XL_SLOWCLOCK times
+longer in real time, in libxl's own poll loop and in the timeouts it hands to libvirt's event loop.
 
 Used by suite.py: s_libvirt_bench(suite) is the step, print_libvirt(suite) adds its lines to the
 benchmark table. The helpers (run, check, out, ...) are suite.py's own, taken from the module the
@@ -89,6 +91,7 @@ class Libvirtd:
         self.mode = None
 
     def start(self, preload):
+        """libvirtd up with preload (shims, a list) in LD_PRELOAD; None, or why not."""
         h = self.h
         drivers = os.path.join(self.work, "libvirt-drivers")
         os.makedirs(drivers, exist_ok=True)
@@ -98,10 +101,14 @@ class Libvirtd:
         env = dict(os.environ, LIBVIRT_DRIVER_DIR=drivers,
                    LIBVIRT_LOG_OUTPUTS="1:file:%s" % self.log,
                    LIBVIRT_LOG_FILTERS="1:libxl 3:*")
+        physinfo = any(p.endswith("libvirt-physinfo.so") for p in preload)
+        slowclock = h.XL_SHIM in preload
         if preload:
-            env["LD_PRELOAD"] = preload
+            env["LD_PRELOAD"] = ":".join(preload)
+        if slowclock:
+            env["XENLAB_SLOWCLOCK"] = str(h.XL_SLOWCLOCK)
         with open(self.log, "a") as f:
-            f.write("---- e2e: starting libvirtd%s\n" % (" with LD_PRELOAD=" + preload if preload else ""))
+            f.write("---- e2e: starting libvirtd%s\n" % (" with LD_PRELOAD=" + env["LD_PRELOAD"] if preload else ""))
         for d in ("/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"):
             os.makedirs(d, exist_ok=True)
         log_off = os.path.getsize(self.log)
@@ -114,11 +121,12 @@ class Libvirtd:
             if self.proc.poll() is not None:
                 return "libvirtd exited with %d after %.1f s" % (self.proc.returncode, h.now() - t0)
             # the driver's refusal is final: no need to wait T_LIBVIRTD for it
-            if not preload and self.log_lines(CPU_MODEL_ERROR, 1, since=log_off):
+            if not physinfo and self.log_lines(CPU_MODEL_ERROR, 1, since=log_off):
                 return "its libxl driver did not load after %.1f s" % (h.now() - t0)
             rc, o = h.run(["virsh", "-c", URI, "version"], timeout=30, check_rc=False)
             if rc == 0 and "Running hypervisor" in o:     # e.g. "Running hypervisor: Xen 4.17.0"
-                self.mode = "physinfo shim" if preload else "plain"
+                self.mode = ("physinfo shim" if physinfo else "plain") + (
+                    ", libxl's limits x%d" % h.XL_SLOWCLOCK if slowclock else "")
                 h.out("      libvirtd (%s) answered on %s after %.1f s" % (self.mode, URI, h.now() - t0))
                 return None
             time.sleep(1)
@@ -253,8 +261,10 @@ def s_libvirt_bench(suite):
         f.write(domain_xml(v))
     lv = Libvirtd(h, h.WORK)
     res = suite.o.setdefault("libvirt", {"samples": [], "attempts": [], "failed": []})
+    # the same limits as xl's baseline (suite.xl_env): without the shim, plain libxl's 40 s
+    slow = [h.XL_SHIM] if h.xl_env() else []
     try:
-        why = lv.start(None)
+        why = lv.start(slow)
         if why:
             err = lv.log_lines(CPU_MODEL_ERROR, 1) or lv.log_lines(r"error", 1)
             res["attempts"].append("plain libvirtd: %s%s" % (why, ("; its log: " + err[-1][-300:]) if err else ""))
@@ -266,14 +276,15 @@ def s_libvirt_bench(suite):
             h.out("      Xen's hw_caps (what libvirt decodes): %s" % res["hw_caps"])
             shim = os.path.join(os.path.dirname(os.environ.get("E2E_BIN", "")), "libvirt-physinfo.so")
             h.check(os.path.exists(shim), "no %s (scripts/build.sh -DXENAPID_LIBXL=ON builds it)" % shim)
-            why = lv.start(shim)
+            why = lv.start([shim] + slow)
             if why:
                 res["attempts"].append("libvirtd with the physinfo shim: " + why)
                 raise h.StepFailed("; ".join(res["attempts"]) + "\n      libvirtd's log: "
                                    + "\n        ".join(lv.log_lines(r"error")))
         res["mode"] = lv.mode
         # up to three tries per sample, as the xl benchmark's: under load Xen's block script can run
-        # past libxl's 40 s hotplug limit (compiled in) in libvirtd as in xl, and fail the create
+        # past libxl's hotplug limit (40 s compiled in, XL_SLOWCLOCK times that with the shim) in
+        # libvirtd as in xl, and fail the create
         for n in (1, 2, 3):
             for attempt in (1, 2, 3):
                 _destroy(h)
