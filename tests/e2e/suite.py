@@ -342,9 +342,10 @@ def xl_list():
     return doms
 
 
-# The xl baselines (xl-create-benchmark, the boot storm's loop) run xl with libxl's limits this many
-# times longer (tests/e2e/shim/libxl_slowclock.c, beside the daemon): libxl's hotplug limit is a
-# compiled-in 40 s, which Xen's bash scripts overran under load, failing every create.
+# The xl baselines (xl-create-benchmark, the boot storm's loop) run xl, and the libvirt benchmark
+# libvirtd (steps_libvirt.py), with libxl's limits this many times longer (tests/e2e/shim/libxl_slowclock.c,
+# beside the daemon): libxl's hotplug limit is a compiled-in 40 s, which Xen's bash scripts overran
+# under load, failing every create.
 XL_SLOWCLOCK = 4
 XL_SHIM = os.path.join(os.path.dirname(os.environ.get("E2E_BIN", "")), "libxl-slowclock.so")
 
