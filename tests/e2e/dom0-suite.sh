@@ -140,7 +140,8 @@ if [ "$backend" = libxl ]; then
   # dom0's RAM overlay only, to log "START END NAME ARGS rc=N" after running.
   # The wrapper also fails one "add" on demand (the flag file
   # $work/hotplug-fail-NAME, removed as it is used): a failed plug must be
-  # rolled back.
+  # rolled back; and delays one "add" by the seconds in $work/hotplug-delay-NAME
+  # (removed as it is used): a script past libxl's 40 s hotplug limit.
   if [ "${E2E_TRACE_HOTPLUG:-1}" = 1 ] && [ -w /etc/xen/scripts ]; then
     export E2E_HOTPLUG_TRACE="$work/hotplug-trace.log"
     export E2E_HOTPLUG_FAIL_DIR="$work"
@@ -156,6 +157,9 @@ f=$4
 if [ "\$1" = add ] && rm "$work/hotplug-fail-\$f" 2>/dev/null; then
   echo "\$s \$(date +%s.%N) $3 \$* \${XENBUS_PATH:-} rc=1 (injected failure)" >> "$E2E_HOTPLUG_TRACE"
   exit 1
+fi
+if [ "\$1" = add ] && d=\$(cat "$work/hotplug-delay-\$f" 2>/dev/null) && rm "$work/hotplug-delay-\$f" 2>/dev/null; then
+  sleep "\$d"
 fi
 "$2" "\$@"
 rc=\$?

@@ -10,11 +10,14 @@ turn the CPU features Xen reports into one of its CPU models ("Cannot find suita
 given data"), which is what QEMU's emulated CPU gives: libvirtd is then started again with
 libvirt-physinfo.so (tests/e2e/shim/) preloaded, which hides those features from libvirt (as on
 ARM, where Xen reports none); a PV guest's build does not use them. The printout says which way
-libvirtd came up.
+libvirtd came up. Like xl in its baseline, libvirtd runs with libxl-slowclock.so (tests/e2e/shim/)
+preloaded, which makes libxl's limits (its compiled-in 40 s for a hotplug script) XL_SLOWCLOCK times
+longer in real time, in libxl's own poll loop and in the timeouts it hands to libvirt's event loop.
 
 Used by suite.py: s_libvirt_bench(suite) is the step, print_libvirt(suite) adds its lines to the
-benchmark table. The helpers (run, check, out, ...) are suite.py's own, taken from the module the
-suite object comes from.
+benchmark table; s_libvirt_slow_hotplug(suite), opt-in, shows that libvirtd's libxl waits past its
+40 s. The helpers (run, check, out, ...) are suite.py's own, taken from the module the suite object
+comes from.
 """
 
 import os
@@ -89,6 +92,7 @@ class Libvirtd:
         self.mode = None
 
     def start(self, preload):
+        """libvirtd up with preload (shims, a list) in LD_PRELOAD; None, or why not."""
         h = self.h
         drivers = os.path.join(self.work, "libvirt-drivers")
         os.makedirs(drivers, exist_ok=True)
@@ -98,10 +102,14 @@ class Libvirtd:
         env = dict(os.environ, LIBVIRT_DRIVER_DIR=drivers,
                    LIBVIRT_LOG_OUTPUTS="1:file:%s" % self.log,
                    LIBVIRT_LOG_FILTERS="1:libxl 3:*")
+        physinfo = any(p.endswith("libvirt-physinfo.so") for p in preload)
+        slowclock = h.XL_SHIM in preload
         if preload:
-            env["LD_PRELOAD"] = preload
+            env["LD_PRELOAD"] = ":".join(preload)
+        if slowclock:
+            env["XENLAB_SLOWCLOCK"] = str(h.XL_SLOWCLOCK)
         with open(self.log, "a") as f:
-            f.write("---- e2e: starting libvirtd%s\n" % (" with LD_PRELOAD=" + preload if preload else ""))
+            f.write("---- e2e: starting libvirtd%s\n" % (" with LD_PRELOAD=" + env["LD_PRELOAD"] if preload else ""))
         for d in ("/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"):
             os.makedirs(d, exist_ok=True)
         log_off = os.path.getsize(self.log)
@@ -114,11 +122,12 @@ class Libvirtd:
             if self.proc.poll() is not None:
                 return "libvirtd exited with %d after %.1f s" % (self.proc.returncode, h.now() - t0)
             # the driver's refusal is final: no need to wait T_LIBVIRTD for it
-            if not preload and self.log_lines(CPU_MODEL_ERROR, 1, since=log_off):
+            if not physinfo and self.log_lines(CPU_MODEL_ERROR, 1, since=log_off):
                 return "its libxl driver did not load after %.1f s" % (h.now() - t0)
             rc, o = h.run(["virsh", "-c", URI, "version"], timeout=30, check_rc=False)
             if rc == 0 and "Running hypervisor" in o:     # e.g. "Running hypervisor: Xen 4.17.0"
-                self.mode = "physinfo shim" if preload else "plain"
+                self.mode = ("physinfo shim" if physinfo else "plain") + (
+                    ", libxl's limits x%d" % h.XL_SLOWCLOCK if slowclock else "")
                 h.out("      libvirtd (%s) answered on %s after %.1f s" % (self.mode, URI, h.now() - t0))
                 return None
             time.sleep(1)
@@ -182,7 +191,7 @@ def _virsh_create_once(suite, h, xml, pattern, n, libvirtd):
     t1 = h.now()
     cpu1 = h.proc_cpu(libvirtd.proc.pid)
     if rc != 0:
-        raise h.StepFailed("virsh create #%d exited with %d: %s\n      libxl's errors (libvirt's libxl driver logs, "
+        raise h.StepFailed("virsh create #%s exited with %d: %s\n      libxl's errors (libvirt's libxl driver logs, "
                            "kept in %s): %s" % (n, rc, o.strip()[-400:], libvirtd.work,
                                                 "\n        ".join(libvirtd.libxl_errors(marks))))
     suite.wait_console(["XENLAB-GUEST-UP"], h.T_BOOT, "the libvirt guest's marker", base, get=get)
@@ -192,10 +201,10 @@ def _virsh_create_once(suite, h, xml, pattern, n, libvirtd):
     d = h.xl_domain(VIRSH_NAME)
     h.check(d, "xl list lacks %s" % VIRSH_NAME)
     hp = [x for x in suite.hotplug_trace() if x[2] == d["domid"] and t0 <= x[0] <= t1]
-    smp = {"label": "virsh create #%d" % n, "call_s": t1 - t0, "marker_s": t2 - t0, "ready_s": t3 - t0,
+    smp = {"label": "virsh create #%s" % n, "call_s": t1 - t0, "marker_s": t2 - t0, "ready_s": t3 - t0,
            "domid": d["domid"], "hotplug_s": suite.union(hp) if hp else None,
            "libvirtd_cpu_s": (cpu1[0] - cpu0[0]) if cpu0 and cpu1 else None}
-    h.out("      virsh create #%d returned after %.1fs; XENLAB-GUEST-UP after %.1fs; READY after %.1fs (domid %d)"
+    h.out("      virsh create #%s returned after %.1fs; XENLAB-GUEST-UP after %.1fs; READY after %.1fs (domid %d)"
           % (n, t1 - t0, t2 - t0, t3 - t0, d["domid"]))
     return smp
 
@@ -234,8 +243,8 @@ def _virsh_variants(suite, h, v, libvirtd):
     return lines
 
 
-def s_libvirt_bench(suite):
-    h = _h(suite)
+def _guest(suite, h):
+    """The libvirt guest's files (its disk, the pattern first, and its domain XML): (pattern, xml, v)."""
     h.check(h.GUEST_KERNEL and h.GUEST_INITRD, "no guest kernel/initrd (XENLAB_GUEST_KERNEL, XENLAB_GUEST_INITRD)")
     for tool in ("libvirtd", "virsh"):
         rc, _ = h.run(["sh", "-c", "command -v " + tool], timeout=10, check_rc=False)
@@ -251,29 +260,43 @@ def s_libvirt_bench(suite):
          "mac": VIRSH_MAC, "bridge": suite.o["bridge"]}
     with open(xml, "w") as f:
         f.write(domain_xml(v))
+    return pattern, xml, v
+
+
+def _libvirtd_up(h, lv, res):
+    """lv started plainly, else with the physinfo shim; always with the slow-clock shim, for the same
+    limits as xl's baseline (suite.xl_env; without it, plain libxl's 40 s). Raises StepFailed."""
+    slow = [h.XL_SHIM] if h.xl_env() else []
+    why = lv.start(slow)
+    if why:
+        err = lv.log_lines(CPU_MODEL_ERROR, 1) or lv.log_lines(r"error", 1)
+        res["attempts"].append("plain libvirtd: %s%s" % (why, ("; its log: " + err[-1][-300:]) if err else ""))
+        h.out("      " + res["attempts"][-1])
+        lv.stop()
+        _, info = h.run(["xl", "info"], timeout=30, check_rc=False)
+        caps = re.search(r"hw_caps\s*:\s*(\S+)", info)
+        res["hw_caps"] = caps.group(1) if caps else None
+        h.out("      Xen's hw_caps (what libvirt decodes): %s" % res["hw_caps"])
+        shim = os.path.join(os.path.dirname(os.environ.get("E2E_BIN", "")), "libvirt-physinfo.so")
+        h.check(os.path.exists(shim), "no %s (scripts/build.sh -DXENAPID_LIBXL=ON builds it)" % shim)
+        why = lv.start([shim] + slow)
+        if why:
+            res["attempts"].append("libvirtd with the physinfo shim: " + why)
+            raise h.StepFailed("; ".join(res["attempts"]) + "\n      libvirtd's log: "
+                               + "\n        ".join(lv.log_lines(r"error")))
+    res["mode"] = lv.mode
+
+
+def s_libvirt_bench(suite):
+    h = _h(suite)
+    pattern, xml, v = _guest(suite, h)
     lv = Libvirtd(h, h.WORK)
     res = suite.o.setdefault("libvirt", {"samples": [], "attempts": [], "failed": []})
     try:
-        why = lv.start(None)
-        if why:
-            err = lv.log_lines(CPU_MODEL_ERROR, 1) or lv.log_lines(r"error", 1)
-            res["attempts"].append("plain libvirtd: %s%s" % (why, ("; its log: " + err[-1][-300:]) if err else ""))
-            h.out("      " + res["attempts"][-1])
-            lv.stop()
-            _, info = h.run(["xl", "info"], timeout=30, check_rc=False)
-            caps = re.search(r"hw_caps\s*:\s*(\S+)", info)
-            res["hw_caps"] = caps.group(1) if caps else None
-            h.out("      Xen's hw_caps (what libvirt decodes): %s" % res["hw_caps"])
-            shim = os.path.join(os.path.dirname(os.environ.get("E2E_BIN", "")), "libvirt-physinfo.so")
-            h.check(os.path.exists(shim), "no %s (scripts/build.sh -DXENAPID_LIBXL=ON builds it)" % shim)
-            why = lv.start(shim)
-            if why:
-                res["attempts"].append("libvirtd with the physinfo shim: " + why)
-                raise h.StepFailed("; ".join(res["attempts"]) + "\n      libvirtd's log: "
-                                   + "\n        ".join(lv.log_lines(r"error")))
-        res["mode"] = lv.mode
+        _libvirtd_up(h, lv, res)
         # up to three tries per sample, as the xl benchmark's: under load Xen's block script can run
-        # past libxl's 40 s hotplug limit (compiled in) in libvirtd as in xl, and fail the create
+        # past libxl's hotplug limit (40 s compiled in, XL_SLOWCLOCK times that with the shim) in
+        # libvirtd as in xl, and fail the create
         for n in (1, 2, 3):
             for attempt in (1, 2, 3):
                 _destroy(h)
@@ -295,6 +318,38 @@ def s_libvirt_bench(suite):
                     raise h.StepFailed("%s\n      the same domain %s"
                                        % (e, "\n      the same domain ".join(res["variants"])))
     finally:
+        _destroy(h)
+        lv.stop()
+
+
+SLOW_SCRIPT_S = 60    # past libxl's 40 s, well inside the shim's 160 s
+
+
+def s_libvirt_slow_hotplug(suite):
+    """The slow-clock shim in libvirtd: one create whose block script is held SLOW_SCRIPT_S seconds
+    (dom0-suite.sh's wrapper, hotplug-delay-block) still succeeds, i.e. libxl inside libvirtd (its own
+    poll loop and libvirt's event loop alike) waits past its compiled-in 40 s, as xl's baseline does."""
+    h = _h(suite)
+    fail_dir = os.environ.get("E2E_HOTPLUG_FAIL_DIR", "")
+    h.check(fail_dir, "not run: the hotplug scripts are not wrapped (E2E_TRACE_HOTPLUG=0)")
+    h.check(h.xl_env(), "no %s: libxl's limits would be its own 40 s" % h.XL_SHIM)
+    pattern, xml, _ = _guest(suite, h)
+    lv = Libvirtd(h, h.WORK)
+    res = {"samples": [], "attempts": [], "failed": []}
+    flag = os.path.join(fail_dir, "hotplug-delay-block")
+    try:
+        _libvirtd_up(h, lv, res)
+        _destroy(h)
+        with open(flag, "w") as f:
+            f.write("%d\n" % SLOW_SCRIPT_S)
+        smp = _virsh_create_once(suite, h, xml, pattern, "4 (block script %d s slower)" % SLOW_SCRIPT_S, lv)
+        h.check(not os.path.exists(flag), "the block script's delay was not used")
+        h.check(smp["call_s"] > SLOW_SCRIPT_S, "virsh create returned after %.1f s, before the delayed script"
+                % smp["call_s"])
+        suite.o["libvirt_slow_hotplug"] = smp
+    finally:
+        if os.path.exists(flag):
+            os.unlink(flag)
         _destroy(h)
         lv.stop()
 
