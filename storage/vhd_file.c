@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "storage/vhd_file.h"
@@ -475,23 +476,36 @@ static int fd_read(void *opaque, uint64_t offset, void *buf, size_t len) {
     return 0;
 }
 
-static int fd_write(storage_vhd_file *f, uint64_t offset, const void *buf, size_t len) {
-    const uint8_t *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(f->fd, p, len, (off_t)offset);
-        if (n < 0) {
+/* The pieces iov[0..n) laid end to end from offset, in as few pwritev calls
+ * as the kernel takes (iov is consumed). */
+static int fd_writev(storage_vhd_file *f, uint64_t offset, struct iovec *iov, int n) {
+    while (n > 0) {
+        ssize_t k = pwritev(f->fd, iov, n, (off_t)offset);
+        if (k < 0) {
             if (errno == EINTR)
                 continue;
             return -errno;
         }
-        p += n;
-        len -= (size_t)n;
-        offset += (uint64_t)n;
+        offset += (uint64_t)k;
+        while (n > 0 && (size_t)k >= iov->iov_len) {
+            k -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + k;
+            iov->iov_len -= (size_t)k;
+        }
     }
     if (offset > f->file_size)
         f->file_size = offset;
     return 0;
+}
+
+static int fd_write(storage_vhd_file *f, uint64_t offset, const void *buf, size_t len) {
+    struct iovec v = {(void *)buf, len};
+
+    return fd_writev(f, offset, &v, 1);
 }
 
 static int file_size_of(int fd, uint64_t *ret) {
@@ -1044,27 +1058,6 @@ static int write_header(storage_vhd_file *f) {
     return fd_write(f, f->info.header_offset, f->info.header, HEADER);
 }
 
-static int write_bat_entry(storage_vhd_file *f, uint32_t blk) {
-    uint8_t e[4];
-
-    vhd_put32(e, f->info.bat[blk]);
-    return fd_write(f, f->info.bat_offset + (uint64_t)blk * 4, e, 4);
-}
-
-static int alloc_block(storage_vhd_file *f, uint32_t blk) {
-    uint64_t at;
-    int rc;
-
-    if ((rc = grow_data(f, (uint64_t)f->info.bitmap_len + f->info.block_size, &at)) < 0)
-        return rc;
-    if (at / SECTOR >= VHD_BAT_UNUSED)
-        return -EFBIG;
-    f->info.bat[blk] = (uint32_t)(at / SECTOR);
-    if (f->bitmaps) /* its bitmap, zeros on disk: no sector present yet */
-        f->bitmaps[blk] = BM_EMPTY;
-    return write_bat_entry(f, blk);
-}
-
 /* The cache's entry for block blk is now bm (writers run alone: no reader holds the old one). */
 static void cache_replace(storage_vhd_file *f, uint32_t blk, const uint8_t *bm) {
     if (!f->bitmaps)
@@ -1072,6 +1065,76 @@ static void cache_replace(storage_vhd_file *f, uint32_t blk, const uint8_t *bm) 
     if (!is_marker(f->bitmaps[blk]))
         free(f->bitmaps[blk]);
     f->bitmaps[blk] = cache_entry(f, bm);
+}
+
+static void set_bits(uint8_t *bm, uint64_t in, uint64_t k) {
+    for (uint64_t s = in / SECTOR; s < (in + k) / SECTOR; s++)
+        bm[s / 8] |= (uint8_t)(0x80u >> (s % 8));
+}
+
+#define RUN_MAX 64u /* new blocks written by one pwritev (two pieces each, far below IOV_MAX) */
+
+/* The bytes [offset, offset + len) of the disk (offset in block blk) that lie
+ * in blocks blk, blk + 1... that no BAT entry has yet (at most RUN_MAX):
+ * allocated together after the data, then written with their sector bitmaps
+ * in one pwritev, then given their BAT entries in one write. The order keeps
+ * the image whole if the writer dies at any point: space first (the footer
+ * moved past it), bitmaps and data next, in space that nothing refers to
+ * yet (a pwritev cut short leaves bits set over data not written there, but
+ * in a block no BAT entry names), the BAT entries last; before them the
+ * blocks are only lost space. *ret_done: the bytes written. */
+static int write_new_blocks(storage_vhd_file *f, uint32_t blk, uint64_t offset, const uint8_t *p, size_t len,
+                            size_t *ret_done) {
+    uint64_t per = (uint64_t)f->info.bitmap_len + f->info.block_size, in = offset % f->info.block_size, at;
+    struct iovec iov[2 * RUN_MAX + 1];
+    uint8_t *bms = NULL, e[RUN_MAX * 4];
+    uint32_t n = 0;
+    size_t done = 0;
+    int niov = 0, rc;
+
+    for (uint64_t o = offset; o < offset + len && n < RUN_MAX && blk + n < f->info.nblocks &&
+                              f->info.bat[blk + n] == VHD_BAT_UNUSED;
+         o = (uint64_t)(blk + n) * f->info.block_size)
+        n++;
+    bms = calloc(n, f->info.bitmap_len);
+    if (!bms)
+        return -ENOMEM;
+    if ((rc = grow_data(f, n * per, &at)) < 0)
+        goto out;
+    if ((at + (n - 1) * per) / SECTOR >= VHD_BAT_UNUSED) { /* the last one's sector must fit a BAT entry */
+        rc = -EFBIG;
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t first = i ? 0 : in, k = f->info.block_size - first < len - done ? f->info.block_size - first : len - done;
+        uint8_t *bm = bms + (size_t)i * f->info.bitmap_len;
+
+        set_bits(bm, first, k);
+        iov[niov++] = (struct iovec){bm, f->info.bitmap_len};
+        if (first) { /* the block's first sectors are not written: its data starts apart from its bitmap */
+            if ((rc = fd_writev(f, at, iov, niov)) < 0)
+                goto out;
+            niov = 0;
+            if ((rc = fd_write(f, at + f->info.bitmap_len + first, p, (size_t)k)) < 0)
+                goto out;
+        } else
+            iov[niov++] = (struct iovec){(void *)(p + done), (size_t)k};
+        done += (size_t)k;
+    }
+    if (niov && (rc = fd_writev(f, at + (in ? per : 0), iov, niov)) < 0)
+        goto out;
+    for (uint32_t i = 0; i < n; i++)
+        vhd_put32(e + i * 4, (uint32_t)((at + i * per) / SECTOR));
+    if ((rc = fd_write(f, f->info.bat_offset + (uint64_t)blk * 4, e, (size_t)n * 4)) < 0)
+        goto out;
+    for (uint32_t i = 0; i < n; i++) {
+        f->info.bat[blk + i] = (uint32_t)((at + i * per) / SECTOR);
+        cache_replace(f, blk + i, bms + (size_t)i * f->info.bitmap_len);
+    }
+    *ret_done = done;
+out:
+    free(bms);
+    return rc;
 }
 
 int storage_vhd_file_write(storage_vhd_file *f, uint64_t offset, const void *buf, size_t len) {
@@ -1093,8 +1156,15 @@ int storage_vhd_file_write(storage_vhd_file *f, uint64_t offset, const void *buf
         uint64_t in = offset % f->info.block_size, k = f->info.block_size - in < len ? f->info.block_size - in : len;
         uint64_t at;
 
-        if (f->info.bat[blk] == VHD_BAT_UNUSED && (rc = alloc_block(f, blk)) < 0)
-            break;
+        if (f->info.bat[blk] == VHD_BAT_UNUSED) {
+            size_t done;
+            if ((rc = write_new_blocks(f, blk, offset, p, len, &done)) < 0)
+                break;
+            p += done;
+            offset += done;
+            len -= done;
+            continue;
+        }
         at = (uint64_t)f->info.bat[blk] * SECTOR;
         if ((rc = fd_write(f, at + f->info.bitmap_len + in, p, (size_t)k)) < 0 ||
             (rc = block_bitmap(f, blk, &bm, &cur)) < 0)
@@ -1104,8 +1174,7 @@ int storage_vhd_file_write(storage_vhd_file *f, uint64_t offset, const void *buf
                 memset(bm, 0, f->info.bitmap_len);
             else if (cur != bm)
                 memcpy(bm, cur, f->info.bitmap_len);
-            for (uint64_t s = in / SECTOR; s < (in + k) / SECTOR; s++)
-                bm[s / 8] |= (uint8_t)(0x80u >> (s % 8));
+            set_bits(bm, in, k);
             if ((rc = fd_write(f, at, bm, f->info.bitmap_len)) < 0)
                 break;
             cache_replace(f, blk, bm);
