@@ -86,8 +86,6 @@ OPT_IN = {
                          "came within 60 s; beside another lab isolinux's reads over ATAPI came at 6 KB/s",
     "boot-storm": "opt-in: XENAPID_E2E_ONLY=...,boot-storm; a benchmark too slow for CI",
     "vhd-chain-read-bench": "opt-in: XENAPID_E2E_ONLY=...,vhd-chain-read-bench; benchmark 3, two 256 MiB imports and boots",
-    "libvirt-create-benchmark": "opt-in: XENAPID_E2E_ONLY=...,libvirt-create-benchmark; libvirtd's start and three "
-                                "creates add minutes to the CI budget",
     "libvirt-slow-hotplug": "opt-in: XENAPID_E2E_ONLY=...,libvirt-slow-hotplug; a check of the lab's slow-clock "
                             "shim in libvirtd (a block script held 60 s), not of xenapid",
 }
