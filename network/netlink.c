@@ -1,7 +1,12 @@
 /* rtnetlink operations on the host's devices, through libnl-route-3 (see
- * netlink.h). One socket per call: calls come from API threads, rarely, and
- * a libnl socket is not to be shared between threads. */
+ * netlink.h). Calls come from API threads and a libnl socket is not to be
+ * shared between threads, so each thread keeps one socket between its calls:
+ * a VM start makes two look-ups or more, and on a dom0 whose system calls are
+ * dear (PV, or under TCG) opening and binding a socket for each cost more
+ * than the look-up (6 system calls of the 11 a look-up made; it makes 3 now:
+ * with a buffer as big as any reply, no reply is peeked at first). */
 #include <errno.h>
+#include <pthread.h>
 #include <net/if_arp.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
@@ -54,13 +59,45 @@ static int nl_errno(int nlerr) {
     }
 }
 
-static int nl_open(struct nl_sock **ret) {
-    struct nl_sock *sk = nl_socket_alloc();
+/* Big enough for any message the kernel sends (it caps a dump's messages
+ * at 32 KiB): each reply is read with one recvmsg, without a peek first. */
+#define NL_RECV_BUF (64 * 1024)
+
+static pthread_key_t thread_sock_key;
+static pthread_once_t thread_sock_once = PTHREAD_ONCE_INIT;
+
+static void thread_sock_free(void *sk) {
+    nl_socket_free(sk);
+}
+
+static void thread_sock_key_make(void) {
+    if (pthread_key_create(&thread_sock_key, thread_sock_free) != 0)
+        abort(); /* only when the process is out of keys: a bug */
+}
+
+/* The calling thread's socket, made when it has none; the caller gives it
+ * back with nl_give. */
+static int nl_take(struct nl_sock **ret) {
+    struct nl_sock *sk;
     int rc;
 
+    pthread_once(&thread_sock_once, thread_sock_key_make);
+    sk = pthread_getspecific(thread_sock_key);
+    if (sk) {
+        pthread_setspecific(thread_sock_key, NULL);
+        *ret = sk;
+        return 0;
+    }
+    sk = nl_socket_alloc();
     if (!sk)
         return -ENOMEM;
     rc = nl_connect(sk, NETLINK_ROUTE);
+    if (rc < 0) {
+        nl_socket_free(sk);
+        return nl_errno(rc);
+    }
+    nl_socket_disable_msg_peek(sk);
+    rc = nl_socket_set_msg_buf_size(sk, NL_RECV_BUF);
     if (rc < 0) {
         nl_socket_free(sk);
         return nl_errno(rc);
@@ -69,17 +106,51 @@ static int nl_open(struct nl_sock **ret) {
     return 0;
 }
 
+/* Whether a socket whose call ended in rc has read all its replies: success
+ * or the kernel's refusal of a request. Any other failure (a short read, a
+ * reply out of sequence, no memory) may leave a reply unread. */
+static bool sock_clean_after(int rc) {
+    switch (rc) {
+    case 0:
+    case -ENODEV:
+    case -EEXIST:
+    case -ENOTUNIQ:
+    case -EINVAL:
+    case -EOPNOTSUPP:
+    case -EBUSY:
+    case -EPERM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Gives sk back to the thread after a call that ended in rc (NULL: none taken). */
+static void nl_give(struct nl_sock *sk, int rc) {
+    if (!sk)
+        return;
+    if (sock_clean_after(rc) && !pthread_getspecific(thread_sock_key) &&
+        pthread_setspecific(thread_sock_key, sk) == 0)
+        return;
+    nl_socket_free(sk);
+}
+
+/* The link called name, as an errno. */
+static int link_get(struct nl_sock *sk, const char *name, struct rtnl_link **ret) {
+    return nl_errno(rtnl_link_get_kernel(sk, 0, name, ret));
+}
+
 static bool name_ok(const char *name) {
     return name && *name && strlen(name) < IF_NAMESIZE && !strchr(name, '/') && !strchr(name, ' ');
 }
 
 /* A socket for a call on the device name: -EINVAL first when the name cannot be one. */
-static int nl_open_named(const char *name, struct nl_sock **ret) {
-    return name_ok(name) ? nl_open(ret) : -EINVAL;
+static int nl_take_named(const char *name, struct nl_sock **ret) {
+    return name_ok(name) ? nl_take(ret) : -EINVAL;
 }
 
 /* A socket of its own and the link called name on it: what a call on one
- * existing link starts with. The caller puts *ret_l and frees *ret_sk. A bad
+ * existing link starts with. The caller puts *ret_l and gives *ret_sk back (nl_give). A bad
  * name is -EINVAL; a failed look-up is lookup_err when that is not 0 (a
  * caller that promises -ENODEV for any), else libnl's error as an errno. */
 static int link_open(const char *name, int lookup_err, struct nl_sock **ret_sk, struct rtnl_link **ret_l) {
@@ -87,25 +158,17 @@ static int link_open(const char *name, int lookup_err, struct nl_sock **ret_sk, 
     struct rtnl_link *l = NULL;
     int rc;
 
-    rc = nl_open_named(name, &sk);
+    rc = nl_take_named(name, &sk);
     if (rc < 0)
         return rc;
-    rc = rtnl_link_get_kernel(sk, 0, name, &l);
+    rc = link_get(sk, name, &l);
     if (rc < 0) {
-        rc = lookup_err ? lookup_err : nl_errno(rc);
-        goto out;
+        nl_give(sk, rc);
+        return lookup_err ? lookup_err : rc;
     }
     *ret_sk = sk;
     *ret_l = l;
-    sk = NULL;
-    l = NULL;
-    rc = 0;
-out:
-    if (l)
-        rtnl_link_put(l);
-    if (sk)
-        nl_socket_free(sk);
-    return rc;
+    return 0;
 }
 
 static bool kind_is(struct rtnl_link *l, const char *kind) {
@@ -155,7 +218,7 @@ static int link_change(struct nl_sock *sk, const char *name, int state, int64_t 
     struct rtnl_link *orig = NULL;
     int rc;
 
-    rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &orig));
+    rc = link_get(sk, name, &orig);
     if (rc < 0)
         return rc;
     rc = link_apply(sk, orig, state, mtu, master);
@@ -171,7 +234,7 @@ static int add_or_adopt(struct nl_sock *sk, struct rtnl_link *new, const char *n
     bool created = false;
     int rc;
 
-    if (rtnl_link_get_kernel(sk, 0, name, &have) == 0) {
+    if (link_get(sk, name, &have) == 0) {
         rc = kind_is(have, kind) ? 0 : -ENOTUNIQ;
         if (rc == 0 && ret_have)
             *ret_have = have;
@@ -200,7 +263,7 @@ int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
     bool created = false;
     int rc;
 
-    rc = nl_open_named(name, &sk);
+    rc = nl_take_named(name, &sk);
     if (rc < 0)
         return rc;
     l = rtnl_link_alloc();
@@ -223,7 +286,7 @@ int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
 out:
     if (l)
         rtnl_link_put(l);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }
 
@@ -235,10 +298,10 @@ int network_nl_vlan_ensure(const char *parent, int tag, const char *name, bool *
 
     if (!name_ok(parent) || !name_ok(name) || tag < 0 || tag > 4094)
         return -EINVAL;
-    rc = nl_open(&sk);
+    rc = nl_take(&sk);
     if (rc < 0)
         return rc;
-    rc = nl_errno(rtnl_link_get_kernel(sk, 0, parent, &p));
+    rc = link_get(sk, parent, &p);
     if (rc < 0)
         goto out;
     l = rtnl_link_vlan_alloc();
@@ -263,7 +326,7 @@ out:
         rtnl_link_put(p);
     if (l)
         rtnl_link_put(l);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }
 
@@ -306,10 +369,10 @@ int network_nl_bond_ensure(const char *name, network_nl_bond_mode mode, const ch
     for (size_t i = 0; i < nmembers; i++)
         if (!name_ok(members[i]))
             return -EINVAL;
-    rc = nl_open(&sk);
+    rc = nl_take(&sk);
     if (rc < 0)
         return rc;
-    if (rtnl_link_get_kernel(sk, 0, name, &have) == 0) {
+    if (link_get(sk, name, &have) == 0) {
         rc = kind_is(have, "bond") ? 0 : -ENOTUNIQ;
     } else {
         rc = bond_add(sk, name, mode);
@@ -318,11 +381,11 @@ int network_nl_bond_ensure(const char *name, network_nl_bond_mode mode, const ch
             rc = 0;
     }
     if (rc == 0)
-        rc = nl_errno(rtnl_link_get_kernel(sk, 0, name, &bond));
+        rc = link_get(sk, name, &bond);
     for (size_t i = 0; rc == 0 && i < nmembers; i++) {
         struct rtnl_link *m = NULL;
 
-        rc = nl_errno(rtnl_link_get_kernel(sk, 0, members[i], &m));
+        rc = link_get(sk, members[i], &m);
         if (rc == 0 && rtnl_link_get_master(m) != rtnl_link_get_ifindex(bond)) {
             rc = link_change(sk, members[i], DOWN, 0, -1); /* bonding enslaves only devices that are down */
             if (rc == 0)
@@ -341,7 +404,7 @@ int network_nl_bond_ensure(const char *name, network_nl_bond_mode mode, const ch
         rtnl_link_put(have);
     if (bond)
         rtnl_link_put(bond);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }
 
@@ -352,11 +415,11 @@ int network_nl_link_set_master(const char *dev, const char *master) {
 
     if (!name_ok(dev) || (master && !name_ok(master)))
         return -EINVAL;
-    rc = nl_open(&sk);
+    rc = nl_take(&sk);
     if (rc < 0)
         return rc;
     if (master) {
-        rc = nl_errno(rtnl_link_get_kernel(sk, 0, master, &m));
+        rc = link_get(sk, master, &m);
         if (rc < 0)
             goto out;
         idx = rtnl_link_get_ifindex(m);
@@ -365,7 +428,7 @@ int network_nl_link_set_master(const char *dev, const char *master) {
 out:
     if (m)
         rtnl_link_put(m);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }
 
@@ -375,11 +438,11 @@ int network_nl_link_set_mtu(const char *dev, int64_t mtu) {
 
     if (!name_ok(dev) || mtu <= 0)
         return -EINVAL;
-    rc = nl_open(&sk);
+    rc = nl_take(&sk);
     if (rc < 0)
         return rc;
     rc = link_change(sk, dev, LEAVE, mtu, -1);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }
 
@@ -393,7 +456,7 @@ int network_nl_link_delete(const char *name) {
         return rc;
     rc = nl_errno(rtnl_link_delete(sk, l));
     rtnl_link_put(l);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }
 
@@ -424,7 +487,7 @@ int network_nl_links(network_nl_link **ret, size_t *ret_n) {
     size_t n = 0;
     int rc;
 
-    rc = nl_open(&sk);
+    rc = nl_take(&sk);
     if (rc < 0)
         return rc;
     rc = nl_errno(rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache));
@@ -440,7 +503,7 @@ out:
     free(v);
     if (cache)
         nl_cache_free(cache);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }
 
@@ -472,7 +535,7 @@ bool network_nl_link_exists(const char *name, const char *kind) {
         return false;
     found = !kind || kind_is(l, kind);
     rtnl_link_put(l);
-    nl_socket_free(sk);
+    nl_give(sk, 0);
     return found;
 }
 
@@ -544,7 +607,7 @@ static int rate_call(const char *dev, bool set, uint64_t bytes_per_sec) {
         return rc;
     rc = set ? set_rate(sk, rtnl_link_get_ifindex(l), bytes_per_sec) : clear_rate(sk, rtnl_link_get_ifindex(l));
     rtnl_link_put(l);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }
 
@@ -583,6 +646,6 @@ out:
         rtnl_link_put(ch);
     if (l)
         rtnl_link_put(l);
-    nl_socket_free(sk);
+    nl_give(sk, rc);
     return rc;
 }

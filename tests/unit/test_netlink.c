@@ -1,0 +1,172 @@
+/* The rtnetlink calls of network/netlink.c, in a network namespace of the
+ * test's own (needs root; skipped with a line saying so otherwise). Each
+ * thread keeps one netlink socket between its calls: a thread's calls stay
+ * on one socket, answers stay right across the kernel's refusals on that
+ * socket, threads do not share one, and a thread that ends gives its socket
+ * up. `ip` only sets up what netlink.c does not make (a veth pair). */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "network/netlink.h"
+
+static bool have_netns;
+
+static int open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static int64_t mtu_of(const char *dev) {
+    network_nl_link *v = NULL;
+    size_t n = 0;
+    int64_t mtu = -1;
+
+    assert_int_equal(network_nl_links(&v, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].name, dev) == 0)
+            mtu = v[i].mtu;
+    free(v);
+    return mtu;
+}
+
+static void need_netns(void) {
+    if (!have_netns) {
+        print_message("skipped: no network namespace of our own (needs root)\n");
+        skip();
+    }
+}
+
+static void test_refusals_leave_the_socket_right(void **state) {
+    char (*ports)[IF_NAMESIZE] = NULL;
+    size_t nports = 0;
+    bool created = false;
+
+    (void)state;
+    need_netns();
+    assert_int_equal(network_nl_bridge_ensure("xbr0", 1500, &created), 0);
+    assert_true(created);
+    assert_int_equal(network_nl_bridge_ensure("xbr0", 1500, &created), 0);
+    assert_false(created);
+    assert_int_equal(system("ip link add xv0 type veth peer name xv1"), 0);
+    for (int i = 0; i < 20; i++) {
+        /* a refusal, then answers that must be this call's, not a leftover */
+        assert_int_equal(network_nl_bridge_ensure("xv0", 0, NULL), -ENOTUNIQ);
+        assert_true(network_nl_link_exists("xbr0", "bridge"));
+        assert_int_equal(network_nl_link_delete("nope0"), -ENODEV);
+        assert_false(network_nl_link_exists("nope0", NULL));
+        assert_true(network_nl_link_exists("xv0", "veth"));
+        assert_false(network_nl_link_exists("xv0", "bridge"));
+        assert_int_equal(network_nl_vif_apply("nope0", 1400, 0, false), -ENODEV);
+        assert_int_equal(network_nl_link_set_master("nope0", "xbr0"), -ENODEV);
+    }
+    assert_int_equal(network_nl_link_set_master("xv0", "xbr0"), 0);
+    assert_int_equal(network_nl_ports("xbr0", &ports, &nports), 0);
+    assert_int_equal(nports, 1);
+    assert_string_equal(ports[0], "xv0");
+    free(ports);
+    assert_int_equal(network_nl_vif_apply("xv0", 1400, 0, false), 0);
+    assert_int_equal(mtu_of("xv0"), 1400);
+    assert_int_equal(network_nl_link_delete("xv0"), 0);
+    assert_false(network_nl_link_exists("xv1", NULL)); /* the peer goes with it */
+    assert_int_equal(network_nl_link_delete("xbr0"), 0);
+    assert_false(network_nl_link_exists("xbr0", NULL));
+}
+
+typedef struct fd_counts {
+    int before, after_one, after_many;
+} fd_counts;
+
+static void *count_a_threads_fds(void *arg) {
+    fd_counts *c = arg;
+
+    c->before = open_fds();
+    network_nl_link_exists("lo", NULL);
+    c->after_one = open_fds();
+    for (int i = 0; i < 50; i++)
+        network_nl_link_exists(i % 2 ? "lo" : "nope0", NULL);
+    c->after_many = open_fds();
+    return NULL;
+}
+
+static void test_a_thread_keeps_one_socket(void **state) {
+    fd_counts c = {0};
+    pthread_t t;
+    int before;
+
+    (void)state;
+    need_netns();
+    before = open_fds();
+    assert_int_equal(pthread_create(&t, NULL, count_a_threads_fds, &c), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(c.after_one, c.before + 1);  /* kept after its first call */
+    assert_int_equal(c.after_many, c.before + 1); /* and reused, failed look-ups too */
+    assert_int_equal(open_fds(), before);         /* closed when the thread ended */
+}
+
+typedef struct prober {
+    char name[IF_NAMESIZE];
+    int wrong;
+} prober;
+
+static void *probe_names(void *arg) {
+    prober *p = arg;
+
+    for (int i = 0; i < 200; i++) {
+        bool want = i % 2 == 0;
+        if (network_nl_link_exists(want ? p->name : "nope0", want ? "bridge" : NULL) != want)
+            p->wrong++;
+    }
+    return NULL;
+}
+
+static void test_threads_get_their_own_answers(void **state) {
+    prober p[4];
+    pthread_t t[4];
+
+    (void)state;
+    need_netns();
+    for (int i = 0; i < 4; i++) {
+        p[i] = (prober){0};
+        snprintf(p[i].name, sizeof p[i].name, "xbr%d", i + 1);
+        assert_int_equal(network_nl_bridge_ensure(p[i].name, 0, NULL), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, probe_names, &p[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(p[i].wrong, 0);
+        assert_int_equal(network_nl_link_delete(p[i].name), 0);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refusals_leave_the_socket_right),
+        cmocka_unit_test(test_a_thread_keeps_one_socket),
+        cmocka_unit_test(test_threads_get_their_own_answers),
+    };
+
+    have_netns = geteuid() == 0 && unshare(CLONE_NEWNET) == 0;
+    if (have_netns && system("ip link set lo up") != 0)
+        have_netns = false;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
