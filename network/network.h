@@ -51,10 +51,11 @@ int network_vif_plumbing_of(xapi_server *srv, const xapi_obj *vif, int64_t domid
 /* Applies it to the device, if the device exists (no store lock needed).
  * fresh: the device was just made with its domain or hot-plug, so it has
  * none of our rules or rate limit (a netdev chain goes with its device):
- * nothing is removed, and an unlocked VIF without a limit costs one netlink
- * look-up (each nft call reads the ruleset first: on the lab's loaded dom0
- * that was seconds a start). 0, -ENODEV without the device, or the first
- * failure (logged). */
+ * nothing is removed; an unlocked VIF without a limit costs nothing at the
+ * default MTU and one netlink look-up at another (each nft call reads the
+ * ruleset first: on the lab's loaded dom0 that was seconds a start). 0,
+ * -ENODEV without the device (not looked for when there is nothing to
+ * apply), or the first failure (logged). */
 int network_vif_plumbing_apply(const network_vif_plumbing *p, bool fresh);
 /* Removes the device's rules and rate limit (no store lock needed); nothing
  * when the device is gone (its chain and qdisc went with it). */

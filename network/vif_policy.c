@@ -126,9 +126,18 @@ static int apply_locking(const network_vif_plumbing *p, bool fresh) {
     return network_nft_vif_apply(&r);
 }
 
+/* What a device has when it is made (netback's vif, QEMU's tap): no qdisc
+ * or rules of ours, and this MTU. */
+#define FRESH_DEVICE_MTU 1500
+
 int network_vif_plumbing_apply(const network_vif_plumbing *p, bool fresh) {
     int rc, r;
 
+    /* Nothing to change on a device just made for an unlocked VIF without a
+     * limit at the default MTU (most VIFs): no look-up either, a VM start's
+     * last netlink round trip */
+    if (fresh && (p->mtu <= 0 || p->mtu == FRESH_DEVICE_MTU) && p->rate == 0 && strcmp(p->locking, "unlocked") == 0)
+        return 0;
     /* MTU and rate on one netlink socket; that call also says whether the device exists */
     rc = network_nl_vif_apply(p->device, p->mtu, p->rate, !fresh);
     if (rc == -ENODEV)
