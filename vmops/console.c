@@ -139,11 +139,19 @@ out:
 /* Nova's get_console_output reads the last 100 KiB of /var/log/xen/guest/console.<last_dom_id>
  * (xapi's hosts keep the logs by domid); xenconsoled names them after the domain. The link is
  * kept after the domain is gone, as the log itself is, until its domid comes again. */
+/* The symbolic link tmp to target, made afresh: -errno. */
+static int symlink_new(const char *target, const char *tmp) {
+    if (symlink(target, tmp) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -errno;
+    (void)unlink(tmp); /* left by a link that failed half-way */
+    return symlink(target, tmp) == 0 ? 0 : -errno;
+}
+
 void vmops_console_log_link(xapi_server *srv, const char *uuid, int domid) {
     const char *dir = guest_console_dir(srv->config);
     char *target = NULL, *link = NULL, *tmp = NULL;
-    char now[4096];
-    ssize_t n;
     int rc;
 
     if (!dir || domid < 0 || !srv->backend || !srv->backend->ops->console_log_path)
@@ -153,17 +161,21 @@ void vmops_console_log_link(xapi_server *srv, const char *uuid, int domid) {
         goto out;
     if (asprintf(&link, "%s/console.%d", dir, domid) < 0 || asprintf(&tmp, "%s/.console.%d.new", dir, domid) < 0)
         xapi_oom();
-    n = readlink(link, now, sizeof now - 1);
-    if (n >= 0 && (size_t)n == strlen(target) && memcmp(now, target, (size_t)n) == 0)
-        goto out;
-    rc = make_dir(dir);
-    if (rc < 0) {
-        log_warning("console log of domain %d: cannot make %s: %s", domid, dir, strerror(-rc));
-        goto out;
+    /* Two system calls when the folder is there (every VM.start but the
+     * first): the new link beside the old one, renamed over it. */
+    rc = symlink_new(target, tmp);
+    if (rc == -ENOENT) {
+        rc = make_dir(dir);
+        if (rc < 0) {
+            log_warning("console log of domain %d: cannot make %s: %s", domid, dir, strerror(-rc));
+            goto out;
+        }
+        rc = symlink_new(target, tmp);
     }
-    (void)unlink(tmp);
-    if (symlink(target, tmp) < 0 || rename(tmp, link) < 0) {
-        log_warning("console log of domain %d: cannot link %s to %s: %m", domid, link, target);
+    if (rc == 0 && rename(tmp, link) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        log_warning("console log of domain %d: cannot link %s to %s: %s", domid, link, target, strerror(-rc));
         (void)unlink(tmp);
     }
 out:
