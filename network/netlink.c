@@ -7,6 +7,7 @@
  * with a buffer as big as any reply, no reply is peeked at first). */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <net/if_arp.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
@@ -257,6 +258,78 @@ static int add_or_adopt(struct nl_sock *sk, struct rtnl_link *new, const char *n
     return 0;
 }
 
+/* The bridges this process made or adopted, by name and ifindex: every
+ * VM.start and VIF plug asks for its network's bridge, and on the lab's dom0
+ * a netlink look-up of a bridge cost a daemon thread 1.5 ms of CPU (the
+ * kernel fills and libnl parses ~1.9 KB of attributes, under the rtnl lock
+ * other threads' device work holds). A bridge known here is checked with
+ * three ioctls that take no rtnl lock and parse nothing: the name still has
+ * that ifindex (the kernel hands ifindexes out cyclically, so the same number
+ * with the same name is the same device), it is up, and has the MTU. */
+#define KNOWN_BRIDGES 64
+
+static struct {
+    pthread_mutex_t lock;
+    char name[KNOWN_BRIDGES][IF_NAMESIZE];
+    int ifindex[KNOWN_BRIDGES];
+} known_bridges = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int known_bridge_slot(const char *name) {
+    for (int i = 0; i < KNOWN_BRIDGES; i++)
+        if (known_bridges.ifindex[i] > 0 && strcmp(known_bridges.name[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* The ifindex the bridge `name` had when last made or adopted, or 0. */
+static int known_bridge(const char *name) {
+    int i, idx = 0;
+
+    pthread_mutex_lock(&known_bridges.lock);
+    i = known_bridge_slot(name);
+    if (i >= 0)
+        idx = known_bridges.ifindex[i];
+    pthread_mutex_unlock(&known_bridges.lock);
+    return idx;
+}
+
+/* ifindex 0: forget it. */
+static void known_bridge_set(const char *name, int ifindex) {
+    int i;
+
+    pthread_mutex_lock(&known_bridges.lock);
+    i = known_bridge_slot(name);
+    if (i < 0 && ifindex > 0)
+        for (i = 0; i < KNOWN_BRIDGES && known_bridges.ifindex[i] > 0; i++)
+            ;
+    if (i >= 0 && i < KNOWN_BRIDGES) { /* a full table: the bridge is looked up over netlink each time */
+        snprintf(known_bridges.name[i], IF_NAMESIZE, "%s", name);
+        known_bridges.ifindex[i] = ifindex;
+    }
+    pthread_mutex_unlock(&known_bridges.lock);
+}
+
+/* The ifindex of name (0 when there is none), through the socket's ioctls. */
+static int ifindex_of(struct nl_sock *sk, const char *name) {
+    struct ifreq r = {0};
+
+    snprintf(r.ifr_name, sizeof r.ifr_name, "%s", name);
+    return ioctl(nl_socket_get_fd(sk), SIOCGIFINDEX, &r) == 0 ? r.ifr_ifindex : 0;
+}
+
+/* Whether name is still the known bridge, up and (mtu > 0) with that MTU. */
+static bool known_bridge_fine(struct nl_sock *sk, const char *name, int64_t mtu) {
+    int idx = known_bridge(name), fd = nl_socket_get_fd(sk);
+    struct ifreq r = {0};
+
+    if (idx <= 0 || ifindex_of(sk, name) != idx)
+        return false;
+    snprintf(r.ifr_name, sizeof r.ifr_name, "%s", name);
+    if (ioctl(fd, SIOCGIFFLAGS, &r) < 0 || !(r.ifr_flags & IFF_UP))
+        return false;
+    return mtu <= 0 || (ioctl(fd, SIOCGIFMTU, &r) == 0 && r.ifr_mtu == mtu);
+}
+
 int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
     struct nl_sock *sk = NULL;
     struct rtnl_link *l = NULL, *have = NULL;
@@ -266,6 +339,11 @@ int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
     rc = nl_take_named(name, &sk);
     if (rc < 0)
         return rc;
+    if (known_bridge_fine(sk, name, mtu)) {
+        if (ret_created)
+            *ret_created = false;
+        goto out;
+    }
     l = rtnl_link_alloc();
     if (!l) {
         rc = -ENOMEM;
@@ -283,6 +361,7 @@ int network_nl_bridge_ensure(const char *name, int64_t mtu, bool *ret_created) {
         rtnl_link_delete(sk, l);
     if (rc == 0 && ret_created)
         *ret_created = created;
+    known_bridge_set(name, rc == 0 ? ifindex_of(sk, name) : 0);
 out:
     if (l)
         rtnl_link_put(l);
@@ -455,6 +534,8 @@ int network_nl_link_delete(const char *name) {
     if (rc < 0)
         return rc;
     rc = nl_errno(rtnl_link_delete(sk, l));
+    if (rc == 0)
+        known_bridge_set(name, 0);
     rtnl_link_put(l);
     nl_give(sk, rc);
     return rc;
@@ -531,6 +612,15 @@ bool network_nl_link_exists(const char *name, const char *kind) {
     struct rtnl_link *l = NULL;
     bool found;
 
+    /* a bridge known here by its ifindex: one ioctl (see known_bridges) */
+    if (kind && strcmp(kind, "bridge") == 0 && name_ok(name) && nl_take(&sk) == 0) {
+        int idx = known_bridge(name);
+        found = idx > 0 && ifindex_of(sk, name) == idx;
+        nl_give(sk, 0);
+        sk = NULL;
+        if (found)
+            return true;
+    }
     if (link_open(name, 0, &sk, &l) < 0)
         return false;
     found = !kind || kind_is(l, kind);

@@ -3,7 +3,10 @@
  * thread keeps one netlink socket between its calls: a thread's calls stay
  * on one socket, answers stay right across the kernel's refusals on that
  * socket, threads do not share one, and a thread that ends gives its socket
- * up. `ip` only sets up what netlink.c does not make (a veth pair). */
+ * up. A bridge made or adopted is then checked with ioctls, by its ifindex:
+ * changes made behind xenapid's back (MTU, down, removed, its name taken by
+ * a device of another kind) are still seen. `ip` only sets up what
+ * netlink.c does not make (veth pairs) and makes those changes. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -35,17 +38,20 @@ static int open_fds(void) {
     return n;
 }
 
-static int64_t mtu_of(const char *dev) {
-    network_nl_link *v = NULL;
+static network_nl_link link_of(const char *dev) {
+    network_nl_link *v = NULL, found = {.mtu = -1};
     size_t n = 0;
-    int64_t mtu = -1;
 
     assert_int_equal(network_nl_links(&v, &n), 0);
     for (size_t i = 0; i < n; i++)
         if (strcmp(v[i].name, dev) == 0)
-            mtu = v[i].mtu;
+            found = v[i];
     free(v);
-    return mtu;
+    return found;
+}
+
+static int64_t mtu_of(const char *dev) {
+    return link_of(dev).mtu;
 }
 
 static void need_netns(void) {
@@ -89,6 +95,38 @@ static void test_refusals_leave_the_socket_right(void **state) {
     assert_false(network_nl_link_exists("xv1", NULL)); /* the peer goes with it */
     assert_int_equal(network_nl_link_delete("xbr0"), 0);
     assert_false(network_nl_link_exists("xbr0", NULL));
+}
+
+static void test_changes_behind_our_back_are_seen(void **state) {
+    bool created = false;
+
+    (void)state;
+    need_netns();
+    assert_int_equal(network_nl_bridge_ensure("xbr9", 1500, &created), 0);
+    assert_true(created);
+    assert_int_equal(network_nl_bridge_ensure("xbr9", 1500, &created), 0); /* known now */
+    assert_false(created);
+    assert_int_equal(system("ip link set xbr9 mtu 1400"), 0);
+    assert_int_equal(network_nl_bridge_ensure("xbr9", 1500, NULL), 0);
+    assert_int_equal(mtu_of("xbr9"), 1500);
+    assert_int_equal(system("ip link set xbr9 down"), 0);
+    assert_int_equal(network_nl_bridge_ensure("xbr9", 1500, NULL), 0);
+    assert_true(link_of("xbr9").up);
+    /* its name taken by a device of another kind */
+    assert_int_equal(system("ip link del xbr9 && ip link add xbr9 type veth peer name xbr9p"), 0);
+    assert_false(network_nl_link_exists("xbr9", "bridge"));
+    assert_int_equal(network_nl_bridge_ensure("xbr9", 1500, NULL), -ENOTUNIQ);
+    assert_int_equal(network_nl_link_delete("xbr9"), 0);
+    assert_false(network_nl_link_exists("xbr9", "bridge"));
+    /* removed behind our back, then made again by us */
+    assert_int_equal(network_nl_bridge_ensure("xbr9", 1500, &created), 0);
+    assert_true(created);
+    assert_true(network_nl_link_exists("xbr9", "bridge"));
+    assert_int_equal(system("ip link del xbr9"), 0);
+    assert_false(network_nl_link_exists("xbr9", "bridge"));
+    assert_int_equal(network_nl_bridge_ensure("xbr9", 1500, &created), 0);
+    assert_true(created);
+    assert_int_equal(network_nl_link_delete("xbr9"), 0);
 }
 
 typedef struct fd_counts {
@@ -161,6 +199,7 @@ static void test_threads_get_their_own_answers(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusals_leave_the_socket_right),
+        cmocka_unit_test(test_changes_behind_our_back_are_seen),
         cmocka_unit_test(test_a_thread_keeps_one_socket),
         cmocka_unit_test(test_threads_get_their_own_answers),
     };
