@@ -317,12 +317,19 @@ static int ifindex_of(struct nl_sock *sk, const char *name) {
     return ioctl(nl_socket_get_fd(sk), SIOCGIFINDEX, &r) == 0 ? r.ifr_ifindex : 0;
 }
 
+/* Whether name is still the bridge made or adopted here: it has that ifindex. */
+static bool known_bridge_still(struct nl_sock *sk, const char *name) {
+    int idx = known_bridge(name);
+
+    return idx > 0 && ifindex_of(sk, name) == idx;
+}
+
 /* Whether name is still the known bridge, up and (mtu > 0) with that MTU. */
 static bool known_bridge_fine(struct nl_sock *sk, const char *name, int64_t mtu) {
-    int idx = known_bridge(name), fd = nl_socket_get_fd(sk);
+    int fd = nl_socket_get_fd(sk);
     struct ifreq r = {0};
 
-    if (idx <= 0 || ifindex_of(sk, name) != idx)
+    if (!known_bridge_still(sk, name))
         return false;
     snprintf(r.ifr_name, sizeof r.ifr_name, "%s", name);
     if (ioctl(fd, SIOCGIFFLAGS, &r) < 0 || !(r.ifr_flags & IFF_UP))
@@ -614,8 +621,7 @@ bool network_nl_link_exists(const char *name, const char *kind) {
 
     /* a bridge known here by its ifindex: one ioctl (see known_bridges) */
     if (kind && strcmp(kind, "bridge") == 0 && name_ok(name) && nl_take(&sk) == 0) {
-        int idx = known_bridge(name);
-        found = idx > 0 && ifindex_of(sk, name) == idx;
+        found = known_bridge_still(sk, name);
         nl_give(sk, 0);
         sk = NULL;
         if (found)

@@ -136,9 +136,6 @@ out:
     return rc;
 }
 
-/* Nova's get_console_output reads the last 100 KiB of /var/log/xen/guest/console.<last_dom_id>
- * (xapi's hosts keep the logs by domid); xenconsoled names them after the domain. The link is
- * kept after the domain is gone, as the log itself is, until its domid comes again. */
 /* The symbolic link tmp to target, made afresh: -errno. */
 static int symlink_new(const char *target, const char *tmp) {
     if (symlink(target, tmp) == 0)
@@ -149,6 +146,9 @@ static int symlink_new(const char *target, const char *tmp) {
     return symlink(target, tmp) == 0 ? 0 : -errno;
 }
 
+/* Nova's get_console_output reads the last 100 KiB of /var/log/xen/guest/console.<last_dom_id>
+ * (xapi's hosts keep the logs by domid); xenconsoled names them after the domain. The link is
+ * kept after the domain is gone, as the log itself is, until its domid comes again. */
 void vmops_console_log_link(xapi_server *srv, const char *uuid, int domid) {
     const char *dir = guest_console_dir(srv->config);
     char *target = NULL, *link = NULL, *tmp = NULL;
