@@ -64,28 +64,27 @@ static int nl_errno(int nlerr) {
  * at 32 KiB): each reply is read with one recvmsg, without a peek first. */
 #define NL_RECV_BUF (64 * 1024)
 
-static pthread_key_t thread_sock_key;
-static pthread_once_t thread_sock_once = PTHREAD_ONCE_INIT;
+/* Sockets kept between calls, for whichever thread calls next: HTTP
+ * connections each have a thread of their own (libmicrohttpd's thread per
+ * connection), so a socket kept per thread would be made again for nearly
+ * every call (6 system calls). A thread takes one for a call and gives it
+ * back; more than NL_SOCKS_KEPT at once are freed when given back. */
+#define NL_SOCKS_KEPT 8
 
-static void thread_sock_free(void *sk) {
-    nl_socket_free(sk);
-}
+static pthread_mutex_t socks_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nl_sock *socks_kept[NL_SOCKS_KEPT];
+static unsigned nsocks_kept;
 
-static void thread_sock_key_make(void) {
-    if (pthread_key_create(&thread_sock_key, thread_sock_free) != 0)
-        abort(); /* only when the process is out of keys: a bug */
-}
-
-/* The calling thread's socket, made when it has none; the caller gives it
- * back with nl_give. */
+/* A socket for one call, kept or new; the caller gives it back with nl_give. */
 static int nl_take(struct nl_sock **ret) {
-    struct nl_sock *sk;
+    struct nl_sock *sk = NULL;
     int rc;
 
-    pthread_once(&thread_sock_once, thread_sock_key_make);
-    sk = pthread_getspecific(thread_sock_key);
+    pthread_mutex_lock(&socks_lock);
+    if (nsocks_kept > 0)
+        sk = socks_kept[--nsocks_kept];
+    pthread_mutex_unlock(&socks_lock);
     if (sk) {
-        pthread_setspecific(thread_sock_key, NULL);
         *ret = sk;
         return 0;
     }
@@ -126,14 +125,23 @@ static bool sock_clean_after(int rc) {
     }
 }
 
-/* Gives sk back to the thread after a call that ended in rc (NULL: none taken). */
+/* Gives sk back after a call that ended in rc (NULL: none taken): kept
+ * when it has no reply left unread and there is room. */
 static void nl_give(struct nl_sock *sk, int rc) {
+    bool kept = false;
+
     if (!sk)
         return;
-    if (sock_clean_after(rc) && !pthread_getspecific(thread_sock_key) &&
-        pthread_setspecific(thread_sock_key, sk) == 0)
-        return;
-    nl_socket_free(sk);
+    if (sock_clean_after(rc)) {
+        pthread_mutex_lock(&socks_lock);
+        if (nsocks_kept < NL_SOCKS_KEPT) {
+            socks_kept[nsocks_kept++] = sk;
+            kept = true;
+        }
+        pthread_mutex_unlock(&socks_lock);
+    }
+    if (!kept)
+        nl_socket_free(sk);
 }
 
 /* The link called name, as an errno. */
