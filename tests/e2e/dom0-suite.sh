@@ -40,9 +40,10 @@ for l in iter(sys.stdin.readline, ""):
     sys.stdout.flush()'
   echo "$(date +%s.%N | cut -c1-14) ---- e2e: starting $E2E_BIN --config $E2E_CONFIG" >> "$E2E_DAEMON_LOG"
   # --strace: every thread's network and fsync calls with their times (-T), to find where a
-  # phase waits (seccomp-bpf: the other calls are not stopped, so the daemon keeps its pace)
+  # phase waits (seccomp-bpf: the other calls are not stopped, so the daemon keeps its pace);
+  # --strace-calls SET traces strace's -e trace=SET instead ("all": what a VM.start's thread calls)
   local wrap=()
-  [ -n "${E2E_STRACE:-}" ] && wrap=(strace -f --seccomp-bpf -e trace=%network,fsync,fdatasync -tt -T -o "$E2E_STRACE.$(date +%s)")
+  [ -n "${E2E_STRACE:-}" ] && wrap=(strace -f --seccomp-bpf -e trace="${E2E_STRACE_CALLS:-%network,fsync,fdatasync}" -tt -T -o "$E2E_STRACE.$(date +%s)")
   XENAPID_ROOT_PASSWORD="$E2E_PASSWORD" \
     "${wrap[@]}" "$E2E_BIN" --config "$E2E_CONFIG" --foreground \
     > >(python3 -u -c "$ts" >> "$E2E_DAEMON_LOG") 2>&1 < /dev/null &
@@ -71,7 +72,8 @@ while [ $# -gt 0 ]; do
     --also) export E2E_ALSO="$2"; shift 2 ;;
     --storm) export E2E_STORM_GUESTS="$2"; shift 2 ;;
     --strace) export E2E_STRACE=1; shift ;;
-    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...] [--also STEP,STEP...] [--storm GUESTS] [--strace]" >&2; exit 2 ;;
+    --strace-calls) export E2E_STRACE=1 E2E_STRACE_CALLS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--bin XENAPID] [--only STEP,STEP...] [--also STEP,STEP...] [--storm GUESTS] [--strace] [--strace-calls SET]" >&2; exit 2 ;;
   esac
 done
 

@@ -23,6 +23,8 @@
 #   XENAPID_E2E_STORM=N guests in the opt-in boot-storm step (default 20)
 #   XENAPID_E2E_STRACE=1  xenapid runs under `strace -f -tt -T` (logs/e2e/xenapid.strace.*;
 #                       slows it: for finding where a phase waits, not for benchmarks)
+#   XENAPID_E2E_STRACE_CALLS=SET  the same, tracing strace's -e trace=SET instead of the
+#                       network and fsync calls (such as "all": what a VM.start's thread calls)
 #   XENAPID_E2E_ONLY=STEP,STEP...  run only those steps of suite.py (while
 #                       working on them; the others are reported as skipped)
 #   XENAPID_E2E_ALSO=STEP,STEP...  run those opt-in steps (OPT_IN in suite.py)
@@ -132,7 +134,7 @@ sampler=$!
 timeout --kill-after=20 "$((lab_timeout + 5))" \
   tests/e2e/lab/run.sh --timeout "$lab_timeout" tests/e2e/dom0-suite.sh --bin "$repo/var/e2e/xenapid" \
     ${XENAPID_E2E_ONLY:+--only "$XENAPID_E2E_ONLY"} ${XENAPID_E2E_ALSO:+--also "$XENAPID_E2E_ALSO"} ${XENAPID_E2E_STORM:+--storm "$XENAPID_E2E_STORM"} \
-    ${XENAPID_E2E_STRACE:+--strace} 2>&1 | tee "$out"
+    ${XENAPID_E2E_STRACE:+--strace} ${XENAPID_E2E_STRACE_CALLS:+--strace-calls "$XENAPID_E2E_STRACE_CALLS"} 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
