@@ -151,14 +151,18 @@ int64_t xapi_wall_seconds(void) {
     return (int64_t)time(NULL);
 }
 
-/* Random bytes from the kernel, fetched for 16 uuids at a time per thread:
- * a VM.start makes 3 objects (6 uuids), and on a dom0 whose system calls are
- * dear each getrandom counted. The daemon's children exec at once and make
- * none (a forked copy of the pool is never used). */
+/* Random bytes from the kernel, fetched for 16 uuids at a time: a VM.start
+ * makes 3 objects (6 uuids), and on a dom0 whose system calls are dear each
+ * getrandom counted. One pool for all threads: an HTTP connection's thread
+ * lives for its connection only, and a pool of its own would be filled anew
+ * for nearly every call. The daemon's children exec at once and make none
+ * (a forked copy of the pool is never used). */
 static void random_bytes(uint8_t *out, size_t len) {
-    static __thread uint8_t pool[256];
-    static __thread size_t left;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static uint8_t pool[256];
+    static size_t left;
 
+    pthread_mutex_lock(&lock);
     while (len > 0) {
         size_t take;
 
@@ -182,6 +186,7 @@ static void random_bytes(uint8_t *out, size_t len) {
         out += take;
         len -= take;
     }
+    pthread_mutex_unlock(&lock);
 }
 
 void xapi_uuid_generate(char out[XAPI_UUID_LEN + 1]) {
