@@ -19,9 +19,35 @@
 
 enum { LOG_MODE_UNSET, LOG_MODE_STDERR, LOG_MODE_JOURNAL };
 
+/* log_lock orders the lines written; mode and level are read without it, by
+ * every message, most of which (debug lines at the info level) go nowhere. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static int log_mode = LOG_MODE_UNSET; /* resolved as "auto" on first use when never opened */
-static int log_max_level = LOG_INFO;
+static _Atomic int log_mode = LOG_MODE_UNSET; /* resolved as "auto" on first use when never opened */
+static _Atomic int log_max_level = LOG_INFO;
+
+/* The pid in each stderr line, asked of the kernel once per process (glibc
+ * does not cache getpid, and on a Xen dom0 a system call is dear): again in
+ * a forked child, which may log before it execs. */
+static _Atomic pid_t log_pid;
+static pthread_once_t log_pid_once = PTHREAD_ONCE_INIT;
+
+static void log_pid_forget(void) {
+    log_pid = 0;
+}
+
+static void log_pid_watch_forks(void) {
+    pthread_atfork(NULL, NULL, log_pid_forget);
+}
+
+static pid_t current_pid(void) {
+    pid_t pid;
+
+    pthread_once(&log_pid_once, log_pid_watch_forks);
+    pid = log_pid;
+    if (pid == 0)
+        log_pid = pid = getpid();
+    return pid;
+}
 
 static const char *const level_names[] = {
     [LOG_EMERG] = "emergency", [LOG_ALERT] = "alert",   [LOG_CRIT] = "critical", [LOG_ERR] = "error",
@@ -52,18 +78,12 @@ static int resolve_mode(const char *mode) {
 }
 
 void agent_log_open(const char *mode, int max_level) {
-    int m = resolve_mode(mode);
-
-    pthread_mutex_lock(&log_lock);
-    log_mode = m;
+    log_mode = resolve_mode(mode);
     log_max_level = clamp_level(max_level);
-    pthread_mutex_unlock(&log_lock);
 }
 
 void agent_log_set_level(int max_level) {
-    pthread_mutex_lock(&log_lock);
     log_max_level = clamp_level(max_level);
-    pthread_mutex_unlock(&log_lock);
 }
 
 /* Formats and emits one message; suffix (may be NULL) is appended after ": ".
@@ -78,14 +98,14 @@ __attribute__((format(printf, 3, 0))) static void log_emit(int level, const char
     int mode, max;
 
     level = clamp_level(level);
-    pthread_mutex_lock(&log_lock);
-    if (log_mode == LOG_MODE_UNSET)
-        log_mode = resolve_mode(NULL);
-    mode = log_mode;
     max = log_max_level;
-    pthread_mutex_unlock(&log_lock);
     if (level > max)
         goto out;
+    mode = log_mode;
+    if (mode == LOG_MODE_UNSET) { /* two threads may both resolve it: the same answer */
+        mode = resolve_mode(NULL);
+        log_mode = mode;
+    }
 
     errno = saved_errno; /* for %m */
     if (vasprintf(&msg, fmt, ap) < 0)
@@ -99,7 +119,7 @@ __attribute__((format(printf, 3, 0))) static void log_emit(int level, const char
     /* Should the journal be unreachable, the message still goes somewhere. */
     if (mode != LOG_MODE_JOURNAL ||
         sd_journal_print(level, "%s%s%s", text, suffix ? ": " : "", suffix ? suffix : "") < 0) {
-        fprintf(stderr, "xenapid[%ld]: %s: %s%s%s\n", (long)getpid(), level_names[level], text, suffix ? ": " : "",
+        fprintf(stderr, "xenapid[%ld]: %s: %s%s%s\n", (long)current_pid(), level_names[level], text, suffix ? ": " : "",
                 suffix ? suffix : "");
         fflush(stderr);
     }
