@@ -27,17 +27,18 @@ void vmops_suspend_image_drop(xapi_server *srv, const char *vdi_ref, const char 
 bool vmops_power_state_in(const char *power_state, unsigned states);
 /* 0 if power_state is one of allowed, else VM_BAD_POWER_STATE. */
 int vmops_check_power_state(xapi_call *c, const char *vm_ref, const char *power_state, unsigned allowed);
-/* What vmops_boot made: the domain, its memory, and the time spent in the backend's create and
- * unpause (libxl's domain build, device attachment): the start-time figures count the rest of a
- * start as xenapid's own. */
+/* What vmops_boot made: the domain, its memory, and when the backend's create
+ * and unpause (libxl's domain build, device attachment) began and ended: the
+ * start-time figures count the rest of a start as xenapid's own. Stamps, not
+ * durations: on a Xen PV dom0 each clock read is a system call (no vDSO
+ * clock there), so a start reads each boundary once and the parts are the
+ * differences. */
 typedef struct vmops_boot_result {
     int domid;
     int64_t memory;
-    int64_t backend_wall_ns; /* CLOCK_MONOTONIC */
-    int64_t backend_cpu_ns;  /* CLOCK_THREAD_CPUTIME_ID of the calling thread */
-    int64_t prepare_ns;      /* before the backend: the checks, the domain's config, its networks' devices */
-    int64_t network_ns;      /* of that, the networks' devices (network_prepare_for_vif) */
-    int64_t prepare_cpu_ns;  /* the thread's CPU before the backend */
+    int64_t backend_begin_ns, backend_end_ns;         /* CLOCK_MONOTONIC */
+    int64_t backend_begin_cpu_ns, backend_end_cpu_ns; /* CLOCK_THREAD_CPUTIME_ID of the calling thread */
+    int64_t network_ns; /* before the backend: its networks' devices (network_prepare_for_vif) */
 } vmops_boot_result;
 /* Creates the VM's domain and unpauses it unless paused (VM lock held). */
 int vmops_boot(xapi_call *c, const char *vm_ref, bool paused, vmops_boot_result *ret);
@@ -57,13 +58,14 @@ int vmops_record(xapi_call *c, const char *vm_ref, int domid, int what, int64_t 
  * wait for its commit to be durable, and what follows it (the console log's
  * link, a catch-up of the plumbing). */
 typedef struct vmops_record_times {
+    int64_t begin_ns; /* set by the caller: when the record began (CLOCK_MONOTONIC) */
+    int64_t end_ns;   /* when it ended */
     int64_t plumbing_ns, lock_wait_ns, locked_ns, durable_ns, after_ns;
-    /* the thread's CPU (CLOCK_THREAD_CPUTIME_ID) in the same parts, the lock wait left out */
-    int64_t plumbing_cpu_ns, locked_cpu_ns, durable_cpu_ns, after_cpu_ns;
     unsigned nvifs;
 } vmops_record_times;
+/* vmops_record, timed when times is not NULL (its begin_ns set). */
 int vmops_record_timed(xapi_call *c, const char *vm_ref, int domid, int what, int64_t memory,
-                       vmops_record_times *ret_times);
+                       vmops_record_times *times);
 /* Replaces the VM's domain by a fresh one (reboot). */
 int vmops_restart_domain(xapi_call *c, const char *vm_ref, int old_domid, bool paused);
 int vmops_destroy_domain(xapi_call *c, int domid);

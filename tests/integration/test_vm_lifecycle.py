@@ -165,8 +165,18 @@ class TestPowerStates(VMTestBase):
             log = f.read().decode(errors="replace")
         for uuid, domid in started:
             m = re.findall(r"VM %s started as domain %s; own time (\d+) us wall, (\d+) us CPU; "
-                           r"backend (\d+) us wall, (\d+) us CPU" % (uuid, domid), log)
+                           r"backend (\d+) us wall, (\d+) us CPU; record (\d+) us wall \(plumbing (\d+) us for "
+                           r"\d+ VIFs, lock wait (\d+) us, locked (\d+) us, durable wait (\d+) us, then (\d+) us\); "
+                           r"before the backend (\d+) us \(its networks' devices (\d+) us\); CPU before the backend "
+                           r"(\d+) us, in the record (\d+) us" % (uuid, domid), log)
             self.assertEqual(len(m), 1, "no own-time line for VM %s in the log" % uuid)
+            (own, own_cpu, _, _, record, plumbing, lock_wait, locked, durable, after, before, networks,
+             cpu_before, cpu_record) = (int(x) for x in m[0])
+            # the parts are differences of the same stamps: they add up (each rounded down to a us)
+            self.assertLessEqual(abs(record - (plumbing + lock_wait + locked + durable + after)), 5)
+            self.assertLessEqual(abs(own - (before + record)), 2)
+            self.assertLessEqual(abs(own_cpu - (cpu_before + cpu_record)), 2)
+            self.assertLessEqual(networks, before)
 
     def test_bad_power_state(self):
         vm = self.new_vm("bps")
