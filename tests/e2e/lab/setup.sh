@@ -49,7 +49,7 @@ host_pkgs=(qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 xenstore-util
 if [ "${XENLAB_NO_APT:-0}" != 1 ]; then
   missing=()
   for p in "${host_pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
   done
   # apt-cache needs fresh lists to name the current kernel; update once per day at most.
   stamp=/var/lib/apt/periodic/xenlab-update-stamp
@@ -66,7 +66,8 @@ fi
 for t in qemu-system-x86_64 cpio depmod modprobe dpkg-deb apt-get gzip syslinux xorriso mcopy mkfs.vfat sfdisk as ld; do
   command -v "$t" >/dev/null || die "$t not found (install the host packages: ${host_pkgs[*]})"
 done
-if [ ! -x /bin/busybox ] || ! /bin/busybox --list | grep -qx switch_root; then
+# (grep without -q: under pipefail, busybox killed by SIGPIPE when grep -q quits early failed this test once)
+if [ ! -x /bin/busybox ] || ! /bin/busybox --list | grep -x switch_root >/dev/null; then
   die "/bin/busybox (busybox-static) missing"
 fi
 file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
