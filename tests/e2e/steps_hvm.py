@@ -128,6 +128,7 @@ class HvmSteps:
         c, L = self.api.call, self.lib
         self.hvm_prewarm()
         t0 = L.now()
+        self.o["hvm_log_mark"] = self.daemon_log_size()
         try:
             c("VM.start", vm, False, False, timeout=L.T_START)
         except L.StepFailed as e:
@@ -161,11 +162,42 @@ class HvmSteps:
         vnc = "unix:/run/xen/vnc-%s" % uuid
         _, ps = L.run(["ps", "-eo", "args"], timeout=30)
         qemu = [l for l in ps.splitlines() if "qemu-system-i386" in l and "-xen-domid %d " % domid in l + " "]
-        L.check(qemu, "no qemu-system-i386 -xen-domid %d in dom0's processes:\n%s" % (domid, L.tail(ps, 10)))
+        L.check(qemu, "no qemu-system-i386 -xen-domid %d in dom0's processes:\n%s\n      %s"
+                % (domid, L.tail(ps, 10), self.hvm_why_no_qemu(vm, name, domid)))
         L.check("-vnc " + vnc in qemu[0], "qemu's command line lacks -vnc %s: %s" % (vnc, qemu[0][:400]))
         with open(os.path.join(L.WORK, "%s-qemu-cmdline.txt" % label), "w") as f:
             f.write(qemu[0] + "\n")
         return tap, domid, t0
+
+    def hvm_why_no_qemu(self, vm, name, domid):
+        """What became of a guest whose QEMU is gone right after its start (seen once in CI, 2 s
+        after VM.start, the run's logs out of reach): the VM's power state and domain, QEMU's own
+        log, the guest's lines of Xen's log and the daemon's lines since VM.start on the domain,
+        its device model and libxl's children."""
+        c, L = self.api.call, self.lib
+        why = []
+        try:
+            why.append("power state %s, domid %s" % (c("VM.get_power_state", vm), c("VM.get_domid", vm)))
+        except L.StepFailed as e:
+            why.append("VM: %s" % str(e)[:200])
+        try:
+            row = [d for d in L.xl_list().values() if d["domid"] == domid]
+            why.append("xl list: %s" % (row[0] if row else "no domain %d" % domid))
+            _, o = L.run(["xl", "dmesg"], timeout=30, check_rc=False)
+            why.append("xl dmesg (d%d):\n%s" % (domid, L.tail("\n".join(
+                l for l in o.splitlines() if "(d%d)" % domid in l), 5)))
+        except (OSError, L.StepFailed) as e:
+            why.append("xl: %s" % e)
+        try:
+            with open("/var/log/xen/qemu-dm-%s.log" % name, errors="replace") as f:
+                why.append("qemu-dm-%s.log:\n%s" % (name, L.tail(f.read(), 8)))
+        except OSError as e:
+            why.append("QEMU's log: %s" % e)
+        words = ("domain %d" % domid, "domid %d" % domid, "spawn", "device model", "qemu", "child", "kill")
+        lines = [l for l in self.daemon_log(self.o.get("hvm_log_mark", 0)).splitlines()
+                 if " debug: " not in l or any(w in l.lower() for w in words)]
+        why.append("xenapid since VM.start:\n%s" % L.tail("\n".join(l[:300] for l in lines), 25))
+        return "\n      ".join(why)
 
     def hvm_prewarm(self):
         """Once: QEMU's binary, its libraries and the firmware read through, so that the first HVM
@@ -548,6 +580,7 @@ class HvmSteps:
         vm, tap, vdi, old = self.o.pop("hvm_disk_running")
         self.hvm_unpin()
         t0 = L.now()
+        self.o["hvm_log_mark"] = self.daemon_log_size()
         c("VM.hard_reboot", vm, timeout=L.T_SHUTDOWN + L.T_START)
         # the old domain's console ends with its QEMU
         L.wait_until("the old vt100 console's end after VM.hard_reboot", 30, lambda: tap.closed, step=0.5)
