@@ -87,6 +87,15 @@ POLL_S = 4
 XEN_STAMP = re.compile(r"\[\s*(\d+\.\d+)\]")
 
 
+def mem_available():
+    """dom0's MemAvailable (its /run and root overlay are tmpfs: what the suite leaves there stays in RAM)."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next((l.split(":")[1].strip() for l in f if l.startswith("MemAvailable:")), "?")
+    except OSError as e:
+        return str(e)
+
+
 class HvmSteps:
     lib = None  # the suite module (its check, run, wait_until, constants...)
 
@@ -152,7 +161,7 @@ class HvmSteps:
         tap = self.open_console(vm, "vt100", copy_to=os.path.join(L.WORK, "%s-serial.log" % label))
         self.o.setdefault("hvm_taps", []).append(tap)
         domid = int(c("VM.get_domid", vm))
-        L.out("      HVM %s returned after %.1fs (domid %d)" % (how, t1 - t0, domid))
+        L.out("      HVM %s returned after %.1fs (domid %d; dom0 MemAvailable %s)" % (how, t1 - t0, domid, mem_available()))
         stop = threading.Event()
         self.o.setdefault("hvm_watch", {})[name] = (stop, self.hvm_phase_watch(domid, tap, t0, stop, load_bytes))
         if pin:
@@ -193,6 +202,14 @@ class HvmSteps:
                 why.append("qemu-dm-%s.log:\n%s" % (name, L.tail(f.read(), 8)))
         except OSError as e:
             why.append("QEMU's log: %s" % e)
+        try:
+            # dom0's kernel: the OOM killer (dom0 has 1 GiB; its /run and root overlay are tmpfs) or a crash
+            _, o = L.run(["dmesg"], timeout=30, check_rc=False)
+            why.append("dom0 MemAvailable %s; its kernel log on kills and faults:\n%s" % (mem_available(), L.tail("\n".join(
+                l for l in o.splitlines() if re.search(r"oom|out of memory|killed process|segfault|qemu|trap", l,
+                                                        re.I)), 8)))
+        except OSError as e:
+            why.append("dmesg: %s" % e)
         words = ("domain %d" % domid, "domid %d" % domid, "spawn", "device model", "qemu", "child", "kill")
         lines = [l for l in self.daemon_log(self.o.get("hvm_log_mark", 0)).splitlines()
                  if " debug: " not in l or any(w in l.lower() for w in words)]
