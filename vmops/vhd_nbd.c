@@ -93,7 +93,12 @@ static bool running(pid_t pid) {
 }
 
 /* nbdkit's group: its pidfile's process, when it is still in the group we
- * made (a pid is not reused as a group id while the group lives). */
+ * made (a pid is not reused as a group id while the group lives). Without a
+ * pidfile (nbdkit gone, or the file removed) nothing says the group is still
+ * ours: once nbdkit's group has ended, its number can be any new process's
+ * (a QEMU, another nbdkit) after setsid, so it is not signalled. nbdkit
+ * writes the pidfile before its first process exits, which is when attach
+ * records the group. */
 static void stop_group(const files *f, pid_t pgid) {
     char buf[32];
     pid_t pid = 0;
@@ -102,13 +107,13 @@ static void stop_group(const files *f, pid_t pgid) {
         return;
     if (read_small(f->pid, buf, sizeof buf) == 0)
         pid = (pid_t)atoi(buf);
-    if (pid > 1 && getpgid(pid) != pgid)
+    if (pid <= 1 || getpgid(pid) != pgid)
         return; /* not ours any more */
     if (kill(-pgid, SIGTERM) < 0)
         return;
-    for (int i = 0; i < STOP_TRIES && pid > 1 && running(pid); i++)
+    for (int i = 0; i < STOP_TRIES && running(pid); i++)
         usleep(100000);
-    if (pid <= 1 || running(pid))
+    if (running(pid))
         kill(-pgid, SIGKILL);
 }
 

@@ -274,12 +274,45 @@ static void test_attach_detach_or_rollback(void **state) {
     assert_false(process_with(sub));
 }
 
+/* A record whose nbdkit is gone with its pidfile names a group number that
+ * a new process may have taken (here a child leading a session of its own):
+ * the detach ends the record and leaves that process alone (before, it was
+ * sent SIGTERM and SIGKILL as a group). */
+static void test_detach_spares_a_group_not_ours(void **state) {
+    pid_t child;
+    FILE *f;
+    int status;
+
+    (void)state;
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        setsid();
+        pause();
+        _exit(0);
+    }
+    for (int i = 0; i < 200 && getpgid(child) != child; i++)
+        usleep(10000);
+    assert_int_equal(getpgid(child), child);
+    f = fopen(path_in("vbd-9-768.nbd"), "w");
+    assert_non_null(f);
+    fprintf(f, "-1 %d\n", (int)child);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(vmops_vhd_nbd_detach(dir, "vbd-9-768"), 0);
+    assert_int_equal(entries(dir), 0);
+    usleep(100000);
+    assert_int_equal(waitpid(child, &status, WNOHANG), 0); /* still running */
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_handshake, setup, teardown),
         cmocka_unit_test(test_handshake_not_nbd),
         cmocka_unit_test_setup_teardown(test_attach_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_detach_or_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detach_spares_a_group_not_ours, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
