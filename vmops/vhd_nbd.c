@@ -96,9 +96,8 @@ static bool running(pid_t pid) {
  * made (a pid is not reused as a group id while the group lives). Without a
  * pidfile (nbdkit gone, or the file removed) nothing says the group is still
  * ours: once nbdkit's group has ended, its number can be any new process's
- * (a QEMU, another nbdkit) after setsid, so it is not signalled. nbdkit
- * writes the pidfile before its first process exits, which is when attach
- * records the group. */
+ * (a QEMU, another nbdkit) after setsid, so it is not signalled.
+ * start_nbdkit returns once the pidfile is there. */
 static void stop_group(const files *f, pid_t pgid) {
     char buf[32];
     pid_t pid = 0;
@@ -192,6 +191,11 @@ static int start_nbdkit(const vmops_vhd_nbd_params *p, const files *f, pid_t *re
         kill(-pid, SIGKILL);
         waitpid(pid, &status, 0);
     }
+    /* stop_group trusts the group only while the pidfile names a member of
+     * it, and nbdkit's daemon may write that file just after the first
+     * process has exited: attach goes on once it is there (3 s at most) */
+    for (int i = 0; rc == 0 && i < START_TRIES && access(f->pid, F_OK) < 0; i++)
+        usleep(10000);
     if (rc < 0) {
         struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
         ssize_t k = 0;
