@@ -172,31 +172,24 @@ class HvmSteps:
         _, ps = L.run(["ps", "-eo", "args"], timeout=30)
         qemu = [l for l in ps.splitlines() if "qemu-system-i386" in l and "-xen-domid %d " % domid in l + " "]
         L.check(qemu, "no qemu-system-i386 -xen-domid %d in dom0's processes:\n%s\n      %s"
-                % (domid, L.tail(ps, 10), self.hvm_why_no_qemu(vm, name, domid)))
+                % (domid, L.tail(ps, 10), self.hvm_why_no_qemu(vm, name, domid, tap)))
         L.check("-vnc " + vnc in qemu[0], "qemu's command line lacks -vnc %s: %s" % (vnc, qemu[0][:400]))
         with open(os.path.join(L.WORK, "%s-qemu-cmdline.txt" % label), "w") as f:
             f.write(qemu[0] + "\n")
         return tap, domid, t0
 
-    def hvm_why_no_qemu(self, vm, name, domid):
+    def hvm_why_no_qemu(self, vm, name, domid, tap):
         """What became of a guest whose QEMU is gone right after its start (seen once in CI, 2 s
-        after VM.start, the run's logs out of reach): the VM's power state and domain, QEMU's own
-        log, the guest's lines of Xen's log and the daemon's lines since VM.start on the domain,
-        its device model and libxl's children."""
+        after VM.start, the run's logs out of reach): the VM's power state and domain, how far the
+        guest got (hvm_how_far), QEMU's own log, dom0's kernel lines on kills and faults, and the
+        daemon's lines since VM.start on the domain, its device model and libxl's children."""
         c, L = self.api.call, self.lib
         why = []
         try:
             why.append("power state %s, domid %s" % (c("VM.get_power_state", vm), c("VM.get_domid", vm)))
         except L.StepFailed as e:
             why.append("VM: %s" % str(e)[:200])
-        try:
-            row = [d for d in L.xl_list().values() if d["domid"] == domid]
-            why.append("xl list: %s" % (row[0] if row else "no domain %d" % domid))
-            _, o = L.run(["xl", "dmesg"], timeout=30, check_rc=False)
-            why.append("xl dmesg (d%d):\n%s" % (domid, L.tail("\n".join(
-                l for l in o.splitlines() if "(d%d)" % domid in l), 5)))
-        except (OSError, L.StepFailed) as e:
-            why.append("xl: %s" % e)
+        why.append(self.hvm_how_far(name, domid, tap))
         try:
             with open("/var/log/xen/qemu-dm-%s.log" % name, errors="replace") as f:
                 why.append("qemu-dm-%s.log:\n%s" % (name, L.tail(f.read(), 8)))
@@ -206,7 +199,7 @@ class HvmSteps:
             # dom0's kernel: the OOM killer (dom0 has 1 GiB; its /run and root overlay are tmpfs) or a crash
             _, o = L.run(["dmesg"], timeout=30, check_rc=False)
             why.append("dom0 MemAvailable %s; its kernel log on kills and faults:\n%s" % (mem_available(), L.tail("\n".join(
-                l for l in o.splitlines() if re.search(r"oom|out of memory|killed process|segfault|qemu|trap", l,
+                l for l in o.splitlines() if re.search(r"oom|out of memory|killed process|segfault|qemu-system|trap", l,
                                                         re.I)), 8)))
         except OSError as e:
             why.append("dmesg: %s" % e)
