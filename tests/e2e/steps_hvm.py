@@ -97,7 +97,12 @@ def mem_available():
 
 
 class GuestShutDown(Exception):
-    """hvm_attach: the new domain's guest shut down (reboot, crash, poweroff) before QEMU was seen."""
+    """hvm_attach: the new domain's guest shut down (reboot, crash, poweroff) before QEMU was seen;
+    tap is the console hvm_attach opened to it."""
+
+    def __init__(self, msg, tap):
+        super().__init__(msg)
+        self.tap = tap
 
 
 def last_pid():
@@ -175,7 +180,7 @@ class HvmSteps:
             # halted and started once more. Any other loss of QEMU fails the step.
             L.out("      the guest shut down by itself %.1fs after VM.start and xenapid acted on it; once more:\n"
                   "      %s" % (L.now() - t0, e))
-            self.hvm_forget_attach(name)
+            self.hvm_forget_attach(name, e.tap)
             try:
                 c("VM.hard_shutdown", vm, timeout=L.T_SHUTDOWN)
             except L.StepFailed as e2:
@@ -186,14 +191,13 @@ class HvmSteps:
             c("VM.start", vm, False, False, timeout=L.T_START)
             return self.hvm_attach(vm, name, label, t0, "VM.start", pin, load_bytes)
 
-    def hvm_forget_attach(self, name):
+    def hvm_forget_attach(self, name, tap):
         """Undoes hvm_attach of a domain that is gone: its phase watcher, console and pinning."""
         stop, _ = self.o.get("hvm_watch", {}).pop(name, (None, None))
         if stop:
             stop.set()
-        taps = self.o.get("hvm_taps", [])
-        if taps:
-            taps.pop().close()
+        tap.close()
+        self.o["hvm_taps"].remove(tap)
         self.hvm_unpin()
 
     def hvm_attach(self, vm, name, label, t0, how, pin=False, load_bytes=0, guest_shutdown_is_news=False):
@@ -216,17 +220,18 @@ class HvmSteps:
         uuid = c("VM.get_uuid", vm)
         vnc = "unix:/run/xen/vnc-%s" % uuid
         _, ps = L.run(["ps", "-eo", "args"], timeout=30)
-        qemu = [l for l in ps.splitlines() if "qemu-system-i386" in l and "-xen-domid %d " % domid in l + " "]
+        procs = ps.splitlines()
+        qemu = [l for l in procs if "qemu-system-i386" in l and "-xen-domid %d " % domid in l + " "]
         if not qemu and guest_shutdown_is_news:
             shut = re.search(r"libxl backend: domain %d \(\S+\) shut down, reason (\w+)" % domid,
                              self.daemon_log(self.o.get("hvm_log_mark", 0)))
             if shut:
                 raise GuestShutDown("domain %d, reason %s; %s" % (domid, shut.group(1),
-                                                                   self.hvm_why_no_qemu(vm, name, domid, tap)))
+                                                                   self.hvm_why_no_qemu(vm, name, domid, tap)), tap)
         L.check(qemu, "no qemu-system-i386 -xen-domid %d in dom0's processes:\n      %s\n      dom0's processes "
                 "(the last, and QEMU, xl and hotplug scripts):\n%s"
                 % (domid, self.hvm_why_no_qemu(vm, name, domid, tap), L.tail("\n".join(
-                    l for i, l in enumerate(ps.splitlines()) if i >= len(ps.splitlines()) - 4
+                    l for i, l in enumerate(procs) if i >= len(procs) - 4
                     or re.search(r"qemu|hotplug|/etc/xen/scripts|\bxl\b", l)), 12)))
         L.check("-vnc " + vnc in qemu[0], "qemu's command line lacks -vnc %s: %s" % (vnc, qemu[0][:400]))
         with open(os.path.join(L.WORK, "%s-qemu-cmdline.txt" % label), "w") as f:
