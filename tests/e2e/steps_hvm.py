@@ -601,6 +601,18 @@ class HvmSteps:
         L.out("      RFB through CONNECT /console: %r, security types %s"
               % (ver.strip().decode(errors="replace"), types))
 
+    def hvm_isolated(self, step):
+        """step, whose failure is cleaned up at once (hvm_cleanup): a guest a failed step left
+        running (once a triple fault's restart, the domain still named like the next step's
+        guest) would otherwise fail the next HVM step too."""
+        def run():
+            try:
+                step()
+            except Exception:
+                self.hvm_cleanup()
+                raise
+        return run
+
     def hvm_cleanup(self):
         """What a failed HVM step left: its watchers, pinning, consoles and VMs (the domains go
         with the lab)."""

@@ -2115,12 +2115,12 @@ class Suite(HvmSteps):
             ("vif-ratelimit", gn.vif_ratelimit, True, ["guests-ping"]),
             ("boot-storm", self.s_boot_storm, False, ["vm-create-from-template", "network-create"]),
             ("hard-shutdown-and-destroy", self.s_final, False, ["vm-create-from-template"]),
-            ("hvm-disk-boot", self.s_hvm_disk, True, ["sr-create"]),
-            ("hvm-hard-reboot", self.s_hvm_hard_reboot, True, ["hvm-disk-boot"]),
-            ("hvm-cd-boot", self.s_hvm_cd, True, ["sr-create"]),
-            ("hvm-disk-boot-linux", lambda: self.s_hvm_disk(linux=True), True, ["sr-create"]),
-            ("hvm-cd-boot-linux", lambda: self.s_hvm_cd(linux=True), True, ["sr-create"]),
-            ("hvm-kernel-boot-vnc", self.s_hvm_kernel, True, ["sr-create"]),
+            ("hvm-disk-boot", self.hvm_isolated(self.s_hvm_disk), True, ["sr-create"]),
+            ("hvm-hard-reboot", self.hvm_isolated(self.s_hvm_hard_reboot), True, ["hvm-disk-boot"]),
+            ("hvm-cd-boot", self.hvm_isolated(self.s_hvm_cd), True, ["sr-create"]),
+            ("hvm-disk-boot-linux", self.hvm_isolated(lambda: self.s_hvm_disk(linux=True)), True, ["sr-create"]),
+            ("hvm-cd-boot-linux", self.hvm_isolated(lambda: self.s_hvm_cd(linux=True)), True, ["sr-create"]),
+            ("hvm-kernel-boot-vnc", self.hvm_isolated(self.s_hvm_kernel), True, ["sr-create"]),
         ]
         for name, fn, xen_only, needs in steps:
             if name == "clean-shutdown-by-guest":
